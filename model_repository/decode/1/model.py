@@ -1,0 +1,1 @@
+../../encode/1/model.py

@@ -1,0 +1,66 @@
+"""Shared fixtures: a small procedural dataset, a briefly trained tiny SAE, its export and a real Triton server.
+
+They are session-scoped and built once, in order, only by the tests that ask for them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_IMAGES = 2048
+FIXTURE_STEPS = 200
+
+
+@pytest.fixture(scope="session")
+def shapes_file(tmp_path_factory) -> Path:
+    from training.data.procedural import write_shapes3d_h5
+
+    path = tmp_path_factory.mktemp("data") / "shapes3d.h5"
+    write_shapes3d_h5(path, n=FIXTURE_IMAGES, seed=0)
+    return path
+
+
+def tiny_config(**train_changes):
+    from training.config import get_config
+
+    cfg = get_config("sae12-tiny")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train_changes))
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, shapes_file) -> Path:
+    from training.trainer import Trainer
+
+    run = tmp_path_factory.mktemp("run")
+    Trainer(tiny_config(), shapes_file, run, device="cpu").fit(steps=FIXTURE_STEPS, progress=False)
+    return run
+
+
+def copy_repository(dst: Path) -> Path:
+    """A private copy of the committed model repository (configs and python code, no artefacts)."""
+    shutil.copytree(ROOT / "model_repository", dst, symlinks=True,
+                    ignore=shutil.ignore_patterns("*.onnx", "*.h5", "*.pt", "__pycache__"))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def exported_repo(tmp_path_factory, trained_run) -> Path:
+    from export.repository import export_run
+
+    repo = copy_repository(tmp_path_factory.mktemp("export") / "model_repository")
+    export_run(trained_run, repo)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def triton(exported_repo, tmp_path_factory):
+    from serving.triton import ServerConfig, TritonServer
+
+    log = tmp_path_factory.mktemp("triton") / "server.log"
+    server = TritonServer(ServerConfig(repository=exported_repo), log_path=log).start()
+    yield server
+    server.stop()

@@ -1,0 +1,112 @@
+import pytest
+import torch
+
+from training.config import NAMED_CONFIGS, BackboneConfig, ModelConfig, get_config
+from training.models.autoencoder import build_model, count_parameters
+from training.models.structural import StrTfm, strtfm_slots, variable_slices
+
+# The authors' trained models (../shared/notes/paper-architecture.md).
+AUTHORS_PARAMETERS = {"sae12-shapes3d": 1_221_967, "sae6-shapes3d": 1_072_591, "sae4-shapes3d": 1_022_799,
+                      "sae3-shapes3d": 997_903, "sae2-shapes3d": 973_007, "adaae12-shapes3d": 1_230_415,
+                      "ae-shapes3d": 1_022_671}
+
+
+@pytest.mark.parametrize("name", sorted(AUTHORS_PARAMETERS))
+def test_parameter_count_matches_the_authors(name):
+    count = count_parameters(build_model(get_config(name).model))
+    assert abs(count - AUTHORS_PARAMETERS[name]) <= 0.02 * AUTHORS_PARAMETERS[name], count
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_CONFIGS))
+def test_every_named_config_maps_images_to_logits_of_the_same_shape(name):
+    cfg = get_config(name).model
+    model = build_model(cfg)
+    x = torch.rand(2, 3, cfg.backbone.image_size, cfg.backbone.image_size)
+    logits, z = model(x)
+    assert logits.shape == x.shape and z.shape == (2, cfg.latent_dim)
+
+
+def test_strtfm_is_the_identity_at_initialisation():
+    layer = StrTfm(in_dim=2, channels=8, hidden=(16, 32))
+    h, u = torch.randn(3, 8, 4, 4), torch.randn(3, 2)
+    assert torch.equal(layer(h, u), h)
+
+
+def test_every_strtfm_of_a_fresh_sae_is_the_identity():
+    model = build_model(get_config("sae12-tiny").model)
+    h = torch.randn(2, 16, 2, 2)
+    for i, layer in enumerate(model.decoder.strtfms):
+        assert torch.equal(layer(h, torch.randn(2, 1)), h), i
+
+
+def test_strtfm_scale_is_exp_of_its_raw_output():
+    layer = StrTfm(in_dim=1, channels=2, hidden=(4,))
+    with torch.no_grad():
+        layer.mlp[-1].bias.copy_(torch.tensor([0.5, -1.0, 0.0, 1.0]))  # shift (2), raw scale (2)
+    h = torch.ones(1, 2, 3, 3)
+    out = layer(h, torch.zeros(1, 1))
+    assert torch.allclose(out[0, :, 0, 0], torch.tensor([0.5 + 1.0, -1.0 + torch.e]))
+    assert torch.equal(out, out[:, :, :1, :1].expand_as(out)), "the same per-channel transform at every pixel"
+
+
+@pytest.mark.parametrize("k,slots", [(12, list(range(12))), (6, [0, 2, 4, 6, 8, 10]), (4, [0, 3, 6, 9]),
+                                     (3, [0, 4, 8]), (2, [0, 6])])
+def test_strtfm_placement_follows_the_authors(k, slots):
+    assert strtfm_slots(12, k) == slots
+
+
+def test_strtfm_resolutions_match_the_trained_sae12():
+    """The notes list the resolution each Str-Tfm acts at: 2,2,4,4,8,8,8,16,16,16,32,32."""
+    model = build_model(get_config("sae12-shapes3d").model)
+    seen = []
+    for layer in model.decoder.strtfms:
+        layer.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[-1]))
+    model.decode(torch.zeros(1, 12))
+    assert seen == [2, 2, 4, 4, 8, 8, 8, 16, 16, 16, 32, 32]
+
+
+def _randomise_strtfm_outputs(model):
+    with torch.no_grad():
+        for layer in model.decoder.strtfms:
+            torch.nn.init.normal_(layer.mlp[-1].weight, std=0.1)
+
+
+def _gradient_per_variable(model, cut: int) -> list[float]:
+    """|d output / d chunk| per variable after making Str-Tfm ``cut`` ignore its input."""
+    with torch.no_grad():
+        model.decoder.strtfms[cut].mlp[-1].weight.zero_()
+    z = torch.randn(2, 12, requires_grad=True)
+    model.decode(z).sum().backward()
+    return [z.grad[:, sl].abs().sum().item() for sl in variable_slices(12, 12)]
+
+
+def test_sae_variable_i_reaches_the_output_only_through_strtfm_i():
+    torch.manual_seed(0)
+    model = build_model(get_config("sae12-tiny").model)
+    _randomise_strtfm_outputs(model)
+    grads = _gradient_per_variable(model, cut=5)
+    assert grads[5] == 0.0
+    assert all(g > 0 for i, g in enumerate(grads) if i != 5)
+
+
+def test_adaae_every_variable_reaches_the_output_through_every_layer():
+    torch.manual_seed(0)
+    cfg = get_config("sae12-tiny").model
+    model = build_model(ModelConfig("adaae", 12, 12, cfg.strtfm_hidden, cfg.backbone))
+    _randomise_strtfm_outputs(model)
+    assert all(g > 0 for g in _gradient_per_variable(model, cut=5))
+
+
+@pytest.mark.parametrize("bad,match", [
+    (ModelConfig("sae", 12, 5), "divisible"),
+    (ModelConfig("vqvae", 12, 12), "unknown model kind"),
+    (ModelConfig(backbone=BackboneConfig(channels=60)), "GroupNorm"),
+])
+def test_bad_model_configs_say_what_to_change(bad, match):
+    with pytest.raises(ValueError, match=match):
+        build_model(bad)
+
+
+def test_unknown_config_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="sae12-tiny"):
+        get_config("sae13")

@@ -1,0 +1,53 @@
+"""Checkpoints: plain dicts of tensors, numbers and a config JSON string, so ``torch.load(weights_only=True)`` reads them."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.config import ExperimentConfig
+
+LAST = "last.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, truncated or not one of ours."""
+
+
+@dataclass
+class Checkpoint:
+    config: ExperimentConfig
+    model_state: dict[str, torch.Tensor]
+    step: int
+    optimizer_state: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save({"config": self.config.to_json(), "model": self.model_state, "step": self.step,
+                    "optimizer": self.optimizer_state, "extra": self.extra or {}}, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, map_location: str | torch.device = "cpu") -> "Checkpoint":
+        path = Path(path)
+        if path.is_dir():
+            path = path / "checkpoints" / LAST
+        if not path.is_file():
+            raise CheckpointError(f"no checkpoint at {path}; train one with `sae train CONFIG --out RUN`")
+        try:
+            raw = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as e:  # torch raises several types for truncated or foreign files
+            raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
+        if not isinstance(raw, dict) or not {"config", "model", "step"} <= set(raw):
+            raise CheckpointError(f"{path} is not an SAE checkpoint (missing config/model/step)")
+        import json
+
+        config = ExperimentConfig.from_dict(json.loads(raw["config"]))
+        return cls(config, raw["model"], int(raw["step"]), raw.get("optimizer"), raw.get("extra"))
