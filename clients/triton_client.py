@@ -24,6 +24,9 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
 
 
+MAX_SAMPLES = 1 << 20  # one call's ceiling: a million 64x64 images is already 47 GiB of float32
+
+
 class SAEClient:
     """Calls ``encode``, ``decode``, ``reconstruct`` and ``hybrid_sample`` on a Triton server over gRPC."""
 
@@ -119,8 +122,8 @@ class SAEClient:
 
     def sample(self, n: int, seed: int = 0, per_dimension: bool = False) -> HybridSamples:
         """``n`` hybrid samples; requests above the server's per-call limit go out in parts with derived seeds."""
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise InvalidInputError(f"hybrid_sample: NUM_SAMPLES must be a positive integer, got {n!r}")
+        if not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SAMPLES:
+            raise InvalidInputError(f"hybrid_sample: NUM_SAMPLES must be an integer in 1..{MAX_SAMPLES}, got {n!r}")
         if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
             raise InvalidInputError(f"hybrid_sample: SEED must be an integer in [0, 2**63), got {seed!r}")
         limit = 256

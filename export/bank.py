@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import torch
 
-from training.data.datasets import H5Images
+from clients.datasets import H5Images
 from training.models.autoencoder import Autoencoder
 from training.trainer import to_model_input
 

@@ -19,22 +19,24 @@ ONNX_OPSET = 17  # GroupNorm and Mish decompose into ops every runtime supports 
 
 
 class EncodeGraph(nn.Module):
+    """``model.encode`` is the deterministic code (the posterior mean for variational models)."""
+
     def __init__(self, model: Autoencoder):
         super().__init__()
-        self.encoder = model.encoder
+        self.model = model
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.permute(0, 3, 1, 2).float() / 255.0
-        return self.encoder(x)
+        return self.model.encode(x)
 
 
 class DecodeGraph(nn.Module):
     def __init__(self, model: Autoencoder):
         super().__init__()
-        self.decoder = model.decoder
+        self.model = model
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(latent)).permute(0, 2, 3, 1)
+        return torch.sigmoid(self.model.decode(latent)).permute(0, 2, 3, 1)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from tritonclient.grpc import model_config_pb2
 from export.bank import DEFAULT_BANK_SIZE, build_bank
 from export.graphs import export_onnx, graph_specs, onnx_max_abs_diff
 from training.checkpoint import Checkpoint
-from training.data.datasets import H5Images, split_indices
+from clients.datasets import H5Images, split_indices
 from training.models.autoencoder import build_model
 
 ONNX_TOLERANCE = 1e-3  # fp32 eager vs ONNX Runtime; measured differences are ~1e-5

@@ -5,6 +5,7 @@ They are session-scoped and built once, in order, only by the tests that ask for
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from pathlib import Path
 
@@ -13,14 +14,25 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_IMAGES = 2048
 FIXTURE_STEPS = 200
+# Developers may set SAE_TEST_CACHE to a folder to build the dataset and the trained run once across test sessions.
+CACHE = os.environ.get("SAE_TEST_CACHE")
+
+
+def _fixture_dir(tmp_path_factory, name: str) -> Path:
+    if CACHE:
+        path = Path(CACHE) / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp(name)
 
 
 @pytest.fixture(scope="session")
 def shapes_file(tmp_path_factory) -> Path:
     from training.data.procedural import write_shapes3d_h5
 
-    path = tmp_path_factory.mktemp("data") / "shapes3d.h5"
-    write_shapes3d_h5(path, n=FIXTURE_IMAGES, seed=0)
+    path = _fixture_dir(tmp_path_factory, "data") / "shapes3d.h5"
+    if not path.exists():
+        write_shapes3d_h5(path, n=FIXTURE_IMAGES, seed=0)
     return path
 
 
@@ -35,8 +47,10 @@ def tiny_config(**train_changes):
 def trained_run(tmp_path_factory, shapes_file) -> Path:
     from training.trainer import Trainer
 
-    run = tmp_path_factory.mktemp("run")
-    Trainer(tiny_config(), shapes_file, run, device="cpu").fit(steps=FIXTURE_STEPS, progress=False)
+    run = _fixture_dir(tmp_path_factory, "run")
+    trainer = Trainer(tiny_config(), shapes_file, run, device="cpu")
+    if trainer.step < FIXTURE_STEPS:
+        trainer.fit(steps=FIXTURE_STEPS, progress=False)
     return run
 
 
@@ -64,3 +78,28 @@ def triton(exported_repo, tmp_path_factory):
     server = TritonServer(ServerConfig(repository=exported_repo), log_path=log).start()
     yield server
     server.stop()
+
+
+def pids_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains ``text`` (psutil-free, Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"

@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from training.data.datasets import DatasetError, H5Images, batches_in_order, shuffled_batches, split_indices
+from clients.datasets import DatasetError, H5Images, batches_in_order, shuffled_batches, split_indices
 
 
 def _write(path, n=100, size=8, dtype=np.uint8):

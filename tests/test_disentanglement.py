@@ -83,8 +83,8 @@ def test_aligned_codes_score_near_maximum(fast_results):
     assert r["dci"]["disentanglement"] > 0.9  # measured 1.000
     assert r["dci"]["completeness"] > 0.9  # 1.000
     assert r["dci"]["informativeness_test"] > 0.95  # 0.999
-    assert r["mig"]["mig"] > 0.8  # 0.993
-    assert r["irs"]["irs"] > 0.9  # 0.975
+    assert r["mig"]["mig"] > 0.8  # 0.994
+    assert r["irs"]["irs"] > 0.9  # 0.974
     assert r["modularity_explicitness"]["modularity"] > 0.9  # 1.000
     assert r["modularity_explicitness"]["explicitness_test"] > 0.9  # 0.980
     assert r["sap"]["sap"] > 0.2  # 0.372
@@ -99,20 +99,20 @@ def test_rotated_codes_are_informative_but_entangled(fast_results):
     # the rotation loses no information ...
     assert r["dci"]["informativeness_test"] > 0.95  # 0.997
     # ... but spreads every factor over every code
-    assert r["dci"]["disentanglement"] < 0.4  # measured 0.23 (max 0.24 over 20 rotations)
+    assert r["dci"]["disentanglement"] < 0.4  # measured 0.14 (max 0.24 over 20 rotations)
     assert r["dci"]["completeness"] < 0.4
-    assert r["mig"]["mig"] < 0.4  # 0.24 (max 0.36 over 20 rotations)
+    assert r["mig"]["mig"] < 0.4  # 0.22 (max 0.36 over 20 rotations)
     assert r["dci"]["disentanglement"] < a["dci"]["disentanglement"] - 0.5
     assert r["mig"]["mig"] < a["mig"]["mig"] - 0.5
-    assert r["irs"]["irs"] < a["irs"]["irs"] - 0.2  # ~0.48 vs 0.975
+    assert r["irs"]["irs"] < a["irs"]["irs"] - 0.2  # 0.47 vs 0.974
     assert r["sap"]["sap"] < a["sap"]["sap"]
 
 
 def test_noise_codes_are_at_chance(fast_results):
     r = fast_results["noise"]
-    assert abs(r["dci"]["informativeness_test"]) < 0.02  # R^2 -0.002
+    assert abs(r["dci"]["informativeness_test"]) < 0.02  # R^2 -0.003
     assert r["mig"]["mig"] < 0.02  # 0.001
-    assert abs(r["modularity_explicitness"]["explicitness_test"] - 0.5) < 0.05  # ROC-AUC 0.498
+    assert abs(r["modularity_explicitness"]["explicitness_test"] - 0.5) < 0.05  # ROC-AUC 0.497
     assert r["sap"]["sap"] < 0.03  # 0.005
 
 
@@ -140,7 +140,7 @@ def test_gbt_dci_aligned_vs_rotated(small_cases):
     assert a["disentanglement"] > 0.9  # 1.000
     assert a["completeness"] > 0.9  # 1.000
     assert a["informativeness_test"] > 0.95  # 1.000
-    assert r["disentanglement"] < 0.45  # ~0.3
+    assert r["disentanglement"] < 0.45  # 0.11 (max 0.32 over 20 rotations)
     assert r["disentanglement"] < a["disentanglement"] - 0.4
     imp = np.array(a["importance_matrix"])
     np.testing.assert_allclose(imp.sum(axis=0), 1.0, atol=1e-9)  # impurity importances sum to 1 per factor
@@ -148,13 +148,15 @@ def test_gbt_dci_aligned_vs_rotated(small_cases):
 
 @pytest.mark.slow
 def test_gbt_dci_noise_accuracy_is_chance(small_cases):
-    ftr, fte = small_cases["factors"]
-    ctr, cte = small_cases["noise"]
+    ftr = small_cases["factors"][0][:, [0, 4]]  # 4 and 5 values: fewer trees per boosting stage, faster
+    ctr = small_cases["noise"][0]
+    fte = _factors(3000, 99, sizes=(4, 5))  # a large test split (prediction is cheap) keeps sampling noise small
+    cte = np.random.default_rng(98).standard_normal((3000, ctr.shape[1]))
     r = dm.dci(ctr, ftr, cte, fte, regressor="gbt")
     chance = r["informativeness_chance_test"]
-    assert 0.1 < chance < 0.25  # majority-class accuracy, about mean(1/size) = 0.168
-    assert abs(r["informativeness_test"] - chance) < 0.07
-    assert r["informativeness_train"] > r["informativeness_test"] + 0.2  # trees memorise noise
+    assert 0.15 < chance < 0.35  # majority-class accuracy, about (1/4 + 1/5) / 2
+    assert abs(r["informativeness_test"] - chance) < 0.05
+    assert r["informativeness_train"] > r["informativeness_test"] + 0.3  # trees memorise noise
 
 
 # ------------------------------------------------------------------------------------------------ definitions

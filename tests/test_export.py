@@ -24,7 +24,7 @@ def test_export_reports_onnx_parity_within_tolerance(tmp_path, trained_run):
 
 
 def test_bank_holds_128_training_latents_and_the_variable_partition(exported_repo, trained_run, shapes_file):
-    from training.data.datasets import split_indices
+    from clients.datasets import split_indices
 
     bank = Bank.load(exported_repo / "sampler" / "1" / "bank.h5")
     assert bank.latents.shape == (128, 12) and bank.latents.dtype == np.float32

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import pid_alive, pids_mentioning
 from serving.triton import ServerConfig, ServerStartError, TritonServer, find_tritonserver
 
 try:
@@ -52,31 +53,6 @@ def write_add_one(repository: Path, name: str = "add_one", config: str | None = 
     (model_dir / "config.pbtxt").write_text(config if config is not None else ADD_ONE_CONFIG.format(name=name))
     (model_dir / "1" / "model.py").write_text(ADD_ONE_MODEL)
     return model_dir
-
-
-def pids_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains ``text`` (psutil-free, Linux /proc)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    return state != "Z"
 
 
 def test_add_one_over_grpc_then_stop_leaves_nothing(tmp_path):

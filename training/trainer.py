@@ -14,8 +14,7 @@ from tqdm import tqdm
 
 from training.checkpoint import LAST, Checkpoint
 from training.config import ExperimentConfig
-from training.data.datasets import H5Images, shuffled_batches, split_indices
-from training.losses import bce_with_logits_loss
+from clients.datasets import H5Images, shuffled_batches, split_indices
 from training.models.autoencoder import Autoencoder, build_model
 
 
@@ -96,8 +95,7 @@ class Trainer:
     def train_step(self, images: np.ndarray) -> float:
         x = to_model_input(images, self.device)
         with self._autocast():
-            logits, _ = self.model(x)
-        loss = bce_with_logits_loss(logits.float(), x)
+            loss, _ = self.model.training_loss(x)
         if not torch.isfinite(loss):
             raise TrainingError(f"loss became {loss.item()} at step {self.step}; lower the learning rate "
                                 f"(now {self.cfg.train.lr}) or check the data")

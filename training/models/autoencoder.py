@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from training.config import ModelConfig
+from training.losses import bce_with_logits_loss
 from training.models.backbone import Encoder, HourglassDecoder
 from training.models.structural import StructuralDecoder
 
@@ -32,6 +33,15 @@ class Autoencoder(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encode(x)
         return self.decode(z), z
+
+    def training_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The objective the trainer minimises, and its named terms for logging.
+
+        Plain autoencoders (SAE, AdaAE, AE) minimise pixel BCE alone; regularised models add their own terms.
+        """
+        logits, _ = self(x)
+        reconstruction = bce_with_logits_loss(logits.float(), x)
+        return reconstruction, {"reconstruction": reconstruction}
 
 
 def build_model(cfg: ModelConfig) -> Autoencoder:
