@@ -1,10 +1,21 @@
-"""Typed configs and the named configs of the paper (``sae12-shapes3d``) and their CPU-sized twins (``-tiny``)."""
+"""Typed configs and the named configs of the paper (``{model}-{dataset}``) and their CPU-sized twins (``-tiny``).
+
+Model kinds (see ``../shared/notes/paper-architecture.md``):
+
+* ``sae`` (SAE-k), ``adaae`` (AdaAE), ``ae`` (hourglass autoencoder): pixel BCE only.
+* ``vae`` / ``betavae`` (KL weighted by β: 1 / 2), ``betatcvae`` (α·MI + β·TC + γ·dimension-wise KL),
+  ``factorvae`` (KL + γ·TC from a discriminator), ``vlae`` (VLAE-k, ladder rungs, KL): variational.
+* ``wae`` (MMD with an inverse multiquadratic kernel): deterministic encoder with a prior.
+
+Each regularised kind carries its settings in ``ModelConfig.regulariser``, a dataclass of the kind's own type; left as
+``None`` it is filled with the kind's defaults (``default_regulariser``).
+"""
 from __future__ import annotations
 
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,11 @@ class BackboneConfig:
     def decoder_initial_size(self) -> int:
         return self.image_size >> (len(self.decoder_upsample_before) + 1)
 
+    @property
+    def decoder_slots(self) -> int:
+        """Places a latent variable can enter the decoder: before each conv block and before the output layer."""
+        return self.decoder_blocks + 1
+
     def validate(self) -> None:
         if self.image_size % (1 << len(self.encoder_pool_after)) or self.encoder_final_size < 1:
             raise ValueError(f"image_size {self.image_size} cannot be max-pooled {len(self.encoder_pool_after)} times")
@@ -44,36 +60,176 @@ class BackboneConfig:
                 raise ValueError(f"{name}={blocks} names blocks outside 1..{total}")
 
 
-MODEL_KINDS = ("sae", "adaae", "ae")
+# ----------------------------------------------------------------------------------------------------------------
+# Regularisers (one dataclass per family; the weights are those of the issue / the notes)
+# ----------------------------------------------------------------------------------------------------------------
+SHAPES3D_TRAIN_SIZE = 336_000  # 70% of 480,000 (clients.datasets.split_indices)
+MPI3D_TRAIN_SIZE = 725_760  # 70% of 1,036,800
+CELEBA_TRAIN_SIZE = 141_819  # 70% of 202,599
+
+
+@dataclass(frozen=True)
+class VariationalConfig:
+    """VAE / β-VAE / VLAE: ``BCE + beta · KL(q(z|x) || N(0, I))``."""
+
+    beta: float = 1.0
+
+
+@dataclass(frozen=True)
+class BetaTCVAEConfig:
+    """β-TCVAE: ``BCE + alpha · MI + beta · TC + gamma · dimension-wise KL`` (Chen et al. 2018).
+
+    ``beta`` defaults to 4, the issue's value (the paper's best); the authors' trained model used 6
+    (``betatcvae6-*`` configs). ``dataset_size`` is N of the minibatch-stratified (or -weighted) estimator: the size of
+    the training split.
+    """
+
+    alpha: float = 1.0
+    beta: float = 4.0
+    gamma: float = 1.0
+    dataset_size: int = SHAPES3D_TRAIN_SIZE
+    minibatch_stratified: bool = True
+
+
+@dataclass(frozen=True)
+class FactorVAEConfig:
+    """FactorVAE: ``BCE + KL + gamma · TC``, TC from a discriminator with its own Adam (Kim & Mnih 2018).
+
+    The discriminator is ``latent → hidden × layers → 2`` with BatchNorm; its optimiser settings are Kim & Mnih's.
+    """
+
+    gamma: float = 40.0
+    discriminator_hidden: int = 1000
+    discriminator_layers: int = 3
+    discriminator_lr: float = 1e-4
+    discriminator_betas: tuple[float, float] = (0.5, 0.9)
+
+
+@dataclass(frozen=True)
+class WAEConfig:
+    """WAE-MMD: ``BCE + weight · MMD²(q(z), N(0, I))`` with the IMQ kernel ``C / (C + ||x − y||²)``.
+
+    ``kernel_scale`` is C; ``None`` means the latent dimension, as the authors trained it.
+    """
+
+    weight: float = 10.0
+    kernel_scale: float | None = None
+
+
+RegulariserConfig = Union[VariationalConfig, BetaTCVAEConfig, FactorVAEConfig, WAEConfig]
+
+MODEL_KINDS = ("sae", "adaae", "ae", "vae", "betavae", "betatcvae", "factorvae", "wae", "vlae")
+STRUCTURED_KINDS = ("sae", "adaae")  # structural decoder (Str-Tfm layers)
+CHUNKED_KINDS = ("sae", "vlae")  # the latent is k variables of latent_dim / k dimensions
+VARIATIONAL_KINDS = ("vae", "betavae", "betatcvae", "factorvae", "vlae")
+PRIOR_KINDS = (*VARIATIONAL_KINDS, "wae")  # models with a N(0, I) prior to sample from
+
+_DEFAULT_REGULARISERS: dict[str, RegulariserConfig] = {
+    "vae": VariationalConfig(beta=1.0),
+    "betavae": VariationalConfig(beta=2.0),
+    "vlae": VariationalConfig(beta=1.0),
+    "betatcvae": BetaTCVAEConfig(),
+    "factorvae": FactorVAEConfig(),
+    "wae": WAEConfig(),
+}
+
+
+def default_regulariser(kind: str) -> RegulariserConfig | None:
+    """The regulariser settings a kind gets when none are given (``None`` for the unregularised AE family)."""
+    return _DEFAULT_REGULARISERS.get(kind)
+
+
+@dataclass(frozen=True)
+class LadderConfig:
+    """VLAE rungs (notes, "VLAE-k"), used by kind ``vlae`` only.
+
+    Encoder rung: 3x3 conv (backbone channels → ``encoder_channels``) → GroupNorm → Mish → max over space → MLP
+    ``encoder_channels → *encoder_hidden → 2·d`` (posterior mean and log-scale of its d = latent/k dimensions).
+    Decoder rung: MLP ``d → *decoder_hidden → features``, broadcast over space and concatenated as extra channels to
+    the input of the conv that follows.
+    """
+
+    encoder_channels: int = 128
+    encoder_hidden: tuple[int, ...] = (64,)
+    decoder_hidden: tuple[int, ...] = (64,)
+    features: int = 16
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     kind: str = "sae"  # one of MODEL_KINDS
     latent_dim: int = 12
-    num_variables: int = 12  # SAE-k: k; ignored by unstructured models (one variable per dimension)
+    num_variables: int = 12  # SAE-k / VLAE-k: k; ignored by unstructured models (one variable per dimension)
     strtfm_hidden: tuple[int, ...] = (64, 128)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    regulariser: RegulariserConfig | None = None  # None: the kind's defaults (default_regulariser)
+    ladder: LadderConfig = field(default_factory=LadderConfig)
+
+    def __post_init__(self):
+        if self.regulariser is None:
+            object.__setattr__(self, "regulariser", default_regulariser(self.kind))
 
     @property
     def structured(self) -> bool:
-        return self.kind in ("sae", "adaae")
+        return self.kind in STRUCTURED_KINDS
+
+    @property
+    def variational(self) -> bool:
+        return self.kind in VARIATIONAL_KINDS
+
+    @property
+    def has_prior(self) -> bool:
+        return self.kind in PRIOR_KINDS
 
     @property
     def variable_sizes(self) -> tuple[int, ...]:
-        """Latent dimensions per variable, as hybrid sampling and the bank see them."""
-        k = self.num_variables if self.kind == "sae" else self.latent_dim
+        """Latent dimensions per variable, as hybrid sampling and the bank see them.
+
+        SAE-k: its k chunks; VLAE-k: its k rungs; every other model: one variable per dimension.
+        """
+        k = self.num_variables if self.kind in CHUNKED_KINDS else self.latent_dim
         return (self.latent_dim // k,) * k
 
     def validate(self) -> None:
         if self.kind not in MODEL_KINDS:
-            raise ValueError(f"unknown model kind {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+            raise ValueError(f"ModelConfig.kind: unknown model kind {self.kind!r}; choose one of "
+                             f"{', '.join(MODEL_KINDS)}")
         if self.latent_dim < 1:
-            raise ValueError(f"latent_dim must be positive, got {self.latent_dim}")
-        if self.kind == "sae" and (self.num_variables < 1 or self.latent_dim % self.num_variables):
-            raise ValueError(f"latent_dim={self.latent_dim} is not divisible by num_variables={self.num_variables}:"
-                             " pick k that divides the latent")
+            raise ValueError(f"ModelConfig.latent_dim must be positive, got {self.latent_dim}")
+        if self.kind in CHUNKED_KINDS or self.kind == "adaae":
+            k = self.num_variables
+            if k < 1 or self.latent_dim % k:
+                raise ValueError(f"ModelConfig.latent_dim={self.latent_dim} is not divisible by "
+                                 f"ModelConfig.num_variables={k}: pick k that divides the latent")
+            if k > self.backbone.decoder_slots:
+                raise ValueError(f"ModelConfig.num_variables={k} exceeds the decoder's {self.backbone.decoder_slots} "
+                                 f"slots (decoder_blocks + 1); use fewer variables or more decoder blocks")
+        expected = type(default_regulariser(self.kind))
+        if not isinstance(self.regulariser, expected):
+            raise ValueError(f"ModelConfig.regulariser: kind {self.kind!r} takes "
+                             f"{'no regulariser' if expected is type(None) else expected.__name__}, "
+                             f"got {type(self.regulariser).__name__}")
+        _validate_regulariser(self.regulariser)
+        if self.kind == "vlae" and (self.ladder.encoder_channels % self.backbone.groups or self.ladder.features < 1):
+            raise ValueError(f"ModelConfig.ladder: encoder_channels={self.ladder.encoder_channels} must be divisible "
+                             f"by GroupNorm groups {self.backbone.groups}, and features must be positive")
         self.backbone.validate()
+
+
+def _validate_regulariser(reg: RegulariserConfig | None) -> None:
+    if reg is None:
+        return
+    for f in dataclasses.fields(reg):
+        value = getattr(reg, f.name)
+        if isinstance(value, float) and f.name not in ("discriminator_lr",) and value < 0:
+            raise ValueError(f"ModelConfig.regulariser.{f.name}={value} must not be negative")
+    if isinstance(reg, BetaTCVAEConfig) and reg.dataset_size < 2:
+        raise ValueError(f"ModelConfig.regulariser.dataset_size={reg.dataset_size}: give the training split's size")
+    if isinstance(reg, FactorVAEConfig) and (reg.discriminator_lr <= 0 or reg.discriminator_hidden < 1):
+        raise ValueError(f"ModelConfig.regulariser: discriminator_lr ({reg.discriminator_lr}) and "
+                         f"discriminator_hidden ({reg.discriminator_hidden}) must be positive")
+    if isinstance(reg, WAEConfig) and reg.kernel_scale is not None and reg.kernel_scale <= 0:
+        raise ValueError(f"ModelConfig.regulariser.kernel_scale={reg.kernel_scale} must be positive (or None)")
 
 
 @dataclass(frozen=True)
@@ -88,17 +244,30 @@ class TrainConfig:
     num_workers: int = 0
 
 
+DATASET_KINDS = ("shapes3d", "mpi3d", "celeba")
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    dataset: str = "shapes3d"
+    dataset: str = "shapes3d"  # which dataset kind the config expects: one of DATASET_KINDS
 
     def validate(self) -> "ExperimentConfig":
         self.model.validate()
         if self.train.batch_size < 1 or self.train.steps < 0 or self.train.lr <= 0:
             raise ValueError(f"bad training settings: {self.train}")
+        if self.dataset not in DATASET_KINDS:
+            raise ValueError(f"ExperimentConfig.dataset: unknown dataset {self.dataset!r}; choose one of "
+                             f"{', '.join(DATASET_KINDS)}")
+        reg = self.model.regulariser
+        if isinstance(reg, BetaTCVAEConfig) and reg.dataset_size <= self.train.batch_size - 1:
+            raise ValueError(f"ModelConfig.regulariser.dataset_size={reg.dataset_size} must exceed "
+                             f"TrainConfig.batch_size - 1 = {self.train.batch_size - 1}")
+        if self.model.kind in ("factorvae", "wae", "betatcvae") and self.train.batch_size < 2:
+            raise ValueError(f"TrainConfig.batch_size={self.train.batch_size}: {self.model.kind} estimates its "
+                             "regulariser over the batch and needs at least 2")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +280,13 @@ class ExperimentConfig:
     def from_dict(cls, d: dict[str, Any]) -> "ExperimentConfig":
         m = dict(d["model"])
         m["backbone"] = _tuples(BackboneConfig, m["backbone"])
+        kind = m.get("kind", "sae")
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"ModelConfig.kind: unknown model kind {kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+        reg = m.get("regulariser")
+        m["regulariser"] = None if reg is None else _tuples(type(default_regulariser(kind)), reg)
+        if "ladder" in m:
+            m["ladder"] = _tuples(LadderConfig, m["ladder"])
         return cls(name=d["name"], model=_tuples(ModelConfig, m), train=_tuples(TrainConfig, d["train"]),
                    dataset=d.get("dataset", "shapes3d")).validate()
 
@@ -124,20 +300,71 @@ def _tuples(cls, d: dict[str, Any]):
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# Named configs
+# ----------------------------------------------------------------------------------------------------------------
 # A CPU-sized backbone: same block layout (so 12 Str-Tfm slots), narrower and with a shorter encoder.
 TINY_BACKBONE = BackboneConfig(channels=16, groups=4, encoder_blocks=6, encoder_pool_after=(1, 2, 3, 4, 5),
                                encoder_mlp=(128, 64), decoder_mlp=(64, 128))
+TINY_LADDER = LadderConfig(encoder_channels=32, encoder_hidden=(32,), decoder_hidden=(16,), features=8)
 TINY_TRAIN = TrainConfig(batch_size=64, lr=1e-3, steps=1500, log_every=25, checkpoint_every=250)
 
-NAMED_CONFIGS: dict[str, ExperimentConfig] = {
-    "sae12-shapes3d": ExperimentConfig("sae12-shapes3d", ModelConfig("sae", 12, 12)),
-    "ae-shapes3d": ExperimentConfig("ae-shapes3d", ModelConfig("ae", 12, 12)),
-    "adaae12-shapes3d": ExperimentConfig("adaae12-shapes3d", ModelConfig("adaae", 12, 12)),
-    "sae12-tiny": ExperimentConfig("sae12-tiny", ModelConfig("sae", 12, 12, (32, 64), TINY_BACKBONE), TINY_TRAIN),
-    "ae-tiny": ExperimentConfig("ae-tiny", ModelConfig("ae", 12, 12, (32, 64), TINY_BACKBONE), TINY_TRAIN),
-}
-for _k in (2, 3, 4, 6):
-    NAMED_CONFIGS[f"sae{_k}-shapes3d"] = ExperimentConfig(f"sae{_k}-shapes3d", ModelConfig("sae", 12, _k))
+# CelebA at 128x128 (notes: latent 32, 16 blocks each side, 128 channels). Five pools/upsamplings as at 64 px, so the
+# bottleneck is 4x4; about three blocks per resolution. The 16 decoder slots (15 blocks + output layer) give SAE-16
+# one Str-Tfm before each conv, acting at 4,4,4, 8,8,8, 16,16,16, 32,32,32, 64,64,64,64.
+CELEBA_BACKBONE = BackboneConfig(image_size=128, channels=128, groups=8, encoder_blocks=16,
+                                 encoder_pool_after=(1, 4, 7, 10, 13), encoder_mlp=(512, 256), decoder_blocks=15,
+                                 decoder_upsample_before=(3, 6, 9, 12), decoder_mlp=(256, 512))
+CELEBA_LATENT = 32
+CELEBA_TRAIN = TrainConfig(batch_size=128, lr=5e-4)
+
+_TRAIN_SIZES = {"shapes3d": SHAPES3D_TRAIN_SIZE, "mpi3d": MPI3D_TRAIN_SIZE, "celeba": CELEBA_TRAIN_SIZE}
+
+
+def _model(kind: str, latent: int, k: int, backbone: BackboneConfig, dataset: str | None,
+           regulariser: RegulariserConfig | None = None, ladder: LadderConfig = LadderConfig(),
+           strtfm_hidden: tuple[int, ...] = (64, 128)) -> ModelConfig:
+    if kind == "betatcvae" and dataset is not None:
+        regulariser = dataclasses.replace(regulariser or BetaTCVAEConfig(), dataset_size=_TRAIN_SIZES[dataset])
+    # Only VLAE reads `ladder`; the others keep the default so that their configs (and checkpoints) stay as they were.
+    return ModelConfig(kind, latent, k, strtfm_hidden, backbone, regulariser,
+                       ladder if kind == "vlae" else LadderConfig())
+
+
+def _paper_models(dataset: str) -> dict[str, ModelConfig]:
+    """Every model of the paper on one dataset, keyed by its name's model part (``sae12``, ``betavae``...)."""
+    if dataset == "celeba":
+        bb, latent, structured_k = CELEBA_BACKBONE, CELEBA_LATENT, (16,)
+    else:
+        bb, latent, structured_k = BackboneConfig(), 12, (2, 3, 4, 6, 12)
+    models = {f"sae{k}": _model("sae", latent, k, bb, dataset) for k in structured_k}
+    models.update({f"vlae{k}": _model("vlae", latent, k, bb, dataset) for k in structured_k})
+    k = structured_k[-1]
+    models[f"adaae{k}"] = _model("adaae", latent, k, bb, dataset)
+    for kind in ("ae", "vae", "betavae", "betatcvae", "factorvae", "wae"):
+        models[kind] = _model(kind, latent, latent, bb, dataset)
+    models["betatcvae6"] = _model("betatcvae", latent, latent, bb, dataset, BetaTCVAEConfig(beta=6.0))
+    return models
+
+
+NAMED_CONFIGS: dict[str, ExperimentConfig] = {}
+for _dataset in DATASET_KINDS:
+    for _model_name, _m in _paper_models(_dataset).items():
+        _name = f"{_model_name}-{_dataset}"
+        NAMED_CONFIGS[_name] = ExperimentConfig(_name, _m, CELEBA_TRAIN if _dataset == "celeba" else TrainConfig(),
+                                                _dataset)
+
+# CPU-sized twins on procedural 3D-Shapes; sae12-tiny / ae-tiny keep their names and sizes (about 108k parameters).
+_TINY_TRAIN_SIZE = 14_000  # 70% of `sae data --n 20000`; only β-TCVAE's estimator uses it
+for _model_name, _kind, _k in (("sae12", "sae", 12), ("adaae12", "adaae", 12), ("ae", "ae", 12), ("vae", "vae", 12),
+                               ("betavae", "betavae", 12), ("betatcvae", "betatcvae", 12),
+                               ("factorvae", "factorvae", 12), ("wae", "wae", 12), ("vlae12", "vlae", 12),
+                               ("vlae4", "vlae", 4), ("sae4", "sae", 4)):
+    _reg = {"betatcvae": BetaTCVAEConfig(dataset_size=_TINY_TRAIN_SIZE),
+            "factorvae": FactorVAEConfig(discriminator_hidden=256)}.get(_kind)
+    _name = f"{_model_name}-tiny"
+    NAMED_CONFIGS[_name] = ExperimentConfig(
+        _name, _model(_kind, 12, _k, TINY_BACKBONE, None, _reg, TINY_LADDER, strtfm_hidden=(32, 64)), TINY_TRAIN)
 
 
 def get_config(name: str) -> ExperimentConfig:

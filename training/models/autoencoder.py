@@ -1,4 +1,15 @@
-"""Autoencoders on the shared backbone: x -> encoder -> z -> decoder -> pixel logits."""
+"""Autoencoders on the shared backbone: x -> encoder -> z -> decoder -> pixel logits.
+
+``Autoencoder`` is the base of every model in the zoo and is itself SAE-k, AdaAE and the hourglass AE. The contract
+the trainer, the exporter and the bank rely on:
+
+* ``cfg: ModelConfig``; ``encode(x) -> [B, D]`` the deterministic code (posterior mean for variational models);
+  ``decode(z) -> logits``;
+* ``training_loss(x) -> (loss, terms)``: the objective and its named terms for logging;
+* ``auxiliary_modules() -> {name: module}`` trained by their own optimiser through ``auxiliary_loss(name)``, called
+  right after the main step (only FactorVAE has one);
+* models with a prior (variational ones and WAE) add ``prior_sample(n, generator=None) -> [n, D]``.
+"""
 from __future__ import annotations
 
 import torch
@@ -15,12 +26,18 @@ class Autoencoder(nn.Module):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
-        self.encoder = Encoder(cfg.backbone, cfg.latent_dim)
+        self.encoder = self._build_encoder()
+        self.decoder = self._build_decoder()
+
+    def _build_encoder(self) -> nn.Module:
+        return Encoder(self.cfg.backbone, self.cfg.latent_dim)
+
+    def _build_decoder(self) -> nn.Module:
+        cfg = self.cfg
         if cfg.structured:
-            self.decoder: nn.Module = StructuralDecoder(cfg.backbone, cfg.latent_dim, cfg.num_variables,
-                                                        cfg.strtfm_hidden, whole_latent=cfg.kind == "adaae")
-        else:
-            self.decoder = HourglassDecoder(cfg.backbone, cfg.latent_dim)
+            return StructuralDecoder(cfg.backbone, cfg.latent_dim, cfg.num_variables, cfg.strtfm_hidden,
+                                     whole_latent=cfg.kind == "adaae")
+        return HourglassDecoder(cfg.backbone, cfg.latent_dim)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], NCHW -> latent vectors."""
@@ -31,8 +48,12 @@ class Autoencoder(nn.Module):
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Deterministic reconstruction logits and code (no sampling, whatever the model)."""
         z = self.encode(x)
         return self.decode(z), z
+
+    def reconstruction_loss(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return bce_with_logits_loss(logits.float(), x)
 
     def training_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The objective the trainer minimises, and its named terms for logging.
@@ -40,13 +61,42 @@ class Autoencoder(nn.Module):
         Plain autoencoders (SAE, AdaAE, AE) minimise pixel BCE alone; regularised models add their own terms.
         """
         logits, _ = self(x)
-        reconstruction = bce_with_logits_loss(logits.float(), x)
+        reconstruction = self.reconstruction_loss(logits, x)
         return reconstruction, {"reconstruction": reconstruction}
+
+    def auxiliary_modules(self) -> dict[str, nn.Module]:
+        """Sub-modules with their own optimiser (not trained by the main loss); none for most models."""
+        return {}
+
+    def main_parameters(self) -> list[nn.Parameter]:
+        """Every parameter but those of ``auxiliary_modules()``: what the main optimiser should hold."""
+        auxiliary = {id(p) for module in self.auxiliary_modules().values() for p in module.parameters()}
+        return [p for p in self.parameters() if id(p) not in auxiliary]
+
+    def auxiliary_loss(self, name: str) -> torch.Tensor:
+        raise ValueError(f"model kind {self.cfg.kind!r} has no auxiliary module {name!r} "
+                         f"(it has: {sorted(self.auxiliary_modules()) or 'none'})")
 
 
 def build_model(cfg: ModelConfig) -> Autoencoder:
-    return Autoencoder(cfg)
+    """Any model kind of ``training.config.MODEL_KINDS``."""
+    cfg.validate()
+    if cfg.kind in ("sae", "adaae", "ae"):
+        return Autoencoder(cfg)
+    if cfg.kind == "wae":
+        from training.models.wae import WAE
+
+        return WAE(cfg)
+    if cfg.kind == "vlae":
+        from training.models.vlae import VLAE
+
+        return VLAE(cfg)
+    from training.models.variational import VARIATIONAL_MODELS
+
+    return VARIATIONAL_MODELS[cfg.kind](cfg)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def count_parameters(model: nn.Module, auxiliary: bool = True) -> int:
+    """All parameters; ``auxiliary=False`` leaves out auxiliary modules (FactorVAE's discriminator)."""
+    params = model.parameters() if auxiliary or not isinstance(model, Autoencoder) else model.main_parameters()
+    return sum(p.numel() for p in params)

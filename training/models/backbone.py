@@ -60,18 +60,20 @@ class Encoder(nn.Module):
         return self.head(self.blocks(x).flatten(1))
 
 
-def decoder_conv_stack(cfg: BackboneConfig) -> tuple[nn.ModuleList, nn.Module]:
+def decoder_conv_stack(cfg: BackboneConfig, extra_in_channels: Sequence[int] = ()) -> tuple[nn.ModuleList, nn.Module]:
     """The decoder's conv blocks and its output layer (upsample + 3x3 conv to image channels, no norm).
 
-    Returned separately so that structural decoders can act before each of them.
+    Returned separately so that structural decoders can act before each of them. ``extra_in_channels[slot]`` widens
+    the input of slot ``slot`` (block i is slot i - 1, the output layer the last slot), for VLAE's rung features.
     """
     c = cfg.channels
+    extra = list(extra_in_channels) + [0] * (cfg.decoder_slots - len(extra_in_channels))
     blocks = nn.ModuleList(
-        ConvBlock(c, c, cfg.groups, upsample=i in cfg.decoder_upsample_before)
+        ConvBlock(c + extra[i - 1], c, cfg.groups, upsample=i in cfg.decoder_upsample_before)
         for i in range(1, cfg.decoder_blocks + 1)
     )
     head = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                         nn.Conv2d(c, cfg.image_channels, 3, padding=1))
+                         nn.Conv2d(c + extra[-1], cfg.image_channels, 3, padding=1))
     return blocks, head
 
 

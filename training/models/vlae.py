@@ -1,0 +1,104 @@
+"""VLAE-k, the variational ladder autoencoder (Zhao et al. 2017) on the shared backbone (notes, "VLAE-k").
+
+Encoder: the backbone's conv blocks, with k rungs that read intermediate feature maps (3x3 conv → GroupNorm → Mish →
+max over space → MLP) and each give the posterior mean and log-scale of one chunk of latent_dim / k dimensions. The
+backbone's flatten-and-MLP head is not used.
+
+Decoder: like the structural decoder it starts from a learned constant S_0 and the chunks enter at the SAE-k slots
+(chunk 1 deepest); instead of a Str-Tfm, each rung maps its chunk to ``ladder.features`` values, broadcast over space
+and concatenated as extra input channels of the conv that follows.
+
+The ladder pairs the deep end of each side: the chunk entering next to S_0 is read from the last encoder block, the
+chunk entering next to the output from the first.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from training.config import BackboneConfig, LadderConfig
+from training.models.backbone import ConvBlock, decoder_conv_stack, mlp
+from training.models.structural import strtfm_slots, variable_slices
+from training.models.variational import VariationalAutoencoder
+
+
+def encoder_rung_blocks(encoder_blocks: int, num_slots: int, decoder_slots: Sequence[int]) -> list[int]:
+    """The 1-based encoder block after which each variable's rung reads, mirroring its decoder slot."""
+    return [encoder_blocks - slot * encoder_blocks // num_slots for slot in decoder_slots]
+
+
+class EncoderRung(nn.Module):
+    def __init__(self, channels: int, groups: int, ladder: LadderConfig, out_dim: int):
+        super().__init__()
+        self.conv = ConvBlock(channels, ladder.encoder_channels, groups)
+        self.mlp = mlp([ladder.encoder_channels, *ladder.encoder_hidden, out_dim])
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.conv(h).amax(dim=(2, 3)))
+
+
+class LadderEncoder(nn.Module):
+    """Images -> [B, 2·D]: the means of all chunks, in variable order, then their log-scales."""
+
+    def __init__(self, cfg: BackboneConfig, latent_dim: int, num_variables: int, ladder: LadderConfig):
+        super().__init__()
+        c = cfg.channels
+        self.blocks = nn.ModuleList(
+            ConvBlock(cfg.image_channels if i == 1 else c, c, cfg.groups,
+                      kernel_size=cfg.first_kernel if i == 1 else 3, pool=i in cfg.encoder_pool_after)
+            for i in range(1, cfg.encoder_blocks + 1))
+        chunk = latent_dim // num_variables
+        slots = strtfm_slots(cfg.decoder_slots, num_variables)
+        self.rung_after = encoder_rung_blocks(cfg.encoder_blocks, cfg.decoder_slots, slots)
+        self.rungs = nn.ModuleList(EncoderRung(c, cfg.groups, ladder, 2 * chunk) for _ in range(num_variables))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: list[torch.Tensor | None] = [None] * len(self.rungs)
+        h = x
+        for block_number, block in enumerate(self.blocks, start=1):
+            h = block(h)
+            for i, after in enumerate(self.rung_after):
+                if after == block_number:
+                    out[i] = self.rungs[i](h)
+        mus, log_scales = zip(*(o.chunk(2, dim=1) for o in out))
+        return torch.cat([*mus, *log_scales], dim=1)
+
+
+class LadderDecoder(nn.Module):
+    def __init__(self, cfg: BackboneConfig, latent_dim: int, num_variables: int, ladder: LadderConfig):
+        super().__init__()
+        self.chunks = variable_slices(latent_dim, num_variables)
+        self.slot_of_variable = strtfm_slots(cfg.decoder_slots, num_variables)
+        extra = [0] * cfg.decoder_slots
+        for slot in self.slot_of_variable:
+            extra[slot] = ladder.features
+        self.blocks, self.head = decoder_conv_stack(cfg, extra)
+        s = cfg.decoder_initial_size
+        self.initial = nn.Parameter(torch.randn(1, cfg.channels, s, s))  # S_0
+        self.rungs = nn.ModuleList(mlp([sl.stop - sl.start, *ladder.decoder_hidden, ladder.features])
+                                   for sl in self.chunks)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.initial.expand(z.shape[0], -1, -1, -1)
+        variables_at = {slot: i for i, slot in enumerate(self.slot_of_variable)}
+        for slot, layer in enumerate([*self.blocks, self.head]):
+            i = variables_at.get(slot)
+            if i is not None:
+                features = self.rungs[i](z[:, self.chunks[i]])
+                h = torch.cat([h, features[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], dim=1)
+            h = layer(h)
+        return h
+
+
+class VLAE(VariationalAutoencoder):
+    """Trained as a VAE: ``BCE + β · KL`` (β = 1)."""
+
+    def _build_encoder(self) -> nn.Module:
+        cfg = self.cfg
+        return LadderEncoder(cfg.backbone, cfg.latent_dim, cfg.num_variables, cfg.ladder)
+
+    def _build_decoder(self) -> nn.Module:
+        cfg = self.cfg
+        return LadderDecoder(cfg.backbone, cfg.latent_dim, cfg.num_variables, cfg.ladder)
