@@ -1,4 +1,8 @@
-"""Typed errors of the client side."""
+"""Typed errors of the client side.
+
+Every message names the model (the full served name, prefix included) and, where one is at fault, the input.
+"""
+from __future__ import annotations
 
 
 class ClientError(RuntimeError):
@@ -6,12 +10,37 @@ class ClientError(RuntimeError):
 
 
 class InvalidInputError(ClientError, ValueError):
-    """An input was rejected before sending: the message names the model and the input."""
+    """An input was rejected before sending (or by the server): the message names the model and the input."""
+
+    def __init__(self, message: str, model: str = "", input_name: str = ""):
+        super().__init__(message)
+        self.model = model
+        self.input_name = input_name
 
 
 class ServerUnavailableError(ClientError):
-    """The server did not answer (or did not become ready) in time."""
+    """The server did not answer (or did not become ready) in time, even after the bounded retries."""
+
+
+class ClientTimeoutError(ServerUnavailableError, TimeoutError):
+    """A call ran past its deadline (``timeout_s``)."""
 
 
 class InferenceError(ClientError):
-    """The server answered with an error."""
+    """The server answered with an error (``status`` is the gRPC status, e.g. ``StatusCode.INVALID_ARGUMENT``)."""
+
+    def __init__(self, message: str, model: str = "", status: str = ""):
+        super().__init__(message)
+        self.model = model
+        self.status = status
+
+
+class ModelNotServedError(InferenceError):
+    """The server does not serve the model the client asked for (wrong ``model=`` prefix, or not exported yet)."""
+
+
+class EncodeJobError(ClientError):
+    """``sae encode`` cannot go on: the output belongs to another input/model, or every server is down.
+
+    The output file is never left corrupt: run the job again to resume from the last committed chunk.
+    """

@@ -1,0 +1,190 @@
+"""The asyncio twin of :class:`clients.triton_client.SAEClient`, on ``tritonclient.grpc.aio``.
+
+Same methods, same checks, same request plans and errors; the parts of a split call run concurrently (at most
+``max_concurrency`` at a time)::
+
+    async with AsyncSAEClient("127.0.0.1:8001") as client:
+        latents, samples = await asyncio.gather(client.encode(images), client.sample(64, seed=0))
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcaio
+from tritonclient.utils import InferenceServerException
+
+from clients.errors import InferenceError, ServerUnavailableError
+from clients.triton_client import (DEFAULT_URL, ClientBase, HybridSamples, ModelInfo, Request, RetryPolicy, ShmSlot,
+                                   Traversal, check_images, check_latents, client_error, join_outputs, make_inputs,
+                                   plan_sample, plan_traverse, sample_limit, samples_from, slot_sizes, split_rows)
+
+
+class AsyncSAEClient(ClientBase):
+    """asyncio client for one model set; see :class:`clients.triton_client.SAEClient` for the arguments."""
+
+    def __init__(self, url: str = DEFAULT_URL, model: str = "", timeout_s: float = 60.0,
+                 retry: RetryPolicy | None = None, shared_memory: bool = False, max_concurrency: int = 4):
+        super().__init__(url, model, timeout_s, retry, shared_memory)
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self.max_concurrency = max_concurrency
+        self._client = grpcaio.InferenceServerClient(url)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        for slot in self._shm.drain():
+            for name, _, _ in slot.registrations():
+                try:
+                    await self._client.unregister_system_shared_memory(name, client_timeout=5.0)
+                except InferenceServerException:
+                    pass
+            slot.destroy()
+        self._closed = True
+        await self._client.close()
+
+    async def __aenter__(self) -> AsyncSAEClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def wait_ready(self, timeout_s: float = 60.0, model: str = "hybrid_sample") -> None:
+        served = self.served_name(model)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline:
+            try:
+                if await self._client.is_server_ready(client_timeout=1.0) and \
+                        await self._client.is_model_ready(served, client_timeout=1.0):
+                    return
+            except InferenceServerException:
+                pass
+            await asyncio.sleep(0.2)
+        raise ServerUnavailableError(f"server at {self.url} (model {served}) not ready after {timeout_s:g} s")
+
+    # ---------------------------------------------------------------- configuration
+
+    async def _info(self, served: str) -> ModelInfo:
+        if served not in self._infos:
+            retrier = self._retrier(served)
+            while True:
+                try:
+                    config = (await self._client.get_model_config(served, as_json=True,
+                                                                  client_timeout=retrier.remaining_s()))["config"]
+                    break
+                except InferenceServerException as e:
+                    await asyncio.sleep(retrier.next_delay(e))
+            self._remember(served, config)
+        return self._infos[served]
+
+    async def model_info(self, model: str) -> ModelInfo:
+        return await self._info(self.served_name(model))
+
+    async def max_batch_size(self, model: str) -> int:
+        return (await self.model_info(model)).max_batch_size
+
+    async def max_samples(self) -> int:
+        hybrid = await self.model_info("hybrid_sample")
+        try:
+            steps = [await self._info(step) for step in hybrid.steps]
+        except InferenceError:
+            steps = []
+        return sample_limit(hybrid, steps)
+
+    # ---------------------------------------------------------------- requests
+
+    async def _send(self, served: str, request: Request, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        retrier = self._retrier(served)
+        inputs = make_inputs(request)
+        requested = [grpcclient.InferRequestedOutput(o) for o in outputs]
+        while True:
+            try:
+                result = await self._client.infer(served, inputs, outputs=requested,
+                                                  client_timeout=retrier.remaining_s())
+                return {o: result.as_numpy(o) for o in outputs}
+            except InferenceServerException as e:
+                await asyncio.sleep(retrier.next_delay(e))
+
+    async def _slot(self, info: ModelInfo, input_name: str, output_name: str) -> ShmSlot:
+        slot = self._shm.take(info.name)
+        if slot is None:
+            slot = ShmSlot(info.name, *slot_sizes(info, input_name, output_name))
+            try:
+                for name, key, size in slot.registrations():
+                    await self._client.register_system_shared_memory(name, key, size, client_timeout=self.timeout_s)
+            except InferenceServerException as e:
+                slot.destroy()
+                raise client_error(e, info.name, self.url) from e
+            self._shm.add(slot)
+        return slot
+
+    async def _send_shm(self, info: ModelInfo, input_name: str, array: np.ndarray, output_name: str) -> np.ndarray:
+        slot = await self._slot(info, input_name, output_name)
+        try:
+            retrier = self._retrier(info.name)
+            inputs, outputs = slot.inputs(input_name, array), slot.outputs(output_name)
+            while True:
+                try:
+                    result = await self._client.infer(info.name, inputs, outputs=outputs,
+                                                      client_timeout=retrier.remaining_s())
+                    return slot.read(result, output_name)
+                except InferenceServerException as e:
+                    await asyncio.sleep(retrier.next_delay(e))
+        finally:
+            self._shm.give_back(slot)
+
+    async def _gather(self, calls) -> list:
+        """Run the coroutines, at most ``max_concurrency`` at a time; results in order."""
+        gate = asyncio.Semaphore(self.max_concurrency)
+
+        async def gated(call):
+            async with gate:
+                return await call
+
+        return await asyncio.gather(*(gated(c) for c in calls))
+
+    async def _batched(self, info: ModelInfo, input_name: str, array: np.ndarray, output_name: str) -> np.ndarray:
+        async def one(request: Request) -> dict[str, np.ndarray]:
+            if self.shared_memory and info.max_batch_size > 0:
+                return {output_name: await self._send_shm(info, input_name, request[input_name], output_name)}
+            return await self._send(info.name, request, [output_name])
+
+        parts = await self._gather(one(r) for r in split_rows(input_name, array, info.max_batch_size))
+        return join_outputs(parts)[output_name]
+
+    async def infer(self, model: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        info = await self.model_info(model)
+        return await self._send(info.name, inputs, list(outputs or info.outputs))
+
+    # ---------------------------------------------------------------- the models
+
+    async def encode(self, images: np.ndarray) -> np.ndarray:
+        info = await self.model_info("encode")
+        return await self._batched(info, "IMAGE", check_images(info, images), "LATENT")
+
+    async def decode(self, latents: np.ndarray) -> np.ndarray:
+        info = await self.model_info("decode")
+        return await self._batched(info, "LATENT", check_latents(info, latents), "IMAGE")
+
+    async def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        info = await self.model_info("reconstruct")
+        return await self._batched(info, "IMAGE", check_images(info, images), "RECONSTRUCTION")
+
+    async def sample(self, n: int, seed: int = 0, base: np.ndarray | None = None, mask: np.ndarray | None = None,
+                     per_dimension: bool = False) -> HybridSamples:
+        info = await self.model_info("hybrid_sample")
+        requests = plan_sample(info, await self.max_samples(), n, seed, base, mask, per_dimension)
+        outputs = list(info.outputs)
+        parts = await self._gather(self._send(info.name, r, outputs) for r in requests)
+        return samples_from(join_outputs(parts), per_dimension)
+
+    async def traverse(self, latent: np.ndarray, dimension: int, steps: int) -> Traversal:
+        info = await self.model_info("traverse")
+        out = await self._send(info.name, plan_traverse(info, latent, dimension, steps), ["IMAGE", "LATENT"])
+        return Traversal(out["IMAGE"], out["LATENT"], int(dimension))

@@ -1,0 +1,465 @@
+"""``sae encode``: a whole dataset through one or more servers into an HDF5 file of latents, resumable.
+
+Output (``OUT``, e.g. ``latents.h5``)::
+
+    latents    float32 [N, D]   row i = encode(image i)
+    labels     float64 [N, K]   copied from the dataset (when it has labels), attrs: factor_names
+               (or ``factors`` int64 [N, K] for a dataset whose factors follow from the row index, like MPI3D)
+    committed  int64 scalar     images 0..committed-1 are final: the progress marker
+    attrs      format, model, source_path, source_images, source_fingerprint, image_shape, probe_latent
+
+Why it survives SIGKILL at any moment: the file is created complete (every dataset at full size, storage allocated
+up front, attributes written) under ``OUT.partial.tmp`` and renamed to ``OUT.partial``; after that the job only
+overwrites raw bytes of preallocated contiguous datasets, never HDF5 metadata. Chunks are committed in order: the
+chunk's latents are written and flushed, then ``committed`` is advanced and flushed. A run that starts on an existing
+``OUT.partial`` checks that it belongs to the same input (fingerprint of the images) and the same model (the name,
+and the latent of a probe image re-encoded by every server) and goes on from ``committed``. When the last chunk is
+committed the file is renamed to ``OUT``, so ``OUT`` only ever holds a finished encoding.
+
+Bitwise equality: ONNX Runtime's CPU kernels give latents that differ in the last bit (~1e-7) with the batch an image
+was computed in. With the same ``--batch-size`` and at most one request in flight per server (``--in-flight`` no
+larger than the number of ``--url``), every run computes the same batches, so a resumed file equals an uninterrupted
+run's bit for bit; with more in flight, a server's dynamic batcher may merge requests, and runs agree to ~1e-7.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import h5py
+import numpy as np
+
+from clients.datasets import open_dataset
+from clients.errors import ClientError, EncodeJobError, InvalidInputError, ServerUnavailableError
+from clients.metrics import EncodeMetrics, MetricsServer
+from clients.triton_client import DEFAULT_URL, RetryPolicy, SAEClient
+
+FORMAT = "sae-latents/1"
+PROBE_RTOL, PROBE_ATOL = 1e-3, 1e-4  # a different model differs by far more; another runtime by less
+FINGERPRINT_IMAGES = 64  # images hashed at each end of the dataset, and spread between
+LABEL_WINDOW = 65536  # labels copied this many rows at a time
+
+
+@dataclass(frozen=True)
+class EncodeJobConfig:
+    data: Path
+    out: Path
+    model: str = ""  # the name the model set was exported under ("" = unprefixed)
+    urls: tuple[str, ...] = (DEFAULT_URL,)
+    in_flight: int = 4  # requests sent and not yet answered, over all servers
+    batch_size: int = 256  # images per request, and per committed chunk
+    timeout_s: float = 60.0  # per request, retries included
+    shared_memory: bool = False
+    metrics_port: int | None = None  # serve Prometheus metrics on 127.0.0.1:PORT while the job runs
+    max_images_per_second: float | None = None  # send no faster than this (share a server politely)
+    server_cooldown_s: float = 5.0  # a server that failed gets no request for this long
+    retry: RetryPolicy = RetryPolicy(attempts=3, initial_backoff_s=0.05, max_backoff_s=0.5)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", Path(self.data))
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "urls", tuple(dict.fromkeys(self.urls)))  # each server once
+        if not self.urls:
+            raise ValueError("encode: give at least one --url")
+        if self.in_flight < 1:
+            raise ValueError(f"encode: --in-flight must be >= 1, got {self.in_flight}")
+        if self.batch_size < 1:
+            raise ValueError(f"encode: --batch-size must be >= 1, got {self.batch_size}")
+        if self.max_images_per_second is not None and self.max_images_per_second <= 0:
+            raise ValueError(f"encode: --max-rate must be positive, got {self.max_images_per_second}")
+
+    @property
+    def partial(self) -> Path:
+        return self.out.with_name(self.out.name + ".partial")
+
+
+@dataclass
+class EncodeReport:
+    out: Path
+    images: int  # in the dataset
+    resumed_from: int  # images already committed when this run started
+    encoded: int  # images this run committed
+    seconds: float
+    requests_per_server: dict[str, int] = field(default_factory=dict)
+    failures: int = 0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.encoded / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        resumed = f" (resumed at image {self.resumed_from:,})" if self.resumed_from else ""
+        if self.encoded == 0:
+            return f"{self.out} already holds all {self.images:,} latents; nothing to do"
+        spread = ", ".join(f"{url}: {n}" for url, n in self.requests_per_server.items())
+        return (f"encoded {self.encoded:,} images{resumed} into {self.out} in {self.seconds:.1f} s "
+                f"({self.images_per_second:,.0f} images/s; requests per server: {spread}; failed requests: "
+                f"{self.failures})")
+
+
+# --------------------------------------------------------------------------------------------------- datasets
+
+
+def fingerprint(data) -> str:
+    """SHA-1 of the dataset's size, its first and last images and images spread evenly between: tells one input
+    from another, cheaply."""
+    n = len(data)
+    digest = hashlib.sha1(f"{n}:{list(data.shape[1:])}".encode())
+    digest.update(np.ascontiguousarray(data.read(slice(0, min(FINGERPRINT_IMAGES, n)))).tobytes())
+    for row in np.unique(np.linspace(0, n - 1, FINGERPRINT_IMAGES).astype(np.int64)):
+        digest.update(np.ascontiguousarray(data.read(slice(int(row), int(row) + 1))).tobytes())
+    digest.update(np.ascontiguousarray(data.read(slice(max(0, n - FINGERPRINT_IMAGES), n))).tobytes())
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------- servers
+
+
+@dataclass
+class _Server:
+    url: str
+    client: SAEClient
+    outstanding: int = 0
+    down_until: float = 0.0
+    requests: int = 0
+
+
+class ServerPool:
+    """Encode requests spread over several servers: each goes to the live server with the fewest outstanding
+    requests (ties in turn); a server that fails is rested for ``cooldown_s`` and its chunk tried on another."""
+
+    def __init__(self, clients: list[SAEClient], metrics: EncodeMetrics | None = None, cooldown_s: float = 5.0):
+        self.servers = [_Server(c.url, c) for c in clients]
+        self.metrics = metrics
+        self.cooldown_s = cooldown_s
+        self.failures = 0
+        self._turn = 0
+        self._lock = threading.Lock()
+
+    def _acquire(self, tried: set[str]) -> _Server | None:
+        with self._lock:
+            now = time.monotonic()
+            n = len(self.servers)
+            live = [(s.outstanding, (i - self._turn) % n, s) for i, s in enumerate(self.servers)
+                    if s.url not in tried and s.down_until <= now]
+            if not live:
+                return None
+            server = min(live, key=lambda t: t[:2])[2]
+            self._turn = (self.servers.index(server) + 1) % n
+            server.outstanding += 1
+            server.requests += 1
+            return server
+
+    def _release(self, server: _Server, failed: bool) -> None:
+        with self._lock:
+            server.outstanding -= 1
+            if failed:
+                server.down_until = time.monotonic() + self.cooldown_s
+                self.failures += 1
+
+    def mark_down(self, url: str) -> None:
+        with self._lock:
+            for s in self.servers:
+                if s.url == url:
+                    s.down_until = time.monotonic() + self.cooldown_s
+
+    def encode(self, images: np.ndarray, what: str = "") -> np.ndarray:
+        """Latents of ``images`` from the first server that answers; EncodeJobError when none does."""
+        tried: set[str] = set()
+        errors: list[str] = []
+        while True:
+            server = self._acquire(tried)
+            if server is None:
+                raise EncodeJobError(f"encode {what}: no server could encode them: " + "; ".join(errors or [
+                    "every server failed within the last few seconds"]))
+            tried.add(server.url)
+            started = time.monotonic()
+            if self.metrics:
+                self.metrics.in_flight.inc()
+            failed = True
+            try:
+                latents = server.client.encode(images)
+                failed = False
+                if self.metrics:
+                    self.metrics.latency.labels(server.url).observe(time.monotonic() - started)
+                return latents
+            except ServerUnavailableError as e:
+                errors.append(str(e))
+                if self.metrics:
+                    self.metrics.failures.labels(server.url, type(e).__name__).inc()
+            except ClientError as e:  # the server refused the request: another would too
+                if self.metrics:
+                    self.metrics.failures.labels(server.url, type(e).__name__).inc()
+                raise
+            finally:
+                if self.metrics:
+                    self.metrics.in_flight.dec()
+                self._release(server, failed)
+
+    def requests_per_server(self) -> dict[str, int]:
+        return {s.url: s.requests for s in self.servers}
+
+    def close(self) -> None:
+        for s in self.servers:
+            s.client.close()
+
+
+# --------------------------------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A small progress line (images, %, images/s, ETA): redrawn in place on a terminal, else printed every
+    ``interval_s`` seconds, so logs stay short."""
+
+    def __init__(self, total: int, done: int, stream: TextIO | None = None, interval_s: float | None = None,
+                 label: str = "encode"):
+        self.total, self.start_done, self.done, self.label = total, done, done, label
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval_s = interval_s if interval_s is not None else (0.2 if self.tty else 5.0)
+        self.started = self._last = time.monotonic()
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = max((now or time.monotonic()) - self.started, 1e-9)
+        rate = (self.done - self.start_done) / elapsed
+        left = self.total - self.done
+        eta = _clock(left / rate) if rate > 0 else "?"
+        share = 100.0 * self.done / self.total if self.total else 100.0
+        return f"{self.label} {self.done:,}/{self.total:,} images {share:5.1f}% {rate:,.0f} images/s ETA {eta}"
+
+    def update(self, done: int) -> None:
+        self.done = done
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            self._write(self.line(now))
+
+    def finish(self) -> None:
+        self._write(self.line())
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _write(self, text: str) -> None:
+        self.stream.write(f"\r{text}\x1b[K" if self.tty else text + "\n")
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+# --------------------------------------------------------------------------------------------------- output file
+
+
+def _identity(config: EncodeJobConfig, data, source_fingerprint: str) -> dict:
+    return {"format": FORMAT, "model": config.model, "source_images": len(data),
+            "source_fingerprint": source_fingerprint, "image_shape": list(data.shape[1:])}
+
+
+def check_identity(path: Path, f: h5py.File, wanted: dict) -> None:
+    """Refuse an output file that belongs to another input or model, naming what differs."""
+    differs = []
+    for key, value in wanted.items():
+        found = f.attrs.get(key)
+        found = found.tolist() if isinstance(found, np.ndarray) else found
+        found = found.decode() if isinstance(found, bytes) else found
+        if found != value:
+            differs.append(f"{key}: file has {found!r}, this run {value!r}")
+    if differs:
+        source = f.attrs.get("source_path", "?")
+        raise EncodeJobError(f"{path} belongs to another encoding (of {source}, model {f.attrs.get('model', '?')!r}): "
+                             + "; ".join(differs) + ". Remove it or choose another --out; nothing was changed.")
+
+
+def _create(path: Path, config: EncodeJobConfig, data, identity: dict, probe_latent: np.ndarray) -> None:
+    """Write the full-size output under a temporary name, then rename it to ``path``: creation is atomic."""
+    tmp = path.with_name(path.name + ".tmp")
+    n, dim = len(data), len(probe_latent)
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # storage allocated now: later writes touch no metadata
+    with h5py.File(tmp, "w", libver="earliest") as f:  # superblock v0: no "open for writing" flag to trip on
+        for key, value in identity.items():
+            f.attrs[key] = value
+        f.attrs["source_path"] = str(config.data.resolve())
+        f.attrs["probe_latent"] = probe_latent.astype(np.float32)
+        f.create_dataset("latents", (n, dim), np.float32, fillvalue=np.nan, dcpl=dcpl)
+        f.create_dataset("committed", (), np.int64, data=0)
+        # The dataset's labels beside the latents; a dataset whose factors follow from the row (MPI3D) has factors.
+        key, read = ("labels", data.read_labels) if data.has_labels else ("factors", data.read_factors)
+        if data.has_labels or data.factor_sizes:
+            first = np.asarray(read(slice(0, 1)))
+            labels = f.create_dataset(key, (n, *first.shape[1:]), first.dtype, dcpl=dcpl)
+            for start in range(0, n, LABEL_WINDOW):
+                labels[start:start + LABEL_WINDOW] = read(slice(start, min(n, start + LABEL_WINDOW)))
+            if data.factor_names:
+                labels.attrs["factor_names"] = list(data.factor_names)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------------- the job
+
+
+def _connect(config: EncodeJobConfig, data) -> list[SAEClient]:
+    """Clients for the servers that answer, each checked to serve an encoder for these images."""
+    clients, errors = [], []
+    for url in config.urls:
+        client = SAEClient(url, model=config.model, timeout_s=config.timeout_s, retry=config.retry,
+                           shared_memory=config.shared_memory)
+        try:
+            info = client.model_info("encode")
+        except ServerUnavailableError as e:
+            errors.append(str(e))
+            client.close()
+            continue
+        except ClientError:
+            client.close()
+            for c in clients:
+                c.close()
+            raise
+        if list(info.input("IMAGE").dims) != list(data.shape[1:]):
+            for c in clients + [client]:
+                c.close()
+            raise InvalidInputError(f"{info.name} at {url}: input IMAGE takes images of shape "
+                                    f"{list(info.input('IMAGE').dims)}, but {config.data} holds {list(data.shape[1:])}",
+                                    info.name, "IMAGE")
+        clients.append(client)
+    if not clients:
+        raise EncodeJobError("encode: no server reachable: " + "; ".join(errors))
+    return clients
+
+
+def _check_probe(pool: ServerPool, probe_image: np.ndarray, stored: np.ndarray | None, where: Path) -> np.ndarray:
+    """The probe image's latent from every live server; all must agree (with each other and with ``stored``)."""
+    reference = stored
+    for server in pool.servers:
+        try:
+            latent = server.client.encode(probe_image)[0]
+        except ServerUnavailableError:
+            pool.mark_down(server.url)
+            continue
+        if reference is None:
+            reference = latent
+        elif latent.shape != reference.shape or not np.allclose(latent, reference, PROBE_RTOL, PROBE_ATOL):
+            whose = f"the model that wrote {where}" if stored is not None else f"the server at {pool.servers[0].url}"
+            raise EncodeJobError(f"{server.client.served_name('encode')} at {server.url} serves a different model "
+                                 f"than {whose} (the probe image's latents differ); refusing to mix them")
+    if reference is None:
+        raise EncodeJobError("encode: no server answered the probe request")
+    return reference
+
+
+def _throttle(started: float, sent: int, rate: float | None) -> None:
+    if rate:
+        wait = started + sent / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
+
+def run_encode_job(config: EncodeJobConfig, progress_stream: TextIO | None = None,
+                   metrics: EncodeMetrics | None = None) -> EncodeReport:
+    """Encode ``config.data`` into ``config.out`` (see the module docstring); returns what this run did."""
+    data = open_dataset(config.data)
+    try:
+        return _run(config, data, progress_stream, metrics)
+    finally:
+        data.close()
+
+
+def _run(config: EncodeJobConfig, data, progress_stream, metrics) -> EncodeReport:
+    n = len(data)
+    if n == 0:
+        raise EncodeJobError(f"{config.data} holds no images")
+    identity = _identity(config, data, fingerprint(data))
+    if config.out.exists():
+        _read_existing(config.out, identity)
+        return EncodeReport(config.out, n, n, 0, 0.0)
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    config.partial.with_name(config.partial.name + ".tmp").unlink(missing_ok=True)  # a creation that was cut off
+    stored_probe = _read_existing(config.partial, identity) if config.partial.exists() else None
+
+    metrics = metrics or EncodeMetrics()
+    pool = ServerPool(_connect(config, data), metrics, config.server_cooldown_s)
+    metrics_server: MetricsServer | None = None
+    try:
+        if config.metrics_port is not None:
+            metrics_server = metrics.serve(config.metrics_port)
+        probe = _check_probe(pool, data.read(slice(0, 1)), stored_probe, config.partial)
+        if stored_probe is None:
+            _create(config.partial, config, data, identity, probe)
+        report = _encode_chunks(config, data, pool, metrics, progress_stream)
+    finally:
+        pool.close()
+        if metrics_server is not None:
+            metrics_server.close()
+    os.replace(config.partial, config.out)
+    return report
+
+
+def _read_existing(path: Path, identity: dict) -> np.ndarray:
+    """Check that an existing output belongs to this run; return its probe latent."""
+    try:
+        with h5py.File(path, "r") as f:
+            check_identity(path, f, identity)
+            return np.asarray(f.attrs["probe_latent"], np.float32)
+    except (OSError, KeyError) as e:
+        raise EncodeJobError(f"{path} exists but is not a readable file of latents ({e}); remove it or choose "
+                             "another --out") from e
+
+
+def _encode_chunks(config: EncodeJobConfig, data, pool: ServerPool, metrics: EncodeMetrics,
+                   progress_stream) -> EncodeReport:
+    n = len(data)
+    started = time.monotonic()
+    with h5py.File(config.partial, "r+") as f:
+        latents, committed_marker = f["latents"], f["committed"]
+        resumed_from = committed = int(committed_marker[()])
+        metrics.total.set(n)
+        metrics.committed.set(committed)
+        progress = Progress(n, committed, progress_stream) if config.progress else None
+        if progress and committed:
+            progress.stream.write(f"resuming {config.partial} at image {committed:,} of {n:,}\n")
+        pending: deque[tuple[int, int, Future]] = deque()
+        executor = ThreadPoolExecutor(max_workers=config.in_flight, thread_name_prefix="sae-encode")
+        next_start = committed
+        try:
+            while committed < n:
+                while next_start < n and len(pending) < config.in_flight:
+                    _throttle(started, next_start - resumed_from, config.max_images_per_second)
+                    stop = min(n, next_start + config.batch_size)
+                    images = data.read(slice(next_start, stop))
+                    pending.append((next_start, stop, executor.submit(
+                        pool.encode, images, f"images {next_start}..{stop - 1}")))
+                    next_start = stop
+                start, stop, future = pending.popleft()
+                try:
+                    chunk = future.result()
+                except ClientError as e:
+                    raise EncodeJobError(f"{e}. {committed:,} of {n:,} images are committed in {config.partial}; "
+                                         "run the same command again to resume") from e
+                latents[start:stop] = chunk
+                f.flush()  # the chunk's bytes first ...
+                committed_marker[()] = committed = stop
+                f.flush()  # ... then the marker that says they are final
+                metrics.images.inc(stop - start)
+                metrics.committed.set(committed)
+                if progress:
+                    progress.update(committed)
+        finally:
+            for _, _, future in pending:
+                future.cancel()
+            executor.shutdown(wait=True, cancel_futures=True)
+        if progress:
+            progress.finish()
+    return EncodeReport(config.out, n, resumed_from, n - resumed_from, time.monotonic() - started,
+                        pool.requests_per_server(), pool.failures)
