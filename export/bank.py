@@ -1,6 +1,13 @@
-"""The bank of stored latents that hybrid sampling draws from (Leeb et al., 2023, section 3.2)."""
+"""The bank of stored latents that hybrid sampling draws from (Leeb et al., 2023, section 3.2), in HDF5.
+
+Besides the N latents it records where they came from (rows of the data file, the seed of the draw, sha256 of the
+data file and of the checkpoint), the variable partition (SAE-k: k variables of D/k dimensions; unstructured models:
+one variable per dimension, as in the paper), each dimension's minimum and maximum over the whole training split
+(what traversals sweep), and for models with a prior (VAE family, WAE) its mean and standard deviation.
+"""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,11 +15,17 @@ import h5py
 import numpy as np
 import torch
 
-from clients.datasets import H5Images
+from clients.datasets import H5Images, batches_in_order
 from training.models.autoencoder import Autoencoder
 from training.trainer import to_model_input
 
 DEFAULT_BANK_SIZE = 128
+ENCODE_BATCH = 256  # images per forward pass when encoding the training split
+PRIOR_CHECK_DRAWS = 8192
+
+
+class BankError(ValueError):
+    pass
 
 
 @dataclass
@@ -20,35 +33,105 @@ class Bank:
     latents: np.ndarray  # float32 [N, D]
     variable_of_dim: np.ndarray  # int64 [D]: which variable each latent dimension belongs to
     source_indices: np.ndarray  # int64 [N]: rows of the data file the latents were encoded from
-    seed: int
-    model_name: str
+    seed: int  # of the uniform draw of source_indices from the training split
+    model_name: str  # the training config's name
+    dim_min: np.ndarray  # float32 [D]: each dimension's minimum over the training split
+    dim_max: np.ndarray  # float32 [D]
+    data_sha256: str  # of the data file
+    checkpoint_sha256: str  # of the checkpoint file
+    checkpoint_step: int
+    num_train_images: int  # how many images dim_min/dim_max were taken over
+    prior_mean: np.ndarray | None = None  # float32 [D], models with a prior only
+    prior_std: np.ndarray | None = None
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self.latents.shape[1])
+
+    @property
+    def num_variables(self) -> int:
+        return int(self.variable_of_dim.max()) + 1
 
     def save(self, path: Path) -> None:
         with h5py.File(path, "w") as f:
-            f["latents"] = self.latents
-            f["variable_of_dim"] = self.variable_of_dim
-            f["source_indices"] = self.source_indices
-            f.attrs["seed"] = self.seed
-            f.attrs["model_name"] = self.model_name
+            for key in ("latents", "variable_of_dim", "source_indices", "dim_min", "dim_max"):
+                f[key] = getattr(self, key)
+            if self.prior_mean is not None:
+                f["prior_mean"] = self.prior_mean
+                f["prior_std"] = self.prior_std
+            for key in ("seed", "model_name", "data_sha256", "checkpoint_sha256", "checkpoint_step",
+                        "num_train_images"):
+                f.attrs[key] = getattr(self, key)
 
     @classmethod
     def load(cls, path: Path) -> "Bank":
-        with h5py.File(path, "r") as f:
-            return cls(f["latents"][()], f["variable_of_dim"][()], f["source_indices"][()], int(f.attrs["seed"]),
-                       str(f.attrs["model_name"]))
+        try:
+            with h5py.File(path, "r") as f:
+                arrays = {k: f[k][()] for k in f}
+                attrs = dict(f.attrs)
+        except OSError as e:
+            raise BankError(f"{path} is not a readable bank file: {e}") from e
+        required = {"latents", "variable_of_dim", "source_indices", "dim_min", "dim_max"}
+        if not required <= set(arrays):
+            raise BankError(f"{path} lacks {sorted(required - set(arrays))}: re-export the model with `sae export`")
+        return cls(arrays["latents"], arrays["variable_of_dim"], arrays["source_indices"], int(attrs["seed"]),
+                   str(attrs["model_name"]), arrays["dim_min"], arrays["dim_max"], str(attrs["data_sha256"]),
+                   str(attrs["checkpoint_sha256"]), int(attrs["checkpoint_step"]), int(attrs["num_train_images"]),
+                   arrays.get("prior_mean"), arrays.get("prior_std"))
 
 
 def variable_of_dim(variable_sizes: tuple[int, ...]) -> np.ndarray:
     return np.repeat(np.arange(len(variable_sizes)), variable_sizes).astype(np.int64)
 
 
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 @torch.no_grad()
-def build_bank(model: Autoencoder, model_name: str, data: H5Images, train_indices: np.ndarray,
-               size: int = DEFAULT_BANK_SIZE, seed: int = 0) -> Bank:
-    """Encode ``size`` training images drawn uniformly (without replacement) with ``seed``."""
-    if size > len(train_indices):
-        raise ValueError(f"bank size {size} exceeds the {len(train_indices)} training images")
-    rows = np.sort(np.random.default_rng(seed).choice(train_indices, size=size, replace=False))
+def encode_rows(model: Autoencoder, data: H5Images, rows: np.ndarray, batch_size: int = ENCODE_BATCH) -> np.ndarray:
+    """Latents [len(rows), D] of the given (sorted) rows, encoded in batches."""
     model.eval()
-    latents = model.encode(to_model_input(data.read(rows), torch.device("cpu"))).numpy().astype(np.float32)
-    return Bank(latents, variable_of_dim(model.cfg.variable_sizes), rows.astype(np.int64), seed, model_name)
+    parts = [model.encode(to_model_input(images, torch.device("cpu"))).float().numpy()
+             for _, images in batches_in_order(data, rows, batch_size)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+@torch.no_grad()
+def prior_moments(model: Autoencoder) -> tuple[np.ndarray, np.ndarray] | None:
+    """Mean and std of the model's prior, or None for models without one.
+
+    The prior models of training.models declare N(0, I); ``prior_sample`` is checked against that (8192 draws: the
+    standard error of a mean is ~0.011) and exact zeros/ones are stored. A model whose draws disagree gets their
+    empirical moments instead, so the bank never claims a prior the model does not have.
+    """
+    if not hasattr(model, "prior_sample"):
+        return None
+    draws = model.prior_sample(PRIOR_CHECK_DRAWS, generator=torch.Generator().manual_seed(0)).double()
+    mean, std = draws.mean(0).numpy(), draws.std(0).numpy()
+    if np.all(np.abs(mean) < 0.05) and np.all(np.abs(std - 1) < 0.05):
+        return np.zeros_like(mean, np.float32), np.ones_like(std, np.float32)
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def build_bank(model: Autoencoder, model_name: str, data: H5Images, train_indices: np.ndarray,
+               checkpoint_path: Path, checkpoint_step: int, size: int = DEFAULT_BANK_SIZE, seed: int = 0) -> Bank:
+    """Encode the whole training split (for each dimension's range) and keep ``size`` latents drawn uniformly
+    without replacement with ``seed``."""
+    if not 1 <= size <= len(train_indices):
+        raise BankError(f"bank size {size} must be in 1..{len(train_indices)} (the training images)")
+    train_indices = np.sort(np.asarray(train_indices))
+    rows = np.sort(np.random.default_rng(seed).choice(train_indices, size=size, replace=False))
+    all_latents = encode_rows(model, data, train_indices)
+    latents = all_latents[np.searchsorted(train_indices, rows)]
+    prior = prior_moments(model)
+    return Bank(latents=latents, variable_of_dim=variable_of_dim(model.cfg.variable_sizes),
+                source_indices=rows.astype(np.int64), seed=seed, model_name=model_name,
+                dim_min=all_latents.min(axis=0), dim_max=all_latents.max(axis=0),
+                data_sha256=file_sha256(data.path), checkpoint_sha256=file_sha256(checkpoint_path),
+                checkpoint_step=checkpoint_step, num_train_images=len(train_indices),
+                prior_mean=None if prior is None else prior[0], prior_std=None if prior is None else prior[1])

@@ -1,20 +1,43 @@
-"""`sae export`: checkpoint -> ONNX graphs and the latent bank, written into the Triton model repository."""
+"""`sae export`: checkpoint -> one model's set of Triton models in a model repository.
+
+Writes ``NAME_encode``, ``NAME_decode`` (ONNX fp32 + fp16 + TorchScript, each checked against the eager model),
+``NAME_sampler`` and ``NAME_traverse`` (python backend + the bank), and the ensembles ``NAME_reconstruct`` and
+``NAME_hybrid_sample``, with configs generated for the model's real dims (``export.triton_configs``).
+
+Everything is built in a staging folder beside the repository (same filesystem), optionally checked by a validator,
+and only then moved in, one whole model folder at a time: each folder is swapped atomically with the one it replaces
+(``renameat2(RENAME_EXCHANGE)``; two renames where the kernel lacks it), leaves before the ensembles that call them.
+A server polling the repository, or restarted at any moment, sees each model either entirely old or entirely new.
+"""
 from __future__ import annotations
 
+import ctypes
+import errno
+import json
 import os
-from dataclasses import dataclass
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from google.protobuf import text_format
-from tritonclient.grpc import model_config_pb2
+import torch
 
-from export.bank import DEFAULT_BANK_SIZE, build_bank
-from export.graphs import export_onnx, graph_specs, onnx_max_abs_diff
-from training.checkpoint import Checkpoint
 from clients.datasets import H5Images, split_indices
+from export.bank import DEFAULT_BANK_SIZE, Bank, build_bank
+from export.fp16 import write_fp16_onnx
+from export.graphs import ONNX_OPSET, export_onnx, graph_specs
+from export.parity import ParityResult, compare
+from export.torchscript import export_torchscript
+from export.triton_configs import (BANK_FILE, MANIFEST_FILE, ONNX_FILE, ONNX_FP16_FILE, PYTHON_FILE, ROLES,
+                                   TORCHSCRIPT_FILE, VERSION, RepositoryOptions, ServedShapes, config_text,
+                                   model_configs)
+from export.triton_templates import ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
+from training.checkpoint import LAST, Checkpoint
 from training.models.autoencoder import build_model
 
-ONNX_TOLERANCE = 1e-3  # fp32 eager vs ONNX Runtime; measured differences are ~1e-5
+EXPORT_PARITY_BATCHES = (1, 7)  # checked at every export; tests/test_parity.py adds 256
 
 
 class ExportError(RuntimeError):
@@ -24,68 +47,169 @@ class ExportError(RuntimeError):
 @dataclass
 class ExportReport:
     repository: Path
+    export_name: str
     config_name: str
     step: int
-    max_abs_diff: dict[str, float]
-    bank_size: int
+    flavour: str
+    models: list[str]
+    parity: list[ParityResult] = field(default_factory=list)
+    bank_size: int = 0
+
+    @property
+    def max_abs_diff(self) -> dict[str, float]:
+        """Worst |eager - ONNX Runtime fp32| per graph (the figure `sae export` prints first)."""
+        return {g: max(r.max_abs_diff for r in self.parity if r.graph == g and r.runtime == "onnx")
+                for g in ("encode", "decode")}
+
+    def worst(self) -> dict[str, float]:
+        """Worst |diff| per graph and runtime."""
+        out: dict[str, float] = {}
+        for r in self.parity:
+            key = f"{r.graph}/{r.runtime}"
+            out[key] = max(out.get(key, 0.0), r.max_abs_diff)
+        return out
 
 
-def read_model_config(path: Path) -> model_config_pb2.ModelConfig:
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+def checkpoint_file(run: Path) -> Path:
+    run = Path(run)
+    return run / "checkpoints" / LAST if run.is_dir() else run
 
 
-def _check_served_shapes(repo: Path, image_size: int, latent_dim: int) -> None:
-    """The committed configs fix the wire shapes; refuse a model that does not fit them."""
-    expected = {("encode", "input", "IMAGE"): [image_size, image_size, 3], ("encode", "output", "LATENT"): [latent_dim],
-                ("decode", "input", "LATENT"): [latent_dim], ("decode", "output", "IMAGE"): [image_size, image_size, 3]}
-    for (model, kind, tensor), dims in expected.items():
-        path = repo / model / "config.pbtxt"
-        if not path.is_file():
-            raise ExportError(f"{path} is missing: --repo must point at the project's model_repository")
-        found = {t.name: list(t.dims) for t in getattr(read_model_config(path), kind)}
-        if found.get(tensor) != dims:
-            raise ExportError(f"{path}: {kind} {tensor} has dims {found.get(tensor)}, but this model needs {dims}")
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directory entries atomically (Linux renameat2 with RENAME_EXCHANGE); False where unsupported."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, f"cannot swap {a} and {b}: {os.strerror(code)}")
 
 
-def _replace(tmp: Path, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, final)
+def read_manifest(model_dir: Path) -> dict | None:
+    path = model_dir / VERSION / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _check_ownership(repo: Path, options: RepositoryOptions) -> None:
+    """Refuse to replace a model folder that another export name wrote (a name clash)."""
+    for model in options.model_names().values():
+        manifest = read_manifest(repo / model)
+        if manifest is not None and manifest.get("export_name") != options.name:
+            raise ExportError(f"{repo / model} belongs to the export named {manifest.get('export_name')!r}, not "
+                              f"{options.name!r}; pick another --name")
+
+
+def install(staging: Path, repo: Path, models: list[str]) -> None:
+    """Move each staged model folder into ``repo``, replacing the old one atomically; old folders end in staging."""
+    repo.mkdir(parents=True, exist_ok=True)
+    for model in models:
+        new, final = staging / model, repo / model
+        if not final.exists():
+            os.rename(new, final)
+        elif not _exchange(new, final):
+            os.rename(final, staging / f"{model}.old")
+            os.rename(new, final)
+
+
+def _manifest(options: RepositoryOptions, role: str, ckpt: Checkpoint, bank: Bank, parity: list[ParityResult],
+              source: Path) -> str:
+    import onnx
+    import onnxruntime
+
+    return json.dumps({
+        "export_name": options.name, "model": options.model_name(role), "role": role, "flavour": options.flavour,
+        "config_name": ckpt.config.name, "model_kind": ckpt.config.model.kind, "checkpoint": str(source),
+        "checkpoint_sha256": bank.checkpoint_sha256, "checkpoint_step": ckpt.step, "data_sha256": bank.data_sha256,
+        "bank_size": int(len(bank.latents)), "bank_seed": bank.seed, "onnx_opset": ONNX_OPSET,
+        "torch_version": torch.__version__, "onnx_version": onnx.__version__,
+        "onnxruntime_version": onnxruntime.__version__, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "parity": [{"graph": r.graph, "runtime": r.runtime, "batch_size": r.batch_size,
+                    "max_abs_diff": r.max_abs_diff} for r in parity],
+    }, indent=2)
+
+
+def _write_graphs(model, version_dirs: dict[str, Path], batch_sizes=EXPORT_PARITY_BATCHES) -> list[ParityResult]:
+    """ONNX fp32, ONNX fp16 and TorchScript for encode and decode, each compared with the eager model."""
+    results: list[ParityResult] = []
+    for graph, spec in graph_specs(model).items():
+        folder = version_dirs[graph]
+        files = {"onnx": folder / ONNX_FILE, "onnx_fp16": folder / ONNX_FP16_FILE,
+                 "torchscript": folder / TORCHSCRIPT_FILE}
+        export_onnx(spec, files["onnx"])
+        write_fp16_onnx(files["onnx"], files["onnx_fp16"])
+        export_torchscript(spec, files["torchscript"])
+        checked = compare(graph, spec, files, batch_sizes)
+        failed = [str(r) for r in checked if not r.ok]
+        if failed:
+            raise ExportError("exported graph differs from the eager model: " + "; ".join(failed))
+        results += checked
+    return results
 
 
 def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: int = DEFAULT_BANK_SIZE,
-               bank_seed: int = 0) -> ExportReport:
+               bank_seed: int = 0, name: str = "", flavour: str = "python",
+               options: RepositoryOptions | None = None,
+               validate: Callable[[Path], None] | None = None) -> ExportReport:
+    """Export RUN (a run folder or a checkpoint file) into ``repo`` as the model set ``name``.
+
+    ``options`` overrides ``name``/``flavour`` and carries the rest (native runtime, TensorRT, batching);
+    ``validate(staging_repo)`` may raise to stop the export before anything in ``repo`` changes.
+    """
+    options = (options or RepositoryOptions(name=name, flavour=flavour)).validate()
+    repo = Path(repo)
+    source = checkpoint_file(run)
     ckpt = Checkpoint.load(run)
     cfg = ckpt.config
     model = build_model(cfg.model)
     model.load_state_dict(ckpt.model_state)
     model.eval()
-    repo = Path(repo)
-    _check_served_shapes(repo, cfg.model.backbone.image_size, cfg.model.latent_dim)
-
     data_path = data_path or (ckpt.extra or {}).get("data_path")
     if not data_path:
         raise ExportError("the checkpoint does not say which data it was trained on; pass --data FILE")
     data = H5Images(Path(data_path))
+    if data.image_size != cfg.model.backbone.image_size:
+        raise ExportError(f"{data_path} has {data.image_size}px images; {cfg.name} takes "
+                          f"{cfg.model.backbone.image_size}px")
+    if repo.exists():
+        _check_ownership(repo, options)
 
-    diffs: dict[str, float] = {}
-    staged: list[tuple[Path, Path]] = []
-    for name, spec in graph_specs(model).items():
-        final = repo / name / "1" / "model.onnx"
-        tmp = final.with_suffix(".onnx.tmp")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(spec, tmp)
-        diffs[name] = onnx_max_abs_diff(spec, tmp)
-        if not diffs[name] <= ONNX_TOLERANCE:
-            tmp.unlink()
-            raise ExportError(f"{name}: ONNX Runtime differs from eager by {diffs[name]:.2e} > {ONNX_TOLERANCE}")
-        staged.append((tmp, final))
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.export-", dir=repo.parent))
+    try:
+        names = options.model_names()
+        version_dirs = {role: staging / names[role] / VERSION for role in ROLES}
+        for folder in version_dirs.values():
+            folder.mkdir(parents=True)
+        parity = _write_graphs(model, version_dirs)
+        bank = build_bank(model, cfg.name, data, split_indices(len(data))["train"], source, ckpt.step, bank_size,
+                          bank_seed)
+        bank.save(version_dirs["sampler"] / BANK_FILE)
+        shutil.copyfile(version_dirs["sampler"] / BANK_FILE, version_dirs["traverse"] / BANK_FILE)
+        code = {"sampler": SAMPLER_MODEL, "traverse": TRAVERSE_MODEL}
+        if options.flavour == "python":
+            code.update(encode=ONNX_MODEL, decode=ONNX_MODEL)
+        for role, template in code.items():
+            shutil.copyfile(template, version_dirs[role] / PYTHON_FILE)
 
-    bank = build_bank(model, cfg.name, data, split_indices(len(data))["train"], bank_size, bank_seed)
-    bank_final = repo / "sampler" / "1" / "bank.h5"
-    bank_tmp = bank_final.with_suffix(".h5.tmp")
-    bank.save(bank_tmp)
-    staged.append((bank_tmp, bank_final))
-    for tmp, final in staged:  # only now, when every artefact is ready, replace the served ones
-        _replace(tmp, final)
-    return ExportReport(repo, cfg.name, ckpt.step, diffs, len(bank.latents))
-
+        shapes = ServedShapes(cfg.model.backbone.image_size, cfg.model.latent_dim, bank.num_variables)
+        configs = model_configs(shapes, options)
+        for role in ROLES:
+            model_dir = staging / names[role]
+            (model_dir / "config.pbtxt").write_text(config_text(configs[names[role]], role, f"{cfg.name} step "
+                                                                f"{ckpt.step}"))
+            (model_dir / VERSION / MANIFEST_FILE).write_text(_manifest(options, role, ckpt, bank, parity, source))
+        if validate is not None:
+            validate(staging)
+        order = [names[role] for role in ROLES]
+        install(staging, repo, order)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportReport(repo, options.name, cfg.name, ckpt.step, options.flavour, order, parity, len(bank.latents))

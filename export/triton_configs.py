@@ -1,0 +1,243 @@
+"""The Triton configs of one exported model, generated with its real dims (the wire contract in the README).
+
+``model_configs(shapes, options)`` returns ``{folder name: ModelConfig}`` for the set ``NAME_encode``,
+``NAME_decode``, ``NAME_reconstruct`` (ensemble encode -> decode), ``NAME_hybrid_sample`` (ensemble sampler ->
+decode), ``NAME_traverse`` and the helper ``NAME_sampler``; an empty NAME gives the unprefixed names. Two flavours:
+
+* ``python``: encode/decode are python-backend models running ONNX Runtime (``triton_templates/onnx_model.py``),
+  instance kind KIND_AUTO (a GPU when the server has one, else the CPU); runs with the server bundled in
+  nvidia-pytriton.
+* ``native``: encode/decode use the ``onnxruntime_onnx`` (or ``pytorch_libtorch``) platform with KIND_GPU instances
+  and, optionally, the TensorRT accelerator; for NVIDIA's stock container. The sampler and traverse stay python.
+
+The batching values come from measurements (README, "Serving configuration"; ``benchmarks/tune_batching.py``).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+ONNX_FILE = "model.onnx"
+ONNX_FP16_FILE = "model_fp16.onnx"
+TORCHSCRIPT_FILE = "model.pt"
+BANK_FILE = "bank.h5"
+MANIFEST_FILE = "export.json"
+PYTHON_FILE = "model.py"
+VERSION = "1"
+
+ROLES = ("encode", "decode", "sampler", "traverse", "reconstruct", "hybrid_sample")  # leaves before ensembles
+FLAVOURS = ("python", "native")
+NATIVE_RUNTIMES = ("onnxruntime", "libtorch")
+GPU_PRECISIONS = ("fp16", "fp32")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ServedShapes:
+    image_size: int  # H = W
+    latent_dim: int  # D
+    num_variables: int  # k of the bank's partition (SAE-k: k; unstructured: D)
+
+
+@dataclass(frozen=True)
+class BatchedModelSettings:
+    """Batching and instances of encode or decode. Each value is measured (benchmarks/tune_batching.py, one change
+    at a time from an empty dynamic_batching); the figures are in README.md, "Serving configuration"."""
+
+    max_batch_size: int = 256  # the contract: hybrid_sample sends up to 256 latents to decode as one batch
+    max_queue_delay_us: int = 0  # empty `dynamic_batching { }`: a delay added 0.7-3 ms to lone requests, no throughput
+    preferred_batch_sizes: tuple[int, ...] = ()  # measured no gain
+    instances: int = 2  # 2 instances x 1 thread: ~2x the throughput of 1 x 2 at 8 clients; a 3rd added nothing
+    intra_op_threads: int = 1  # ONNX Runtime threads per instance (python flavour); 2 threads were slower
+    warmup_batch_sizes: tuple[int, ...] = (1, 8)  # the first request after load: ~150-650 ms cold, ~3-13 ms warm
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    encode: BatchedModelSettings = field(default_factory=BatchedModelSettings)
+    decode: BatchedModelSettings = field(default_factory=BatchedModelSettings)
+    sampler_instances: int = 1  # a 256-sample draw takes ~7 ms, small next to decoding the 256 images
+    traverse_instances: int = 1
+
+
+@dataclass(frozen=True)
+class RepositoryOptions:
+    name: str = ""  # "" -> encode, decode, ...; "sae12" -> sae12_encode, ...
+    flavour: str = "python"
+    native_runtime: str = "onnxruntime"  # native flavour: onnxruntime_onnx or pytorch_libtorch platform
+    tensorrt: bool = False  # native onnxruntime: TensorRT execution accelerator
+    gpu_precision: str = "fp16"  # GPU instances run model_fp16.onnx (or TensorRT in FP16 mode)
+    max_samples: int = 256  # NUM_SAMPLES limit of hybrid_sample
+    max_traverse_steps: int = 64
+    serving: ServingSettings = field(default_factory=ServingSettings)
+
+    def validate(self) -> "RepositoryOptions":
+        if self.name and not NAME_PATTERN.match(self.name):
+            raise ConfigError(f"--name {self.name!r}: use up to 64 letters, digits, '_' and '-', starting with a "
+                              "letter or digit (it prefixes the model names: NAME_encode, ...)")
+        for arg, value, allowed in (("--flavour", self.flavour, FLAVOURS),
+                                    ("--native-runtime", self.native_runtime, NATIVE_RUNTIMES),
+                                    ("--gpu-precision", self.gpu_precision, GPU_PRECISIONS)):
+            if value not in allowed:
+                raise ConfigError(f"{arg} {value!r}: choose one of {', '.join(allowed)}")
+        if self.tensorrt and (self.flavour != "native" or self.native_runtime != "onnxruntime"):
+            raise ConfigError("--tensorrt applies to the native flavour with the onnxruntime runtime only")
+        for role in ("encode", "decode"):
+            s: BatchedModelSettings = getattr(self.serving, role)
+            if s.max_batch_size < 1 or s.instances < 1 or s.max_queue_delay_us < 0:
+                raise ConfigError(f"{role}: max_batch_size and instances must be positive, queue delay >= 0: {s}")
+        if not 1 <= self.max_samples <= self.serving.decode.max_batch_size:
+            raise ConfigError(f"max_samples {self.max_samples} must be in 1..decode max_batch_size "
+                              f"({self.serving.decode.max_batch_size}): the sampler's latents go to decode as one "
+                              "batch")
+        if not 2 <= self.max_traverse_steps <= self.serving.decode.max_batch_size:
+            raise ConfigError(f"max_traverse_steps {self.max_traverse_steps} must be in 2..decode max_batch_size")
+        return self
+
+    def model_name(self, role: str) -> str:
+        return f"{self.name}_{role}" if self.name else role
+
+    def model_names(self) -> dict[str, str]:
+        return {role: self.model_name(role) for role in ROLES}
+
+
+# ------------------------------------------------------------------------------------------------------ helpers
+
+
+def _input(name: str, dtype: str, dims: list[int], optional: bool = False) -> pb.ModelInput:
+    return pb.ModelInput(name=name, data_type=pb.DataType.Value(dtype), dims=dims, optional=optional)
+
+
+def _output(name: str, dtype: str, dims: list[int]) -> pb.ModelOutput:
+    return pb.ModelOutput(name=name, data_type=pb.DataType.Value(dtype), dims=dims)
+
+
+def _params(config: pb.ModelConfig, **values) -> None:
+    for key, value in values.items():
+        config.parameters[key].string_value = str(value)
+
+
+def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> pb.ModelEnsembling.Step:
+    return pb.ModelEnsembling.Step(model_name=model, model_version=-1, input_map=inputs, output_map=outputs)
+
+
+def _batching(config: pb.ModelConfig, s: BatchedModelSettings) -> None:
+    config.max_batch_size = s.max_batch_size
+    config.dynamic_batching.SetInParent()  # `dynamic_batching { }` even with no field set
+    if s.max_queue_delay_us:
+        config.dynamic_batching.max_queue_delay_microseconds = s.max_queue_delay_us
+    config.dynamic_batching.preferred_batch_size.extend(s.preferred_batch_sizes)
+
+
+def _warmup(config: pb.ModelConfig, s: BatchedModelSettings, name: str, dtype: str, dims: list[int]) -> None:
+    for b in s.warmup_batch_sizes:
+        data = {"zero_data": True} if dtype == "TYPE_UINT8" else {"random_data": True}
+        config.model_warmup.append(pb.ModelWarmup(
+            name=f"batch_{b}", batch_size=b, count=1,
+            inputs={name: pb.ModelWarmup.Input(data_type=pb.DataType.Value(dtype), dims=dims, **data)}))
+
+
+def _graph_model(options: RepositoryOptions, role: str, io: tuple, s: BatchedModelSettings) -> pb.ModelConfig:
+    (in_name, in_type, in_dims), (out_name, out_type, out_dims) = io
+    config = pb.ModelConfig(name=options.model_name(role), input=[_input(in_name, in_type, in_dims)],
+                            output=[_output(out_name, out_type, out_dims)])
+    _batching(config, s)
+    if options.flavour == "python":
+        config.backend = "python"
+        config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_AUTO, count=s.instances))
+        _params(config, onnx_file=ONNX_FILE, gpu_onnx_file=ONNX_FP16_FILE if options.gpu_precision == "fp16"
+                else ONNX_FILE, intra_op_threads=s.intra_op_threads)
+    else:
+        config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_GPU, count=s.instances))
+        if options.native_runtime == "libtorch":
+            config.platform = "pytorch_libtorch"
+            config.default_model_filename = TORCHSCRIPT_FILE
+        else:
+            config.platform = "onnxruntime_onnx"
+            fp16_graph = options.gpu_precision == "fp16" and not options.tensorrt  # TensorRT makes its own fp16
+            config.default_model_filename = ONNX_FP16_FILE if fp16_graph else ONNX_FILE
+            if options.tensorrt:
+                trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+                trt.parameters["precision_mode"] = options.gpu_precision.upper()
+                trt.parameters["max_workspace_size_bytes"] = str(1 << 30)
+    _warmup(config, s, in_name, in_type, in_dims)
+    return config
+
+
+# ------------------------------------------------------------------------------------------------------ configs
+
+
+def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str, pb.ModelConfig]:
+    options.validate()
+    h, d, k = shapes.image_size, shapes.latent_dim, shapes.num_variables
+    image, latent = [h, h, 3], [d]
+    names = options.model_names()
+    s = options.serving
+    configs = {
+        "encode": _graph_model(options, "encode", (("IMAGE", "TYPE_UINT8", image), ("LATENT", "TYPE_FP32", latent)),
+                               s.encode),
+        "decode": _graph_model(options, "decode", (("LATENT", "TYPE_FP32", latent), ("IMAGE", "TYPE_FP32", image)),
+                               s.decode),
+    }
+
+    sampler = pb.ModelConfig(name=names["sampler"], backend="python", max_batch_size=0, input=[
+        _input("NUM_SAMPLES", "TYPE_INT64", [1]), _input("SEED", "TYPE_INT64", [1]),
+        _input("PER_DIMENSION", "TYPE_BOOL", [1], optional=True), _input("BASE", "TYPE_FP32", [-1, d], optional=True),
+        _input("MASK", "TYPE_BOOL", [k], optional=True)], output=[
+        _output("LATENT", "TYPE_FP32", [-1, d]), _output("SOURCE_INDEX", "TYPE_INT64", [-1, -1]),
+        _output("DRAW_MODE", "TYPE_STRING", [1])])
+    sampler.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU,
+                                                        count=s.sampler_instances))
+    _params(sampler, max_samples=options.max_samples)
+    configs["sampler"] = sampler
+
+    traverse = pb.ModelConfig(name=names["traverse"], backend="python", max_batch_size=0, input=[
+        _input("LATENT", "TYPE_FP32", latent), _input("DIMENSION", "TYPE_INT64", [1]),
+        _input("STEPS", "TYPE_INT64", [1])], output=[
+        _output("IMAGE", "TYPE_FP32", [-1, *image]), _output("LATENT", "TYPE_FP32", [-1, d])])
+    traverse.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU,
+                                                         count=s.traverse_instances))
+    _params(traverse, decode_model=names["decode"], min_steps=2, max_steps=options.max_traverse_steps)
+    configs["traverse"] = traverse
+
+    reconstruct = pb.ModelConfig(name=names["reconstruct"], platform="ensemble",
+                                 max_batch_size=min(s.encode.max_batch_size, s.decode.max_batch_size),
+                                 input=[_input("IMAGE", "TYPE_UINT8", image)],
+                                 output=[_output("RECONSTRUCTION", "TYPE_FP32", image)])
+    reconstruct.ensemble_scheduling.step.extend([
+        _step(names["encode"], {"IMAGE": "IMAGE"}, {"LATENT": "latent"}),
+        _step(names["decode"], {"LATENT": "latent"}, {"IMAGE": "RECONSTRUCTION"})])
+    configs["reconstruct"] = reconstruct
+
+    hybrid = pb.ModelConfig(name=names["hybrid_sample"], platform="ensemble", max_batch_size=0,
+                            input=list(sampler.input), output=[_output("IMAGE", "TYPE_FP32", [-1, *image]),
+                                                               *sampler.output])
+    passthrough = {t.name: t.name for t in sampler.input}
+    hybrid.ensemble_scheduling.step.extend([
+        _step(names["sampler"], passthrough, {t.name: t.name for t in sampler.output}),
+        _step(names["decode"], {"LATENT": "LATENT"}, {"IMAGE": "IMAGE"})])
+    configs["hybrid_sample"] = hybrid
+    return {names[role]: configs[role] for role in ROLES}
+
+
+DESCRIPTIONS = {
+    "encode": "images (uint8 HWC, the datasets' layout) -> latents; the graph converts to float NCHW itself",
+    "decode": "latents -> images, float32 HWC in [0, 1] (sigmoid of the decoder's logits)",
+    "sampler": "hybrid sampling from the bank (1/bank.h5), per variable or per dimension, with BASE/MASK control",
+    "traverse": "one latent, one dimension swept from its training-set min to max in STEPS steps, decoded",
+    "reconstruct": "ensemble: encode -> decode",
+    "hybrid_sample": "ensemble: sampler -> decode (same SEED, same images)",
+}
+
+
+def config_text(config: pb.ModelConfig, role: str, source: str) -> str:
+    """config.pbtxt contents: a short header, then the protobuf text format."""
+    header = f"# {DESCRIPTIONS[role]}\n# Generated by `sae export` from {source}; do not edit (re-export instead).\n"
+    return header + text_format.MessageToString(config, use_short_repeated_primitives=True)

@@ -1,0 +1,13 @@
+"""Python-backend code that `sae export` copies, as ``model.py``, into each generated Triton model.
+
+The files are kept here, once, because a Triton repository treats every folder as a model. Each file is
+self-contained (Triton loads it by path, with numpy, h5py and onnxruntime of the server's Python environment) and
+imports ``triton_python_backend_utils`` only inside ``initialize``, so tests and benchmarks can import its pure
+functions outside Triton.
+"""
+from pathlib import Path
+
+TEMPLATES = Path(__file__).resolve().parent
+ONNX_MODEL = TEMPLATES / "onnx_model.py"
+SAMPLER_MODEL = TEMPLATES / "sampler_model.py"
+TRAVERSE_MODEL = TEMPLATES / "traverse_model.py"

@@ -1,1 +1,0 @@
-../../encode/1/model.py

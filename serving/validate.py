@@ -1,0 +1,375 @@
+"""`sae validate --repo DIR`: check a Triton model repository without starting a server.
+
+Every ``config.pbtxt`` is parsed with Triton's own protobuf definitions (``tritonclient.grpc.model_config_pb2``),
+then matched against what it points at:
+
+* ONNX files (``onnxruntime_onnx`` platform, or a python model's ``onnx_file``/``gpu_onnx_file`` parameter): input
+  and output names, data types and dims, with a dynamic batch axis when ``max_batch_size > 0``;
+* TorchScript files (``pytorch_libtorch``): loaded and run on a zero input of the configured shape, outputs checked;
+* python models: ``model.py`` present; the bank (``bank.h5``) of samplers and traversers matches their dims;
+  a BLS target (``decode_model`` parameter) exists and takes the latents;
+* ensembles: every step's model exists, its input/output maps name real tensors of that model, every mapped tensor
+  is an ensemble input or produced by a step, every ensemble output is produced, and dtypes and shapes agree.
+
+Each problem names the model and the config field: ``decode: input LATENT dims: config [10], model.onnx [batch, 12]``.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+# Triton data types -> ONNX TensorProto element types (onnx.TensorProto values)
+_ONNX_TYPES = {"TYPE_BOOL": 9, "TYPE_UINT8": 2, "TYPE_INT8": 3, "TYPE_INT16": 5, "TYPE_INT32": 6, "TYPE_INT64": 7,
+               "TYPE_FP16": 10, "TYPE_FP32": 1, "TYPE_FP64": 11, "TYPE_STRING": 8, "TYPE_BF16": 16}
+
+@dataclass(frozen=True)
+class Problem:
+    model: str
+    field: str
+    message: str
+    severity: str = "error"  # or "warning": reported, but the repository still counts as valid
+
+    def __str__(self) -> str:
+        return f"{self.model}: {self.field}: {self.message}"
+
+
+class RepositoryInvalid(ValueError):
+    def __init__(self, repo: Path, problems: list[Problem]):
+        self.problems = problems
+        super().__init__(f"model repository {repo} is invalid:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def dtype_name(value: int) -> str:
+    return pb.DataType.Name(value)
+
+
+def full_shape(config: pb.ModelConfig, dims) -> list[int]:
+    """The tensor's whole shape as Triton sees it: ``[-1] + dims`` when the model batches."""
+    return ([-1] if config.max_batch_size > 0 else []) + list(dims)
+
+
+def shapes_compatible(a: list[int], b: list[int]) -> bool:
+    return len(a) == len(b) and all(x == y or -1 in (x, y) for x, y in zip(a, b))
+
+
+def read_config(path: Path) -> pb.ModelConfig:
+    return text_format.Parse(path.read_text(), pb.ModelConfig())
+
+
+def version_dirs(model_dir: Path) -> list[Path]:
+    return sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def _model_kind(config: pb.ModelConfig) -> str:
+    if config.platform == "ensemble":
+        return "ensemble"
+    return config.platform or config.backend
+
+
+class _Checker:
+    def __init__(self, repo: Path):
+        self.repo = Path(repo)
+        self.problems: list[Problem] = []
+        self.configs: dict[str, pb.ModelConfig] = {}
+
+    def add(self, model: str, field: str, message: str, severity: str = "error") -> None:
+        self.problems.append(Problem(model, field, message, severity))
+
+    # ------------------------------------------------------------------------------------------- whole repository
+
+    def run(self) -> list[Problem]:
+        if not self.repo.is_dir():
+            self.add(str(self.repo), "repository", "not a directory")
+            return self.problems
+        folders = sorted(p for p in self.repo.iterdir() if p.is_dir())
+        for folder in folders:
+            path = folder / "config.pbtxt"
+            if not path.is_file():
+                self.add(folder.name, "config.pbtxt", f"missing: Triton treats every folder of {self.repo} as a model")
+                continue
+            try:
+                self.configs[folder.name] = read_config(path)
+            except text_format.ParseError as e:
+                self.add(folder.name, "config.pbtxt", f"does not parse as a Triton ModelConfig: {e}")
+        for folder, config in self.configs.items():
+            self.check_model(folder, config)
+        return self.problems
+
+    # ------------------------------------------------------------------------------------------- one model
+
+    def check_model(self, folder: str, config: pb.ModelConfig) -> None:
+        name = config.name or folder
+        if config.name != folder:
+            self.add(folder, "name", f"config says {config.name!r}, but the folder is {folder!r}")
+        if config.max_batch_size < 0:
+            self.add(name, "max_batch_size", f"must be >= 0, got {config.max_batch_size}")
+        if config.max_batch_size == 0 and config.HasField("dynamic_batching"):
+            self.add(name, "dynamic_batching", "needs max_batch_size > 0")
+        for kind, tensors in (("input", config.input), ("output", config.output)):
+            seen = set()
+            for t in tensors:
+                if t.name in seen:
+                    self.add(name, f"{kind} {t.name}", "declared twice")
+                seen.add(t.name)
+                if not t.dims or any(d == 0 or d < -1 for d in t.dims):
+                    self.add(name, f"{kind} {t.name} dims", f"{list(t.dims)}: each dim must be positive or -1")
+        versions = version_dirs(self.repo / folder)
+        if not versions:
+            self.add(name, "version folder", f"no numbered version folder in {self.repo / folder}")
+        kind = _model_kind(config)
+        if kind == "ensemble":
+            self.check_ensemble(name, config)
+            return
+        if not kind:
+            self.add(name, "platform/backend", "neither is set")
+            return
+        for version in versions:
+            if kind in ("onnxruntime_onnx", "onnxruntime"):
+                self.check_onnx(name, config, version / (config.default_model_filename or "model.onnx"),
+                                "default_model_filename")
+            elif kind in ("pytorch_libtorch", "pytorch"):
+                self.check_torchscript(name, config, version / (config.default_model_filename or "model.pt"))
+            elif kind == "python":
+                self.check_python(name, config, version)
+            else:
+                self.add(name, "platform/backend", f"{kind!r}: files not checked", "warning")
+
+    def _file(self, name: str, field: str, path: Path) -> bool:
+        if not path.is_file():
+            self.add(name, field, f"{path.relative_to(self.repo)} is missing")
+            return False
+        return True
+
+    # ------------------------------------------------------------------------------------------- ONNX
+
+    def check_onnx(self, name: str, config: pb.ModelConfig, path: Path, field: str) -> None:
+        if not self._file(name, field, path):
+            return
+        import onnx
+
+        try:
+            graph = onnx.load(str(path), load_external_data=False).graph
+        except Exception as e:  # onnx raises DecodeError and others for damaged files
+            self.add(name, field, f"{path.name} is not a readable ONNX model: {e}")
+            return
+        initializers = {i.name for i in graph.initializer}
+        found = {"input": {v.name: v for v in graph.input if v.name not in initializers},
+                 "output": {v.name: v for v in graph.output}}
+        for kind, tensors in (("input", config.input), ("output", config.output)):
+            declared = {t.name for t in tensors}
+            for extra in sorted(set(found[kind]) - declared):
+                if kind == "input":
+                    self.add(name, "input", f"{path.name} has input {extra!r}, which the config does not declare")
+            for t in tensors:
+                value = found[kind].get(t.name)
+                if value is None:
+                    self.add(name, f"{kind} {t.name}", f"{path.name} has no {kind} of that name "
+                                                        f"(it has {sorted(found[kind])})")
+                    continue
+                tensor_type = value.type.tensor_type
+                want = _ONNX_TYPES.get(dtype_name(t.data_type))
+                if tensor_type.elem_type != want:
+                    found_type = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
+                    self.add(name, f"{kind} {t.name} data_type",
+                             f"config {dtype_name(t.data_type)}, {path.name} {found_type}")
+                axes = tensor_type.shape.dim
+                onnx_dims = [d.dim_value if d.HasField("dim_value") else -1 for d in axes]
+                shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in axes]
+                if config.max_batch_size > 0 and onnx_dims and onnx_dims[0] != -1:
+                    self.add(name, "max_batch_size", f"{config.max_batch_size} > 0 needs a dynamic first axis, but "
+                                                     f"{path.name} fixes {kind} {t.name} to {shown}")
+                elif not shapes_compatible(full_shape(config, t.dims), onnx_dims):
+                    self.add(name, f"{kind} {t.name} dims", f"config {list(t.dims)} (max_batch_size "
+                                                            f"{config.max_batch_size}), {path.name} {shown}")
+
+    # ------------------------------------------------------------------------------------------- TorchScript
+
+    def check_torchscript(self, name: str, config: pb.ModelConfig, path: Path) -> None:
+        if not self._file(name, "default_model_filename", path):
+            return
+        import numpy as np
+        import torch
+        from tritonclient.utils import triton_to_np_dtype
+
+        try:
+            extra = {"torch_version": ""}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TorchScript's deprecation notice
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
+        except Exception as e:  # torch raises RuntimeError and others for foreign files
+            self.add(name, "default_model_filename", f"{path.name} is not a loadable TorchScript file: {e}")
+            return
+        made_with = extra["torch_version"].decode() if isinstance(extra["torch_version"], bytes) else \
+            extra["torch_version"]
+        if made_with and made_with.split("+")[0] != torch.__version__.split("+")[0]:
+            self.add(name, "default_model_filename", f"{path.name} was made with torch {made_with}, checked with "
+                                                     f"{torch.__version__}; serve it with a matching libtorch",
+                     "warning")
+        inputs = []
+        for t in config.input:
+            shape = [1 if d == -1 else d for d in full_shape(config, t.dims)]
+            inputs.append(torch.from_numpy(np.zeros(shape, triton_to_np_dtype(dtype_name(t.data_type)[5:]))))
+        try:
+            with torch.no_grad():
+                out = module(*inputs)
+        except Exception as e:  # a shape or dtype the traced graph cannot take
+            self.add(name, "input", f"{path.name} fails on zeros of the configured input shapes: "
+                                    f"{str(e).splitlines()[0][:300]}")
+            return
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        if len(outs) != len(config.output):
+            self.add(name, "output", f"config declares {len(config.output)} outputs, {path.name} returns {len(outs)}")
+            return
+        for t, value in zip(config.output, outs):
+            want = triton_to_np_dtype(dtype_name(t.data_type)[5:])
+            if value.numpy().dtype != want:
+                self.add(name, f"output {t.name} data_type", f"config {dtype_name(t.data_type)}, {path.name} "
+                                                              f"returns {value.dtype}")
+            if not shapes_compatible(full_shape(config, t.dims), list(value.shape)):
+                self.add(name, f"output {t.name} dims", f"config {list(t.dims)}, {path.name} returns "
+                                                        f"{list(value.shape)} for a batch of 1")
+
+    # ------------------------------------------------------------------------------------------- python backend
+
+    def check_python(self, name: str, config: pb.ModelConfig, version: Path) -> None:
+        self._file(name, "backend", version / "model.py")
+        params = {k: v.string_value for k, v in config.parameters.items()}
+        for key in ("onnx_file", "gpu_onnx_file"):
+            if key in params:
+                self.check_onnx(name, config, version / params[key], f"parameters.{key}")
+        if "max_samples" in params or "decode_model" in params:
+            self.check_bank(name, config, version / "bank.h5")
+        if "decode_model" in params:
+            self.check_bls_target(name, config, params["decode_model"])
+
+    def check_bank(self, name: str, config: pb.ModelConfig, path: Path) -> None:
+        if not self._file(name, "bank", path):
+            return
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                latents, variable_of_dim = f["latents"].shape, f["variable_of_dim"][()]
+                ranges = {k: f[k].shape for k in ("dim_min", "dim_max") if k in f}
+        except (OSError, KeyError) as e:
+            self.add(name, "bank", f"{path.name} is not a readable bank (latents, variable_of_dim): {e}")
+            return
+        dim = latents[1]
+        for kind, tensors in (("input", config.input), ("output", config.output)):
+            for t in tensors:
+                if t.name in ("LATENT", "BASE") and t.dims[-1] != dim:
+                    self.add(name, f"{kind} {t.name} dims", f"config {list(t.dims)}, {path.name} holds "
+                                                            f"{dim}-dimensional latents")
+                if t.name == "MASK" and list(t.dims) != [int(variable_of_dim.max()) + 1]:
+                    self.add(name, f"{kind} MASK dims", f"config {list(t.dims)}, {path.name} has "
+                                                        f"{int(variable_of_dim.max()) + 1} variables")
+        if "decode_model" in {k for k in config.parameters} and set(ranges.values()) != {(dim,)}:
+            self.add(name, "bank", f"{path.name} lacks per-dimension dim_min/dim_max of length {dim}")
+
+    def check_bls_target(self, name: str, config: pb.ModelConfig, target: str) -> None:
+        field = "parameters.decode_model"
+        other = self.configs.get(target)
+        if other is None:
+            self.add(name, field, f"names model {target!r}, which is not in the repository")
+            return
+        latent_in = next((t for t in other.input if t.name == "LATENT"), None)
+        latent_out = next((t for t in config.output if t.name == "LATENT"), None)
+        if latent_in is None:
+            self.add(name, field, f"{target} has no LATENT input")
+        elif latent_out is not None and not shapes_compatible(full_shape(other, latent_in.dims), list(latent_out.dims)):
+            self.add(name, field, f"{target} takes LATENT {full_shape(other, latent_in.dims)}, this model makes "
+                                  f"{list(latent_out.dims)}")
+
+    # ------------------------------------------------------------------------------------------- ensembles
+
+    def check_ensemble(self, name: str, config: pb.ModelConfig) -> None:
+        steps = config.ensemble_scheduling.step
+        if not steps:
+            self.add(name, "ensemble_scheduling", "has no steps")
+            return
+        ensemble_inputs = {t.name: t for t in config.input}
+        producers: dict[str, tuple[pb.ModelConfig, pb.ModelOutput, str]] = {}
+        for i, step in enumerate(steps):
+            field = f"ensemble_scheduling.step[{i}]"
+            component = self.configs.get(step.model_name)
+            if component is None:
+                self.add(name, f"{field}.model_name", f"{step.model_name!r} is not a model in the repository")
+                continue
+            if 0 < component.max_batch_size < config.max_batch_size:
+                self.add(name, "max_batch_size", f"{config.max_batch_size} exceeds step {step.model_name}'s "
+                                                 f"{component.max_batch_size}")
+            outputs = {t.name: t for t in component.output}
+            for key, tensor in step.output_map.items():
+                if key not in outputs:
+                    self.add(name, f"{field}.output_map[{key}]", f"{step.model_name} has no output {key!r} "
+                                                                 f"(it has {sorted(outputs)})")
+                elif tensor in producers:
+                    self.add(name, f"{field}.output_map[{key}]", f"ensemble tensor {tensor!r} is produced twice")
+                else:
+                    producers[tensor] = (component, outputs[key], step.model_name)
+        for i, step in enumerate(steps):
+            field = f"ensemble_scheduling.step[{i}]"
+            component = self.configs.get(step.model_name)
+            if component is None:
+                continue
+            inputs = {t.name: t for t in component.input}
+            for t in component.input:
+                if not t.optional and t.name not in step.input_map:
+                    self.add(name, f"{field}.input_map",
+                             f"required input {t.name!r} of {step.model_name} is not mapped")
+            for key, tensor in step.input_map.items():
+                if key not in inputs:
+                    self.add(name, f"{field}.input_map[{key}]", f"{step.model_name} has no input {key!r} "
+                                                                f"(it has {sorted(inputs)})")
+                    continue
+                want = (dtype_name(inputs[key].data_type), full_shape(component, inputs[key].dims))
+                if tensor in ensemble_inputs:
+                    src = ensemble_inputs[tensor]
+                    have = (dtype_name(src.data_type), full_shape(config, src.dims))
+                    what = f"ensemble input {tensor}"
+                elif tensor in producers:
+                    producer, out, producer_name = producers[tensor]
+                    have = (dtype_name(out.data_type), full_shape(producer, out.dims))
+                    what = f"{producer_name} output {out.name}"
+                else:
+                    self.add(name, f"{field}.input_map[{key}]", f"maps tensor {tensor!r}, which no step produces and "
+                                                                f"which is not an ensemble input")
+                    continue
+                self._match(name, f"{field}.input_map[{key}]", what, have, f"{step.model_name} input {key}", want)
+        consumed = {tensor for step in steps for tensor in step.input_map.values()} | {t.name for t in config.output}
+        for tensor, (_, _, producer_name) in sorted(producers.items()):
+            if tensor not in consumed:
+                self.add(name, "ensemble_scheduling", f"{producer_name} produces {tensor!r}, which nothing uses",
+                         "warning")
+        for t in config.output:
+            if t.name not in producers:
+                self.add(name, f"output {t.name}", "no step's output_map produces it")
+                continue
+            producer, out, producer_name = producers[t.name]
+            self._match(name, f"output {t.name}", f"{producer_name} output {out.name}",
+                        (dtype_name(out.data_type), full_shape(producer, out.dims)), "the ensemble output",
+                        (dtype_name(t.data_type), full_shape(config, t.dims)))
+
+    def _match(self, name: str, field: str, what: str, have: tuple, target: str, want: tuple) -> None:
+        if have[0] != want[0]:
+            self.add(name, field, f"{what} is {have[0]}, {target} is {want[0]}")
+        elif not shapes_compatible(have[1], want[1]):
+            self.add(name, field, f"{what} has shape {have[1]}, {target} takes {want[1]}")
+
+
+def validate_repository(repo: Path) -> list[Problem]:
+    """Every problem found (errors and warnings); an empty list means the repository is consistent."""
+    return _Checker(Path(repo)).run()
+
+
+def check_repository(repo: Path) -> list[Problem]:
+    """Raise RepositoryInvalid if there is any error; return the warnings."""
+    problems = validate_repository(repo)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise RepositoryInvalid(Path(repo), errors)
+    return problems

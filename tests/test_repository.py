@@ -1,0 +1,320 @@
+"""Issue 4's acceptance: two different models exported side by side into one repository and served by a real
+Triton server (python flavour), every model of each checked against the eager model; controllable generation with
+MASK; the validator on the native flavour and on hand-broken configs."""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import _fixture_dir, copy_repository
+from export.bank import Bank
+from export.graphs import graph_specs
+from export.triton_configs import RepositoryOptions, ServedShapes, config_text, model_configs
+from export.triton_templates.sampler_model import draw_hybrid
+from export.triton_templates.traverse_model import traversal
+from serving.validate import check_repository, validate_repository
+
+MODELS = {"sae4": "sae4-tiny", "vae": "betavae-tiny"}  # export name -> named config (k = 4 of 3 dims; k = D = 12)
+STEPS = 20  # a handful: the checks compare the server with the same weights run eagerly
+ATOL = 1e-4  # served (ONNX Runtime fp32) vs eager; measured differences are ~1e-6
+
+
+def _run(tmp_path_factory, shapes_file, config_name: str) -> Path:
+    from training.config import get_config
+    from training.trainer import Trainer
+
+    cfg = get_config(config_name)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=STEPS, log_every=STEPS))
+    run = _fixture_dir(tmp_path_factory, f"repository-{config_name}")
+    trainer = Trainer(cfg, shapes_file, run, device="cpu")
+    try:
+        if trainer.step < STEPS:
+            trainer.fit(steps=STEPS, progress=False)
+    finally:
+        getattr(trainer, "close", lambda: None)()
+    return run
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory, shapes_file) -> dict[str, Path]:
+    return {name: _run(tmp_path_factory, shapes_file, config) for name, config in MODELS.items()}
+
+
+@pytest.fixture(scope="session")
+def two_model_repo(tmp_path_factory, runs) -> Path:
+    from export.repository import export_run
+
+    repo = copy_repository(tmp_path_factory.mktemp("two-models") / "model_repository")
+    for name, run in runs.items():
+        export_run(run, repo, name=name, validate=check_repository)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def eager(runs) -> dict[str, dict]:
+    """Per export name: the eager served graphs (encode: uint8 HWC -> latent; decode: latent -> HWC in [0, 1])."""
+    from training.checkpoint import Checkpoint
+    from training.models.autoencoder import build_model
+
+    out = {}
+    for name, run in runs.items():
+        ckpt = Checkpoint.load(run)
+        model = build_model(ckpt.config.model)
+        model.load_state_dict(ckpt.model_state)
+        specs = graph_specs(model.eval())
+        out[name] = {graph: (lambda x, m=spec.module: m(torch.from_numpy(np.array(x))).detach().numpy())
+                     for graph, spec in specs.items()}
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(two_model_repo, tmp_path_factory):
+    from serving.triton import ServerConfig, TritonServer
+
+    log = tmp_path_factory.mktemp("two-models-server") / "server.log"
+    with TritonServer(ServerConfig(repository=two_model_repo), log_path=log) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    import tritonclient.grpc as grpcclient
+
+    c = grpcclient.InferenceServerClient(server.grpc_url)
+    yield c
+    c.close()
+
+
+def infer(client, model: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import np_to_triton_dtype
+
+    tensors = []
+    for key, array in inputs.items():
+        t = grpcclient.InferInput(key, list(array.shape), np_to_triton_dtype(array.dtype))
+        t.set_data_from_numpy(array)
+        tensors.append(t)
+    result = client.infer(model, tensors)
+    return {o["name"]: result.as_numpy(o["name"]) for o in result.get_response(as_json=True)["outputs"]}
+
+
+def sample_inputs(n: int, seed: int, **extra) -> dict[str, np.ndarray]:
+    return {"NUM_SAMPLES": np.array([n], np.int64), "SEED": np.array([seed], np.int64), **extra}
+
+
+@pytest.fixture(scope="module")
+def test_images(shapes_file) -> np.ndarray:
+    from clients.datasets import H5Images, split_indices
+
+    data = H5Images(shapes_file)
+    return data.read(split_indices(len(data))["test"][:6])
+
+
+def bank_of(repo: Path, name: str) -> Bank:
+    return Bank.load(repo / f"{name}_sampler" / "1" / "bank.h5")
+
+
+# --------------------------------------------------------------------------------------------- the repository
+
+
+def test_both_models_are_in_one_valid_repository(two_model_repo):
+    folders = {p.name for p in two_model_repo.iterdir() if p.is_dir()}
+    roles = ("encode", "decode", "reconstruct", "hybrid_sample", "traverse", "sampler")
+    assert folders == {f"{name}_{role}" for name in MODELS for role in roles}
+    assert [p for p in validate_repository(two_model_repo) if p.severity == "error"] == []
+    assert bank_of(two_model_repo, "sae4").num_variables == 4 and bank_of(two_model_repo, "vae").num_variables == 12
+    vae = bank_of(two_model_repo, "vae")
+    assert np.array_equal(vae.prior_mean, np.zeros(12)) and np.array_equal(vae.prior_std, np.ones(12))
+    assert bank_of(two_model_repo, "sae4").prior_mean is None
+
+
+# --------------------------------------------------------------------------------------------- all five models
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", MODELS)
+def test_encode_decode_reconstruct_match_the_eager_model(client, eager, name, test_images):
+    latents = infer(client, f"{name}_encode", IMAGE=test_images)["LATENT"]
+    assert latents.shape == (6, 12) and latents.dtype == np.float32
+    assert np.allclose(latents, eager[name]["encode"](test_images), atol=ATOL)
+    images = infer(client, f"{name}_decode", LATENT=latents)["IMAGE"]
+    assert images.shape == (6, 64, 64, 3) and 0 <= images.min() and images.max() <= 1
+    assert np.allclose(images, eager[name]["decode"](latents), atol=ATOL)
+    recon = infer(client, f"{name}_reconstruct", IMAGE=test_images)["RECONSTRUCTION"]
+    assert np.allclose(recon, eager[name]["decode"](eager[name]["encode"](test_images)), atol=ATOL)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("per_dimension", [False, True])
+def test_hybrid_sample_draws_from_the_bank_and_decodes(client, eager, two_model_repo, name, per_dimension):
+    bank = bank_of(two_model_repo, name)
+    out = infer(client, f"{name}_hybrid_sample", **sample_inputs(5, 3, PER_DIMENSION=np.array([per_dimension])))
+    expected_latents, expected_source = draw_hybrid(bank.latents, bank.variable_of_dim, 5, 3, per_dimension)
+    assert np.array_equal(out["LATENT"], expected_latents) and np.array_equal(out["SOURCE_INDEX"], expected_source)
+    assert out["SOURCE_INDEX"].shape == (5, 12 if per_dimension else bank.num_variables)
+    assert out["DRAW_MODE"].tolist() == [b"per_dimension" if per_dimension else b"per_variable"]
+    assert np.allclose(out["IMAGE"], eager[name]["decode"](out["LATENT"]), atol=ATOL)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", MODELS)
+def test_traverse_sweeps_one_dimension_between_its_training_range(client, eager, two_model_repo, name):
+    bank = bank_of(two_model_repo, name)
+    start = bank.latents[0]
+    out = infer(client, f"{name}_traverse", LATENT=start, DIMENSION=np.array([5], np.int64),
+                STEPS=np.array([7], np.int64))
+    assert np.array_equal(out["LATENT"], traversal(start, 5, 7, bank.dim_min, bank.dim_max))
+    assert out["LATENT"][0, 5] == bank.dim_min[5] and out["LATENT"][-1, 5] == bank.dim_max[5]
+    assert out["IMAGE"].shape == (7, 64, 64, 3)
+    assert np.allclose(out["IMAGE"], eager[name]["decode"](out["LATENT"]), atol=ATOL)
+
+
+# --------------------------------------------------------------------------------------------- controllable generation
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("per_dimension", [False, True])
+def test_mask_with_every_variable_reproduces_hybrid_sample(client, two_model_repo, name, per_dimension):
+    k = bank_of(two_model_repo, name).num_variables
+    flag = np.array([per_dimension])
+    plain = infer(client, f"{name}_hybrid_sample", **sample_inputs(4, 11, PER_DIMENSION=flag))
+    base = np.random.default_rng(0).normal(size=(1, 12)).astype(np.float32)
+    masked = infer(client, f"{name}_hybrid_sample", **sample_inputs(4, 11, PER_DIMENSION=flag, BASE=base,
+                                                                     MASK=np.ones(k, bool)))
+    for key in ("IMAGE", "LATENT", "SOURCE_INDEX", "DRAW_MODE"):
+        assert np.array_equal(plain[key], masked[key]), key
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("name", MODELS)
+def test_mask_with_no_variable_returns_the_decoded_base(client, two_model_repo, name):
+    k = bank_of(two_model_repo, name).num_variables
+    bases = bank_of(two_model_repo, name).latents[[3, 9, 27]]  # one base per sample
+    out = infer(client, f"{name}_hybrid_sample", **sample_inputs(3, 0, BASE=bases, MASK=np.zeros(k, bool)))
+    assert np.array_equal(out["LATENT"], bases) and (out["SOURCE_INDEX"] == -1).all()
+    assert np.allclose(out["IMAGE"], infer(client, f"{name}_decode", LATENT=bases)["IMAGE"], atol=1e-6)
+
+
+@pytest.mark.server
+def test_masked_variables_are_redrawn_and_the_others_kept(client, two_model_repo):
+    bank = bank_of(two_model_repo, "sae4")  # 4 variables of 3 dimensions
+    base = bank.latents[:1]
+    mask = np.array([False, True, False, True])
+    out = infer(client, "sae4_hybrid_sample", **sample_inputs(8, 5, BASE=base, MASK=mask))
+    source = out["SOURCE_INDEX"]
+    assert (source[:, [0, 2]] == -1).all() and (source[:, [1, 3]] >= 0).all()
+    for v in range(4):
+        chunk = slice(3 * v, 3 * v + 3)
+        expected = bank.latents[source[:, v], chunk] if mask[v] else np.repeat(base[:, chunk], 8, axis=0)
+        assert np.array_equal(out["LATENT"][:, chunk], expected)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("model,inputs,names", [
+    ("sae4_hybrid_sample", sample_inputs(2, 0, MASK=np.ones(4, bool)), "MASK needs BASE"),
+    ("sae4_hybrid_sample", sample_inputs(2, 0, BASE=np.zeros((1, 12), np.float32)), "BASE needs MASK"),
+    ("sae4_hybrid_sample", sample_inputs(2, 0, BASE=np.zeros((1, 12), np.float32), MASK=np.ones(3, bool)), "MASK"),
+    ("sae4_hybrid_sample", sample_inputs(2, 0, BASE=np.zeros((3, 12), np.float32), MASK=np.ones(4, bool)), "BASE"),
+    ("vae_hybrid_sample", sample_inputs(257, 0), "NUM_SAMPLES must be in 1..256"),
+    ("vae_hybrid_sample", sample_inputs(2, -1), "SEED"),
+    ("vae_traverse", {"LATENT": np.zeros(12, np.float32), "DIMENSION": np.array([12]), "STEPS": np.array([5])},
+     "DIMENSION must be in 0..11"),
+    ("vae_traverse", {"LATENT": np.zeros(12, np.float32), "DIMENSION": np.array([0]), "STEPS": np.array([65])},
+     "STEPS must be in 2..64"),
+])
+def test_bad_requests_get_errors_naming_the_input(client, model, inputs, names):
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException, match=names):
+        infer(client, model, **inputs)
+    assert client.is_server_live() and client.is_model_ready(model)
+
+
+# ------------------------------------------------------------------------------------------ native flavour, validator
+
+
+@pytest.fixture
+def repo_copy(two_model_repo, tmp_path) -> Path:
+    return Path(shutil.copytree(two_model_repo, tmp_path / "repo", symlinks=True))
+
+
+def _native(repo: Path, name: str, **option_changes) -> None:
+    """Rewrite one export's configs for the native flavour (what `sae export --flavour native` writes)."""
+    options = RepositoryOptions(name=name, flavour="native", **option_changes)
+    bank = bank_of(repo, name)
+    configs = model_configs(ServedShapes(64, bank.latent_dim, bank.num_variables), options)
+    for role, folder in options.model_names().items():
+        (repo / folder / "config.pbtxt").write_text(config_text(configs[folder], role, "test"))
+
+
+def test_native_onnxruntime_flavour_validates(repo_copy):
+    from serving.validate import read_config
+
+    _native(repo_copy, "sae4", tensorrt=True)
+    _native(repo_copy, "vae", gpu_precision="fp16")
+    assert [p for p in validate_repository(repo_copy) if p.severity == "error"] == []
+    encode = read_config(repo_copy / "sae4_encode" / "config.pbtxt")
+    assert encode.platform == "onnxruntime_onnx" and encode.instance_group[0].kind == encode.instance_group[0].KIND_GPU
+    trt = encode.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert trt.name == "tensorrt" and trt.parameters["precision_mode"] == "FP16"
+    assert encode.default_model_filename == "model.onnx"  # TensorRT builds its own fp16 engine from fp32
+    assert read_config(repo_copy / "vae_decode" / "config.pbtxt").default_model_filename == "model_fp16.onnx"
+    assert read_config(repo_copy / "vae_sampler" / "config.pbtxt").backend == "python"
+
+
+def test_native_libtorch_flavour_validates_by_running_the_torchscript(repo_copy):
+    _native(repo_copy, "vae", native_runtime="libtorch")
+    assert [p for p in validate_repository(repo_copy) if p.severity == "error"] == []
+    config = repo_copy / "vae_encode" / "config.pbtxt"
+    config.write_text(config.read_text().replace('name: "LATENT"\n  data_type: TYPE_FP32\n  dims: [12]',
+                                                 'name: "LATENT"\n  data_type: TYPE_FP32\n  dims: [11]'))
+    assert [str(p) for p in validate_repository(repo_copy)] == [
+        "vae_encode: output LATENT dims: config [11], model.pt returns [1, 12] for a batch of 1",
+        "vae_reconstruct: ensemble_scheduling.step[1].input_map[LATENT]: vae_encode output LATENT has shape "
+        "[-1, 11], vae_decode input LATENT takes [-1, 12]"]
+
+
+def test_validator_rejects_wrong_dims_naming_model_and_field(repo_copy):
+    config = repo_copy / "sae4_decode" / "config.pbtxt"
+    config.write_text(config.read_text().replace("dims: [12]", "dims: [10]", 1))
+    with pytest.raises(ValueError) as err:
+        check_repository(repo_copy)
+    expected = "sae4_decode: input LATENT dims: config [10] (max_batch_size 256), model.onnx ['batch', 12]"
+    assert expected in str(err.value)
+    assert "vae_" not in str(err.value), "the other model's set is untouched"
+
+
+def test_validator_rejects_a_missing_file_naming_model_and_field(repo_copy):
+    (repo_copy / "vae_encode" / "1" / "model.onnx").unlink()
+    (repo_copy / "sae4_sampler" / "1" / "bank.h5").unlink()
+    messages = [str(p) for p in validate_repository(repo_copy)]
+    assert "vae_encode: parameters.onnx_file: vae_encode/1/model.onnx is missing" in messages
+    assert "sae4_sampler: bank: sae4_sampler/1/bank.h5 is missing" in messages
+
+
+def test_validator_rejects_an_ensemble_mapping_a_tensor_no_step_produces(repo_copy):
+    config = repo_copy / "vae_hybrid_sample" / "config.pbtxt"
+    text = config.read_text()
+    head, tail = text.rsplit('key: "LATENT"\n      value: "LATENT"', 1)
+    config.write_text(head + 'key: "LATENT"\n      value: "LATENTS"' + tail)
+    messages = [str(p) for p in validate_repository(repo_copy) if p.severity == "error"]
+    assert messages == ["vae_hybrid_sample: ensemble_scheduling.step[1].input_map[LATENT]: maps tensor 'LATENTS', "
+                        "which no step produces and which is not an ensemble input"]
+
+
+def test_validator_rejects_unknown_step_models_and_bad_bls_targets(repo_copy):
+    config = repo_copy / "vae_reconstruct" / "config.pbtxt"
+    config.write_text(config.read_text().replace('model_name: "vae_decode"', 'model_name: "vae_decoder"'))
+    traverse = repo_copy / "sae4_traverse" / "config.pbtxt"
+    traverse.write_text(traverse.read_text().replace('string_value: "sae4_decode"', 'string_value: "nope"'))
+    messages = [str(p) for p in validate_repository(repo_copy)]
+    assert "vae_reconstruct: ensemble_scheduling.step[1].model_name: 'vae_decoder' is not a model in the repository" \
+        in messages
+    assert "sae4_traverse: parameters.decode_model: names model 'nope', which is not in the repository" in messages
