@@ -10,7 +10,8 @@ import torch
 
 from training.config import ExperimentConfig
 
-LAST = "last.pt"
+LAST = "last.pt"  # the newest state: what a resumed run starts from
+BEST = "best.pt"  # the state with the lowest validation loss so far
 
 
 class CheckpointError(ValueError):
@@ -24,6 +25,8 @@ class Checkpoint:
     step: int
     optimizer_state: dict[str, Any] | None = None
     extra: dict[str, Any] | None = None
+    # per auxiliary module (e.g. FactorVAE's discriminator): {"module": state_dict, "optimizer": state_dict}
+    auxiliary: dict[str, dict[str, Any]] | None = None
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
@@ -31,14 +34,16 @@ class Checkpoint:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save({"config": self.config.to_json(), "model": self.model_state, "step": self.step,
-                    "optimizer": self.optimizer_state, "extra": self.extra or {}}, tmp)
+                    "optimizer": self.optimizer_state, "extra": self.extra or {},
+                    "auxiliary": self.auxiliary or {}}, tmp)
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path, map_location: str | torch.device = "cpu") -> "Checkpoint":
+    def load(cls, path: Path, map_location: str | torch.device = "cpu", which: str = LAST) -> "Checkpoint":
+        """``path`` is a checkpoint file or a run folder (then ``RUN/checkpoints/{which}``, last.pt by default)."""
         path = Path(path)
         if path.is_dir():
-            path = path / "checkpoints" / LAST
+            path = run_checkpoint(path, which)
         if not path.is_file():
             raise CheckpointError(f"no checkpoint at {path}; train one with `sae train CONFIG --out RUN`")
         try:
@@ -50,4 +55,12 @@ class Checkpoint:
         import json
 
         config = ExperimentConfig.from_dict(json.loads(raw["config"]))
-        return cls(config, raw["model"], int(raw["step"]), raw.get("optimizer"), raw.get("extra"))
+        return cls(config, raw["model"], int(raw["step"]), raw.get("optimizer"), raw.get("extra"),
+                   raw.get("auxiliary"))
+
+
+def run_checkpoint(run_dir: Path, which: str = LAST) -> Path:
+    """Where a run keeps its ``last.pt`` / ``best.pt``."""
+    if which not in (LAST, BEST):
+        raise CheckpointError(f"unknown checkpoint {which!r}; a run keeps {LAST} and {BEST}")
+    return Path(run_dir) / "checkpoints" / which
