@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from clients.datasets import H5Images, split_indices
+from clients.datasets import dataset_splits, open_dataset
 from export.bank import DEFAULT_BANK_SIZE, Bank, build_bank
 from export.fp16 import write_fp16_onnx
 from export.graphs import ONNX_OPSET, export_onnx, graph_specs
@@ -174,7 +174,7 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
     data_path = data_path or (ckpt.extra or {}).get("data_path")
     if not data_path:
         raise ExportError("the checkpoint does not say which data it was trained on; pass --data FILE")
-    data = H5Images(Path(data_path))
+    data = open_dataset(Path(data_path), exclude=(ckpt.extra or {}).get("exclude"))
     if data.image_size != cfg.model.backbone.image_size:
         raise ExportError(f"{data_path} has {data.image_size}px images; {cfg.name} takes "
                           f"{cfg.model.backbone.image_size}px")
@@ -189,7 +189,7 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
         for folder in version_dirs.values():
             folder.mkdir(parents=True)
         parity = _write_graphs(model, version_dirs)
-        bank = build_bank(model, cfg.name, data, split_indices(len(data))["train"], source, ckpt.step, bank_size,
+        bank = build_bank(model, cfg.name, data, dataset_splits(data)["train"], source, ckpt.step, bank_size,
                           bank_seed)
         bank.save(version_dirs["sampler"] / BANK_FILE)
         shutil.copyfile(version_dirs["sampler"] / BANK_FILE, version_dirs["traverse"] / BANK_FILE)

