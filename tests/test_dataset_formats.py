@@ -106,7 +106,7 @@ def test_batches_stream_rows_of_an_npz(mpi3d):
     path, _ = mpi3d
     data = open_dataset(path, exclude={"vertical_axis": [0]})
     train = dataset_splits(data)["train"]
-    seen = _tags(np.concatenate(list(shuffled_batches(data, train, 16, np.random.default_rng(0), window=64))))
+    seen = _tags(np.concatenate(list(shuffled_batches(data, train, 16, np.random.default_rng(0), block=16, blocks_per_buffer=2))))
     assert len(seen) == len(train) // 16 * 16 and set(seen) <= set(train) and len(set(seen)) == len(seen)
     in_order = np.concatenate([im for _, im in batches_in_order(data, train, 50)])
     assert np.array_equal(_tags(in_order), train)

@@ -28,7 +28,7 @@ def test_split_is_70_10_20_disjoint_complete_and_deterministic():
 def test_shuffled_batches_visit_each_row_at_most_once_and_in_random_order(tmp_path):
     data = H5Images(_write(tmp_path / "d.h5", n=100))
     rows = split_indices(100)["train"]
-    batches = list(shuffled_batches(data, rows, 16, np.random.default_rng(0), window=32))
+    batches = list(shuffled_batches(data, rows, 16, np.random.default_rng(0), block=8, blocks_per_buffer=2))
     seen = np.concatenate([b[:, 0, 0, 0] for b in batches]).astype(int)
     assert len(seen) == 70 // 16 * 16 and len(np.unique(seen)) == len(seen)
     assert set(seen) <= set(rows)
@@ -213,3 +213,15 @@ def test_parse_exclude_reads_the_command_line_spelling(tmp_path):
     assert np.array_equal(open_dataset(path, exclude=parse_exclude(["shape=2"])).rows, np.flatnonzero(idx[:, 4] != 2))
     with pytest.raises(ValueError, match="read-only"):
         SHAPES3D_FACTOR_VALUES[4][0] = 1.0  # shared constants are read-only
+
+
+def test_shuffled_batches_mix_the_whole_file_not_one_stretch_of_it(tmp_path):
+    """Files are in factor-grid order: a batch must not come from one contiguous stretch (one floor hue)."""
+    n = 16384
+    with h5py.File(tmp_path / "grid.h5", "w") as f:
+        f.create_dataset("images", data=np.repeat((np.arange(n) // 4096).astype(np.uint8), 12).reshape(n, 2, 2, 3),
+                         chunks=(256, 2, 2, 3))
+    data = H5Images(tmp_path / "grid.h5")
+    slowest_factor = [len(np.unique(b[:, 0, 0, 0])) for b in
+                      shuffled_batches(data, np.arange(n), 32, np.random.default_rng(0))]
+    assert np.mean(slowest_factor) > 3.5, "each batch should hold most of the 4 values of the slowest factor"
