@@ -260,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--max-seconds", type=float, default=None, help="per cell (default 2; --quick 0.5)")
     bn.add_argument("--max-requests", type=int, default=None, help="per cell (default 100; --quick 20)")
     bn.add_argument("--warmup", type=int, default=None, help="unmeasured requests per path and batch size")
+    bn.add_argument("--max-in-flight-items", type=int, default=None,
+                    help="skip cells whose batch size x concurrency exceeds this (default 1024)")
+    bn.add_argument("--perf-analyzer-seconds", type=float, default=None,
+                    help="time budget of all perf_analyzer runs together (default 120; --quick 30)")
     bn.add_argument("--quick", action="store_true", help="CI-sized grid: batch 1,8 x concurrency 1,4, short cells")
     bn.add_argument("--seed", type=int, default=0, help="of the synthetic inputs and the SEED of hybrid_sample")
     bn.add_argument("--perf-analyzer", type=Path, default=None, help="perf_analyzer binary (default: on PATH)")

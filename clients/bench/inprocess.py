@@ -1,0 +1,155 @@
+"""The served graphs run in this process by ONNX Runtime: the baseline that gRPC latencies are divided by.
+
+It reads the same files the server loads from the exported repository: each model's ``model.onnx``, and for
+hybrid sampling the sampler's ``bank.h5`` and its ``draw_hybrid`` (the served ``model.py``, loaded as a module), so
+the in-process path does exactly the server's work minus Triton and the network. ONNX Runtime sessions get the
+same thread settings as the served instances (the ``intra_op_threads`` parameter of each model's config, and
+``allow_spinning`` where a config sets it).
+onnxruntime is imported lazily: the rest of ``clients`` does not need it.
+"""
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from clients.bench.config import BenchConfig
+
+
+class RepositoryError(ValueError):
+    """The repository lacks a file the in-process runner needs; the message names the model and the file."""
+
+
+def read_config(repo: Path, model: str) -> dict:
+    """A model's config.pbtxt as the same JSON-like dict the server's get_model_config(as_json=True) returns."""
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    path = repo / model / "config.pbtxt"
+    if not path.is_file():
+        raise RepositoryError(f"model {model!r}: {path} is missing")
+    message = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def version_dir(repo: Path, model: str) -> Path:
+    """The highest numbered version folder (the one Triton serves by default)."""
+    folder = repo / model
+    versions = [p for p in folder.iterdir() if p.is_dir() and p.name.isdigit()] if folder.is_dir() else []
+    if not versions:
+        raise RepositoryError(f"model {model!r}: no version folder under {folder}")
+    return max(versions, key=lambda p: int(p.name))
+
+
+def ensemble_steps(config: dict) -> list[str]:
+    return [step["model_name"] for step in config.get("ensemble_scheduling", {}).get("step", [])]
+
+
+def load_sampler_module(path: Path) -> ModuleType:
+    """The served sampler's model.py, as a module (its Triton import happens inside initialize(), not at import)."""
+    spec = importlib.util.spec_from_file_location(f"_served_sampler_{abs(hash(str(path)))}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as e:
+        raise RepositoryError(f"{path} cannot be imported outside Triton ({e}); the in-process hybrid_sample needs "
+                              "its draw_hybrid function") from e
+    if not hasattr(module, "draw_hybrid"):
+        raise RepositoryError(f"{path} has no draw_hybrid function for the in-process hybrid_sample")
+    return module
+
+
+@dataclass
+class OnnxModel:
+    name: str  # the served model this graph belongs to
+    path: Path
+    intra_op_threads: int
+    allow_spinning: str | None  # the config's allow_spinning parameter; None: ONNX Runtime's default
+    session: object  # onnxruntime.InferenceSession
+    input_name: str
+
+    def run(self, array: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: array})[0]
+
+    def settings(self) -> dict:
+        return {"model": self.name, "file": str(self.path), "intra_op_threads": self.intra_op_threads,
+                "allow_spinning": self.allow_spinning}
+
+
+def load_onnx_model(repo: Path, model: str) -> OnnxModel:
+    import onnxruntime as ort
+
+    config = read_config(repo, model)
+    params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+    path = version_dir(repo, model) / params.get("onnx_file", "model.onnx")
+    if not path.is_file():
+        raise RepositoryError(f"model {model!r}: {path} is missing; run `sae export` first")
+    threads = int(params.get("intra_op_threads", "1"))  # model.py's default
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    spinning = params.get("allow_spinning")  # ONNX Runtime's default (spin) unless the served config says otherwise
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return OnnxModel(model, path, threads, spinning, session, session.get_inputs()[0].name)
+
+
+class InProcessRunner:
+    """encode, decode, reconstruct (encoder then decoder) and hybrid_sample (the sampler's numpy draw then the
+    decoder), as one Python call each."""
+
+    def __init__(self, repo: Path, config: BenchConfig):
+        self.repo = Path(repo)
+        reconstruct_steps = ensemble_steps(read_config(self.repo, config.model_name("reconstruct")))
+        sample_steps = ensemble_steps(read_config(self.repo, config.model_name("hybrid_sample")))
+        encode_name = reconstruct_steps[0] if reconstruct_steps else config.model_name("encode")
+        decode_name = sample_steps[-1] if sample_steps else config.model_name("decode")
+        sampler_name = sample_steps[0] if sample_steps else f"{config.model}_sampler" if config.model else "sampler"
+        self.encoder = load_onnx_model(self.repo, encode_name)
+        self.decoder = load_onnx_model(self.repo, decode_name)
+        sampler_dir = version_dir(self.repo, sampler_name)
+        self.bank_path = sampler_dir / "bank.h5"
+        if not self.bank_path.is_file():
+            raise RepositoryError(f"model {sampler_name!r}: {self.bank_path} is missing; run `sae export` first")
+        self.bank, self.variable_of_dim = _read_bank(self.bank_path)
+        self.sampler_code = sampler_dir / "model.py"
+        self._draw = load_sampler_module(self.sampler_code).draw_hybrid
+
+    def settings(self) -> dict:
+        return {"repository": str(self.repo),
+                "encoder": self.encoder.settings(), "decoder": self.decoder.settings(),
+                "sampler": {"code": str(self.sampler_code), "bank": str(self.bank_path),
+                            "bank_size": int(len(self.bank))}}
+
+    def call(self, path: str, inputs: dict[str, np.ndarray]) -> Callable[[], dict]:
+        """A callable doing one request's work on ``inputs`` (the wire inputs, as sent over gRPC)."""
+        if path == "encode":
+            images = inputs["IMAGE"]
+            return lambda: {"LATENT": self.encoder.run(images)}
+        if path == "decode":
+            latents = inputs["LATENT"]
+            return lambda: {"IMAGE": self.decoder.run(latents)}
+        if path == "reconstruct":
+            images = inputs["IMAGE"]
+            return lambda: {"RECONSTRUCTION": self.decoder.run(self.encoder.run(images))}
+        if path == "hybrid_sample":
+            n, seed = int(inputs["NUM_SAMPLES"][0]), int(inputs["SEED"][0])
+
+            def sample() -> dict:
+                latents, source = self._draw(self.bank, self.variable_of_dim, n, seed, False)
+                return {"IMAGE": self.decoder.run(latents), "LATENT": latents, "SOURCE_INDEX": source}
+
+            return sample
+        raise ValueError(f"unknown path {path!r}")
+
+
+def _read_bank(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return np.asarray(f["latents"], np.float32), np.asarray(f["variable_of_dim"], np.int64)

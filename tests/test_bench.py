@@ -1,0 +1,275 @@
+"""The latency harness (`sae bench`): its pieces on known inputs, then a tiny grid against a real server."""
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clients.bench import BenchConfig, CellLimits, compute_ratios, format_table, quick, run_bench
+from clients.bench.config import parse_int_list
+from clients.bench.perf_analyzer import find_perf_analyzer, parse_csv, predicted_seconds, run_grid
+from clients.bench.prometheus import parse_counters, server_times
+from clients.bench.timing import run_cell, run_paired, summarize
+
+PATHS = ("encode", "decode", "reconstruct", "hybrid_sample")
+
+# Trimmed from a real Triton 2.51 /metrics page (two failure reasons, to check they are summed).
+METRICS_TEXT = """\
+# HELP nv_inference_request_success Number of successful inference requests, all batch sizes
+# TYPE nv_inference_request_success counter
+nv_inference_request_success{model="reconstruct",version="1"} 3
+nv_inference_request_success{model="encode",version="1"} 3
+# HELP nv_inference_request_failure Number of failed inference requests, all batch sizes
+# TYPE nv_inference_request_failure counter
+nv_inference_request_failure{model="encode",reason="BACKEND",version="1"} 1
+nv_inference_request_failure{model="encode",reason="REJECTED",version="1"} 2
+# HELP nv_inference_count Number of inferences performed (does not include cached requests)
+# TYPE nv_inference_count counter
+nv_inference_count{model="encode",version="1"} 6
+# HELP nv_inference_exec_count Number of model executions performed (does not include cached requests)
+# TYPE nv_inference_exec_count counter
+nv_inference_exec_count{model="encode",version="1"} 2
+# HELP nv_inference_queue_duration_us Cumulative inference queuing duration in microseconds
+# TYPE nv_inference_queue_duration_us counter
+nv_inference_queue_duration_us{model="encode",version="1"} 210
+# HELP nv_inference_compute_infer_duration_us Cumulative compute inference duration in microseconds
+# TYPE nv_inference_compute_infer_duration_us counter
+nv_inference_compute_infer_duration_us{model="encode",version="1"} 124817
+# HELP nv_gpu_utilization GPU utilization rate [0.0 - 1.0)
+# TYPE nv_gpu_utilization gauge
+nv_gpu_utilization{gpu_uuid="x"} 0.5
+"""
+
+# A real perf_analyzer 2.51 `-f` report (reconstruct, batch 8, concurrency 4, on this machine).
+PERF_ANALYZER_CSV = (
+    "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
+    "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n"
+    "4,149.109,19,69946,2,183,127462,4379,3,191698,294036,320426,339921\n"
+)
+
+
+# ------------------------------------------------------------------------------------------------ pieces
+
+
+def test_counters_are_summed_per_model_and_deltas_become_per_request_means():
+    before = parse_counters(METRICS_TEXT)
+    assert before["encode"]["failures"] == 3.0 and before["encode"]["requests"] == 3.0
+    assert "gpu" not in str(before.keys())
+    after = {m: dict(v) for m, v in before.items()}
+    after["encode"].update(requests=5.0, executions=3.0, inferences=10.0, queue_us=210.0 + 3000.0,
+                           compute_infer_us=124817.0 + 40000.0)
+    times = server_times(before, after, ["encode", "decode"])
+    assert times["encode"]["requests"] == 2 and times["encode"]["failures"] == 0
+    assert times["encode"]["queue_ms"] == pytest.approx(1.5)
+    assert times["encode"]["compute_infer_ms"] == pytest.approx(20)
+    assert times["encode"]["mean_batch"] == pytest.approx(4.0)
+    assert times["decode"]["requests"] == 0 and times["decode"]["queue_ms"] is None  # a model never called
+
+
+def test_percentiles_and_throughput_of_a_cell():
+    stats = summarize([i / 1000 for i in range(1, 101)], wall_s=2.0, batch_size=8, concurrency=1)
+    assert stats.p50_ms == pytest.approx(50.5) and stats.p99_ms == pytest.approx(99.01)
+    assert stats.min_ms == pytest.approx(1.0) and stats.max_ms == pytest.approx(100.0)
+    assert stats.requests_per_s == pytest.approx(50.0) and stats.items_per_s == pytest.approx(400.0)
+    empty = summarize([], wall_s=0.0, batch_size=1, concurrency=1, errors=1, first_error="boom")
+    assert empty.p50_ms is None and empty.items_per_s == 0.0 and empty.first_error == "boom"
+
+
+def test_a_cell_stops_at_its_request_bound_and_runs_its_workers_in_parallel():
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def call():
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.01)
+        with lock:
+            in_flight[0] -= 1
+
+    stats = run_cell([call] * 4, batch_size=2, limits=CellLimits(max_seconds=10, max_requests=12, warmup_requests=0))
+    assert stats.requests == 12 and stats.errors == 0 and stats.concurrency == 4
+    assert peak[0] == 4
+    assert stats.p50_ms >= 10.0
+    assert stats.wall_s < 0.5  # 12 requests of 10 ms over 4 workers, not one after the other
+
+
+def test_a_cell_stops_at_its_time_bound_and_reports_errors():
+    limits = CellLimits(max_seconds=0.1, max_requests=10_000, warmup_requests=0)
+    t0 = time.perf_counter()
+    stats = run_cell([lambda: time.sleep(0.02)], batch_size=1, limits=limits)
+    assert time.perf_counter() - t0 < 0.5 and 3 <= stats.requests <= 6
+
+    def failing():
+        raise RuntimeError("decode: LATENT has the wrong shape")
+
+    bad = run_cell([failing, failing], batch_size=1, limits=limits)
+    assert bad.requests == 0 and bad.errors == 2 and "LATENT has the wrong shape" in bad.first_error
+
+
+def test_paired_cells_alternate_their_two_calls():
+    order = []
+    a, b = run_paired(lambda: order.append("a"), lambda: order.append("b"), batch_size=1,
+                      limits=CellLimits(max_seconds=5, max_requests=5))
+    assert order == ["a", "b"] * 5 and a.requests == b.requests == 5
+
+
+def test_ratios_pair_each_in_process_cell_with_its_interleaved_grpc_cell():
+    base = {"path": "decode", "batch_size": 8, "p50_ms": 2.0, "items_per_s": 4000.0}
+    grpc = [{"path": "decode", "batch_size": 8, "concurrency": 1, "p50_ms": 5.0, "items_per_s": 1600.0,
+             "interleaved_with_in_process": True},
+            {"path": "decode", "batch_size": 8, "concurrency": 4, "p50_ms": 9.0, "items_per_s": 3000.0},
+            {"path": "encode", "batch_size": 8, "concurrency": 1, "p50_ms": 1.0, "items_per_s": 1.0}]
+    (ratio,) = compute_ratios(grpc, [base])["decode"]
+    assert ratio["grpc_over_in_process_p50"] == pytest.approx(2.5) and ratio["interleaved"]
+    assert ratio["grpc_best_concurrency"] == 4 and ratio["grpc_over_in_process_throughput"] == pytest.approx(0.75)
+
+
+def test_perf_analyzer_csv_is_read_in_milliseconds():
+    row = parse_csv(PERF_ANALYZER_CSV)
+    assert row["concurrency"] == 4 and row["items_per_s"] == pytest.approx(149.109)
+    assert row["p50_ms"] == pytest.approx(191.698) and row["p99_ms"] == pytest.approx(339.921)
+    assert row["server_compute_infer_ms"] == pytest.approx(127.462)
+    with pytest.raises(ValueError, match="no measurement row"):
+        parse_csv(PERF_ANALYZER_CSV.splitlines()[0])
+
+
+def test_a_missing_perf_analyzer_is_reported_not_raised(tmp_path):
+    binary, why = find_perf_analyzer(tmp_path / "perf_analyzer")
+    assert binary is None and "perf_analyzer" in why and "not an executable" in why
+
+
+def test_perf_analyzer_runs_share_one_budget_and_cells_that_cannot_fit_are_left_out(tmp_path):
+    limits = CellLimits(max_requests=100)
+    assert predicted_seconds(requests_per_s=4.0, concurrency=1, limits=limits) == pytest.approx(10.0)  # 4 x 10 / 4
+    assert predicted_seconds(requests_per_s=0.0, concurrency=1, limits=limits) == float("inf")
+    cells = [{"path": "decode", "model": "decode", "batch_size": 256, "concurrency": 4, "requests_per_s": 1.0},
+             {"path": "decode", "model": "decode", "batch_size": 1, "concurrency": 1, "requests_per_s": 0.5}]
+    never_run = tmp_path / "perf_analyzer"  # every prediction exceeds the budget: the binary is never started
+    out = run_grid(never_run, "127.0.0.1:1", cells, limits, budget_s=5.0, fixed_inputs=lambda c: None,
+                   log=lambda line: None)
+    assert [(c["batch_size"], c["concurrency"]) for c in out] == [(1, 1), (256, 4)]  # cheapest first
+    assert all("perf_analyzer budget" in c["skipped"] for c in out)
+    assert "predicted 80 s" in out[0]["skipped"]
+
+
+def test_bad_grids_are_refused_with_the_argument_named():
+    with pytest.raises(ValueError, match="--batch-sizes"):
+        parse_int_list("1,eight", "--batch-sizes")
+    with pytest.raises(ValueError, match="batch sizes"):
+        BenchConfig(url="127.0.0.1:1", batch_sizes=(0, 8))
+    with pytest.raises(ValueError, match="paths"):
+        BenchConfig(url="127.0.0.1:1", paths=("encode", "traverse_all"))
+    with pytest.raises(ValueError, match="max_requests"):
+        CellLimits(max_requests=0)
+    cfg = quick(BenchConfig(url="127.0.0.1:1", model="big"))
+    assert cfg.batch_sizes == (1, 8) and cfg.limits.max_seconds == 0.5 and cfg.model_name("encode") == "big_encode"
+
+
+# ------------------------------------------------------------------------------------------------ against a server
+
+
+@pytest.mark.server
+def test_harness_measures_every_path_beside_in_process_with_server_times(triton, exported_repo):
+    config = BenchConfig(url=triton.grpc_url, metrics_url=triton.metrics_url, repo=exported_repo,
+                         batch_sizes=(1, 2, 300), concurrency=(1, 2), use_perf_analyzer=False,
+                         limits=CellLimits(max_seconds=0.3, max_requests=4, warmup_requests=1, max_in_flight_items=3))
+    lines = []
+    report = run_bench(config, log=lines.append)
+
+    cells = report["grpc"]["cells"]
+    measured = {(p, 1, 1) for p in PATHS} | {(p, 1, 2) for p in PATHS} | {(p, 2, 1) for p in PATHS}
+    assert {(c["path"], c["batch_size"], c["concurrency"]) for c in cells} == measured
+    assert all(c["errors"] == 0 and c["requests"] >= 1 and c["p50_ms"] > 0 for c in cells)
+    skipped = {(s["path"], s["batch_size"], s.get("concurrency")) for s in report["skipped"]}
+    assert skipped == {(p, 300, None) for p in PATHS} | {(p, 2, 2) for p in PATHS}  # over the limit; 2 x 2 > 3
+    for cell in cells:  # Triton's counters moved by exactly this cell's requests, in every step of the path
+        server = cell["server"]
+        assert set(server) == {cell["model"], *report["models"][cell["path"]]["components"]}
+        for model, times in server.items():
+            assert times["requests"] == cell["requests"], (cell["path"], cell["concurrency"], model, server)
+            assert times["queue_ms"] >= 0 and times["compute_infer_ms"] > 0, (model, times)
+    assert report["models"]["reconstruct"]["components"] == ["encode", "decode"]
+    assert report["models"]["hybrid_sample"]["components"] == ["sampler", "decode"]
+
+    assert set(report["p50_ratio_by_path"]) == set(PATHS)
+    for path in PATHS:
+        assert [r["batch_size"] for r in report["ratios"][path]] == [1, 2]
+        assert all(r["interleaved"] and r["grpc_over_in_process_p50"] > 0 for r in report["ratios"][path])
+    assert report["perf_analyzer"] == {"available": False, "reason": "turned off (--no-perf-analyzer)"}
+    table = format_table(report)
+    assert all(path in table for path in PATHS) and "in-process" in table and "skipped encode batch 300" in table
+    assert "skipped decode batch 2 concurrency 2: 2 x 2 items in flight > max_in_flight_items 3" in table
+    assert json.loads(json.dumps(report)) == report  # JSON-ready as it is
+
+
+@pytest.mark.server
+def test_in_process_does_the_servers_work(triton, exported_repo):
+    """The baseline is only a baseline if it computes what the server computes, from the same files."""
+    from clients.bench.grpc_runner import GrpcRunner
+    from clients.bench.inprocess import InProcessRunner
+    from clients.bench.served import describe_served
+    from clients.bench.workloads import path_inputs
+
+    config = BenchConfig(url=triton.grpc_url, repo=exported_repo)
+    local = InProcessRunner(exported_repo, config)
+    with GrpcRunner(triton.grpc_url) as grpc:
+        served, shapes = describe_served(grpc.client(0), config)
+        assert (shapes.height, shapes.width, shapes.latent_dim) == (64, 64, 12)
+        for path in PATHS:
+            inputs = path_inputs(path, 3, shapes, seed=7, latents=local.bank)
+            remote = grpc.calls(served[path].model, inputs, 1)[0]()
+            mine = local.call(path, inputs)()
+            for name, array in mine.items():
+                assert remote[name].shape == array.shape, (path, name)
+                assert np.allclose(remote[name], array, atol=1e-4), (path, name)
+
+
+@pytest.mark.server
+def test_without_a_repository_the_baseline_is_skipped_and_a_wrong_name_is_named(triton):
+    config = BenchConfig(url=triton.grpc_url, metrics_url=None, paths=("decode",), batch_sizes=(2,),
+                         concurrency=(1,), use_perf_analyzer=False,
+                         limits=CellLimits(max_seconds=0.2, max_requests=2, warmup_requests=0))
+    report = run_bench(config, log=lambda line: None)
+    assert "--repo" in report["in_process"]["skipped"] and report["ratios"] == {}
+    assert report["grpc"]["cells"][0]["requests"] == 2 and report["grpc"]["cells"][0]["server"] is None
+    assert report["grpc"]["server_times_error"] == "no metrics URL given"
+    assert "in-process baseline skipped: no --repo given" in format_table(report)
+    with pytest.raises(ValueError, match="model 'nosuch_decode': no config from the server .*unknown model"):
+        run_bench(BenchConfig(url=triton.grpc_url, model="nosuch", paths=("decode",)), log=lambda line: None)
+
+
+@pytest.mark.server
+def test_perf_analyzer_measures_beside_the_harness_where_its_binary_exists(triton):
+    binary, why = find_perf_analyzer(Path(os.environ["SAE_PERF_ANALYZER"]) if os.environ.get("SAE_PERF_ANALYZER")
+                                     else None)
+    if binary is None:  # optional by design (issue 5): the harness says so in its JSON, as checked above
+        pytest.skip(why)
+    config = BenchConfig(url=triton.grpc_url, paths=("decode", "hybrid_sample"), batch_sizes=(2,), concurrency=(1,),
+                         perf_analyzer=binary, perf_analyzer_budget_s=60,
+                         limits=CellLimits(max_seconds=0.2, max_requests=5, warmup_requests=1))
+    section = run_bench(config, log=lambda line: None)["perf_analyzer"]
+    assert section["available"] and section["version"]
+    assert {c["path"] for c in section["cells"]} == {"decode", "hybrid_sample"}
+    for cell in section["cells"]:
+        assert "error" not in cell and "skipped" not in cell, cell
+        assert cell["p50_ms"] > 0 and cell["items_per_s"] > 0 and cell["concurrency"] == 1
+
+
+@pytest.mark.server
+def test_sae_bench_starts_its_own_server_and_writes_json(exported_repo, tmp_path, capsys):
+    from serving.cli import main
+
+    out = tmp_path / "bench" / "latency.json"
+    code = main(["bench", "--repo", str(exported_repo), "--out", str(out), "--paths", "decode,hybrid_sample",
+                 "--batch-sizes", "4", "--concurrency", "1", "--max-requests", "3", "--warmup", "1",
+                 "--no-perf-analyzer"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert set(report["p50_ratio_by_path"]) == {"decode", "hybrid_sample"}
+    assert all(c["server"]["decode"]["requests"] == 3 for c in report["grpc"]["cells"])
+    assert (out.parent / "tritonserver.log").is_file()
+    printed = capsys.readouterr().out
+    assert "gRPC/in-proc p50" in printed and f"wrote {out}" in printed
