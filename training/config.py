@@ -307,7 +307,7 @@ def _tuples(cls, d: dict[str, Any]):
 TINY_BACKBONE = BackboneConfig(channels=16, groups=4, encoder_blocks=6, encoder_pool_after=(1, 2, 3, 4, 5),
                                encoder_mlp=(128, 64), decoder_mlp=(64, 128))
 TINY_LADDER = LadderConfig(encoder_channels=32, encoder_hidden=(32,), decoder_hidden=(16,), features=8)
-TINY_TRAIN = TrainConfig(batch_size=64, lr=1e-3, steps=1500, log_every=25, checkpoint_every=250)
+TINY_TRAIN = TrainConfig(batch_size=64, lr=1e-3, steps=1000, log_every=25, checkpoint_every=250)
 
 # CelebA at 128x128 (notes: latent 32, 16 blocks each side, 128 channels). Five pools/upsamplings as at 64 px, so the
 # bottleneck is 4x4; about three blocks per resolution. The 16 decoder slots (15 blocks + output layer) give SAE-16

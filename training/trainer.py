@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import math
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -377,7 +378,8 @@ class Trainer:
         self._set_train_mode()
         metrics: dict[str, float] = {"loss": math.nan}
         rate, val_loss, first, train_seconds = 0.0, None, self.step, 0.0
-        bar = tqdm(total=total, initial=self.step, disable=not (progress and main), unit="step", dynamic_ncols=True)
+        bar = tqdm(total=total, initial=self.step, disable=not (progress and main), unit="step", dynamic_ncols=True,
+                   mininterval=0.1 if sys.stderr.isatty() else 10.0)  # a log file gets a line every 10 s
         try:
             with bar:
                 while self.step < total:
