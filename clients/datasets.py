@@ -179,8 +179,27 @@ def _row_range(indices: np.ndarray | slice, n: int, path: Path) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+class _ImageFile:
+    """What every reader shares: ``shape`` (N, H, W, 3) and ``_rows`` are set by the reader's ``__post_init__``."""
+
+    shape: tuple[int, ...]
+    _rows: np.ndarray
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def image_size(self) -> int:
+        return self.shape[1]
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Sorted usable row indices: every row, less those ``exclude`` leaves out."""
+        return self._rows
+
+
 @dataclass
-class H5Images:
+class H5Images(_ImageFile):
     """Random access to an HDF5 image file. Opened lazily so it can be handed to worker processes.
 
     Factors: a file with 6 label columns and no ``factor_names`` attribute (the real ``3dshapes.h5``), or with the
@@ -229,18 +248,6 @@ class H5Images:
         self.factor_names, self.factor_sizes = names, sizes
         self._file: h5py.File | None = None
         self._rows = _usable_rows(self, self.exclude)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    @property
-    def image_size(self) -> int:
-        return self.shape[1]
-
-    @property
-    def rows(self) -> np.ndarray:
-        """Sorted usable row indices: every row, less those ``exclude`` leaves out."""
-        return self._rows
 
     def _handle(self) -> h5py.File:
         if self._file is None:
@@ -331,7 +338,7 @@ def uncompress_npz(src: str | os.PathLike, dst: str | os.PathLike, chunk_bytes: 
 
 
 @dataclass
-class NpzImages:
+class NpzImages(_ImageFile):
     """MPI3D in its ``.npz`` format: ``images`` uint8 [N, H, W, 3], memory-mapped, so only the rows read are loaded.
 
     The labels are the factor indices of the row, row-major over :data:`MPI3D_FACTOR_SIZES` (vertical_axis
@@ -427,18 +434,6 @@ class NpzImages:
         """The whole image array: a read-only ``np.memmap`` unless the member was compressed."""
         return self._open()
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    @property
-    def image_size(self) -> int:
-        return self.shape[1]
-
-    @property
-    def rows(self) -> np.ndarray:
-        """Sorted usable row indices: every row, less those ``exclude`` leaves out."""
-        return self._rows
-
     def read(self, indices: np.ndarray | slice) -> np.ndarray:
         """uint8 [n, H, W, 3], copied out of the mapping (only these rows are read from disk)."""
         images = self._open()
@@ -486,7 +481,7 @@ def centre_crop_resize(image, size: int):
 
 
 @dataclass
-class JpegFolder:
+class JpegFolder(_ImageFile):
     """A folder of JPEGs (aligned CelebA: ``img_align_celeba/000001.jpg`` …), in sorted file-name order.
 
     Each read decodes the files, crops the largest centred square and resizes it to ``size`` (128). A folder
@@ -527,17 +522,6 @@ class JpegFolder:
     def _list(folder: Path) -> list[Path]:
         return sorted((p for p in folder.iterdir() if p.suffix.lower() in JPEG_SUFFIXES and p.is_file()),
                       key=lambda p: p.name)
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    @property
-    def image_size(self) -> int:
-        return self.size
-
-    @property
-    def rows(self) -> np.ndarray:
-        return self._rows
 
     def _decode(self, file: Path) -> np.ndarray:
         try:
