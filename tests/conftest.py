@@ -55,9 +55,10 @@ def trained_run(tmp_path_factory, shapes_file) -> Path:
 
 
 def copy_repository(dst: Path) -> Path:
-    """A private copy of the committed model repository (configs and python code, no artefacts)."""
-    shutil.copytree(ROOT / "model_repository", dst, symlinks=True,
-                    ignore=shutil.ignore_patterns("*.onnx", "*.h5", "*.pt", "__pycache__"))
+    """A private, empty model repository: the committed files only, never what `make demo` exported into ours."""
+    dst.mkdir(parents=True)
+    for name in ("README.md", ".gitignore"):
+        shutil.copyfile(ROOT / "model_repository" / name, dst / name)
     return dst
 
 
