@@ -26,6 +26,17 @@ def _fixture_dir(tmp_path_factory, name: str) -> Path:
     return tmp_path_factory.mktemp(name)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Many small models: one intra-op thread per test costs several times less CPU than two on a few cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shapes_file(tmp_path_factory) -> Path:
     from training.data.procedural import write_shapes3d_h5

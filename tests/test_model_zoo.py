@@ -26,13 +26,7 @@ PAPER_MODELS_64 = ["sae2", "sae3", "sae4", "sae6", "sae12", "adaae12", "ae", "va
 PAPER_MODELS_CELEBA = ["sae16", "adaae16", "ae", "vae", "betavae", "betatcvae", "factorvae", "wae", "vlae16"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """On a few shared cores, one intra-op thread per test process costs several times less CPU than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:

@@ -15,13 +15,7 @@ TINY_CONFIGS = sorted(n for n in NAMED_CONFIGS if n.endswith("-tiny"))
 SAE_CONFIGS = ["sae2-shapes3d", "sae3-shapes3d", "sae4-shapes3d", "sae6-shapes3d", "sae12-shapes3d", "sae16-celeba"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """On a few shared cores, one intra-op thread per test process costs several times less CPU than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name", sorted(AUTHORS_PARAMETERS))
