@@ -392,6 +392,25 @@ def test_missing_cells_are_listed_from_grid_json(tmp_path):
     assert "45 of 48 planned present" in text
 
 
+def test_a_prior_model_without_prior_fid_is_named_as_missing(tmp_path):
+    write_grid(tmp_path, arms=())
+    for path in (tmp_path / "cells").glob("wae-*.json"):
+        cell = json.loads(path.read_text())
+        cell["has_prior"], cell["metrics"]["fid_prior"] = False, None
+        path.write_text(json.dumps(cell))
+    report = build_report(tmp_path, command=COMMAND)
+    assert verdicts(report)["C3"] == "inconclusive (missing: wae prior FID)"
+
+
+def test_grid_json_alone_reports_every_cell_and_claim_as_missing(tmp_path):
+    (tmp_path / "grid.json").write_text(json.dumps({"name": "cpu-shapes3d", "cells": ["sae12-s0", "vae-s0"]}))
+    report = build_report(tmp_path, command=COMMAND)
+    found = verdicts(report)
+    assert all(v.startswith("inconclusive (missing: ") for v in found.values()), found
+    assert "- `sae12-s0`\n- `vae-s0`" in report.read_text()
+    assert "No main cells." in report.read_text()
+
+
 def test_traversals_of_the_first_seed_and_missing_thumbnails(tmp_path):
     write_grid(tmp_path)
     (tmp_path / "thumbs" / "sae3-s0_traversals.png").unlink()
@@ -445,6 +464,13 @@ def test_a_corrupt_cell_file_gives_one_error_naming_the_file(tmp_path):
     path = tmp_path / "cells" / "sae12-s1.json"
     path.write_text('{"schema": 1, "cell": ')
     with pytest.raises(CellFileError, match=re.escape(f"{path}: not valid JSON")):
+        build_report(tmp_path, command=COMMAND)
+
+
+def test_a_corrupt_grid_json_gives_an_error_naming_it(tmp_path):
+    write_grid(tmp_path, models=("sae12",), arms=())
+    (tmp_path / "grid.json").write_text(json.dumps({"cells": ["sae12-s0", 3]}))
+    with pytest.raises(CellFileError, match=re.escape(f"{tmp_path / 'grid.json'}: 'cells' must list cell ids")):
         build_report(tmp_path, command=COMMAND)
 
 

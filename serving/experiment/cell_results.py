@@ -176,7 +176,9 @@ def read_cell(path: Path) -> CellResult:
     has_prior = r.get("has_prior", (bool,))
     dataset = r.sub("dataset")
     seconds = r.sub("seconds")
-    metrics_reader = r.sub("metrics", nullable=kind != "main")
+    metrics_reader = r.sub("metrics", nullable=True) if kind == "main" or "metrics" in r.data else None
+    if kind == "main" and metrics_reader is None:
+        r.fail("a main cell needs 'metrics'")
     metrics = _metrics(metrics_reader, has_prior) if kind == "main" else None
     importance = _matrix(r, "dci_importance") if "dci_importance" in r.data else None
     factor_names = r.get("factor_names", (list,), nullable=True) if "factor_names" in r.data else None

@@ -115,7 +115,9 @@ def compare(a: Spread, b: Spread, *, lower_is_better: bool) -> str:
 def _comparison(a_label: str, a: Spread | None, b_label: str, b: Spread | None, metric: str,
                 lower_is_better: bool, missing: Sequence[str] = ()) -> Comparison:
     if a is None or b is None:
-        return Comparison(a_label, b_label, metric, a, b, lower_is_better, MISSING, tuple(missing))
+        missing = tuple(missing) or tuple(f"{label} {METRIC_LABELS.get(metric, metric)}"
+                                          for label, s in ((a_label, a), (b_label, b)) if s is None)
+        return Comparison(a_label, b_label, metric, a, b, lower_is_better, MISSING, missing)
     return Comparison(a_label, b_label, metric, a, b, lower_is_better, compare(a, b, lower_is_better=lower_is_better))
 
 
@@ -217,8 +219,9 @@ def claim_c3(summary: ExperimentSummary) -> ClaimResult:
         values = summary.models.get(model, {})
         comparisons.append(_comparison(f"{model_label(model)} hybrid", values.get("fid_hybrid"),
                                        f"{model_label(model)} prior", values.get("fid_prior"), "fid",
-                                       True, [model] if model not in summary.models else []))
-    present = [m for m in with_prior if m in summary.models]
+                                       True, [model] if model not in summary.models
+                                       else [f"{model} prior FID"] if values.get("fid_prior") is None else []))
+    present = [m for m in with_prior if summary.models.get(m, {}).get("fid_prior") is not None]
     numbers = "; ".join(f"{model_label(m)} hybrid {format_spread(summary.models[m]['fid_hybrid'])} vs prior "
                         f"{format_spread(summary.models[m]['fid_prior'])}" for m in present) or "no model with a prior"
     return ClaimResult("C3", "VAE-family models generate better by hybrid than by prior sampling (figures 3, 6b).",
