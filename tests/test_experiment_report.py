@@ -459,6 +459,18 @@ def test_a_wrong_schema_cell_gives_one_error_naming_the_file(tmp_path, edit, mes
     assert not (tmp_path / "REPORT.md").exists()
 
 
+def test_an_extrapolation_cell_without_a_fine_tune_mode_is_refused(tmp_path):
+    write_grid(tmp_path, models=(), arm_models=("sae12",))
+    path = tmp_path / "cells" / "sae12-s0-no_ball.json"
+    cell = json.loads(path.read_text())
+    assert cell["metrics"] is None
+    del cell["extrapolation"]["heldout_mse_x1000"]["decoder"]
+    path.write_text(json.dumps(cell))
+    expected = f"{path}: missing key 'extrapolation.heldout_mse_x1000.decoder'"
+    with pytest.raises(CellFileError, match=re.escape(expected)):
+        build_report(tmp_path, command=COMMAND)
+
+
 def test_a_corrupt_cell_file_gives_one_error_naming_the_file(tmp_path):
     write_grid(tmp_path, models=("sae12",), arms=())
     path = tmp_path / "cells" / "sae12-s1.json"

@@ -102,6 +102,10 @@ class _Reader:
             raise CellFileError(f"{self.path}: {self._key(key)!r} must be {wanted}, got {value!r:.60}")
         return value
 
+    def optional(self, key: str, types: tuple[type, ...]) -> Any:
+        """A key the report can do without: None when absent or null."""
+        return self.get(key, types, nullable=True) if key in self.data else None
+
     def number(self, key: str, *, nullable: bool = False) -> float | None:
         value = self.get(key, (int, float), nullable=nullable)
         if value is None:
@@ -153,8 +157,8 @@ def _metrics(reader: _Reader, has_prior: bool) -> dict[str, float | None]:
 
 def _extrapolation(reader: _Reader) -> Extrapolation:
     mse = reader.sub("heldout_mse_x1000")
-    images = reader.get("heldout_images", (int,), nullable=True) if "heldout_images" in reader.data else None
-    excluded = reader.get("excluded", (dict,), nullable=True) if "excluded" in reader.data else None
+    images = reader.optional("heldout_images", (int,))
+    excluded = reader.optional("excluded", (dict,))
     return Extrapolation(arm=reader.get("arm", (str,)),
                          heldout_mse_x1000={mode: mse.number(mode) for mode in FINE_TUNE_MODES},
                          excluded=excluded or {}, heldout_images=images)
@@ -176,13 +180,11 @@ def read_cell(path: Path) -> CellResult:
     has_prior = r.get("has_prior", (bool,))
     dataset = r.sub("dataset")
     seconds = r.sub("seconds")
-    metrics_reader = r.sub("metrics", nullable=True) if kind == "main" or "metrics" in r.data else None
-    if kind == "main" and metrics_reader is None:
-        r.fail("a main cell needs 'metrics'")
-    metrics = _metrics(metrics_reader, has_prior) if kind == "main" else None
+    metrics_reader = r.sub("metrics") if kind == "main" else None  # extrapolation cells: main metrics not read
+    metrics = _metrics(metrics_reader, has_prior) if metrics_reader else None
     importance = _matrix(r, "dci_importance") if "dci_importance" in r.data else None
-    factor_names = r.get("factor_names", (list,), nullable=True) if "factor_names" in r.data else None
-    variable_of_dim = r.get("variable_of_dim", (list,), nullable=True) if "variable_of_dim" in r.data else None
+    factor_names = r.optional("factor_names", (list,))
+    variable_of_dim = r.optional("variable_of_dim", (list,))
     if importance is not None:
         if factor_names is None or len(factor_names) != len(importance[0]):
             r.fail("'factor_names' must name every column of 'dci_importance'")
@@ -190,21 +192,17 @@ def read_cell(path: Path) -> CellResult:
                 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in variable_of_dim)):
             r.fail("'variable_of_dim' must give a variable index (int >= 0) for every row of 'dci_importance'")
     extrapolation = _extrapolation(r.sub("extrapolation")) if kind == "extrapolation" else None
-    thumbs = r.get("thumbnails", (dict,), nullable=True) if "thumbnails" in r.data else None
+    thumbs = r.optional("thumbnails", (dict,))
     if thumbs and not all(v is None or isinstance(v, str) for v in thumbs.values()):
         r.fail("'thumbnails' must map names to relative paths or null")
     return CellResult(
         path=path, cell=cell, grid=r.get("grid", (str,)), kind=kind, model=r.get("model", (str,)),
         family=r.get("family", (str,)), has_prior=has_prior, seed=r.get("seed", (int,)),
         dataset_label=dataset.get("label", (str,)), commit=r.get("commit", (str,)), machine=r.get("machine", (str,)),
-        torch=r.get("torch", (str,), nullable=True) if "torch" in r.data else None,
-        seconds={k: seconds.number(k) for k in seconds.data},
-        draw_mode=r.get("draw_mode", (str,), nullable=True) if "draw_mode" in r.data else None,
-        metrics=metrics,
-        fid_images=metrics_reader.get("fid_images", (int,), nullable=True)
-        if metrics_reader and "fid_images" in metrics_reader.data else None,
-        dci_regressor=metrics_reader.get("dci_regressor", (str,), nullable=True)
-        if metrics_reader and "dci_regressor" in metrics_reader.data else None,
+        torch=r.optional("torch", (str,)), seconds={k: seconds.number(k) for k in seconds.data},
+        draw_mode=r.optional("draw_mode", (str,)), metrics=metrics,
+        fid_images=metrics_reader.optional("fid_images", (int,)) if metrics_reader else None,
+        dci_regressor=metrics_reader.optional("dci_regressor", (str,)) if metrics_reader else None,
         dci_importance=importance, factor_names=factor_names, variable_of_dim=variable_of_dim,
         extrapolation=extrapolation, thumbnails=dict(thumbs or {}))
 
@@ -245,10 +243,9 @@ def read_grid_plan(path: Path) -> GridPlan | None:
         if not all(isinstance(e, str) for e in planned):
             r.fail("'cells' must list cell ids (strings) or objects with a string 'cell'")
     doc_key = "doc" if "doc" in r.data else "docstring"
-    sizing = r.get("sizing", (str,), nullable=True) if "sizing" in r.data else None
+    sizing = r.optional("sizing", (str,))
     if sizing is None and r.data.get("sizes") is not None:
         sizes = r.get("sizes", (dict, str))
         sizing = sizes if isinstance(sizes, str) else ", ".join(f"{k}: {v}" for k, v in sizes.items())
-    return GridPlan(name=r.get("name", (str,), nullable=True) if "name" in r.data else None,
-                    doc=r.get(doc_key, (str,), nullable=True) if doc_key in r.data else None,
+    return GridPlan(name=r.optional("name", (str,)), doc=r.optional(doc_key, (str,)),
                     planned_cells=planned, sizing=sizing)
