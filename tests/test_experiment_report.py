@@ -364,7 +364,8 @@ def test_results_json_round_trips_the_verdicts(tmp_path):
     assert results["grid"] == "cpu-shapes3d" and results["command"] == COMMAND
     assert set(results["models"]) == set(MODEL_ORDER) - {"wae"}
     assert results["models"]["ae"]["metrics"]["fid_prior"] is None
-    assert results["extrapolation"]["no_ball"]["sae12"]["decoder"]["n"] == 3
+    assert results["extrapolation"]["no_ball"]["sae12"]["heldout_mse_x1000"]["decoder"]["n"] == 3
+    assert results["extrapolation"]["no_ball"]["sae12"]["seeds"] == [0, 1, 2]
 
 
 def test_single_seed_says_the_verdicts_rest_on_one_seed(tmp_path):
@@ -411,6 +412,31 @@ def test_grid_json_alone_reports_every_cell_and_claim_as_missing(tmp_path):
     assert "No main cells." in report.read_text()
 
 
+def test_null_metrics_and_modes_not_run_are_shown_as_not_recorded_and_named_missing(tmp_path):
+    write_grid(tmp_path)
+    for path in (tmp_path / "cells").glob("*.json"):
+        cell = json.loads(path.read_text())
+        if cell["kind"] == "main" and cell["model"] == "vlae12":
+            cell["metrics"]["mig"] = None  # e.g. the evaluation could not compute it
+        if cell["kind"] == "main" and cell["model"] == "sae12" and cell["seed"] == 2:
+            cell["metrics"]["fid_hybrid"] = None
+        if cell["kind"] == "extrapolation" and cell["model"] == "vae":
+            del cell["extrapolation"]["heldout_mse_x1000"]["encoder"]  # the arm ran without that mode
+        path.write_text(json.dumps(cell))
+    report = build_report(tmp_path, command=COMMAND)
+    found = verdicts(report)
+    assert found["C4"] == "inconclusive (missing: vlae12 MIG)"
+    assert found["C6"] == "inconclusive (missing: vae encoder in extreme_orientations, vae encoder in no_ball)"
+    assert found["C2"] == "agrees"  # two seeds of SAE-12's hybrid FID still decide it
+    header, rows = tables(report, "Per model")[1]
+    assert next(r for r in rows if r[0] == "VLAE-12")[header.index("MIG")] == "n/a"
+    header, rows = tables(report, "Per model")[0]
+    assert next(r for r in rows if r[0] == "SAE-12")[header.index("FID hybrid")].endswith("(n=2)")
+    header, rows = tables(report, "Extrapolation")[0]
+    assert next(r for r in rows if r[0] == "VAE")[header.index("encoder")] == "n/a"
+    assert "n/a: not recorded" in report.read_text()
+
+
 def test_traversals_of_the_first_seed_and_missing_thumbnails(tmp_path):
     write_grid(tmp_path)
     (tmp_path / "thumbs" / "sae3-s0_traversals.png").unlink()
@@ -447,7 +473,7 @@ def _break_cell(tmp_path: Path, edit) -> Path:
     (lambda c: c["metrics"].pop("mse"), "missing key 'metrics.mse'"),
     (lambda c: c["metrics"].update(bce="low"), "'metrics.bce' must be int or float"),
     (lambda c: c["metrics"].update(mig=float("nan")), "'metrics.mig' must be a finite number"),
-    (lambda c: c["metrics"].update(fid_prior=12.0), "'fid_prior' must be a number for a model with a prior and null"),
+    (lambda c: c["metrics"].update(fid_prior=12.0), "'fid_prior' must be null for a model without a prior"),
     (lambda c: c.update(kind="other"), "'kind' must be one of main, extrapolation"),
     (lambda c: c.update(cell="ae-s7"), "the file name says cell 'ae-s1'"),
 ])
@@ -459,15 +485,14 @@ def test_a_wrong_schema_cell_gives_one_error_naming_the_file(tmp_path, edit, mes
     assert not (tmp_path / "REPORT.md").exists()
 
 
-def test_an_extrapolation_cell_without_a_fine_tune_mode_is_refused(tmp_path):
+def test_an_extrapolation_cell_with_an_unknown_fine_tune_mode_is_refused(tmp_path):
     write_grid(tmp_path, models=(), arm_models=("sae12",))
     path = tmp_path / "cells" / "sae12-s0-no_ball.json"
     cell = json.loads(path.read_text())
     assert cell["metrics"] is None
-    del cell["extrapolation"]["heldout_mse_x1000"]["decoder"]
+    cell["extrapolation"]["heldout_mse_x1000"]["sideways"] = 1.0
     path.write_text(json.dumps(cell))
-    expected = f"{path}: missing key 'extrapolation.heldout_mse_x1000.decoder'"
-    with pytest.raises(CellFileError, match=re.escape(expected)):
+    with pytest.raises(CellFileError, match=re.escape(f"{path}: unknown fine-tune mode(s) sideways")):
         build_report(tmp_path, command=COMMAND)
 
 

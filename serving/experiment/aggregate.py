@@ -66,10 +66,11 @@ class VariableImportance:
 
 @dataclass(frozen=True)
 class ExperimentSummary:
-    models: dict[str, dict[str, Spread | None]]  # main cells: model -> metric -> spread (None: no prior)
+    models: dict[str, dict[str, Spread | None]]  # main cells: model -> metric -> spread (None: no seed recorded it)
     has_prior: dict[str, bool]
     seeds: dict[str, tuple[int, ...]]  # main cells' seeds per model
-    extrapolation: dict[str, dict[str, dict[str, Spread]]]  # arm -> model -> fine-tune mode -> held-out MSE x1000
+    extrapolation: dict[str, dict[str, dict[str, Spread]]]  # arm -> model -> measured mode -> held-out MSE x1000
+    extrapolation_seeds: dict[str, dict[str, tuple[int, ...]]]  # arm -> model -> seeds of its cells
     importance: dict[str, VariableImportance]  # models whose main cells carry a DCI importance matrix
 
 
@@ -110,6 +111,12 @@ def _check_consistent_prior(cells: Sequence[CellResult]) -> bool:
     return cells[0].has_prior
 
 
+def _spread_of_recorded(values: Iterable[float | None]) -> Spread | None:
+    """The spread over the seeds that recorded a value (its n says how many); None if none did."""
+    recorded = [v for v in values if v is not None]
+    return Spread.of(recorded) if recorded else None
+
+
 def summarise(cells: Sequence[CellResult]) -> ExperimentSummary:
     """Group the cells by model (main) and by arm and model (extrapolation) and take the spreads over seeds."""
     main: dict[str, list[CellResult]] = defaultdict(list)
@@ -124,15 +131,17 @@ def summarise(cells: Sequence[CellResult]) -> ExperimentSummary:
         group = sorted(main[model], key=lambda c: c.seed)
         has_prior[model] = _check_consistent_prior(group)
         seeds[model] = tuple(c.seed for c in group)
-        models[model] = {key: (None if key == "fid_prior" and not has_prior[model]
-                               else Spread.of(c.metrics[key] for c in group)) for key in MAIN_METRIC_KEYS}
+        models[model] = {key: _spread_of_recorded(c.metrics[key] for c in group) for key in MAIN_METRIC_KEYS}
         found = variable_importance(group)
         if found is not None:
             importance[model] = found
     extrapolation = {
-        arm: {model: {mode: Spread.of(c.extrapolation.heldout_mse_x1000[mode] for c in by_model[model])
-                      for mode in FINE_TUNE_MODES}
+        arm: {model: {mode: spread for mode in FINE_TUNE_MODES
+                      if (spread := _spread_of_recorded(c.extrapolation.heldout_mse_x1000.get(mode)
+                                                        for c in by_model[model])) is not None}
               for model in sorted(by_model, key=model_sort_key)}
         for arm, by_model in sorted(arms.items())}
+    extrapolation_seeds = {arm: {model: tuple(sorted(c.seed for c in by_model[model])) for model in table}
+                           for arm, table in extrapolation.items() for by_model in (arms[arm],)}
     return ExperimentSummary(models=models, has_prior=has_prior, seeds=seeds, extrapolation=extrapolation,
-                             importance=importance)
+                             extrapolation_seeds=extrapolation_seeds, importance=importance)

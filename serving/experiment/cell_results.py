@@ -29,7 +29,7 @@ class CellFileError(ValueError):
 @dataclass(frozen=True)
 class Extrapolation:
     arm: str
-    heldout_mse_x1000: dict[str, float]  # fine-tune mode -> held-out MSE per pixel x 1000
+    heldout_mse_x1000: dict[str, float]  # fine-tune mode -> held-out MSE per pixel x 1000 (the modes measured)
     excluded: dict[str, list[Any]]
     heldout_images: int | None
 
@@ -52,7 +52,7 @@ class CellResult:
     torch: str | None
     seconds: dict[str, float]
     draw_mode: str | None
-    metrics: dict[str, float | None] | None  # main cells: MAIN_METRIC_KEYS (fid_prior None without a prior)
+    metrics: dict[str, float | None] | None  # main cells: MAIN_METRIC_KEYS; None where not measured or no prior
     fid_images: int | None
     dci_regressor: str | None
     dci_importance: list[list[float]] | None  # [latent dims][factors]
@@ -142,26 +142,24 @@ def _matrix(reader: _Reader, key: str) -> list[list[float]] | None:
 
 
 def _metrics(reader: _Reader, has_prior: bool) -> dict[str, float | None]:
-    metrics = {}
-    for key in MAIN_METRIC_KEYS:
-        if key == "fid_prior":
-            value = reader.number(key, nullable=True)
-            if (value is None) == has_prior:
-                reader.fail("'fid_prior' must be a number for a model with a prior and null without one"
-                            f" (has_prior is {str(has_prior).lower()})")
-        else:
-            value = reader.number(key)
-        metrics[key] = value
+    """Every metric key must be there; a null value is a measurement the cell did not get (the report names it)."""
+    metrics = {key: reader.number(key, nullable=True) for key in MAIN_METRIC_KEYS}
+    if metrics["fid_prior"] is not None and not has_prior:
+        reader.fail("'fid_prior' must be null for a model without a prior (has_prior is false)")
     return metrics
 
 
 def _extrapolation(reader: _Reader) -> Extrapolation:
+    """The fine-tune modes an arm ran (any of FINE_TUNE_MODES; a null or absent mode was not measured)."""
     mse = reader.sub("heldout_mse_x1000")
-    images = reader.optional("heldout_images", (int,))
-    excluded = reader.optional("excluded", (dict,))
+    unknown = sorted(set(mse.data) - set(FINE_TUNE_MODES))
+    if unknown:
+        mse.fail(f"unknown fine-tune mode(s) {', '.join(unknown)} (known: {', '.join(FINE_TUNE_MODES)})")
+    values = {mode: mse.number(mode, nullable=True) for mode in FINE_TUNE_MODES if mode in mse.data}
     return Extrapolation(arm=reader.get("arm", (str,)),
-                         heldout_mse_x1000={mode: mse.number(mode) for mode in FINE_TUNE_MODES},
-                         excluded=excluded or {}, heldout_images=images)
+                         heldout_mse_x1000={mode: v for mode, v in values.items() if v is not None},
+                         excluded=reader.optional("excluded", (dict,)) or {},
+                         heldout_images=reader.optional("heldout_images", (int,)))
 
 
 def read_cell(path: Path) -> CellResult:

@@ -26,9 +26,10 @@ OVERLAP, MISSING = "overlap", "missing"  # outcomes of a single comparison besid
 COMPARISON_RULE = (
     "A beats B on a lower-is-better metric when mean_A + std_A < mean_B − std_B (agrees); the reverse gap, "
     "mean_B + std_B < mean_A − std_A, is a disagreement; otherwise the spreads overlap (inconclusive). "
-    "Higher-is-better metrics mirror the rule. std is the sample standard deviation over seeds; with a single seed it is 0 and the "
-    "verdict rests on that one seed. A claim made of several comparisons disagrees if any comparison disagrees, agrees "
-    "if all agree, and is otherwise inconclusive (missing inputs are named).")
+    "Higher-is-better metrics mirror the rule. std is the sample standard deviation over the seeds that recorded the "
+    "value; with a single seed it is 0 and the verdict rests on that one seed. A claim made of several comparisons "
+    "disagrees if any comparison disagrees, agrees if all agree, and is otherwise inconclusive (missing inputs are "
+    "named).")
 C5_FACTORS = ("shape", "orientation")  # the nonlinear factors of 3D-Shapes the paper finds in SAE-12's first variables
 C5_UNUSED_SHARE = 0.02  # a variable with less than this share of all importance counts as unused
 EXTRAPOLATION_ARMS = ("no_ball", "extreme_orientations")
@@ -156,12 +157,19 @@ def _model_pairs(summary: ExperimentSummary, subjects: Sequence[str], others: Se
             for b in others:
                 if a == b or (a, b, metric) in found:
                     continue
-                spread_a = summary.models.get(a, {}).get(metric)
-                spread_b = summary.models.get(b, {}).get(metric)
-                missing = [m for m in (a, b) if m not in summary.models]
-                found[(a, b, metric)] = _comparison(model_label(a), spread_a, model_label(b), spread_b, metric,
-                                                    lower_is_better, missing)
+                found[(a, b, metric)] = _comparison(
+                    model_label(a), summary.models.get(a, {}).get(metric), model_label(b),
+                    summary.models.get(b, {}).get(metric), metric, lower_is_better,
+                    _missing_inputs(summary.models, (a, b), metric))
     return list(found.values())
+
+
+def _missing_inputs(values: dict[str, dict[str, Spread | None]], models: Sequence[str], metric: str,
+                    where: str = "") -> list[str]:
+    """What a comparison lacks: a model with no cells at all, or a value no seed of a model recorded."""
+    label = METRIC_LABELS.get(metric, metric)
+    return [m + where if m not in values else f"{m} {label}{where}" for m in models
+            if values.get(m, {}).get(metric) is None]
 
 
 def _metric_numbers(summary: ExperimentSummary, models: Sequence[str], metrics: Sequence[str]) -> str:
@@ -217,11 +225,12 @@ def claim_c3(summary: ExperimentSummary) -> ClaimResult:
     comparisons = []
     for model in with_prior:
         values = summary.models.get(model, {})
+        missing = _unique(_missing_inputs(summary.models, (model,), "fid_hybrid")
+                          + _missing_inputs(summary.models, (model,), "fid_prior"))
         comparisons.append(_comparison(f"{model_label(model)} hybrid", values.get("fid_hybrid"),
-                                       f"{model_label(model)} prior", values.get("fid_prior"), "fid",
-                                       True, [model] if model not in summary.models
-                                       else [f"{model} prior FID"] if values.get("fid_prior") is None else []))
-    present = [m for m in with_prior if summary.models.get(m, {}).get("fid_prior") is not None]
+                                       f"{model_label(model)} prior", values.get("fid_prior"), "fid", True, missing))
+    present = [m for m in with_prior if None not in (summary.models.get(m, {}).get("fid_hybrid"),
+                                                     summary.models.get(m, {}).get("fid_prior"))]
     numbers = "; ".join(f"{model_label(m)} hybrid {format_spread(summary.models[m]['fid_hybrid'])} vs prior "
                         f"{format_spread(summary.models[m]['fid_prior'])}" for m in present) or "no model with a prior"
     return ClaimResult("C3", "VAE-family models generate better by hybrid than by prior sampling (figures 3, 6b).",
@@ -292,21 +301,24 @@ def claim_c6(summary: ExperimentSummary) -> ClaimResult:
     comparisons = []
     for arm in arms:
         table = summary.extrapolation.get(arm, {})
+        where = f" in {arm}"
+
+        def mode_pair(a: str, a_mode: str, b: str, b_mode: str) -> Comparison:
+            missing = _unique(_missing_inputs(table, (a,), a_mode, where) + _missing_inputs(table, (b,), b_mode, where))
+            return _comparison(f"{model_label(a)} {a_mode} [{arm}]", table.get(a, {}).get(a_mode),
+                               f"{model_label(b)} {b_mode} [{arm}]", table.get(b, {}).get(b_mode),
+                               "heldout_mse_x1000", True, missing)
+
         for model in sorted(set(table) | {"sae12", "vae", "betavae"}, key=model_sort_key):
-            modes = table.get(model, {})
-            comparisons.append(_comparison(f"{model_label(model)} decoder [{arm}]", modes.get("decoder"),
-                                           f"{model_label(model)} encoder [{arm}]", modes.get("encoder"),
-                                           "heldout_mse_x1000", True, [] if modes else [f"{model} in {arm}"]))
-        for baseline in ("vae", "betavae"):
-            a, b = table.get("sae12", {}), table.get(baseline, {})
-            comparisons.append(_comparison(f"SAE-12 decoder [{arm}]", a.get("decoder"),
-                                           f"{model_label(baseline)} decoder [{arm}]", b.get("decoder"),
-                                           "heldout_mse_x1000", True,
-                                           [f"{m} in {arm}" for m, t in (("sae12", a), (baseline, b)) if not t]))
-    numbers = "; ".join(
-        f"{arm}: " + ", ".join(f"{model_label(m)} decoder {format_spread(t['decoder'])} / encoder "
-                               f"{format_spread(t['encoder'])}" for m, t in summary.extrapolation[arm].items())
-        for arm in arms if arm in summary.extrapolation) or "no extrapolation cells"
+            comparisons.append(mode_pair(model, "decoder", model, "encoder"))
+        comparisons += [mode_pair("sae12", "decoder", baseline, "decoder") for baseline in ("vae", "betavae")]
+
+    def modes_text(modes: dict[str, Spread]) -> str:
+        return " / ".join(f"{mode} {format_spread(modes[mode])}" for mode in ("decoder", "encoder") if mode in modes)
+
+    numbers = "; ".join(f"{arm}: " + ", ".join(f"{model_label(m)} {modes_text(t)}"
+                                               for m, t in summary.extrapolation[arm].items())
+                        for arm in arms if arm in summary.extrapolation) or "no extrapolation cells"
     return ClaimResult(
         "C6", "Updating the decoder extrapolates better than updating the encoder, and SAE-12 beats the variational "
         "baselines there (figure 7).",

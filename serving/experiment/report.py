@@ -14,7 +14,8 @@ from typing import Any
 
 from serving.experiment import figures
 from serving.experiment.aggregate import ExperimentSummary, summarise
-from serving.experiment.cell_results import CellFileError, CellResult, GridPlan, read_cells, read_grid_plan
+from serving.experiment.cell_results import (FINE_TUNE_MODES, CellFileError, CellResult, GridPlan, read_cells,
+                                             read_grid_plan)
 from serving.experiment.claims import COMPARISON_RULE, ClaimResult, evaluate_claims
 from serving.experiment.model_groups import model_label
 from serving.experiment.report_markdown import render_report
@@ -116,8 +117,8 @@ def _charts(out_dir: Path, summary: ExperimentSummary) -> list[Chart]:
                                                  summary.importance["sae12"]))
     for arm, table in summary.extrapolation.items():
         arm_labels = [model_label(m) for m in table]
-        modes = {mode: {model_label(m): spreads[mode] for m, spreads in table.items()}
-                 for mode in ("none", "encoder", "decoder", "both")}
+        modes = {mode: {model_label(m): spreads[mode] for m, spreads in table.items() if mode in spreads}
+                 for mode in FINE_TUNE_MODES}
         add(f"extrapolation_{arm}.png", f"Held-out MSE×1000 per fine-tune mode, arm {arm} (figure 7)",
             lambda p, arm=arm, arm_labels=arm_labels, modes=modes: figures.grouped_bars(
                 p, f"Extrapolation, {arm} (lower is better)", "held-out MSE×1000", arm_labels, modes))
@@ -149,7 +150,8 @@ def results_json(facts: RunFacts, summary: ExperimentSummary, claims: list[Claim
         else None,
         "models": {m: {"seeds": list(summary.seeds[m]), "has_prior": summary.has_prior[m],
                        "metrics": _spreads_json(values)} for m, values in summary.models.items()},
-        "extrapolation": {arm: {m: _spreads_json(modes) for m, modes in table.items()}
+        "extrapolation": {arm: {m: {"seeds": list(summary.extrapolation_seeds[arm][m]),
+                                    "heldout_mse_x1000": _spreads_json(modes)} for m, modes in table.items()}
                           for arm, table in summary.extrapolation.items()},
         "c5_importance": c5, "comparison_rule": COMPARISON_RULE, "claims": [c.to_json() for c in claims],
         "figures": [{"title": c.title, "path": c.path} for c in charts]}

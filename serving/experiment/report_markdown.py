@@ -17,9 +17,10 @@ from serving.experiment.model_groups import model_label, model_sort_key
 if TYPE_CHECKING:
     from serving.experiment.report import Chart, RunFacts
 
-__all__ = ["NO_PRIOR", "TRAVERSAL_MODELS", "markdown_table", "render_report"]
+__all__ = ["NO_PRIOR", "NOT_RECORDED", "TRAVERSAL_MODELS", "markdown_table", "render_report"]
 
 NO_PRIOR = "—"
+NOT_RECORDED = "n/a"
 TRAVERSAL_MODELS = ("sae12", "sae3", "betavae", "vlae12")
 GENERATION_COLUMNS = (("bce", "BCE per image"), ("mse", "MSE per pixel"), ("fid_reconstruction", "FID recon."),
                       ("fid_hybrid", "FID hybrid"), ("fid_prior", "FID prior"))
@@ -39,8 +40,25 @@ def _counts(counts: dict, unit: str = "cells") -> str:
     return ", ".join(f"`{k}` ({n} {unit if n != 1 else unit.rstrip('s')})" for k, n in counts.items())
 
 
-def _cell(spread: Spread | None) -> str:
-    return NO_PRIOR if spread is None else format_spread(spread)
+def _cell(spread: Spread | None, seeds: int, *, no_prior: bool = False) -> str:
+    """"mean ± std", with its own n when fewer seeds than the model's recorded it; NO_PRIOR or NOT_RECORDED if none."""
+    if spread is None:
+        return NO_PRIOR if no_prior else NOT_RECORDED
+    return format_spread(spread) + (f" (n={spread.n})" if spread.n < seeds else "")
+
+
+def _metric_rows(summary: ExperimentSummary, columns: Sequence[tuple[str, str]]) -> list[list[str]]:
+    return [[model_label(m), str(len(summary.seeds[m]))]
+            + [_cell(values[k], len(summary.seeds[m]), no_prior=k == "fid_prior" and not summary.has_prior[m])
+               for k, _ in columns]
+            for m, values in summary.models.items()]
+
+
+def _not_recorded_note(rows: Sequence[Sequence[str]]) -> list[str]:
+    if not any(NOT_RECORDED in row for row in rows):
+        return []
+    return ["", f"{NOT_RECORDED}: not recorded (the value is null in every cell file of that model, or the mode was "
+            "not run); claims that need it say it is missing."]
 
 
 def _header(facts: RunFacts) -> list[str]:
@@ -78,8 +96,8 @@ def _header(facts: RunFacts) -> list[str]:
 
 def _seeds_note(summary: ExperimentSummary) -> list[str]:
     single = [model_label(m) for m, seeds in summary.seeds.items() if len(seeds) == 1]
-    single += [f"{model_label(m)} [{arm}]" for arm, table in summary.extrapolation.items()
-               for m, modes in table.items() if modes["none"].n == 1]
+    single += [f"{model_label(m)} [{arm}]" for arm, table in summary.extrapolation_seeds.items()
+               for m, seeds in table.items() if len(seeds) == 1]
     if not single:
         return []
     return [f"**Single seed:** {', '.join(single)} ran one seed only; their std is 0 and every verdict that uses "
@@ -91,15 +109,14 @@ def _model_tables(summary: ExperimentSummary) -> list[str]:
     if not summary.models:
         return lines + ["No main cells.", ""]
     lines += ["### Reconstruction (test split) and generation", ""]
-    rows = [[model_label(m), str(len(summary.seeds[m]))] + [_cell(values[k]) for k, _ in GENERATION_COLUMNS]
-            for m, values in summary.models.items()]
+    rows = _metric_rows(summary, GENERATION_COLUMNS)
     lines += markdown_table(["model", "n"] + [t for _, t in GENERATION_COLUMNS], rows)
-    if any(values["fid_prior"] is None for values in summary.models.values()):
+    if not all(summary.has_prior.values()):
         lines += ["", f"{NO_PRIOR}: no prior (the model has no prior to sample from)."]
-    lines += ["", "### Disentanglement", ""]
-    rows = [[model_label(m), str(len(summary.seeds[m]))] + [_cell(values[k]) for k, _ in DISENTANGLEMENT_COLUMNS]
-            for m, values in summary.models.items()]
-    return lines + markdown_table(["model", "n"] + [t for _, t in DISENTANGLEMENT_COLUMNS], rows) + [""]
+    lines += _not_recorded_note(rows) + ["", "### Disentanglement", ""]
+    rows = _metric_rows(summary, DISENTANGLEMENT_COLUMNS)
+    return (lines + markdown_table(["model", "n"] + [t for _, t in DISENTANGLEMENT_COLUMNS], rows)
+            + _not_recorded_note(rows) + [""])
 
 
 def _link(out_dir: Path, path: str | None, title: str) -> str:
@@ -150,9 +167,11 @@ def _extrapolation(summary: ExperimentSummary) -> list[str]:
         return lines + ["No extrapolation cells.", ""]
     for arm, table in summary.extrapolation.items():
         lines += [f"### Arm `{arm}`", ""]
-        rows = [[model_label(m), str(modes["none"].n)] + [format_spread(modes[mode]) for mode in FINE_TUNE_MODES]
+        seeds = summary.extrapolation_seeds[arm]
+        rows = [[model_label(m), str(len(seeds[m]))] + [_cell(modes.get(mode), len(seeds[m]))
+                                                        for mode in FINE_TUNE_MODES]
                 for m, modes in table.items()]
-        lines += markdown_table(["model", "n"] + list(FINE_TUNE_MODES), rows) + [""]
+        lines += markdown_table(["model", "n"] + list(FINE_TUNE_MODES), rows) + _not_recorded_note(rows) + [""]
     return lines + ["Fine-tune modes: none = the pretrained model as is; encoder / decoder = only that part updated; "
                     "both = the whole model.", ""]
 
