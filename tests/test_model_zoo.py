@@ -99,6 +99,13 @@ def test_vlae12_is_the_largest_64px_model():
     assert max(counts, key=counts.get) == "vlae12", counts
 
 
+def test_vlae12_has_the_papers_size():
+    """Paper A.2.1: every 3D-Shapes model has about 1-1.2M parameters, VLAEs the most, SAEs about 5% fewer."""
+    vlae, sae = _main_parameters("vlae12-shapes3d"), _main_parameters("sae12-shapes3d")
+    assert 1.2e6 <= vlae <= 1.35e6, vlae
+    assert vlae > sae and 0.03 <= 1 - sae / vlae <= 0.07, (vlae, sae)
+
+
 @pytest.mark.parametrize("model", PAPER_MODELS_CELEBA)
 def test_celeba_models_have_about_6_to_7_million_parameters(model):
     assert 6.0e6 <= _main_parameters(f"{model}-celeba") <= 7.5e6
@@ -234,6 +241,49 @@ def test_vlae_chunk_i_enters_the_decoder_only_through_rung_i():
     model.decode(z).sum().backward()
     per_chunk = [z.grad[:, 3 * i:3 * i + 3].abs().sum().item() for i in range(4)]
     assert per_chunk[2] == 0.0 and all(g > 0 for i, g in enumerate(per_chunk) if i != 2), per_chunk
+
+
+def _linear_shapes(module: torch.nn.Module) -> list[tuple[int, int]]:
+    return [(m.in_features, m.out_features) for m in module.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def _conv_channels(module: torch.nn.Module) -> list[int]:
+    return [m.out_channels for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+@pytest.mark.parametrize("name,conv_rungs", [("vlae12-shapes3d", 3), ("vlae4-shapes3d", 3), ("vlae2-shapes3d", 2)])
+def test_vlae_rungs_are_the_authors(name, conv_rungs):
+    """learn_rep config/a/e/ladder/{4,12}.yaml: the shallowest rungs convolve (16→8, 32→32, 32), the deeper ones
+    have a linear layer of 128; all end in an MLP with hidden widths 64, 32. Decoder rungs: MLP 64, 128 → 16."""
+    model = build_model(get_config(name).model)
+    encoder, k = model.encoder, model.cfg.num_variables
+    shallow_first = sorted(range(k), key=lambda i: (encoder.rung_after[i], -i))
+    expected_convs = [[16, 8], [32, 32], [32]][:conv_rungs] + [[]] * (k - conv_rungs)
+    assert [_conv_channels(encoder.rungs[i]) for i in shallow_first] == expected_convs
+    for rank, i in enumerate(shallow_first):
+        pooled = expected_convs[rank][-1] if expected_convs[rank] else None
+        head = [(pooled, 64)] if pooled else [(64, 128), (128, 64)]
+        assert _linear_shapes(encoder.rungs[i]) == [*head, (64, 32), (32, 2 * (12 // k))], (rank, i)
+    d = 12 // k
+    assert all(_linear_shapes(r) == [(d, 64), (64, 128), (128, 16)] for r in model.decoder.rungs)
+    extra = [block.conv.in_channels - 64 for block in model.decoder.blocks] + [model.decoder.head[-1].in_channels - 64]
+    assert sorted(extra, reverse=True)[:k] == [16] * k and sum(extra) == 16 * k, "16 broadcast features per rung"
+
+
+@pytest.mark.parametrize("name", ["vlae12-tiny", "vlae4-tiny", "vlae16-celeba"])
+def test_smaller_and_larger_vlae_ladders_are_the_authors_scaled(name):
+    """The tiny ladder is the paper ladder at half width, the CelebA one at twice the width (as their backbones'
+    MLPs are); the structure stays: convs for the three shallowest rungs, a linear layer for the rest."""
+    cfg = get_config(name).model
+    scale = 0.5 if name.endswith("-tiny") else 2
+    model = build_model(cfg)
+    shallow_first = sorted(range(cfg.num_variables), key=lambda i: (model.encoder.rung_after[i], -i))
+    convs = [_conv_channels(model.encoder.rungs[i]) for i in shallow_first]
+    assert convs[:3] == [[int(16 * scale), int(8 * scale)], [int(32 * scale)] * 2, [int(32 * scale)]]
+    assert all(c == [] for c in convs[3:])
+    deep = model.encoder.rungs[shallow_first[-1]]
+    assert _linear_shapes(deep)[:3] == [(cfg.backbone.channels, int(128 * scale)), (int(128 * scale), int(64 * scale)),
+                                       (int(64 * scale), int(32 * scale))]
 
 
 def test_vlae_rungs_pair_deep_encoder_blocks_with_deep_decoder_slots():
