@@ -67,6 +67,13 @@ def test_a_checkpoint_config_from_before_the_zoo_still_loads():
     assert ExperimentConfig.from_dict(d) == get_config("sae12-tiny")
 
 
+@pytest.mark.parametrize("model", PAPER_MODELS_CELEBA)
+def test_celeba_configs_train_as_the_authors_did(model):
+    """Paper appendix A.2.2 and learn_rep config/d/celeba.yaml: batch 32 for 200k steps."""
+    train = get_config(f"{model}-celeba").train
+    assert (train.batch_size, train.steps, train.lr) == (32, 200_000, 5e-4)
+
+
 def test_regulariser_defaults_follow_the_issue_and_the_notes():
     assert get_config("vae-shapes3d").model.regulariser == VariationalConfig(beta=1.0)
     assert get_config("betavae-shapes3d").model.regulariser == VariationalConfig(beta=2.0)
