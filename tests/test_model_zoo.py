@@ -38,11 +38,11 @@ def _batch(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 def test_named_configs_cover_every_model_on_every_dataset_of_the_paper():
     for dataset, models in (("shapes3d", PAPER_MODELS_64), ("mpi3d", PAPER_MODELS_64),
-                            ("celeba", PAPER_MODELS_CELEBA)):
+                            ("celeba", PAPER_MODELS_CELEBA), ("rfd", PAPER_MODELS_CELEBA)):
         for model in models:
             cfg = get_config(f"{model}-{dataset}")
             assert cfg.dataset == dataset and cfg.name == f"{model}-{dataset}"
-            assert cfg.model.backbone.image_size == (128 if dataset == "celeba" else 64)
+            assert cfg.model.backbone.image_size == (128 if dataset in ("celeba", "rfd") else 64)
     assert set(ONE_TINY_PER_KIND) == set(MODEL_KINDS), "a CPU-sized twin of every kind"
     assert all(get_config(n).dataset == "shapes3d" for n in TINY_CONFIGS)
 
@@ -74,6 +74,20 @@ def test_celeba_configs_train_as_the_authors_did(model):
     assert (train.batch_size, train.steps, train.lr) == (32, 200_000, 5e-4)
 
 
+@pytest.mark.parametrize("model", PAPER_MODELS_CELEBA)
+def test_rfd_configs_are_celeba_with_doubled_conv_channels_and_a_tenth_of_the_learning_rate(model):
+    celeba, rfd = get_config(f"{model}-celeba"), get_config(f"{model}-rfd")
+    assert rfd.model.backbone == dataclasses.replace(celeba.model.backbone, channels=256)
+    assert (rfd.model.backbone.image_size, rfd.model.latent_dim) == (128, 32)
+    assert rfd.train == dataclasses.replace(celeba.train, lr=celeba.train.lr / 10)
+    assert (rfd.train.batch_size, rfd.train.steps, rfd.train.lr) == (32, 200_000, 5e-5)
+    assert dataclasses.replace(rfd.model, backbone=celeba.model.backbone, ladder=celeba.model.ladder,
+                               regulariser=celeba.model.regulariser) == celeba.model
+    if model == "vlae16":
+        convs = lambda m: m.ladder.encoder_rung_convs  # noqa: E731
+        assert convs(rfd.model) == tuple(tuple(2 * c for c in net) for net in convs(celeba.model))
+
+
 def test_regulariser_defaults_follow_the_issue_and_the_notes():
     assert get_config("vae-shapes3d").model.regulariser == VariationalConfig(beta=1.0)
     assert get_config("betavae-shapes3d").model.regulariser == VariationalConfig(beta=2.0)
@@ -81,6 +95,7 @@ def test_regulariser_defaults_follow_the_issue_and_the_notes():
     assert (tc.alpha, tc.beta, tc.gamma, tc.minibatch_stratified) == (1.0, 4.0, 1.0, True)
     assert get_config("betatcvae6-shapes3d").model.regulariser.beta == 6.0, "as the authors trained it"
     assert tc.dataset_size == 336_000 and get_config("betatcvae-mpi3d").model.regulariser.dataset_size == 725_760
+    assert get_config("betatcvae-rfd").model.regulariser.dataset_size == 725_760, "70% of RFD's 1,036,800"
     assert get_config("factorvae-shapes3d").model.regulariser.gamma == 40.0
     assert get_config("wae-shapes3d").model.regulariser == WAEConfig(weight=10.0, kernel_scale=None)
     assert get_config("sae12-shapes3d").model.regulariser is None
@@ -388,7 +403,7 @@ def test_bad_experiment_configs_name_the_field():
     d["model"]["kind"] = "vqvae"
     with pytest.raises(ValueError, match=r"ModelConfig\.kind: unknown model kind 'vqvae'"):
         ExperimentConfig.from_dict(d)
-    assert DATASET_KINDS == ("shapes3d", "mpi3d", "celeba")
+    assert DATASET_KINDS == ("shapes3d", "mpi3d", "celeba", "rfd")
 
 
 # ----------------------------------------------------------------------------------------------------------------

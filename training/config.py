@@ -66,6 +66,7 @@ class BackboneConfig:
 SHAPES3D_TRAIN_SIZE = 336_000  # 70% of 480,000 (clients.datasets.split_indices)
 MPI3D_TRAIN_SIZE = 725_760  # 70% of 1,036,800
 CELEBA_TRAIN_SIZE = 141_819  # 70% of 202,599
+RFD_TRAIN_SIZE = 725_760  # 70% of the 1,036,800 simulated images of RFD's `finger` variant
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,7 @@ class TrainConfig:
     num_workers: int = 0
 
 
-DATASET_KINDS = ("shapes3d", "mpi3d", "celeba")
+DATASET_KINDS = ("shapes3d", "mpi3d", "celeba", "rfd")
 
 
 @dataclass(frozen=True)
@@ -360,9 +361,17 @@ CELEBA_LADDER = _widened(LadderConfig(), 2)  # twice as wide, as the backbone's 
 # The authors' CelebA settings (paper appendix A.2.2; learn_rep config/d/celeba.yaml): batch 32, 200k steps.
 CELEBA_TRAIN = TrainConfig(batch_size=32, lr=5e-4, steps=200_000)
 
-_TRAIN_SIZES = {"shapes3d": SHAPES3D_TRAIN_SIZE, "mpi3d": MPI3D_TRAIN_SIZE, "celeba": CELEBA_TRAIN_SIZE}
+# RFD (paper appendix A.2.2): the CelebA settings with the channels of every conv layer doubled and the learning rate
+# divided by 10 (128x128, latent 32, batch 32, 200k steps).
+RFD_BACKBONE = dataclasses.replace(CELEBA_BACKBONE, channels=2 * CELEBA_BACKBONE.channels)
+RFD_LADDER = _widened(CELEBA_LADDER, 2, mlps=False)
+RFD_TRAIN = dataclasses.replace(CELEBA_TRAIN, lr=CELEBA_TRAIN.lr / 10)
+
+_TRAIN_SIZES = {"shapes3d": SHAPES3D_TRAIN_SIZE, "mpi3d": MPI3D_TRAIN_SIZE, "celeba": CELEBA_TRAIN_SIZE,
+                "rfd": RFD_TRAIN_SIZE}
 # The 128 px datasets: their backbone, ladder and training settings (the 64 px ones use the defaults).
-_LARGE_DATASETS = {"celeba": (CELEBA_BACKBONE, CELEBA_LADDER, CELEBA_TRAIN)}
+_LARGE_DATASETS = {"celeba": (CELEBA_BACKBONE, CELEBA_LADDER, CELEBA_TRAIN),
+                   "rfd": (RFD_BACKBONE, RFD_LADDER, RFD_TRAIN)}
 
 
 def _model(kind: str, latent: int, k: int, backbone: BackboneConfig, dataset: str | None,
