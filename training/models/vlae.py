@@ -2,10 +2,10 @@
 
 Encoder: the backbone's conv blocks, with k rungs that read intermediate feature maps and each give the posterior
 mean and log-scale of one chunk of latent_dim / k dimensions. A rung is the authors' ``InferenceRung`` (learn_rep
-``src/ladder.py``, ``config/a/e/ladder/12.yaml``): the three shallowest rungs have a small net of 3x3 conv blocks
-(16→8, 32→32 and 32 channels), every deeper one a linear layer of 128; the map is max-pooled over space (after the
-convs, before the linear layer) and an MLP with hidden widths 64, 32 gives the rung's output. The backbone's
-flatten-and-MLP head is not used.
+``src/ladder.py``, ``config/a/e/ladder/12.yaml``; widths of the default ``LadderConfig``): the three shallowest
+rungs have a small net of 3x3 conv blocks (16→8, 32→32 and 32 channels), every deeper one a linear layer of 128;
+the map is max-pooled over space (after the convs, before the linear layer) and an MLP with hidden widths 64, 32
+gives the rung's output. The backbone's flatten-and-MLP head is not used.
 
 Decoder: like the structural decoder it starts from a learned constant S_0 and the chunks enter at the SAE-k slots
 (chunk 1 deepest); instead of a Str-Tfm, each rung maps its chunk through an MLP (64, 128) to ``ladder.features``
