@@ -225,3 +225,29 @@ def test_disentanglement_metrics_skip_the_constant_factors():
     assert dci(codes[tr], factors[tr], codes[te], factors[te], "lasso")["skipped_factors"] == [0, 2]
     with pytest.raises(ValueError, match="every factor takes a single value"):
         dci(codes[tr], factors[tr][:, [0, 2]], codes[te], factors[te][:, [0, 2]], "lasso")
+
+
+def test_a_read_fetches_only_its_rows_members(rfd, monkeypatch):
+    """Streaming: reading two rows reads those two PNGs' bytes from the tar and nothing else."""
+    import os
+    import tarfile
+
+    source = open_dataset(rfd / "finger")
+    with tarfile.open(source.path) as tar:
+        sizes = {int(m.name.split("/")[-1][:-4]): m.size for m in tar.getmembers()}
+    read = []
+    real_pread = os.pread
+    monkeypatch.setattr(os, "pread", lambda fd, n, offset: read.append(n) or real_pread(fd, n, offset))
+    source.read(np.array([6, 11]))
+    assert read == [sizes[6], sizes[11]]
+
+
+def test_readers_pickle_for_worker_processes(rfd):
+    import pickle
+
+    for variant in ("finger", "finger_real"):
+        source = open_dataset(rfd / variant)
+        source.read(np.array([0]))
+        copy = pickle.loads(pickle.dumps(source))
+        np.testing.assert_array_equal(copy.read(np.array([1, 2])), source.read(np.array([1, 2])))
+        np.testing.assert_array_equal(copy.read_factors(copy.rows), source.read_factors(source.rows))
