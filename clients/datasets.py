@@ -1,7 +1,7 @@
-"""Image datasets read from disk in windows, so memory stays bounded: 3D-Shapes, MPI3D and CelebA.
+"""Image datasets read from disk in windows, so memory stays bounded: 3D-Shapes, MPI3D, CelebA and RFD.
 
-Torch-free (numpy and h5py only; Pillow imported when a JPEG is decoded), so that the trainer and the client-side batch
-jobs read data the same way. :func:`open_dataset` picks the reader from what the path is:
+Torch-free (numpy and h5py; Pillow imported when a JPEG or PNG is decoded), so that the trainer and the client-side
+batch jobs read data the same way. :func:`open_dataset` picks the reader from what the path is:
 
 * ``.h5`` / ``.hdf5`` — :class:`H5Images`: ``images`` uint8 [N, H, W, 3] and optionally ``labels`` float64 [N, K]. The
   real ``3dshapes.h5`` and the procedural files of :mod:`training.data.procedural` read the same way.
@@ -9,6 +9,9 @@ jobs read data the same way. :func:`open_dataset` picks the reader from what the
   the zip; the seven factors follow from the row index (row-major), so the file holds no labels.
 * a folder of JPEGs — :class:`JpegFolder` (aligned CelebA): each image is centre-cropped to a square and resized to
   128×128 when read; no factors.
+* the Robot Finger Dataset's folder ``robot_finger_datasets/`` (its ``finger`` variant) or one of its variant
+  folders ``finger/``, ``finger_heldout_colors/``, ``finger_real/`` — :mod:`clients.rfd`: 128×128 PNGs read by row
+  from a tar (or, for ``finger_real``, a memory-mapped ``.npz``), nine factors from ``*_labels.npz``.
 
 Every reader has the same interface (:class:`ImageSource`). ``exclude`` leaves out factor values, e.g.
 ``{"shape": [2]}`` drops every sphere from 3D-Shapes (the paper's extrapolation experiment). Its values are factor
@@ -573,16 +576,22 @@ class JpegFolder(_ImageFile):
 
 
 def open_dataset(path: str | os.PathLike, *, exclude: Exclude | None = None,
-                 celeba_size: int = CELEBA_IMAGE_SIZE) -> H5Images | NpzImages | JpegFolder:
-    """The reader for ``path``: ``.h5``/``.hdf5`` (3D-Shapes), ``.npz`` (MPI3D) or a folder of JPEGs (CelebA).
+                 celeba_size: int = CELEBA_IMAGE_SIZE) -> ImageSource:
+    """The reader for ``path``: ``.h5``/``.hdf5`` (3D-Shapes), ``.npz`` (MPI3D), an RFD folder (see
+    :mod:`clients.rfd`; the dataset's own folder means its ``finger`` training variant) or a folder of JPEGs (CelebA).
 
     ``exclude`` maps factor names to factor *indices* to leave out of :attr:`rows` (e.g. ``{"shape": [2]}``)."""
     path = Path(path)
     if path.is_dir():
+        from clients import rfd  # imports this module
+
+        if rfd.is_rfd_folder(path):
+            return rfd.open_rfd(path, exclude=exclude)
         return JpegFolder(path, size=celeba_size, exclude=exclude)
     if not path.exists():
         raise DatasetError(f"data file {path} does not exist; make a procedural 3D-Shapes with "
-                           "`sae data shapes3d --out DIR`, or pass a 3dshapes.h5, an MPI3D .npz or a CelebA folder")
+                           "`sae data shapes3d --out DIR`, or pass a 3dshapes.h5, an MPI3D .npz, a CelebA folder or an "
+                           "RFD folder")
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
         return H5Images(path, exclude=exclude)
@@ -590,6 +599,12 @@ def open_dataset(path: str | os.PathLike, *, exclude: Exclude | None = None,
         return NpzImages(path, exclude=exclude)
     raise DatasetError(f"{path}: unknown dataset format {suffix!r}; expected .h5/.hdf5 (3D-Shapes), .npz (MPI3D) "
                        "or a folder of JPEGs (CelebA)")
+
+
+def varying_factors(source: ImageSource) -> tuple[int, ...]:
+    """Columns of ``source``'s factors that take more than one value (RFD's shape and size take one); the
+    disentanglement metrics skip the others."""
+    return tuple(k for k, size in enumerate(source.factor_sizes) if size > 1)
 
 
 def split_indices(n: int, seed: int = 0) -> dict[str, np.ndarray]:

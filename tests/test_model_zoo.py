@@ -38,11 +38,11 @@ def _batch(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 def test_named_configs_cover_every_model_on_every_dataset_of_the_paper():
     for dataset, models in (("shapes3d", PAPER_MODELS_64), ("mpi3d", PAPER_MODELS_64),
-                            ("celeba", PAPER_MODELS_CELEBA)):
+                            ("celeba", PAPER_MODELS_CELEBA), ("rfd", PAPER_MODELS_CELEBA)):
         for model in models:
             cfg = get_config(f"{model}-{dataset}")
             assert cfg.dataset == dataset and cfg.name == f"{model}-{dataset}"
-            assert cfg.model.backbone.image_size == (128 if dataset == "celeba" else 64)
+            assert cfg.model.backbone.image_size == (128 if dataset in ("celeba", "rfd") else 64)
     assert set(ONE_TINY_PER_KIND) == set(MODEL_KINDS), "a CPU-sized twin of every kind"
     assert all(get_config(n).dataset == "shapes3d" for n in TINY_CONFIGS)
 
@@ -67,6 +67,27 @@ def test_a_checkpoint_config_from_before_the_zoo_still_loads():
     assert ExperimentConfig.from_dict(d) == get_config("sae12-tiny")
 
 
+@pytest.mark.parametrize("model", PAPER_MODELS_CELEBA)
+def test_celeba_configs_train_as_the_authors_did(model):
+    """Paper appendix A.2.2 and learn_rep config/d/celeba.yaml: batch 32 for 200k steps."""
+    train = get_config(f"{model}-celeba").train
+    assert (train.batch_size, train.steps, train.lr) == (32, 200_000, 5e-4)
+
+
+@pytest.mark.parametrize("model", PAPER_MODELS_CELEBA)
+def test_rfd_configs_are_celeba_with_doubled_conv_channels_and_a_tenth_of_the_learning_rate(model):
+    celeba, rfd = get_config(f"{model}-celeba"), get_config(f"{model}-rfd")
+    assert rfd.model.backbone == dataclasses.replace(celeba.model.backbone, channels=256)
+    assert (rfd.model.backbone.image_size, rfd.model.latent_dim) == (128, 32)
+    assert rfd.train == dataclasses.replace(celeba.train, lr=celeba.train.lr / 10)
+    assert (rfd.train.batch_size, rfd.train.steps, rfd.train.lr) == (32, 200_000, 5e-5)
+    assert dataclasses.replace(rfd.model, backbone=celeba.model.backbone, ladder=celeba.model.ladder,
+                               regulariser=celeba.model.regulariser) == celeba.model
+    if model == "vlae16":
+        convs = lambda m: m.ladder.encoder_rung_convs  # noqa: E731
+        assert convs(rfd.model) == tuple(tuple(2 * c for c in net) for net in convs(celeba.model))
+
+
 def test_regulariser_defaults_follow_the_issue_and_the_notes():
     assert get_config("vae-shapes3d").model.regulariser == VariationalConfig(beta=1.0)
     assert get_config("betavae-shapes3d").model.regulariser == VariationalConfig(beta=2.0)
@@ -74,6 +95,7 @@ def test_regulariser_defaults_follow_the_issue_and_the_notes():
     assert (tc.alpha, tc.beta, tc.gamma, tc.minibatch_stratified) == (1.0, 4.0, 1.0, True)
     assert get_config("betatcvae6-shapes3d").model.regulariser.beta == 6.0, "as the authors trained it"
     assert tc.dataset_size == 336_000 and get_config("betatcvae-mpi3d").model.regulariser.dataset_size == 725_760
+    assert get_config("betatcvae-rfd").model.regulariser.dataset_size == 725_760, "70% of RFD's 1,036,800"
     assert get_config("factorvae-shapes3d").model.regulariser.gamma == 40.0
     assert get_config("wae-shapes3d").model.regulariser == WAEConfig(weight=10.0, kernel_scale=None)
     assert get_config("sae12-shapes3d").model.regulariser is None
@@ -97,6 +119,13 @@ def _main_parameters(name: str) -> int:
 def test_vlae12_is_the_largest_64px_model():
     counts = {m: _main_parameters(f"{m}-shapes3d") for m in PAPER_MODELS_64}
     assert max(counts, key=counts.get) == "vlae12", counts
+
+
+def test_vlae12_has_the_papers_size():
+    """Paper A.2.1: every 3D-Shapes model has about 1-1.2M parameters, VLAEs the most, SAEs about 5% fewer."""
+    vlae, sae = _main_parameters("vlae12-shapes3d"), _main_parameters("sae12-shapes3d")
+    assert 1.2e6 <= vlae <= 1.35e6, vlae
+    assert vlae > sae and 0.03 <= 1 - sae / vlae <= 0.07, (vlae, sae)
 
 
 @pytest.mark.parametrize("model", PAPER_MODELS_CELEBA)
@@ -236,6 +265,49 @@ def test_vlae_chunk_i_enters_the_decoder_only_through_rung_i():
     assert per_chunk[2] == 0.0 and all(g > 0 for i, g in enumerate(per_chunk) if i != 2), per_chunk
 
 
+def _linear_shapes(module: torch.nn.Module) -> list[tuple[int, int]]:
+    return [(m.in_features, m.out_features) for m in module.modules() if isinstance(m, torch.nn.Linear)]
+
+
+def _conv_channels(module: torch.nn.Module) -> list[int]:
+    return [m.out_channels for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+@pytest.mark.parametrize("name,conv_rungs", [("vlae12-shapes3d", 3), ("vlae4-shapes3d", 3), ("vlae2-shapes3d", 2)])
+def test_vlae_rungs_are_the_authors(name, conv_rungs):
+    """learn_rep config/a/e/ladder/{4,12}.yaml: the shallowest rungs convolve (16→8, 32→32, 32), the deeper ones
+    have a linear layer of 128; all end in an MLP with hidden widths 64, 32. Decoder rungs: MLP 64, 128 → 16."""
+    model = build_model(get_config(name).model)
+    encoder, k = model.encoder, model.cfg.num_variables
+    shallow_first = sorted(range(k), key=lambda i: (encoder.rung_after[i], -i))
+    expected_convs = [[16, 8], [32, 32], [32]][:conv_rungs] + [[]] * (k - conv_rungs)
+    assert [_conv_channels(encoder.rungs[i]) for i in shallow_first] == expected_convs
+    for rank, i in enumerate(shallow_first):
+        pooled = expected_convs[rank][-1] if expected_convs[rank] else None
+        head = [(pooled, 64)] if pooled else [(64, 128), (128, 64)]
+        assert _linear_shapes(encoder.rungs[i]) == [*head, (64, 32), (32, 2 * (12 // k))], (rank, i)
+    d = 12 // k
+    assert all(_linear_shapes(r) == [(d, 64), (64, 128), (128, 16)] for r in model.decoder.rungs)
+    extra = [block.conv.in_channels - 64 for block in model.decoder.blocks] + [model.decoder.head[-1].in_channels - 64]
+    assert sorted(extra, reverse=True)[:k] == [16] * k and sum(extra) == 16 * k, "16 broadcast features per rung"
+
+
+@pytest.mark.parametrize("name", ["vlae12-tiny", "vlae4-tiny", "vlae16-celeba"])
+def test_smaller_and_larger_vlae_ladders_are_the_authors_scaled(name):
+    """The tiny ladder is the paper ladder at half width, the CelebA one at twice the width (as their backbones'
+    MLPs are); the structure stays: convs for the three shallowest rungs, a linear layer for the rest."""
+    cfg = get_config(name).model
+    scale = 0.5 if name.endswith("-tiny") else 2
+    model = build_model(cfg)
+    shallow_first = sorted(range(cfg.num_variables), key=lambda i: (model.encoder.rung_after[i], -i))
+    convs = [_conv_channels(model.encoder.rungs[i]) for i in shallow_first]
+    assert convs[:3] == [[int(16 * scale), int(8 * scale)], [int(32 * scale)] * 2, [int(32 * scale)]]
+    assert all(c == [] for c in convs[3:])
+    deep = model.encoder.rungs[shallow_first[-1]]
+    assert _linear_shapes(deep)[:3] == [(cfg.backbone.channels, int(128 * scale)), (int(128 * scale), int(64 * scale)),
+                                       (int(64 * scale), int(32 * scale))]
+
+
 def test_vlae_rungs_pair_deep_encoder_blocks_with_deep_decoder_slots():
     model = build_model(get_config("vlae12-shapes3d").model)
     assert model.encoder.rung_after == list(range(12, 0, -1))
@@ -331,7 +403,7 @@ def test_bad_experiment_configs_name_the_field():
     d["model"]["kind"] = "vqvae"
     with pytest.raises(ValueError, match=r"ModelConfig\.kind: unknown model kind 'vqvae'"):
         ExperimentConfig.from_dict(d)
-    assert DATASET_KINDS == ("shapes3d", "mpi3d", "celeba")
+    assert DATASET_KINDS == ("shapes3d", "mpi3d", "celeba", "rfd")
 
 
 # ----------------------------------------------------------------------------------------------------------------

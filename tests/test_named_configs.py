@@ -8,6 +8,7 @@ from training.config import NAMED_CONFIGS, get_config
 
 STEPS = 6
 IMAGES = 24  # 17 train images: six steps of 8 see each about three times, so the loss on them must fall
+RFD_STEPS = 3
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,14 @@ def celeba_folder(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def rfd_folder(tmp_path_factory):
+    """A small robot_finger_datasets/ folder in the dataset's format (tar of PNGs, npz labels and info)."""
+    from rfd_files import write_rfd
+
+    return write_rfd(tmp_path_factory.mktemp("rfd"), n=IMAGES)
+
+
 def _loss_on(trainer, images) -> float:
     """The training objective on a fixed batch, with fixed noise for the variational models."""
     import torch
@@ -47,21 +56,46 @@ def _loss_on(trainer, images) -> float:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(NAMED_CONFIGS))
-def test_named_config_trains_and_its_loss_falls(name, tmp_path, small_shapes_file, celeba_folder):
+def test_named_config_trains_and_its_loss_falls(name, tmp_path, small_shapes_file, celeba_folder, rfd_folder):
     from training.metrics_log import read_metrics
     from training.trainer import Trainer, TrainerOptions
 
     cfg = get_config(name)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=8, log_every=1,
+    steps, batch_size = STEPS, 8
+    if cfg.dataset == "rfd":  # 256 channels at 128 px are slow on 2 CPU cores: the same model at 16, fewer steps
+        steps, batch_size = RFD_STEPS, 4
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+            cfg.model, backbone=dataclasses.replace(cfg.model.backbone, channels=16)))
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=batch_size, log_every=1,
                                                              checkpoint_every=1000))
-    data = celeba_folder if cfg.dataset == "celeba" else small_shapes_file
+    data = {"celeba": celeba_folder, "rfd": rfd_folder}.get(cfg.dataset, small_shapes_file)
     trainer = Trainer(cfg, data, tmp_path / "run", device="cpu",
                       options=TrainerOptions(val_every=1000, tensorboard=False))
     fixed_batch = trainer.data.read(trainer.splits["train"])
     before = _loss_on(trainer, fixed_batch)
-    trainer.fit(steps=STEPS, progress=False)
+    trainer.fit(steps=steps, progress=False)
     after = _loss_on(trainer, fixed_batch)
     trainer.close()
     losses = [row["loss"] for row in read_metrics(tmp_path / "run") if row["split"] == "train"]
-    assert len(losses) == STEPS and np.isfinite(losses).all()
+    assert len(losses) == steps and np.isfinite(losses).all()
     assert after < before, (before, after, losses)
+
+
+@pytest.mark.slow
+def test_sae_train_runs_a_full_size_rfd_config_on_an_rfd_folder(tmp_path, rfd_folder):
+    """`sae train vae-rfd` at its real size (256 channels, 128 px), two steps of batch 2, reading the tar of PNGs."""
+    from serving.cli import main
+    from training.checkpoint import Checkpoint
+    from training.metrics_log import read_metrics
+    from training.trainer import with_batch_size
+
+    run = tmp_path / "run"
+    assert main(["train", "vae-rfd", "--data", str(rfd_folder), "--out", str(run), "--steps", "2",
+                 "--batch-size", "2", "--val-every", "2", "--val-batches", "1"]) == 0
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows if r["split"] == "train"] == [2]
+    assert all(np.isfinite(r["loss"]) for r in rows), rows
+    assert any(r["split"] == "val" for r in rows)
+    checkpoint = Checkpoint.load(run)
+    assert checkpoint.step == 2 and checkpoint.config == with_batch_size(get_config("vae-rfd"), 2)
+    assert checkpoint.config.model.backbone.channels == 256 and checkpoint.config.train.lr == 5e-5

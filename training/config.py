@@ -66,6 +66,7 @@ class BackboneConfig:
 SHAPES3D_TRAIN_SIZE = 336_000  # 70% of 480,000 (clients.datasets.split_indices)
 MPI3D_TRAIN_SIZE = 725_760  # 70% of 1,036,800
 CELEBA_TRAIN_SIZE = 141_819  # 70% of 202,599
+RFD_TRAIN_SIZE = 725_760  # 70% of the 1,036,800 simulated images of RFD's `finger` variant
 
 
 @dataclass(frozen=True)
@@ -141,18 +142,29 @@ def default_regulariser(kind: str) -> RegulariserConfig | None:
 
 @dataclass(frozen=True)
 class LadderConfig:
-    """VLAE rungs (notes, "VLAE-k"), used by kind ``vlae`` only.
+    """VLAE rungs (notes, "VLAE-k"), used by kind ``vlae`` only. The defaults are the authors' rungs (learn_rep
+    ``config/a/e/ladder/12.yaml`` and ``config/a/d/ladder/_ladder.yaml``) on the shared backbone.
 
-    Encoder rung: 3x3 conv (backbone channels → ``encoder_channels``) → GroupNorm → Mish → max over space → MLP
-    ``encoder_channels → *encoder_hidden → 2·d`` (posterior mean and log-scale of its d = latent/k dimensions).
+    Encoder rung: a small net of its own, then the maximum over space, then an MLP
+    ``* → *encoder_hidden → 2·d`` (posterior mean and log-scale of its d = latent/k dimensions). Counted from the
+    shallowest rung, the net of rung j < ``len(encoder_rung_convs)`` is 3x3 conv blocks (GroupNorm, Mish) with the
+    channels ``encoder_rung_convs[j]``; every deeper rung has no convs, and its pooled features pass one linear layer
+    of width ``encoder_rung_width`` (then Mish) before the MLP. The authors flatten the map instead of pooling it;
+    on the shared 64-channel backbone that alone would add millions of parameters, and pooling is their rung's own
+    option (``pool-rung: max``).
     Decoder rung: MLP ``d → *decoder_hidden → features``, broadcast over space and concatenated as extra channels to
     the input of the conv that follows.
     """
 
-    encoder_channels: int = 128
-    encoder_hidden: tuple[int, ...] = (64,)
-    decoder_hidden: tuple[int, ...] = (64,)
+    encoder_rung_convs: tuple[tuple[int, ...], ...] = ((16, 8), (32, 32), (32,))
+    encoder_rung_width: int = 128
+    encoder_hidden: tuple[int, ...] = (64, 32)
+    decoder_hidden: tuple[int, ...] = (64, 128)
     features: int = 16
+
+    def rung_convs(self, depth_rank: int) -> tuple[int, ...]:
+        """Conv channels of the rung that is ``depth_rank``-th from the shallowest (0: the shallowest)."""
+        return self.encoder_rung_convs[depth_rank] if depth_rank < len(self.encoder_rung_convs) else ()
 
 
 @dataclass(frozen=True)
@@ -210,10 +222,19 @@ class ModelConfig:
                              f"{'no regulariser' if expected is type(None) else expected.__name__}, "
                              f"got {type(self.regulariser).__name__}")
         _validate_regulariser(self.regulariser)
-        if self.kind == "vlae" and (self.ladder.encoder_channels % self.backbone.groups or self.ladder.features < 1):
-            raise ValueError(f"ModelConfig.ladder: encoder_channels={self.ladder.encoder_channels} must be divisible "
-                             f"by GroupNorm groups {self.backbone.groups}, and features must be positive")
+        if self.kind == "vlae":
+            _validate_ladder(self.ladder, self.backbone.groups)
         self.backbone.validate()
+
+
+def _validate_ladder(ladder: LadderConfig, groups: int) -> None:
+    convs = [c for net in ladder.encoder_rung_convs for c in net]
+    if any(c < 1 or c % groups for c in convs):
+        raise ValueError(f"ModelConfig.ladder.encoder_rung_convs={ladder.encoder_rung_convs}: every channel count must "
+                         f"be positive and divisible by GroupNorm groups {groups}")
+    if min(ladder.encoder_rung_width, ladder.features, *ladder.encoder_hidden, *ladder.decoder_hidden) < 1:
+        raise ValueError(f"ModelConfig.ladder: encoder_rung_width, features and the hidden widths must be positive, "
+                         f"got {ladder}")
 
 
 def _validate_regulariser(reg: RegulariserConfig | None) -> None:
@@ -244,7 +265,7 @@ class TrainConfig:
     num_workers: int = 0
 
 
-DATASET_KINDS = ("shapes3d", "mpi3d", "celeba")
+DATASET_KINDS = ("shapes3d", "mpi3d", "celeba", "rfd")
 
 
 @dataclass(frozen=True)
@@ -297,7 +318,12 @@ def _tuples(cls, d: dict[str, Any]):
     unknown = set(d) - names
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+    return cls(**{k: _tuple(v) for k, v in d.items()})
+
+
+def _tuple(v):
+    """JSON lists, nested ones too, back into tuples."""
+    return tuple(_tuple(x) for x in v) if isinstance(v, list) else v
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -306,7 +332,22 @@ def _tuples(cls, d: dict[str, Any]):
 # A CPU-sized backbone: same block layout (so 12 Str-Tfm slots), narrower and with a shorter encoder.
 TINY_BACKBONE = BackboneConfig(channels=16, groups=4, encoder_blocks=6, encoder_pool_after=(1, 2, 3, 4, 5),
                                encoder_mlp=(128, 64), decoder_mlp=(64, 128))
-TINY_LADDER = LadderConfig(encoder_channels=32, encoder_hidden=(32,), decoder_hidden=(16,), features=8)
+
+
+def _widened(ladder: LadderConfig, factor: float, *, mlps: bool = True) -> LadderConfig:
+    """``ladder`` with its rung conv channels (and, with ``mlps``, its MLP widths and features) times ``factor``."""
+    def scale(widths):
+        return tuple(max(1, round(w * factor)) for w in widths)
+
+    convs = tuple(scale(net) for net in ladder.encoder_rung_convs)
+    if not mlps:
+        return dataclasses.replace(ladder, encoder_rung_convs=convs)
+    return LadderConfig(convs, scale([ladder.encoder_rung_width])[0], scale(ladder.encoder_hidden),
+                        scale(ladder.decoder_hidden), scale([ladder.features])[0])
+
+
+# The ladder at half width, as the tiny backbone's MLPs and Str-Tfms are.
+TINY_LADDER = _widened(LadderConfig(), 0.5)
 TINY_TRAIN = TrainConfig(batch_size=64, lr=1e-3, steps=1000, log_every=25, checkpoint_every=250)
 
 # CelebA at 128x128 (notes: latent 32, 16 blocks each side, 128 channels). Five pools/upsamplings as at 64 px, so the
@@ -316,9 +357,21 @@ CELEBA_BACKBONE = BackboneConfig(image_size=128, channels=128, groups=8, encoder
                                  encoder_pool_after=(1, 4, 7, 10, 13), encoder_mlp=(512, 256), decoder_blocks=15,
                                  decoder_upsample_before=(3, 6, 9, 12), decoder_mlp=(256, 512))
 CELEBA_LATENT = 32
-CELEBA_TRAIN = TrainConfig(batch_size=128, lr=5e-4)
+CELEBA_LADDER = _widened(LadderConfig(), 2)  # twice as wide, as the backbone's channels and MLPs are
+# The authors' CelebA settings (paper appendix A.2.2; learn_rep config/d/celeba.yaml): batch 32, 200k steps.
+CELEBA_TRAIN = TrainConfig(batch_size=32, lr=5e-4, steps=200_000)
 
-_TRAIN_SIZES = {"shapes3d": SHAPES3D_TRAIN_SIZE, "mpi3d": MPI3D_TRAIN_SIZE, "celeba": CELEBA_TRAIN_SIZE}
+# RFD (paper appendix A.2.2): the CelebA settings with the channels of every conv layer doubled and the learning rate
+# divided by 10 (128x128, latent 32, batch 32, 200k steps).
+RFD_BACKBONE = dataclasses.replace(CELEBA_BACKBONE, channels=2 * CELEBA_BACKBONE.channels)
+RFD_LADDER = _widened(CELEBA_LADDER, 2, mlps=False)
+RFD_TRAIN = dataclasses.replace(CELEBA_TRAIN, lr=CELEBA_TRAIN.lr / 10)
+
+_TRAIN_SIZES = {"shapes3d": SHAPES3D_TRAIN_SIZE, "mpi3d": MPI3D_TRAIN_SIZE, "celeba": CELEBA_TRAIN_SIZE,
+                "rfd": RFD_TRAIN_SIZE}
+# The 128 px datasets: their backbone, ladder and training settings (the 64 px ones use the defaults).
+_LARGE_DATASETS = {"celeba": (CELEBA_BACKBONE, CELEBA_LADDER, CELEBA_TRAIN),
+                   "rfd": (RFD_BACKBONE, RFD_LADDER, RFD_TRAIN)}
 
 
 def _model(kind: str, latent: int, k: int, backbone: BackboneConfig, dataset: str | None,
@@ -333,12 +386,12 @@ def _model(kind: str, latent: int, k: int, backbone: BackboneConfig, dataset: st
 
 def _paper_models(dataset: str) -> dict[str, ModelConfig]:
     """Every model of the paper on one dataset, keyed by its name's model part (``sae12``, ``betavae``...)."""
-    if dataset == "celeba":
-        bb, latent, structured_k = CELEBA_BACKBONE, CELEBA_LATENT, (16,)
+    if dataset in _LARGE_DATASETS:
+        (bb, ladder, _), latent, structured_k = _LARGE_DATASETS[dataset], CELEBA_LATENT, (16,)
     else:
-        bb, latent, structured_k = BackboneConfig(), 12, (2, 3, 4, 6, 12)
+        bb, ladder, latent, structured_k = BackboneConfig(), LadderConfig(), 12, (2, 3, 4, 6, 12)
     models = {f"sae{k}": _model("sae", latent, k, bb, dataset) for k in structured_k}
-    models.update({f"vlae{k}": _model("vlae", latent, k, bb, dataset) for k in structured_k})
+    models.update({f"vlae{k}": _model("vlae", latent, k, bb, dataset, ladder=ladder) for k in structured_k})
     k = structured_k[-1]
     models[f"adaae{k}"] = _model("adaae", latent, k, bb, dataset)
     for kind in ("ae", "vae", "betavae", "betatcvae", "factorvae", "wae"):
@@ -351,8 +404,8 @@ NAMED_CONFIGS: dict[str, ExperimentConfig] = {}
 for _dataset in DATASET_KINDS:
     for _model_name, _m in _paper_models(_dataset).items():
         _name = f"{_model_name}-{_dataset}"
-        NAMED_CONFIGS[_name] = ExperimentConfig(_name, _m, CELEBA_TRAIN if _dataset == "celeba" else TrainConfig(),
-                                                _dataset)
+        _train = _LARGE_DATASETS[_dataset][2] if _dataset in _LARGE_DATASETS else TrainConfig()
+        NAMED_CONFIGS[_name] = ExperimentConfig(_name, _m, _train, _dataset)
 
 # CPU-sized twins on procedural 3D-Shapes; sae12-tiny / ae-tiny keep their names and sizes (about 108k parameters).
 _TINY_TRAIN_SIZE = 14_000  # 70% of `sae data --n 20000`; only β-TCVAE's estimator uses it

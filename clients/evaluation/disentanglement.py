@@ -8,7 +8,10 @@ The definitions follow the papers and, where the papers leave a choice open, dis
 (Locatello et al., ICML 2019, ``disentanglement_lib/evaluation/metrics``), which is what the SAE authors ran
 (Leeb et al., ICLR 2023: 10,000 training and 5,000 test points; DCI with gradient-boosted trees with scikit-learn
 defaults, MIG with 20-bin histograms, IRS with a 0.99 quantile). Each docstring states the exact definition used and
-where it deviates from disentanglement_lib (only for degenerate inputs such as constant factors).
+where it deviates from disentanglement_lib (only for degenerate inputs such as constant factors). A factor that takes
+a single value in the training factors (RFD's shape and size) is skipped by every metric: results list the factor
+columns used (``factors_used``; per-factor values follow that order) and the ``skipped_factors``; MIG keeps one
+entry per factor, None where skipped.
 
 Only numpy is imported at module level; scikit-learn (and joblib, which ships with it) are imported inside the
 functions that need them, so ``import clients`` works without them. Install them with the ``eval`` extra.
@@ -106,6 +109,22 @@ def _check_train_test(
     if fte.shape[1] != ftr.shape[1]:
         raise ValueError(f"factors_test has {fte.shape[1]} columns but factors_train has {ftr.shape[1]}")
     return ctr, ftr, cte, fte
+
+
+def _varying_factors(factors_train: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """(columns with more than one value in the training factors, the single-valued columns the metric skips).
+
+    A factor that never changes (RFD's shape and size) carries nothing to predict or to disentangle; kept, it would
+    inflate informativeness and modularity and deflate SAP."""
+    varying = np.array([np.unique(col).size > 1 for col in factors_train.T])
+    if not varying.any():
+        raise ValueError(f"every factor takes a single value in factors_train (shape {factors_train.shape}); "
+                         "there is nothing to measure")
+    return np.flatnonzero(varying), [int(k) for k in np.flatnonzero(~varying)]
+
+
+def _skip_note(kept: np.ndarray, skipped: list[int]) -> dict[str, Any]:
+    return {"factors_used": [int(k) for k in kept], "skipped_factors": skipped}
 
 
 def _floats(x: Any) -> Any:
@@ -291,6 +310,8 @@ def dci(
     ctr, ftr, cte, fte = _check_train_test(codes_train, factors_train, codes_test, factors_test)
     if regressor not in ("gbt", "lasso"):
         raise ValueError(f"regressor must be 'gbt' or 'lasso'; got {regressor!r}")
+    kept, skipped = _varying_factors(ftr)
+    ftr, fte = ftr[:, kept], fte[:, kept]
     num_codes, num_factors = ctr.shape[1], ftr.shape[1]
     importance = np.zeros((num_codes, num_factors))
     inf_tr = np.zeros(num_factors)
@@ -339,6 +360,7 @@ def dci(
             "importance_matrix": _floats(importance),
             "num_train": int(ctr.shape[0]),
             "num_test": int(cte.shape[0]),
+            **_skip_note(kept, skipped),
         }
     )
     return out
@@ -425,10 +447,12 @@ def irs(codes: Any, factors: Any, diff_quantile: float = 0.99, factor_bins: int 
     c, f = _check_pair(codes, factors, "codes", "factors")
     if not 0.0 <= float(diff_quantile) <= 1.0:
         raise ValueError(f"diff_quantile must be in [0, 1]; got {diff_quantile}")
+    kept, skipped = _varying_factors(f)
+    f = f[:, kept]
     gen = histogram_discretize(f.astype(np.float64), factor_bins) if factor_bins is not None else f
     active = np.flatnonzero(c.var(axis=0) > 0.0)
     base = {"metric": "irs", "diff_quantile": float(diff_quantile), "num_active_dims": int(active.size),
-            "active_dims": [int(i) for i in active]}
+            "active_dims": [int(i) for i in active], **_skip_note(kept, skipped)}
     if active.size == 0:
         base.update({"irs": 0.0, "disentanglement_scores": [], "parents": [], "irs_matrix": [],
                      "max_deviations": []})
@@ -513,6 +537,8 @@ def modularity_explicitness(
     explicitness values and ``mutual_information`` [D][K] (nats).
     """
     ctr, ftr, cte, fte = _check_train_test(codes_train, factors_train, codes_test, factors_test)
+    kept, skipped = _varying_factors(ftr)
+    ftr, fte = ftr[:, kept], fte[:, kept]
     m = discrete_mutual_info(histogram_discretize(ctr, num_bins), ftr)
     sq = np.square(m)
     theta = sq.max(axis=1)
@@ -542,6 +568,7 @@ def modularity_explicitness(
         "explicitness_test_per_factor": [None if np.isnan(v) else float(v) for v in e_te],
         "mutual_information": _floats(m),
         "num_bins": int(num_bins),
+        **_skip_note(kept, skipped),
     }
 
 
@@ -565,23 +592,22 @@ def sap(
     class_weight="balanced")``, is fitted on the training split; S_dk is its plain accuracy on the test split.
     SAP = 1/K * sum_k (S_(1)k - S_(2)k), the mean over factors of the gap between the best and the second-best code.
     (Kumar et al. describe a single-threshold classifier scored by balanced accuracy; disentanglement_lib, which the
-    published numbers come from, uses the above.) A factor with one class in training gives S_.k = test accuracy of
-    that constant prediction (gap 0); with a single code dimension the second-best score is taken as 0.
+    published numbers come from, uses the above.) Single-valued factors are skipped; with a single code dimension
+    the second-best score is taken as 0.
 
     Returns ``sap``, ``sap_per_factor`` and ``score_matrix`` [D][K].
     """
     ctr, ftr, cte, fte = _check_train_test(codes_train, factors_train, codes_test, factors_test)
     from sklearn.svm import LinearSVC
 
+    kept, skipped = _varying_factors(ftr)
+    ftr, fte = ftr[:, kept], fte[:, kept]
+
     num_codes, num_factors = ctr.shape[1], ftr.shape[1]
     s = np.zeros((num_codes, num_factors))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning on 1-D fits is common and harmless here
         for k in range(num_factors):
-            classes = np.unique(ftr[:, k])
-            if classes.size < 2:
-                s[:, k] = float(np.mean(fte[:, k] == classes[0]))
-                continue
             for d in range(num_codes):
                 clf = LinearSVC(C=0.01, class_weight="balanced", random_state=seed)
                 clf.fit(ctr[:, d : d + 1], ftr[:, k])
@@ -594,6 +620,7 @@ def sap(
         "sap": float(np.mean(gaps)),
         "sap_per_factor": _floats(gaps),
         "score_matrix": _floats(s),
+        **_skip_note(kept, skipped),
     }
 
 
@@ -640,6 +667,7 @@ def evaluate_all(
         "fast": bool(fast),
         "num_train": int(ctr.shape[0]),
         "num_test": int(cte.shape[0]),
+        "skipped_factors": res_dci["skipped_factors"],
         "summary": summary,
         "dci": res_dci,
         "mig": res_mig,

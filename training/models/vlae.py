@@ -1,12 +1,16 @@
 """VLAE-k, the variational ladder autoencoder (Zhao et al. 2017) on the shared backbone (notes, "VLAE-k").
 
-Encoder: the backbone's conv blocks, with k rungs that read intermediate feature maps (3x3 conv → GroupNorm → Mish →
-max over space → MLP) and each give the posterior mean and log-scale of one chunk of latent_dim / k dimensions. The
-backbone's flatten-and-MLP head is not used.
+Encoder: the backbone's conv blocks, with k rungs that read intermediate feature maps and each give the posterior
+mean and log-scale of one chunk of latent_dim / k dimensions. A rung is the authors' ``InferenceRung`` (learn_rep
+``src/ladder.py``, ``config/a/e/ladder/12.yaml``; widths of the default ``LadderConfig``): the three shallowest
+rungs have a small net of 3x3 conv blocks (16→8, 32→32 and 32 channels), every deeper one a linear layer of 128;
+the map is max-pooled over space (after the convs, before the linear layer) and an MLP with hidden widths 64, 32
+gives the rung's output. The backbone's flatten-and-MLP head is not used.
 
 Decoder: like the structural decoder it starts from a learned constant S_0 and the chunks enter at the SAE-k slots
-(chunk 1 deepest); instead of a Str-Tfm, each rung maps its chunk to ``ladder.features`` values, broadcast over space
-and concatenated as extra input channels of the conv that follows.
+(chunk 1 deepest); instead of a Str-Tfm, each rung maps its chunk through an MLP (64, 128) to ``ladder.features``
+(16) values, broadcast over space and concatenated as extra input channels of the conv that follows (the authors'
+``GenerativeRung``).
 
 The ladder pairs the deep end of each side: the chunk entering next to S_0 is read from the last encoder block, the
 chunk entering next to the output from the first.
@@ -30,13 +34,21 @@ def encoder_rung_blocks(encoder_blocks: int, num_slots: int, decoder_slots: Sequ
 
 
 class EncoderRung(nn.Module):
-    def __init__(self, channels: int, groups: int, ladder: LadderConfig, out_dim: int):
+    """Feature map [B, C, H, W] -> [B, out_dim]: convs (or none), max over space, [linear + Mish], MLP."""
+
+    def __init__(self, channels: int, groups: int, convs: Sequence[int], ladder: LadderConfig, out_dim: int):
         super().__init__()
-        self.conv = ConvBlock(channels, ladder.encoder_channels, groups)
-        self.mlp = mlp([ladder.encoder_channels, *ladder.encoder_hidden, out_dim])
+        widths = [channels, *convs]
+        self.convs = nn.Sequential(*(ConvBlock(c_in, c_out, groups) for c_in, c_out in zip(widths[:-1], widths[1:])))
+        pooled = widths[-1]
+        self.project = None if convs else nn.Sequential(nn.Linear(pooled, ladder.encoder_rung_width), nn.Mish())
+        self.mlp = mlp([pooled if convs else ladder.encoder_rung_width, *ladder.encoder_hidden, out_dim])
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.conv(h).amax(dim=(2, 3)))
+        pooled = self.convs(h).amax(dim=(2, 3))
+        if self.project is not None:
+            pooled = self.project(pooled)
+        return self.mlp(pooled)
 
 
 class LadderEncoder(nn.Module):
@@ -52,7 +64,11 @@ class LadderEncoder(nn.Module):
         chunk = latent_dim // num_variables
         slots = strtfm_slots(cfg.decoder_slots, num_variables)
         self.rung_after = encoder_rung_blocks(cfg.encoder_blocks, cfg.decoder_slots, slots)
-        self.rungs = nn.ModuleList(EncoderRung(c, cfg.groups, ladder, 2 * chunk) for _ in range(num_variables))
+        # Rank 0 is the shallowest rung; of two rungs after the same block, the later variable is the shallower.
+        shallow_first = sorted(range(num_variables), key=lambda i: (self.rung_after[i], -i))
+        depth_rank = {i: rank for rank, i in enumerate(shallow_first)}
+        self.rungs = nn.ModuleList(EncoderRung(c, cfg.groups, ladder.rung_convs(depth_rank[i]), ladder, 2 * chunk)
+                                   for i in range(num_variables))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: list[torch.Tensor | None] = [None] * len(self.rungs)
