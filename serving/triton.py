@@ -9,12 +9,15 @@ python backend). It runs on a CPU-only machine given a few environment tweaks (s
         client = tritonclient.grpc.InferenceServerClient(server.grpc_url)
         ...
 
-Every endpoint is bound to the loopback interface; ports default to free ones picked at start.
+Every endpoint is bound to the loopback interface unless the config opts in to another address
+(``allow_external=True``); ports default to free ones picked at start. The server dies with the process that
+started it, even when that process is killed with SIGKILL (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import importlib.util
 import ipaddress
 import os
@@ -32,6 +35,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from clients.errors import SAEError
+
 __all__ = [
     "ServerConfig",
     "ServerStartError",
@@ -48,7 +53,7 @@ _CPU_ONLY_NOISE = re.compile(r"CudaDriverHelper|NVML|DCGM|libcuda")
 _STUB_NAME = "triton_python_backend_stub"
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(SAEError, RuntimeError):
     """The server exited or did not become ready in time.
 
     The message carries the error lines of the server log (a model that failed to load names itself there) and
@@ -141,7 +146,8 @@ def _is_loopback(host: str) -> bool:
 @dataclass(frozen=True)
 class ServerConfig:
     repository: Path
-    host: str = "127.0.0.1"  # loopback only
+    host: str = "127.0.0.1"  # loopback unless allow_external
+    allow_external: bool = False  # an explicit opt-in to bind a non-loopback host (reachable from other machines)
     grpc_port: int = 0  # 0 = pick a free port at start
     http_port: int = 0
     metrics_port: int = 0
@@ -154,9 +160,15 @@ class ServerConfig:
         object.__setattr__(self, "repository", Path(self.repository))
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
         if not _is_loopback(self.host):
-            raise ValueError(f"host {self.host!r} is not a loopback address; the server binds to loopback only")
+            if not self.allow_external:
+                raise ValueError(f"host {self.host!r} is not a loopback address; binding it makes the server "
+                                 "reachable from other machines and needs allow_external=True (sae serve --host)")
+            try:
+                ipaddress.IPv4Address(self.host)
+            except ValueError:
+                raise ValueError(f"host {self.host!r} is not an IPv4 address") from None
         if ":" in self.host:
-            raise ValueError(f"host {self.host!r}: only IPv4 loopback addresses (127.x.x.x, localhost) are supported")
+            raise ValueError(f"host {self.host!r}: only IPv4 addresses (127.x.x.x, localhost) are supported")
         for name in ("grpc_port", "http_port", "metrics_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -167,6 +179,10 @@ class ServerConfig:
     @property
     def bind_address(self) -> str:
         return "127.0.0.1" if self.host == "localhost" else self.host
+
+    @property
+    def is_loopback(self) -> bool:
+        return _is_loopback(self.host)
 
 
 def _free_ports(host: str, count: int) -> list[int]:
@@ -184,6 +200,22 @@ def _free_ports(host: str, count: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------------- processes
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int):
+    """A ``preexec_fn``: the child gets SIGKILL when the thread that started it ends (the whole process, for the
+    main thread), so a ``sae serve`` killed with SIGKILL leaves no tritonserver behind (Linux ``prctl``)."""
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            os._exit(126)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(126)
+
+    return preexec
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -388,6 +420,7 @@ class TritonServer:
                 env=_server_env(install),
                 cwd=self._workdir,
                 start_new_session=True,  # own process group: stop() reaches the python stubs too
+                preexec_fn=_die_with_parent(os.getpid()) if sys.platform == "linux" else None,
             )
         with _running_lock:
             _running.add(self)
