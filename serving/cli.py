@@ -112,7 +112,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     config = EncodeJobConfig(data=args.data, out=args.out, model=args.model, urls=tuple(args.url or [DEFAULT_URL]),
                              in_flight=args.in_flight, batch_size=args.batch_size, timeout_s=args.timeout,
                              shared_memory=args.shared_memory, metrics_port=args.metrics_port,
-                             max_images_per_second=args.max_rate)
+                             max_images_per_second=args.max_rate, outage_wait_s=args.outage_wait)
     print(run_encode_job(config).summary(), flush=True)
     return 0
 
@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--shared-memory", action="store_true", help="send images through system shared memory")
     en.add_argument("--metrics-port", type=arg.port, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT")
     en.add_argument("--max-rate", type=arg.positive_float, default=None, help="send at most this many images per second")
+    en.add_argument("--outage-wait", type=arg.non_negative_float, default=60.0, metavar="SECONDS",
+                    help="when every server is down, wait this long for one to come back (default 60)")
     en.set_defaults(func=cmd_encode)
 
     bn = sub.add_parser("bench", help="p50/p90/p99 latency and throughput through gRPC beside in-process ONNX "
