@@ -43,21 +43,21 @@ BAD_REQUESTS = [
     ("decode", {"LATENT": _latents(2, np.inf)}, r"LATENT must hold finite values"),
     ("decode", {"LATENT": _latents(2, -np.inf)}, r"LATENT must hold finite values"),
     ("decode", {"LATENT": nan_row}, r"LATENT must hold finite values; 1 of 3 rows"),
-    ("decode", {"LATENT": _latents(0)}, r"LATENT is an empty batch|LATENT.*batch.size"),
+    ("decode", {"LATENT": _latents(0)}, r"LATENT is an empty batch|byte size mismatch for input 'LATENT'"),
     ("decode", {"LATENT": np.zeros((2, 5), np.float32)}, r"shape for input 'LATENT'.*Expected \[-1,12\]"),
-    ("decode", {"LATENT": np.zeros((2, D), np.float64)}, r"datatype TYPE_FP64 for inference input 'LATENT', "
-                                                         r"expecting TYPE_FP32"),
+    ("decode", {"LATENT": np.zeros((2, D), np.float64)}, r"input 'LATENT' data-type is 'FP64', but model 'decode' "
+                                                         r"expects 'FP32'"),
     ("decode", {"LATENT": _latents(257)}, r"batch-size must be <= 256"),
     ("decode", {"IMAGE": _images(1)}, r"LATENT|IMAGE"),
-    ("encode", {"IMAGE": _images(2, dtype=np.float32)}, r"datatype TYPE_FP32 for inference input 'IMAGE', "
-                                                        r"expecting TYPE_UINT8"),
-    ("encode", {"IMAGE": _images(2, dtype=np.int16)}, r"input 'IMAGE', expecting TYPE_UINT8"),
+    ("encode", {"IMAGE": _images(2, dtype=np.float32)}, r"input 'IMAGE' data-type is 'FP32', but model 'encode' "
+                                                        r"expects 'UINT8'"),
+    ("encode", {"IMAGE": _images(2, dtype=np.int16)}, r"input 'IMAGE' data-type is 'INT16', .* expects 'UINT8'"),
     ("encode", {"IMAGE": _images(2, size=32)}, r"shape for input 'IMAGE'.*Expected \[-1,64,64,3\]"),
     ("encode", {"IMAGE": np.zeros((2, H, H), np.uint8)}, r"shape for input 'IMAGE'"),
-    ("encode", {"IMAGE": _images(0)}, r"IMAGE is an empty batch|IMAGE.*batch.size"),
+    ("encode", {"IMAGE": _images(0)}, r"IMAGE is an empty batch|byte size mismatch for input 'IMAGE'"),
     ("encode", {"IMAGE": _images(257)}, r"batch-size must be <= 256"),
-    ("reconstruct", {"IMAGE": _images(1, dtype=np.float32)}, r"input 'IMAGE', expecting TYPE_UINT8"),
-    ("reconstruct", {"IMAGE": _images(0)}, r"IMAGE is an empty batch|IMAGE.*batch.size"),
+    ("reconstruct", {"IMAGE": _images(1, dtype=np.float32)}, r"input 'IMAGE' data-type is 'FP32', .* expects 'UINT8'"),
+    ("reconstruct", {"IMAGE": _images(0)}, r"IMAGE is an empty batch|byte size mismatch for input 'IMAGE'"),
     ("reconstruct", {"IMAGE": _images(1, size=8)}, r"shape for input 'IMAGE'"),
     ("traverse", _traverse(latent=np.full(D, np.nan, np.float32)), r"LATENT must hold 12 finite values"),
     ("traverse", _traverse(latent=np.full(D, np.inf, np.float32)), r"LATENT must hold 12 finite values"),
@@ -74,7 +74,7 @@ BAD_REQUESTS = [
     ("hybrid_sample", _sample(seed=-1), r"SEED must be non-negative"),
     ("hybrid_sample", _sample(BASE=_latents(1, np.nan), MASK=np.ones(D, bool)), r"BASE contains NaN"),
     ("hybrid_sample", _sample(MASK=np.ones(D, bool)), r"MASK needs BASE"),
-    ("hybrid_sample", _sample(NUM_SAMPLES=np.array([1.5], np.float32)), r"input 'NUM_SAMPLES', expecting TYPE_INT64"),
+    ("hybrid_sample", _sample(NUM_SAMPLES=np.array([1.5], np.float32)), r"input 'NUM_SAMPLES' data-type is 'FP32', .* expects 'INT64'"),
 ]
 
 
@@ -145,23 +145,29 @@ def _burst(raw, requests, count: int, expect_error: bool) -> None:
 
 
 BURST = 1000
-MEMORY_TOLERANCE = 1.05  # resident memory after the bad burst <= 105% of that after the good one (+ 8 MiB)
-MEMORY_SLACK = 8 << 20
+MEMORY_TOLERANCE = 1.05  # resident memory after the bad burst <= 105% of that after the good one (+ 16 MiB)
+MEMORY_SLACK = 16 << 20
 
 
 @pytest.mark.slow
 def test_a_burst_of_bad_requests_leaves_the_server_as_it_was(raw, server):
     stubs = stub_pids(server)
     assert len(stubs) >= 6, "encode x2, decode x2, sampler, traverse: python-backend stubs"
-    good = _good_requests()
+    good, bad = _good_requests(), [(m, i) for m, i, _ in BAD_REQUESTS]
+    # A few rounds of each first: the buffers that the largest messages (256-257 images, 3 MiB) make tritonserver
+    # allocate stay in its allocator (measured: +33-38 MiB over the first 100 such requests, good or bad, then
+    # -13..+4 MiB per 100), which is not growth; what the bursts add after that is.
+    _burst(raw, good + [("encode", {"IMAGE": _images(256)})], 3 * (len(good) + 1), expect_error=False)
+    _burst(raw, bad, 3 * len(bad), expect_error=True)
+    warmed = resident_bytes(server_processes(server))
     _burst(raw, good, BURST, expect_error=False)
     after_good = resident_bytes(server_processes(server))
-    _burst(raw, [(m, i) for m, i, _ in BAD_REQUESTS], BURST, expect_error=True)
+    _burst(raw, bad, BURST, expect_error=True)
     after_bad = resident_bytes(server_processes(server))
     assert stub_pids(server) == stubs, "a python-backend stub restarted (or died) during the bad burst"
     for model, inputs in good:
         assert raw_infer(raw, model, inputs) is not None, model
     assert raw.is_server_live() and raw.is_server_ready()
-    print(f"resident memory: {after_good / 2**20:.1f} MiB after {BURST} good requests, "
+    print(f"resident memory: {warmed / 2**20:.1f} MiB warmed, {after_good / 2**20:.1f} MiB after {BURST} good requests, "
           f"{after_bad / 2**20:.1f} MiB after {BURST} bad ones")
     assert after_bad <= after_good * MEMORY_TOLERANCE + MEMORY_SLACK, (after_good, after_bad)

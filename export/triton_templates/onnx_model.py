@@ -65,6 +65,8 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_threads", "1"))
         options.inter_op_num_threads = 1
+        # ONNX Runtime's CPU arena keeps the largest batch's buffers for reuse; "0" frees them after each run.
+        options.enable_cpu_mem_arena = params.get("cpu_mem_arena", "1") != "0"
         providers = ["CPUExecutionProvider"]
         if on_gpu:
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(args["model_instance_device_id"])}))
