@@ -66,3 +66,72 @@ def test_sigkill_of_sae_serve_leaves_no_server_and_frees_the_ports(exported_repo
             os.killpg(serve.pid, signal.SIGKILL)
         for pid in _group_members(server_pid) if "server_pid" in locals() else []:
             os.kill(pid, signal.SIGKILL)  # only if the test failed: leave nothing running
+
+
+def stubs_of(server_pid: int, model: str) -> list[int]:
+    found = []
+    for pid in _group_members(server_pid):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        except OSError:
+            continue
+        if f"/{model}/1/model.py".encode() in cmdline:
+            found.append(pid)
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_stub_makes_sae_serve_restart_the_server_and_good_requests_succeed_again(exported_repo):
+    """Triton 2.51 does not restart a python-backend stub killed with SIGKILL: every second decode request (the
+    dead instance's turn) fails with INTERNAL "Stub process 'decode_0_0' is not healthy" while the model reports
+    READY. `sae serve` watches its stubs and restarts the server on the same ports; the client's retries of
+    UNAVAILABLE, with an outer wait, make good requests succeed again within RECOVERY_S."""
+    import numpy as np
+
+    from clients.triton_client import SAEClient
+
+    recovery_s = 60.0
+    ports = _free_ports("127.0.0.1", 3)
+    command = [sys.executable, "-m", "serving.cli", "serve", "--repo", str(exported_repo),
+               "--grpc-port", str(ports[0]), "--http-port", str(ports[1]), "--metrics-port", str(ports[2])]
+    serve = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    try:
+        lines = []
+        for line in serve.stdout:
+            lines.append(line)
+            if "Triton is ready" in line:
+                break
+        first_pid = int(re.search(r"Triton is ready \(pid (\d+)", "".join(lines)).group(1))
+        latents = np.zeros((2, 12), np.float32)
+        with SAEClient(f"127.0.0.1:{ports[0]}", timeout_s=10) as client:
+            expected = client.decode(latents)
+            victim = stubs_of(first_pid, "decode")[0]
+            os.kill(victim, signal.SIGKILL)
+            killed = time.monotonic()
+            for line in serve.stdout:  # sae serve notices and restarts
+                lines.append(line)
+                if "Triton is ready again" in line:
+                    break
+            restarted = re.search(r"ready again \(pid (\d+)\) after ([\d.]+) s", "".join(lines))
+            assert restarted, "".join(lines)
+            assert f"python-backend stub {victim} died; restarting tritonserver" in "".join(lines)
+            new_pid = int(restarted.group(1))
+            assert new_pid != first_pid and not pid_alive(first_pid) and len(stubs_of(new_pid, "decode")) == 2
+            while True:  # the client's channel may need a moment to reconnect
+                try:
+                    images = [client.decode(latents) for _ in range(4)]  # both instances, twice
+                    break
+                except Exception:
+                    assert time.monotonic() - killed < recovery_s
+                    time.sleep(0.2)
+            recovered = time.monotonic() - killed
+        assert all(np.allclose(image, expected, atol=1e-5) for image in images)
+        print(f"stub killed -> restart done in {float(restarted.group(2)):.1f} s; good requests again after "
+              f"{recovered:.1f} s")
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        try:
+            serve.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(serve.pid, signal.SIGKILL)

@@ -108,6 +108,9 @@ def test_raw_grpc_requests_get_an_answer_or_invalid_argument(server, stubs):
         try:
             result = raw_infer(raw, model, inputs, timeout_s=CALL_TIMEOUT_S)
         except InferenceServerException as e:
+            if e.status() is None:  # tritonclient refused it before sending (e.g. a 0-d array)
+                assert e.message(), e
+                return
             assert str(e.status()) == "StatusCode.INVALID_ARGUMENT" and e.message(), (e.status(), e.message())
             return
         config = raw.get_model_config(model, as_json=True)["config"]
