@@ -88,3 +88,8 @@ def test_serve_binds_loopback_unless_host_is_given_and_says_so(capsys):
         ServerConfig(repository=".", host="0.0.0.0")  # the library never binds a public address by default
     with pytest.raises(ValueError, match="not an IPv4 address"):
         ServerConfig(repository=".", host="example.org", allow_external=True)
+
+
+def test_main_returns_the_parse_error_code_without_raising(capsys):
+    assert main(["sample", "--n", "0"]) == 2
+    assert "sae sample: error: argument --n: must be a positive integer, got 0" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from reliability_helpers import run_load
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-CLIENTS, REQUESTS, TIME_CAP_S = 8, 400, 15.0
+CLIENTS, REQUESTS, TIME_CAP_S = 8, 1500, 15.0
 
 
 @pytest.fixture(scope="module")
