@@ -32,10 +32,11 @@ bench: $(STAMP)
 		$(BIN)/pytest tests/benchmarks --benchmark-only --benchmark-json=out/bench/pytest-benchmark.json
 	$(MAKE) bench-load
 
-# 32 clients for 60 s mixing every served model on loopback: out/bench/load.json (p50/p99, errors, memory over time).
+# 32 clients for 60 s mixing every served model on loopback: out/bench/load.json (p50/p99, errors, memory over time);
+# out/bench/arena.json: server memory after batch-256 requests with ONNX Runtime's CPU arena on and off.
 bench-load: $(STAMP)
 	mkdir -p out/bench
-	SAE_LOAD_OUT=out/bench/load.json $(BIN)/pytest -q -s tests/benchmarks/test_load.py
+	SAE_LOAD_OUT=out/bench/load.json SAE_ARENA_OUT=out/bench/arena.json $(BIN)/pytest -q -s tests/benchmarks/test_load.py
 
 # Known vulnerabilities of the exact versions installed in .venv (pip-audit against PyPI's advisory data).
 # pip-audit lives in a venv of its own, so it neither changes nor is audited with the project's environment.
