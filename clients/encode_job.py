@@ -453,13 +453,59 @@ def _read_existing(path: Path, identity: dict) -> np.ndarray:
                              "another --out") from e
 
 
+@dataclass(frozen=True)
+class _RawDataset:
+    """A contiguous, preallocated HDF5 dataset written as raw bytes at its offset in the file."""
+
+    fd: int
+    offset: int
+    dtype: np.dtype
+    row_bytes: int
+
+    def write(self, row: int, values: np.ndarray) -> None:
+        data = np.ascontiguousarray(values, self.dtype).tobytes()
+        position, view = self.offset + row * self.row_bytes, memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, position)
+            view, position = view[written:], position + written
+
+
+class _RawDatasets:
+    """``latents`` and ``committed`` of an output file, written with ``pwrite`` instead of through HDF5.
+
+    Only raw bytes of datasets allocated at creation change (the module docstring), so HDF5 metadata is never
+    written after creation; and a failed write (a full disk) leaves no HDF5 library state half-flushed, which made
+    h5py fail on close and the interpreter crash at exit."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        with h5py.File(path, "r") as f:
+            layout = {key: (f[key].id.get_offset(), f[key].dtype, f[key].shape) for key in ("latents", "committed")}
+            self.committed_value = int(f["committed"][()])
+        if any(offset is None for offset, _, _ in layout.values()):
+            raise EncodeJobError(f"{path} has no preallocated latents/committed datasets; remove it and run again")
+        self.fd = os.open(path, os.O_WRONLY)
+        (l_off, l_dtype, l_shape), (c_off, c_dtype, _) = layout["latents"], layout["committed"]
+        self.latents = _RawDataset(self.fd, l_off, l_dtype, l_dtype.itemsize * int(np.prod(l_shape[1:])))
+        self.committed = _RawDataset(self.fd, c_off, c_dtype, c_dtype.itemsize)
+
+    def sync(self) -> None:
+        os.fdatasync(self.fd)
+
+    def __enter__(self) -> "_RawDatasets":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+
 def _encode_chunks(config: EncodeJobConfig, data, pool: ServerPool, metrics: EncodeMetrics,
                    progress_stream) -> EncodeReport:
     n = len(data)
     started = time.monotonic()
-    with h5py.File(config.partial, "r+") as f:
-        latents, committed_marker = f["latents"], f["committed"]
-        resumed_from = committed = int(committed_marker[()])
+    with _RawDatasets(config.partial) as f:
+        latents, committed_marker = f.latents, f.committed
+        resumed_from = committed = f.committed_value
         metrics.total.set(n)
         metrics.committed.set(committed)
         progress = Progress(n, committed, progress_stream) if config.progress else None
@@ -483,10 +529,16 @@ def _encode_chunks(config: EncodeJobConfig, data, pool: ServerPool, metrics: Enc
                 except ClientError as e:
                     raise EncodeJobError(f"{e}. {committed:,} of {n:,} images are committed in {config.partial}; "
                                          "run the same command again to resume") from e
-                latents[start:stop] = chunk
-                f.flush()  # the chunk's bytes first ...
-                committed_marker[()] = committed = stop
-                f.flush()  # ... then the marker that says they are final
+                try:
+                    latents.write(start, chunk)
+                    f.sync()  # the chunk's bytes first ...
+                    committed_marker.write(0, np.array(stop))
+                    f.sync()  # ... then the marker that says they are final
+                except OSError as e:  # a full disk, a quota: what was committed before stays committed
+                    raise EncodeJobError(f"writing images {start:,}..{stop - 1:,} into {config.partial} failed "
+                                         f"({e}); {committed:,} of {n:,} images are committed: make room and run "
+                                         "the same command again to resume") from None
+                committed = stop
                 metrics.images.inc(stop - start)
                 metrics.committed.set(committed)
                 if progress:

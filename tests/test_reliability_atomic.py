@@ -105,3 +105,58 @@ def test_export_on_a_full_disk_is_one_line_and_keeps_the_models_exported_before(
     assert lines and lines[-1].startswith("sae export: error: ") and "File too large" in lines[-1], result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert tree_digest(repo) == before, "a model version exported before changed"
+
+
+def _committed(path: Path) -> int:
+    import h5py
+
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return int(f["committed"][()])
+    except (OSError, KeyError):
+        return 0
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_encode_on_a_full_disk_is_one_line_and_keeps_the_committed_chunks(triton, shapes_file, tmp_path):
+    """The latents file is created at full size first; a later write past RLIMIT_FSIZE fails like a full disk."""
+    import time
+
+    import h5py
+    import numpy as np
+
+    from test_encode_job import BATCH, N, assert_same_file, write_images
+
+    with h5py.File(shapes_file, "r") as f:
+        data = write_images(tmp_path / "small.h5", f["images"][:N], f["labels"][:N])
+    base = [sys.executable, "-m", "serving.cli", "encode", str(data), "--url", triton.grpc_url,
+            "--batch-size", str(BATCH), "--in-flight", "1"]
+    reference = tmp_path / "reference.h5"
+    subprocess.run(base + ["--out", str(reference)], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    out = tmp_path / "latents.h5"
+    partial = out.with_name(out.name + ".partial")
+    first = subprocess.Popen(base + ["--out", str(out), "--max-rate", "48"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _committed(partial) < 2 * BATCH:
+        assert time.monotonic() < deadline and first.poll() is None
+        time.sleep(0.02)
+    first.kill()
+    first.wait()
+    committed_before = _committed(partial)
+    with h5py.File(partial, "r") as f:
+        limit = f["latents"].id.get_offset() + 5 * BATCH * f["latents"].shape[1] * 4  # room for chunks 0..4
+        assert limit < partial.stat().st_size
+    full = subprocess.run(base + ["--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          preexec_fn=limited_file_size(limit))
+    lines = full.stderr.strip().splitlines()
+    assert full.returncode == 2 and lines and "Traceback" not in full.stderr, full.stderr
+    assert lines[-1].startswith("sae encode: error: ") and "File too large" in lines[-1], full.stderr
+    committed_after = _committed(partial)
+    print(lines[-1])
+    assert committed_before <= committed_after < N and not out.exists()
+    with h5py.File(partial, "r") as f, h5py.File(reference, "r") as ref:
+        assert np.array_equal(f["latents"][:committed_after], ref["latents"][:committed_after])
+    subprocess.run(base + ["--out", str(out)], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    assert_same_file(out, reference)
