@@ -36,7 +36,7 @@ def server_processes(server: TritonServer) -> list[int]:
 
 
 def stub_pids(server: TritonServer) -> list[int]:
-    return [pid for pid in server_processes(server) if pid != server.pid]
+    return sorted(server.stub_pids())
 
 
 def resident_bytes(pids: list[int]) -> int:
