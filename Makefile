@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench bench-load audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,31 @@ bench: $(STAMP)
 	mkdir -p out/bench
 	SAE_BENCH_OUT=out/bench/latency.json SAE_BENCH_GRID=$(BENCH_GRID) SAE_PERF_ANALYZER=$(PERF_ANALYZER) \
 		$(BIN)/pytest tests/benchmarks --benchmark-only --benchmark-json=out/bench/pytest-benchmark.json
+	$(MAKE) bench-load
+
+# 32 clients for 60 s mixing every served model on loopback: out/bench/load.json (p50/p99, errors, memory over time);
+# out/bench/arena.json: server memory after batch-256 requests with ONNX Runtime's CPU arena on and off.
+bench-load: $(STAMP)
+	mkdir -p out/bench
+	SAE_LOAD_OUT=out/bench/load.json SAE_ARENA_OUT=out/bench/arena.json $(BIN)/pytest -q -s tests/benchmarks/test_load.py
+
+# Known vulnerabilities of the exact versions installed in .venv (pip-audit against PyPI's advisory data).
+# pip-audit lives in a venv of its own, so it neither changes nor is audited with the project's environment.
+AUDIT_VENV ?= .venv-audit
+audit: $(STAMP)
+	test -x $(AUDIT_VENV)/bin/pip-audit || ($(PYTHON) -m venv $(AUDIT_VENV) && \
+		$(AUDIT_VENV)/bin/pip install --quiet --disable-pip-version-check pip-audit)
+	mkdir -p out/audit
+	$(BIN)/pip freeze --exclude-editable --disable-pip-version-check > out/audit/requirements.txt
+	$(AUDIT_VENV)/bin/pip-audit --no-deps --disable-pip --progress-spinner off -r out/audit/requirements.txt \
+		--format json --output out/audit/pip-audit.json || \
+		(echo "pip-audit found vulnerabilities or could not reach PyPI: see out/audit/pip-audit.json" && exit 1)
+	@# A package PyPI's advisory API does not answer for is skipped, not audited: say so, and fail if any was.
+	@$(AUDIT_VENV)/bin/python -c "import json, sys; deps = json.load(open('out/audit/pip-audit.json'))['dependencies']; \
+		skipped = [d['name'] for d in deps if d.get('skip_reason')]; \
+		print(f'pip-audit: {len(deps) - len(skipped)} of {len(deps)} packages audited, no known vulnerabilities'); \
+		skipped and sys.exit(f'pip-audit could not audit {len(skipped)} packages (PyPI JSON API gave no data for ' \
+		f'these versions): {\", \".join(skipped[:8])}...')"
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache $(AUDIT_VENV)

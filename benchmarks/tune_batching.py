@@ -107,7 +107,7 @@ def variant_repository(repo: Path, model: str, variants: tuple[Variant, ...], ou
         del config.model_warmup[:]
         if v.warmup:
             tensor = config.input[0]
-            data = {"zero_data": True} if tensor.data_type == pb.TYPE_UINT8 else {"random_data": True}
+            data = {"zero_data": True}  # as export/triton_configs.py: random bytes include NaN, which decode refuses
             for b in (1, 8):
                 config.model_warmup.append(pb.ModelWarmup(name=f"batch_{b}", batch_size=b, count=1, inputs={
                     tensor.name: pb.ModelWarmup.Input(data_type=tensor.data_type, dims=tensor.dims, **data)}))

@@ -61,6 +61,7 @@ class EncodeJobConfig:
     metrics_port: int | None = None  # serve Prometheus metrics on 127.0.0.1:PORT while the job runs
     max_images_per_second: float | None = None  # send no faster than this (share a server politely)
     server_cooldown_s: float = 5.0  # a server that failed gets no request for this long
+    outage_wait_s: float = 60.0  # every server down: wait this long (bounded backoff, fresh connections) for one
     retry: RetryPolicy = RetryPolicy(attempts=3, initial_backoff_s=0.05, max_backoff_s=0.5)
     progress: bool = True
 
@@ -76,6 +77,8 @@ class EncodeJobConfig:
             raise ValueError(f"encode: --batch-size must be >= 1, got {self.batch_size}")
         if self.max_images_per_second is not None and self.max_images_per_second <= 0:
             raise ValueError(f"encode: --max-rate must be positive, got {self.max_images_per_second}")
+        if not self.outage_wait_s >= 0:
+            raise ValueError(f"encode: --outage-wait must be >= 0 seconds, got {self.outage_wait_s}")
 
     @property
     def partial(self) -> Path:
@@ -133,15 +136,26 @@ class _Server:
     requests: int = 0
 
 
+OUTAGE_BACKOFF_S = (0.25, 4.0)  # first and longest pause between rounds of tries while every server is down
+
+
 class ServerPool:
     """Encode requests spread over several servers: each goes to the live server with the fewest outstanding
-    requests (ties in turn); a server that fails is rested for ``cooldown_s`` and its chunk tried on another."""
+    requests (ties in turn); a server that fails is rested for ``cooldown_s`` and its chunk tried on another.
 
-    def __init__(self, clients: list[SAEClient], metrics: EncodeMetrics | None = None, cooldown_s: float = 5.0):
+    When every server has failed, a chunk waits up to ``outage_wait_s`` (pauses doubling from 0.25 s to 4 s) and
+    tries again on fresh connections (a restarted server has lost the old channel's state and its shared-memory
+    registrations), so a server restarted within that window lets the job finish."""
+
+    def __init__(self, clients: list[SAEClient], metrics: EncodeMetrics | None = None, cooldown_s: float = 5.0,
+                 outage_wait_s: float = 0.0):
         self.servers = [_Server(c.url, c) for c in clients]
         self.metrics = metrics
         self.cooldown_s = cooldown_s
+        self.outage_wait_s = outage_wait_s
         self.failures = 0
+        self.reconnects = 0
+        self._retired: list[SAEClient] = []
         self._turn = 0
         self._lock = threading.Lock()
 
@@ -166,6 +180,18 @@ class ServerPool:
                 server.down_until = time.monotonic() + self.cooldown_s
                 self.failures += 1
 
+    def _reconnect_all(self) -> None:
+        """Fresh clients for every server (same settings); the old ones are closed with the pool, since calls of
+        other threads may still be using them."""
+        with self._lock:
+            for server in self.servers:
+                old = server.client
+                self._retired.append(old)
+                server.client = SAEClient(old.url, model=old.model, timeout_s=old.timeout_s, retry=old.retry,
+                                          shared_memory=old.shared_memory)
+                server.down_until = 0.0
+            self.reconnects += 1
+
     def mark_down(self, url: str) -> None:
         with self._lock:
             for s in self.servers:
@@ -176,11 +202,21 @@ class ServerPool:
         """Latents of ``images`` from the first server that answers; EncodeJobError when none does."""
         tried: set[str] = set()
         errors: list[str] = []
+        outage_started, pause = None, OUTAGE_BACKOFF_S[0]
         while True:
             server = self._acquire(tried)
             if server is None:
-                raise EncodeJobError(f"encode {what}: no server could encode them: " + "; ".join(errors or [
-                    "every server failed within the last few seconds"]))
+                now = time.monotonic()
+                outage_started = now if outage_started is None else outage_started
+                if now + pause > outage_started + self.outage_wait_s:
+                    waited = f" (waited {now - outage_started:.0f} s for one to come back)" if self.outage_wait_s else ""
+                    raise EncodeJobError(f"encode {what}: no server could encode them{waited}: " + "; ".join(
+                        errors[-len(self.servers):] or ["every server failed within the last few seconds"]))
+                time.sleep(pause)
+                pause = min(2 * pause, OUTAGE_BACKOFF_S[1])
+                self._reconnect_all()
+                tried.clear()
+                continue
             tried.add(server.url)
             started = time.monotonic()
             if self.metrics:
@@ -209,8 +245,8 @@ class ServerPool:
         return {s.url: s.requests for s in self.servers}
 
     def close(self) -> None:
-        for s in self.servers:
-            s.client.close()
+        for client in [s.client for s in self.servers] + self._retired:
+            client.close()
 
 
 # --------------------------------------------------------------------------------------------------- progress
@@ -389,7 +425,7 @@ def _run(config: EncodeJobConfig, data, progress_stream, metrics) -> EncodeRepor
     stored_probe = _read_existing(config.partial, identity) if config.partial.exists() else None
 
     metrics = metrics or EncodeMetrics()
-    pool = ServerPool(_connect(config, data), metrics, config.server_cooldown_s)
+    pool = ServerPool(_connect(config, data), metrics, config.server_cooldown_s, config.outage_wait_s)
     metrics_server: MetricsServer | None = None
     try:
         if config.metrics_port is not None:
@@ -417,13 +453,59 @@ def _read_existing(path: Path, identity: dict) -> np.ndarray:
                              "another --out") from e
 
 
+@dataclass(frozen=True)
+class _RawDataset:
+    """A contiguous, preallocated HDF5 dataset written as raw bytes at its offset in the file."""
+
+    fd: int
+    offset: int
+    dtype: np.dtype
+    row_bytes: int
+
+    def write(self, row: int, values: np.ndarray) -> None:
+        data = np.ascontiguousarray(values, self.dtype).tobytes()
+        position, view = self.offset + row * self.row_bytes, memoryview(data)
+        while view:
+            written = os.pwrite(self.fd, view, position)
+            view, position = view[written:], position + written
+
+
+class _RawDatasets:
+    """``latents`` and ``committed`` of an output file, written with ``pwrite`` instead of through HDF5.
+
+    Only raw bytes of datasets allocated at creation change (the module docstring), so HDF5 metadata is never
+    written after creation; and a failed write (a full disk) leaves no HDF5 library state half-flushed, which made
+    h5py fail on close and the interpreter crash at exit."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        with h5py.File(path, "r") as f:
+            layout = {key: (f[key].id.get_offset(), f[key].dtype, f[key].shape) for key in ("latents", "committed")}
+            self.committed_value = int(f["committed"][()])
+        if any(offset is None for offset, _, _ in layout.values()):
+            raise EncodeJobError(f"{path} has no preallocated latents/committed datasets; remove it and run again")
+        self.fd = os.open(path, os.O_WRONLY)
+        (l_off, l_dtype, l_shape), (c_off, c_dtype, _) = layout["latents"], layout["committed"]
+        self.latents = _RawDataset(self.fd, l_off, l_dtype, l_dtype.itemsize * int(np.prod(l_shape[1:])))
+        self.committed = _RawDataset(self.fd, c_off, c_dtype, c_dtype.itemsize)
+
+    def sync(self) -> None:
+        os.fdatasync(self.fd)
+
+    def __enter__(self) -> "_RawDatasets":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+
 def _encode_chunks(config: EncodeJobConfig, data, pool: ServerPool, metrics: EncodeMetrics,
                    progress_stream) -> EncodeReport:
     n = len(data)
     started = time.monotonic()
-    with h5py.File(config.partial, "r+") as f:
-        latents, committed_marker = f["latents"], f["committed"]
-        resumed_from = committed = int(committed_marker[()])
+    with _RawDatasets(config.partial) as f:
+        latents, committed_marker = f.latents, f.committed
+        resumed_from = committed = f.committed_value
         metrics.total.set(n)
         metrics.committed.set(committed)
         progress = Progress(n, committed, progress_stream) if config.progress else None
@@ -447,10 +529,16 @@ def _encode_chunks(config: EncodeJobConfig, data, pool: ServerPool, metrics: Enc
                 except ClientError as e:
                     raise EncodeJobError(f"{e}. {committed:,} of {n:,} images are committed in {config.partial}; "
                                          "run the same command again to resume") from e
-                latents[start:stop] = chunk
-                f.flush()  # the chunk's bytes first ...
-                committed_marker[()] = committed = stop
-                f.flush()  # ... then the marker that says they are final
+                try:
+                    latents.write(start, chunk)
+                    f.sync()  # the chunk's bytes first ...
+                    committed_marker.write(0, np.array(stop))
+                    f.sync()  # ... then the marker that says they are final
+                except OSError as e:  # a full disk, a quota: what was committed before stays committed
+                    raise EncodeJobError(f"writing images {start:,}..{stop - 1:,} into {config.partial} failed "
+                                         f"({e}); {committed:,} of {n:,} images are committed: make room and run "
+                                         "the same command again to resume") from None
+                committed = stop
                 metrics.images.inc(stop - start)
                 metrics.committed.set(committed)
                 if progress:

@@ -1,11 +1,16 @@
-"""Typed errors of the client side.
+"""Typed errors of the package, rooted in :class:`SAEError`; here those of the client side.
 
-Every message names the model (the full served name, prefix included) and, where one is at fault, the input.
+Every client message names the model (the full served name, prefix included) and, where one is at fault, the input.
 """
 from __future__ import annotations
 
 
-class ClientError(RuntimeError):
+class SAEError(Exception):
+    """Root of the errors this package raises on purpose: the message says what is wrong and names the file, input
+    or flag at fault, so the ``sae`` command prints it as one line."""
+
+
+class ClientError(SAEError, RuntimeError):
     """Base class for everything the client raises."""
 
 

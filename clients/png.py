@@ -11,6 +11,8 @@ import zlib
 
 import numpy as np
 
+from clients.atomic import write_bytes_atomic
+
 __all__ = ["write_png", "encode_png", "image_grid"]
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -51,9 +53,7 @@ def encode_png(image_uint8_hwc: np.ndarray, level: int = 6) -> bytes:
 
 def write_png(path: str | os.PathLike, image_uint8_hwc: np.ndarray) -> None:
     """Write an 8-bit image (H×W gray, or H×W×C with C in 1..4) to ``path`` as PNG."""
-    data = encode_png(image_uint8_hwc)
-    with open(path, "wb") as fh:
-        fh.write(data)
+    write_bytes_atomic(path, encode_png(image_uint8_hwc))
 
 
 def image_grid(images_nhwc_uint8: np.ndarray, ncols: int, pad: int = 2, pad_value: int = 255) -> np.ndarray:

@@ -138,7 +138,9 @@ def _batching(config: pb.ModelConfig, s: BatchedModelSettings) -> None:
 
 def _warmup(config: pb.ModelConfig, s: BatchedModelSettings, name: str, dtype: str, dims: list[int]) -> None:
     for b in s.warmup_batch_sizes:
-        data = {"zero_data": True} if dtype == "TYPE_UINT8" else {"random_data": True}
+        # Zeros, not Triton's random_data: its random bytes read as floats include NaN and values near 1e38,
+        # which the models refuse (a NaN latent, a decoder output that overflows), so the warmup would fail.
+        data = {"zero_data": True}
         config.model_warmup.append(pb.ModelWarmup(
             name=f"batch_{b}", batch_size=b, count=1,
             inputs={name: pb.ModelWarmup.Input(data_type=pb.DataType.Value(dtype), dims=dims, **data)}))

@@ -5,6 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from clients.errors import SAEError
+from serving import arguments as arg
+
 DEFAULT_URL = "127.0.0.1:8001"
 
 
@@ -70,8 +73,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def server_config(args: argparse.Namespace):
     from serving.triton import ServerConfig
 
-    return ServerConfig(repository=Path(args.repo), grpc_port=args.grpc_port, http_port=args.http_port,
-                        metrics_port=args.metrics_port)
+    host = args.host or "127.0.0.1"
+    config = ServerConfig(repository=Path(args.repo), host=host, allow_external=args.host is not None,
+                          grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port)
+    if not config.is_loopback:
+        print(f"sae {args.command}: warning: binding {host} (--host), not loopback: the server is reachable from "
+              "other machines, with no authentication", file=sys.stderr, flush=True)
+    return config
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -104,7 +112,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     config = EncodeJobConfig(data=args.data, out=args.out, model=args.model, urls=tuple(args.url or [DEFAULT_URL]),
                              in_flight=args.in_flight, batch_size=args.batch_size, timeout_s=args.timeout,
                              shared_memory=args.shared_memory, metrics_port=args.metrics_port,
-                             max_images_per_second=args.max_rate)
+                             max_images_per_second=args.max_rate, outage_wait_s=args.outage_wait)
     print(run_encode_job(config).summary(), flush=True)
     return 0
 
@@ -170,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="make a dataset file")
     d.add_argument("kind", choices=["shapes3d"])
     d.add_argument("--out", type=Path, required=True, help="output folder")
-    d.add_argument("--n", type=int, default=None, help="random subset size (default: the full 480,000 grid)")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--n", type=arg.positive_int, default=None,
+                   help="random subset size (default: the full 480,000 grid)")
+    d.add_argument("--seed", type=arg.non_negative_int, default=0)
     d.set_defaults(func=cmd_data)
 
     t = sub.add_parser("train", help="train a named config")
@@ -179,12 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", type=Path, required=True,
                    help="3dshapes.h5-format file, MPI3D .npz, or a folder of aligned CelebA JPEGs")
     t.add_argument("--out", type=Path, required=True, help="run folder (resumes if it holds a checkpoint)")
-    t.add_argument("--steps", type=int, default=None, help="total steps (default: the config's)")
-    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    t.add_argument("--batch-size", type=int, default=None,
+    t.add_argument("--steps", type=arg.positive_int, default=None, help="total steps (default: the config's)")
+    t.add_argument("--device", type=arg.device, default=None,
+                   help="cpu, cuda or cuda:N (default: cuda when available)")
+    t.add_argument("--batch-size", type=arg.positive_int, default=None,
                    help="global batch size, split over torchrun's processes (default: the config's)")
-    t.add_argument("--val-every", type=int, default=None, help="validate every N steps (default: checkpoint_every)")
-    t.add_argument("--val-batches", type=int, default=16, help="batches of the val split per validation")
+    t.add_argument("--val-every", type=arg.positive_int, default=None, help="validate every N steps (default: checkpoint_every)")
+    t.add_argument("--val-batches", type=arg.positive_int, default=16, help="batches of the val split per validation")
     t.add_argument("--compile", action="store_true", help="torch.compile the training step")
     t.add_argument("--freeze", choices=["encoder", "decoder"], default=None,
                    help="keep this part's weights fixed (fine-tuning; see --init)")
@@ -197,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="checkpoint -> one model's set of Triton models (ONNX, TorchScript, bank)")
     e.add_argument("run", type=Path, help="run folder or checkpoint file")
     e.add_argument("--repo", type=Path, default=Path("model_repository"))
-    e.add_argument("--name", default="", help="prefix of the model names (NAME_encode, ...); default: none")
+    e.add_argument("--name", type=arg.model_name, default="", help="prefix of the model names (NAME_encode, ...); default: none")
     e.add_argument("--flavour", choices=["python", "native"], default="python",
                    help="python: ONNX Runtime in python-backend models (bundled server); native: onnxruntime_onnx "
                         "or pytorch_libtorch on KIND_GPU (NVIDIA's stock container)")
@@ -205,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tensorrt", action="store_true", help="native onnxruntime: TensorRT execution accelerator")
     e.add_argument("--gpu-precision", choices=["fp16", "fp32"], default="fp16")
     e.add_argument("--data", type=Path, default=None, help="training data (default: the file the run used)")
-    e.add_argument("--bank-size", type=int, default=128)
-    e.add_argument("--bank-seed", type=int, default=0)
+    e.add_argument("--bank-size", type=arg.positive_int, default=128)
+    e.add_argument("--bank-seed", type=arg.non_negative_int, default=0)
     e.set_defaults(func=cmd_export)
 
     v = sub.add_parser("validate", help="check every config.pbtxt of a repository against its files and ensembles")
@@ -215,44 +225,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_ports(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--repo", type=Path, default=Path("model_repository"))
-        sp.add_argument("--grpc-port", type=int, default=8001)
-        sp.add_argument("--http-port", type=int, default=8000)
-        sp.add_argument("--metrics-port", type=int, default=8002)
+        sp.add_argument("--grpc-port", type=arg.port, default=8001)
+        sp.add_argument("--http-port", type=arg.port, default=8000)
+        sp.add_argument("--metrics-port", type=arg.port, default=8002)
+        sp.add_argument("--host", default=None, help="address to bind (default 127.0.0.1); a non-loopback address "
+                        "makes the server reachable from other machines, and sae serve says so")
 
     s = sub.add_parser("serve", help="run tritonserver on 127.0.0.1 until Ctrl-C / SIGTERM")
     add_ports(s)
     s.set_defaults(func=cmd_serve)
 
     sm = sub.add_parser("sample", help="hybrid samples from a running server, as a PNG grid")
-    sm.add_argument("--n", type=int, default=64)
-    sm.add_argument("--seed", type=int, default=0)
-    sm.add_argument("--out", type=Path, default=Path("samples.png"))
-    sm.add_argument("--url", default=DEFAULT_URL, help="gRPC address of the server")
+    sm.add_argument("--n", type=arg.sample_count, default=64,
+                    help="number of samples (sent in parts above the server's per-request limit)")
+    sm.add_argument("--seed", type=arg.non_negative_int, default=0)
+    sm.add_argument("--out", type=arg.output_file, default=Path("samples.png"))
+    sm.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
     sm.add_argument("--per-dimension", action="store_true", help="draw each latent dimension on its own")
     sm.set_defaults(func=cmd_sample)
 
     en = sub.add_parser("encode", help="encode a dataset through the server(s) into an HDF5 file of latents "
                         "(resumable: run it again after an interruption)")
     en.add_argument("data", type=Path, help="dataset: .h5 (3D-Shapes format), .npz (MPI3D) or a folder of JPEGs")
-    en.add_argument("--out", type=Path, required=True, help="output HDF5 file (latents, labels)")
-    en.add_argument("--model", default="", help="name the model set was exported under (default: unprefixed)")
-    en.add_argument("--url", action="append", default=None,
+    en.add_argument("--out", type=arg.output_file, required=True, help="output HDF5 file (latents, labels)")
+    en.add_argument("--model", type=arg.model_name, default="", help="name the model set was exported under (default: unprefixed)")
+    en.add_argument("--url", type=arg.grpc_url, action="append", default=None,
                     help=f"gRPC address of a server (default {DEFAULT_URL}); repeat to spread over several")
-    en.add_argument("--in-flight", type=int, default=4, help="requests in flight over all servers")
-    en.add_argument("--batch-size", type=int, default=256, help="images per request and per committed chunk")
-    en.add_argument("--timeout", type=float, default=60.0, help="seconds per request, retries included")
+    en.add_argument("--in-flight", type=arg.positive_int, default=4, help="requests in flight over all servers")
+    en.add_argument("--batch-size", type=arg.positive_int, default=256, help="images per request and per committed chunk")
+    en.add_argument("--timeout", type=arg.positive_float, default=60.0, help="seconds per request, retries included")
     en.add_argument("--shared-memory", action="store_true", help="send images through system shared memory")
-    en.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT")
-    en.add_argument("--max-rate", type=float, default=None, help="send at most this many images per second")
+    en.add_argument("--metrics-port", type=arg.port, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    en.add_argument("--max-rate", type=arg.positive_float, default=None, help="send at most this many images per second")
+    en.add_argument("--outage-wait", type=arg.non_negative_float, default=60.0, metavar="SECONDS",
+                    help="when every server is down, wait this long for one to come back (default 60)")
     en.set_defaults(func=cmd_encode)
 
     bn = sub.add_parser("bench", help="p50/p90/p99 latency and throughput through gRPC beside in-process ONNX "
                         "Runtime, with Triton's server-side times (JSON + table)")
     bn.add_argument("--repo", type=Path, default=None, help="exported repository: its model.onnx files run "
                     "in-process; without --url a server is started on it (default: model_repository)")
-    bn.add_argument("--url", default=None, help="gRPC address of a running server instead of starting one")
+    bn.add_argument("--url", type=arg.grpc_url, default=None, help="gRPC address of a running server instead of starting one")
     bn.add_argument("--metrics-url", default=None, help="Prometheus endpoint (default: port 8002 of --url's host)")
-    bn.add_argument("--model", default="", help="name the model set was exported under (default: unprefixed)")
+    bn.add_argument("--model", type=arg.model_name, default="", help="name the model set was exported under (default: unprefixed)")
     bn.add_argument("--out", type=Path, default=Path("out/bench/latency.json"))
     bn.add_argument("--paths", default=None, help="comma-separated subset of encode,decode,reconstruct,hybrid_sample")
     bn.add_argument("--batch-sizes", default=None, help="comma-separated (default 1,8,64,256; --quick 1,8)")
@@ -273,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a served model set: reconstruction, Fréchet distances, "
                         "disentanglement and figures (JSON + Markdown report)")
     ev.add_argument("--data", type=Path, required=True, help="dataset (3dshapes.h5 format, MPI3D .npz, JPEG folder)")
-    ev.add_argument("--model", default="", help="name the model set was exported under (default: unprefixed)")
-    ev.add_argument("--url", default=DEFAULT_URL, help="gRPC address of the server")
+    ev.add_argument("--model", type=arg.model_name, default="", help="name the model set was exported under (default: unprefixed)")
+    ev.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
     ev.add_argument("--out", type=Path, required=True, help="folder for eval.json, report.md and figures/")
     ev.add_argument("--fast", action="store_true", help="CI-sized: 512 test images, Lasso DCI only, no FID unless "
                     "--fid-images is given")
@@ -290,27 +305,33 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--stats-cache", type=Path, default=None, help="cache of real-data reference statistics "
                     "(default ~/.cache/sae-serving/reference-stats)")
-    ev.add_argument("--timeout", type=float, default=300.0, help="per-request deadline in seconds")
+    ev.add_argument("--timeout", type=arg.positive_float, default=300.0, help="per-request deadline in seconds")
     ev.set_defaults(func=cmd_eval)
 
     dm = sub.add_parser("demo", help="the whole pipeline on procedural data with the tiny CPU model")
     dm.add_argument("--out", type=Path, default=Path("out/demo"))
     dm.add_argument("--repo", type=Path, default=Path("model_repository"))
     dm.add_argument("--config", default="sae12-tiny")
-    dm.add_argument("--images", type=int, default=20_000)
-    dm.add_argument("--steps", type=int, default=None)
+    dm.add_argument("--images", type=arg.positive_int, default=20_000)
+    dm.add_argument("--steps", type=arg.positive_int, default=None)
     dm.set_defaults(func=cmd_demo)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # a bad argument (argparse printed "sae CMD: error: argument --FLAG: ...") or --help
+        return e.code if isinstance(e.code, int) else 2
     try:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
-        print(f"sae {args.command}: error: {e}", file=sys.stderr)
+    except (SAEError, OSError, ValueError, RuntimeError) as e:
+        # One line, no traceback: every error of the package, and every OSError (a missing, unreadable or
+        # corrupt file, a full disk), names what is wrong.
+        message = " ".join(str(e).split("\n", 1)[0].split())
+        print(f"sae {args.command}: error: {message or type(e).__name__}", file=sys.stderr)
         return 2
 
 

@@ -9,12 +9,16 @@ python backend). It runs on a CPU-only machine given a few environment tweaks (s
         client = tritonclient.grpc.InferenceServerClient(server.grpc_url)
         ...
 
-Every endpoint is bound to the loopback interface; ports default to free ones picked at start.
+Every endpoint is bound to the loopback interface unless the config opts in to another address
+(``allow_external=True``); ports default to free ones picked at start. The server dies with the process that
+started it, even when that process is killed with SIGKILL (``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
+import dataclasses
 import importlib.util
 import ipaddress
 import os
@@ -32,6 +36,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from clients.errors import SAEError
+
 __all__ = [
     "ServerConfig",
     "ServerStartError",
@@ -48,7 +54,7 @@ _CPU_ONLY_NOISE = re.compile(r"CudaDriverHelper|NVML|DCGM|libcuda")
 _STUB_NAME = "triton_python_backend_stub"
 
 
-class ServerStartError(RuntimeError):
+class ServerStartError(SAEError, RuntimeError):
     """The server exited or did not become ready in time.
 
     The message carries the error lines of the server log (a model that failed to load names itself there) and
@@ -141,7 +147,8 @@ def _is_loopback(host: str) -> bool:
 @dataclass(frozen=True)
 class ServerConfig:
     repository: Path
-    host: str = "127.0.0.1"  # loopback only
+    host: str = "127.0.0.1"  # loopback unless allow_external
+    allow_external: bool = False  # an explicit opt-in to bind a non-loopback host (reachable from other machines)
     grpc_port: int = 0  # 0 = pick a free port at start
     http_port: int = 0
     metrics_port: int = 0
@@ -154,9 +161,15 @@ class ServerConfig:
         object.__setattr__(self, "repository", Path(self.repository))
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
         if not _is_loopback(self.host):
-            raise ValueError(f"host {self.host!r} is not a loopback address; the server binds to loopback only")
+            if not self.allow_external:
+                raise ValueError(f"host {self.host!r} is not a loopback address; binding it makes the server "
+                                 "reachable from other machines and needs allow_external=True (sae serve --host)")
+            try:
+                ipaddress.IPv4Address(self.host)
+            except ValueError:
+                raise ValueError(f"host {self.host!r} is not an IPv4 address") from None
         if ":" in self.host:
-            raise ValueError(f"host {self.host!r}: only IPv4 loopback addresses (127.x.x.x, localhost) are supported")
+            raise ValueError(f"host {self.host!r}: only IPv4 addresses (127.x.x.x, localhost) are supported")
         for name in ("grpc_port", "http_port", "metrics_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -167,6 +180,10 @@ class ServerConfig:
     @property
     def bind_address(self) -> str:
         return "127.0.0.1" if self.host == "localhost" else self.host
+
+    @property
+    def is_loopback(self) -> bool:
+        return _is_loopback(self.host)
 
 
 def _free_ports(host: str, count: int) -> list[int]:
@@ -184,6 +201,22 @@ def _free_ports(host: str, count: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------------------------------- processes
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int):
+    """A ``preexec_fn``: the child gets SIGKILL when the thread that started it ends (the whole process, for the
+    main thread), so a ``sae serve`` killed with SIGKILL leaves no tritonserver behind (Linux ``prctl``)."""
+
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            os._exit(126)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(126)
+
+    return preexec
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -324,6 +357,11 @@ class TritonServer:
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def stub_pids(self) -> set[int]:
+        """The live python-backend stubs (the server's process group, less the server)."""
+        pid = self.pid
+        return set() if pid is None else set(_group_members(pid)) - {pid}
+
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ""
@@ -388,6 +426,7 @@ class TritonServer:
                 env=_server_env(install),
                 cwd=self._workdir,
                 start_new_session=True,  # own process group: stop() reaches the python stubs too
+                preexec_fn=_die_with_parent(os.getpid()) if sys.platform == "linux" else None,
             )
         with _running_lock:
             _running.add(self)
@@ -465,8 +504,39 @@ class _StopRequested(Exception):
     pass
 
 
+@dataclass
+class _RestartBudget:
+    """At most ``limit`` restarts within ``window_s``: a stub that keeps dying is not hidden by endless restarts."""
+
+    limit: int = 5
+    window_s: float = 600.0
+    times: list[float] = dataclasses.field(default_factory=list)
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.times = [t for t in self.times if now - t < self.window_s] + [now]
+        return len(self.times) <= self.limit
+
+
+def _watch(server: TritonServer, poll_s: float = 0.5) -> tuple[int, int | None]:
+    """Block until the server exits (its exit code, None) or one of its stubs dies (0, that stub's pid)."""
+    stubs = server.stub_pids()
+    while True:
+        process = server._process
+        code = process.poll() if process is not None else 0
+        if code is not None:
+            return code, None
+        gone = stubs - server.stub_pids()
+        if gone:
+            return 0, min(gone)
+        time.sleep(poll_s)
+
+
 def serve_forever(config: ServerConfig, log_path: Path | None = None) -> int:
-    """Run a server until SIGINT/SIGTERM or until it exits on its own; returns a process exit code."""
+    """Run a server until SIGINT/SIGTERM or until it exits on its own; returns a process exit code.
+
+    A python-backend stub that dies (killed, out of memory) makes it restart the server on the same ports (at most
+    five times in ten minutes); clients see UNAVAILABLE for the few seconds of the restart and retry."""
     server = TritonServer(config, log_path)
 
     def request_stop(signum, frame):
@@ -476,8 +546,12 @@ def serve_forever(config: ServerConfig, log_path: Path | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, request_stop) for sig in handled} if in_main_thread else {}
     stopped_on_request = False
+    code: int | None = None
+    restarts = _RestartBudget()
     try:
         server.start()
+        same_ports = dataclasses.replace(config, grpc_port=server._port(0), http_port=server._port(1),
+                                         metrics_port=server._port(2))
         print(
             f"Triton is ready (pid {server.pid}, repository {config.repository})\n"
             f"  gRPC     {server.grpc_url}\n"
@@ -487,8 +561,27 @@ def serve_forever(config: ServerConfig, log_path: Path | None = None) -> int:
             "Press Ctrl-C to stop.",
             flush=True,
         )
-        code = server.wait()
-        print(f"tritonserver exited with code {code}", file=sys.stderr, flush=True)
+        while True:
+            code, dead = _watch(server)
+            if dead is None:
+                print(f"tritonserver exited with code {code}", file=sys.stderr, flush=True)
+                break
+            if not restarts.allow():
+                print(f"python-backend stub {dead} died; more than {restarts.limit} restarts within "
+                      f"{restarts.window_s:g} s: giving up", file=sys.stderr, flush=True)
+                code = 1
+                break
+            # Triton does not restart a dead stub: every request routed to that instance fails ("Stub process
+            # ... is not healthy") while the model still reports ready. A restart brings every instance back.
+            print(f"python-backend stub {dead} died; restarting tritonserver on the same ports", file=sys.stderr,
+                  flush=True)
+            started = time.monotonic()
+            server.stop(timeout_s=5.0)
+            server = TritonServer(same_ports, log_path)
+            server.start()
+            code = None
+            print(f"Triton is ready again (pid {server.pid}) after {time.monotonic() - started:.1f} s",
+                  file=sys.stderr, flush=True)
     except _StopRequested:
         stopped_on_request = True
     except ServerStartError as err:
@@ -499,7 +592,8 @@ def serve_forever(config: ServerConfig, log_path: Path | None = None) -> int:
             for sig in handled:
                 signal.signal(sig, signal.SIG_IGN)
         try:
-            code = server.stop()
+            stopped = server.stop()
+            code = stopped if code is None else code
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -93,7 +93,7 @@ class _Checker:
                 continue
             try:
                 self.configs[folder.name] = read_config(path)
-            except text_format.ParseError as e:
+            except (text_format.ParseError, UnicodeDecodeError) as e:
                 self.add(folder.name, "config.pbtxt", f"does not parse as a Triton ModelConfig: {e}")
         for folder, config in self.configs.items():
             self.check_model(folder, config)

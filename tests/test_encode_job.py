@@ -357,7 +357,8 @@ def test_the_only_server_dying_leaves_a_resumable_file(reference, small_data, tr
 
     doomed = TritonServer(ServerConfig(repository=exported_repo), log_path=tmp_path / "doomed.log").start()
     metrics = EncodeMetrics()
-    config = job(small_data, tmp_path / "latents.h5", [doomed.grpc_url], in_flight=1, max_images_per_second=96)
+    config = job(small_data, tmp_path / "latents.h5", [doomed.grpc_url], in_flight=1, max_images_per_second=96,
+                 outage_wait_s=1.0)
     thread, outcome = run_in_thread(config, metrics)
     try:
         wait_until(lambda: (metrics.registry.get_sample_value("sae_encode_committed_images") or 0) >= 2 * BATCH,

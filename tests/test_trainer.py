@@ -225,7 +225,7 @@ def test_init_from_another_model_says_which_config_to_use(tmp_path, shapes_file,
     (["sae12-tiny", "--data", "{missing}"], "does not exist; make a procedural 3D-Shapes with `sae data shapes3d"),
     (["sae12-tiny", "--data", "{small}"], "has 32x32 images but config sae12-tiny expects 64x64"),
     (["sae12-tiny", "--data", "{few}"], "fewer than batch size 64; use a smaller --batch-size"),
-    (["sae12-tiny", "--data", "{data}", "--batch-size", "0"], "bad training settings"),
+    (["sae12-tiny", "--data", "{data}", "--batch-size", "0"], "argument --batch-size: must be a positive integer"),
 ])
 def test_bad_setups_say_what_to_change(tmp_path, shapes_file, capsys, argv, message):
     paths = {"data": shapes_file, "missing": tmp_path / "nope.h5",

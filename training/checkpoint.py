@@ -1,20 +1,21 @@
 """Checkpoints: plain dicts of tensors, numbers and a config JSON string, so ``torch.load(weights_only=True)`` reads them."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from clients.atomic import atomic_write
+from clients.errors import SAEError
 from training.config import ExperimentConfig
 
 LAST = "last.pt"  # the newest state: what a resumed run starts from
 BEST = "best.pt"  # the state with the lowest validation loss so far
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SAEError, ValueError):
     """A checkpoint is missing, truncated or not one of ours."""
 
 
@@ -30,13 +31,10 @@ class Checkpoint:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save({"config": self.config.to_json(), "model": self.model_state, "step": self.step,
-                    "optimizer": self.optimizer_state, "extra": self.extra or {},
-                    "auxiliary": self.auxiliary or {}}, tmp)
-        os.replace(tmp, path)
+        with atomic_write(path) as tmp:
+            torch.save({"config": self.config.to_json(), "model": self.model_state, "step": self.step,
+                        "optimizer": self.optimizer_state, "extra": self.extra or {},
+                        "auxiliary": self.auxiliary or {}}, tmp)
 
     @classmethod
     def load(cls, path: Path, map_location: str | torch.device = "cpu", which: str = LAST) -> "Checkpoint":

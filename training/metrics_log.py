@@ -9,6 +9,8 @@ import csv
 import math
 from pathlib import Path
 
+from clients.atomic import atomic_write
+
 METRICS_CSV = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
 LOSS_CURVE_PNG = "loss_curve.png"
@@ -72,12 +74,10 @@ class MetricsLog:
             self.writer = None
 
     def _rewrite(self) -> None:
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
+        with atomic_write(self.csv_path) as tmp, tmp.open("w", newline="") as f:
             w = csv.DictWriter(f, self.columns)
             w.writeheader()
             w.writerows(self.rows)
-        tmp.replace(self.csv_path)
 
 
 def _columns(rows: list[dict]) -> list[str]:
@@ -114,5 +114,6 @@ def write_loss_curve(run_dir: Path, title: str = "") -> Path:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = run_dir / LOSS_CURVE_PNG
-    fig.savefig(path)
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path

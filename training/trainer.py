@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from clients.atomic import write_text_atomic
 from clients.datasets import ImageSource, batches_in_order, dataset_splits, open_dataset, shuffled_batches
 from training import distributed
 from training.checkpoint import BEST, LAST, Checkpoint, run_checkpoint
@@ -372,7 +373,7 @@ class Trainer:
         log: MetricsLog | None = None
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "config.json").write_text(self.cfg.to_json())
+            write_text_atomic(self.run_dir / "config.json", self.cfg.to_json())
             log = MetricsLog(self.run_dir, self.step, tensorboard=self.options.tensorboard)
         stream = self.training_batches()
         self._set_train_mode()

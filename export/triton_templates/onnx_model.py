@@ -4,11 +4,43 @@ The tensor names come from the model's own config. The graph is the version fold
 instances, and ``gpu_onnx_file`` (the fp16 variant, fp32 inputs and outputs) with the CUDA execution provider on GPU
 instances when onnxruntime-gpu is installed. Requests that Triton's dynamic batcher groups together run as one ONNX
 Runtime call.
+
+Triton itself refuses a wrong dtype, rank or size of the non-batch axes, and a batch above ``max_batch_size``, with
+INVALID_ARGUMENT errors that name the input. What it cannot check is checked here, per request, so that one bad
+request of a dynamic batch fails alone: an empty batch, NaN or infinite values in a float input (a NaN latent
+would decode to a NaN image), and a non-finite output (a finite but huge latent can overflow the decoder).
 """
 import json
 import os
 
 import numpy as np
+
+
+class BadRequest(ValueError):
+    """A request error; the message names the input."""
+
+
+def bad_request(pb, message: str):
+    """A TritonError with status INVALID_ARGUMENT where the python backend supports codes (else INTERNAL)."""
+    code = getattr(pb.TritonError, "INVALID_ARG", None)
+    return pb.TritonError(message) if code is None else pb.TritonError(message, code)
+
+
+def check_input(name: str, array: np.ndarray, dims: list[int]) -> None:
+    """Raise BadRequest unless ``array`` is a non-empty batch [N >= 1, *dims] of finite values (floats)."""
+    if array.ndim != 1 + len(dims) or any(d >= 0 and s != d for s, d in zip(array.shape[1:], dims)):
+        raise BadRequest(f"input {name} must have shape [N, {', '.join(map(str, dims))}], got {list(array.shape)}")
+    if array.shape[0] == 0:
+        raise BadRequest(f"input {name} is an empty batch (shape {list(array.shape)}); send at least one row")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int(array.shape[0] - np.isfinite(array.reshape(len(array), -1)).all(axis=1).sum())
+        raise BadRequest(f"input {name} must hold finite values; {bad} of {len(array)} rows contain NaN or infinity")
+
+
+def check_output(input_name: str, output_name: str, array: np.ndarray) -> None:
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise BadRequest(f"input {input_name}: the values are too large for the model, its output {output_name} "
+                         "is not finite; send values in the range the encoder produces")
 
 
 class TritonPythonModel:
@@ -21,6 +53,7 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.model_name = args["model_name"]
         self.input_name = config["input"][0]["name"]
+        self.input_dims = [int(d) for d in config["input"][0].get("dims", [])]
         self.output_name = config["output"][0]["name"]
         self.output_dtype = pb_utils.triton_string_to_numpy(config["output"][0]["data_type"])
         on_gpu = args.get("model_instance_kind") == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers()
@@ -32,21 +65,47 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_threads", "1"))
         options.inter_op_num_threads = 1
+        # ONNX Runtime's CPU arena keeps the largest batch's buffers for reuse; "0" frees them after each run.
+        options.enable_cpu_mem_arena = params.get("cpu_mem_arena", "1") != "0"
         providers = ["CPUExecutionProvider"]
         if on_gpu:
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(args["model_instance_device_id"])}))
         self.session = ort.InferenceSession(path, options, providers=providers)
         self.graph_input = self.session.get_inputs()[0].name
 
+    def _error(self, message: str, invalid: bool = True):
+        text = f"{self.model_name}: {message}"
+        return self.pb.InferenceResponse(error=bad_request(self.pb, text) if invalid else self.pb.TritonError(text))
+
     def execute(self, requests):
         pb = self.pb
-        arrays = [pb.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
-        sizes = [len(a) for a in arrays]
+        responses: list = [None] * len(requests)
+        good, arrays = [], []
+        for i, request in enumerate(requests):
+            tensor = pb.get_input_tensor_by_name(request, self.input_name)
+            try:
+                if tensor is None:
+                    raise BadRequest(f"input {self.input_name} is required")
+                array = tensor.as_numpy()
+                check_input(self.input_name, array, self.input_dims)
+            except BadRequest as e:
+                responses[i] = self._error(str(e))
+                continue
+            good.append(i)
+            arrays.append(array)
+        if not good:
+            return responses
         try:
             batch = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
             out = self.session.run(None, {self.graph_input: batch})[0].astype(self.output_dtype, copy=False)
         except Exception as e:  # one bad request must not take the instance down
-            error = pb.TritonError(f"{self.model_name}: input {self.input_name}: {e}")
-            return [pb.InferenceResponse(error=error) for _ in requests]
-        return [pb.InferenceResponse([pb.Tensor(self.output_name, part)])
-                for part in np.split(out, np.cumsum(sizes)[:-1])]
+            for i in good:
+                responses[i] = self._error(f"input {self.input_name}: {e}", invalid=False)
+            return responses
+        for i, part in zip(good, np.split(out, np.cumsum([len(a) for a in arrays])[:-1])):
+            try:
+                check_output(self.input_name, self.output_name, part)
+                responses[i] = pb.InferenceResponse([pb.Tensor(self.output_name, part)])
+            except BadRequest as e:
+                responses[i] = self._error(str(e))
+        return responses

@@ -87,8 +87,17 @@ class TritonPythonModel:
                                       inputs=[pb.Tensor("LATENT", latents)], **kwargs)
         response = request.exec()
         if response.has_error():
-            raise RuntimeError(f"{self.decode_model}: {response.error().message()}")
-        return pb.get_output_tensor_by_name(response, "IMAGE").as_numpy()
+            error = response.error()
+            message = f"{self.decode_model}: {error.message()}"
+            code = getattr(pb.TritonError, "INVALID_ARG", None)
+            if code is not None and hasattr(error, "code") and error.code() == code:
+                raise BadRequest(message)  # the decoder refused these latents: still the client's input
+            raise RuntimeError(message)
+        images = pb.get_output_tensor_by_name(response, "IMAGE").as_numpy()
+        if not np.isfinite(images).all():
+            raise BadRequest("LATENT: the decoded traversal is not finite; send values in the range the encoder "
+                             "produces")
+        return images
 
     def execute(self, requests):
         pb = self.pb

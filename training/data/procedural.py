@@ -471,12 +471,14 @@ def write_shapes3d_h5(
     """
     import h5py
 
+    from clients.atomic import atomic_write
+
     flat = subset_flat_indices(n, seed)
     renderer = renderer or Shapes3DRenderer()
     size = renderer.image_size
     total = flat.shape[0]
     chunk = max(1, int(chunk))
-    with h5py.File(path, "w") as f:
+    with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:  # a killed `sae data` leaves no partial file
         images = f.create_dataset(
             "images",
             shape=(total, size, size, 3),

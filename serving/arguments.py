@@ -1,0 +1,105 @@
+"""argparse ``type=`` functions of the ``sae`` command: each value is checked where it is parsed, and argparse
+prefixes the message with the flag (``sae sample: error: argument --n: ...``)."""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d{1,3})?)$")
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    value = _float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def sample_count(text: str) -> int:
+    """1..the client's per-call ceiling; counts above the server's per-request limit are sent in parts."""
+    from clients.triton_client import MAX_SAMPLES
+
+    value = positive_int(text)
+    if value > MAX_SAMPLES:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SAMPLES:,} (larger requests are split by the "
+                                         f"server's limit, but one call's images must fit in memory), got {value:,}")
+    return value
+
+
+def port(text: str) -> int:
+    value = _int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number in 1..65535, got {value}")
+    return value
+
+
+def device(text: str) -> str:
+    if not _DEVICE.match(text):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N (N = GPU index), got {text!r}")
+    return text
+
+
+def grpc_url(text: str) -> str:
+    """``host:port`` as tritonclient.grpc dials it; without a port it would silently dial 443."""
+    if "://" in text:
+        raise argparse.ArgumentTypeError(f"give host:port without a scheme (e.g. 127.0.0.1:8001), got {text!r}")
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or "/" in text:
+        raise argparse.ArgumentTypeError(f"must be host:port (e.g. 127.0.0.1:8001), got {text!r}")
+    if host.startswith("[") != host.endswith("]") or (":" in host and not host.startswith("[")):
+        raise argparse.ArgumentTypeError(f"an IPv6 host goes in brackets ([::1]:8001), got {text!r}")
+    port(port_text)
+    return text
+
+
+def model_name(text: str) -> str:
+    """The prefix of the served names (NAME_encode, ...); it also names folders, so no separators or '..'."""
+    from export.triton_configs import NAME_PATTERN
+
+    if text and not NAME_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a model name: use up to 64 letters, digits, '_' and '-', "
+                                         "starting with a letter or digit (no '/', '\\\\' or '..')")
+    return text
+
+
+def output_file(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name (e.g. {path / 'samples.png'})")
+    return path
