@@ -147,8 +147,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
     if args.shard:
         parse_shard(args.shard)
-    command = "sae " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.command_line is None else \
-        args.command_line
+    flags = [("--work", args.work), ("--data", args.data), ("--cells", args.cells), ("--shard", args.shard),
+             ("--device", args.device)]
+    command = " ".join(shlex.quote(str(a)) for a in ["sae", "experiment", args.grid, "--out", args.out,
+                                                      *[x for flag, value in flags if value for x in (flag, value)]])
     options = RunnerOptions(out=args.out, work=args.work, data=args.data, cells=args.cells, shard=args.shard,
                             device=args.device, command=command)
     if args.dry_run:
@@ -335,7 +337,6 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--report-only", action="store_true", help="only rebuild the report from OUT/cells/*.json")
     ex.add_argument("--device", choices=["cpu", "cuda"], default=None, help="training device (default: cuda when "
                     "available)")
-    ex.add_argument("--command-line", default=None, help=argparse.SUPPRESS)  # the command quoted in the report
     ex.set_defaults(func=cmd_experiment)
 
     dm = sub.add_parser("demo", help="the whole pipeline on procedural data with the tiny CPU model")

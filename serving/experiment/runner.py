@@ -29,8 +29,9 @@ from serving.experiment.cellfile import cell_record
 from serving.experiment.grid import FREEZE_OF_MODE, CellSpec, GridSpec, expand, select, shard
 from serving.experiment.markers import read_json, write_json
 from serving.experiment.progress import Progress, format_minutes
+from training.config import get_config
 
-HYBRID_THUMB_ROWS = 2  # of the eval's 8-column hybrid-sample grid: 16 samples
+HYBRID_THUMB_SAMPLES = 16  # the first rows of the eval's hybrid-sample grid that hold at least this many
 HELDOUT_THUMB_IMAGES = 8
 
 
@@ -342,8 +343,9 @@ class ExperimentRunner:
                 thumbs[key] = self._relative(self.layout.thumb(cell, key))
         if "hybrid_samples" in figures and figures["hybrid_samples"].is_file():
             grid = read_png(figures["hybrid_samples"])
-            tile = (grid.shape[1] - 2) // 8  # 8 columns of (image + 2 px pad)
-            write_thumbnail(self.layout.thumb(cell, "hybrid"), grid[:2 + HYBRID_THUMB_ROWS * tile])
+            tile = get_config(cell.config_name).model.backbone.image_size + 2  # image_grid's 2 px padding
+            rows = -(-HYBRID_THUMB_SAMPLES // ((grid.shape[1] - 2) // tile))
+            write_thumbnail(self.layout.thumb(cell, "hybrid"), grid[:2 + rows * tile])
             thumbs["hybrid_samples"] = self._relative(self.layout.thumb(cell, "hybrid"))
         dataset = self.dataset_record()
         cfg = cell.experiment_config(dataset_images=dataset["images"])
