@@ -16,7 +16,9 @@ images through each set's served ``reconstruct`` (``WORK/eval/<cell>/heldout.jso
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -414,6 +416,7 @@ class ExperimentRunner:
         started = time.perf_counter()
         failed: list[str] = []
         self.layout.out.mkdir(parents=True, exist_ok=True)
+        previous = _exit_on_sigterm()
         try:
             for cell in self.cells:
                 try:
@@ -427,12 +430,26 @@ class ExperimentRunner:
             self.progress.close()
             if self._server is not None:
                 self._server.stop()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         report = build_report(self.layout.out, self.options.command, time.perf_counter() - started)
         self.log(f"report: {report}")
         if failed:
             self.log(f"{len(failed)} cells failed: {', '.join(failed)}; run the same command again to retry them")
             return 1
         return 0
+
+
+def _exit_on_sigterm():
+    """SIGTERM unwinds like Ctrl-C, so the server is stopped (SIGKILL cannot be caught: see serving.experiment.server).
+    Returns the previous handler, or None off the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def build_report(out: Path, command: str, wall_seconds: float | None = None) -> Path:
