@@ -197,3 +197,14 @@ def test_metrics_are_read_defensively_from_eval_json():
 def test_every_named_grid_validates():
     for grid in named_grids().values():
         assert grid.validate() is grid
+
+
+def test_a_stale_server_record_never_stops_a_process_that_is_not_that_server(tmp_path):
+    import os
+
+    from serving.experiment.server import PID_RECORD, stop_stale_server
+
+    write_json(tmp_path / PID_RECORD, {"pid": os.getpid(), "repository": str(tmp_path / "repo")})
+    messages = []
+    assert stop_stale_server(tmp_path, tmp_path / "repo", messages.append) is None  # this pytest is no tritonserver
+    assert not (tmp_path / PID_RECORD).exists() and messages == []

@@ -417,6 +417,9 @@ class ExperimentRunner:
         failed: list[str] = []
         self.layout.out.mkdir(parents=True, exist_ok=True)
         previous = _exit_on_sigterm()
+        from serving.experiment.server import stop_stale_server
+
+        stop_stale_server(self.layout.work, self.layout.repository, self.log)  # even when no cell needs a server
         try:
             for cell in self.cells:
                 try:
