@@ -29,8 +29,8 @@ class GridError(ValueError):
 @dataclass(frozen=True)
 class DatasetSpec:
     kind: str = "shapes3d"  # one of training.config.DATASET_KINDS
-    path: Path | None = None  # None: procedural 3D-Shapes rendered into WORKDIR (shapes3d only); --data overrides
-    procedural_images: int = 60_000
+    path: Path | None = None  # --data overrides
+    procedural_images: int | None = 60_000  # without a path: render this many (shapes3d); None: --data is required
     procedural_seed: int = 0
 
 
@@ -101,6 +101,12 @@ class GridSpec:
         for name in ("num_images", "fid_images", "train_codes", "classifier_images", "heldout_images"):
             if getattr(self.eval, name) < 0:
                 raise GridError(f"grid {self.name}: eval.{name} must not be negative")
+        if self.eval.num_images < 2 or self.eval.fid_images == 1:
+            raise GridError(f"grid {self.name}: eval.num_images must be at least 2 and eval.fid_images 0 (no FID) or "
+                            "at least 2")
+        if self.dataset.procedural_images is not None and self.dataset.procedural_images < 100:
+            raise GridError(f"grid {self.name}: dataset.procedural_images={self.dataset.procedural_images} is too "
+                            "few for train/val/test splits; use at least 100")
         for model in self.models:
             config_name(self, model)
         for arm in self.arms:
@@ -206,9 +212,9 @@ class CellSpec:
 
     def train_images(self) -> int:
         """Images of the training split (the grid's procedural data, else the dataset's published size)."""
-        if self.grid.dataset.path is None and self.grid.dataset.kind == "shapes3d" and \
-                self.grid.dataset.procedural_images < SHAPES3D_TRAIN_SIZE:
-            return int(self.grid.dataset.procedural_images * TRAIN_FRACTION)
+        spec = self.grid.dataset
+        if spec.path is None and spec.kind == "shapes3d" and spec.procedural_images:
+            return int(spec.procedural_images * TRAIN_FRACTION)
         return TRAIN_SIZES.get(self.grid.dataset.kind, CELEBA_TRAIN_SIZE)
 
 
@@ -280,14 +286,14 @@ def _paper_grid(dataset: str, models: tuple[str, ...], batch_size: int, steps: i
                      + " Made for GPUs: run it in sequence or one shard per GPU (--shard I/N); the estimates "
                        "assume roughly one modern GPU per run and are guesses, not measurements."),
         models=models, config_suffix=f"-{dataset}", seeds=(0, 1, 2), steps=steps, batch_size=batch_size,
-        dataset=DatasetSpec(kind=dataset), eval=EvalSpec(),
+        dataset=DatasetSpec(kind=dataset, procedural_images=None), eval=EvalSpec(),
         arms=_arms(ARM_MODELS, (0, 1, 2)) if arms else (), cost=GPU_COST)
 
 
 def _rfd_grid() -> GridSpec:
     models = tuple(sorted(n[:-len("-rfd")] for n in NAMED_CONFIGS if n.endswith("-rfd")))
     return dataclasses.replace(_paper_grid("celeba", CELEBA_MODELS, 32, 200_000, False), name="paper-rfd",
-                               models=models, config_suffix="-rfd", dataset=DatasetSpec(kind="rfd"),
+                               models=models, config_suffix="-rfd", dataset=DatasetSpec(kind="rfd", procedural_images=None),
                                description="The paper's Robot Finger Dataset setting (appendix A.2.2: the CelebA "
                                            "settings with doubled channels and lr/10; 128 px, 200k steps, batch 32): "
                                            "every named config ending in -rfd, 3 seeds, the full evaluation. "

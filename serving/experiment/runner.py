@@ -150,9 +150,9 @@ class ExperimentRunner:
         path = self.options.data or self.grid.dataset.path
         if path is None:
             spec = self.grid.dataset
-            if spec.kind != "shapes3d":
-                raise ValueError(f"grid {self.grid.name} uses {spec.kind} data, which cannot be generated here: "
-                                 "pass --data PATH")
+            if spec.kind != "shapes3d" or spec.procedural_images is None:
+                raise ValueError(f"grid {self.grid.name} runs on the real {spec.kind} data: pass --data PATH (e.g. "
+                                 "3dshapes.h5, mpi3d_real.npz, a folder of aligned CelebA JPEGs)")
             path = self.layout.work / "data" / f"shapes3d-procedural-{spec.procedural_images}-s{spec.procedural_seed}.h5"
             if not path.exists():
                 from training.data.procedural import write_shapes3d_h5
@@ -416,10 +416,12 @@ class ExperimentRunner:
         started = time.perf_counter()
         failed: list[str] = []
         self.layout.out.mkdir(parents=True, exist_ok=True)
-        previous = _exit_on_sigterm()
         from serving.experiment.server import stop_stale_server
 
         stop_stale_server(self.layout.work, self.layout.repository, self.log)  # even when no cell needs a server
+        if any(read_json(self.layout.cell_file(c)) is None for c in self.cells):
+            self.data_path()  # a missing --data stops the whole run here, not each cell
+        previous = _exit_on_sigterm()
         try:
             for cell in self.cells:
                 try:
