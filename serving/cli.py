@@ -145,6 +145,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    """Train, export, serve and evaluate every cell of a grid, then build the report (serving.experiment)."""
+    import shlex
+
+    from serving.experiment.grid import load_grid, parse_shard
+    from serving.experiment.runner import ExperimentRunner, RunnerOptions, build_report, plan_lines, selected_cells
+
+    grid = load_grid(args.grid)
+    if args.shard:
+        parse_shard(args.shard)
+    flags = [("--work", args.work), ("--data", args.data), ("--cells", args.cells), ("--shard", args.shard),
+             ("--device", args.device)]
+    command = " ".join(shlex.quote(str(a)) for a in ["sae", "experiment", args.grid, "--out", args.out,
+                                                      *[x for flag, value in flags if value for x in (flag, value)]])
+    options = RunnerOptions(out=args.out, work=args.work, data=args.data, cells=args.cells, shard=args.shard,
+                            device=args.device, command=command)
+    if args.dry_run:
+        print("\n".join(plan_lines(grid, selected_cells(grid, options), args.data)))
+        return 0
+    if args.report_only:
+        print(f"wrote {build_report(args.out, command)}")
+        return 0
+    return ExperimentRunner(grid, options).run()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """data -> train sae12-tiny -> export -> real Triton server -> hybrid samples as a PNG grid."""
     from export.repository import export_run
@@ -307,6 +332,27 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default ~/.cache/sae-serving/reference-stats)")
     ev.add_argument("--timeout", type=arg.positive_float, default=300.0, help="per-request deadline in seconds")
     ev.set_defaults(func=cmd_eval)
+
+    ex = sub.add_parser("experiment", help="run a grid of models x seeds end to end (train, export, one Triton "
+                        "server, eval) and build REPORT.md; resumable: run it again after any interruption")
+    ex.add_argument("grid", help="named grid (paper-shapes3d, paper-mpi3d, paper-celeba, paper-rfd, cpu-shapes3d) "
+                    "or a .toml grid file")
+    ex.add_argument("--out", type=Path, required=True, help="small, committable results: cells/*.json, thumbs/, "
+                    "REPORT.md, results.json, figures")
+    ex.add_argument("--work", type=Path, default=None, help="large files: runs, the model repository, eval "
+                    "folders, generated data (default: OUT/work)")
+    ex.add_argument("--data", type=Path, default=None, help="dataset file or folder (default: the grid's; "
+                    "procedural 3D-Shapes is rendered into WORK when the grid names none)")
+    ex.add_argument("--cells", default=None, metavar="ID,ID|GLOB", help="only these cells, by id or glob "
+                    "(e.g. sae12-s0,vae-*)")
+    ex.add_argument("--shard", default=None, metavar="I/N", help="every N-th selected cell starting at I "
+                    "(0-based), to spread a grid over machines or GPUs")
+    ex.add_argument("--dry-run", action="store_true", help="validate every selected cell's config and print the "
+                    "plan with estimated minutes; trains nothing")
+    ex.add_argument("--report-only", action="store_true", help="only rebuild the report from OUT/cells/*.json")
+    ex.add_argument("--device", choices=["cpu", "cuda"], default=None, help="training device (default: cuda when "
+                    "available)")
+    ex.set_defaults(func=cmd_experiment)
 
     dm = sub.add_parser("demo", help="the whole pipeline on procedural data with the tiny CPU model")
     dm.add_argument("--out", type=Path, default=Path("out/demo"))

@@ -412,7 +412,7 @@ _TINY_TRAIN_SIZE = 14_000  # 70% of `sae data --n 20000`; only β-TCVAE's estima
 for _model_name, _kind, _k in (("sae12", "sae", 12), ("adaae12", "adaae", 12), ("ae", "ae", 12), ("vae", "vae", 12),
                                ("betavae", "betavae", 12), ("betatcvae", "betatcvae", 12),
                                ("factorvae", "factorvae", 12), ("wae", "wae", 12), ("vlae12", "vlae", 12),
-                               ("vlae4", "vlae", 4), ("sae4", "sae", 4)):
+                               ("vlae4", "vlae", 4), ("sae4", "sae", 4), ("sae3", "sae", 3)):
     _reg = {"betatcvae": BetaTCVAEConfig(dataset_size=_TINY_TRAIN_SIZE),
             "factorvae": FactorVAEConfig(discriminator_hidden=256)}.get(_kind)
     _name = f"{_model_name}-tiny"
