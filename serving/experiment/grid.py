@@ -275,7 +275,10 @@ def _arms(models: tuple[str, ...], seeds: tuple[int, ...], steps: int | None = N
             ArmSpec("extreme_orientations", EXTREME_ORIENTATIONS, models, seeds, steps))
 
 
-def _paper_grid(dataset: str, models: tuple[str, ...], batch_size: int, steps: int, arms: bool) -> GridSpec:
+def _paper_grid(dataset: str, models: tuple[str, ...], arms: bool) -> GridSpec:
+    """Steps and batch size are the named configs' (training/config.py holds the paper's training settings)."""
+    train = NAMED_CONFIGS[f"{models[0]}-{dataset}"].train
+    batch_size, steps = train.batch_size, train.steps
     return GridSpec(
         name=f"paper-{dataset}",
         description=(f"The paper's {dataset} setting: {len(models)} models x 3 seeds, {steps:,} steps at batch "
@@ -292,7 +295,7 @@ def _paper_grid(dataset: str, models: tuple[str, ...], batch_size: int, steps: i
 
 def _rfd_grid() -> GridSpec:
     models = tuple(sorted(n[:-len("-rfd")] for n in NAMED_CONFIGS if n.endswith("-rfd")))
-    return dataclasses.replace(_paper_grid("celeba", CELEBA_MODELS, 32, 200_000, False), name="paper-rfd",
+    return dataclasses.replace(_paper_grid("celeba", CELEBA_MODELS, False), name="paper-rfd",
                                models=models, config_suffix="-rfd", dataset=DatasetSpec(kind="rfd", procedural_images=None),
                                description="The paper's Robot Finger Dataset setting (appendix A.2.2: the CelebA "
                                            "settings with doubled channels and lr/10; 128 px, 200k steps, batch 32): "
@@ -344,9 +347,9 @@ def _cpu_shapes3d() -> GridSpec:
 def named_grids() -> dict[str, GridSpec]:
     """Built on each call so that configs registered later (e.g. the ``-rfd`` ones) are picked up."""
     grids = {
-        "paper-shapes3d": _paper_grid("shapes3d", PAPER_MODELS, 64, 100_000, True),
-        "paper-mpi3d": _paper_grid("mpi3d", PAPER_MODELS, 64, 100_000, False),
-        "paper-celeba": _paper_grid("celeba", CELEBA_MODELS, 128, 100_000, False),
+        "paper-shapes3d": _paper_grid("shapes3d", PAPER_MODELS, True),
+        "paper-mpi3d": _paper_grid("mpi3d", PAPER_MODELS, False),
+        "paper-celeba": _paper_grid("celeba", CELEBA_MODELS, False),
         "cpu-shapes3d": _cpu_shapes3d(),
     }
     rfd = _rfd_grid()

@@ -416,6 +416,7 @@ class ExperimentRunner:
         started = time.perf_counter()
         failed: list[str] = []
         self.layout.out.mkdir(parents=True, exist_ok=True)
+        write_json(self.layout.out / "grid.json", grid_plan(self.grid))
         from serving.experiment.server import stop_stale_server
 
         stop_stale_server(self.layout.work, self.layout.repository, self.log)  # even when no cell needs a server
@@ -443,6 +444,14 @@ class ExperimentRunner:
             self.log(f"{len(failed)} cells failed: {', '.join(failed)}; run the same command again to retry them")
             return 1
         return 0
+
+
+def grid_plan(grid: GridSpec) -> dict[str, Any]:
+    """``OUT/grid.json``: what the report needs to name the cells a partial run has not finished yet."""
+    cells = expand(grid)
+    return {"name": grid.name, "doc": grid.description, "cells": [c.cell_id for c in cells],
+            "sizes": {"steps": grid.steps, "batch_size": grid.batch_size, "seeds": len(grid.seeds),
+                      "estimated_minutes": round(sum(c.estimated_minutes() for c in cells), 1)}}
 
 
 def _exit_on_sigterm():
