@@ -245,7 +245,8 @@ class _Checker:
             if key in params:
                 self.check_onnx(name, config, version / params[key], f"parameters.{key}")
         if params.get("latents_from", FROM_BANK) not in (FROM_BANK, FROM_PRIOR):
-            self.add(name, "parameters.latents_from", f"{params['latents_from']!r}: must be {FROM_BANK} or {FROM_PRIOR}")
+            self.add(name, "parameters.latents_from",
+                     f"{params['latents_from']!r}: must be {FROM_BANK} or {FROM_PRIOR}")
         if "max_samples" in params or "decode_model" in params:
             self.check_bank(name, config, version / "bank.h5")
         if "decode_model" in params:

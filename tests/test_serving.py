@@ -131,3 +131,16 @@ def test_a_dead_server_gives_a_clear_error(exported_repo, tmp_path):
     server.stop()
     with pytest.raises((ServerUnavailableError, InferenceError), match="hybrid_sample"):
         c.sample(1, seed=0)
+
+
+def test_sae_sample_takes_a_draw_mode_and_refuses_unknown_ones(triton, tmp_path, capsys):
+    from serving.cli import main
+
+    out = tmp_path / "distinct.png"
+    assert main(["sample", "--n", "4", "--seed", "1", "--url", triton.grpc_url, "--out", str(out),
+                 "--draw", "distinct"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["sample", "--n", "4", "--url", triton.grpc_url, "--out", str(tmp_path / "x.png"),
+                 "--draw", "per_variable"]) == 2
+    assert "DRAW must be one of independent, distinct, per_dimension" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

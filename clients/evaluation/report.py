@@ -106,8 +106,9 @@ def _disentanglement(dis: dict[str, Any]) -> list[str]:
 
 def _figures(figs: dict[str, Any]) -> list[str]:
     lines = ["## Figures", ""]
-    titles = {"hybrid_samples": "Hybrid samples", "prior_samples": "Prior samples", "reconstructions": "Reconstructions",
-              "traversals": "Latent traversals", "hybridised_chunks": "Hybridised chunks"}
+    titles = {"hybrid_samples": "Hybrid samples", "prior_samples": "Prior samples",
+              "reconstructions": "Reconstructions", "traversals": "Latent traversals",
+              "hybridised_chunks": "Hybridised chunks"}
     for key, title in titles.items():
         fig = figs.get(key)
         if not fig:
