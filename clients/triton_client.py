@@ -246,7 +246,7 @@ def part_seed(seed: int, part: int) -> int:
 
 
 def draw_mode(model: str, draw: str | None, per_dimension) -> str | None:
-    """The draw mode asked for by ``draw`` and the older ``per_dimension`` flag; None when neither asks."""
+    """The draw mode asked for by ``draw`` and the boolean ``per_dimension``; None when neither asks."""
     if not isinstance(per_dimension, (bool, np.bool_)):
         raise InvalidInputError(f"{model}: input PER_DIMENSION must be a bool, got {per_dimension!r}",
                                 model, "PER_DIMENSION")

@@ -374,7 +374,7 @@ def _sampling(client: SAEClient, cfg: EvalConfig, hybrid: _SamplePass, prior: _S
         bank_size = None
     return {
         "draw_mode": hybrid.draw_mode, "requested_draw": cfg.draw,
-        "bank_size": int(bank_size) if bank_size else None,  # None: an export older than the bank_size parameter
+        "bank_size": int(bank_size) if bank_size else None,  # None: the sampler config records no bank_size
         "num_variables": num_variables, "hybrid_samples": hybrid.count,
         "prior_samples": prior.count if prior is not None else 0,
         "prior": PRIOR_SAMPLES if prior is not None else PRIOR_NOT_APPLICABLE,

@@ -120,7 +120,7 @@ def read_scalar(pb, request, name, default=None):
 
 
 def draw_mode(draw, per_dimension: bool) -> str:
-    """The mode a request asks for: ``DRAW`` (bytes or str, None when absent) and the older ``PER_DIMENSION``."""
+    """The mode a request asks for: ``DRAW`` (bytes or str, None when absent) and the boolean ``PER_DIMENSION``."""
     if draw is None:
         return PER_DIMENSION if per_dimension else INDEPENDENT
     mode = draw.decode(errors="replace") if isinstance(draw, bytes) else str(draw)
