@@ -16,10 +16,11 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
-from clients.errors import InferenceError, ServerUnavailableError
-from clients.triton_client import (DEFAULT_URL, ClientBase, HybridSamples, ModelInfo, Request, RetryPolicy, ShmSlot,
-                                   Traversal, check_images, check_latents, client_error, join_outputs, make_inputs,
-                                   plan_sample, plan_traverse, sample_limit, samples_from, slot_sizes, split_rows)
+from clients.errors import InferenceError, ModelNotServedError, ServerUnavailableError
+from clients.triton_client import (DEFAULT_URL, ClientBase, HybridSamples, ModelInfo, PriorSamples, Request,
+                                   RetryPolicy, ShmSlot, Traversal, check_images, check_latents, client_error,
+                                   join_outputs, make_inputs, plan_draws, plan_sample, plan_traverse, sample_limit,
+                                   samples_from, slot_sizes, split_rows)
 
 
 class AsyncSAEClient(ClientBase):
@@ -89,13 +90,20 @@ class AsyncSAEClient(ClientBase):
     async def max_batch_size(self, model: str) -> int:
         return (await self.model_info(model)).max_batch_size
 
-    async def max_samples(self) -> int:
-        hybrid = await self.model_info("hybrid_sample")
+    async def max_samples(self, model: str = "hybrid_sample") -> int:
+        ensemble = await self.model_info(model)
         try:
-            steps = [await self._info(step) for step in hybrid.steps]
+            steps = [await self._info(step) for step in ensemble.steps]
         except InferenceError:
             steps = []
-        return sample_limit(hybrid, steps)
+        return sample_limit(ensemble, steps)
+
+    async def has_prior(self) -> bool:
+        try:
+            await self.model_info("prior_sample")
+        except ModelNotServedError:
+            return False
+        return True
 
     # ---------------------------------------------------------------- requests
 
@@ -177,12 +185,19 @@ class AsyncSAEClient(ClientBase):
         return await self._batched(info, "IMAGE", check_images(info, images), "RECONSTRUCTION")
 
     async def sample(self, n: int, seed: int = 0, base: np.ndarray | None = None, mask: np.ndarray | None = None,
-                     per_dimension: bool = False) -> HybridSamples:
+                     per_dimension: bool = False, draw: str | None = None) -> HybridSamples:
         info = await self.model_info("hybrid_sample")
-        requests = plan_sample(info, await self.max_samples(), n, seed, base, mask, per_dimension)
+        requests = plan_sample(info, await self.max_samples(), n, seed, base, mask, per_dimension, draw)
         outputs = list(info.outputs)
         parts = await self._gather(self._send(info.name, r, outputs) for r in requests)
-        return samples_from(join_outputs(parts), per_dimension)
+        return samples_from(join_outputs(parts), requests)
+
+    async def prior_sample(self, n: int, seed: int = 0) -> PriorSamples:
+        info = await self.model_info("prior_sample")
+        requests = plan_draws(info, await self.max_samples("prior_sample"), n, seed)
+        parts = await self._gather(self._send(info.name, r, ["IMAGE", "LATENT"]) for r in requests)
+        out = join_outputs(parts)
+        return PriorSamples(out["IMAGE"], out["LATENT"])
 
     async def traverse(self, latent: np.ndarray, dimension: int, steps: int) -> Traversal:
         info = await self.model_info("traverse")

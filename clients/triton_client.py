@@ -1,11 +1,14 @@
 """gRPC client for the served SAE models. Needs numpy and tritonclient only (no torch).
 
 The wire contract (README, "Served models"): a model set exported with ``--name NAME`` is served as ``NAME_encode``,
-``NAME_decode``, ``NAME_reconstruct``, ``NAME_hybrid_sample`` and ``NAME_traverse`` (no prefix for the empty name)::
+``NAME_decode``, ``NAME_reconstruct``, ``NAME_hybrid_sample`` and ``NAME_traverse`` (no prefix for the empty name),
+and, for models with a prior, ``NAME_prior_sample``::
 
     with SAEClient("127.0.0.1:8001", model="shapes") as client:
         latents = client.encode(images)             # uint8 [N, H, W, 3] -> float32 [N, D], split by max_batch_size
         samples = client.sample(64, seed=0)         # hybrid samples: .images, .latents, .source_index, .draw_mode
+        if client.has_prior():
+            prior = client.prior_sample(64, seed=0)  # .images, .latents drawn from the model's prior
 
 Everything a request needs is checked here before it is sent, against the model configuration read from the server,
 so that a bad input is refused with a message naming the model and the input. UNAVAILABLE (and DEADLINE_EXCEEDED:
@@ -32,6 +35,7 @@ from clients.errors import (ClientError, ClientTimeoutError, InferenceError, Inv
 DEFAULT_URL = "127.0.0.1:8001"
 DEFAULT_MAX_SAMPLES = 256  # hybrid_sample's per-request limit when the sampler's config does not say
 MAX_SAMPLES = 1 << 20  # one call's ceiling: a million 64x64 images is already 47 GiB of float32
+DRAW_MODES = ("independent", "distinct", "per_dimension")  # the sampler's (export/triton_templates); first: default
 TRAVERSE_STEPS = (2, 64)  # the wire contract's range for STEPS (the traverse config's min_steps/max_steps win)
 _RETRYABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
 
@@ -44,12 +48,17 @@ class HybridSamples:
     images: np.ndarray  # float32 [n, H, W, 3] in [0, 1]
     latents: np.ndarray  # float32 [n, D]
     source_index: np.ndarray  # int64 [n, groups]: stored latent each variable (or dimension) came from; -1 = from BASE
-    per_dimension: bool
-    draw_mode: str = ""  # "per_variable" or "per_dimension", as the server reports it
+    draw_mode: str  # one of DRAW_MODES, as the server reports it
 
-    def __post_init__(self) -> None:
-        if not self.draw_mode:
-            self.draw_mode = "per_dimension" if self.per_dimension else "per_variable"
+    @property
+    def per_dimension(self) -> bool:
+        return self.draw_mode == "per_dimension"
+
+
+@dataclass
+class PriorSamples:
+    images: np.ndarray  # float32 [n, H, W, 3] in [0, 1]
+    latents: np.ndarray  # float32 [n, D], drawn from the model's prior
 
 
 @dataclass
@@ -236,16 +245,41 @@ def part_seed(seed: int, part: int) -> int:
     return seed if part == 0 else int(np.random.SeedSequence([seed, part]).generate_state(1)[0])
 
 
-def plan_sample(info: ModelInfo, limit: int, n, seed, base=None, mask=None, per_dimension=False) -> list[Request]:
-    """hybrid_sample requests for ``n`` samples, each at most ``limit`` (see :meth:`SAEClient.sample`)."""
-    model = info.name
-    n = _check_int(model, "NUM_SAMPLES", n, 1, MAX_SAMPLES)
-    seed = _check_int(model, "SEED", seed, 0, 2 ** 63 - 1)
+def draw_mode(model: str, draw: str | None, per_dimension) -> str | None:
+    """The draw mode asked for by ``draw`` and the boolean ``per_dimension``; None when neither asks."""
     if not isinstance(per_dimension, (bool, np.bool_)):
         raise InvalidInputError(f"{model}: input PER_DIMENSION must be a bool, got {per_dimension!r}",
                                 model, "PER_DIMENSION")
-    if per_dimension and "PER_DIMENSION" not in info.inputs:
-        info.input("PER_DIMENSION")  # raises, naming the input
+    if draw is None:
+        return "per_dimension" if per_dimension else None
+    if draw not in DRAW_MODES:
+        raise InvalidInputError(f"{model}: input DRAW must be one of {', '.join(DRAW_MODES)}, got {draw!r}",
+                                model, "DRAW")
+    if per_dimension and draw != "per_dimension":
+        raise InvalidInputError(f"{model}: input DRAW {draw!r} contradicts per_dimension=True", model, "DRAW")
+    return draw
+
+
+def plan_draws(info: ModelInfo, limit: int, n, seed) -> list[Request]:
+    """NUM_SAMPLES/SEED requests for ``n`` samples, each at most ``limit``; part p is seeded ``part_seed(seed, p)``."""
+    n = _check_int(info.name, "NUM_SAMPLES", n, 1, MAX_SAMPLES)
+    seed = _check_int(info.name, "SEED", seed, 0, 2 ** 63 - 1)
+    return [{"NUM_SAMPLES": np.array([min(limit, n - start)], np.int64),
+             "SEED": np.array([part_seed(seed, part)], np.int64)}
+            for part, start in enumerate(range(0, n, limit))]
+
+
+def plan_sample(info: ModelInfo, limit: int, n, seed, base=None, mask=None, per_dimension=False,
+                draw: str | None = None) -> list[Request]:
+    """hybrid_sample requests for ``n`` samples, each at most ``limit`` (see :meth:`SAEClient.sample`)."""
+    model = info.name
+    requests = plan_draws(info, limit, n, seed)
+    n = sum(int(r["NUM_SAMPLES"][0]) for r in requests)
+    mode = draw_mode(model, draw, per_dimension)
+    if "DRAW" not in info.inputs and mode not in (None, "per_dimension"):
+        info.input("DRAW")  # raises, naming the input
+    if mode == "per_dimension" and not {"DRAW", "PER_DIMENSION"} & set(info.inputs):
+        info.input("PER_DIMENSION")
     if mask is not None and base is None:
         raise InvalidInputError(f"{model}: input MASK needs BASE (MASK=false keeps a variable from BASE)",
                                 model, "MASK")
@@ -264,18 +298,18 @@ def plan_sample(info: ModelInfo, limit: int, n, seed, base=None, mask=None, per_
         if mask.ndim != 1 or (spec.dims[-1] > 0 and len(mask) != spec.dims[-1]):
             raise InvalidInputError(f"{model}: input MASK must have shape [{spec.dims[-1]}] (one entry per variable), "
                                     f"got {list(mask.shape)}", model, "MASK")
-    requests = []
-    for part, start in enumerate(range(0, n, limit)):
-        count = min(limit, n - start)
-        request: Request = {"NUM_SAMPLES": np.array([count], np.int64),
-                            "SEED": np.array([part_seed(seed, part)], np.int64)}
-        if "PER_DIMENSION" in info.inputs:
-            request["PER_DIMENSION"] = np.array([bool(per_dimension)])
+    start = 0
+    for request in requests:
+        count = int(request["NUM_SAMPLES"][0])
+        if "DRAW" in info.inputs:
+            request["DRAW"] = np.array([(mode or DRAW_MODES[0]).encode()], dtype=np.object_)
+        elif "PER_DIMENSION" in info.inputs:
+            request["PER_DIMENSION"] = np.array([mode == "per_dimension"])
         if base_rows is not None:
             request["BASE"] = base_rows if len(base_rows) == 1 else base_rows[start:start + count]
         if mask is not None:
             request["MASK"] = np.ascontiguousarray(mask)
-        requests.append(request)
+        start += count
     return requests
 
 
@@ -289,15 +323,22 @@ def plan_traverse(info: ModelInfo, latent, dimension, steps) -> Request:
             "STEPS": np.array([_check_int(info.name, "STEPS", steps, low, high)])}
 
 
-def samples_from(outputs: dict[str, np.ndarray], per_dimension: bool) -> HybridSamples:
+def samples_from(outputs: dict[str, np.ndarray], requests: list[Request]) -> HybridSamples:
+    """HybridSamples of joined outputs; the mode is the server's DRAW_MODE, else what the requests asked for."""
     mode = outputs.get("DRAW_MODE")
-    draw_mode = mode.reshape(-1)[0].decode() if mode is not None and mode.size else ""
-    return HybridSamples(outputs["IMAGE"], outputs["LATENT"], outputs["SOURCE_INDEX"], bool(per_dimension), draw_mode)
+    if mode is not None and mode.size:
+        name = mode.reshape(-1)[0].decode()
+    elif "DRAW" in requests[0]:
+        name = requests[0]["DRAW"][0].decode()
+    else:
+        name = "per_dimension" if requests[0].get("PER_DIMENSION", [False])[0] else DRAW_MODES[0]
+    return HybridSamples(outputs["IMAGE"], outputs["LATENT"], outputs["SOURCE_INDEX"], name)
 
 
 def sample_limit(hybrid: ModelInfo, step_infos: Sequence[ModelInfo]) -> int:
-    """Samples per hybrid_sample request: the sampler's ``max_samples`` parameter (fallback 256), capped by the
-    ``max_batch_size`` of the later ensemble steps (the decoder takes the whole draw as one batch)."""
+    """Samples per request of a sampling ensemble (hybrid_sample, prior_sample): its sampler's ``max_samples``
+    parameter (fallback 256), capped by the ``max_batch_size`` of the later ensemble steps (the decoder takes the
+    whole draw as one batch)."""
     limit = DEFAULT_MAX_SAMPLES
     if step_infos:
         limit = int(step_infos[0].parameters.get("max_samples") or DEFAULT_MAX_SAMPLES)
@@ -522,14 +563,22 @@ class SAEClient(ClientBase):
     def max_batch_size(self, model: str) -> int:
         return self.model_info(model).max_batch_size
 
-    def max_samples(self) -> int:
-        """Samples per hybrid_sample request (larger calls are split)."""
-        hybrid = self.model_info("hybrid_sample")
+    def max_samples(self, model: str = "hybrid_sample") -> int:
+        """Samples per request of ``model`` (hybrid_sample or prior_sample; larger calls are split)."""
+        ensemble = self.model_info(model)
         try:
-            steps = [self._info(step) for step in hybrid.steps]
+            steps = [self._info(step) for step in ensemble.steps]
         except InferenceError:  # a component's config cannot be read: the contract's default
             steps = []
-        return sample_limit(hybrid, steps)
+        return sample_limit(ensemble, steps)
+
+    def has_prior(self) -> bool:
+        """Whether the served set has ``prior_sample`` (models with a prior: VAE family, WAE)."""
+        try:
+            self.model_info("prior_sample")
+        except ModelNotServedError:
+            return False
+        return True
 
     # ---------------------------------------------------------------- requests
 
@@ -604,17 +653,28 @@ class SAEClient(ClientBase):
         return self._batched(info, "IMAGE", check_images(info, images), "RECONSTRUCTION")
 
     def sample(self, n: int, seed: int = 0, base: np.ndarray | None = None, mask: np.ndarray | None = None,
-               per_dimension: bool = False) -> HybridSamples:
+               per_dimension: bool = False, draw: str | None = None) -> HybridSamples:
         """``n`` hybrid samples; the same arguments give the same samples.
 
+        ``draw``: ``"independent"`` (default: each variable from its own uniform choice of stored latent, with
+        replacement, as the paper defines it), ``"distinct"`` (the variables of one sample from different stored
+        latents) or ``"per_dimension"`` (each dimension on its own; ``per_dimension=True`` asks for it too).
         ``base``: float [D] or [n, D], latents whose variables ``mask`` (bool [k], one per variable) keeps where
         false and re-draws from the bank where true. Calls above the server's per-request limit go out in parts;
         part 0 uses ``seed``, the others seeds derived from it (:func:`part_seed`).
         """
         info = self.model_info("hybrid_sample")
-        requests = plan_sample(info, self.max_samples(), n, seed, base, mask, per_dimension)
+        requests = plan_sample(info, self.max_samples(), n, seed, base, mask, per_dimension, draw)
         outputs = list(info.outputs)
-        return samples_from(join_outputs([self._send(info.name, r, outputs) for r in requests]), per_dimension)
+        return samples_from(join_outputs([self._send(info.name, r, outputs) for r in requests]), requests)
+
+    def prior_sample(self, n: int, seed: int = 0) -> PriorSamples:
+        """``n`` samples of the model's prior, decoded; the same seed gives the same samples (split as
+        :meth:`sample`). Raises ModelNotServedError for a set without a prior (see :meth:`has_prior`)."""
+        info = self.model_info("prior_sample")
+        requests = plan_draws(info, self.max_samples("prior_sample"), n, seed)
+        out = join_outputs([self._send(info.name, r, ["IMAGE", "LATENT"]) for r in requests])
+        return PriorSamples(out["IMAGE"], out["LATENT"])
 
     def traverse(self, latent: np.ndarray, dimension: int, steps: int) -> Traversal:
         """``steps`` latents equal to ``latent`` but for ``dimension``, swept over its range in the training set."""

@@ -2,7 +2,9 @@
 
 Writes ``NAME_encode``, ``NAME_decode`` (ONNX fp32 + fp16 + TorchScript, each checked against the eager model),
 ``NAME_sampler`` and ``NAME_traverse`` (python backend + the bank), and the ensembles ``NAME_reconstruct`` and
-``NAME_hybrid_sample``, with configs generated for the model's real dims (``export.triton_configs``).
+``NAME_hybrid_sample``, with configs generated for the model's real dims (``export.triton_configs``). Models with a
+prior (the bank records it) also get ``NAME_prior_sampler`` and the ensemble ``NAME_prior_sample``; re-exporting a
+name as a model without a prior removes that name's old prior models.
 
 Everything is built in a staging folder beside the repository (same filesystem), optionally checked by a validator,
 and only then moved in, one whole model folder at a time: each folder is swapped atomically with the one it replaces
@@ -30,7 +32,7 @@ from export.fp16 import write_fp16_onnx
 from export.graphs import ONNX_OPSET, export_onnx, graph_specs
 from export.parity import ParityResult, compare
 from export.torchscript import export_torchscript
-from export.triton_configs import (BANK_FILE, MANIFEST_FILE, ONNX_FILE, ONNX_FP16_FILE, PYTHON_FILE, ROLES,
+from export.triton_configs import (BANK_FILE, MANIFEST_FILE, ONNX_FILE, ONNX_FP16_FILE, PYTHON_FILE,
                                    TORCHSCRIPT_FILE, VERSION, RepositoryOptions, ServedShapes, config_text,
                                    model_configs)
 from export.triton_templates import ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
@@ -119,6 +121,19 @@ def install(staging: Path, repo: Path, models: list[str]) -> None:
             os.rename(new, final)
 
 
+def retire(repo: Path, staging: Path, options: RepositoryOptions, roles: tuple[str, ...]) -> list[str]:
+    """Move this export name's folders for ``roles`` (ensembles first) out of ``repo`` into ``staging``, where they
+    are deleted with it; folders another export name wrote stay. Returns the models removed."""
+    removed = []
+    for role in reversed(roles):
+        model = options.model_name(role)
+        manifest = read_manifest(repo / model)
+        if manifest is not None and manifest.get("export_name") == options.name:
+            os.rename(repo / model, staging / f"{model}.retired")
+            removed.append(model)
+    return removed
+
+
 def _manifest(options: RepositoryOptions, role: str, ckpt: Checkpoint, bank: Bank, parity: list[ParityResult],
               source: Path) -> str:
     import onnx
@@ -185,30 +200,39 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
     staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.export-", dir=repo.parent))
     try:
         names = options.model_names()
-        version_dirs = {role: staging / names[role] / VERSION for role in ROLES}
-        for folder in version_dirs.values():
-            folder.mkdir(parents=True)
+        version_dirs = {role: staging / names[role] / VERSION for role in names}
+        for role in ("encode", "decode"):
+            version_dirs[role].mkdir(parents=True)
         parity = _write_graphs(model, version_dirs)
         bank = build_bank(model, cfg.name, data, dataset_splits(data)["train"], source, ckpt.step, bank_size,
                           bank_seed)
-        bank.save(version_dirs["sampler"] / BANK_FILE)
-        shutil.copyfile(version_dirs["sampler"] / BANK_FILE, version_dirs["traverse"] / BANK_FILE)
+        shapes = ServedShapes(cfg.model.backbone.image_size, cfg.model.latent_dim, bank.num_variables,
+                              bank_size=len(bank.latents), has_prior=bank.prior_mean is not None)
+        roles = shapes.roles()
+        for role in roles:
+            version_dirs[role].mkdir(parents=True, exist_ok=True)
+        bank_users = [role for role in ("sampler", "prior_sampler", "traverse") if role in roles]
+        bank.save(version_dirs[bank_users[0]] / BANK_FILE)
+        for role in bank_users[1:]:
+            shutil.copyfile(version_dirs[bank_users[0]] / BANK_FILE, version_dirs[role] / BANK_FILE)
         code = {"sampler": SAMPLER_MODEL, "traverse": TRAVERSE_MODEL}
+        if shapes.has_prior:
+            code["prior_sampler"] = SAMPLER_MODEL  # the same file; its config's latents_from picks the prior draw
         if options.flavour == "python":
             code.update(encode=ONNX_MODEL, decode=ONNX_MODEL)
         for role, template in code.items():
             shutil.copyfile(template, version_dirs[role] / PYTHON_FILE)
 
-        shapes = ServedShapes(cfg.model.backbone.image_size, cfg.model.latent_dim, bank.num_variables)
         configs = model_configs(shapes, options)
-        for role in ROLES:
+        for role in roles:
             model_dir = staging / names[role]
             (model_dir / "config.pbtxt").write_text(config_text(configs[names[role]], role, f"{cfg.name} step "
                                                                 f"{ckpt.step}"))
             (model_dir / VERSION / MANIFEST_FILE).write_text(_manifest(options, role, ckpt, bank, parity, source))
         if validate is not None:
             validate(staging)
-        order = [names[role] for role in ROLES]
+        order = [names[role] for role in roles]
+        retire(repo, staging, options, tuple(r for r in names if r not in roles))
         install(staging, repo, order)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -2,13 +2,15 @@
 
 ``model_configs(shapes, options)`` returns ``{folder name: ModelConfig}`` for the set ``NAME_encode``,
 ``NAME_decode``, ``NAME_reconstruct`` (ensemble encode -> decode), ``NAME_hybrid_sample`` (ensemble sampler ->
-decode), ``NAME_traverse`` and the helper ``NAME_sampler``; an empty NAME gives the unprefixed names. Two flavours:
+decode), ``NAME_traverse`` and the helper ``NAME_sampler``, and for models with a prior ``NAME_prior_sample``
+(ensemble prior_sampler -> decode) with its helper ``NAME_prior_sampler``; an empty NAME gives the unprefixed names.
+Two flavours:
 
 * ``python``: encode/decode are python-backend models running ONNX Runtime (``triton_templates/onnx_model.py``),
   instance kind KIND_AUTO (a GPU when the server has one, else the CPU); runs with the server bundled in
   nvidia-pytriton.
 * ``native``: encode/decode use the ``onnxruntime_onnx`` (or ``pytorch_libtorch``) platform with KIND_GPU instances
-  and, optionally, the TensorRT accelerator; for NVIDIA's stock container. The sampler and traverse stay python.
+  and, optionally, the TensorRT accelerator; for NVIDIA's stock container. The samplers and traverse stay python.
 
 The batching values come from measurements (README, "Serving configuration"; ``benchmarks/tune_batching.py``).
 """
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from export.triton_templates.sampler_model import FROM_BANK, FROM_PRIOR
+
 ONNX_FILE = "model.onnx"
 ONNX_FP16_FILE = "model_fp16.onnx"
 TORCHSCRIPT_FILE = "model.pt"
@@ -28,7 +32,9 @@ MANIFEST_FILE = "export.json"
 PYTHON_FILE = "model.py"
 VERSION = "1"
 
-ROLES = ("encode", "decode", "sampler", "traverse", "reconstruct", "hybrid_sample")  # leaves before ensembles
+ROLES = ("encode", "decode", "sampler", "prior_sampler", "traverse", "reconstruct", "hybrid_sample",
+         "prior_sample")  # leaves before ensembles
+PRIOR_ROLES = ("prior_sampler", "prior_sample")  # served only for models with a prior
 FLAVOURS = ("python", "native")
 NATIVE_RUNTIMES = ("onnxruntime", "libtorch")
 GPU_PRECISIONS = ("fp16", "fp32")
@@ -44,6 +50,12 @@ class ServedShapes:
     image_size: int  # H = W
     latent_dim: int  # D
     num_variables: int  # k of the bank's partition (SAE-k: k; unstructured: D)
+    bank_size: int = 0  # N stored latents (0: not recorded in the sampler's config)
+    has_prior: bool = False  # the model has a prior (VAE family, WAE): NAME_prior_sample is served
+
+    def roles(self) -> tuple[str, ...]:
+        """The roles this model is served with, leaves before ensembles."""
+        return tuple(r for r in ROLES if self.has_prior or r not in PRIOR_ROLES)
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,7 @@ class ServingSettings:
     encode: BatchedModelSettings = field(default_factory=BatchedModelSettings)
     decode: BatchedModelSettings = field(default_factory=BatchedModelSettings)
     sampler_instances: int = 1  # a 256-sample draw takes ~7 ms, small next to decoding the 256 images
+    prior_sampler_instances: int = 1  # a 256-sample normal draw is cheaper still
     traverse_instances: int = 1
 
 
@@ -74,7 +87,7 @@ class RepositoryOptions:
     native_runtime: str = "onnxruntime"  # native flavour: onnxruntime_onnx or pytorch_libtorch platform
     tensorrt: bool = False  # native onnxruntime: TensorRT execution accelerator
     gpu_precision: str = "fp16"  # GPU instances run model_fp16.onnx (or TensorRT in FP16 mode)
-    max_samples: int = 256  # NUM_SAMPLES limit of hybrid_sample
+    max_samples: int = 256  # NUM_SAMPLES limit of hybrid_sample and prior_sample
     max_traverse_steps: int = 64
     serving: ServingSettings = field(default_factory=ServingSettings)
 
@@ -104,8 +117,8 @@ class RepositoryOptions:
     def model_name(self, role: str) -> str:
         return f"{self.name}_{role}" if self.name else role
 
-    def model_names(self) -> dict[str, str]:
-        return {role: self.model_name(role) for role in ROLES}
+    def model_names(self, roles: tuple[str, ...] = ROLES) -> dict[str, str]:
+        return {role: self.model_name(role) for role in roles}
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
@@ -189,15 +202,18 @@ def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str,
                                s.decode),
     }
 
+    count_and_seed = [_input("NUM_SAMPLES", "TYPE_INT64", [1]), _input("SEED", "TYPE_INT64", [1])]
     sampler = pb.ModelConfig(name=names["sampler"], backend="python", max_batch_size=0, input=[
-        _input("NUM_SAMPLES", "TYPE_INT64", [1]), _input("SEED", "TYPE_INT64", [1]),
-        _input("PER_DIMENSION", "TYPE_BOOL", [1], optional=True), _input("BASE", "TYPE_FP32", [-1, d], optional=True),
+        *count_and_seed, _input("PER_DIMENSION", "TYPE_BOOL", [1], optional=True),
+        _input("DRAW", "TYPE_STRING", [1], optional=True), _input("BASE", "TYPE_FP32", [-1, d], optional=True),
         _input("MASK", "TYPE_BOOL", [k], optional=True)], output=[
         _output("LATENT", "TYPE_FP32", [-1, d]), _output("SOURCE_INDEX", "TYPE_INT64", [-1, -1]),
         _output("DRAW_MODE", "TYPE_STRING", [1])])
     sampler.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU,
                                                         count=s.sampler_instances))
-    _params(sampler, max_samples=options.max_samples)
+    _params(sampler, latents_from=FROM_BANK, max_samples=options.max_samples)
+    if shapes.bank_size:
+        _params(sampler, bank_size=shapes.bank_size)
     configs["sampler"] = sampler
 
     traverse = pb.ModelConfig(name=names["traverse"], backend="python", max_batch_size=0, input=[
@@ -218,24 +234,41 @@ def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str,
         _step(names["decode"], {"LATENT": "latent"}, {"IMAGE": "RECONSTRUCTION"})])
     configs["reconstruct"] = reconstruct
 
-    hybrid = pb.ModelConfig(name=names["hybrid_sample"], platform="ensemble", max_batch_size=0,
-                            input=list(sampler.input), output=[_output("IMAGE", "TYPE_FP32", [-1, *image]),
-                                                               *sampler.output])
-    passthrough = {t.name: t.name for t in sampler.input}
-    hybrid.ensemble_scheduling.step.extend([
-        _step(names["sampler"], passthrough, {t.name: t.name for t in sampler.output}),
-        _step(names["decode"], {"LATENT": "LATENT"}, {"IMAGE": "IMAGE"})])
-    configs["hybrid_sample"] = hybrid
-    return {names[role]: configs[role] for role in ROLES}
+    configs["hybrid_sample"] = _sampling_ensemble(names["hybrid_sample"], names["sampler"], names["decode"],
+                                                  sampler, image)
+    if shapes.has_prior:
+        prior = pb.ModelConfig(name=names["prior_sampler"], backend="python", max_batch_size=0,
+                               input=count_and_seed, output=[_output("LATENT", "TYPE_FP32", [-1, d])])
+        prior.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU,
+                                                          count=s.prior_sampler_instances))
+        _params(prior, latents_from=FROM_PRIOR, max_samples=options.max_samples)
+        configs["prior_sampler"] = prior
+        configs["prior_sample"] = _sampling_ensemble(names["prior_sample"], names["prior_sampler"], names["decode"],
+                                                     prior, image)
+    return {names[role]: configs[role] for role in shapes.roles()}
+
+
+def _sampling_ensemble(name: str, sampler_name: str, decode_name: str, sampler: pb.ModelConfig,
+                       image: list[int]) -> pb.ModelConfig:
+    """sampler -> decode: the sampler's inputs and outputs, plus the decoded IMAGE."""
+    config = pb.ModelConfig(name=name, platform="ensemble", max_batch_size=0, input=list(sampler.input),
+                            output=[_output("IMAGE", "TYPE_FP32", [-1, *image]), *sampler.output])
+    config.ensemble_scheduling.step.extend([
+        _step(sampler_name, {t.name: t.name for t in sampler.input}, {t.name: t.name for t in sampler.output}),
+        _step(decode_name, {"LATENT": "LATENT"}, {"IMAGE": "IMAGE"})])
+    return config
 
 
 DESCRIPTIONS = {
     "encode": "images (uint8 HWC, the datasets' layout) -> latents; the graph converts to float NCHW itself",
     "decode": "latents -> images, float32 HWC in [0, 1] (sigmoid of the decoder's logits)",
-    "sampler": "hybrid sampling from the bank (1/bank.h5), per variable or per dimension, with BASE/MASK control",
+    "sampler": "hybrid sampling from the bank (1/bank.h5): DRAW independent (default), distinct or per_dimension, "
+               "with BASE/MASK control",
+    "prior_sampler": "latents from the model's prior N(prior_mean, prior_std^2), both stored in 1/bank.h5",
     "traverse": "one latent, one dimension swept from its training-set min to max in STEPS steps, decoded",
     "reconstruct": "ensemble: encode -> decode",
     "hybrid_sample": "ensemble: sampler -> decode (same SEED, same images)",
+    "prior_sample": "ensemble: prior_sampler -> decode (same SEED, same images)",
 }
 
 

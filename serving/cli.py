@@ -88,20 +88,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve_forever(server_config(args))
 
 
-def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: bool = False) -> Path:
+def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: bool = False,
+                      draw: str | None = None) -> Path:
     from clients.png import image_grid, write_png
     from clients.triton_client import SAEClient, to_uint8
 
     with SAEClient(url) as client:
         client.wait_ready(timeout_s=30)
-        samples = client.sample(n, seed=seed, per_dimension=per_dimension)
+        samples = client.sample(n, seed=seed, per_dimension=per_dimension, draw=draw)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_png(out, image_grid(to_uint8(samples.images), ncols=int(round(n ** 0.5))))
     return out
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    path = write_sample_grid(args.url, args.n, args.seed, args.out, args.per_dimension)
+    path = write_sample_grid(args.url, args.n, args.seed, args.out, args.per_dimension, args.draw)
     print(f"wrote {args.n} hybrid samples to {path}")
     return 0
 
@@ -266,7 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--seed", type=arg.non_negative_int, default=0)
     sm.add_argument("--out", type=arg.output_file, default=Path("samples.png"))
     sm.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
-    sm.add_argument("--per-dimension", action="store_true", help="draw each latent dimension on its own")
+    sm.add_argument("--draw", default=None,
+                    help="independent (default: each variable from its own uniformly chosen stored latent, with "
+                    "replacement), distinct (the variables of a sample from different stored latents) or "
+                    "per_dimension (each dimension on its own)")
+    sm.add_argument("--per-dimension", action="store_true", help="the same as --draw per_dimension")
     sm.set_defaults(func=cmd_sample)
 
     en = sub.add_parser("encode", help="encode a dataset through the server(s) into an HDF5 file of latents "

@@ -6,7 +6,8 @@ then matched against what it points at:
 * ONNX files (``onnxruntime_onnx`` platform, or a python model's ``onnx_file``/``gpu_onnx_file`` parameter): input
   and output names, data types and dims, with a dynamic batch axis when ``max_batch_size > 0``;
 * TorchScript files (``pytorch_libtorch``): loaded and run on a zero input of the configured shape, outputs checked;
-* python models: ``model.py`` present; the bank (``bank.h5``) of samplers and traversers matches their dims;
+* python models: ``model.py`` present; the bank (``bank.h5``) of samplers and traversers matches their dims (and
+  the sampler's ``bank_size``); a prior sampler (``latents_from: prior``) has a bank with the prior's mean and std;
   a BLS target (``decode_model`` parameter) exists and takes the latents;
 * ensembles: every step's model exists, its input/output maps name real tensors of that model, every mapped tensor
   is an ensemble input or produced by a step, every ensemble output is produced, and dtypes and shapes agree.
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
+
+from export.triton_templates.sampler_model import FROM_BANK, FROM_PRIOR
 
 # Triton data types -> ONNX TensorProto element types (onnx.TensorProto values)
 _ONNX_TYPES = {"TYPE_BOOL": 9, "TYPE_UINT8": 2, "TYPE_INT8": 3, "TYPE_INT16": 5, "TYPE_INT32": 6, "TYPE_INT64": 7,
@@ -241,6 +244,9 @@ class _Checker:
         for key in ("onnx_file", "gpu_onnx_file"):
             if key in params:
                 self.check_onnx(name, config, version / params[key], f"parameters.{key}")
+        if params.get("latents_from", FROM_BANK) not in (FROM_BANK, FROM_PRIOR):
+            self.add(name, "parameters.latents_from",
+                     f"{params['latents_from']!r}: must be {FROM_BANK} or {FROM_PRIOR}")
         if "max_samples" in params or "decode_model" in params:
             self.check_bank(name, config, version / "bank.h5")
         if "decode_model" in params:
@@ -250,11 +256,14 @@ class _Checker:
         if not self._file(name, "bank", path):
             return
         import h5py
+        import numpy as np
 
+        params = {k: v.string_value for k, v in config.parameters.items()}
         try:
             with h5py.File(path, "r") as f:
                 latents, variable_of_dim = f["latents"].shape, f["variable_of_dim"][()]
                 ranges = {k: f[k].shape for k in ("dim_min", "dim_max") if k in f}
+                prior = {k: np.asarray(f[k]) for k in ("prior_mean", "prior_std") if k in f}
         except (OSError, KeyError) as e:
             self.add(name, "bank", f"{path.name} is not a readable bank (latents, variable_of_dim): {e}")
             return
@@ -267,8 +276,19 @@ class _Checker:
                 if t.name == "MASK" and list(t.dims) != [int(variable_of_dim.max()) + 1]:
                     self.add(name, f"{kind} MASK dims", f"config {list(t.dims)}, {path.name} has "
                                                         f"{int(variable_of_dim.max()) + 1} variables")
-        if "decode_model" in {k for k in config.parameters} and set(ranges.values()) != {(dim,)}:
+        if "decode_model" in params and set(ranges.values()) != {(dim,)}:
             self.add(name, "bank", f"{path.name} lacks per-dimension dim_min/dim_max of length {dim}")
+        if "bank_size" in params and params["bank_size"] != str(latents[0]):
+            self.add(name, "parameters.bank_size", f"config {params['bank_size']}, {path.name} holds {latents[0]} "
+                                                   "latents")
+        if params.get("latents_from") == FROM_PRIOR:
+            shapes = {k: v.shape for k, v in prior.items()}
+            if shapes != {"prior_mean": (dim,), "prior_std": (dim,)}:
+                self.add(name, "bank", f"{path.name} has no prior of {dim} dimensions (prior_mean, prior_std; found "
+                                       f"{shapes or 'none'}): only a model with a prior can serve prior samples")
+            elif not (np.isfinite(prior["prior_mean"]).all() and np.isfinite(prior["prior_std"]).all()
+                      and (prior["prior_std"] > 0).all()):
+                self.add(name, "bank", f"{path.name}: prior_mean must be finite and prior_std finite and positive")
 
     def check_bls_target(self, name: str, config: pb.ModelConfig, target: str) -> None:
         field = "parameters.decode_model"

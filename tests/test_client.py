@@ -30,6 +30,7 @@ CONTRACT_HYBRID = {
     "input": [{"name": "NUM_SAMPLES", "data_type": "TYPE_INT64", "dims": ["1"]},
               {"name": "SEED", "data_type": "TYPE_INT64", "dims": ["1"]},
               {"name": "PER_DIMENSION", "data_type": "TYPE_BOOL", "dims": ["1"], "optional": True},
+              {"name": "DRAW", "data_type": "TYPE_STRING", "dims": ["1"], "optional": True},
               {"name": "BASE", "data_type": "TYPE_FP32", "dims": ["-1", str(D)], "optional": True},
               {"name": "MASK", "data_type": "TYPE_BOOL", "dims": [str(K)], "optional": True}],
     "output": [{"name": "IMAGE", "data_type": "TYPE_FP32", "dims": ["-1", "64", "64", "3"]},
@@ -103,11 +104,31 @@ def test_large_samples_are_split_with_base_rows_following_their_samples(hybrid):
     assert [int(r["SEED"][0]) for r in requests] == [part_seed(7, i) for i in range(3)]
     assert np.array_equal(np.concatenate([r["BASE"] for r in requests]), base.astype(np.float32))
     assert all(r["BASE"].dtype == np.float32 and np.array_equal(r["MASK"], mask) for r in requests)
-    assert all(r["PER_DIMENSION"].tolist() == [True] for r in requests)
+    assert all(r["DRAW"].tolist() == [b"per_dimension"] for r in requests)
     one_row = plan_sample(hybrid, 256, 300, 7, base=base[0])  # one BASE row serves every sample
     assert [r["BASE"].shape for r in one_row] == [(1, D), (1, D)]
     plain = plan_sample(hybrid, 256, 10, 7)
-    assert set(plain[0]) == {"NUM_SAMPLES", "SEED", "PER_DIMENSION"}, "BASE and MASK are optional on the wire"
+    assert set(plain[0]) == {"NUM_SAMPLES", "SEED", "DRAW"}, "BASE and MASK are optional on the wire"
+    assert plain[0]["DRAW"].tolist() == [b"independent"], "the paper's independent draw is the default"
+
+
+@pytest.mark.parametrize("kwargs,wire", [
+    (dict(), b"independent"), (dict(draw="distinct"), b"distinct"), (dict(draw="per_dimension"), b"per_dimension"),
+    (dict(per_dimension=True), b"per_dimension"), (dict(draw="per_dimension", per_dimension=True), b"per_dimension"),
+])
+def test_the_draw_mode_goes_on_the_wire_as_DRAW(hybrid, kwargs, wire):
+    (request,) = plan_sample(hybrid, 256, 4, 0, **kwargs)
+    assert request["DRAW"].dtype == np.object_ and request["DRAW"].tolist() == [wire]
+    assert "PER_DIMENSION" not in request, "one input names the mode"
+
+
+def test_a_server_without_DRAW_still_gets_per_dimension_through_PER_DIMENSION():
+    older = ModelInfo.from_config({**CONTRACT_HYBRID, "input": [i for i in CONTRACT_HYBRID["input"]
+                                                                if i["name"] != "DRAW"]})
+    assert plan_sample(older, 256, 4, 0, draw="per_dimension")[0]["PER_DIMENSION"].tolist() == [True]
+    assert plan_sample(older, 256, 4, 0)[0]["PER_DIMENSION"].tolist() == [False]
+    with pytest.raises(InvalidInputError, match="has no input DRAW"):
+        plan_sample(older, 256, 4, 0, draw="distinct")
 
 
 @pytest.mark.parametrize("kwargs,name,match", [
@@ -116,6 +137,8 @@ def test_large_samples_are_split_with_base_rows_following_their_samples(hybrid):
     (dict(n=2.0), "NUM_SAMPLES", "NUM_SAMPLES"),
     (dict(seed=-1), "SEED", "SEED must be an integer"),
     (dict(per_dimension="yes"), "PER_DIMENSION", "PER_DIMENSION must be a bool"),
+    (dict(draw="per_variable"), "DRAW", "DRAW must be one of independent, distinct, per_dimension"),
+    (dict(draw="distinct", per_dimension=True), "DRAW", "contradicts per_dimension=True"),
     (dict(mask=np.ones(K, bool)), "MASK", "MASK needs BASE"),
     (dict(base=np.zeros((1, D)), mask=np.ones(K + 1, bool)), "MASK", rf"MASK must have shape \[{K}\]"),
     (dict(base=np.zeros((1, D)), mask=np.ones(K, np.int64)), "MASK", "MASK must be bool"),
@@ -138,6 +161,7 @@ def test_inputs_the_served_model_lacks_are_refused_by_name():
         plan_sample(old, 256, 4, 0, base=np.zeros(D))
     with pytest.raises(InvalidInputError, match="has no input PER_DIMENSION"):
         plan_sample(old, 256, 4, 0, per_dimension=True)
+    assert set(plan_sample(old, 256, 4, 0)[0]) == {"NUM_SAMPLES", "SEED"}, "the default asks for nothing it lacks"
 
 
 def test_traverse_requests_and_their_checks():
@@ -246,7 +270,7 @@ def test_samples_beyond_the_per_request_limit_are_split(client):
     big, plain = client.sample(300, seed=3), client.sample(256, seed=3)
     assert big.images.shape == (300, 64, 64, 3) and big.source_index.shape[0] == 300
     assert np.array_equal(big.latents[:256], plain.latents), "part 0 is the plain request with the same seed"
-    assert big.draw_mode == "per_variable"
+    assert big.draw_mode == "independent"
     assert client.sample(2, seed=3, per_dimension=True).draw_mode == "per_dimension"
 
 

@@ -112,6 +112,12 @@ def test_fast_eval_writes_json_markdown_and_figures_with_finite_numbers(fast_eva
         assert entry["hybrid_samples"] > 2 * entry["real_vs_real_floor"]
     assert result["distances"]["FID"]["status"].startswith("skipped: --fast")
     assert result["distances"]["prior_samples"].startswith("not applicable")
+    assert all(result["distances"][name]["prior_samples"].startswith("not applicable")  # the SAE has no prior
+               for name in ("FD-factor", "FD-randconv"))
+    sampling = result["sampling"]
+    assert sampling["draw_mode"] == "independent" and sampling["bank_size"] == 128
+    assert sampling["num_variables"] == 12 and sampling["hybrid_samples"] == 256 and sampling["prior_samples"] == 0
+    assert "draw mode **independent** from 128 stored training latents" in report
     assert len(result["distances"]["FD-factor"]["classifier_heldout_accuracy"]) == 6
 
     dis = result["disentanglement"]

@@ -61,6 +61,33 @@ def test_variational_models_store_their_standard_normal_prior():
     assert prior_moments(build_model(get_config("ae-tiny").model)) is None
 
 
+PRIOR_CONFIGS = ("vae-tiny", "betavae-tiny", "betatcvae-tiny", "factorvae-tiny", "wae-tiny", "vlae12-tiny")
+
+
+@pytest.mark.parametrize("config_name", PRIOR_CONFIGS + ("sae12-tiny", "ae-tiny", "adaae12-tiny"))
+def test_exactly_the_models_with_a_prior_are_served_prior_samples(config_name, one_torch_thread):
+    """The served set follows the bank: a prior (N(0, I) for every prior model here) gives NAME_prior_sample."""
+    from export.triton_configs import ServedShapes, model_configs
+    from training.config import get_config
+    from training.models.autoencoder import build_model
+
+    cfg = get_config(config_name).model
+    prior = prior_moments(build_model(cfg))
+    assert (prior is not None) == (config_name in PRIOR_CONFIGS)
+    if prior is not None:
+        assert np.array_equal(prior[0], np.zeros(cfg.latent_dim)) and np.array_equal(prior[1], np.ones(cfg.latent_dim))
+    configs = model_configs(ServedShapes(64, cfg.latent_dim, len(cfg.variable_sizes), 128, prior is not None),
+                            RepositoryOptions(name="m"))
+    has_prior_models = {"m_prior_sample", "m_prior_sampler"} <= set(configs)
+    assert has_prior_models == (prior is not None)
+    if has_prior_models:
+        ensemble = configs["m_prior_sample"]
+        assert [s.model_name for s in ensemble.ensemble_scheduling.step] == ["m_prior_sampler", "m_decode"]
+        assert [t.name for t in ensemble.input] == ["NUM_SAMPLES", "SEED"]
+        assert [t.name for t in ensemble.output] == ["IMAGE", "LATENT"]
+        assert configs["m_prior_sampler"].parameters["latents_from"].string_value == "prior"
+
+
 @pytest.mark.parametrize("name", ["has space", "_lead", "a/b", "x" * 65])
 def test_bad_names_are_refused_before_any_work(tmp_path, name):
     with pytest.raises(ConfigError, match="--name"):

@@ -1,11 +1,15 @@
-"""Issue 4's acceptance: two different models exported side by side into one repository and served by a real
-Triton server (python flavour), every model of each checked against the eager model; controllable generation with
-MASK; the validator on the native flavour and on hand-broken configs."""
+"""Two different models exported side by side into one repository and served by a real Triton server (python
+flavour), every model of each checked against the eager model; the draw modes of hybrid sampling on the wire;
+controllable generation with MASK; prior samples of the model with a prior (and none for the SAE); `sae eval` on
+the VAE set; the validator on the native flavour and on hand-broken configs."""
 from __future__ import annotations
 
 import dataclasses
 import shutil
 from pathlib import Path
+
+import json
+import math
 
 import numpy as np
 import pytest
@@ -15,7 +19,7 @@ from conftest import _fixture_dir, copy_repository
 from export.bank import Bank
 from export.graphs import graph_specs
 from export.triton_configs import RepositoryOptions, ServedShapes, config_text, model_configs
-from export.triton_templates.sampler_model import draw_hybrid
+from export.triton_templates.sampler_model import DRAW_MODES, draw_hybrid, draw_prior
 from export.triton_templates.traverse_model import traversal
 from serving.validate import check_repository, validate_repository
 
@@ -125,7 +129,8 @@ def bank_of(repo: Path, name: str) -> Bank:
 def test_both_models_are_in_one_valid_repository(two_model_repo):
     folders = {p.name for p in two_model_repo.iterdir() if p.is_dir()}
     roles = ("encode", "decode", "reconstruct", "hybrid_sample", "traverse", "sampler")
-    assert folders == {f"{name}_{role}" for name in MODELS for role in roles}
+    prior_roles = ("prior_sampler", "prior_sample")  # the β-VAE has a prior, the SAE none
+    assert folders == {f"{name}_{role}" for name in MODELS for role in roles} | {f"vae_{r}" for r in prior_roles}
     assert [p for p in validate_repository(two_model_repo) if p.severity == "error"] == []
     assert bank_of(two_model_repo, "sae4").num_variables == 4 and bank_of(two_model_repo, "vae").num_variables == 12
     vae = bank_of(two_model_repo, "vae")
@@ -151,15 +156,36 @@ def test_encode_decode_reconstruct_match_the_eager_model(client, eager, name, te
 
 @pytest.mark.server
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("per_dimension", [False, True])
-def test_hybrid_sample_draws_from_the_bank_and_decodes(client, eager, two_model_repo, name, per_dimension):
+@pytest.mark.parametrize("mode", DRAW_MODES)
+def test_hybrid_sample_draws_from_the_bank_and_decodes(client, eager, two_model_repo, name, mode):
     bank = bank_of(two_model_repo, name)
-    out = infer(client, f"{name}_hybrid_sample", **sample_inputs(5, 3, PER_DIMENSION=np.array([per_dimension])))
-    expected_latents, expected_source = draw_hybrid(bank.latents, bank.variable_of_dim, 5, 3, per_dimension)
+    out = infer(client, f"{name}_hybrid_sample", **sample_inputs(5, 3, DRAW=np.array([mode.encode()], np.object_)))
+    expected_latents, expected_source = draw_hybrid(bank.latents, bank.variable_of_dim, 5, 3, mode)
     assert np.array_equal(out["LATENT"], expected_latents) and np.array_equal(out["SOURCE_INDEX"], expected_source)
-    assert out["SOURCE_INDEX"].shape == (5, 12 if per_dimension else bank.num_variables)
-    assert out["DRAW_MODE"].tolist() == [b"per_dimension" if per_dimension else b"per_variable"]
+    assert out["SOURCE_INDEX"].shape == (5, 12 if mode == "per_dimension" else bank.num_variables)
+    assert out["DRAW_MODE"].tolist() == [mode.encode()]
     assert np.allclose(out["IMAGE"], eager[name]["decode"](out["LATENT"]), atol=ATOL)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("inputs,mode", [
+    ({}, b"independent"), ({"PER_DIMENSION": np.array([False])}, b"independent"),
+    ({"PER_DIMENSION": np.array([True])}, b"per_dimension"),
+    ({"PER_DIMENSION": np.array([True]), "DRAW": np.array([b"per_dimension"], np.object_)}, b"per_dimension"),
+])
+def test_draw_mode_defaults_to_independent_and_per_dimension_still_works(client, inputs, mode):
+    assert infer(client, "sae4_hybrid_sample", **sample_inputs(3, 1, **inputs))["DRAW_MODE"].tolist() == [mode]
+
+
+@pytest.mark.server
+def test_the_client_reports_the_mode_the_server_drew_with(server):
+    from clients.triton_client import SAEClient
+
+    with SAEClient(server.grpc_url, model="sae4") as c:
+        for mode in DRAW_MODES:
+            assert c.sample(4, seed=2, draw=mode).draw_mode == mode
+        assert c.sample(4, seed=2).draw_mode == "independent"
+        assert c.sample(4, seed=2, per_dimension=True).draw_mode == "per_dimension"
 
 
 @pytest.mark.server
@@ -180,13 +206,13 @@ def test_traverse_sweeps_one_dimension_between_its_training_range(client, eager,
 
 @pytest.mark.server
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("per_dimension", [False, True])
-def test_mask_with_every_variable_reproduces_hybrid_sample(client, two_model_repo, name, per_dimension):
+@pytest.mark.parametrize("mode", DRAW_MODES)
+def test_mask_with_every_variable_reproduces_hybrid_sample(client, two_model_repo, name, mode):
     k = bank_of(two_model_repo, name).num_variables
-    flag = np.array([per_dimension])
-    plain = infer(client, f"{name}_hybrid_sample", **sample_inputs(4, 11, PER_DIMENSION=flag))
+    draw = np.array([mode.encode()], np.object_)
+    plain = infer(client, f"{name}_hybrid_sample", **sample_inputs(4, 11, DRAW=draw))
     base = np.random.default_rng(0).normal(size=(1, 12)).astype(np.float32)
-    masked = infer(client, f"{name}_hybrid_sample", **sample_inputs(4, 11, PER_DIMENSION=flag, BASE=base,
+    masked = infer(client, f"{name}_hybrid_sample", **sample_inputs(4, 11, DRAW=draw, BASE=base,
                                                                      MASK=np.ones(k, bool)))
     for key in ("IMAGE", "LATENT", "SOURCE_INDEX", "DRAW_MODE"):
         assert np.array_equal(plain[key], masked[key]), key
@@ -224,6 +250,11 @@ def test_masked_variables_are_redrawn_and_the_others_kept(client, two_model_repo
     ("sae4_hybrid_sample", sample_inputs(2, 0, BASE=np.zeros((3, 12), np.float32), MASK=np.ones(4, bool)), "BASE"),
     ("vae_hybrid_sample", sample_inputs(257, 0), "NUM_SAMPLES must be in 1..256"),
     ("vae_hybrid_sample", sample_inputs(2, -1), "SEED"),
+    ("vae_hybrid_sample", sample_inputs(2, 0, DRAW=np.array([b"groups"], np.object_)), "DRAW must be one of"),
+    ("vae_hybrid_sample", sample_inputs(2, 0, DRAW=np.array([b"distinct"], np.object_),
+                                        PER_DIMENSION=np.array([True])), "PER_DIMENSION=true"),
+    ("vae_prior_sample", sample_inputs(257, 0), "NUM_SAMPLES must be in 1..256"),
+    ("vae_prior_sample", sample_inputs(2, -1), "SEED must be non-negative"),
     ("vae_traverse", {"LATENT": np.zeros(12, np.float32), "DIMENSION": np.array([12]), "STEPS": np.array([5])},
      "DIMENSION must be in 0..11"),
     ("vae_traverse", {"LATENT": np.zeros(12, np.float32), "DIMENSION": np.array([0]), "STEPS": np.array([65])},
@@ -235,6 +266,79 @@ def test_bad_requests_get_errors_naming_the_input(client, model, inputs, names):
     with pytest.raises(InferenceServerException, match=names):
         infer(client, model, **inputs)
     assert client.is_server_live() and client.is_model_ready(model)
+
+
+# --------------------------------------------------------------------------------------------- prior samples
+
+
+@pytest.mark.server
+def test_prior_sample_is_seeded_standard_normal_and_decoded(client, eager, two_model_repo):
+    bank = bank_of(two_model_repo, "vae")
+    a, b = infer(client, "vae_prior_sample", **sample_inputs(256, 4)), infer(client, "vae_prior_sample",
+                                                                             **sample_inputs(256, 4))
+    other = infer(client, "vae_prior_sample", **sample_inputs(256, 5))
+    assert a["IMAGE"].shape == (256, 64, 64, 3) and a["LATENT"].shape == (256, 12)
+    assert np.array_equal(a["IMAGE"], b["IMAGE"]) and np.array_equal(a["LATENT"], b["LATENT"])
+    assert not np.allclose(a["IMAGE"], other["IMAGE"])
+    assert np.array_equal(a["LATENT"], draw_prior(bank.prior_mean, bank.prior_std, 256, 4))
+    latents = np.concatenate([a["LATENT"], other["LATENT"]])  # 512 x 12 draws of N(0, 1)
+    assert np.abs(latents.mean(axis=0)).max() < 0.25 and np.abs(latents.std(axis=0) - 1).max() < 0.15
+    assert np.allclose(a["IMAGE"], eager["vae"]["decode"](a["LATENT"]), atol=ATOL)
+
+
+@pytest.mark.server
+def test_only_the_model_with_a_prior_serves_prior_samples(server):
+    from clients.errors import ModelNotServedError
+    from clients.triton_client import SAEClient
+
+    with SAEClient(server.grpc_url, model="vae") as vae, SAEClient(server.grpc_url, model="sae4") as sae:
+        assert vae.has_prior() and not sae.has_prior()
+        split = vae.prior_sample(300, seed=4)  # above the per-request limit: two requests, part 0 seeded 4
+        assert split.images.shape == (300, 64, 64, 3)
+        assert np.array_equal(split.latents[:256], vae.prior_sample(256, seed=4).latents)
+        with pytest.raises(ModelNotServedError, match="sae4_prior_sample"):
+            sae.prior_sample(2, seed=0)
+
+
+@pytest.mark.server
+def test_async_client_draws_the_same_prior_samples(server):
+    import asyncio
+
+    from clients.aio import AsyncSAEClient
+    from clients.triton_client import SAEClient
+
+    async def run():
+        async with AsyncSAEClient(server.grpc_url, model="vae") as ac, \
+                AsyncSAEClient(server.grpc_url, model="sae4") as sae:
+            return await ac.has_prior(), await sae.has_prior(), await ac.prior_sample(300, seed=8)
+
+    has, sae_has, samples = asyncio.run(run())
+    assert has and not sae_has
+    with SAEClient(server.grpc_url, model="vae") as c:
+        assert np.array_equal(samples.latents, c.prior_sample(300, seed=8).latents)
+
+
+@pytest.mark.server
+def test_fast_eval_of_the_vae_set_scores_its_prior_samples(server, shapes_file, tmp_path):
+    from serving.cli import main
+
+    out = tmp_path / "eval"
+    rc = main(["eval", "--data", str(shapes_file), "--url", server.grpc_url, "--model", "vae", "--out", str(out),
+               "--fast", "--num-images", "64", "--train-codes", "100", "--stats-cache", str(tmp_path / "cache")])
+    assert rc == 0
+    result = json.loads((out / "eval.json").read_text())
+    assert result["sampling"]["draw_mode"] == "independent" and result["sampling"]["bank_size"] == 128
+    assert result["sampling"]["prior_samples"] == result["sampling"]["hybrid_samples"] == 64
+    for name in ("FD-randconv", "FD-factor"):
+        entry = result["distances"][name]
+        assert isinstance(entry["prior_samples"], float) and math.isfinite(entry["prior_samples"])
+        assert entry["prior_samples"] > 0 and entry["prior_samples"] != entry["hybrid_samples"]
+    assert result["figures"]["prior_samples"]["images"] == 64
+    assert (out / result["figures"]["prior_samples"]["path"]).is_file()
+    report = (out / "report.md").read_text()
+    assert "![Prior samples](figures/prior_samples.png)" in report and "draw mode **independent**" in report
+    randconv_row = next(line for line in report.splitlines() if line.startswith("| FD-randconv |"))
+    assert f"{result['distances']['FD-randconv']['prior_samples']:.4g}" in randconv_row
 
 
 # ------------------------------------------------------------------------------------------ native flavour, validator
@@ -249,8 +353,9 @@ def _native(repo: Path, name: str, **option_changes) -> None:
     """Rewrite one export's configs for the native flavour (what `sae export --flavour native` writes)."""
     options = RepositoryOptions(name=name, flavour="native", **option_changes)
     bank = bank_of(repo, name)
-    configs = model_configs(ServedShapes(64, bank.latent_dim, bank.num_variables), options)
-    for role, folder in options.model_names().items():
+    shapes = ServedShapes(64, bank.latent_dim, bank.num_variables, len(bank.latents), bank.prior_mean is not None)
+    configs = model_configs(shapes, options)
+    for role, folder in options.model_names(shapes.roles()).items():
         (repo / folder / "config.pbtxt").write_text(config_text(configs[folder], role, "test"))
 
 
@@ -267,6 +372,9 @@ def test_native_onnxruntime_flavour_validates(repo_copy):
     assert encode.default_model_filename == "model.onnx"  # TensorRT builds its own fp16 engine from fp32
     assert read_config(repo_copy / "vae_decode" / "config.pbtxt").default_model_filename == "model_fp16.onnx"
     assert read_config(repo_copy / "vae_sampler" / "config.pbtxt").backend == "python"
+    assert read_config(repo_copy / "vae_prior_sampler" / "config.pbtxt").backend == "python"
+    assert read_config(repo_copy / "vae_prior_sample" / "config.pbtxt").platform == "ensemble"
+    assert not (repo_copy / "sae4_prior_sample").exists()
 
 
 def test_native_libtorch_flavour_validates_by_running_the_torchscript(repo_copy):
@@ -318,3 +426,36 @@ def test_validator_rejects_unknown_step_models_and_bad_bls_targets(repo_copy):
     assert "vae_reconstruct: ensemble_scheduling.step[1].model_name: 'vae_decoder' is not a model in the repository" \
         in messages
     assert "sae4_traverse: parameters.decode_model: names model 'nope', which is not in the repository" in messages
+
+
+def test_validator_rejects_a_prior_sampler_whose_bank_has_no_prior(repo_copy):
+    import h5py
+
+    with h5py.File(repo_copy / "vae_prior_sampler" / "1" / "bank.h5", "a") as f:
+        del f["prior_mean"], f["prior_std"]
+    messages = [str(p) for p in validate_repository(repo_copy) if p.severity == "error"]
+    assert messages == ["vae_prior_sampler: bank: bank.h5 has no prior of 12 dimensions (prior_mean, prior_std; "
+                        "found none): only a model with a prior can serve prior samples"]
+
+
+def test_validator_rejects_a_broken_prior_sample_ensemble_and_a_wrong_bank_size(repo_copy):
+    (repo_copy / "vae_prior_sampler" / "1" / "bank.h5").unlink()
+    config = repo_copy / "vae_prior_sample" / "config.pbtxt"
+    config.write_text(config.read_text().replace('model_name: "vae_prior_sampler"', 'model_name: "vae_prior"'))
+    sampler = repo_copy / "sae4_sampler" / "config.pbtxt"
+    sampler.write_text(sampler.read_text().replace('string_value: "128"', 'string_value: "64"'))
+    messages = [str(p) for p in validate_repository(repo_copy) if p.severity == "error"]
+    assert "vae_prior_sampler: bank: vae_prior_sampler/1/bank.h5 is missing" in messages
+    assert "vae_prior_sample: ensemble_scheduling.step[0].model_name: 'vae_prior' is not a model in the repository" \
+        in messages
+    assert "sae4_sampler: parameters.bank_size: config 64, bank.h5 holds 128 latents" in messages
+
+
+def test_re_exporting_a_name_without_a_prior_removes_its_prior_models(runs, repo_copy):
+    from export.repository import export_run
+
+    export_run(runs["sae4"], repo_copy, name="vae", validate=check_repository)  # "vae" is now an SAE-4
+    folders = {p.name for p in repo_copy.iterdir() if p.is_dir()}
+    assert "vae_prior_sample" not in folders and "vae_prior_sampler" not in folders and "vae_sampler" in folders
+    assert bank_of(repo_copy, "vae").prior_mean is None
+    assert [p for p in validate_repository(repo_copy) if p.severity == "error"] == []

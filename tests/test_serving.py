@@ -35,9 +35,19 @@ def test_served_samples_take_each_variable_from_the_bank(client, exported_repo):
     s = client.sample(32, seed=11)
     assert s.source_index.shape == (32, 12)
     assert np.array_equal(s.latents, bank.latents[s.source_index[:, bank.variable_of_dim], np.arange(12)])
-    assert all(len(set(row)) == 12 for row in s.source_index), "variables of one sample from distinct vectors"
+    assert s.draw_mode == "independent"
     per_dim = client.sample(8, seed=11, per_dimension=True)  # SAE-12: one dimension per variable, so the same draw
     assert np.array_equal(per_dim.latents, s.latents[:8]) and per_dim.source_index.shape == (8, 12)
+    distinct = client.sample(32, seed=11, draw="distinct")
+    assert distinct.draw_mode == "distinct" and all(len(set(row)) == 12 for row in distinct.source_index)
+
+
+def test_independent_draws_may_take_two_variables_from_one_stored_latent(client):
+    """SAE-12 from N = 128: 1 - 128!/(116! 128^12), about 41% of samples, reuse a stored latent (the distinct draw
+    rules those out)."""
+    s = client.sample(256, seed=0)
+    repeats = np.mean([len(set(row)) < 12 for row in s.source_index])
+    assert 0.28 < repeats < 0.54, repeats  # 0.413 +- 4 sigma (sigma 0.031 at 256 samples)
 
 
 def test_served_images_are_the_decoded_latents(client):
@@ -121,3 +131,16 @@ def test_a_dead_server_gives_a_clear_error(exported_repo, tmp_path):
     server.stop()
     with pytest.raises((ServerUnavailableError, InferenceError), match="hybrid_sample"):
         c.sample(1, seed=0)
+
+
+def test_sae_sample_takes_a_draw_mode_and_refuses_unknown_ones(triton, tmp_path, capsys):
+    from serving.cli import main
+
+    out = tmp_path / "distinct.png"
+    assert main(["sample", "--n", "4", "--seed", "1", "--url", triton.grpc_url, "--out", str(out),
+                 "--draw", "distinct"]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["sample", "--n", "4", "--url", triton.grpc_url, "--out", str(tmp_path / "x.png"),
+                 "--draw", "per_variable"]) == 2
+    assert "DRAW must be one of independent, distinct, per_dimension" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()

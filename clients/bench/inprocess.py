@@ -141,7 +141,7 @@ class InProcessRunner:
             n, seed = int(inputs["NUM_SAMPLES"][0]), int(inputs["SEED"][0])
 
             def sample() -> dict:
-                latents, source = self._draw(self.bank, self.variable_of_dim, n, seed, False)
+                latents, source = self._draw(self.bank, self.variable_of_dim, n, seed)  # the served default draw
                 return {"IMAGE": self.decoder.run(latents), "LATENT": latents, "SOURCE_INDEX": source}
 
             return sample

@@ -3,13 +3,15 @@
 What it measures (the paper's evaluation, section 4 and appendix):
 
 * reconstruction BCE (summed over pixels, the training loss) and MSE on the test split, through ``reconstruct``;
-* Fréchet distances of reconstructions and hybrid samples to the real test images, under three feature extractors:
-  ``FID`` (the FID InceptionV3; this path alone imports torch), ``FD-factor`` (a factor classifier trained here on
-  the dataset's labels) and ``FD-randconv`` (a fixed random CNN). Prior samples: the served sets are SAEs and AEs,
-  which have no prior, so that row is recorded as not applicable. Reference statistics of the real images are cached;
+* Fréchet distances of reconstructions, hybrid samples and (where the served set has ``prior_sample``: VAE family,
+  WAE) prior samples to the real test images, under three feature extractors: ``FID`` (the FID InceptionV3; this
+  path alone imports torch), ``FD-factor`` (a factor classifier trained here on the dataset's labels) and
+  ``FD-randconv`` (a fixed random CNN). Sets without a prior (SAE, AE, AdaAE) record prior samples as not
+  applicable. Prior and hybrid samples come in the same number and with the same seeds. Reference statistics of the
+  real images are cached;
 * disentanglement of the encoded test images against their ground-truth factors (DCI with gradient-boosted trees as
   the authors ran it, and the fast Lasso variant; MIG, IRS, modularity/explicitness, SAP);
-* figures: hybrid samples, reconstructions, latent traversals and hybridised chunks.
+* figures: hybrid samples, prior samples (where served), reconstructions, latent traversals and hybridised chunks.
 
 ``fast=True`` (tests and CI) uses few images, the Lasso DCI only, and skips FID unless ``fid_images`` is given.
 Scores on procedural data carry the label "procedural": they are not comparable with the paper's numbers.
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from clients.datasets import ImageSource, batches_in_order, dataset_splits, open_dataset
+from clients.errors import ModelNotServedError
 from clients.evaluation.disentanglement import dci, evaluate_all
 from clients.evaluation.distances import (FeatureExtractor, ReferenceAccumulator, ReferenceStats, ReferenceStatsCache,
                                           images_digest)
@@ -38,12 +41,14 @@ from clients.evaluation.frechet import FeatureMoments, frechet_distance
 from clients.evaluation.inception import InceptionFeatures, InceptionFile, resolve_inception
 from clients.evaluation.randconv import RandConvFeatures
 from clients.png import image_grid, write_png
-from clients.triton_client import DEFAULT_URL, SAEClient, part_seed, to_uint8
+from clients.triton_client import DEFAULT_URL, DRAW_MODES, SAEClient, part_seed, to_uint8
 
 __all__ = ["EvalConfig", "evaluate", "summary_lines", "default_stats_cache", "PRIOR_NOT_APPLICABLE"]
 
-PRIOR_NOT_APPLICABLE = ("not applicable: the served model set has no prior to sample from (SAE and AE models make new "
-                        "samples by hybrid sampling only; the wire contract defines no prior-sample model)")
+PRIOR_NOT_APPLICABLE = ("not applicable: the served model set has no prior_sample model (SAE, AE and AdaAE have no "
+                        "prior; they make new samples by hybrid sampling only)")
+PRIOR_SAMPLES = ("decoded draws of the model's prior through the served prior_sample model, as many as the hybrid "
+                 "samples and with the same seeds")
 BCE_EPS = 1e-6  # reconstructions are clipped to [eps, 1 - eps] before the log
 
 
@@ -73,6 +78,7 @@ class EvalConfig:
     traversal_steps: int = 9
     chunk_redraws: int = 7
     gbt_jobs: int | None = None  # joblib workers for the gradient-boosted-tree DCI
+    draw: str = DRAW_MODES[0]  # hybrid sampling's draw mode (the sampler's DRAW input)
 
     def resolved(self) -> "EvalConfig":
         fast = self.fast
@@ -94,6 +100,8 @@ class EvalConfig:
             raise ValueError("fid_images must be 0 (skip FID) or at least 2")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.draw not in DRAW_MODES:
+            raise ValueError(f"draw must be one of {', '.join(DRAW_MODES)}, got {self.draw!r}")
         if not 2 <= self.traversal_steps <= 64:
             raise ValueError(f"traversal_steps must be in 2..64 (the traverse model's STEPS), "
                              f"got {self.traversal_steps}")
@@ -111,6 +119,7 @@ class _Extractor:
     pending: ReferenceAccumulator | None = None
     reconstructions: FeatureMoments = field(default_factory=FeatureMoments)
     samples: FeatureMoments = field(default_factory=FeatureMoments)
+    prior_samples: FeatureMoments = field(default_factory=FeatureMoments)
     seconds: float = 0.0
 
     def features(self, images: np.ndarray) -> np.ndarray:
@@ -253,21 +262,32 @@ def _test_pass(client: SAEClient, source: ImageSource, test_rows: np.ndarray, cf
                      np.concatenate(factors) if factors else None, examples)
 
 
-def _hybrid_pass(client: SAEClient, cfg: EvalConfig, extractors: dict[str, _Extractor]) -> tuple[np.ndarray, int]:
-    """As many hybrid samples as the largest reference set, fed to the extractors; the first 64 (for the figure)
-    and the number of variables (SOURCE_INDEX's width in per-variable mode)."""
+@dataclass
+class _SamplePass:
+    """What one set of generated samples yields besides the extractors' moments."""
+
+    first: np.ndarray  # uint8 [<=64, H, W, 3], for the figure
+    count: int
+    draw_mode: str = ""  # hybrid samples: the mode the server reported
+    source_width: int = 0  # hybrid samples: SOURCE_INDEX's width (k per variable, D per dimension)
+
+
+def _sample_pass(draw, limit: int, cfg: EvalConfig, extractors: dict[str, _Extractor], moments: str) -> _SamplePass:
+    """As many samples as the largest reference set, in parts of at most ``limit`` seeded ``part_seed(seed, part)``
+    (so a hybrid and a prior pass share their seeds); fed to each extractor's ``moments`` ("samples" or
+    "prior_samples"). ``draw(n, seed)`` returns HybridSamples or PriorSamples."""
     num_samples = max(len(ex.rows) for ex in extractors.values())
-    first, num_variables = None, 0
-    chunk = client.max_samples()
-    for part, start in enumerate(range(0, num_samples, chunk)):
-        samples = client.sample(min(chunk, num_samples - start), seed=part_seed(cfg.seed, part))
-        num_variables = int(samples.source_index.shape[1])
+    result = None
+    for part, start in enumerate(range(0, num_samples, limit)):
+        samples = draw(min(limit, num_samples - start), part_seed(cfg.seed, part))
         images = to_uint8(samples.images)
-        first = images[:64] if first is None else first
+        if result is None:
+            result = _SamplePass(images[:64], num_samples, getattr(samples, "draw_mode", ""),
+                                 int(samples.source_index.shape[1]) if hasattr(samples, "source_index") else 0)
         for ex in extractors.values():
             if start < len(ex.rows):
-                ex.samples.update(ex.features(images[:len(ex.rows) - start]))
-    return first, num_variables
+                getattr(ex, moments).update(ex.features(images[:len(ex.rows) - start]))
+    return result
 
 
 def _reconstruction(passed: _TestPass, source: ImageSource, data_label: str) -> dict[str, Any]:
@@ -315,26 +335,58 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             passed = _test_pass(client, source, test_rows, cfg, extractors, cache)
         result["reconstruction"] = _reconstruction(passed, source, data_label)
         with timer("hybrid_samples"):
-            sample_images, num_variables = _hybrid_pass(client, cfg, extractors)
+            hybrid = _sample_pass(lambda n, seed: client.sample(n, seed=seed, draw=cfg.draw), client.max_samples(),
+                                  cfg, extractors, "samples")
+        prior = None
+        if client.has_prior():
+            with timer("prior_samples"):
+                prior = _sample_pass(client.prior_sample, client.max_samples("prior_sample"), cfg, extractors,
+                                     "prior_samples")
+        num_variables = _num_variables(client, hybrid)
+        result["sampling"] = _sampling(client, cfg, hybrid, prior, num_variables)
         with timer("frechet_distances"):
             result["distances"] = _distances(extractors, data_label, inception, factor_record, source.factor_names,
-                                             cfg)
+                                             cfg, prior is not None)
         with timer("disentanglement"):
             result["disentanglement"] = _disentanglement(client, source, splits, cfg, passed, data_label)
         with timer("figures"):
             figures_dir = cfg.out / "figures"
             figures_dir.mkdir(parents=True, exist_ok=True)
-            result["figures"] = _figures(client, figures_dir, cfg, sample_images, passed, num_variables, bank)
+            result["figures"] = _figures(client, figures_dir, cfg, hybrid, prior, passed, num_variables, bank)
     result["seconds"] = timer.seconds | {"features": {name: round(ex.seconds, 3) for name, ex in extractors.items()}}
     (cfg.out / "eval.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     (cfg.out / "report.md").write_text(markdown_report(result))
     return result
 
 
+def _num_variables(client: SAEClient, hybrid: _SamplePass) -> int:
+    """k of the bank's partition: the length of hybrid_sample's MASK input where served, else SOURCE_INDEX's width."""
+    info = client.model_info("hybrid_sample")
+    return int(info.inputs["MASK"].dims[0]) if "MASK" in info.inputs else hybrid.source_width
+
+
+def _sampling(client: SAEClient, cfg: EvalConfig, hybrid: _SamplePass, prior: _SamplePass | None,
+              num_variables: int) -> dict[str, Any]:
+    """How the generated sets were drawn (what eval.json's "sampling" records)."""
+    try:
+        bank_size = client.model_info("sampler").parameters.get("bank_size")
+    except ModelNotServedError:
+        bank_size = None
+    return {
+        "draw_mode": hybrid.draw_mode, "requested_draw": cfg.draw,
+        "bank_size": int(bank_size) if bank_size else None,  # None: the sampler config records no bank_size
+        "num_variables": num_variables, "hybrid_samples": hybrid.count,
+        "prior_samples": prior.count if prior is not None else 0,
+        "prior": PRIOR_SAMPLES if prior is not None else PRIOR_NOT_APPLICABLE,
+        "seed": cfg.seed, "seeds": "part p of each set (at most the server's per-request limit) is seeded "
+                                   "part_seed(seed, p); part 0 uses seed itself",
+    }
+
+
 def _distances(extractors: dict[str, _Extractor], data_label: str, inception, factor_record: dict,
-               factor_names: tuple[str, ...], cfg: EvalConfig) -> dict[str, Any]:
+               factor_names: tuple[str, ...], cfg: EvalConfig, has_prior: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"data_label": data_label, "reference": "real test images",
-                           "prior_samples": PRIOR_NOT_APPLICABLE}
+                           "prior_samples": PRIOR_SAMPLES if has_prior else PRIOR_NOT_APPLICABLE}
     for name, ex in extractors.items():
         entry = {
             "data_label": data_label, "features": ex.extractor.identity,
@@ -342,7 +394,8 @@ def _distances(extractors: dict[str, _Extractor], data_label: str, inception, fa
             "reference_data_sha1": ex.data_sha1, "reference_cached": ex.reference_cached,
             "reconstructions": frechet_distance(ex.reconstructions.stats(), ex.reference.whole),
             "hybrid_samples": frechet_distance(ex.samples.stats(), ex.reference.whole),
-            "prior_samples": PRIOR_NOT_APPLICABLE,
+            "prior_samples": (frechet_distance(ex.prior_samples.stats(), ex.reference.whole) if has_prior
+                              else PRIOR_NOT_APPLICABLE),
             "real_vs_real_floor": ex.reference.floor(),
             "floor_note": f"Fréchet distance between two halves ({len(ex.rows) // 2} images each) of the real "
                           "reference images: what sampling alone gives",
@@ -391,15 +444,17 @@ def _disentanglement(client: SAEClient, source: ImageSource, splits: dict[str, n
     return out
 
 
-def _figures(client: SAEClient, figures_dir: Path, cfg: EvalConfig, sample_images: np.ndarray, passed: _TestPass,
-             num_variables: int, bank: LocalBank | None) -> dict[str, Any]:
+def _figures(client: SAEClient, figures_dir: Path, cfg: EvalConfig, hybrid: _SamplePass, prior: _SamplePass | None,
+             passed: _TestPass, num_variables: int, bank: LocalBank | None) -> dict[str, Any]:
     test_latents = passed.latents
     var_of_dim = variable_of_dim(test_latents.shape[1], num_variables)
     out: dict[str, Any] = {}
-    path = figures_dir / "hybrid_samples.png"
-    write_png(path, image_grid(sample_images, ncols=int(math.ceil(math.sqrt(len(sample_images))))))
-    out["hybrid_samples"] = {"path": str(path.relative_to(cfg.out)), "images": int(len(sample_images)),
-                             "seed": cfg.seed}
+    sets = {"hybrid_samples": hybrid} | ({"prior_samples": prior} if prior is not None else {})
+    for key, drawn in sets.items():
+        path = figures_dir / f"{key}.png"
+        write_png(path, image_grid(drawn.first, ncols=int(math.ceil(math.sqrt(len(drawn.first))))))
+        out[key] = {"path": str(path.relative_to(cfg.out)), "images": int(len(drawn.first)), "seed": cfg.seed}
+    out["hybrid_samples"]["draw_mode"] = hybrid.draw_mode
     path = figures_dir / "reconstructions.png"
     write_png(path, image_grid(passed.examples, ncols=len(passed.examples) // 2))
     out["reconstructions"] = {"path": str(path.relative_to(cfg.out)), "layout": "top: test images; bottom: "
@@ -438,9 +493,18 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         if "status" in entry:
             lines.append(f"{name}: {entry['status']}")
         elif entry:
+            prior = entry["prior_samples"]
+            prior_text = f"prior samples {prior:.4g}, " if isinstance(prior, float) else ""
             lines.append(f"{name} ({label}, {entry['images']} images): reconstructions {entry['reconstructions']:.4g}, "
-                         f"hybrid samples {entry['hybrid_samples']:.4g}, real-vs-real floor "
+                         f"hybrid samples {entry['hybrid_samples']:.4g}, {prior_text}real-vs-real floor "
                          f"{entry['real_vs_real_floor']:.4g}")
+    sampling = result.get("sampling")
+    if sampling:
+        bank = f" from a bank of {sampling['bank_size']}" if sampling.get("bank_size") else ""
+        prior = (f"{sampling['prior_samples']} prior samples" if sampling["prior_samples"] else
+                 f"prior samples {sampling['prior']}")
+        lines.append(f"sampling: {sampling['hybrid_samples']} hybrid samples, {sampling['draw_mode']} draw{bank}; "
+                     f"{prior}")
     dis = result["disentanglement"]
     if "summary" in dis:
         s = dis["summary"]

@@ -32,6 +32,22 @@ def _reconstruction(rec: dict[str, Any]) -> list[str]:
     return lines + ["", f"{rec['definition']}.", ""]
 
 
+def _prior(value: Any) -> str:
+    """A prior-sample distance, or "n/a" where the set has no prior (the reason is in the notes)."""
+    return _num(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
+
+
+def _sampling(sampling: dict[str, Any]) -> list[str]:
+    """How the generated sets were drawn, under the distances they were scored with."""
+    bank = f"{sampling['bank_size']} stored training latents" if sampling.get("bank_size") else "the bank"
+    lines = [f"Hybrid samples: {sampling['hybrid_samples']}, draw mode **{sampling['draw_mode']}** from {bank} "
+             f"({sampling['num_variables']} variables). Prior samples: "
+             + (f"{sampling['prior_samples']}, {sampling['prior']}." if sampling["prior_samples"] else
+                f"{sampling['prior']}."),
+             f"Seeds: {sampling['seeds']} (seed {sampling['seed']}).", ""]
+    return lines
+
+
 def _distances(dist: dict[str, Any]) -> list[str]:
     lines = [f"## Fréchet distances ({dist['data_label']})", "",
              f"Each set is compared with the {dist['reference']}; lower is better. The floor is the distance between "
@@ -45,7 +61,7 @@ def _distances(dist: dict[str, Any]) -> list[str]:
         if not entry:
             continue
         rows.append([name, f"`{entry['features']}`", str(entry["images"]), _num(entry["reconstructions"]),
-                     _num(entry["hybrid_samples"]), "n/a", _num(entry["real_vs_real_floor"]),
+                     _num(entry["hybrid_samples"]), _prior(entry["prior_samples"]), _num(entry["real_vs_real_floor"]),
                      "yes" if entry["reference_cached"] else "no"])
         if entry.get("small_sample_note"):
             notes.append(f"- {name}: {entry['small_sample_note']}.")
@@ -90,8 +106,9 @@ def _disentanglement(dis: dict[str, Any]) -> list[str]:
 
 def _figures(figs: dict[str, Any]) -> list[str]:
     lines = ["## Figures", ""]
-    titles = {"hybrid_samples": "Hybrid samples", "reconstructions": "Reconstructions",
-              "traversals": "Latent traversals", "hybridised_chunks": "Hybridised chunks"}
+    titles = {"hybrid_samples": "Hybrid samples", "prior_samples": "Prior samples",
+              "reconstructions": "Reconstructions", "traversals": "Latent traversals",
+              "hybridised_chunks": "Hybridised chunks"}
     for key, title in titles.items():
         fig = figs.get(key)
         if not fig:
@@ -113,6 +130,8 @@ def markdown_report(result: dict[str, Any]) -> str:
         lines += [f"> {data['note']}.", ""]
     lines += _reconstruction(result["reconstruction"])
     lines += _distances(result["distances"])
+    if result.get("sampling"):
+        lines += _sampling(result["sampling"])
     lines += _disentanglement(result["disentanglement"])
     lines += _figures(result.get("figures", {}))
     seconds = result.get("seconds", {})
