@@ -530,7 +530,7 @@ class JpegFolder(_ImageFile):
         try:
             from PIL import Image, UnidentifiedImageError
         except ImportError as e:
-            raise DatasetError(f"reading JPEGs in {self.path} needs Pillow: pip install "sae-serving[data]" (or pillow)") from e
+            raise DatasetError(f"reading JPEGs in {self.path} needs Pillow: pip install 'sae-serving[data]' (or pillow)") from e
         try:
             with Image.open(file) as image:
                 image.load()

@@ -202,7 +202,7 @@ def decode_png(data: bytes, where: str) -> np.ndarray:
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError as e:
-        raise DatasetError(f"decoding {where} needs Pillow: pip install "sae-serving[data]" (or pillow)") from e
+        raise DatasetError(f"decoding {where} needs Pillow: pip install 'sae-serving[data]' (or pillow)") from e
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format != "PNG":

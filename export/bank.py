@@ -42,7 +42,7 @@ class Bank:
     data_sha256: str  # of the data file
     checkpoint_sha256: str  # of the checkpoint file
     checkpoint_step: int
-    num_train_images: int  # how many images dim_min/dim_max were taken over
+    num_train_images: int  # how many training images dim_min/dim_max were taken over
     prior_mean: np.ndarray | None = None  # float32 [D], models with a prior only
     prior_std: np.ndarray | None = None
 
@@ -115,10 +115,16 @@ def variable_of_dim(variable_sizes: tuple[int, ...]) -> np.ndarray:
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file; of a folder dataset (CelebA JPEGs), over each file's relative name and bytes in order."""
+    path = Path(path)
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            while block := f.read(chunk):
+                digest.update(block)
     return digest.hexdigest()
 
 
@@ -149,19 +155,28 @@ def prior_moments(model: Autoencoder) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def build_bank(model: Autoencoder, model_name: str, data: H5Images, train_indices: np.ndarray,
-               checkpoint_path: Path, checkpoint_step: int, size: int = DEFAULT_BANK_SIZE, seed: int = 0) -> Bank:
-    """Encode the whole training split (for each dimension's range) and keep ``size`` latents drawn uniformly
-    without replacement with ``seed``."""
+               checkpoint_path: Path, checkpoint_step: int, size: int = DEFAULT_BANK_SIZE, seed: int = 0,
+               range_images: int | None = None) -> Bank:
+    """Keep ``size`` training latents drawn uniformly without replacement with ``seed``, and each dimension's range
+    over the whole training split, or over ``range_images`` training images drawn with the same seed (always
+    including the bank's own rows; ``num_train_images`` records the count)."""
     if not 1 <= size <= len(train_indices):
         raise BankError(f"bank size {size} must be in 1..{len(train_indices)} (the training images)")
+    if range_images is not None and range_images < size:
+        raise BankError(f"range_images {range_images} must be at least the bank size {size}")
     train_indices = np.sort(np.asarray(train_indices))
-    rows = np.sort(np.random.default_rng(seed).choice(train_indices, size=size, replace=False))
-    all_latents = encode_rows(model, data, train_indices)
-    latents = all_latents[np.searchsorted(train_indices, rows)]
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(train_indices, size=size, replace=False))
+    range_rows = train_indices
+    if range_images is not None and range_images < len(train_indices):
+        others = np.setdiff1d(train_indices, rows, assume_unique=True)
+        range_rows = np.sort(np.concatenate([rows, rng.choice(others, size=range_images - size, replace=False)]))
+    all_latents = encode_rows(model, data, range_rows)
+    latents = all_latents[np.searchsorted(range_rows, rows)]
     prior = prior_moments(model)
     return Bank(latents=latents, variable_of_dim=variable_of_dim(model.cfg.variable_sizes),
                 source_indices=rows.astype(np.int64), seed=seed, model_name=model_name,
                 dim_min=all_latents.min(axis=0), dim_max=all_latents.max(axis=0),
                 data_sha256=file_sha256(data.path), checkpoint_sha256=file_sha256(checkpoint_path),
-                checkpoint_step=checkpoint_step, num_train_images=len(train_indices),
+                checkpoint_step=checkpoint_step, num_train_images=len(range_rows),
                 prior_mean=None if prior is None else prior[0], prior_std=None if prior is None else prior[1])

@@ -172,11 +172,12 @@ def _write_graphs(model, version_dirs: dict[str, Path], batch_sizes=EXPORT_PARIT
 def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: int = DEFAULT_BANK_SIZE,
                bank_seed: int = 0, name: str = "", flavour: str = "python",
                options: RepositoryOptions | None = None,
-               validate: Callable[[Path], None] | None = None) -> ExportReport:
+               validate: Callable[[Path], None] | None = None, range_images: int | None = None) -> ExportReport:
     """Export RUN (a run folder or a checkpoint file) into ``repo`` as the model set ``name``.
 
     ``options`` overrides ``name``/``flavour`` and carries the rest (native runtime, TensorRT, batching);
     ``validate(staging_repo)`` may raise to stop the export before anything in ``repo`` changes.
+    ``range_images``: take the bank's per-dimension ranges over this many training images (default: all of them).
     """
     options = (options or RepositoryOptions(name=name, flavour=flavour)).validate()
     repo = Path(repo)
@@ -205,7 +206,7 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
             version_dirs[role].mkdir(parents=True)
         parity = _write_graphs(model, version_dirs)
         bank = build_bank(model, cfg.name, data, dataset_splits(data)["train"], source, ckpt.step, bank_size,
-                          bank_seed)
+                          bank_seed, range_images=range_images)
         shapes = ServedShapes(cfg.model.backbone.image_size, cfg.model.latent_dim, bank.num_variables,
                               bank_size=len(bank.latents), has_prior=bank.prior_mean is not None)
         roles = shapes.roles()

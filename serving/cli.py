@@ -52,6 +52,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     options = RepositoryOptions(name=args.name, flavour=args.flavour, native_runtime=args.native_runtime,
                                 tensorrt=args.tensorrt, gpu_precision=args.gpu_precision)
     report = export_run(args.run, args.repo, data_path=args.data, bank_size=args.bank_size, bank_seed=args.bank_seed,
+                        range_images=args.range_images,
                         options=options, validate=check_repository)
     diffs = ", ".join(f"{k} {v:.1e}" for k, v in report.worst().items())
     print(f"exported {report.config_name} (step {report.step}) to {report.repository} as {', '.join(report.models)} "
@@ -243,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", type=Path, default=None, help="training data (default: the file the run used)")
     e.add_argument("--bank-size", type=arg.positive_int, default=128)
     e.add_argument("--bank-seed", type=arg.non_negative_int, default=0)
+    e.add_argument("--range-images", type=arg.positive_int, default=None,
+                   help="take the bank's per-dimension ranges (traversal limits) over this many training images "
+                   "instead of the whole training split (faster export of large datasets)")
     e.set_defaults(func=cmd_export)
 
     v = sub.add_parser("validate", help="check every config.pbtxt of a repository against its files and ensembles")

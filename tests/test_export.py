@@ -177,3 +177,39 @@ def test_export_of_a_corrupt_checkpoint_fails_cleanly(tmp_path):
         export_run(tmp_path / "run", tmp_path / "repo")
     assert Checkpoint  # the error type is a ValueError subclass: CheckpointError
     assert not (tmp_path / "repo").exists()
+
+
+def test_bank_ranges_over_a_subset_keep_the_same_bank_and_include_its_rows(shapes_file, one_torch_thread):
+    from clients.datasets import H5Images, split_indices
+    from export.bank import build_bank, encode_rows
+    from training.config import get_config
+    from training.models.autoencoder import build_model
+
+    model = build_model(get_config("sae12-tiny").model)
+    data = H5Images(shapes_file)
+    train = split_indices(len(data))["train"]
+    whole = build_bank(model, "sae12-tiny", data, train, shapes_file, 0, size=16, seed=3)
+    subset = build_bank(model, "sae12-tiny", data, train, shapes_file, 0, size=16, seed=3, range_images=64)
+    assert np.array_equal(subset.source_indices, whole.source_indices)  # the subset never changes which latents
+    assert np.allclose(subset.latents, whole.latents, atol=1e-6)
+    assert subset.num_train_images == 64 and whole.num_train_images == len(train)
+    # the ranges hold the bank's own latents and lie within the whole split's
+    assert (subset.latents >= subset.dim_min).all() and (subset.latents <= subset.dim_max).all()
+    assert (subset.dim_min >= whole.dim_min - 1e-6).all() and (subset.dim_max <= whole.dim_max + 1e-6).all()
+    assert np.allclose(encode_rows(model, data, whole.source_indices), whole.latents, atol=1e-6)
+    with pytest.raises(Exception, match="range_images 8 must be at least the bank size 16"):
+        build_bank(model, "sae12-tiny", data, train, shapes_file, 0, size=16, seed=3, range_images=8)
+
+
+def test_a_folder_dataset_hashes_by_names_and_bytes(tmp_path):
+    folder = tmp_path / "jpegs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(b"one")
+    (folder / "sub" / "b.jpg").write_bytes(b"two")
+    first = file_sha256(folder)
+    (folder / "sub" / "b.jpg").write_bytes(b"twO")
+    assert file_sha256(folder) != first
+    (folder / "sub" / "b.jpg").write_bytes(b"two")
+    assert file_sha256(folder) == first
+    (folder / "sub" / "b.jpg").rename(folder / "sub" / "c.jpg")
+    assert file_sha256(folder) != first

@@ -221,7 +221,7 @@ class ExperimentRunner:
 
         started = time.perf_counter()
         report = export_run(run_dir, self.layout.repository, options=RepositoryOptions(name=export_name),
-                            validate=check_repository)
+                            validate=check_repository, range_images=self.grid.bank_range_images)
         marker = {"export_name": export_name, "checkpoint_step": report.step, "models": report.models,
                   "seconds": time.perf_counter() - started}
         write_json(marker_path, marker)
