@@ -27,6 +27,14 @@ class ServerUnavailableError(ClientError):
     """The server did not answer (or did not become ready) in time, even after the bounded retries."""
 
 
+class ServerNotFoundError(ServerUnavailableError):
+    """Nothing listens at the address (connection refused, or the host does not resolve): waiting will not help."""
+
+
+class ModelNotReadyError(ServerUnavailableError):
+    """The server serves the model but it did not become ready in time (still loading, or the server starting)."""
+
+
 class ClientTimeoutError(ServerUnavailableError, TimeoutError):
     """A call ran past its deadline (``timeout_s``)."""
 

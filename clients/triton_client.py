@@ -29,8 +29,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
-from clients.errors import (ClientError, ClientTimeoutError, InferenceError, InvalidInputError, ModelNotServedError,
-                            ServerUnavailableError)
+from clients.errors import (ClientError, ClientTimeoutError, InferenceError, InvalidInputError, ModelNotReadyError,
+                            ModelNotServedError, ServerNotFoundError, ServerUnavailableError)
 
 DEFAULT_URL = "127.0.0.1:8001"
 DEFAULT_MAX_SAMPLES = 256  # hybrid_sample's per-request limit when the sampler's config does not say
@@ -452,6 +452,35 @@ def slot_sizes(info: ModelInfo, input_name: str, output_name: str) -> tuple[int,
 # --------------------------------------------------------------------------------------------------- the client
 
 
+READY = "READY"  # a model's state in the repository index once it serves
+
+
+def is_connection_refused(error: InferenceServerException) -> bool:
+    """Whether gRPC found nothing listening at the address (as opposed to a server that answered)."""
+    text = str(error).lower()
+    return "failed to connect" in text or "connection refused" in text or "dns resolution failed" in text
+
+
+def no_server_error(url: str) -> ServerNotFoundError:
+    return ServerNotFoundError(f"no server at {url} (connection refused): start one with `sae serve --repo "
+                               "model_repository` or give the address of a running one (--url)")
+
+
+def served_sets(model_names: Sequence[str]) -> set[str]:
+    """The export names (``NAME`` of ``NAME_encode``, '' for the unprefixed set) behind served model names."""
+    found = set()
+    for name in model_names:
+        for role in SET_ROLES:
+            if name == role:
+                found.add("")
+            elif name.endswith("_" + role):
+                found.add(name[:-len(role) - 1])
+    return found
+
+
+SET_ROLES = ("hybrid_sample", "encode")  # every exported set serves both: they mark a set
+
+
 class ClientBase:
     """What the sync and asyncio clients share: names, cached model configurations, the retry policy."""
 
@@ -524,17 +553,47 @@ class SAEClient(ClientBase):
         self.close()
 
     def wait_ready(self, timeout_s: float = 60.0, model: str = "hybrid_sample") -> None:
+        """Wait until ``model`` is ready. Raises at once what waiting cannot mend: ServerNotFoundError (nothing
+        listens at the address) and ModelNotServedError (the repository has no such model, it failed to load, or it
+        is unloaded under explicit model control); ModelNotReadyError after ``timeout_s`` while it is still loading."""
         served = self.served_name(model)
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        state = "the server is not ready"
+        while True:
             try:
-                if self._client.is_server_ready(client_timeout=1.0) and \
-                        self._client.is_model_ready(served, client_timeout=1.0):
+                state = self._readiness(served)
+                if state == READY:
                     return
-            except InferenceServerException:
-                pass
+            except InferenceServerException as e:
+                if is_connection_refused(e):
+                    raise no_server_error(self.url) from None
+                state = f"the server did not answer ({e.message()})"
+            if time.monotonic() >= deadline:
+                raise ModelNotReadyError(f"{served} at {self.url} not ready after {timeout_s:g} s ({state}): the "
+                                         "server is still starting or loading it; wait and retry, or read its log")
             time.sleep(0.2)
-        raise ServerUnavailableError(f"server at {self.url} (model {served}) not ready after {timeout_s:g} s")
+
+    def _readiness(self, served: str) -> str:
+        """READY, or why ``served`` is not ready yet; raises ModelNotServedError where waiting will not help."""
+        if not self._client.is_server_live(client_timeout=1.0):
+            return "the server is not live"
+        index = self._client.get_model_repository_index(as_json=True, client_timeout=2.0).get("models", [])
+        entries = [m for m in index if m.get("name") == served]
+        if not entries:
+            sets = sorted(served_sets([m.get("name", "") for m in index]))
+            listed = ", ".join(repr(name) for name in sets) or "none"
+            raise ModelNotServedError(f"{served} is not served at {self.url} (model sets there: {listed}): pass "
+                                      "the set's name (--model NAME; '' is the unprefixed set) or export it with "
+                                      "`sae export RUN --name NAME`", served)
+        states = {m.get("state", "") for m in entries}
+        if READY in states:
+            return READY if self._client.is_model_ready(served, client_timeout=1.0) else "loaded, warming up"
+        reason = "; ".join(m.get("reason", "") for m in entries if m.get("reason"))
+        if "UNAVAILABLE" in states and reason:
+            step = ("load it (`sae load`, or serve without explicit model control)" if "unloaded" in reason
+                    else "fix the model and restart the server; `sae validate --repo REPO` checks the repository")
+            raise ModelNotServedError(f"{served} at {self.url} is not loaded ({reason}): {step}", served)
+        return f"state {'/'.join(sorted(states)) or 'unknown'}{': ' + reason if reason else ''}"
 
     # ---------------------------------------------------------------- configuration
 

@@ -3,7 +3,9 @@ prefixes the message with the flag (``sae sample: error: argument --n: ...``).""
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d{1,3})?)$")
@@ -103,3 +105,41 @@ def output_file(text: str) -> Path:
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a directory; give a file name (e.g. {path / 'samples.png'})")
     return path
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` after every option whose default says something (not None or False) and whose help
+    does not already name its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        says_nothing = default is None or default is False or default == "" or default == argparse.SUPPRESS
+        if "default" in text or says_nothing or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def did_you_mean(what: str, name: str, known: Collection[str]) -> str:
+    """One line for an unknown ``name``: the closest three known names, not all of them."""
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else f"e.g. {', '.join(sorted(known)[:3])}"
+    return f"unknown {what} {name!r}; {hint} ({len(known)} {what}s)"
+
+
+def config_name(text: str) -> str:
+    """A named config of training/config.py."""
+    from training.config import NAMED_CONFIGS
+
+    if text not in NAMED_CONFIGS:
+        raise argparse.ArgumentTypeError(did_you_mean("config", text, NAMED_CONFIGS))
+    return text
+
+
+def grid_name(text: str) -> str:
+    """A named grid of serving/experiment/grid.py, or a TOML grid file."""
+    from serving.experiment.grid import NAMED_GRIDS
+
+    if text in NAMED_GRIDS or text.endswith(".toml") or Path(text).is_file():
+        return text
+    raise argparse.ArgumentTypeError(did_you_mean("grid", text, NAMED_GRIDS) + "; or give a .toml grid file")

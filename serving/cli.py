@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from clients.errors import SAEError
@@ -23,7 +24,6 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Also the command each process runs under torchrun (one process per GPU, any number of nodes)."""
-    from training.config import get_config
     from training.trainer import Trainer, TrainerOptions, with_batch_size
 
     from clients.datasets import parse_exclude
@@ -31,7 +31,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = TrainerOptions(val_every=args.val_every, val_batches=args.val_batches, compile=args.compile,
                              freeze=args.freeze, init_from=args.init,
                              exclude=parse_exclude(args.exclude) if args.exclude else None)
-    trainer = Trainer(with_batch_size(get_config(args.config), args.batch_size), args.data, args.out,
+    trainer = Trainer(with_batch_size(resolved_config(args), args.batch_size), args.data, args.out,
                       device=args.device, options=options)
     try:
         result = trainer.fit(steps=args.steps)
@@ -44,6 +44,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def resolved_config(args: argparse.Namespace):
+    """The named config with --config FILE.toml, then each --set, then --seed applied (training/overrides.py)."""
+    from training.config import get_config
+    from training.overrides import apply_overrides, parse_assignment, toml_assignments
+
+    assignments = list(toml_assignments(args.config_file).items()) if args.config_file else []
+    assignments += [parse_assignment(text) for text in args.set or []]
+    if args.seed is not None:
+        assignments.append(("train.seed", args.seed))
+    return apply_overrides(get_config(args.config), assignments)
+
+
+def parity_line(report) -> str:
+    """The export's worst |eager - runtime| per graph and runtime, as one line."""
+    return "max |eager - runtime|: " + ", ".join(f"{k} {v:.1e}" for k, v in report.worst().items())
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from export.repository import export_run
     from export.triton_configs import RepositoryOptions
@@ -54,9 +71,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     report = export_run(args.run, args.repo, data_path=args.data, bank_size=args.bank_size, bank_seed=args.bank_seed,
                         range_images=args.range_images,
                         options=options, validate=check_repository)
-    diffs = ", ".join(f"{k} {v:.1e}" for k, v in report.worst().items())
     print(f"exported {report.config_name} (step {report.step}) to {report.repository} as {', '.join(report.models)} "
-          f"({report.flavour} flavour); max |eager - runtime|: {diffs}; bank of {report.bank_size} latents")
+          f"({report.flavour} flavour); {parity_line(report)}; bank of {report.bank_size} latents")
     return 0
 
 
@@ -90,11 +106,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: bool = False,
-                      draw: str | None = None) -> Path:
+                      draw: str | None = None, model: str = "") -> Path:
     from clients.png import image_grid, write_png
     from clients.triton_client import SAEClient, to_uint8
 
-    with SAEClient(url) as client:
+    with SAEClient(url, model=model) as client:
         client.wait_ready(timeout_s=30)
         samples = client.sample(n, seed=seed, per_dimension=per_dimension, draw=draw)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -103,8 +119,16 @@ def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: boo
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    path = write_sample_grid(args.url, args.n, args.seed, args.out, args.per_dimension, args.draw)
+    path = write_sample_grid(args.url, args.n, args.seed, args.out, args.per_dimension, args.draw, args.model)
     print(f"wrote {args.n} hybrid samples to {path}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """The model sets a server serves: state, versions, draw modes and limits of each (serving/served_sets.py)."""
+    from serving.served_sets import describe_sets, set_lines
+
+    print("\n".join(set_lines(describe_sets(args.url))))
     return 0
 
 
@@ -186,11 +210,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"[1/4] rendering {args.images} procedural 3D-Shapes images -> {data}")
         out.mkdir(parents=True, exist_ok=True)
         write_shapes3d_h5(data, n=args.images, seed=0)
-    print(f"[2/4] training {args.config} for {args.steps} steps")
-    Trainer(get_config(args.config), data, out / "run").fit(steps=args.steps)
+    config = get_config(args.config)
+    print(f"[2/4] training {args.config} for {args.steps or config.train.steps} steps")
+    Trainer(config, data, out / "run").fit(steps=args.steps)
     print(f"[3/4] exporting to {args.repo}")
     report = export_run(out / "run", args.repo)
-    print(f"      max |eager - ONNX|: {report.max_abs_diff}")
+    print(f"      {parity_line(report)}")
     print("[4/4] starting Triton and asking it for hybrid samples")
     with TritonServer(ServerConfig(repository=Path(args.repo)), log_path=out / "tritonserver.log") as server:
         grid = write_sample_grid(server.grpc_url, 64, 0, out / "hybrid_samples.png")
@@ -199,19 +224,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sae", description=__doc__)
+    p = argparse.ArgumentParser(prog="sae", description=__doc__, formatter_class=arg.HelpFormatter)
+    p.add_argument("--version", action="version", version=f"%(prog)s {metadata.version('sae-serving')}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="make a dataset file")
-    d.add_argument("kind", choices=["shapes3d"])
+    d.add_argument("kind", choices=["shapes3d"], help="dataset to render (procedural 3D-Shapes, 3dshapes.h5 format)")
     d.add_argument("--out", type=Path, required=True, help="output folder")
     d.add_argument("--n", type=arg.positive_int, default=None,
                    help="random subset size (default: the full 480,000 grid)")
-    d.add_argument("--seed", type=arg.non_negative_int, default=0)
+    d.add_argument("--seed", type=arg.non_negative_int, default=0, help="seed of the rendering and the subset")
     d.set_defaults(func=cmd_data)
 
     t = sub.add_parser("train", help="train a named config")
-    t.add_argument("config", help="named config, e.g. sae12-tiny or sae12-shapes3d")
+    t.add_argument("config", type=arg.config_name, help="named config, e.g. sae12-tiny or sae12-shapes3d")
     t.add_argument("--data", type=Path, required=True,
                    help="3dshapes.h5-format file, MPI3D .npz, or a folder of aligned CelebA JPEGs")
     t.add_argument("--out", type=Path, required=True, help="run folder (resumes if it holds a checkpoint)")
@@ -229,35 +255,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start from another run's checkpoint (run folder or .pt) instead of random weights")
     t.add_argument("--exclude", action="append", default=None, metavar="FACTOR=I[,I]",
                    help="leave out these factor value indices, e.g. shape=2 (no spheres); repeatable")
+    t.add_argument("--seed", type=arg.non_negative_int, default=None,
+                   help="train.seed: weights and data order (default: the config's)")
+    t.add_argument("--set", action="append", default=None, metavar="FIELD=VALUE",
+                   help="override one field of the config by its dotted path, type-checked, e.g. train.lr=1e-3 or "
+                   "model.latent_dim=16; repeatable, applied after --config")
+    t.add_argument("--config", dest="config_file", type=Path, default=None, metavar="FILE.toml",
+                   help="overrides as TOML tables of the same dotted paths ([train] lr = 1e-3)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", help="checkpoint -> one model's set of Triton models (ONNX, TorchScript, bank)")
     e.add_argument("run", type=Path, help="run folder or checkpoint file")
-    e.add_argument("--repo", type=Path, default=Path("model_repository"))
+    e.add_argument("--repo", type=Path, default=Path("model_repository"), help="Triton model repository to write into")
     e.add_argument("--name", type=arg.model_name, default="", help="prefix of the model names (NAME_encode, ...); default: none")
     e.add_argument("--flavour", choices=["python", "native"], default="python",
                    help="python: ONNX Runtime in python-backend models (bundled server); native: onnxruntime_onnx "
                         "or pytorch_libtorch on KIND_GPU (NVIDIA's stock container)")
-    e.add_argument("--native-runtime", choices=["onnxruntime", "libtorch"], default="onnxruntime")
+    e.add_argument("--native-runtime", choices=["onnxruntime", "libtorch"], default="onnxruntime",
+                   help="native flavour: onnxruntime_onnx on model.onnx or pytorch_libtorch on model.pt")
     e.add_argument("--tensorrt", action="store_true", help="native onnxruntime: TensorRT execution accelerator")
-    e.add_argument("--gpu-precision", choices=["fp16", "fp32"], default="fp16")
+    e.add_argument("--gpu-precision", choices=["fp16", "fp32"], default="fp16",
+                   help="native flavour without TensorRT: which ONNX graph the CUDA provider runs")
     e.add_argument("--data", type=Path, default=None, help="training data (default: the file the run used)")
-    e.add_argument("--bank-size", type=arg.positive_int, default=128)
-    e.add_argument("--bank-seed", type=arg.non_negative_int, default=0)
+    e.add_argument("--bank-size", type=arg.positive_int, default=128,
+                   help="stored training latents that hybrid sampling draws from")
+    e.add_argument("--bank-seed", type=arg.non_negative_int, default=0, help="seed of the bank's choice of images")
     e.add_argument("--range-images", type=arg.positive_int, default=None,
                    help="take the bank's per-dimension ranges (traversal limits) over this many training images "
                    "instead of the whole training split (faster export of large datasets)")
     e.set_defaults(func=cmd_export)
 
     v = sub.add_parser("validate", help="check every config.pbtxt of a repository against its files and ensembles")
-    v.add_argument("--repo", type=Path, default=Path("model_repository"))
+    v.add_argument("--repo", type=Path, default=Path("model_repository"), help="Triton model repository to check")
     v.set_defaults(func=cmd_validate)
 
     def add_ports(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--repo", type=Path, default=Path("model_repository"))
-        sp.add_argument("--grpc-port", type=arg.port, default=8001)
-        sp.add_argument("--http-port", type=arg.port, default=8000)
-        sp.add_argument("--metrics-port", type=arg.port, default=8002)
+        sp.add_argument("--repo", type=Path, default=Path("model_repository"), help="Triton model repository to serve")
+        sp.add_argument("--grpc-port", type=arg.port, default=8001, help="gRPC port (sae sample, encode, eval)")
+        sp.add_argument("--http-port", type=arg.port, default=8000, help="HTTP/REST port (KServe v2)")
+        sp.add_argument("--metrics-port", type=arg.port, default=8002, help="Prometheus metrics port")
         sp.add_argument("--host", default=None, help="address to bind (default 127.0.0.1); a non-loopback address "
                         "makes the server reachable from other machines, and sae serve says so")
 
@@ -268,15 +304,21 @@ def build_parser() -> argparse.ArgumentParser:
     sm = sub.add_parser("sample", help="hybrid samples from a running server, as a PNG grid")
     sm.add_argument("--n", type=arg.sample_count, default=64,
                     help="number of samples (sent in parts above the server's per-request limit)")
-    sm.add_argument("--seed", type=arg.non_negative_int, default=0)
-    sm.add_argument("--out", type=arg.output_file, default=Path("samples.png"))
+    sm.add_argument("--seed", type=arg.non_negative_int, default=0, help="SEED of the request: same seed, same images")
+    sm.add_argument("--out", type=arg.output_file, default=Path("samples.png"), help="PNG grid to write")
     sm.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
+    sm.add_argument("--model", type=arg.model_name, default="",
+                    help="name the model set was exported under (sae export --name; default: unprefixed)")
     sm.add_argument("--draw", default=None,
                     help="independent (default: each variable from its own uniformly chosen stored latent, with "
                     "replacement), distinct (the variables of a sample from different stored latents) or "
                     "per_dimension (each dimension on its own)")
     sm.add_argument("--per-dimension", action="store_true", help="the same as --draw per_dimension")
     sm.set_defaults(func=cmd_sample)
+
+    ms = sub.add_parser("models", help="the model sets a running server serves: state, versions, draw modes, limits")
+    ms.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
+    ms.set_defaults(func=cmd_models)
 
     en = sub.add_parser("encode", help="encode a dataset through the server(s) into an HDF5 file of latents "
                         "(resumable: run it again after an interruption)")
@@ -302,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--url", type=arg.grpc_url, default=None, help="gRPC address of a running server instead of starting one")
     bn.add_argument("--metrics-url", default=None, help="Prometheus endpoint (default: port 8002 of --url's host)")
     bn.add_argument("--model", type=arg.model_name, default="", help="name the model set was exported under (default: unprefixed)")
-    bn.add_argument("--out", type=Path, default=Path("out/bench/latency.json"))
+    bn.add_argument("--out", type=Path, default=Path("out/bench/latency.json"), help="JSON results (a table is printed)")
     bn.add_argument("--paths", default=None, help="comma-separated subset of encode,decode,reconstruct,hybrid_sample")
     bn.add_argument("--batch-sizes", default=None, help="comma-separated (default 1,8,64,256; --quick 1,8)")
     bn.add_argument("--concurrency", default=None, help="comma-separated requests in flight (default 1,4,16)")
@@ -336,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default 10000; --fast 0); about 0.1 s per image on 2 CPU threads")
     ev.add_argument("--train-codes", type=int, default=None, help="encoded training images for the disentanglement "
                     "metrics (default 10000; --fast 1000)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=int, default=0, help="seed of the test-image choice and the sample SEEDs")
     ev.add_argument("--stats-cache", type=Path, default=None, help="cache of real-data reference statistics "
                     "(default ~/.cache/sae-serving/reference-stats)")
     ev.add_argument("--timeout", type=arg.positive_float, default=300.0, help="per-request deadline in seconds")
@@ -344,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("experiment", help="run a grid of models x seeds end to end (train, export, one Triton "
                         "server, eval) and build REPORT.md; resumable: run it again after any interruption")
-    ex.add_argument("grid", help="named grid (paper-shapes3d, paper-mpi3d, paper-celeba, paper-rfd, cpu-shapes3d) "
+    ex.add_argument("grid", type=arg.grid_name, help="named grid (paper-shapes3d, paper-mpi3d, paper-celeba, paper-rfd, cpu-shapes3d) "
                     "or a .toml grid file")
     ex.add_argument("--out", type=Path, required=True, help="small, committable results: cells/*.json, thumbs/, "
                     "REPORT.md, results.json, figures")
@@ -364,12 +406,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_experiment)
 
     dm = sub.add_parser("demo", help="the whole pipeline on procedural data with the tiny CPU model")
-    dm.add_argument("--out", type=Path, default=Path("out/demo"))
-    dm.add_argument("--repo", type=Path, default=Path("model_repository"))
-    dm.add_argument("--config", default="sae12-tiny")
-    dm.add_argument("--images", type=arg.positive_int, default=20_000)
-    dm.add_argument("--steps", type=arg.positive_int, default=None)
+    dm.add_argument("--out", type=Path, default=Path("out/demo"),
+                    help="folder for the dataset, the run, the server log and hybrid_samples.png")
+    dm.add_argument("--repo", type=Path, default=Path("model_repository"), help="Triton model repository to export into")
+    dm.add_argument("--config", type=arg.config_name, default="sae12-tiny", help="named config to train")
+    dm.add_argument("--images", type=arg.positive_int, default=20_000, help="procedural images to render")
+    dm.add_argument("--steps", type=arg.positive_int, default=None, help="training steps (default: the config's)")
     dm.set_defaults(func=cmd_demo)
+    for subparser in sub.choices.values():
+        subparser.formatter_class = arg.HelpFormatter
     return p
 
 

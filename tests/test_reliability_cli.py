@@ -52,7 +52,7 @@ def test_bad_arguments_are_refused_where_they_are_parsed(argv, message, capsys):
     (["sample", "--n", "300"], "n", 300),  # above the server's 256 per request: the client sends it in parts
     (["sample", "--url", "localhost:8001"], "url", "localhost:8001"),
     (["sample", "--url", "[::1]:8001"], "url", "[::1]:8001"),
-    (["train", "c", "--data", "d", "--out", "o", "--device", "cuda:1"], "device", "cuda:1"),
+    (["train", "sae12-tiny", "--data", "d", "--out", "o", "--device", "cuda:1"], "device", "cuda:1"),
     (["export", "run", "--name", "sae12-b_2"], "name", "sae12-b_2"),
     (["serve", "--grpc-port", "65535"], "grpc_port", 65535),
 ])

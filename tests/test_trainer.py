@@ -221,7 +221,7 @@ def test_init_from_another_model_says_which_config_to_use(tmp_path, shapes_file,
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["sae99-nope", "--data", "{data}"], "unknown config 'sae99-nope'; named configs: "),
+    (["sae99-nope", "--data", "{data}"], "argument config: unknown config 'sae99-nope'; "),
     (["sae12-tiny", "--data", "{missing}"], "does not exist; make a procedural 3D-Shapes with `sae data shapes3d"),
     (["sae12-tiny", "--data", "{small}"], "has 32x32 images but config sae12-tiny expects 64x64"),
     (["sae12-tiny", "--data", "{few}"], "fewer than batch size 64; use a smaller --batch-size"),

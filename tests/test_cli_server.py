@@ -1,0 +1,67 @@
+"""`sae sample --model`, `sae models` and "model not served" against a real server holding one named set."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from serving.cli import main
+from tests.conftest import copy_repository
+
+pytestmark = pytest.mark.server
+
+
+@pytest.fixture(scope="module")
+def named_export(tmp_path_factory, trained_run):
+    from export.repository import export_run
+
+    repo = copy_repository(tmp_path_factory.mktemp("named") / "model_repository")
+    report = export_run(trained_run, repo, name="tiny")
+    return repo, report
+
+
+@pytest.fixture(scope="module")
+def named_server(named_export, tmp_path_factory):
+    from serving.triton import ServerConfig, TritonServer
+
+    log = tmp_path_factory.mktemp("named_triton") / "server.log"
+    with TritonServer(ServerConfig(repository=named_export[0]), log_path=log) as server:
+        yield server
+
+
+def test_sample_with_model_writes_that_sets_samples(named_server, tmp_path, capsys):
+    out = tmp_path / "samples.png"
+    assert main(["sample", "--model", "tiny", "--n", "4", "--url", named_server.grpc_url, "--out", str(out)]) == 0
+    assert f"wrote 4 hybrid samples to {out}" in capsys.readouterr().out
+    header = out.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+    assert width >= 2 * 64 and height >= 2 * 64  # a 2 x 2 grid of 64 x 64 samples
+
+
+def test_sample_of_a_set_that_is_not_served_fails_at_once(named_server, capsys):
+    start = time.monotonic()
+    assert main(["sample", "--model", "nope", "--url", named_server.grpc_url]) == 2
+    assert time.monotonic() - start < 10
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"sae sample: error: nope_hybrid_sample is not served at {named_server.grpc_url} "
+                           "(model sets there: 'tiny'): pass the set's name (--model NAME")
+
+
+def test_models_lists_the_set_its_state_versions_draw_modes_and_limits(named_server, capsys):
+    assert main(["models", "--url", named_server.grpc_url]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == ("tiny: ready, version 1; draw independent/distinct/per_dimension; up to 256 samples and "
+                        "256 images per request")
+    listed = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert set(listed) == {f"tiny_{role}" for role in ("encode", "decode", "sampler", "traverse", "reconstruct",
+                                                       "hybrid_sample")}
+    assert all(fields[:3] == ["READY", "version", "1"] for fields in listed.values())
+
+
+def test_parity_line_is_one_readable_line(named_export):
+    from serving.cli import parity_line
+
+    line = parity_line(named_export[1])
+    assert "\n" not in line and line.startswith("max |eager - runtime|: encode/onnx ")
+    assert "decode/onnx" in line and "{" not in line
