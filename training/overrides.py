@@ -28,12 +28,16 @@ class OverrideError(ValueError):
     """A path that names no field, or a value of the wrong type; the message names the field."""
 
 
+class Text(str):
+    """A value as typed on the command line, parsed by the field's type; TOML values keep their own type."""
+
+
 def parse_assignment(text: str) -> tuple[str, str]:
     """``model.latent_dim=16`` -> (``model.latent_dim``, ``16``)."""
     path, sep, value = text.partition("=")
     if not sep or not path.strip():
         raise OverrideError(f"expected FIELD=VALUE (e.g. train.lr=1e-3), got {text!r}")
-    return path.strip(), value.strip()
+    return path.strip(), Text(value.strip())
 
 
 def toml_assignments(path: Path) -> dict[str, Any]:
@@ -57,7 +61,8 @@ def toml_assignments(path: Path) -> dict[str, Any]:
 
 def apply_overrides(config: ExperimentConfig, assignments: Mapping[str, Any] | Iterable[tuple[str, Any]]
                     ) -> ExperimentConfig:
-    """``config`` with each dotted field set (a ``str`` value is parsed, others are checked), then validated."""
+    """``config`` with each dotted field set (a :class:`Text` value is parsed, others are checked), then
+    validated."""
     items = assignments.items() if isinstance(assignments, Mapping) else assignments
     for path, value in items:
         config = _set(config, path.split("."), value, path)
@@ -91,7 +96,7 @@ def _dataclass_types(hint: Any) -> list[type]:
 def _convert(value: Any, hint: Any, path: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in ("none", "null"))):
+        if type(None) in args and (value is None or (isinstance(value, Text) and value.lower() in ("none", "null"))):
             return None
         inner = [a for a in args if a is not type(None)]
         if len(inner) == 1:
@@ -104,9 +109,9 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
 
 
 def _convert_tuple(value: Any, args: tuple, path: str) -> tuple:
-    if isinstance(value, str):
+    if isinstance(value, Text):
         text = value.strip().strip("()[]")
-        items: list[Any] = [part.strip() for part in text.split(",") if part.strip()]
+        items: list[Any] = [Text(part.strip()) for part in text.split(",") if part.strip()]
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
@@ -121,7 +126,7 @@ def _convert_tuple(value: Any, args: tuple, path: str) -> tuple:
 
 
 def _convert_scalar(value: Any, kind: type, path: str) -> Any:
-    if isinstance(value, str) and kind is not str:
+    if isinstance(value, Text) and kind is not str:
         text = value.strip()
         try:
             if kind is bool:
@@ -133,6 +138,6 @@ def _convert_scalar(value: Any, kind: type, path: str) -> Any:
             raise OverrideError(f"{path}: expected {kind.__name__}, got {value!r}") from None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if type(value) is not kind:
+    if type(value) is not kind and not (kind is str and isinstance(value, str)):
         raise OverrideError(f"{path}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
-    return value
+    return str(value) if kind is str else value
