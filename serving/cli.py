@@ -92,7 +92,8 @@ def server_config(args: argparse.Namespace):
 
     host = args.host or "127.0.0.1"
     config = ServerConfig(repository=Path(args.repo), host=host, allow_external=args.host is not None,
-                          grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port)
+                          grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port,
+                          extra_args=tuple(getattr(args, "triton_args", None) or ()))
     if not config.is_loopback:
         print(f"sae {args.command}: warning: binding {host} (--host), not loopback: the server is reachable from "
               "other machines, with no authentication", file=sys.stderr, flush=True)
@@ -102,7 +103,7 @@ def server_config(args: argparse.Namespace):
 def cmd_serve(args: argparse.Namespace) -> int:
     from serving.triton import serve_forever
 
-    return serve_forever(server_config(args))
+    return serve_forever(server_config(args), log_path=args.log)
 
 
 def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: bool = False,
@@ -297,8 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--host", default=None, help="address to bind (default 127.0.0.1); a non-loopback address "
                         "makes the server reachable from other machines, and sae serve says so")
 
-    s = sub.add_parser("serve", help="run tritonserver on 127.0.0.1 until Ctrl-C / SIGTERM")
+    s = sub.add_parser("serve", help="run tritonserver on 127.0.0.1 until Ctrl-C / SIGTERM",
+                       usage="sae serve [options] [-- TRITONSERVER_ARGS ...]")
     add_ports(s)
+    s.add_argument("--log", type=arg.output_file, default=None, metavar="FILE",
+                   help="keep the server log in FILE (default: a temporary file, deleted on stop)")
+    s.add_argument("triton_args", nargs="*", metavar="TRITONSERVER_ARGS",
+                   help="after --: passed to tritonserver after the package's own flags (a repeated flag takes "
+                   "the later value), e.g. -- --model-control-mode=poll --repository-poll-secs=5")
     s.set_defaults(func=cmd_serve)
 
     sm = sub.add_parser("sample", help="hybrid samples from a running server, as a PNG grid")

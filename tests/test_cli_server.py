@@ -65,3 +65,47 @@ def test_parity_line_is_one_readable_line(named_export):
     line = parity_line(named_export[1])
     assert "\n" not in line and line.startswith("max |eager - runtime|: encode/onnx ")
     assert "decode/onnx" in line and "{" not in line
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def test_serve_keeps_its_log_and_passes_arguments_after_the_double_dash(named_export, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    grpc, http, metrics = _free_ports(3)
+    log = tmp_path / "logs" / "triton.log"
+    log.parent.mkdir()
+    command = [sys.executable, "-m", "serving.cli", "serve", "--repo", str(named_export[0]), "--grpc-port", str(grpc),
+               "--http-port", str(http), "--metrics-port", str(metrics), "--log", str(log),
+               "--", "--model-control-mode=poll", "--repository-poll-secs=30"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Press Ctrl-C") or len(lines) > 50:
+                break
+        assert any(f"log      {log}" in line for line in lines), lines
+        assert main(["models", "--url", f"127.0.0.1:{grpc}"]) == 0
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    text = log.read_text()  # still there after the stop
+    import re
+
+    # Triton's option table: the later --model-control-mode won over the package's "none"
+    assert re.search(r"model_control_mode\s*\|\s*MODE_POLL", text), text[:3000]
