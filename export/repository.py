@@ -10,6 +10,12 @@ Everything is built in a staging folder beside the repository (same filesystem),
 and only then moved in, one whole model folder at a time: each folder is swapped atomically with the one it replaces
 (``renameat2(RENAME_EXCHANGE)``; two renames where the kernel lacks it), leaves before the ensembles that call them.
 A server polling the repository, or restarted at any moment, sees each model either entirely old or entirely new.
+
+Versions: the first export of a name writes version ``1/``; each re-export writes the next number into every model of
+the set, keeps the previous ``KEPT_VERSIONS - 1`` version folders where the model's config is unchanged (hard links,
+no copies) and serves the newest (``version_policy: latest 1``). Each version folder keeps the config it was exported
+with (``CONFIG_COPY``), so :func:`rollback` (``sae export --rollback NAME``) removes the newest version and puts the
+previous config back, again one atomic folder swap per model.
 """
 from __future__ import annotations
 
@@ -40,6 +46,8 @@ from training.checkpoint import LAST, Checkpoint
 from training.models.autoencoder import build_model
 
 EXPORT_PARITY_BATCHES = (1, 7)  # checked at every export; tests/test_parity.py adds 256
+KEPT_VERSIONS = 3  # version folders a model keeps: the newest and two to roll back to
+CONFIG_COPY = "config.pbtxt.exported"  # in each version folder: the config.pbtxt it was exported with
 
 
 class ExportError(RuntimeError):
@@ -56,6 +64,7 @@ class ExportReport:
     models: list[str]
     parity: list[ParityResult] = field(default_factory=list)
     bank_size: int = 0
+    version: int = 1  # the version folder written (every model of the set has it)
 
     @property
     def max_abs_diff(self) -> dict[str, float]:
@@ -92,8 +101,17 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, f"cannot swap {a} and {b}: {os.strerror(code)}")
 
 
+def versions(model_dir: Path) -> list[int]:
+    """The numbered version folders of a model, oldest first ([] for a missing folder)."""
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
 def read_manifest(model_dir: Path) -> dict | None:
-    path = model_dir / VERSION / MANIFEST_FILE
+    """The newest version's export.json."""
+    found = versions(model_dir)
+    path = model_dir / str(found[-1] if found else VERSION) / MANIFEST_FILE
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -119,6 +137,63 @@ def install(staging: Path, repo: Path, models: list[str]) -> None:
         elif not _exchange(new, final):
             os.rename(final, staging / f"{model}.old")
             os.rename(new, final)
+
+
+def next_version(repo: Path, options: RepositoryOptions) -> int:
+    """One more than the newest version of any model of this export name in ``repo`` (1 for a first export)."""
+    newest = [max(versions(repo / model), default=0) for model in options.model_names().values()]
+    return max(newest, default=0) + 1
+
+
+def _config_body(path: Path) -> str | None:
+    """config.pbtxt without its comment header (which names the source and version)."""
+    if not path.is_file():
+        return None
+    return "\n".join(line for line in path.read_text().splitlines() if not line.startswith("#"))
+
+
+def keep_previous(repo: Path, staging: Path, models: list[str], version: int) -> None:
+    """Hard-link the previous versions (the newest ``KEPT_VERSIONS - 1``) of each model into its staged folder.
+
+    Only where the new config equals the old one: one config.pbtxt describes every version folder of a model, so
+    after a change of interface (dims, bank size, flavour) the old versions cannot be served, or rolled back to."""
+    for model in models:
+        if _config_body(repo / model / "config.pbtxt") != _config_body(staging / model / "config.pbtxt"):
+            continue
+        for old in [v for v in versions(repo / model) if v < version][-(KEPT_VERSIONS - 1):]:
+            shutil.copytree(repo / model / str(old), staging / model / str(old), copy_function=os.link)
+
+
+def rollback(repo: Path, name: str) -> tuple[int, int, list[str]]:
+    """Serve the previous version of the export ``name`` again: drop every model's newest version folder and restore
+    that version's config. Returns (from version, to version, models). Refused, changing nothing, when a model has
+    no earlier version or the earlier one has no saved config."""
+    repo = Path(repo)
+    owned = sorted(p.name for p in repo.iterdir() if p.is_dir() and (read_manifest(p) or {}).get("export_name") == name) \
+        if repo.is_dir() else []
+    if not owned:
+        raise ExportError(f"no model of the export named {name!r} in {repo}")
+    newest = max(max(versions(repo / m)) for m in owned)
+    for model in owned:
+        earlier = [v for v in versions(repo / model) if v < newest]
+        if not earlier:
+            raise ExportError(f"cannot roll back {name!r}: {model} has no version before {newest}")
+        if not (repo / model / str(earlier[-1]) / CONFIG_COPY).is_file():
+            raise ExportError(f"cannot roll back {name!r}: {model}/{earlier[-1]} has no {CONFIG_COPY} (exported "
+                              "before versioning); re-export that run instead")
+    staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.rollback-", dir=repo.parent))
+    try:
+        for model in owned:
+            kept = [v for v in versions(repo / model) if v < newest]
+            (staging / model).mkdir()
+            for v in kept:
+                shutil.copytree(repo / model / str(v), staging / model / str(v), copy_function=os.link)
+            shutil.copyfile(repo / model / str(kept[-1]) / CONFIG_COPY, staging / model / "config.pbtxt")
+        install(staging, repo, owned)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    previous = max(max(versions(repo / m)) for m in owned)
+    return newest, previous, owned
 
 
 def retire(repo: Path, staging: Path, options: RepositoryOptions, roles: tuple[str, ...]) -> list[str]:
@@ -201,7 +276,8 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
     staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.export-", dir=repo.parent))
     try:
         names = options.model_names()
-        version_dirs = {role: staging / names[role] / VERSION for role in names}
+        version = next_version(repo, options)
+        version_dirs = {role: staging / names[role] / str(version) for role in names}
         for role in ("encode", "decode"):
             version_dirs[role].mkdir(parents=True)
         parity = _write_graphs(model, version_dirs)
@@ -228,13 +304,16 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
         for role in roles:
             model_dir = staging / names[role]
             (model_dir / "config.pbtxt").write_text(config_text(configs[names[role]], role, f"{cfg.name} step "
-                                                                f"{ckpt.step}"))
-            (model_dir / VERSION / MANIFEST_FILE).write_text(_manifest(options, role, ckpt, bank, parity, source))
+                                                                f"{ckpt.step} (version {version})"))
+            shutil.copyfile(model_dir / "config.pbtxt", version_dirs[role] / CONFIG_COPY)
+            (version_dirs[role] / MANIFEST_FILE).write_text(_manifest(options, role, ckpt, bank, parity, source))
         if validate is not None:
             validate(staging)
         order = [names[role] for role in roles]
+        keep_previous(repo, staging, order, version)
         retire(repo, staging, options, tuple(r for r in names if r not in roles))
         install(staging, repo, order)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ExportReport(repo, options.name, cfg.name, ckpt.step, options.flavour, order, parity, len(bank.latents))
+    return ExportReport(repo, options.name, cfg.name, ckpt.step, options.flavour, order, parity, len(bank.latents),
+                        version)

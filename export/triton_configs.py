@@ -30,7 +30,7 @@ TORCHSCRIPT_FILE = "model.pt"
 BANK_FILE = "bank.h5"
 MANIFEST_FILE = "export.json"
 PYTHON_FILE = "model.py"
-VERSION = "1"
+VERSION = "1"  # the first version folder; each re-export of a name writes the next (export/repository.py)
 
 ROLES = ("encode", "decode", "sampler", "prior_sampler", "traverse", "reconstruct", "hybrid_sample",
          "prior_sample")  # leaves before ensembles
@@ -245,6 +245,8 @@ def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str,
         configs["prior_sampler"] = prior
         configs["prior_sample"] = _sampling_ensemble(names["prior_sample"], names["prior_sampler"], names["decode"],
                                                      prior, image)
+    for config in configs.values():
+        config.version_policy.latest.num_versions = 1  # the newest version folder: each re-export adds one
     return {names[role]: configs[role] for role in shapes.roles()}
 
 

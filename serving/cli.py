@@ -62,9 +62,17 @@ def parity_line(report) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from export.repository import export_run
+    from export.repository import export_run, rollback
     from export.triton_configs import RepositoryOptions
     from serving.validate import check_repository
+
+    if args.rollback is not None:
+        newest, previous, models = rollback(args.repo, args.rollback)
+        print(f"rolled back {args.rollback or '(unprefixed)'} in {args.repo} from version {newest} to {previous} "
+              f"({len(models)} models)")
+        return 0
+    if args.run is None:
+        raise SAEError("give the run to export (a run folder or checkpoint), or --rollback NAME")
 
     options = RepositoryOptions(name=args.name, flavour=args.flavour, native_runtime=args.native_runtime,
                                 tensorrt=args.tensorrt, gpu_precision=args.gpu_precision)
@@ -72,7 +80,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                         range_images=args.range_images,
                         options=options, validate=check_repository)
     print(f"exported {report.config_name} (step {report.step}) to {report.repository} as {', '.join(report.models)} "
-          f"({report.flavour} flavour); {parity_line(report)}; bank of {report.bank_size} latents")
+          f"version {report.version} ({report.flavour} flavour); {parity_line(report)}; bank of {report.bank_size} "
+          "latents")
     return 0
 
 
@@ -266,7 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", help="checkpoint -> one model's set of Triton models (ONNX, TorchScript, bank)")
-    e.add_argument("run", type=Path, help="run folder or checkpoint file")
+    e.add_argument("run", type=Path, nargs="?", default=None, help="run folder or checkpoint file")
+    e.add_argument("--rollback", type=arg.model_name, default=None, metavar="NAME",
+                   help="instead of exporting: serve the previous version of the set NAME again ('' for the "
+                   "unprefixed set); each export writes version N+1 and keeps two earlier ones")
     e.add_argument("--repo", type=Path, default=Path("model_repository"), help="Triton model repository to write into")
     e.add_argument("--name", type=arg.model_name, default="", help="prefix of the model names (NAME_encode, ...); default: none")
     e.add_argument("--flavour", choices=["python", "native"], default="python",

@@ -120,7 +120,10 @@ def test_images(shapes_file) -> np.ndarray:
 
 
 def bank_of(repo: Path, name: str) -> Bank:
-    return Bank.load(repo / f"{name}_sampler" / "1" / "bank.h5")
+    from export.repository import versions
+
+    newest = versions(repo / f"{name}_sampler")[-1]  # a re-export writes the next version
+    return Bank.load(repo / f"{name}_sampler" / str(newest) / "bank.h5")
 
 
 # --------------------------------------------------------------------------------------------- the repository
