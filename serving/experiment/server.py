@@ -86,7 +86,11 @@ class ExperimentServer:
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 
-        names = list(RepositoryOptions(name=export_name).model_names().values())
+        # Every role the contract names, in load order, that this set's export wrote (prior roles only with a prior).
+        names = [name for name in RepositoryOptions(name=export_name).model_names().values()
+                 if (self.repository / name / "config.pbtxt").is_file()]
+        if not names:
+            raise ModelSetError(f"set {export_name}: no model folders in {self.repository}")
         client = grpcclient.InferenceServerClient(self.url)
         try:
             for name in names:
