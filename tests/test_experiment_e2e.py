@@ -14,6 +14,7 @@ import pytest
 
 from serving.cli import main
 from serving.experiment.cellfile import METRIC_KEYS
+from tests.test_experiment_report import SPREAD_CELL, VERDICT, tables, verdicts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,13 +55,14 @@ def test_grid_end_to_end_through_one_server(tmp_path, capsys):
         metrics = cell["metrics"]
         assert set(metrics) == set(METRIC_KEYS)
         for key, value in metrics.items():
-            if key == "fid_prior" and value is None:  # the harness does not sample a prior (yet)
+            if key == "fid_prior" and not cell["has_prior"]:  # SAE sets serve no prior sampler
+                assert value is None
                 continue
             if key == "dci_regressor":
                 assert value == "lasso"
             else:
                 assert isinstance(value, (int, float)) and not isinstance(value, bool), (cell_id, key, value)
-        assert metrics["fid_images"] == 6
+        assert metrics["fid_images"] == 6 and cell["draw_mode"] == "independent"
         matrix = cell["dci_importance"]
         assert len(matrix) == 12 and all(len(row) == len(cell["factor_names"]) == 6 for row in matrix)
         assert cell["variable_of_dim"] == list(range(12))
@@ -81,7 +83,19 @@ def test_grid_end_to_end_through_one_server(tmp_path, capsys):
     steps = {mode: json.loads((work / "exports" / f"sae12_s0_no_ball_{mode}.json").read_text())["checkpoint_step"]
              for mode in mse}
     assert steps == {"none": 8, "encoder": 2, "decoder": 2, "both": 2}
-    assert (out / "REPORT.md").is_file() and json.loads((out / "results.json").read_text())["cells"]
+    assert json.loads((out / "results.json").read_text())["cells"]
+    report = out / "REPORT.md"
+    per_model = tables(report, "Per model")
+    assert per_model and {row[0] for _, rows in per_model for row in rows} == {"SAE-12", "VAE"}
+    for header, rows in per_model + tables(report, "Extrapolation"):
+        for row in rows:
+            for column, value in zip(header[2:], row[2:]):
+                if value == "—":  # the one allowed non-number: prior FID of a model without a prior
+                    assert column == "FID prior" and row[0] == "SAE-12"
+                else:
+                    assert SPREAD_CELL.match(value), (row[0], column, value)
+    found = verdicts(report)
+    assert set(found) == {f"C{i}" for i in range(1, 7)} and all(VERDICT.match(v) for v in found.values()), found
     assert not (work / "tritonserver.json").exists()  # the server was stopped and its record removed
 
 
