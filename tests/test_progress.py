@@ -33,3 +33,25 @@ def test_a_bar_on_a_terminal_counts_what_is_done():
 def test_no_bar_without_tqdm(monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm raises ImportError
     assert isinstance(progress_bar(10, "samples", stream=Terminal()), _NoBar)
+
+
+def test_eval_stages_move_one_bar_with_the_stage_as_description():
+    from clients.evaluation.harness import _Timer
+
+    class Recorder(_NoBar):
+        def __init__(self):
+            self.events = []
+
+        def set_description(self, text):
+            self.events.append(text)
+
+        def update(self, count=1):
+            self.events.append(count)
+
+    bar = Recorder()
+    timer = _Timer(bar)
+    for stage in ("test_pass", "figures"):
+        with timer(stage):
+            pass
+    assert bar.events == ["test_pass", 1, "figures", 1]
+    assert set(timer.seconds) == {"test_pass", "figures"}
