@@ -102,7 +102,7 @@ def server_config(args: argparse.Namespace):
     host = args.host or "127.0.0.1"
     config = ServerConfig(repository=Path(args.repo), host=host, allow_external=args.host is not None,
                           grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port,
-                          extra_args=tuple(getattr(args, "triton_args", None) or ()))
+                          extra_args=tuple(getattr(args, "triton_args", None) or ()), gpu=getattr(args, "gpu", None))
     if not config.is_loopback:
         print(f"sae {args.command}: warning: binding {host} (--host), not loopback: the server is reachable from "
               "other machines, with no authentication", file=sys.stderr, flush=True)
@@ -129,8 +129,22 @@ def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: boo
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    path = write_sample_grid(args.url, args.n, args.seed, args.out, args.per_dimension, args.draw, args.model)
-    print(f"wrote {args.n} hybrid samples to {path}")
+    """Hybrid samples streamed to --out (format by suffix: clients/sample_writer.py), one request at a time."""
+    from clients.sample_writer import SampleRun, sample_format, stream_samples
+    from clients.triton_client import SAEClient
+
+    try:
+        suffix = sample_format(args.out, args.n)
+    except ValueError as e:
+        print(f"sae sample: {e}", file=sys.stderr)
+        return 2
+    with SAEClient(args.url, model=args.model) as client:
+        client.wait_ready(timeout_s=30)
+        run = SampleRun(n=args.n, seed=args.seed, limit=client.max_samples())
+        paths = stream_samples(lambda count, seed: client.sample(count, seed=seed, per_dimension=args.per_dimension,
+                                                                 draw=args.draw), run, args.out)
+    where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} PNG tiles {paths[0]} .. {paths[-1].name}"
+    print(f"wrote {args.n} hybrid samples ({suffix[1:]}, {run.requests} requests) to {where}")
     return 0
 
 
@@ -315,16 +329,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_ports(s)
     s.add_argument("--log", type=arg.output_file, default=None, metavar="FILE",
                    help="keep the server log in FILE (default: a temporary file, deleted on stop)")
+    gpu = s.add_mutually_exclusive_group()
+    gpu.add_argument("--gpu", dest="gpu", action="store_const", const=True, default=None,
+                     help="GPU memory pools (pinned host pool, a CUDA pool per visible GPU) even if no GPU is found "
+                     "(default: when nvidia-smi or /dev/nvidia* shows one)")
+    gpu.add_argument("--cpu-only", dest="gpu", action="store_const", const=False,
+                     help="CPU-only flags (no pinned or CUDA pools) even on a GPU machine")
     s.add_argument("triton_args", nargs="*", metavar="TRITONSERVER_ARGS",
                    help="after --: passed to tritonserver after the package's own flags (a repeated flag takes "
                    "the later value), e.g. -- --model-control-mode=poll --repository-poll-secs=5")
     s.set_defaults(func=cmd_serve)
 
-    sm = sub.add_parser("sample", help="hybrid samples from a running server, as a PNG grid")
+    sm = sub.add_parser("sample", help="hybrid samples from a running server: PNG grids, .h5 or .npz arrays")
     sm.add_argument("--n", type=arg.sample_count, default=64,
                     help="number of samples (sent in parts above the server's per-request limit)")
     sm.add_argument("--seed", type=arg.non_negative_int, default=0, help="SEED of the request: same seed, same images")
-    sm.add_argument("--out", type=arg.output_file, default=Path("samples.png"), help="PNG grid to write")
+    sm.add_argument("--out", type=arg.output_file, default=Path("samples.png"),
+                    help="the suffix decides: .png grids of at most 1,024 samples (samples.png, or samples_0000.png, "
+                    "... for more), .h5 images uint8 + latents + source_index streamed chunk by chunk, .npz the "
+                    "same arrays in memory (at most 16,384 samples)")
     sm.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
     sm.add_argument("--model", type=arg.model_name, default="",
                     help="name the model set was exported under (sae export --name; default: unprefixed)")

@@ -156,6 +156,7 @@ class ServerConfig:
     log_verbose: int = 0
     exit_on_error: bool = True  # a model that fails to load stops the server (and start() raises)
     extra_args: tuple[str, ...] = ()
+    gpu: bool | None = None  # None: use the GPUs found (visible_gpu_count); False: CPU-only flags; True: GPU flags
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "repository", Path(self.repository))
@@ -184,6 +185,47 @@ class ServerConfig:
     @property
     def is_loopback(self) -> bool:
         return _is_loopback(self.host)
+
+
+PINNED_POOL_BYTES = 256 << 20  # host memory pinned for GPU transfers
+CUDA_POOL_BYTES = 64 << 20  # per visible GPU, for tensors passed between models on the device
+
+
+def visible_gpu_count() -> int:
+    """GPUs this process may use, found without torch: ``nvidia-smi -L`` (one line per GPU), else ``/dev/nvidia*``;
+    CUDA_VISIBLE_DEVICES narrows the count ("" or "-1": none)."""
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+        found = sum(line.startswith("GPU ") for line in listing.stdout.splitlines()) if listing.returncode == 0 else 0
+    except (OSError, subprocess.TimeoutExpired):
+        found = 0
+    if not found:
+        found = sum(1 for dev in Path("/dev").glob("nvidia[0-9]*"))
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v for v in visible.split(",") if v.strip() and v.strip() != "-1"]
+        found = min(found, len(ids))
+    return found
+
+
+def gpu_count(gpu: bool | None) -> int:
+    """GPUs to configure memory pools for: ``gpu=False`` none, ``True`` at least one, ``None`` those found."""
+    if gpu is False:
+        return 0
+    found = visible_gpu_count()
+    return max(found, 1) if gpu else found
+
+
+def memory_pool_flags(gpus: int) -> list[str]:
+    """tritonserver memory flags: with no GPU, no pinned or CUDA pools and no GPU metrics (quiet on a CPU-only
+    machine); with GPUs, a pinned host pool and one CUDA pool per GPU (Triton's ``--cuda-memory-pool-byte-size``
+    takes ``DEVICE:BYTES`` once per device)."""
+    if gpus < 0:
+        raise ValueError(f"gpus must be >= 0, got {gpus}")
+    if gpus == 0:
+        return ["--allow-gpu-metrics=false", "--pinned-memory-pool-byte-size=0", "--cuda-memory-pool-byte-size=0:0"]
+    return [f"--pinned-memory-pool-byte-size={PINNED_POOL_BYTES}",
+            *(f"--cuda-memory-pool-byte-size={device}:{CUDA_POOL_BYTES}" for device in range(gpus))]
 
 
 def _free_ports(host: str, count: int) -> list[int]:
@@ -396,10 +438,7 @@ class TritonServer:
             f"--http-port={http_port}",
             f"--metrics-address={host}",
             f"--metrics-port={metrics_port}",
-            # quiet on a CPU-only machine
-            "--allow-gpu-metrics=false",
-            "--pinned-memory-pool-byte-size=0",
-            "--cuda-memory-pool-byte-size=0:0",
+            *memory_pool_flags(gpu_count(cfg.gpu)),
             # our own shared-memory names, so that leftovers of a killed server can be removed
             f"--backend-config=python,shm-region-prefix-name={self._shm_prefix}",
             f"--log-verbose={cfg.log_verbose}",

@@ -79,6 +79,7 @@ class EvalConfig:
     chunk_redraws: int = 7
     gbt_jobs: int | None = None  # joblib workers for the gradient-boosted-tree DCI
     draw: str = DRAW_MODES[0]  # hybrid sampling's draw mode (the sampler's DRAW input)
+    progress: bool = True  # a bar over the stages on stderr (only when it is a terminal)
 
     def resolved(self) -> "EvalConfig":
         fast = self.fast
@@ -149,19 +150,29 @@ def _read_in_order(source: ImageSource, rows: np.ndarray, batch_size: int):
     return (images for _, images in batches_in_order(source, rows, batch_size))
 
 
+EVAL_STAGES = 7  # feature extractors, test pass, hybrid samples, prior samples (if any), distances, metrics, figures
+
+
 class _Timer:
-    def __init__(self) -> None:
+    """Seconds per stage; with a progress bar, one step per stage, the running stage as its description."""
+
+    def __init__(self, bar=None) -> None:
         self.seconds: dict[str, float] = {}
+        self.bar = bar
 
     def __call__(self, name: str):
         timer = self
 
         class _Span:
             def __enter__(self):
+                if timer.bar is not None:
+                    timer.bar.set_description(name)
                 self.start = time.perf_counter()
 
             def __exit__(self, *exc):
                 timer.seconds[name] = round(timer.seconds.get(name, 0.0) + time.perf_counter() - self.start, 3)
+                if timer.bar is not None:
+                    timer.bar.update(1)
 
         return _Span()
 
@@ -318,7 +329,10 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     data_label = "procedural" if procedural else "real"
     cache = ReferenceStatsCache(cfg.stats_cache)
     test_rows = _subset(splits["test"], cfg.num_images, cfg.seed)
-    timer = _Timer()
+    from clients.progress_bar import progress_bar
+
+    stages = progress_bar(EVAL_STAGES, "eval", unit="stage", enabled=cfg.progress)
+    timer = _Timer(stages)
     result: dict[str, Any] = {
         "model": cfg.model, "url": cfg.url, "fast": cfg.fast, "seed": cfg.seed,
         "data": {"path": str(cfg.data), "label": data_label, "procedural": procedural, "images": len(source),
@@ -353,6 +367,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             figures_dir = cfg.out / "figures"
             figures_dir.mkdir(parents=True, exist_ok=True)
             result["figures"] = _figures(client, figures_dir, cfg, hybrid, prior, passed, num_variables, bank)
+    stages.close()
     result["seconds"] = timer.seconds | {"features": {name: round(ex.seconds, 3) for name, ex in extractors.items()}}
     (cfg.out / "eval.json").write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     (cfg.out / "report.md").write_text(markdown_report(result))
