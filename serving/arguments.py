@@ -59,8 +59,8 @@ def sample_count(text: str) -> int:
 
     value = positive_int(text)
     if value > MAX_SAMPLES:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_SAMPLES:,} (larger requests are split by the "
-                                         f"server's limit, but one call's images must fit in memory), got {value:,}")
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SAMPLES:,} (requests are split by the server's "
+                                         f"limit and .h5/.png output is streamed), got {value:,}")
     return value
 
 

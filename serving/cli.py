@@ -96,13 +96,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def poll_args(seconds: int | None) -> tuple[str, ...]:
+    """``sae serve --poll S``: Triton's poll mode, so that each export (a new version, a rollback) is picked up live."""
+    return () if seconds is None else ("--model-control-mode=poll", f"--repository-poll-secs={seconds}")
+
+
 def server_config(args: argparse.Namespace):
     from serving.triton import ServerConfig
 
     host = args.host or "127.0.0.1"
     config = ServerConfig(repository=Path(args.repo), host=host, allow_external=args.host is not None,
                           grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port,
-                          extra_args=tuple(getattr(args, "triton_args", None) or ()), gpu=getattr(args, "gpu", None))
+                          extra_args=poll_args(getattr(args, "poll", None)) + tuple(getattr(args, "triton_args", None)
+                                                                                     or ()),
+                          gpu=getattr(args, "gpu", None))
     if not config.is_loopback:
         print(f"sae {args.command}: warning: binding {host} (--host), not loopback: the server is reachable from "
               "other machines, with no authentication", file=sys.stderr, flush=True)
@@ -329,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_ports(s)
     s.add_argument("--log", type=arg.output_file, default=None, metavar="FILE",
                    help="keep the server log in FILE (default: a temporary file, deleted on stop)")
+    s.add_argument("--poll", type=arg.positive_int, default=None, metavar="SECONDS",
+                   help="poll the repository every SECONDS and load what changed: exports and rollbacks go live "
+                   "without a restart (each model is swapped whole, so every answer comes from one version)")
     gpu = s.add_mutually_exclusive_group()
     gpu.add_argument("--gpu", dest="gpu", action="store_const", const=True, default=None,
                      help="GPU memory pools (pinned host pool, a CUDA pool per visible GPU) even if no GPU is found "

@@ -50,3 +50,14 @@ def test_gpu_and_cpu_only_exclude_each_other(capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--gpu", "--cpu-only"])
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_serve_poll_puts_triton_in_poll_mode_before_the_users_own_arguments():
+    from serving.cli import build_parser, server_config
+
+    args = build_parser().parse_args(["serve", "--poll", "5", "--", "--log-verbose=1"])
+    assert server_config(args).extra_args == ("--model-control-mode=poll", "--repository-poll-secs=5",
+                                              "--log-verbose=1")
+    assert server_config(build_parser().parse_args(["serve"])).extra_args == ()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--poll", "0"])
