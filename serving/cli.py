@@ -143,7 +143,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     try:
         suffix = sample_format(args.out, args.n)
     except ValueError as e:
-        print(f"sae sample: {e}", file=sys.stderr)
+        print(f"sae sample: error: {e}", file=sys.stderr)
         return 2
     with SAEClient(args.url, model=args.model) as client:
         client.wait_ready(timeout_s=30)
@@ -151,7 +151,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         paths = stream_samples(lambda count, seed: client.sample(count, seed=seed, per_dimension=args.per_dimension,
                                                                  draw=args.draw), run, args.out)
     where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} PNG tiles {paths[0]} .. {paths[-1].name}"
-    print(f"wrote {args.n} hybrid samples ({suffix[1:]}, {run.requests} requests) to {where}")
+    requests = f"{run.requests} request{'s' if run.requests != 1 else ''}"
+    print(f"wrote {args.n} hybrid samples to {where} ({suffix[1:]}, {requests})")
     return 0
 
 
