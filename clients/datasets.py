@@ -201,8 +201,25 @@ class _ImageFile:
         return self._rows
 
 
+class _OpenedLazily:
+    """A reader whose file handle ``_file`` is opened on first read, closed by ``close()`` and never pickled, so each
+    process of a data loader (or Ray worker) opens its own."""
+
+    _file = None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_file"] = None
+        return state
+
+
 @dataclass
-class H5Images(_ImageFile):
+class H5Images(_OpenedLazily, _ImageFile):
     """Random access to an HDF5 image file. Opened lazily so it can be handed to worker processes.
 
     Factors: a file with 6 label columns and no ``factor_names`` attribute (the real ``3dshapes.h5``), or with the
@@ -289,15 +306,6 @@ class H5Images(_ImageFile):
             out[:, k] = nearest
         return out
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_file"] = None
-        return state
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -34,7 +34,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from clients.datasets import DatasetError, Exclude, NpzImages, _ImageFile, _row_range, _usable_rows
+from clients.datasets import (DatasetError, Exclude, NpzImages, _ImageFile, _OpenedLazily, _row_range,
+                              _usable_rows)
 
 RFD_ROOT_NAME = "robot_finger_datasets"
 RFD_VARIANTS = ("finger", "finger_heldout_colors", "finger_real")
@@ -214,7 +215,7 @@ def decode_png(data: bytes, where: str) -> np.ndarray:
 
 
 @dataclass
-class FingerTarImages(_FingerFactors, _ImageFile):
+class FingerTarImages(_FingerFactors, _OpenedLazily, _ImageFile):
     """A simulated RFD variant (``finger/`` or ``finger_heldout_colors/``): PNGs read by row from its tar, labels
     from the ``.npz`` files beside it."""
 
@@ -262,15 +263,6 @@ class FingerTarImages(_FingerFactors, _ImageFile):
             out[i] = image
         return out
 
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_file"] = None
-        return state
 
 
 # ---------------------------------------------------------------------------------------------------------------------
