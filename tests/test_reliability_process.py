@@ -55,7 +55,8 @@ def test_sigkill_of_sae_serve_leaves_no_server_and_frees_the_ports(exported_repo
         server_pid = int(ready.group(1))
         group = _group_members(server_pid)  # tritonserver is its session leader: the stubs share its group
         assert server_pid in group and len(group) >= 7, group
-        assert not any(port_is_free(p) for p in ports)
+        # the HTTP and metrics listeners may come up a moment after the gRPC readiness check
+        wait_for(lambda: not any(port_is_free(p) for p in ports), 10)
         os.kill(serve.pid, signal.SIGKILL)
         serve.wait(timeout=5)
         took = wait_for(lambda: not any(pid_alive(p) for p in group), GONE_WITHIN_S)
