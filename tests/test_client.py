@@ -244,10 +244,16 @@ def raw(triton):
     c.close()
 
 
-def _stats(raw, model: str) -> tuple[int, int]:
-    """(requests, images) the server has answered for ``model`` so far."""
-    stats = raw.get_inference_statistics(model, as_json=True)["model_stats"][0]
-    return int(stats["inference_stats"]["success"].get("count", 0)), int(stats.get("inference_count", 0))
+def _stats(raw, model: str, expected: tuple[int, int] | None = None, timeout_s: float = 10.0) -> tuple[int, int]:
+    """(requests, images) the server has answered for ``model`` so far. Triton records a request's statistics after
+    its response has gone out, so with ``expected`` this polls (up to ``timeout_s``) until the counts reach it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats = raw.get_inference_statistics(model, as_json=True)["model_stats"][0]
+        counts = int(stats["inference_stats"]["success"].get("count", 0)), int(stats.get("inference_count", 0))
+        if expected is None or counts == expected or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.05)
 
 
 @pytest.mark.server
@@ -258,7 +264,8 @@ def test_a_batch_larger_than_max_batch_size_goes_out_in_parts(client, raw):
     requests, count = _stats(raw, "encode")
     latents = client.encode(images)
     assert latents.shape == (limit + 44, 12) and latents.dtype == np.float32
-    assert _stats(raw, "encode") == (requests + 2, count + limit + 44)
+    expected = (requests + 2, count + limit + 44)
+    assert _stats(raw, "encode", expected) == expected
     assert np.allclose(latents[limit:], client.encode(images[limit:]), atol=1e-5)
     with pytest.raises(InferenceError, match="batch"):  # the server itself would refuse one request of them all
         client.infer("encode", {"IMAGE": images})
