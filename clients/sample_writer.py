@@ -17,7 +17,7 @@ import numpy as np
 
 from clients.atomic import atomic_write
 from clients.png import image_grid, write_png
-from clients.triton_client import HybridSamples, part_seed, to_uint8
+from clients.triton_client import HybridSamples, sample_parts, to_uint8
 
 FORMATS = (".png", ".h5", ".npz")
 NPZ_MAX_SAMPLES = 16_384  # 64x64 RGB uint8: about 200 MB held in memory before the file is written
@@ -66,9 +66,8 @@ def png_tile_paths(out: Path, n: int, tile: int | None = None) -> list[Path]:
 
 def sample_chunks(sampler: Sampler, run: SampleRun, progress=None) -> Iterator[HybridSamples]:
     """One request's samples at a time, part p seeded ``part_seed(run.seed, p)``; ``progress.update`` per chunk."""
-    for part, start in enumerate(range(0, run.n, run.limit)):
-        count = min(run.limit, run.n - start)
-        chunk = sampler(count, part_seed(run.seed, part))
+    for part, (count, seed) in enumerate(sample_parts(run.n, run.seed, run.limit)):
+        chunk = sampler(count, seed)
         if len(chunk.images) != count:
             raise ValueError(f"sampler returned {len(chunk.images)} samples for part {part}, asked for {count}")
         yield chunk

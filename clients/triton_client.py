@@ -245,6 +245,12 @@ def part_seed(seed: int, part: int) -> int:
     return seed if part == 0 else int(np.random.SeedSequence([seed, part]).generate_state(1)[0])
 
 
+def sample_parts(n: int, seed: int, limit: int) -> list[tuple[int, int]]:
+    """(count, SEED) of each request of a split sample: requests of at most ``limit``, part p seeded
+    ``part_seed(seed, p)``. The client's split calls and ``sae sample``'s streamed runs share it."""
+    return [(min(limit, n - start), part_seed(seed, part)) for part, start in enumerate(range(0, n, limit))]
+
+
 def draw_mode(model: str, draw: str | None, per_dimension) -> str | None:
     """The draw mode asked for by ``draw`` and the boolean ``per_dimension``; None when neither asks."""
     if not isinstance(per_dimension, (bool, np.bool_)):
@@ -264,9 +270,8 @@ def plan_draws(info: ModelInfo, limit: int, n, seed) -> list[Request]:
     """NUM_SAMPLES/SEED requests for ``n`` samples, each at most ``limit``; part p is seeded ``part_seed(seed, p)``."""
     n = _check_int(info.name, "NUM_SAMPLES", n, 1, MAX_SAMPLES)
     seed = _check_int(info.name, "SEED", seed, 0, 2 ** 63 - 1)
-    return [{"NUM_SAMPLES": np.array([min(limit, n - start)], np.int64),
-             "SEED": np.array([part_seed(seed, part)], np.int64)}
-            for part, start in enumerate(range(0, n, limit))]
+    return [{"NUM_SAMPLES": np.array([count], np.int64), "SEED": np.array([request_seed], np.int64)}
+            for count, request_seed in sample_parts(n, seed, limit)]
 
 
 def plan_sample(info: ModelInfo, limit: int, n, seed, base=None, mask=None, per_dimension=False,
