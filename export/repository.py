@@ -43,7 +43,6 @@ from export.triton_configs import (BANK_FILE, MANIFEST_FILE, ONNX_FILE, ONNX_FP1
                                    model_configs)
 from export.triton_templates import ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
 from training.checkpoint import LAST, Checkpoint
-from training.models.autoencoder import build_model
 
 EXPORT_PARITY_BATCHES = (1, 7)  # checked at every export; tests/test_parity.py adds 256
 KEPT_VERSIONS = 3  # version folders a model keeps: the newest and two to roll back to
@@ -259,9 +258,7 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
     source = checkpoint_file(run)
     ckpt = Checkpoint.load(run)
     cfg = ckpt.config
-    model = build_model(cfg.model)
-    model.load_state_dict(ckpt.model_state)
-    model.eval()
+    model = ckpt.eval_model()
     data_path = data_path or (ckpt.extra or {}).get("data_path")
     if not data_path:
         raise ExportError("the checkpoint does not say which data it was trained on; pass --data FILE")

@@ -56,9 +56,5 @@ def export(run: str | Path, repo: str | Path, name: str = "", **options: Any):
 def load_model(run: str | Path, which: str = "last.pt", device: str = "cpu"):
     """A run folder (its ``checkpoints/WHICH``) or a checkpoint file -> the eager model, in eval mode on ``device``."""
     from training.checkpoint import Checkpoint
-    from training.models.autoencoder import build_model
 
-    checkpoint = Checkpoint.load(Path(run), map_location=device, which=which)
-    model = build_model(checkpoint.config.model)
-    model.load_state_dict(checkpoint.model_state)
-    return model.to(device).eval()
+    return Checkpoint.load(Path(run), map_location=device, which=which).eval_model(device)

@@ -57,6 +57,15 @@ class Checkpoint:
                    raw.get("auxiliary"))
 
 
+    def eval_model(self, device: str | torch.device = "cpu"):
+        """The eager model these weights belong to, on ``device`` in eval mode."""
+        from training.models.autoencoder import build_model  # the models import training.config, not this module
+
+        model = build_model(self.config.model)
+        model.load_state_dict(self.model_state)
+        return model.to(device).eval()
+
+
 def run_checkpoint(run_dir: Path, which: str = LAST) -> Path:
     """Where a run keeps its ``last.pt`` / ``best.pt``."""
     if which not in (LAST, BEST):
