@@ -43,7 +43,7 @@ from clients.evaluation.randconv import RandConvFeatures
 from clients.png import image_grid, write_png
 from clients.triton_client import DEFAULT_URL, DRAW_MODES, SAEClient, part_seed, to_uint8
 
-__all__ = ["EvalConfig", "evaluate", "summary_lines", "default_stats_cache", "PRIOR_NOT_APPLICABLE"]
+__all__ = ["EvalConfig", "evaluate", "summary_lines", "default_stats_cache", "is_procedural", "PRIOR_NOT_APPLICABLE"]
 
 PRIOR_NOT_APPLICABLE = ("not applicable: the served model set has no prior_sample model (SAE, AE and AdaAE have no "
                         "prior; they make new samples by hybrid sampling only)")
@@ -137,7 +137,7 @@ def _subset(rows: np.ndarray, count: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(rows, size=count, replace=False))
 
 
-def _is_procedural(source: ImageSource) -> bool:
+def is_procedural(source: ImageSource) -> bool:
     if Path(source.path).suffix.lower() not in (".h5", ".hdf5"):
         return False
     import h5py
@@ -325,7 +325,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     splits = dataset_splits(source, seed=0)
     if len(splits["test"]) < 2:
         raise ValueError(f"{cfg.data}: the test split has {len(splits['test'])} images; evaluation needs at least 2")
-    procedural = _is_procedural(source)
+    procedural = is_procedural(source)
     data_label = "procedural" if procedural else "real"
     cache = ReferenceStatsCache(cfg.stats_cache)
     test_rows = _subset(splits["test"], cfg.num_images, cfg.seed)

@@ -170,11 +170,11 @@ class ExperimentRunner:
 
     def dataset_record(self) -> dict[str, Any]:
         from clients.datasets import open_dataset
-        from clients.evaluation.harness import _is_procedural
+        from clients.evaluation.harness import is_procedural
 
         source = open_dataset(self.data_path())
         try:
-            return {"kind": self.grid.dataset.kind, "label": "procedural" if _is_procedural(source) else "real",
+            return {"kind": self.grid.dataset.kind, "label": "procedural" if is_procedural(source) else "real",
                     "path": str(self.data_path()), "images": int(len(source)),
                     "factor_names": list(source.factor_names)}
         finally:
