@@ -32,7 +32,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, Mapping, TextIO
 
 import h5py
 import numpy as np
@@ -180,7 +180,7 @@ class ServerPool:
                 server.down_until = time.monotonic() + self.cooldown_s
                 self.failures += 1
 
-    def _reconnect_all(self) -> None:
+    def reconnect_all(self) -> None:
         """Fresh clients for every server (same settings); the old ones are closed with the pool, since calls of
         other threads may still be using them."""
         with self._lock:
@@ -214,7 +214,7 @@ class ServerPool:
                         errors[-len(self.servers):] or ["every server failed within the last few seconds"]))
                 time.sleep(pause)
                 pause = min(2 * pause, OUTAGE_BACKOFF_S[1])
-                self._reconnect_all()
+                self.reconnect_all()
                 tried.clear()
                 continue
             tried.add(server.url)
@@ -298,55 +298,94 @@ def _clock(seconds: float) -> str:
 # --------------------------------------------------------------------------------------------------- output file
 
 
-def _identity(config: EncodeJobConfig, data, source_fingerprint: str) -> dict:
-    return {"format": FORMAT, "model": config.model, "source_images": len(data),
+def identity_of(model: str, data, source_fingerprint: str) -> dict:
+    """What a latents file records to tell its input and model from others (checked on resume and merge)."""
+    return {"format": FORMAT, "model": model, "source_images": len(data),
             "source_fingerprint": source_fingerprint, "image_shape": list(data.shape[1:])}
 
 
-def check_identity(path: Path, f: h5py.File, wanted: dict) -> None:
-    """Refuse an output file that belongs to another input or model, naming what differs."""
+def check_identity(path: Path, found: Mapping, wanted: dict) -> None:
+    """Refuse an output (its HDF5 attributes or manifest: ``found``) that belongs to another input or model, naming
+    what differs."""
     differs = []
     for key, value in wanted.items():
-        found = f.attrs.get(key)
-        found = found.tolist() if isinstance(found, np.ndarray) else found
-        found = found.decode() if isinstance(found, bytes) else found
-        if found != value:
-            differs.append(f"{key}: file has {found!r}, this run {value!r}")
+        have = found.get(key)
+        have = have.tolist() if isinstance(have, np.ndarray) else have
+        have = have.decode() if isinstance(have, bytes) else have
+        if have != value:
+            differs.append(f"{key}: file has {have!r}, this run {value!r}")
     if differs:
-        source = f.attrs.get("source_path", "?")
-        raise EncodeJobError(f"{path} belongs to another encoding (of {source}, model {f.attrs.get('model', '?')!r}): "
+        source = found.get("source_path", "?")
+        raise EncodeJobError(f"{path} belongs to another encoding (of {source}, model {found.get('model', '?')!r}): "
                              + "; ".join(differs) + ". Remove it or choose another --out; nothing was changed.")
 
 
-def _create(path: Path, config: EncodeJobConfig, data, identity: dict, probe_latent: np.ndarray) -> None:
-    """Write the full-size output under a temporary name, then rename it to ``path``: creation is atomic."""
-    tmp = path.with_name(path.name + ".tmp")
-    n, dim = len(data), len(probe_latent)
+@dataclass(frozen=True)
+class LabelColumn:
+    """What is copied beside the latents: ``labels`` (the stored label values) or, for a dataset whose factors follow
+    from the row index (MPI3D), ``factors``; ``read`` takes a slice of rows."""
+
+    key: str
+    read: Callable[[slice], np.ndarray]
+    factor_names: tuple[str, ...] = ()
+
+
+def label_column(data) -> LabelColumn | None:
+    """The dataset's labels (or row-index factors) to store beside its latents; None for a dataset with neither."""
+    if data.has_labels:
+        return LabelColumn("labels", data.read_labels, tuple(data.factor_names))
+    if data.factor_sizes:
+        return LabelColumn("factors", data.read_factors, tuple(data.factor_names))
+    return None
+
+
+def latents_attrs(identity: dict, source_path: Path, probe_latent: np.ndarray) -> dict:
+    """The attributes of a latents file, in the order they are written."""
+    return {**identity, "source_path": str(Path(source_path).resolve()),
+            "probe_latent": np.asarray(probe_latent, np.float32)}
+
+
+def write_latents_layout(path: Path, attrs: dict, rows: int, dim: int, labels: LabelColumn | None,
+                         first_row: int = 0) -> None:
+    """An HDF5 file of ``rows`` latents in the layout of the module docstring, written at ``path``: the attributes,
+    ``latents`` (NaN) and ``committed`` (0) allocated at full size, and the labels of dataset rows
+    ``first_row .. first_row + rows - 1`` copied in.
+
+    The one home of the layout: ``sae encode`` writes its output with it, the Ray engine its shards and their merge."""
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
     dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # storage allocated now: later writes touch no metadata
-    with h5py.File(tmp, "w", libver="earliest") as f:  # superblock v0: no "open for writing" flag to trip on
-        for key, value in identity.items():
+    with h5py.File(path, "w", libver="earliest") as f:  # superblock v0: no "open for writing" flag to trip on
+        for key, value in attrs.items():
             f.attrs[key] = value
-        f.attrs["source_path"] = str(config.data.resolve())
-        f.attrs["probe_latent"] = probe_latent.astype(np.float32)
-        f.create_dataset("latents", (n, dim), np.float32, fillvalue=np.nan, dcpl=dcpl)
+        f.create_dataset("latents", (rows, dim), np.float32, fillvalue=np.nan, dcpl=dcpl)
         f.create_dataset("committed", (), np.int64, data=0)
-        # The dataset's labels beside the latents; a dataset whose factors follow from the row (MPI3D) has factors.
-        key, read = ("labels", data.read_labels) if data.has_labels else ("factors", data.read_factors)
-        if data.has_labels or data.factor_sizes:
-            first = np.asarray(read(slice(0, 1)))
-            labels = f.create_dataset(key, (n, *first.shape[1:]), first.dtype, dcpl=dcpl)
-            for start in range(0, n, LABEL_WINDOW):
-                labels[start:start + LABEL_WINDOW] = read(slice(start, min(n, start + LABEL_WINDOW)))
-            if data.factor_names:
-                labels.attrs["factor_names"] = list(data.factor_names)
+        if labels is not None:
+            first = np.asarray(labels.read(slice(first_row, first_row + 1)))
+            column = f.create_dataset(labels.key, (rows, *first.shape[1:]), first.dtype, dcpl=dcpl)
+            for start in range(0, rows, LABEL_WINDOW):
+                stop = min(rows, start + LABEL_WINDOW)
+                column[start:stop] = labels.read(slice(first_row + start, first_row + stop))
+            if labels.factor_names:
+                column.attrs["factor_names"] = list(labels.factor_names)
+
+
+def create_latents_file(path: Path, attrs: dict, rows: int, dim: int, labels: LabelColumn | None) -> None:
+    """:func:`write_latents_layout` under a temporary name, then renamed to ``path``: creation is atomic."""
+    tmp = path.with_name(path.name + ".tmp")
+    write_latents_layout(tmp, attrs, rows, dim, labels)
     os.replace(tmp, path)
+
+
+def _create(path: Path, config: EncodeJobConfig, data, identity: dict, probe_latent: np.ndarray) -> None:
+    """The job's full-size output for ``data`` (labels copied from it), created atomically at ``path``."""
+    create_latents_file(path, latents_attrs(identity, config.data, probe_latent), len(data), len(probe_latent),
+                        label_column(data))
 
 
 # --------------------------------------------------------------------------------------------------- the job
 
 
-def _connect(config: EncodeJobConfig, data) -> list[SAEClient]:
+def connect_servers(config: EncodeJobConfig, data) -> list[SAEClient]:
     """Clients for the servers that answer, each checked to serve an encoder for these images."""
     clients, errors = [], []
     for url in config.urls:
@@ -375,7 +414,7 @@ def _connect(config: EncodeJobConfig, data) -> list[SAEClient]:
     return clients
 
 
-def _check_probe(pool: ServerPool, probe_image: np.ndarray, stored: np.ndarray | None, where: Path) -> np.ndarray:
+def check_probe(pool: ServerPool, probe_image: np.ndarray, stored: np.ndarray | None, where: Path) -> np.ndarray:
     """The probe image's latent from every live server; all must agree (with each other and with ``stored``)."""
     reference = stored
     for server in pool.servers:
@@ -395,7 +434,7 @@ def _check_probe(pool: ServerPool, probe_image: np.ndarray, stored: np.ndarray |
     return reference
 
 
-def _throttle(started: float, sent: int, rate: float | None) -> None:
+def throttle(started: float, sent: int, rate: float | None) -> None:
     if rate:
         wait = started + sent / rate - time.monotonic()
         if wait > 0:
@@ -416,7 +455,7 @@ def _run(config: EncodeJobConfig, data, progress_stream, metrics) -> EncodeRepor
     n = len(data)
     if n == 0:
         raise EncodeJobError(f"{config.data} holds no images")
-    identity = _identity(config, data, fingerprint(data))
+    identity = identity_of(config.model, data, fingerprint(data))
     if config.out.exists():
         _read_existing(config.out, identity)
         return EncodeReport(config.out, n, n, 0, 0.0)
@@ -425,12 +464,12 @@ def _run(config: EncodeJobConfig, data, progress_stream, metrics) -> EncodeRepor
     stored_probe = _read_existing(config.partial, identity) if config.partial.exists() else None
 
     metrics = metrics or EncodeMetrics()
-    pool = ServerPool(_connect(config, data), metrics, config.server_cooldown_s, config.outage_wait_s)
+    pool = ServerPool(connect_servers(config, data), metrics, config.server_cooldown_s, config.outage_wait_s)
     metrics_server: MetricsServer | None = None
     try:
         if config.metrics_port is not None:
             metrics_server = metrics.serve(config.metrics_port)
-        probe = _check_probe(pool, data.read(slice(0, 1)), stored_probe, config.partial)
+        probe = check_probe(pool, data.read(slice(0, 1)), stored_probe, config.partial)
         if stored_probe is None:
             _create(config.partial, config, data, identity, probe)
         report = _encode_chunks(config, data, pool, metrics, progress_stream)
@@ -446,7 +485,7 @@ def _read_existing(path: Path, identity: dict) -> np.ndarray:
     """Check that an existing output belongs to this run; return its probe latent."""
     try:
         with h5py.File(path, "r") as f:
-            check_identity(path, f, identity)
+            check_identity(path, f.attrs, identity)
             return np.asarray(f.attrs["probe_latent"], np.float32)
     except (OSError, KeyError) as e:
         raise EncodeJobError(f"{path} exists but is not a readable file of latents ({e}); remove it or choose "
@@ -470,7 +509,7 @@ class _RawDataset:
             view, position = view[written:], position + written
 
 
-class _RawDatasets:
+class RawDatasets:
     """``latents`` and ``committed`` of an output file, written with ``pwrite`` instead of through HDF5.
 
     Only raw bytes of datasets allocated at creation change (the module docstring), so HDF5 metadata is never
@@ -492,7 +531,7 @@ class _RawDatasets:
     def sync(self) -> None:
         os.fdatasync(self.fd)
 
-    def __enter__(self) -> "_RawDatasets":
+    def __enter__(self) -> "RawDatasets":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -503,7 +542,7 @@ def _encode_chunks(config: EncodeJobConfig, data, pool: ServerPool, metrics: Enc
                    progress_stream) -> EncodeReport:
     n = len(data)
     started = time.monotonic()
-    with _RawDatasets(config.partial) as f:
+    with RawDatasets(config.partial) as f:
         latents, committed_marker = f.latents, f.committed
         resumed_from = committed = f.committed_value
         metrics.total.set(n)
@@ -517,7 +556,7 @@ def _encode_chunks(config: EncodeJobConfig, data, pool: ServerPool, metrics: Enc
         try:
             while committed < n:
                 while next_start < n and len(pending) < config.in_flight:
-                    _throttle(started, next_start - resumed_from, config.max_images_per_second)
+                    throttle(started, next_start - resumed_from, config.max_images_per_second)
                     stop = min(n, next_start + config.batch_size)
                     images = data.read(slice(next_start, stop))
                     pending.append((next_start, stop, executor.submit(

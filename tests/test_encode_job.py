@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients.datasets import H5Images
-from clients.encode_job import (EncodeJobConfig, Progress, ServerPool, _create, _identity, fingerprint,
+from clients.encode_job import (EncodeJobConfig, Progress, ServerPool, _create, fingerprint, identity_of,
                                 run_encode_job)
 from clients.errors import EncodeJobError, InvalidInputError
 from clients.metrics import EncodeMetrics
@@ -141,7 +141,7 @@ def test_pool_names_every_server_that_failed():
 def test_an_output_of_another_input_or_model_is_refused_before_any_request(shapes_file, tmp_path):
     data = H5Images(write_images(tmp_path / "a.h5", H5Images(shapes_file).read(slice(0, 8))))
     config = EncodeJobConfig(data=data.path, out=tmp_path / "out.h5", model="m", urls=(f"127.0.0.1:{free_port()}",))
-    _create(config.partial, config, data, _identity(config, data, fingerprint(data)), np.zeros(12, np.float32))
+    _create(config.partial, config, data, identity_of(config.model, data, fingerprint(data)), np.zeros(12, np.float32))
     before = config.partial.read_bytes()
     with pytest.raises(EncodeJobError, match=r"model: file has 'm', this run 'other'.*nothing was changed"):
         run_encode_job(EncodeJobConfig(data=data.path, out=config.out, model="other", urls=config.urls))
@@ -268,7 +268,7 @@ def test_a_finished_file_is_left_alone_and_another_model_is_refused(reference, s
 def test_a_partial_file_from_another_model_is_refused(small_data, triton, tmp_path):
     config = job(small_data, tmp_path / "latents.h5", [triton.grpc_url])
     data = H5Images(small_data)
-    _create(config.partial, config, data, _identity(config, data, fingerprint(data)), np.zeros(12, np.float32))
+    _create(config.partial, config, data, identity_of(config.model, data, fingerprint(data)), np.zeros(12, np.float32))
     with pytest.raises(EncodeJobError, match="serves a different model than the model that wrote"):
         run_encode_job(config)
     assert committed_in(config.partial) == 0
