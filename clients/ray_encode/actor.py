@@ -29,7 +29,8 @@ def result_row(shard: Shard, status: str, error: str = "", seconds: float = 0.0,
     """One block's outcome, the only thing that travels back to the driver."""
     return {"start": np.array([shard.start], np.int64), "stop": np.array([shard.stop], np.int64),
             "status": np.array([status]), "error": np.array([error]),
-            "seconds": np.array([seconds]), "request_seconds": np.array([request_seconds])}
+            "seconds": np.array([seconds]), "request_seconds": np.array([request_seconds]),
+            "finished_at": np.array([time.time()])}
 
 
 def _this_node_and_actor() -> tuple[str, str]:

@@ -50,6 +50,8 @@ class RayEncodeReport:
     seconds: float  # the pipeline, from the first read task to the last result (no cluster start-up)
     block_seconds: list[float] = field(default_factory=list)  # per block, in its actor: requests and shard write
     request_seconds: list[float] = field(default_factory=list)  # per block, waiting for the servers
+    block_finished_at: list[float] = field(default_factory=list)  # per block, time.time() in its actor
+    started_at: float = 0.0  # time.time() when the pipeline started
     failed: list[dict] = field(default_factory=list)  # {"start", "stop", "error"}
 
     @property
@@ -158,7 +160,7 @@ def _encode(config: RayEncodeConfig, manifest: Manifest, todo: list[Shard], imag
     done_images = manifest.images - sum(s.rows for s in todo)
     progress = Progress(manifest.images, done_images, progress_stream or sys.stderr) if config.progress else None
     answered: set[int] = set()
-    started = time.monotonic()
+    started, report.started_at = time.monotonic(), time.time()
     for row in results.iter_rows():
         start, stop = int(row["start"]), int(row["stop"])
         answered.add(start)
@@ -167,6 +169,7 @@ def _encode(config: RayEncodeConfig, manifest: Manifest, todo: list[Shard], imag
             report.encoded_images += stop - start
             report.block_seconds.append(float(row["seconds"]))
             report.request_seconds.append(float(row["request_seconds"]))
+            report.block_finished_at.append(float(row["finished_at"]))
             done_images += stop - start
             if progress:
                 progress.update(done_images)
