@@ -97,6 +97,7 @@ def test_an_actor_killed_mid_run_leaves_a_complete_identical_result(ray_cluster,
                                                                      tmp_path):
     out = tmp_path / "shards"
     outcome: dict = {}
+    wait_until(lambda: not encoder_actor_pids(), what="the actors of earlier runs to go")  # the victim is this run's
 
     def target():
         try:

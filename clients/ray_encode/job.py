@@ -156,7 +156,8 @@ def _encode(config: RayEncodeConfig, manifest: Manifest, todo: list[Shard], imag
         ShardEncoder, fn_constructor_kwargs={"config": config, "manifest": manifest}, batch_size=None,
         batch_format="numpy", zero_copy_batch=True,
         compute=ray.data.ActorPoolStrategy(size=config.actors, max_tasks_in_flight_per_actor=TASKS_QUEUED_PER_ACTOR),
-        num_cpus=ACTOR_CPUS, max_restarts=config.actor_restarts, max_task_retries=config.actor_restarts)
+        num_cpus=ACTOR_CPUS, scheduling_strategy="SPREAD",  # actors over the nodes, each near its node's server
+        max_restarts=config.actor_restarts, max_task_retries=config.actor_restarts)
     done_images = manifest.images - sum(s.rows for s in todo)
     progress = Progress(manifest.images, done_images, progress_stream or sys.stderr) if config.progress else None
     answered: set[int] = set()
@@ -189,15 +190,18 @@ def _encode(config: RayEncodeConfig, manifest: Manifest, todo: list[Shard], imag
         progress_stream.write(f"failed: {describe_ranges(failed)}\n")
 
 
+@functools.lru_cache(maxsize=4)
+def _reader(data_path: Path):
+    """One reader per dataset per Ray worker process: its workers run many read tasks, and opening a reader costs
+    (a JPEG folder is listed, the usable rows are computed)."""
+    return open_dataset(data_path)
+
+
 def _read_block(data_path: Path, shard: Shard):
     """One read task: the shard's rows, by the dataset's own reader, as one block (row numbers beside images)."""
     from ray.data.block import BlockAccessor
 
-    data = open_dataset(data_path)
-    try:
-        images = data.read(slice(shard.start, shard.stop))
-    finally:
-        data.close()
+    images = _reader(data_path).read(slice(shard.start, shard.stop))
     yield BlockAccessor.batch_to_block({"row": np.arange(shard.start, shard.stop, dtype=np.int64), "image": images})
 
 
