@@ -23,11 +23,15 @@ if os.environ.get("CI") == "true":
 else:
     ray = pytest.importorskip("ray", reason="the scale extra (Ray) is not installed")
 
-from clients.encode_job import EncodeJobConfig, run_encode_job
+from clients.datasets import open_dataset
+from clients.encode_job import EncodeJobConfig, ServerPool, run_encode_job
+from clients.ray_encode.actor import ShardEncoder
 from clients.ray_encode.config import RayEncodeConfig
-from clients.ray_encode.job import run_ray_encode
+from clients.ray_encode.job import _manifest_for, run_ray_encode
 from clients.ray_encode.shards import complete_shards, merge_shards, read_manifest, shard_path
+from clients.triton_client import SAEClient
 from tests.conftest import FIXTURE_IMAGES, pid_alive, pids_mentioning
+from tests.test_encode_job import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 256  # the encoder's max_batch_size: no two requests fit one server batch, so none is ever merged
@@ -145,3 +149,28 @@ def test_a_rerun_after_the_driver_is_killed_encodes_only_the_missing_shards(ray_
         now = os.stat(shard_path(out, shard))
         assert (now.st_ino, now.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns), shard
     assert merge_shards(out, tmp_path / "latents.h5").out.read_bytes() == reference.read_bytes()
+
+
+def test_a_block_whose_servers_keep_failing_comes_back_failed_naming_its_rows(triton, shapes_file, reference,
+                                                                             tmp_path):
+    config = ray_config(shapes_file, tmp_path / "shards", triton, block_attempts=2, outage_wait_s=0.0)
+    data = open_dataset(shapes_file)
+    manifest = _manifest_for(config, data)
+    with h5py.File(reference, "r") as f:
+        manifest.probe_latent = f.attrs["probe_latent"].tolist()
+    encoder = ShardEncoder(config, manifest, node_ip="127.0.0.1", actor_id="test")  # in this process, no Ray
+    shard = manifest.shards()[3]
+    block = {"row": np.arange(shard.start, shard.stop), "image": data.read(slice(shard.start, shard.stop))}
+    live = encoder.pool
+    encoder.pool = ServerPool([SAEClient(f"127.0.0.1:{free_port()}")], cooldown_s=0.0)  # nothing listens there
+    failed = encoder(block)
+    assert failed["status"][0] == "failed" and (failed["start"][0], failed["stop"][0]) == (shard.start, shard.stop)
+    assert "try 2 of 2" in failed["error"][0] and "images 768..1023" in failed["error"][0]
+    assert not shard_path(config.out, shard).exists()
+    encoder.pool.close()
+    encoder.pool = live  # the server is back: the same block goes through
+    assert encoder(block)["status"][0] == "done"
+    with h5py.File(shard_path(config.out, shard), "r") as f, h5py.File(reference, "r") as single:
+        assert np.array_equal(f["latents"][()], single["latents"][shard.start:shard.stop])
+    torn = encoder({"row": block["row"][1:], "image": block["image"][1:]})
+    assert torn["status"][0] == "failed" and "exactly one planned shard" in torn["error"][0]

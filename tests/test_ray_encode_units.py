@@ -132,3 +132,14 @@ def test_merge_joins_shards_into_one_file_of_every_row(data, tmp_path):
         assert np.array_equal(f["labels"][()], data.read_labels(slice(0, len(data))))
         assert "rows_start" not in f.attrs and list(f.attrs["probe_latent"]) == [0.5] * 4
     assert not merge_shards(tmp_path, report.out).merged, "a finished file is left alone"
+
+
+def test_the_report_names_every_failed_row_range():
+    from clients.ray_encode.job import RayEncodeReport
+
+    report = RayEncodeReport(Path("out"), 2048, 8, 2, 5, 1280, 2.0,
+                             failed=[{"start": 512, "stop": 768, "error": "no server could encode them"}])
+    line = report.summary()
+    assert "encoded 5 of 8 shards (1,280 images), 2 were already done" in line
+    assert "1 shard FAILED (images 512..767: no server could encode them)" in line
+    assert "run the same command again" in line

@@ -67,8 +67,8 @@ class RayEncodeReport:
                 f"{self.out} in {self.seconds:.1f} s ({self.images_per_second:,.0f} images/s)")
         if self.failed:
             ranges = "; ".join(f"images {f['start']:,}..{f['stop'] - 1:,}: {f['error']}" for f in self.failed[:8])
-            return (f"{line}; {len(self.failed)} shards FAILED ({ranges}); run the same command again to encode "
-                    "them")
+            shards = f"{len(self.failed)} shard{'s' if len(self.failed) != 1 else ''}"
+            return f"{line}; {shards} FAILED ({ranges}); run the same command again to encode them"
         return f"{line}. Join them with `sae encode --merge {self.out} --out latents.h5`"
 
 
