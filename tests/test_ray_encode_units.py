@@ -143,3 +143,18 @@ def test_the_report_names_every_failed_row_range():
     assert "encoded 5 of 8 shards (1,280 images), 2 were already done" in line
     assert "1 shard FAILED (images 512..767: no server could encode them)" in line
     assert "run the same command again" in line
+
+
+def test_without_ray_the_engine_says_which_extra_to_install(tmp_path):
+    code = ("import builtins, sys\n"
+            "real = builtins.__import__\n"
+            "def guarded(name, *a, **k):\n"
+            "    if name == 'ray' or name.startswith('ray.'):\n"
+            "        raise ImportError('No module named ray')\n"
+            "    return real(name, *a, **k)\n"
+            "builtins.__import__ = guarded\n"
+            "from serving.cli import main\n"
+            f"sys.exit(main(['encode', 'data.h5', '--out', {str(tmp_path / 'out')!r}, '--engine', 'ray']))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "--engine ray needs Ray" in out.stderr and "sae-serving[scale]" in out.stderr

@@ -75,7 +75,10 @@ class RayEncodeReport:
 def run_ray_encode(config: RayEncodeConfig, progress_stream: TextIO | None = None) -> RayEncodeReport:
     """Encode ``config.data`` into shards under ``config.out`` on the Ray cluster at ``config.address`` (a local one
     when None; an initialised Ray is used as it is)."""
-    import ray
+    try:
+        import ray
+    except ImportError as e:
+        raise EncodeJobError(f"--engine ray needs Ray ({e}): pip install 'sae-serving[scale]'") from None
 
     started_here = not ray.is_initialized()
     if started_here:
