@@ -30,7 +30,8 @@ from training import distributed
 from training.checkpoint import BEST, LAST, Checkpoint, run_checkpoint
 from training.config import ExperimentConfig
 from training.metrics_log import MetricsLog, write_loss_curve
-from training.models.autoencoder import Autoencoder, build_model
+from training.models.autoencoder import Autoencoder
+from training.models.zoo import build_model
 
 FREEZABLE = ("encoder", "decoder")
 # Adam for an auxiliary module NAME unless the model's regulariser config has NAME_lr / NAME_betas (FactorVAE's
