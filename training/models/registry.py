@@ -102,7 +102,8 @@ def _add(kind: ModelKind) -> None:
     if not kind.name.isidentifier() or kind.name != kind.name.lower():
         raise ValueError(f"model kind name {kind.name!r} must be a lower-case identifier")
     if kind.name in _KINDS:
-        raise ValueError(f"model kind {kind.name!r} is registered already (by {_KINDS[kind.name].model_class.__name__})")
+        raise ValueError(f"model kind {kind.name!r} is registered already "
+                         f"(by {_KINDS[kind.name].model_class.__name__})")
     missing = [c for c in CAPABILITIES if not hasattr(cls, c)]
     if missing:
         raise TypeError(f"model kind {kind.name!r}: {cls.__name__} lacks the capability attributes {missing}; "
