@@ -145,7 +145,7 @@ def prior_moments(model: Autoencoder) -> tuple[np.ndarray, np.ndarray] | None:
     standard error of a mean is ~0.011) and exact zeros/ones are stored. A model whose draws disagree gets their
     empirical moments instead, so the bank never claims a prior the model does not have.
     """
-    if not hasattr(model, "prior_sample"):
+    if not model.has_prior:
         return None
     draws = model.prior_sample(PRIOR_CHECK_DRAWS, generator=torch.Generator().manual_seed(0)).double()
     mean, std = draws.mean(0).numpy(), draws.std(0).numpy()

@@ -54,7 +54,7 @@ def test_bank_records_its_sources_ranges_and_hashes(exported_repo, trained_run, 
 
 def test_variational_models_store_their_standard_normal_prior():
     from training.config import get_config
-    from training.models.autoencoder import build_model
+    from training.models.zoo import build_model
 
     mean, std = prior_moments(build_model(get_config("betavae-tiny").model))
     assert np.array_equal(mean, np.zeros(12)) and np.array_equal(std, np.ones(12))
@@ -69,7 +69,7 @@ def test_exactly_the_models_with_a_prior_are_served_prior_samples(config_name, o
     """The served set follows the bank: a prior (N(0, I) for every prior model here) gives NAME_prior_sample."""
     from export.triton_configs import ServedShapes, model_configs
     from training.config import get_config
-    from training.models.autoencoder import build_model
+    from training.models.zoo import build_model
 
     cfg = get_config(config_name).model
     prior = prior_moments(build_model(cfg))
@@ -183,7 +183,7 @@ def test_bank_ranges_over_a_subset_keep_the_same_bank_and_include_its_rows(shape
     from clients.datasets import H5Images, split_indices
     from export.bank import build_bank, encode_rows
     from training.config import get_config
-    from training.models.autoencoder import build_model
+    from training.models.zoo import build_model
 
     model = build_model(get_config("sae12-tiny").model)
     data = H5Images(shapes_file)

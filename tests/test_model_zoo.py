@@ -12,15 +12,20 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import (DATASET_KINDS, MODEL_KINDS, NAMED_CONFIGS, PRIOR_KINDS, BetaTCVAEConfig,
-                             ExperimentConfig, FactorVAEConfig, ModelConfig, TrainConfig, VariationalConfig,
-                             WAEConfig, get_config)
-from training.models.autoencoder import build_model, count_parameters
+from training.config import DATASET_KINDS, NAMED_CONFIGS, ExperimentConfig, ModelConfig, TrainConfig, get_config
+from training.models.autoencoder import count_parameters
+from training.models.registry import model_kind, model_kinds
+from training.models.zoo import build_model
+from training.models.zoo.betatcvae import BetaTCVAEConfig
+from training.models.zoo.factorvae import FactorVAEConfig
+from training.models.zoo.vae import VariationalConfig
+from training.models.zoo.wae import WAEConfig
 
 TINY_CONFIGS = sorted(n for n in NAMED_CONFIGS if n.endswith("-tiny"))
 ONE_TINY_PER_KIND = {"sae": "sae12-tiny", "adaae": "adaae12-tiny", "ae": "ae-tiny", "vae": "vae-tiny",
                      "betavae": "betavae-tiny", "betatcvae": "betatcvae-tiny", "factorvae": "factorvae-tiny",
                      "wae": "wae-tiny", "vlae": "vlae12-tiny"}
+BUILT_IN_KINDS = model_kinds()  # at collection, before any test registers a kind of its own
 PAPER_MODELS_64 = ["sae2", "sae3", "sae4", "sae6", "sae12", "adaae12", "ae", "vae", "betavae", "betatcvae",
                    "factorvae", "wae", "vlae12"]
 PAPER_MODELS_CELEBA = ["sae16", "adaae16", "ae", "vae", "betavae", "betatcvae", "factorvae", "wae", "vlae16"]
@@ -43,7 +48,7 @@ def test_named_configs_cover_every_model_on_every_dataset_of_the_paper():
             cfg = get_config(f"{model}-{dataset}")
             assert cfg.dataset == dataset and cfg.name == f"{model}-{dataset}"
             assert cfg.model.backbone.image_size == (128 if dataset in ("celeba", "rfd") else 64)
-    assert set(ONE_TINY_PER_KIND) == set(MODEL_KINDS), "a CPU-sized twin of every kind"
+    assert set(ONE_TINY_PER_KIND) == set(BUILT_IN_KINDS), "a CPU-sized twin of every kind"
     assert all(get_config(n).dataset == "shapes3d" for n in TINY_CONFIGS)
 
 
@@ -176,10 +181,24 @@ def test_encode_is_deterministic_and_decode_gives_image_logits(name):
             assert torch.equal(z1, model.posterior(x)[0]), "encode serves the posterior mean"
 
 
-@pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
+def test_kind_capabilities_are_those_of_the_paper():
+    """Prior: the VAE family and WAE; chunked latent (hybrid sampling draws k variables): SAE-k and VLAE-k."""
+    def having(capability):
+        return {k for k in BUILT_IN_KINDS if getattr(model_kind(k), capability)}
+
+    assert having("has_prior") == {"vae", "betavae", "betatcvae", "factorvae", "wae", "vlae"}
+    assert having("variational") == {"vae", "betavae", "betatcvae", "factorvae", "vlae"}
+    assert having("structured") == {"sae", "adaae"}
+    assert having("chunked_latent") == {"sae", "vlae"}
+    assert having("places_variables") == {"sae", "adaae", "vlae"}
+    assert having("reads_ladder") == {"vlae"}
+    assert {k for k in BUILT_IN_KINDS if model_kind(k).min_batch_size == 2} == {"betatcvae", "factorvae", "wae"}
+
+
+@pytest.mark.parametrize("kind", sorted(BUILT_IN_KINDS))
 def test_models_with_a_prior_sample_it_reproducibly(kind):
     model = build_model(get_config(ONE_TINY_PER_KIND[kind]).model)
-    if kind not in PRIOR_KINDS:
+    if not model_kind(kind).has_prior:
         assert not hasattr(model, "prior_sample")
         return
     a = model.prior_sample(5, generator=torch.Generator().manual_seed(1))
@@ -361,7 +380,7 @@ def test_tiny_model_loss_falls_under_adam(name, procedural_images):
 # ----------------------------------------------------------------------------------------------------------------
 # Export: every kind becomes ONNX graphs that match eager
 # ----------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
+@pytest.mark.parametrize("kind", sorted(BUILT_IN_KINDS))
 def test_every_model_kind_exports_to_onnx_matching_eager(kind, tmp_path):
     from export.graphs import export_onnx, graph_specs, onnx_max_abs_diff
 

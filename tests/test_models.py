@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from training.config import NAMED_CONFIGS, BackboneConfig, ModelConfig, get_config
-from training.models.autoencoder import build_model, count_parameters
-from training.models.structural import StrTfm, strtfm_slots, variable_slices
+from training.models.autoencoder import count_parameters
+from training.models.slot_decoder import variable_slices, variable_slots
+from training.models.structural import StrTfm
+from training.models.zoo import build_model
 
 # The authors' trained models (../shared/notes/paper-architecture.md).
 AUTHORS_PARAMETERS = {"sae12-shapes3d": 1_221_967, "sae6-shapes3d": 1_072_591, "sae4-shapes3d": 1_022_799,
@@ -65,7 +67,7 @@ def test_strtfm_scale_is_exp_of_its_raw_output():
 @pytest.mark.parametrize("k,slots", [(12, list(range(12))), (6, [0, 2, 4, 6, 8, 10]), (4, [0, 3, 6, 9]),
                                      (3, [0, 4, 8]), (2, [0, 6])])
 def test_strtfm_placement_follows_the_authors(k, slots):
-    assert strtfm_slots(12, k) == slots
+    assert variable_slots(12, k) == slots
 
 
 def test_strtfm_resolutions_match_the_trained_sae12():

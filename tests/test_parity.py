@@ -12,7 +12,7 @@ from export.graphs import export_onnx, graph_specs
 from export.parity import TOLERANCES, compare
 from export.torchscript import export_torchscript, load_torchscript
 from training.checkpoint import Checkpoint
-from training.models.autoencoder import build_model
+from training.models.zoo import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_SIZES = (1, 7, 256)

@@ -63,7 +63,7 @@ def two_model_repo(tmp_path_factory, runs) -> Path:
 def eager(runs) -> dict[str, dict]:
     """Per export name: the eager served graphs (encode: uint8 HWC -> latent; decode: latent -> HWC in [0, 1])."""
     from training.checkpoint import Checkpoint
-    from training.models.autoencoder import build_model
+    from training.models.zoo import build_model
 
     out = {}
     for name, run in runs.items():

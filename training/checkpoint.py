@@ -10,6 +10,7 @@ import torch
 from clients.atomic import atomic_write
 from clients.errors import SAEError
 from training.config import ExperimentConfig
+from training.models.zoo import build_model
 
 LAST = "last.pt"  # the newest state: what a resumed run starts from
 BEST = "best.pt"  # the state with the lowest validation loss so far
@@ -59,8 +60,6 @@ class Checkpoint:
 
     def eval_model(self, device: str | torch.device = "cpu"):
         """The eager model these weights belong to, on ``device`` in eval mode."""
-        from training.models.autoencoder import build_model  # the models import training.config, not this module
-
         model = build_model(self.config.model)
         model.load_state_dict(self.model_state)
         return model.to(device).eval()

@@ -2,7 +2,7 @@
 files whose dotted tables mirror the dataclasses (``sae train --config FILE.toml``).
 
 Written here rather than taken from OmegaConf (2.4 is on the package index; tyro is not): the configs are frozen
-dataclasses whose ``ModelConfig.regulariser`` is a union of four dataclasses, which OmegaConf's structured configs
+dataclasses whose ``ModelConfig.regulariser`` is one of several dataclasses (one per regularised kind), which OmegaConf's structured configs
 do not support (it takes unions of primitive types only), and its containers hand tuples back as lists, so every
 config would need converting back and re-validating anyway. Walking the dataclass fields with
 ``typing.get_type_hints`` is short, keeps the configs as they are, and adds no dependency.
@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.config import ExperimentConfig, default_regulariser
+from training.config import ExperimentConfig
 
 
 class OverrideError(ValueError):
@@ -78,8 +78,6 @@ def _set(obj: Any, keys: Sequence[str], value: Any, path: str) -> Any:
         raise OverrideError(f"{path}: {type(obj).__name__} has no field {key!r}; {hint}")
     current = getattr(obj, key)
     if len(keys) > 1:
-        if current is None and key == "regulariser":
-            current = default_regulariser(obj.kind)
         if not dataclasses.is_dataclass(current):
             raise OverrideError(f"{path}: {type(obj).__name__}.{key} is a value, not a table of fields")
         return dataclasses.replace(obj, **{key: _set(current, keys[1:], value, path)})

@@ -1,27 +1,38 @@
-"""Autoencoders on the shared backbone: x -> encoder -> z -> decoder -> pixel logits.
+"""The base of every model kind: x -> encoder -> z -> decoder -> pixel logits, on the shared backbone.
 
-``Autoencoder`` is the base of every model in the zoo and is itself SAE-k, AdaAE and the hourglass AE. The contract
-the trainer, the exporter and the bank rely on:
+The contract the trainer, the exporter and the bank rely on:
 
 * ``cfg: ModelConfig``; ``encode(x) -> [B, D]`` the deterministic code (posterior mean for variational models);
   ``decode(z) -> logits``;
 * ``training_loss(x) -> (loss, terms)``: the objective and its named terms for logging;
 * ``auxiliary_modules() -> {name: module}`` trained by their own optimiser through ``auxiliary_loss(name)``, called
   right after the main step (only FactorVAE has one);
-* models with a prior (variational ones and WAE) add ``prior_sample(n, generator=None) -> [n, D]``.
+* the capabilities below, as class attributes; a kind with ``has_prior`` defines
+  ``prior_sample(n, generator=None) -> [n, D]`` (``training.models.prior``).
+
+The base is an hourglass autoencoder trained on pixel BCE alone; kinds override ``_build_encoder``,
+``_build_decoder`` and ``training_loss`` (``training/models/zoo/``).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from training.config import ModelConfig
 from training.losses import bce_with_logits_loss
+from training.model_config import ModelConfig
 from training.models.backbone import Encoder, HourglassDecoder
-from training.models.structural import StructuralDecoder
 
 
 class Autoencoder(nn.Module):
+    # Capabilities of the kind (training.models.registry.ModelKind reads them; the configs ask it).
+    has_prior = False  # prior_sample(n, generator) draws codes from the model's prior
+    variational = False  # posterior(x) gives mean and log-variance; encode is the mean
+    structured = False  # the decoder is the structural one (Str-Tfm layers)
+    places_variables = False  # the decoder places cfg.num_variables variables in its slots (k must divide the latent)
+    chunked_latent = False  # hybrid sampling draws the k chunks as variables; otherwise one variable per dimension
+    reads_ladder = False  # cfg.ladder shapes the model
+    min_batch_size = 1  # a regulariser estimated over the batch needs at least this many images
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         cfg.validate()
@@ -33,11 +44,7 @@ class Autoencoder(nn.Module):
         return Encoder(self.cfg.backbone, self.cfg.latent_dim)
 
     def _build_decoder(self) -> nn.Module:
-        cfg = self.cfg
-        if cfg.structured:
-            return StructuralDecoder(cfg.backbone, cfg.latent_dim, cfg.num_variables, cfg.strtfm_hidden,
-                                     whole_latent=cfg.kind == "adaae")
-        return HourglassDecoder(cfg.backbone, cfg.latent_dim)
+        return HourglassDecoder(self.cfg.backbone, self.cfg.latent_dim)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], NCHW -> latent vectors."""
@@ -76,24 +83,6 @@ class Autoencoder(nn.Module):
     def auxiliary_loss(self, name: str) -> torch.Tensor:
         raise ValueError(f"model kind {self.cfg.kind!r} has no auxiliary module {name!r} "
                          f"(it has: {sorted(self.auxiliary_modules()) or 'none'})")
-
-
-def build_model(cfg: ModelConfig) -> Autoencoder:
-    """Any model kind of ``training.config.MODEL_KINDS``."""
-    cfg.validate()
-    if cfg.kind in ("sae", "adaae", "ae"):
-        return Autoencoder(cfg)
-    if cfg.kind == "wae":
-        from training.models.wae import WAE
-
-        return WAE(cfg)
-    if cfg.kind == "vlae":
-        from training.models.vlae import VLAE
-
-        return VLAE(cfg)
-    from training.models.variational import VARIATIONAL_MODELS
-
-    return VARIATIONAL_MODELS[cfg.kind](cfg)
 
 
 def count_parameters(model: nn.Module, auxiliary: bool = True) -> int:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from training.config import BackboneConfig
+from training.model_config import BackboneConfig
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -41,19 +41,21 @@ class ConvBlock(nn.Module):
         return self.act(self.norm(h))
 
 
+def encoder_conv_blocks(cfg: BackboneConfig) -> list[ConvBlock]:
+    """The encoder's conv blocks: the first with the wide kernel, max-pooling after ``encoder_pool_after``."""
+    c = cfg.channels
+    return [ConvBlock(cfg.image_channels if i == 1 else c, c, cfg.groups, kernel_size=cfg.first_kernel if i == 1 else 3,
+                      pool=i in cfg.encoder_pool_after)
+            for i in range(1, cfg.encoder_blocks + 1)]
+
+
 class Encoder(nn.Module):
     """CNN -> flatten -> MLP. Returns ``out_dim`` numbers per image (latent, or mean and log-variance)."""
 
     def __init__(self, cfg: BackboneConfig, out_dim: int):
         super().__init__()
-        c = cfg.channels
-        blocks = []
-        for i in range(1, cfg.encoder_blocks + 1):
-            blocks.append(ConvBlock(cfg.image_channels if i == 1 else c, c, cfg.groups,
-                                    kernel_size=cfg.first_kernel if i == 1 else 3,
-                                    pool=i in cfg.encoder_pool_after))
-        self.blocks = nn.Sequential(*blocks)
-        flat = c * cfg.encoder_final_size ** 2
+        self.blocks = nn.Sequential(*encoder_conv_blocks(cfg))
+        flat = cfg.channels * cfg.encoder_final_size ** 2
         self.head = mlp([flat, *cfg.encoder_mlp, out_dim])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from training.config import BackboneConfig
-from training.models.backbone import decoder_conv_stack, mlp
+from training.model_config import BackboneConfig
+from training.models.backbone import mlp
+from training.models.slot_decoder import SlotDecoder
 
 
 class StrTfm(nn.Module):
@@ -35,25 +36,7 @@ class StrTfm(nn.Module):
         return torch.exp(raw_scale) * h + shift
 
 
-def variable_slices(latent_dim: int, num_variables: int) -> list[slice]:
-    """SAE-k splits the latent into k equal chunks, in order."""
-    if num_variables < 1 or latent_dim % num_variables:
-        raise ValueError(f"latent_dim={latent_dim} must be divisible by the number of variables k={num_variables}")
-    d = latent_dim // num_variables
-    return [slice(i * d, (i + 1) * d) for i in range(num_variables)]
-
-
-def strtfm_slots(num_slots: int, num_variables: int) -> list[int]:
-    """Which decoder slots get a Str-Tfm: evenly spaced, the first variable deepest (slot 0, next to S_0).
-
-    With 12 slots this gives the authors' placements: SAE-6 -> 0,2,4,..; SAE-4 -> 0,3,6,9; SAE-2 -> 0,6.
-    """
-    if num_variables > num_slots:
-        raise ValueError(f"{num_variables} variables need at least as many decoder slots, the backbone has {num_slots}")
-    return [i * num_slots // num_variables for i in range(num_variables)]
-
-
-class StructuralDecoder(nn.Module):
+class StructuralDecoder(SlotDecoder):
     """Str-Tfm layers act at the start of conv blocks (before their upsampling) and before the output layer.
 
     ``whole_latent=True`` gives AdaAE: every Str-Tfm sees the whole latent instead of its own chunk.
@@ -61,24 +44,11 @@ class StructuralDecoder(nn.Module):
 
     def __init__(self, cfg: BackboneConfig, latent_dim: int, num_variables: int, hidden: Sequence[int],
                  whole_latent: bool = False):
-        super().__init__()
-        self.blocks, self.head = decoder_conv_stack(cfg)
-        s = cfg.decoder_initial_size
-        self.initial = nn.Parameter(torch.randn(1, cfg.channels, s, s))  # S_0
-        self.chunks = variable_slices(latent_dim, num_variables)
-        num_slots = len(self.blocks) + 1
-        self.slot_of_variable = strtfm_slots(num_slots, num_variables)
+        super().__init__(cfg, latent_dim, num_variables)
         self.whole_latent = whole_latent
         self.strtfms = nn.ModuleList(
             StrTfm(latent_dim if whole_latent else sl.stop - sl.start, cfg.channels, hidden) for sl in self.chunks
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.initial.expand(z.shape[0], -1, -1, -1)
-        variables_at = {slot: i for i, slot in enumerate(self.slot_of_variable)}
-        for slot, layer in enumerate([*self.blocks, self.head]):
-            i = variables_at.get(slot)
-            if i is not None:
-                h = self.strtfms[i](h, z if self.whole_latent else z[:, self.chunks[i]])
-            h = layer(h)
-        return h
+    def inject(self, h: torch.Tensor, z: torch.Tensor, variable: int) -> torch.Tensor:
+        return self.strtfms[variable](h, z if self.whole_latent else z[:, self.chunks[variable]])

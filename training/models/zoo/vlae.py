@@ -7,13 +7,12 @@ rungs have a small net of 3x3 conv blocks (16→8, 32→32 and 32 channels), eve
 the map is max-pooled over space (after the convs, before the linear layer) and an MLP with hidden widths 64, 32
 gives the rung's output. The backbone's flatten-and-MLP head is not used.
 
-Decoder: like the structural decoder it starts from a learned constant S_0 and the chunks enter at the SAE-k slots
-(chunk 1 deepest); instead of a Str-Tfm, each rung maps its chunk through an MLP (64, 128) to ``ladder.features``
-(16) values, broadcast over space and concatenated as extra input channels of the conv that follows (the authors'
-``GenerativeRung``).
+Decoder: the slot decoder of SAE-k (learned constant S_0, chunk 1 deepest); instead of a Str-Tfm, each rung maps its
+chunk through an MLP (64, 128) to ``ladder.features`` (16) values, broadcast over space and concatenated as extra
+input channels of the conv that follows (the authors' ``GenerativeRung``).
 
 The ladder pairs the deep end of each side: the chunk entering next to S_0 is read from the last encoder block, the
-chunk entering next to the output from the first.
+chunk entering next to the output from the first. Trained as a VAE: ``BCE + β · KL`` (β = 1).
 """
 from __future__ import annotations
 
@@ -22,10 +21,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from training.config import BackboneConfig, LadderConfig
-from training.models.backbone import ConvBlock, decoder_conv_stack, mlp
-from training.models.structural import strtfm_slots, variable_slices
-from training.models.variational import VariationalAutoencoder
+from training.model_config import BackboneConfig, LadderConfig
+from training.models.backbone import ConvBlock, encoder_conv_blocks, mlp
+from training.models.registry import register_model
+from training.models.slot_decoder import SlotDecoder, variable_slots
+from training.models.zoo.vae import VariationalAutoencoder, VariationalConfig
 
 
 def encoder_rung_blocks(encoder_blocks: int, num_slots: int, decoder_slots: Sequence[int]) -> list[int]:
@@ -56,18 +56,15 @@ class LadderEncoder(nn.Module):
 
     def __init__(self, cfg: BackboneConfig, latent_dim: int, num_variables: int, ladder: LadderConfig):
         super().__init__()
-        c = cfg.channels
-        self.blocks = nn.ModuleList(
-            ConvBlock(cfg.image_channels if i == 1 else c, c, cfg.groups,
-                      kernel_size=cfg.first_kernel if i == 1 else 3, pool=i in cfg.encoder_pool_after)
-            for i in range(1, cfg.encoder_blocks + 1))
+        self.blocks = nn.ModuleList(encoder_conv_blocks(cfg))
         chunk = latent_dim // num_variables
-        slots = strtfm_slots(cfg.decoder_slots, num_variables)
+        slots = variable_slots(cfg.decoder_slots, num_variables)
         self.rung_after = encoder_rung_blocks(cfg.encoder_blocks, cfg.decoder_slots, slots)
         # Rank 0 is the shallowest rung; of two rungs after the same block, the later variable is the shallower.
         shallow_first = sorted(range(num_variables), key=lambda i: (self.rung_after[i], -i))
         depth_rank = {i: rank for rank, i in enumerate(shallow_first)}
-        self.rungs = nn.ModuleList(EncoderRung(c, cfg.groups, ladder.rung_convs(depth_rank[i]), ladder, 2 * chunk)
+        self.rungs = nn.ModuleList(EncoderRung(cfg.channels, cfg.groups, ladder.rung_convs(depth_rank[i]), ladder,
+                                               2 * chunk)
                                    for i in range(num_variables))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,34 +79,24 @@ class LadderEncoder(nn.Module):
         return torch.cat([*mus, *log_scales], dim=1)
 
 
-class LadderDecoder(nn.Module):
+class LadderDecoder(SlotDecoder):
+    """Each chunk enters as ``ladder.features`` broadcast channels, concatenated to the map at its slot."""
+
     def __init__(self, cfg: BackboneConfig, latent_dim: int, num_variables: int, ladder: LadderConfig):
-        super().__init__()
-        self.chunks = variable_slices(latent_dim, num_variables)
-        self.slot_of_variable = strtfm_slots(cfg.decoder_slots, num_variables)
-        extra = [0] * cfg.decoder_slots
-        for slot in self.slot_of_variable:
-            extra[slot] = ladder.features
-        self.blocks, self.head = decoder_conv_stack(cfg, extra)
-        s = cfg.decoder_initial_size
-        self.initial = nn.Parameter(torch.randn(1, cfg.channels, s, s))  # S_0
+        super().__init__(cfg, latent_dim, num_variables, extra_channels=ladder.features)
         self.rungs = nn.ModuleList(mlp([sl.stop - sl.start, *ladder.decoder_hidden, ladder.features])
                                    for sl in self.chunks)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.initial.expand(z.shape[0], -1, -1, -1)
-        variables_at = {slot: i for i, slot in enumerate(self.slot_of_variable)}
-        for slot, layer in enumerate([*self.blocks, self.head]):
-            i = variables_at.get(slot)
-            if i is not None:
-                features = self.rungs[i](z[:, self.chunks[i]])
-                h = torch.cat([h, features[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], dim=1)
-            h = layer(h)
-        return h
+    def inject(self, h: torch.Tensor, z: torch.Tensor, variable: int) -> torch.Tensor:
+        features = self.rungs[variable](z[:, self.chunks[variable]])
+        return torch.cat([h, features[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], dim=1)
 
 
+@register_model("vlae", regulariser=VariationalConfig(beta=1.0))
 class VLAE(VariationalAutoencoder):
-    """Trained as a VAE: ``BCE + β · KL`` (β = 1)."""
+    places_variables = True
+    chunked_latent = True
+    reads_ladder = True
 
     def _build_encoder(self) -> nn.Module:
         cfg = self.cfg

@@ -1,0 +1,15 @@
+"""The built-in model kinds, one module each (its regulariser settings beside its model); importing this package
+registers them all. A new kind is one module that registers itself with ``training.models.registry.register_model``
+(imported here to be built in, or anywhere before its configs are used)."""
+from __future__ import annotations
+
+from training.model_config import ModelConfig
+from training.models.autoencoder import Autoencoder
+# In the order of the paper; each registers itself on import.
+from training.models.zoo import sae, adaae, ae, vae, betatcvae, factorvae, wae, vlae  # noqa: F401, I001
+
+
+def build_model(cfg: ModelConfig) -> Autoencoder:
+    """The model of any registered kind."""
+    cfg.validate()
+    return cfg.model_kind.model_class(cfg)
