@@ -9,12 +9,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("clients", "training", "export", "serving")
-# Cycles known in packages whose code is kept elsewhere; the test reports them without failing until they are gone.
-KNOWN_CYCLES = {
-    "clients": "clients.datasets imports clients.rfd inside open_dataset, and rfd imports the dataset base classes",
-    "serving": "serving.experiment.report_markdown imports serving.experiment.report inside a function, and report "
-               "imports report_markdown",
-}
 
 
 def module_files() -> dict[str, Path]:
@@ -112,7 +106,5 @@ def test_the_graph_sees_imports_inside_functions():
 
 
 @pytest.mark.parametrize("package", PACKAGES)
-def test_no_import_cycle_among_the_package_modules(package, request):
-    if package in KNOWN_CYCLES:
-        request.applymarker(pytest.mark.xfail(reason=KNOWN_CYCLES[package], strict=False))
+def test_no_import_cycle_among_the_package_modules(package):
     assert [c for c in cycles(import_graph()) if any(m.split(".")[0] == package for m in c)] == []

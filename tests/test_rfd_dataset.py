@@ -1,4 +1,4 @@
-"""The Robot Finger Dataset reader (clients.rfd), on small folders written here in the dataset's own format."""
+"""The Robot Finger Dataset reader (clients.datasets.rfd), on small folders written here in the dataset's own format."""
 import gzip
 import shutil
 
@@ -7,7 +7,7 @@ import pytest
 from rfd_files import finger_images, png_bytes, random_factors, write_finger_real, write_finger_variant, write_rfd
 
 from clients.datasets import DatasetError, ImageSource, dataset_splits, open_dataset, shuffled_batches, varying_factors
-from clients.rfd import RFD_FACTOR_NAMES, RFD_FACTOR_SIZES, FingerRealImages, FingerTarImages
+from clients.datasets.rfd import RFD_FACTOR_NAMES, RFD_FACTOR_SIZES, FingerRealImages, FingerTarImages
 
 N = 20
 
@@ -196,7 +196,7 @@ def test_finger_real_with_the_wrong_image_shape_is_refused(tmp_path):
 
 
 def test_unknown_variant_is_named(rfd):
-    from clients.rfd import rfd_variant_folder
+    from clients.datasets.rfd import rfd_variant_folder
 
     with pytest.raises(ValueError, match="RFD variant 'finger_fake' is not one of"):
         rfd_variant_folder(rfd, "finger_fake")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,43 +17,13 @@ from serving.experiment.cell_results import (FINE_TUNE_MODES, CellFileError, Cel
                                              read_grid_plan)
 from serving.experiment.claims import COMPARISON_RULE, ClaimResult, evaluate_claims
 from serving.experiment.model_groups import model_label
+from serving.experiment.report_facts import Chart, RunFacts
 from serving.experiment.report_markdown import render_report
 
 __all__ = ["RunFacts", "Chart", "run_facts", "build_report", "REPORT_MD", "RESULTS_JSON", "FIGURES_DIR"]
 
 REPORT_MD, RESULTS_JSON, FIGURES_DIR = "REPORT.md", "results.json", "figures"
 RESULTS_SCHEMA = 1
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """What ran, where and for how long: the report's header."""
-
-    command: str
-    grid: str | None
-    plan: GridPlan | None
-    cell_ids: tuple[str, ...]
-    missing_cells: tuple[str, ...]  # planned in grid.json, no cell file
-    unplanned_cells: tuple[str, ...]  # a cell file grid.json does not plan
-    commits: dict[str, int]  # sha -> cells
-    machines: dict[str, int]
-    torch_versions: dict[str, int]
-    dataset_labels: dict[str, int]
-    draw_modes: dict[str, int]
-    fid_images: dict[int, int]
-    dci_regressors: dict[str, int]
-    seconds_by_stage: dict[str, float]  # summed over cells
-    wall_seconds: float | None  # as the caller measured it
-
-    @property
-    def cell_seconds(self) -> float:
-        return float(sum(self.seconds_by_stage.values()))
-
-
-@dataclass(frozen=True)
-class Chart:
-    title: str
-    path: str  # relative to the output folder
 
 
 def _count(values) -> dict:

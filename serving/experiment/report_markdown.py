@@ -7,15 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from serving.experiment.aggregate import ExperimentSummary, Spread
 from serving.experiment.cell_results import FINE_TUNE_MODES, CellResult
 from serving.experiment.claims import C5_UNUSED_SHARE, COMPARISON_RULE, ClaimResult, format_spread
 from serving.experiment.model_groups import model_label, model_sort_key
+from serving.experiment.report_facts import Chart, RunFacts
 
-if TYPE_CHECKING:
-    from serving.experiment.report import Chart, RunFacts
 
 __all__ = ["NO_PRIOR", "NOT_RECORDED", "TRAVERSAL_MODELS", "markdown_table", "render_report"]
 

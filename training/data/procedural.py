@@ -25,6 +25,8 @@ import os
 
 import numpy as np
 
+from clients.datasets.factors import (SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES,
+                                      SHAPES3D_NUM_IMAGES, SHAPES3D_SHAPE_NAMES, nearest_factor_indices)
 from training.data.ray_casting import bounding_sphere, hits_sphere, normalize, ray_object
 
 __all__ = [
@@ -44,25 +46,12 @@ __all__ = [
     "example_grid",
 ]
 
-FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
-FACTOR_SIZES = (10, 10, 10, 8, 4, 15)
-SHAPE_NAMES = ("cube", "cylinder", "sphere", "capsule")
-NUM_IMAGES = int(np.prod(FACTOR_SIZES))  # 480,000
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
-
-
-FACTOR_VALUES: tuple[np.ndarray, ...] = (
-    _readonly(np.arange(10, dtype=np.float64) / 10.0),  # floor_hue 0.0 … 0.9
-    _readonly(np.arange(10, dtype=np.float64) / 10.0),  # wall_hue
-    _readonly(np.arange(10, dtype=np.float64) / 10.0),  # object_hue
-    _readonly(np.linspace(0.75, 1.25, 8)),  # scale
-    _readonly(np.arange(4, dtype=np.float64)),  # shape: cube, cylinder, sphere, capsule
-    _readonly(np.linspace(-30.0, 30.0, 15)),  # orientation in degrees
-)
+# The grid's one home is clients.datasets.factors; these are its names in this module's own terms.
+FACTOR_NAMES = SHAPES3D_FACTOR_NAMES
+FACTOR_SIZES = SHAPES3D_FACTOR_SIZES
+FACTOR_VALUES = SHAPES3D_FACTOR_VALUES
+SHAPE_NAMES = SHAPES3D_SHAPE_NAMES
+NUM_IMAGES = SHAPES3D_NUM_IMAGES
 
 # Row-major strides, orientation fastest: (48000, 4800, 480, 60, 15, 1).
 _STRIDES = np.array([int(np.prod(FACTOR_SIZES[k + 1 :])) for k in range(6)], dtype=np.int64)
@@ -96,13 +85,7 @@ def labels_from_factor_indices(idx: np.ndarray) -> np.ndarray:
 
 def factor_indices_from_labels(labels: np.ndarray) -> np.ndarray:
     """Label values [N, 6] (float) → factor indices [N, 6] (int64), matching each value to the nearest grid value."""
-    labels = np.asarray(labels, dtype=np.float64)
-    if labels.shape[-1] != 6:
-        raise ValueError(f"labels must have 6 columns, got shape {labels.shape}")
-    out = np.empty(labels.shape, dtype=np.int64)
-    for k in range(6):
-        out[..., k] = np.abs(labels[..., k, None] - FACTOR_VALUES[k]).argmin(axis=-1)
-    return out
+    return nearest_factor_indices(labels, FACTOR_VALUES)[0]
 
 
 def _check_factor_indices(idx: np.ndarray) -> np.ndarray:

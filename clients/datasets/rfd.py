@@ -6,7 +6,7 @@ it (``PREFIX`` is the folder's name):
 * ``finger/`` (simulated; the training set) and ``finger_heldout_colors/`` (cube colours left out of training):
   ``PREFIX_images.tar``, one 128×128 RGB PNG per image, member names ``.../N.png`` with N the row;
 * ``finger_real/`` (real camera images, for sim-to-real tests): ``PREFIX_images.npz``, key ``images``, uint8
-  [N, 128, 128, 3], memory-mapped where the member is stored uncompressed (as :class:`clients.datasets.NpzImages`);
+  [N, 128, 128, 3], memory-mapped where the member is stored uncompressed (as :class:`clients.datasets.npz.NpzImages`);
 * every variant: ``PREFIX_labels.npz`` (key ``labels``: one row of 9 factor indices per image) and
   ``PREFIX_info.npz`` (key ``num_factor_values``, and optionally ``dataset_size``).
 
@@ -34,8 +34,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from clients.datasets import (DatasetError, Exclude, NpzImages, _ImageFile, _OpenedLazily, _row_range,
-                              _usable_rows)
+from clients.datasets.base import DatasetError, Exclude, ImageFile, OpenedLazily, row_range, usable_rows
+from clients.datasets.npz import NpzImages
 
 RFD_ROOT_NAME = "robot_finger_datasets"
 RFD_VARIANTS = ("finger", "finger_heldout_colors", "finger_real")
@@ -147,7 +147,7 @@ class _FingerFactors:
 
     def read_factors(self, indices: np.ndarray | slice) -> np.ndarray:
         """Factor indices int64 [n, 9]."""
-        return self._factors[_row_range(indices, len(self), self.path)]
+        return self._factors[row_range(indices, len(self), self.path)]
 
     def read_labels(self, indices: np.ndarray | slice) -> np.ndarray:
         """RFD's labels are its factor indices (int64 [n, 9])."""
@@ -215,7 +215,7 @@ def decode_png(data: bytes, where: str) -> np.ndarray:
 
 
 @dataclass
-class FingerTarImages(_FingerFactors, _OpenedLazily, _ImageFile):
+class FingerTarImages(_FingerFactors, OpenedLazily, ImageFile):
     """A simulated RFD variant (``finger/`` or ``finger_heldout_colors/``): PNGs read by row from its tar, labels
     from the ``.npz`` files beside it."""
 
@@ -239,7 +239,7 @@ class FingerTarImages(_FingerFactors, _OpenedLazily, _ImageFile):
         self.shape = (len(self._offsets), *first.shape)
         folder = self.path.parent
         self._factors, self.factor_sizes = _finger_factors(folder, folder.name, len(self._offsets))
-        self._rows = _usable_rows(self, self.exclude)
+        self._rows = usable_rows(self, self.exclude)
 
     def _decode_row(self, row: int) -> np.ndarray:
         if self._file is None:
@@ -253,7 +253,7 @@ class FingerTarImages(_FingerFactors, _OpenedLazily, _ImageFile):
 
     def read(self, indices: np.ndarray | slice) -> np.ndarray:
         """uint8 [n, 128, 128, 3], decoded now."""
-        rows = _row_range(indices, len(self), self.path)
+        rows = row_range(indices, len(self), self.path)
         out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
         for i, row in enumerate(rows):
             image = self._decode_row(int(row))
@@ -287,7 +287,7 @@ class FingerRealImages(_FingerFactors, NpzImages):
         self.shape = tuple(self._open().shape)
         folder = self.path.parent
         self._factors, self.factor_sizes = _finger_factors(folder, folder.name, self.shape[0])
-        self._rows = _usable_rows(self, self.exclude)
+        self._rows = usable_rows(self, self.exclude)
 
     def _check_array(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
         if tuple(shape[1:]) != (RFD_IMAGE_SIZE, RFD_IMAGE_SIZE, 3) or len(shape) != 4 or dtype != np.uint8:
