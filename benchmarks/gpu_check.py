@@ -242,7 +242,7 @@ def build_served_repository(repo: Path, model, bank, plan: CheckPlan) -> dict[st
     bank.save(repo / names["sampler"] / "1" / BANK_FILE)
 
     decode = configs[names["decode"]]
-    for key in ("onnx_file", "gpu_onnx_file", "intra_op_threads"):
+    for key in ("onnx_file", "gpu_onnx_file"):
         del decode.parameters[key]
     decode.parameters["torchscript_file"].string_value = TORCHSCRIPT_FILE
     decode.parameters["precision"].string_value = plan.precision

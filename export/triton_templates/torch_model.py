@@ -6,7 +6,8 @@ nvidia-pytriton server on a GPU machine): PyTorch inside the python backend. The
 template's (``onnx_model.py``, copied next to this file as ``REQUEST_CHECKS_FILE``), so both runtimes refuse the
 same bad requests with the same messages.
 
-Config parameters (all optional): ``torchscript_file`` (default ``model.pt``), ``precision`` (``fp32``, or
+Config parameters (all optional): ``torchscript_file`` (default ``model.pt``), ``intra_op_threads`` (torch threads
+of a CPU instance, default 1), ``precision`` (``fp32``, or
 ``bf16``/``fp16`` autocast on CUDA), ``cuda_graph_batch_sizes`` (comma-separated batch sizes captured as CUDA
 graphs at load; a batch of another size runs the plain graph).
 """
@@ -118,6 +119,8 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} is missing; run `sae export` first")
         on_gpu = args.get("model_instance_kind") == "GPU" and torch.cuda.is_available()
         device = f"cuda:{int(args['model_instance_device_id'])}" if on_gpu else "cpu"
+        if not on_gpu:  # instances, not threads, scale on a small CPU (as for ONNX Runtime's intra_op_threads)
+            torch.set_num_threads(int(params.get("intra_op_threads", "1")))
         example = np.zeros(self.input_dims, self.input_dtype)
         try:
             module = torch.jit.load(path, map_location=device).eval()
