@@ -260,6 +260,8 @@ def served_blocker(plan: CheckPlan) -> str | None:
     """Why the bundled server cannot run this environment's python backend, or None."""
     import importlib.util
 
+    if importlib.util.find_spec("tritonclient") is None:
+        return "tritonclient is not installed: no gRPC client for the served section"
     if importlib.util.find_spec("pytriton") is None:
         return "nvidia-pytriton (the bundled tritonserver) is not importable; see docs/performance.md for the carry"
     major = int(np.__version__.split(".")[0])

@@ -273,3 +273,66 @@ def test_sae_bench_starts_its_own_server_and_writes_json(exported_repo, tmp_path
     assert (out.parent / "tritonserver.log").is_file()
     printed = capsys.readouterr().out
     assert "gRPC/in-proc p50" in printed and f"wrote {out}" in printed
+
+
+# ------------------------------------------------------------------------------------------------ targets, compare
+
+
+def _bench_report(encode_b1=(1.4, 0.5), hybrid_b1=(2.0, 1.0), b64=1.02, encode_c8=3600.0, hybrid_c8=1400.0):
+    """A report holding just what the targets read: interleaved ratios and concurrency-8 cells."""
+    def ratio(batch, grpc_ms, local_ms):
+        return {"batch_size": batch, "grpc_concurrency": 1, "grpc_p50_ms": grpc_ms, "in_process_p50_ms": local_ms,
+                "grpc_over_in_process_p50": grpc_ms / local_ms}
+
+    ratios = {path: [ratio(64, 10.0 * b64, 10.0)] for path in PATHS}
+    ratios["encode"].insert(0, ratio(1, *encode_b1))
+    ratios["decode"].insert(0, ratio(1, 2.0, 1.5))
+    ratios["hybrid_sample"].insert(0, ratio(1, *hybrid_b1))
+    cells = [{"path": "encode", "batch_size": 64, "concurrency": 8, "requests": 10, "items_per_s": encode_c8,
+              "p50_ms": 5.0},
+             {"path": "hybrid_sample", "batch_size": 64, "concurrency": 8, "requests": 10, "items_per_s": hybrid_c8,
+              "p50_ms": 9.0}]
+    return {"ratios": ratios, "grpc": {"cells": cells}}
+
+
+def test_serving_targets_are_read_from_the_interleaved_ratios_and_the_concurrency_8_cells():
+    from clients.bench.targets import judge
+
+    targets = {t["target"]: t for t in judge(_bench_report())}
+    assert targets["encode_b1_added_ms"]["value"] == pytest.approx(0.9)
+    assert targets["encode_b1_added_ms"]["met"] is False
+    assert targets["decode_b1_added_ms"]["value"] == pytest.approx(0.5) and targets["decode_b1_added_ms"]["met"]
+    assert targets["hybrid_sample_b1_p50_ratio"]["value"] == pytest.approx(2.0)
+    assert targets["hybrid_sample_b1_p50_ratio"]["met"] is False
+    assert all(targets[f"{p}_b64_c1_p50_ratio"]["met"] for p in PATHS)
+    assert targets["encode_b64_c8_items_per_s"]["met"] and targets["hybrid_sample_b64_c8_items_per_s"]["met"] is False
+    empty = judge({"ratios": {}, "grpc": {"cells": []}})
+    assert all(t["value"] is None and t["met"] is None for t in empty)  # not measured is not "not met"
+
+
+def test_a_comparison_table_puts_the_repositories_side_by_side_with_each_target_judged():
+    from clients.bench.compare import markdown, merge
+    from clients.bench.targets import judge
+
+    def per_path(path, grpc_ms):
+        cell = {"path": path, "model": path, "batch_size": 1, "concurrency": 1, "p50_ms": grpc_ms,
+                "items_per_s": 1000 / grpc_ms, "requests": 5, "errors": 0, "interleaved_with_in_process": True}
+        base = {"path": path, "batch_size": 1, "concurrency": 1, "p50_ms": 1.0, "items_per_s": 1000.0}
+        return {"schema": "s", "created": "c", "url": "u", "metrics_url": None, "model_prefix": "", "host": {},
+                "grid": {"paths": [path]}, "models": {path: {}}, "in_process": {"cells": [base]},
+                "grpc": {"cells": [cell], "server_times_error": None}, "skipped": [], "wall_s": 1.0}
+
+    before = merge([per_path("encode", 2.0), per_path("decode", 3.0)])
+    after = merge([per_path("encode", 1.5), per_path("decode", 1.4)])
+    assert before["grid"]["paths"] == ["encode", "decode"] and len(before["grpc"]["cells"]) == 2
+    assert before["ratios"]["decode"][0]["grpc_over_in_process_p50"] == pytest.approx(3.0)
+    result = {"labels": ["before", "after"], "reports": {"before": before, "after": after},
+              "targets": {"before": judge(before), "after": judge(after)}, "load_average_end": [1.0, 2.0, 3.0],
+              "wall_s": 2.0}
+    table = markdown(result)
+    assert "| encode | 1 | 1 | 2.00 | 2.00x | 1.00 | 500 | 1.50 | 1.50x | 0.50 | 667 |" in table
+    assert "| decode batch 1 p50 added by serving (ms) | <= 0.6 | 2.00 (not met) | 0.40 (met) |" in table
+    assert "not measured" in table  # hybrid_sample was not in this grid
+    with pytest.raises(ValueError, match="at least two"):
+        from clients.bench.compare import run_compare
+        run_compare([])

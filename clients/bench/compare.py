@@ -99,8 +99,8 @@ def markdown(result: dict) -> str:
                     _fmt(ratio["grpc_p50_ms"] - ratio["in_process_p50_ms"]) if paired else "",
                     _fmt(cell and cell["items_per_s"])]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "| target | bound | " + " | ".join(labels) + " |", "| --- | --- | " + " | ".join("---" for _ in labels)
-              + " |"]
+    lines += ["", "| target | bound | " + " | ".join(labels) + " |",
+              "| --- | --- | " + " | ".join("---" for _ in labels) + " |"]
     for i, target in enumerate(result["targets"][labels[0]]):
         row = [target["what"], target["bound"]]
         for label in labels:
