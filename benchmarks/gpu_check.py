@@ -75,7 +75,7 @@ class CheckPlan:
 
 def full_plan(budget_s: float = 450.0) -> CheckPlan:
     return CheckPlan(device="cuda", train_config="sae12-shapes3d", train_batch_size=128, train_warmup=20,
-                     train_steps=100, train_images=4096, model_config="sae12-shapes3d", batch_sizes=(1, 64, 256),
+                     train_steps=100, train_images=2048, model_config="sae12-shapes3d", batch_sizes=(1, 64, 256),
                      cell=CellLimits(max_seconds=2.0, max_requests=200, warmup_requests=5),
                      served_concurrency=8, precision="bf16", budget_s=budget_s)
 

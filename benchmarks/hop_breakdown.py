@@ -2,13 +2,12 @@
 
     python benchmarks/hop_breakdown.py --repo model_repository --out out/bench/hops.json [--perf-analyzer PA]
 
-For each model (encode and decode) and batch size, in one server: the in-process ONNX Runtime call on the same file
-with the served session settings; ``--requests`` tritonclient calls one at a time (a tenth of them above batch 1;
-client-side p50 and mean); the
-server's own per-request means over exactly those calls from ``get_inference_statistics`` (queue, compute input,
-compute infer, compute output; for the python backend "compute infer" is the stub round trip plus ``execute()``),
-the gRPC and in-process calls alternating one by one so that both see the same load;
-and perf_analyzer's view where its binary is given. The split written out:
+For each model (encode and decode) and batch size, in one server: ``--requests`` tritonclient calls one at a time
+(a tenth of them above batch 1), alternating call by call with the in-process ONNX Runtime call on the same file and
+session settings, so that both see the same load; the server's own per-request means over exactly those calls from
+``get_inference_statistics`` (queue, compute input, compute infer, compute output; for the python backend "compute
+infer" is the stub round trip plus ``execute()``); and perf_analyzer's view where its binary is
+given. The split written out:
 
 * client + gRPC: client mean - server request mean (tritonclient's request building, protobuf, the HTTP/2 hop);
 * queue and compute input/output: Triton's own;
