@@ -106,7 +106,7 @@ def markdown(result: dict) -> str:
         for label in labels:
             t = result["targets"][label][i]
             verdict = "not measured" if t["met"] is None else ("met" if t["met"] else "not met")
-            row.append(f"{_fmt(t['value'])} ({verdict})")
+            row.append(f"{_fmt(t['value'], 3)} ({verdict})")
         lines.append("| " + " | ".join(row) + " |")
     load = result["load_average_end"]
     lines.append(f"\nLoad average at the end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; {result['wall_s']:.0f} s.")
