@@ -67,7 +67,8 @@ class TorchRunner:
     def _forward(self, x):
         if self.autocast_dtype is None:
             return self.module(x)
-        with self.torch.autocast("cuda", dtype=self.autocast_dtype):
+        # No autocast weight cache: a CUDA graph would keep pointers into a cache freed when autocast exits.
+        with self.torch.autocast("cuda", dtype=self.autocast_dtype, cache_enabled=False):
             return self.module(x).float()
 
     def _capture(self, batch: np.ndarray):
