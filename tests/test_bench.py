@@ -269,6 +269,7 @@ def test_sae_bench_starts_its_own_server_and_writes_json(exported_repo, tmp_path
     assert code == 0
     report = json.loads(out.read_text())
     assert set(report["p50_ratio_by_path"]) == {"decode", "hybrid_sample"}
+    assert report["device_info"]["device"] == "cpu" and report["device_info"]["gpu"] is None
     assert all(c["server"]["decode"]["requests"] == 3 for c in report["grpc"]["cells"])
     assert (out.parent / "tritonserver.log").is_file()
     printed = capsys.readouterr().out
@@ -336,3 +337,24 @@ def test_a_comparison_table_puts_the_repositories_side_by_side_with_each_target_
     with pytest.raises(ValueError, match="at least two"):
         from clients.bench.compare import run_compare
         run_compare([])
+
+
+def test_device_info_is_null_on_the_cpu_and_a_wrong_device_is_refused_by_name(monkeypatch):
+    from clients.bench import device
+
+    cpu = device.device_info("cpu")
+    assert cpu["device"] == "cpu"
+    assert all(cpu[k] is None for k in ("gpu", "gpu_driver", "gpu_memory_mib", "gpu_count", "torch", "onnxruntime"))
+    with pytest.raises(ValueError, match="--device 'tpu'"):
+        BenchConfig(url="127.0.0.1:1", device="tpu")
+
+    class Listing:  # what `nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,...` prints
+        returncode = 0
+        stdout = "NVIDIA H200, 570.124.06, 143771\nNVIDIA H200, 570.124.06, 143771\n"
+
+    monkeypatch.setattr(device.subprocess, "run", lambda *a, **k: Listing())
+    cuda = device.device_info("cuda")
+    assert (cuda["gpu"], cuda["gpu_driver"], cuda["gpu_memory_mib"], cuda["gpu_count"]) == \
+        ("NVIDIA H200", "570.124.06", 143771, 2)
+    assert cuda["torch"] == device.package_version("torch") and cuda["torch"] is not None
+    assert cuda["onnxruntime"] == device.package_version("onnxruntime")
