@@ -358,3 +358,29 @@ def test_device_info_is_null_on_the_cpu_and_a_wrong_device_is_refused_by_name(mo
         ("NVIDIA H200", "570.124.06", 143771, 2)
     assert cuda["torch"] == device.package_version("torch") and cuda["torch"] is not None
     assert cuda["onnxruntime"] == device.package_version("onnxruntime")
+
+
+@pytest.mark.server
+def test_compare_repos_serves_two_repositories_and_writes_json_and_a_judged_table(exported_repo, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "compare.json"
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "compare_repos.py"),
+                           "--repo", str(exported_repo), "--repo", str(exported_repo), "--label", "a", "--label", "b",
+                           "--batch-sizes", "1", "--concurrency", "1", "--max-requests", "3", "--warmup", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["labels"] == ["a", "b"]
+    for label in ("a", "b"):
+        report = result["reports"][label]
+        assert report["grid"]["paths"] == list(PATHS)
+        assert {(c["path"], c["batch_size"], c["concurrency"]) for c in report["grpc"]["cells"]} == \
+            {(p, 1, 1) for p in PATHS}
+        assert all(c["errors"] == 0 and c["requests"] == 3 for c in report["grpc"]["cells"])
+        targets = {t["target"]: t for t in result["targets"][label]}
+        assert targets["encode_b1_added_ms"]["value"] is not None and targets["encode_b1_added_ms"]["met"] is not None
+        assert targets["encode_b64_c8_items_per_s"]["met"] is None  # batch 64 was not in this grid
+    table = out.with_suffix(".md").read_text()
+    assert "| a p50 ms | a ratio |" in table and "| b p50 ms |" in table and "not measured" in table

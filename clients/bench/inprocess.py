@@ -106,6 +106,7 @@ def load_onnx_model(repo: Path, model: str, device: str = "cpu") -> OnnxModel:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = params.get("cpu_mem_arena", "1") != "0"
     spinning = params.get("allow_spinning")  # ONNX Runtime's default (spin) unless the served config says otherwise
     if spinning is not None:
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
