@@ -384,3 +384,19 @@ def test_compare_repos_serves_two_repositories_and_writes_json_and_a_judged_tabl
         assert targets["encode_b64_c8_items_per_s"]["met"] is None  # batch 64 was not in this grid
     table = out.with_suffix(".md").read_text()
     assert "| a p50 ms | a ratio |" in table and "| b p50 ms |" in table and "not measured" in table
+
+
+def test_hop_breakdown_turns_statistics_deltas_into_per_request_milliseconds():
+    from benchmarks.hop_breakdown import per_request_ms, timed_pair
+
+    before = {"queue": (10, 1_000_000), "compute_input": (10, 0), "compute_infer": (10, 5_000_000),
+              "compute_output": (10, 0), "success": (10, 9_000_000)}
+    after = {"queue": (14, 1_200_000), "compute_input": (14, 40_000), "compute_infer": (14, 7_000_000),
+             "compute_output": (10, 0), "success": (14, 12_000_000)}
+    ms = per_request_ms(before, after)
+    assert ms["queue_ms"] == pytest.approx(0.05) and ms["compute_infer_ms"] == pytest.approx(0.5)
+    assert ms["request_ms"] == pytest.approx(0.75) and ms["compute_input_ms"] == pytest.approx(0.01)
+    assert np.isnan(ms["compute_output_ms"])  # no request counted: unknown, not zero
+    order = []
+    remote, local = timed_pair(lambda: order.append("r"), lambda: order.append("l"), 3)
+    assert order == ["r", "l"] * 3 and len(remote) == len(local) == 3
