@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-load audit clean
+.PHONY: demo test bench bench-latency bench-load gpu-check audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,16 +21,45 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
-# gRPC and in-process side by side (pytest-benchmark), then the `sae bench` grid on the same tiny model and server:
-# out/bench/latency.json holds p50/p90/p99, throughput, server-side times and the gRPC / in-process ratio per path.
-# BENCH_GRID=full for the whole grid (minutes); PERF_ANALYZER=/path/to/perf_analyzer to add Triton's load generator.
+# Before/after of the serving code in one run (benchmarks/compare_repos.py): the same sae12-tiny checkpoint exported
+# with the code of BENCH_BASE and with this checkout, both served at once and measured path by path in turn;
+# out/bench/compare.json and compare.md (side-by-side p50, gRPC/in-process ratios, throughput, each target met or
+# not). BEFORE_REPO=DIR measures an existing repository as "before" instead of exporting one. Then the pytest latency
+# grid (out/bench/latency.json) and the load test.
+BENCH_BASE ?= 34f36e2
+BENCH_RUN ?= out/bench/run
+BEFORE_REPO ?=
 BENCH_GRID ?= quick
 PERF_ANALYZER ?=
 bench: $(STAMP)
 	mkdir -p out/bench
+	test -f $(BENCH_RUN)/checkpoints/last.pt || ($(BIN)/sae data shapes3d --out out/bench/data --n 4000 && \
+		$(BIN)/sae train sae12-tiny --data out/bench/data/shapes3d.h5 --out $(BENCH_RUN) --steps 200)
+	rm -rf out/bench/compare
+	if [ -n "$(BEFORE_REPO)" ]; then \
+		$(BIN)/sae export $(BENCH_RUN) --repo out/bench/compare/after && \
+		$(BIN)/python benchmarks/compare_repos.py --repo $(BEFORE_REPO) --repo out/bench/compare/after \
+			--out out/bench/compare.json; \
+	else \
+		$(BIN)/python benchmarks/compare_repos.py --run $(BENCH_RUN) --before-commit $(BENCH_BASE) \
+			--work out/bench/compare --out out/bench/compare.json; \
+	fi
+	$(MAKE) bench-latency bench-load
+
+# gRPC and in-process side by side (pytest-benchmark), then the `sae bench` grid on the same tiny model and server:
+# out/bench/latency.json holds p50/p90/p99, throughput, server-side times and the gRPC / in-process ratio per path.
+# BENCH_GRID=full for the whole grid (minutes); PERF_ANALYZER=/path/to/perf_analyzer to add Triton's load generator.
+bench-latency: $(STAMP)
+	mkdir -p out/bench
 	SAE_BENCH_OUT=out/bench/latency.json SAE_BENCH_GRID=$(BENCH_GRID) SAE_PERF_ANALYZER=$(PERF_ANALYZER) \
 		$(BIN)/pytest tests/benchmarks --benchmark-only --benchmark-json=out/bench/pytest-benchmark.json
-	$(MAKE) bench-load
+
+# On one H100/H200: training throughput, in-process decode/hybrid-sample in eager, compiled and CUDA-graph modes,
+# and the served GPU path (docs/performance.md, "GPU check"); GPU_CHECK_ARGS=--cpu-tiny runs the CI-sized variant.
+GPU_CHECK_ARGS ?=
+gpu-check: $(STAMP)
+	mkdir -p out/bench
+	$(BIN)/python benchmarks/gpu_check.py --out out/bench/gpu_check.json $(GPU_CHECK_ARGS)
 
 # 32 clients for 60 s mixing every served model on loopback: out/bench/load.json (p50/p99, errors, memory over time);
 # out/bench/arena.json: server memory after batch-256 requests with ONNX Runtime's CPU arena on and off.

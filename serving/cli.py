@@ -217,7 +217,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     args.repo = args.repo or Path("model_repository")
     log = args.out.parent / "tritonserver.log"
-    with TritonServer(ServerConfig(repository=args.repo), log_path=log) as server:
+    with TritonServer(ServerConfig(repository=args.repo, gpu=args.device == "cuda"), log_path=log) as server:
         return run_and_write(config_from_args(args, server.grpc_url, server.metrics_url), args.out)
 
 
@@ -458,6 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--seed", type=int, default=0, help="of the synthetic inputs and the SEED of hybrid_sample")
     bn.add_argument("--perf-analyzer", type=Path, default=None, help="perf_analyzer binary (default: on PATH)")
     bn.add_argument("--no-perf-analyzer", action="store_true", help="skip perf_analyzer even where it exists")
+    bn.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="in-process baseline on the CPU or CUDA (ONNX Runtime's provider; fp16 graph on CUDA) and "
+                    "the started server's instances; the JSON records the GPU, driver, torch and ORT versions")
     bn.set_defaults(func=cmd_bench)
 
     ev = sub.add_parser("eval", help="evaluate a served model set: reconstruction, Fréchet distances, "

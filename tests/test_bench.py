@@ -269,7 +269,134 @@ def test_sae_bench_starts_its_own_server_and_writes_json(exported_repo, tmp_path
     assert code == 0
     report = json.loads(out.read_text())
     assert set(report["p50_ratio_by_path"]) == {"decode", "hybrid_sample"}
+    assert report["device_info"]["device"] == "cpu" and report["device_info"]["gpu"] is None
     assert all(c["server"]["decode"]["requests"] == 3 for c in report["grpc"]["cells"])
     assert (out.parent / "tritonserver.log").is_file()
     printed = capsys.readouterr().out
     assert "gRPC/in-proc p50" in printed and f"wrote {out}" in printed
+
+
+# ------------------------------------------------------------------------------------------------ targets, compare
+
+
+def _bench_report(encode_b1=(1.4, 0.5), hybrid_b1=(2.0, 1.0), b64=1.02, encode_c8=3600.0, hybrid_c8=1400.0):
+    """A report holding just what the targets read: interleaved ratios and concurrency-8 cells."""
+    def ratio(batch, grpc_ms, local_ms):
+        return {"batch_size": batch, "grpc_concurrency": 1, "grpc_p50_ms": grpc_ms, "in_process_p50_ms": local_ms,
+                "grpc_over_in_process_p50": grpc_ms / local_ms}
+
+    ratios = {path: [ratio(64, 10.0 * b64, 10.0)] for path in PATHS}
+    ratios["encode"].insert(0, ratio(1, *encode_b1))
+    ratios["decode"].insert(0, ratio(1, 2.0, 1.5))
+    ratios["hybrid_sample"].insert(0, ratio(1, *hybrid_b1))
+    cells = [{"path": "encode", "batch_size": 64, "concurrency": 8, "requests": 10, "items_per_s": encode_c8,
+              "p50_ms": 5.0},
+             {"path": "hybrid_sample", "batch_size": 64, "concurrency": 8, "requests": 10, "items_per_s": hybrid_c8,
+              "p50_ms": 9.0}]
+    return {"ratios": ratios, "grpc": {"cells": cells}}
+
+
+def test_serving_targets_are_read_from_the_interleaved_ratios_and_the_concurrency_8_cells():
+    from clients.bench.targets import judge
+
+    targets = {t["target"]: t for t in judge(_bench_report())}
+    assert targets["encode_b1_added_ms"]["value"] == pytest.approx(0.9)
+    assert targets["encode_b1_added_ms"]["met"] is False
+    assert targets["decode_b1_added_ms"]["value"] == pytest.approx(0.5) and targets["decode_b1_added_ms"]["met"]
+    assert targets["hybrid_sample_b1_p50_ratio"]["value"] == pytest.approx(2.0)
+    assert targets["hybrid_sample_b1_p50_ratio"]["met"] is False
+    assert all(targets[f"{p}_b64_c1_p50_ratio"]["met"] for p in PATHS)
+    assert targets["encode_b64_c8_items_per_s"]["met"] and targets["hybrid_sample_b64_c8_items_per_s"]["met"] is False
+    empty = judge({"ratios": {}, "grpc": {"cells": []}})
+    assert all(t["value"] is None and t["met"] is None for t in empty)  # not measured is not "not met"
+
+
+def test_a_comparison_table_puts_the_repositories_side_by_side_with_each_target_judged():
+    from clients.bench.compare import markdown, merge
+    from clients.bench.targets import judge
+
+    def per_path(path, grpc_ms):
+        cell = {"path": path, "model": path, "batch_size": 1, "concurrency": 1, "p50_ms": grpc_ms,
+                "items_per_s": 1000 / grpc_ms, "requests": 5, "errors": 0, "interleaved_with_in_process": True}
+        base = {"path": path, "batch_size": 1, "concurrency": 1, "p50_ms": 1.0, "items_per_s": 1000.0}
+        return {"schema": "s", "created": "c", "url": "u", "metrics_url": None, "model_prefix": "", "host": {},
+                "grid": {"paths": [path]}, "models": {path: {}}, "in_process": {"cells": [base]},
+                "grpc": {"cells": [cell], "server_times_error": None}, "skipped": [], "wall_s": 1.0}
+
+    before = merge([per_path("encode", 2.0), per_path("decode", 3.0)])
+    after = merge([per_path("encode", 1.5), per_path("decode", 1.4)])
+    assert before["grid"]["paths"] == ["encode", "decode"] and len(before["grpc"]["cells"]) == 2
+    assert before["ratios"]["decode"][0]["grpc_over_in_process_p50"] == pytest.approx(3.0)
+    result = {"labels": ["before", "after"], "reports": {"before": before, "after": after},
+              "targets": {"before": judge(before), "after": judge(after)}, "load_average_end": [1.0, 2.0, 3.0],
+              "wall_s": 2.0}
+    table = markdown(result)
+    assert "| encode | 1 | 1 | 2.00 | 2.00x | 1.00 | 500 | 1.50 | 1.50x | 0.50 | 667 |" in table
+    assert "| decode batch 1 p50 added by serving (ms) | <= 0.6 | 2.000 (not met) | 0.400 (met) |" in table
+    assert "not measured" in table  # hybrid_sample was not in this grid
+    with pytest.raises(ValueError, match="at least two"):
+        from clients.bench.compare import run_compare
+        run_compare([])
+
+
+def test_device_info_is_null_on_the_cpu_and_a_wrong_device_is_refused_by_name(monkeypatch):
+    from clients.bench import device
+
+    cpu = device.device_info("cpu")
+    assert cpu["device"] == "cpu"
+    assert all(cpu[k] is None for k in ("gpu", "gpu_driver", "gpu_memory_mib", "gpu_count", "torch", "onnxruntime"))
+    with pytest.raises(ValueError, match="--device 'tpu'"):
+        BenchConfig(url="127.0.0.1:1", device="tpu")
+
+    class Listing:  # what `nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,...` prints
+        returncode = 0
+        stdout = "NVIDIA H200, 570.124.06, 143771\nNVIDIA H200, 570.124.06, 143771\n"
+
+    monkeypatch.setattr(device.subprocess, "run", lambda *a, **k: Listing())
+    cuda = device.device_info("cuda")
+    assert (cuda["gpu"], cuda["gpu_driver"], cuda["gpu_memory_mib"], cuda["gpu_count"]) == \
+        ("NVIDIA H200", "570.124.06", 143771, 2)
+    assert cuda["torch"] == device.package_version("torch") and cuda["torch"] is not None
+    assert cuda["onnxruntime"] == device.package_version("onnxruntime")
+
+
+@pytest.mark.server
+def test_compare_repos_serves_two_repositories_and_writes_json_and_a_judged_table(exported_repo, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "compare.json"
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "compare_repos.py"),
+                           "--repo", str(exported_repo), "--repo", str(exported_repo), "--label", "a", "--label", "b",
+                           "--batch-sizes", "1", "--concurrency", "1", "--max-requests", "3", "--warmup", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["labels"] == ["a", "b"]
+    for label in ("a", "b"):
+        report = result["reports"][label]
+        assert report["grid"]["paths"] == list(PATHS)
+        assert {(c["path"], c["batch_size"], c["concurrency"]) for c in report["grpc"]["cells"]} == \
+            {(p, 1, 1) for p in PATHS}
+        assert all(c["errors"] == 0 and c["requests"] == 3 for c in report["grpc"]["cells"])
+        targets = {t["target"]: t for t in result["targets"][label]}
+        assert targets["encode_b1_added_ms"]["value"] is not None and targets["encode_b1_added_ms"]["met"] is not None
+        assert targets["encode_b64_c8_items_per_s"]["met"] is None  # batch 64 was not in this grid
+    table = out.with_suffix(".md").read_text()
+    assert "| a p50 ms | a ratio |" in table and "| b p50 ms |" in table and "not measured" in table
+
+
+def test_hop_breakdown_turns_statistics_deltas_into_per_request_milliseconds():
+    from benchmarks.hop_breakdown import per_request_ms, timed_pair
+
+    before = {"queue": (10, 1_000_000), "compute_input": (10, 0), "compute_infer": (10, 5_000_000),
+              "compute_output": (10, 0), "success": (10, 9_000_000)}
+    after = {"queue": (14, 1_200_000), "compute_input": (14, 40_000), "compute_infer": (14, 7_000_000),
+             "compute_output": (10, 0), "success": (14, 12_000_000)}
+    ms = per_request_ms(before, after)
+    assert ms["queue_ms"] == pytest.approx(0.05) and ms["compute_infer_ms"] == pytest.approx(0.5)
+    assert ms["request_ms"] == pytest.approx(0.75) and ms["compute_input_ms"] == pytest.approx(0.01)
+    assert np.isnan(ms["compute_output_ms"])  # no request counted: unknown, not zero
+    order = []
+    remote, local = timed_pair(lambda: order.append("r"), lambda: order.append("l"), 3)
+    assert order == ["r", "l"] * 3 and len(remote) == len(local) == 3

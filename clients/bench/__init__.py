@@ -1,11 +1,19 @@
 """The latency harness behind `sae bench`: gRPC latencies and throughput of the served paths beside the same ONNX
 graphs run in-process, server-side times from Triton's Prometheus endpoint, and perf_analyzer where it exists.
 
-Torch-free; onnxruntime is imported only when the in-process baseline is built.
+Torch-free; onnxruntime is imported only when the in-process baseline is built, and tritonclient only when a module
+that talks to a server is (the names below load on first use), so ``clients.bench.timing``, ``config`` and
+``device`` serve benchmarks/gpu_check.py on a machine without tritonclient.
 """
-from clients.bench.config import PATHS, BenchConfig, CellLimits, quick
-from clients.bench.harness import compute_ratios, run_bench, write_report
-from clients.bench.table import format_table
+from importlib import import_module
 
-__all__ = ["PATHS", "BenchConfig", "CellLimits", "compute_ratios", "format_table", "quick", "run_bench",
-           "write_report"]
+_HOMES = {"PATHS": "config", "BenchConfig": "config", "CellLimits": "config", "quick": "config",
+          "compute_ratios": "harness", "run_bench": "harness", "write_report": "harness", "format_table": "table"}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'clients.bench' has no attribute {name!r}")
+    return getattr(import_module(f"clients.bench.{_HOMES[name]}"), name)

@@ -22,7 +22,7 @@ def config_from_args(args: argparse.Namespace, url: str, metrics_url: str | None
     """The grid of the command line: the full default grid, or --quick's, with any explicit option on top."""
     config = BenchConfig(url=url, metrics_url=metrics_url, repo=args.repo, model=args.model or "",
                          perf_analyzer=args.perf_analyzer, use_perf_analyzer=not args.no_perf_analyzer,
-                         seed=args.seed)
+                         seed=args.seed, device=args.device)
     if args.quick:
         config = quick(config)
     changes = {}

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from clients.bench.device import check_device
+
 PATHS = ("encode", "decode", "reconstruct", "hybrid_sample")
 
 
@@ -44,6 +46,7 @@ class BenchConfig:
     use_perf_analyzer: bool = True
     perf_analyzer_budget_s: float = 120.0  # all perf_analyzer runs together
     seed: int = 0  # of the synthetic inputs (images, latents) and of every hybrid_sample request
+    device: str = "cpu"  # where the in-process baseline runs (and the server's instances, when bench starts one)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "paths", tuple(self.paths))
@@ -60,6 +63,7 @@ class BenchConfig:
             raise ValueError(f"concurrency levels must be positive integers, got {list(self.concurrency)}")
         if self.perf_analyzer_budget_s < 0:
             raise ValueError(f"perf_analyzer_budget_s must be non-negative, got {self.perf_analyzer_budget_s}")
+        check_device(self.device)
         if self.model and not self.model.replace("_", "").replace("-", "").isalnum():
             raise ValueError(f"model name {self.model!r} may hold letters, digits, '-' and '_' only")
 

@@ -8,6 +8,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import np_to_triton_dtype
 
+from clients.triton_client import channel_args
+
 REQUEST_TIMEOUT_S = 120.0
 
 
@@ -21,7 +23,7 @@ class GrpcRunner:
 
     def client(self, index: int = 0) -> grpcclient.InferenceServerClient:
         while len(self._clients) <= index:
-            self._clients.append(grpcclient.InferenceServerClient(self.url))
+            self._clients.append(grpcclient.InferenceServerClient(self.url, channel_args=channel_args()))
         return self._clients[index]
 
     def calls(self, model: str, inputs: dict[str, np.ndarray], concurrency: int) -> list[Callable[[], dict]]:

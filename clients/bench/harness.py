@@ -18,6 +18,7 @@ from pathlib import Path
 
 from clients.bench import perf_analyzer as pa
 from clients.bench.config import BenchConfig
+from clients.bench.device import device_info
 from clients.bench.grpc_runner import GrpcRunner
 from clients.bench.inprocess import InProcessRunner, RepositoryError
 from clients.bench.prometheus import scrape_after, scrape_settled, server_times
@@ -127,7 +128,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
                              "max_requests": config.limits.max_requests,
                              "max_in_flight_items": config.limits.max_in_flight_items,
                              "warmup_requests": config.limits.warmup_requests, "seed": config.seed},
-                    "host": _host()}
+                    "host": _host(), "device_info": device_info(config.device)}
     with GrpcRunner(config.url) as grpc:
         served, shapes = describe_served(grpc.client(0), config)
         report["models"] = {path: sp.to_dict() for path, sp in served.items()}

@@ -24,6 +24,10 @@ class RepositoryError(ValueError):
     """The repository lacks a file the in-process runner needs; the message names the model and the file."""
 
 
+class RuntimeUnavailable(RepositoryError):
+    """The device asked for has no ONNX Runtime provider here (``--device cuda`` without onnxruntime-gpu)."""
+
+
 def read_config(repo: Path, model: str) -> dict:
     """A model's config.pbtxt as the same JSON-like dict the server's get_model_config(as_json=True) returns."""
     from google.protobuf import json_format, text_format
@@ -71,32 +75,43 @@ class OnnxModel:
     allow_spinning: str | None  # the config's allow_spinning parameter; None: ONNX Runtime's default
     session: object  # onnxruntime.InferenceSession
     input_name: str
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
 
     def run(self, array: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: array})[0]
 
     def settings(self) -> dict:
         return {"model": self.name, "file": str(self.path), "intra_op_threads": self.intra_op_threads,
-                "allow_spinning": self.allow_spinning}
+                "allow_spinning": self.allow_spinning, "providers": list(self.providers)}
 
 
-def load_onnx_model(repo: Path, model: str) -> OnnxModel:
+def load_onnx_model(repo: Path, model: str, device: str = "cpu") -> OnnxModel:
+    """The graph a served instance on ``device`` runs (``gpu_onnx_file`` on CUDA, as model.py picks it)."""
     import onnxruntime as ort
 
     config = read_config(repo, model)
     params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-    path = version_dir(repo, model) / params.get("onnx_file", "model.onnx")
+    providers = ["CPUExecutionProvider"]
+    filename = params.get("onnx_file", "model.onnx")
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise RuntimeUnavailable(f"--device cuda: onnxruntime {ort.__version__} here has no "
+                                     "CUDAExecutionProvider (install onnxruntime-gpu for a CUDA baseline)")
+        providers.insert(0, "CUDAExecutionProvider")
+        filename = params.get("gpu_onnx_file", filename)
+    path = version_dir(repo, model) / filename
     if not path.is_file():
         raise RepositoryError(f"model {model!r}: {path} is missing; run `sae export` first")
     threads = int(params.get("intra_op_threads", "1"))  # model.py's default
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = params.get("cpu_mem_arena", "1") != "0"
     spinning = params.get("allow_spinning")  # ONNX Runtime's default (spin) unless the served config says otherwise
     if spinning is not None:
         options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return OnnxModel(model, path, threads, spinning, session, session.get_inputs()[0].name)
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    return OnnxModel(model, path, threads, spinning, session, session.get_inputs()[0].name, tuple(providers))
 
 
 class InProcessRunner:
@@ -110,8 +125,8 @@ class InProcessRunner:
         encode_name = reconstruct_steps[0] if reconstruct_steps else config.model_name("encode")
         decode_name = sample_steps[-1] if sample_steps else config.model_name("decode")
         sampler_name = sample_steps[0] if sample_steps else f"{config.model}_sampler" if config.model else "sampler"
-        self.encoder = load_onnx_model(self.repo, encode_name)
-        self.decoder = load_onnx_model(self.repo, decode_name)
+        self.encoder = load_onnx_model(self.repo, encode_name, config.device)
+        self.decoder = load_onnx_model(self.repo, decode_name, config.device)
         sampler_dir = version_dir(self.repo, sampler_name)
         self.bank_path = sampler_dir / "bank.h5"
         if not self.bank_path.is_file():

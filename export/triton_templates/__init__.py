@@ -11,3 +11,4 @@ TEMPLATES = Path(__file__).resolve().parent
 ONNX_MODEL = TEMPLATES / "onnx_model.py"
 SAMPLER_MODEL = TEMPLATES / "sampler_model.py"
 TRAVERSE_MODEL = TEMPLATES / "traverse_model.py"
+TORCH_MODEL = TEMPLATES / "torch_model.py"  # TorchScript with PyTorch in the python backend (benchmarks/gpu_check.py)
