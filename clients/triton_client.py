@@ -29,13 +29,13 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
+from clients.draw import DRAW_MODES, to_uint8  # noqa: F401 (re-exported: the client's names)
 from clients.errors import (ClientError, ClientTimeoutError, InferenceError, InvalidInputError, ModelNotReadyError,
                             ModelNotServedError, ServerNotFoundError, ServerUnavailableError)
 
 DEFAULT_URL = "127.0.0.1:8001"
 DEFAULT_MAX_SAMPLES = 256  # hybrid_sample's per-request limit when the sampler's config does not say
 MAX_SAMPLES = 1 << 20  # one call's ceiling: a million 64x64 images is already 47 GiB of float32
-DRAW_MODES = ("independent", "distinct", "per_dimension")  # the sampler's (export/triton_templates); first: default
 TRAVERSE_STEPS = (2, 64)  # the wire contract's range for STEPS (the traverse config's min_steps/max_steps win)
 _RETRYABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
 
@@ -66,11 +66,6 @@ class Traversal:
     images: np.ndarray  # float32 [steps, H, W, 3]
     latents: np.ndarray  # float32 [steps, D]: the start latent with `dimension` swept from its min to its max
     dimension: int
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """float images in [0, 1] -> uint8."""
-    return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------------------- configuration
