@@ -8,7 +8,7 @@ compute all of these on ``uint64`` (tests/test_draw.py compares the two draws bi
 needed. ``distinct`` is the partial Fisher-Yates shuffle unrolled over the G groups (GatherElements and two
 ScatterElements per step). The bank is an initializer.
 
-``hybrid_sample_model(decoder, bank, variable_of_dim, mode)`` joins that draw to the exported decoder graph
+``hybrid_sample_model(decoder, bank, variable_of_dim, image_size, mode)`` joins that draw to the exported decoder graph
 (converted from opset 17 to 18) and adds IMAGE_U8 and the constant DRAW_MODE, so the stock Triton container serves
 hybrid sampling on the ``onnxruntime_onnx`` platform with no python step. It cannot refuse a request (a graph has
 no error branch): NUM_SAMPLES and SEED are checked by the client, and BASE/MASK (controllable generation) are left
@@ -131,7 +131,7 @@ def draw_model(bank: np.ndarray, variable_of_dim: np.ndarray, mode: str = INDEPE
     return model
 
 
-def hybrid_sample_model(decoder: onnx.ModelProto, bank: np.ndarray, variable_of_dim: np.ndarray,
+def hybrid_sample_model(decoder: onnx.ModelProto, bank: np.ndarray, variable_of_dim: np.ndarray, image_size: int,
                         mode: str = INDEPENDENT) -> onnx.ModelProto:
     """The draw, the decoder (its input LATENT, its output IMAGE), IMAGE_U8 and DRAW_MODE in one graph."""
     decoder = version_converter.convert_version(decoder, DRAW_OPSET)
@@ -145,8 +145,7 @@ def hybrid_sample_model(decoder: onnx.ModelProto, bank: np.ndarray, variable_of_
     b.op("Cast", rounded, to=TensorProto.UINT8, out="IMAGE_U8")
     b.nodes.append(helper.make_node("Constant", [], ["DRAW_MODE"], name="draw/mode",
                                     value=helper.make_tensor("mode", TensorProto.STRING, [1], [mode.encode()])))
-    size = decoder.graph.output[0].type.tensor_type.shape.dim[1].dim_value
-    image = ["n", size, size, 3]
+    image = ["n", image_size, image_size, 3]
     graph = helper.make_graph(
         b.nodes[:num_draw_nodes] + list(decoder.graph.node) + b.nodes[num_draw_nodes:], "hybrid_sample", _request_inputs(),
         [_io("IMAGE", TensorProto.FLOAT, image), _io("IMAGE_U8", TensorProto.UINT8, image),
