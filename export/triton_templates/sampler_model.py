@@ -28,6 +28,7 @@ decode model opens (``onnx_model.open_session``, copied beside as ``sae_onnx_mod
 (fp32) and, when requested, ``IMAGE_U8`` (``round(clip(IMAGE, 0, 1) * 255)``).
 """
 import importlib
+import importlib.util
 import json
 import os
 
@@ -35,12 +36,15 @@ import numpy as np
 
 
 def companion(copied: str, packaged: str):
-    """A module ``sae export`` copies beside this model.py (the python backend puts the version folder on sys.path);
-    imported from the package instead when this file is (tests, benchmarks)."""
-    try:
-        return importlib.import_module(copied)
-    except ImportError:
+    """A module ``sae export`` copies beside this model.py (``copied``.py, loaded by path: nothing depends on
+    sys.path), or, where this file is imported from the package (tests, benchmarks), the package's module."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{copied}.py")
+    if not os.path.isfile(beside):
         return importlib.import_module(packaged)
+    spec = importlib.util.spec_from_file_location(copied, beside)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 draw = companion("sae_draw", "clients.draw")
