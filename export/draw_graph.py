@@ -146,12 +146,12 @@ def hybrid_sample_model(decoder: onnx.ModelProto, bank: np.ndarray, variable_of_
     b.nodes.append(helper.make_node("Constant", [], ["DRAW_MODE"], name="draw/mode",
                                     value=helper.make_tensor("mode", TensorProto.STRING, [1], [mode.encode()])))
     image = ["n", image_size, image_size, 3]
-    graph = helper.make_graph(
-        b.nodes[:num_draw_nodes] + list(decoder.graph.node) + b.nodes[num_draw_nodes:], "hybrid_sample", _request_inputs(),
-        [_io("IMAGE", TensorProto.FLOAT, image), _io("IMAGE_U8", TensorProto.UINT8, image),
-         _io("LATENT", TensorProto.FLOAT, ["n", bank.shape[1]]), _io("SOURCE_INDEX", TensorProto.INT64, ["n", "groups"]),
-         _io("DRAW_MODE", TensorProto.STRING, [1])],
-        b.initializers + list(decoder.graph.initializer))
+    nodes = b.nodes[:num_draw_nodes] + list(decoder.graph.node) + b.nodes[num_draw_nodes:]
+    outputs = [_io("IMAGE", TensorProto.FLOAT, image), _io("IMAGE_U8", TensorProto.UINT8, image),
+               _io("LATENT", TensorProto.FLOAT, ["n", bank.shape[1]]),
+               _io("SOURCE_INDEX", TensorProto.INT64, ["n", "groups"]), _io("DRAW_MODE", TensorProto.STRING, [1])]
+    graph = helper.make_graph(nodes, "hybrid_sample", _request_inputs(), outputs,
+                              b.initializers + list(decoder.graph.initializer))
     model = helper.make_model(graph, opset_imports=list(decoder.opset_import), ir_version=decoder.ir_version)
     onnx.checker.check_model(model)
     return model

@@ -285,9 +285,11 @@ def _reconstruct(options: RepositoryOptions, image: list[int]) -> pb.ModelConfig
 
 def _one_hop_sampler(options: RepositoryOptions, role: str, sampler: pb.ModelConfig, image: list[int],
                      instances: int) -> pb.ModelConfig:
-    """The sampler's python model that also decodes (python flavour): its inputs, its outputs and the images."""
+    """The sampler's python model that also decodes (python flavour): its inputs, its outputs and the images
+    (IMAGE_U8 too for hybrid_sample; prior_sample keeps the contract its native ensemble serves)."""
+    images = _image_outputs(image) if role == "hybrid_sample" else [_output("IMAGE", "TYPE_FP32", [-1, *image])]
     config = pb.ModelConfig(name=options.model_name(role), backend="python", max_batch_size=0,
-                            input=list(sampler.input), output=[*_image_outputs(image), *sampler.output])
+                            input=list(sampler.input), output=[*images, *sampler.output])
     config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_AUTO, count=instances))
     for key, value in sampler.parameters.items():
         config.parameters[key].string_value = value.string_value
