@@ -171,6 +171,7 @@ class TritonPythonModel:
             self.onnx_model = companion("sae_onnx_model", "export.triton_templates.onnx_model")
             self.session = self.onnx_model.open_session(args, params, self.model_name)
             self.graph_input = self.session.get_inputs()[0].name
+            self.image_outputs = {o["name"] for o in config["output"]} & {"IMAGE", "IMAGE_U8"}
 
     def _count_and_seed(self, request) -> tuple[int, int]:
         pb = self.pb
@@ -213,9 +214,10 @@ class TritonPythonModel:
         return n, seed, mode, base, mask
 
     def _images(self, request, latents: np.ndarray) -> list:
-        """IMAGE and/or IMAGE_U8 of the latents, as the request asks (both when it names no output)."""
+        """IMAGE and/or IMAGE_U8 of the latents, as the request asks (every image output of the config when it names
+        no output)."""
         pb = self.pb
-        wanted = set(request.requested_output_names()) or {"IMAGE", "IMAGE_U8"}
+        wanted = (set(request.requested_output_names()) or self.image_outputs) & self.image_outputs
         images = self.session.run(None, {self.graph_input: latents})[0].astype(np.float32, copy=False)
         try:
             self.onnx_model.check_output("BASE" if self.latents_from == FROM_BANK else "SEED", "IMAGE", images)
