@@ -20,7 +20,7 @@ from clients.errors import InferenceError, ModelNotServedError, ServerUnavailabl
 from clients.triton_client import (DEFAULT_URL, ClientBase, HybridSamples, ModelInfo, PriorSamples, Request,
                                    RetryPolicy, ShmSlot, Traversal, check_images, check_latents, client_error,
                                    join_outputs, make_inputs, plan_draws, plan_sample, plan_traverse, sample_limit,
-                                   samples_from, slot_sizes, split_rows)
+                                   sample_outputs, samples_from, slot_sizes, split_rows)
 
 
 class AsyncSAEClient(ClientBase):
@@ -185,10 +185,11 @@ class AsyncSAEClient(ClientBase):
         return await self._batched(info, "IMAGE", check_images(info, images), "RECONSTRUCTION")
 
     async def sample(self, n: int, seed: int = 0, base: np.ndarray | None = None, mask: np.ndarray | None = None,
-                     per_dimension: bool = False, draw: str | None = None) -> HybridSamples:
+                     per_dimension: bool = False, draw: str | None = None,
+                     image_dtype: str = "float32") -> HybridSamples:
         info = await self.model_info("hybrid_sample")
+        outputs = sample_outputs(info, image_dtype)
         requests = plan_sample(info, await self.max_samples(), n, seed, base, mask, per_dimension, draw)
-        outputs = list(info.outputs)
         parts = await self._gather(self._send(info.name, r, outputs) for r in requests)
         return samples_from(join_outputs(parts), requests)
 

@@ -29,13 +29,13 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
+from clients.draw import DRAW_MODES, to_uint8  # noqa: F401 (re-exported: the client's names)
 from clients.errors import (ClientError, ClientTimeoutError, InferenceError, InvalidInputError, ModelNotReadyError,
                             ModelNotServedError, ServerNotFoundError, ServerUnavailableError)
 
 DEFAULT_URL = "127.0.0.1:8001"
 DEFAULT_MAX_SAMPLES = 256  # hybrid_sample's per-request limit when the sampler's config does not say
 MAX_SAMPLES = 1 << 20  # one call's ceiling: a million 64x64 images is already 47 GiB of float32
-DRAW_MODES = ("independent", "distinct", "per_dimension")  # the sampler's (export/triton_templates); first: default
 TRAVERSE_STEPS = (2, 64)  # the wire contract's range for STEPS (the traverse config's min_steps/max_steps win)
 _RETRYABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
 
@@ -62,9 +62,12 @@ def channel_args() -> list[tuple[str, int]]:
 # --------------------------------------------------------------------------------------------------- results
 
 
+IMAGE_DTYPES = {"float32": "IMAGE", "uint8": "IMAGE_U8"}  # the image output a sample call asks for
+
+
 @dataclass
 class HybridSamples:
-    images: np.ndarray  # float32 [n, H, W, 3] in [0, 1]
+    images: np.ndarray  # float32 [n, H, W, 3] in [0, 1]; uint8 (round(clip(x, 0, 1) * 255)) with image_dtype="uint8"
     latents: np.ndarray  # float32 [n, D]
     source_index: np.ndarray  # int64 [n, groups]: stored latent each variable (or dimension) came from; -1 = from BASE
     draw_mode: str  # one of DRAW_MODES, as the server reports it
@@ -85,11 +88,6 @@ class Traversal:
     images: np.ndarray  # float32 [steps, H, W, 3]
     latents: np.ndarray  # float32 [steps, D]: the start latent with `dimension` swept from its min to its max
     dimension: int
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """float images in [0, 1] -> uint8."""
-    return np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------------------------------- configuration
@@ -347,6 +345,19 @@ def plan_traverse(info: ModelInfo, latent, dimension, steps) -> Request:
             "STEPS": np.array([_check_int(info.name, "STEPS", steps, low, high)])}
 
 
+def sample_outputs(info: ModelInfo, image_dtype: str = "float32") -> list[str]:
+    """The outputs a hybrid_sample call requests: every output but the image of the other dtype."""
+    if image_dtype not in IMAGE_DTYPES:
+        raise InvalidInputError(f"{info.name}: image_dtype must be one of {', '.join(IMAGE_DTYPES)}, got "
+                                f"{image_dtype!r}", info.name, "IMAGE")
+    wanted = IMAGE_DTYPES[image_dtype]
+    if wanted not in info.outputs:
+        raise InvalidInputError(f"{info.name}: the served model has no output {wanted} (it has "
+                                f"{', '.join(info.outputs)}); re-export it for image_dtype={image_dtype!r}",
+                                info.name, wanted)
+    return [o for o in info.outputs if o == wanted or o not in IMAGE_DTYPES.values()]
+
+
 def samples_from(outputs: dict[str, np.ndarray], requests: list[Request]) -> HybridSamples:
     """HybridSamples of joined outputs; the mode is the server's DRAW_MODE, else what the requests asked for."""
     mode = outputs.get("DRAW_MODE")
@@ -356,14 +367,15 @@ def samples_from(outputs: dict[str, np.ndarray], requests: list[Request]) -> Hyb
         name = requests[0]["DRAW"][0].decode()
     else:
         name = "per_dimension" if requests[0].get("PER_DIMENSION", [False])[0] else DRAW_MODES[0]
-    return HybridSamples(outputs["IMAGE"], outputs["LATENT"], outputs["SOURCE_INDEX"], name)
+    images = outputs["IMAGE"] if "IMAGE" in outputs else outputs["IMAGE_U8"]
+    return HybridSamples(images, outputs["LATENT"], outputs["SOURCE_INDEX"], name)
 
 
 def sample_limit(hybrid: ModelInfo, step_infos: Sequence[ModelInfo]) -> int:
-    """Samples per request of a sampling ensemble (hybrid_sample, prior_sample): its sampler's ``max_samples``
-    parameter (fallback 256), capped by the ``max_batch_size`` of the later ensemble steps (the decoder takes the
-    whole draw as one batch)."""
-    limit = DEFAULT_MAX_SAMPLES
+    """Samples per request of a sampling model (hybrid_sample, prior_sample): its own ``max_samples`` parameter
+    (one-hop models), or for an ensemble its sampler's, capped by the ``max_batch_size`` of the later ensemble steps
+    (the decoder takes the whole draw as one batch); fallback 256."""
+    limit = int(hybrid.parameters.get("max_samples") or DEFAULT_MAX_SAMPLES)
     if step_infos:
         limit = int(step_infos[0].parameters.get("max_samples") or DEFAULT_MAX_SAMPLES)
         for later in step_infos[1:]:
@@ -736,7 +748,7 @@ class SAEClient(ClientBase):
         return self._batched(info, "IMAGE", check_images(info, images), "RECONSTRUCTION")
 
     def sample(self, n: int, seed: int = 0, base: np.ndarray | None = None, mask: np.ndarray | None = None,
-               per_dimension: bool = False, draw: str | None = None) -> HybridSamples:
+               per_dimension: bool = False, draw: str | None = None, image_dtype: str = "float32") -> HybridSamples:
         """``n`` hybrid samples; the same arguments give the same samples.
 
         ``draw``: ``"independent"`` (default: each variable from its own uniform choice of stored latent, with
@@ -744,11 +756,12 @@ class SAEClient(ClientBase):
         latents) or ``"per_dimension"`` (each dimension on its own; ``per_dimension=True`` asks for it too).
         ``base``: float [D] or [n, D], latents whose variables ``mask`` (bool [k], one per variable) keeps where
         false and re-draws from the bank where true. Calls above the server's per-request limit go out in parts;
-        part 0 uses ``seed``, the others seeds derived from it (:func:`part_seed`).
+        part 0 uses ``seed``, the others seeds derived from it (:func:`part_seed`). ``image_dtype="uint8"``
+        asks the server for ``IMAGE_U8`` (a quarter of the bytes; exactly ``to_uint8`` of the fp32 images).
         """
         info = self.model_info("hybrid_sample")
+        outputs = sample_outputs(info, image_dtype)
         requests = plan_sample(info, self.max_samples(), n, seed, base, mask, per_dimension, draw)
-        outputs = list(info.outputs)
         return samples_from(join_outputs([self._send(info.name, r, outputs) for r in requests]), requests)
 
     def prior_sample(self, n: int, seed: int = 0) -> PriorSamples:

@@ -1,10 +1,11 @@
 """`sae export`: checkpoint -> one model's set of Triton models in a model repository.
 
 Writes ``NAME_encode``, ``NAME_decode`` (ONNX fp32 + fp16 + TorchScript, each checked against the eager model),
-``NAME_sampler`` and ``NAME_traverse`` (python backend + the bank), and the ensembles ``NAME_reconstruct`` and
-``NAME_hybrid_sample``, with configs generated for the model's real dims (``export.triton_configs``). Models with a
-prior (the bank records it) also get ``NAME_prior_sampler`` and the ensemble ``NAME_prior_sample``; re-exporting a
-name as a model without a prior removes that name's old prior models.
+``NAME_reconstruct`` (the two graphs joined, checked against them run apart), ``NAME_sampler`` and
+``NAME_traverse`` (python backend + the bank), and ``NAME_hybrid_sample`` (python flavour: the sampler's code with the
+bank and the decoder graphs; native: one ONNX graph of draw and decoder), with configs generated for the model's
+real dims (``export.triton_configs``). Models with a prior (the bank records it) also get ``NAME_prior_sampler`` and
+``NAME_prior_sample``; re-exporting a name as a model without a prior removes that name's old prior models.
 
 Everything is built in a staging folder beside the repository (same filesystem), optionally checked by a validator,
 and only then moved in, one whole model folder at a time: each folder is swapped atomically with the one it replaces
@@ -30,21 +31,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import onnx
 import torch
 
 from clients.datasets import dataset_splits, open_dataset
 from export.bank import DEFAULT_BANK_SIZE, Bank, build_bank
+from export.composed import check_reconstruction, write_reconstruction_graph
+from export.draw_graph import NATIVE_DRAW_MODES, hybrid_sample_model
 from export.fp16 import write_fp16_onnx
 from export.graphs import ONNX_OPSET, export_onnx, graph_specs
 from export.parity import ParityResult, compare
 from export.torchscript import export_torchscript
-from export.triton_configs import (BANK_FILE, MANIFEST_FILE, ONNX_FILE, ONNX_FP16_FILE, PYTHON_FILE,
-                                   TORCHSCRIPT_FILE, VERSION, RepositoryOptions, ServedShapes, config_text,
-                                   model_configs)
-from export.triton_templates import ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
+from export.triton_configs import (BANK_FILE, HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, MANIFEST_FILE, ONNX_FILE,
+                                   ONNX_FP16_FILE, PYTHON_FILE, TORCHSCRIPT_FILE, VERSION, RepositoryOptions,
+                                   ServedShapes, config_text, model_configs)
+from export.triton_templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
 from training.checkpoint import LAST, Checkpoint
 
 EXPORT_PARITY_BATCHES = (1, 7)  # checked at every export; tests/test_parity.py adds 256
+JOINED_GRAPH_TOLERANCE = 1e-5  # joined reconstruction graph vs encode and decode run apart: measured 0
 KEPT_VERSIONS = 3  # version folders a model keeps: the newest and two to roll back to
 CONFIG_COPY = "config.pbtxt.exported"  # in each version folder: the config.pbtxt it was exported with
 
@@ -243,6 +249,34 @@ def _write_graphs(model, version_dirs: dict[str, Path], batch_sizes=EXPORT_PARIT
     return results
 
 
+def _write_joined_graphs(options: RepositoryOptions, configs: dict, names: dict[str, str],
+                         version_dirs: dict[str, Path], bank: Bank) -> None:
+    """The one-hop models' graphs: the joined reconstruction graph (fp32, fp16); the decoder beside a python
+    hybrid/prior sampler; the native hybrid_sample graph (draw + decoder)."""
+    decode_dir = version_dirs["decode"]
+    if configs[names["reconstruct"]].platform != "ensemble":
+        folder, encode_dir = version_dirs["reconstruct"], version_dirs["encode"]
+        for filename in (ONNX_FILE, ONNX_FP16_FILE):
+            write_reconstruction_graph(encode_dir / filename, decode_dir / filename, folder / filename)
+        size = configs[names["reconstruct"]].input[0].dims[0]
+        images = np.random.default_rng(0).integers(0, 256, (7, size, size, 3), dtype=np.uint8)
+        diff = check_reconstruction(encode_dir / ONNX_FILE, decode_dir / ONNX_FILE, folder / ONNX_FILE, images)
+        if diff > JOINED_GRAPH_TOLERANCE:
+            raise ExportError(f"the joined reconstruction graph differs from encode -> decode by {diff:.2e}")
+    for role in ("hybrid_sample", "prior_sample"):
+        config = configs.get(names.get(role, ""))
+        if config is None or config.platform == "ensemble":
+            continue
+        if config.backend == "python":
+            for filename in (ONNX_FILE, ONNX_FP16_FILE):
+                shutil.copyfile(decode_dir / filename, version_dirs[role] / filename)
+            continue
+        for decoder, graph in ((ONNX_FILE, HYBRID_ONNX_FILE), (ONNX_FP16_FILE, HYBRID_ONNX_FP16_FILE)):
+            model = hybrid_sample_model(onnx.load(str(decode_dir / decoder)), bank.latents, bank.variable_of_dim,
+                                        config.output[0].dims[1], NATIVE_DRAW_MODES[0])
+            onnx.save(model, str(version_dirs[role] / graph))
+
+
 def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: int = DEFAULT_BANK_SIZE,
                bank_seed: int = 0, name: str = "", flavour: str = "python",
                options: RepositoryOptions | None = None,
@@ -285,19 +319,20 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
         roles = shapes.roles()
         for role in roles:
             version_dirs[role].mkdir(parents=True, exist_ok=True)
-        bank_users = [role for role in ("sampler", "prior_sampler", "traverse") if role in roles]
+        configs = model_configs(shapes, options)
+        python_models = {role for role in roles if configs[names[role]].backend == "python"}
+        bank_users = [role for role in ("sampler", "prior_sampler", "traverse", "hybrid_sample", "prior_sample")
+                      if role in python_models]
         bank.save(version_dirs[bank_users[0]] / BANK_FILE)
         for role in bank_users[1:]:
             shutil.copyfile(version_dirs[bank_users[0]] / BANK_FILE, version_dirs[role] / BANK_FILE)
-        code = {"sampler": SAMPLER_MODEL, "traverse": TRAVERSE_MODEL}
-        if shapes.has_prior:
-            code["prior_sampler"] = SAMPLER_MODEL  # the same file; its config's latents_from picks the prior draw
-        if options.flavour == "python":
-            code.update(encode=ONNX_MODEL, decode=ONNX_MODEL)
-        for role, template in code.items():
+        _write_joined_graphs(options, configs, names, version_dirs, bank)
+        for role in python_models:
+            template = TRAVERSE_MODEL if role == "traverse" else SAMPLER_MODEL if role in bank_users else ONNX_MODEL
             shutil.copyfile(template, version_dirs[role] / PYTHON_FILE)
-
-        configs = model_configs(shapes, options)
+            if template == SAMPLER_MODEL:
+                for name, source in COMPANIONS.items():
+                    shutil.copyfile(source, version_dirs[role] / name)
         for role in roles:
             model_dir = staging / names[role]
             (model_dir / "config.pbtxt").write_text(config_text(configs[names[role]], role, f"{cfg.name} step "

@@ -1,16 +1,24 @@
 """The Triton configs of one exported model, generated with its real dims (the wire contract in the README).
 
 ``model_configs(shapes, options)`` returns ``{folder name: ModelConfig}`` for the set ``NAME_encode``,
-``NAME_decode``, ``NAME_reconstruct`` (ensemble encode -> decode), ``NAME_hybrid_sample`` (ensemble sampler ->
-decode), ``NAME_traverse`` and the helper ``NAME_sampler``, and for models with a prior ``NAME_prior_sample``
-(ensemble prior_sampler -> decode) with its helper ``NAME_prior_sampler``; an empty NAME gives the unprefixed names.
-Two flavours:
+``NAME_decode``, ``NAME_reconstruct``, ``NAME_hybrid_sample``, ``NAME_traverse`` and the draw-only ``NAME_sampler``
+(latents without images), and for models with a prior ``NAME_prior_sample`` with the draw-only
+``NAME_prior_sampler``; an empty NAME gives the unprefixed names. Sampling and reconstruction are one model each, not
+ensembles (each python-backend hop costs about 1 ms): ``NAME_reconstruct`` runs the encoder and decoder joined into
+one ONNX graph (``export/composed.py``), ``NAME_hybrid_sample`` draws and decodes in one step. Two flavours:
 
-* ``python``: encode/decode are python-backend models running ONNX Runtime (``triton_templates/onnx_model.py``),
-  instance kind KIND_AUTO (a GPU when the server has one, else the CPU); runs with the server bundled in
-  nvidia-pytriton.
-* ``native``: encode/decode use the ``onnxruntime_onnx`` (or ``pytorch_libtorch``) platform with KIND_GPU instances
-  and, optionally, the TensorRT accelerator; for NVIDIA's stock container. The samplers and traverse stay python.
+* ``python``: encode/decode/reconstruct are python-backend models running ONNX Runtime
+  (``triton_templates/onnx_model.py``), instance kind KIND_AUTO (a GPU when the server has one, else the CPU);
+  ``NAME_hybrid_sample`` and ``NAME_prior_sample`` are the sampler's python model with the decoder graph in the same
+  process (every draw mode, BASE/MASK). Runs with the server bundled in nvidia-pytriton.
+* ``native``: encode/decode/reconstruct use the ``onnxruntime_onnx`` (or ``pytorch_libtorch``; reconstruct then
+  stays an ensemble) platform with KIND_GPU instances and, optionally, the TensorRT accelerator; for NVIDIA's stock
+  container. ``NAME_hybrid_sample`` is one ONNX graph (the counter-based draw with the bank as an initializer, then
+  the decoder; ``export/draw_graph.py``) serving the draw modes its ``draw_modes`` parameter lists (independent) and
+  no BASE/MASK; the samplers, ``NAME_prior_sample`` (an ensemble) and traverse stay python.
+
+Images come as fp32 ``IMAGE``; ``NAME_hybrid_sample`` also offers ``IMAGE_U8`` (uint8, ``round(clip(IMAGE, 0, 1) *
+255)``, clients/draw.py ``to_uint8``) as an output a client may request instead of, or beside, ``IMAGE``.
 
 The batching values come from measurements (README, "Serving configuration"; ``benchmarks/tune_batching.py``).
 """
@@ -22,10 +30,14 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from clients.draw import DRAW_MODES
+from export.draw_graph import NATIVE_DRAW_MODES
 from export.triton_templates.sampler_model import FROM_BANK, FROM_PRIOR
 
 ONNX_FILE = "model.onnx"
 ONNX_FP16_FILE = "model_fp16.onnx"
+HYBRID_ONNX_FILE = "model_hybrid.onnx"  # native NAME_hybrid_sample: draw + decoder in one graph
+HYBRID_ONNX_FP16_FILE = "model_hybrid_fp16.onnx"  # the same with the fp16 decoder
 TORCHSCRIPT_FILE = "model.pt"
 BANK_FILE = "bank.h5"
 MANIFEST_FILE = "export.json"
@@ -75,8 +87,11 @@ class BatchedModelSettings:
 class ServingSettings:
     encode: BatchedModelSettings = field(default_factory=BatchedModelSettings)
     decode: BatchedModelSettings = field(default_factory=BatchedModelSettings)
+    reconstruct: BatchedModelSettings = field(default_factory=BatchedModelSettings)
     sampler_instances: int = 1  # a 256-sample draw takes ~7 ms, small next to decoding the 256 images
     prior_sampler_instances: int = 1  # a 256-sample normal draw is cheaper still
+    hybrid_sample_instances: int = 2  # draw + decode in one process: as many as decode has
+    prior_sample_instances: int = 1
     traverse_instances: int = 1
 
 
@@ -102,7 +117,7 @@ class RepositoryOptions:
                 raise ConfigError(f"{arg} {value!r}: choose one of {', '.join(allowed)}")
         if self.tensorrt and (self.flavour != "native" or self.native_runtime != "onnxruntime"):
             raise ConfigError("--tensorrt applies to the native flavour with the onnxruntime runtime only")
-        for role in ("encode", "decode"):
+        for role in ("encode", "decode", "reconstruct"):
             s: BatchedModelSettings = getattr(self.serving, role)
             if s.max_batch_size < 1 or s.instances < 1 or s.max_queue_delay_us < 0:
                 raise ConfigError(f"{role}: max_batch_size and instances must be positive, queue delay >= 0: {s}")
@@ -225,17 +240,8 @@ def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str,
     _params(traverse, decode_model=names["decode"], min_steps=2, max_steps=options.max_traverse_steps)
     configs["traverse"] = traverse
 
-    reconstruct = pb.ModelConfig(name=names["reconstruct"], platform="ensemble",
-                                 max_batch_size=min(s.encode.max_batch_size, s.decode.max_batch_size),
-                                 input=[_input("IMAGE", "TYPE_UINT8", image)],
-                                 output=[_output("RECONSTRUCTION", "TYPE_FP32", image)])
-    reconstruct.ensemble_scheduling.step.extend([
-        _step(names["encode"], {"IMAGE": "IMAGE"}, {"LATENT": "latent"}),
-        _step(names["decode"], {"LATENT": "latent"}, {"IMAGE": "RECONSTRUCTION"})])
-    configs["reconstruct"] = reconstruct
-
-    configs["hybrid_sample"] = _sampling_ensemble(names["hybrid_sample"], names["sampler"], names["decode"],
-                                                  sampler, image)
+    configs["reconstruct"] = _reconstruct(options, image)
+    configs["hybrid_sample"] = _hybrid_sample(options, shapes, sampler, image)
     if shapes.has_prior:
         prior = pb.ModelConfig(name=names["prior_sampler"], backend="python", max_batch_size=0,
                                input=count_and_seed, output=[_output("LATENT", "TYPE_FP32", [-1, d])])
@@ -243,11 +249,73 @@ def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str,
                                                           count=s.prior_sampler_instances))
         _params(prior, latents_from=FROM_PRIOR, max_samples=options.max_samples)
         configs["prior_sampler"] = prior
-        configs["prior_sample"] = _sampling_ensemble(names["prior_sample"], names["prior_sampler"], names["decode"],
-                                                     prior, image)
+        if options.flavour == "python":
+            configs["prior_sample"] = _one_hop_sampler(options, "prior_sample", prior, image,
+                                                       s.prior_sample_instances)
+        else:
+            configs["prior_sample"] = _sampling_ensemble(names["prior_sample"], names["prior_sampler"],
+                                                         names["decode"], prior, image)
     for config in configs.values():
         config.version_policy.latest.num_versions = 1  # the newest version folder: each re-export adds one
     return {names[role]: configs[role] for role in shapes.roles()}
+
+
+def _image_outputs(image: list[int]) -> list[pb.ModelOutput]:
+    """IMAGE fp32 and IMAGE_U8 uint8 [N, H, W, 3]; a client requests either or both."""
+    return [_output("IMAGE", "TYPE_FP32", [-1, *image]), _output("IMAGE_U8", "TYPE_UINT8", [-1, *image])]
+
+
+def _reconstruct(options: RepositoryOptions, image: list[int]) -> pb.ModelConfig:
+    """One graph model on the joined encoder and decoder; an ensemble encode -> decode where the native runtime is
+    libtorch (no joined TorchScript file is written)."""
+    names = options.model_names()
+    io = (("IMAGE", "TYPE_UINT8", image), ("RECONSTRUCTION", "TYPE_FP32", image))
+    if options.flavour == "python" or options.native_runtime == "onnxruntime":
+        return _graph_model(options, "reconstruct", io, options.serving.reconstruct)
+    s = options.serving
+    config = pb.ModelConfig(name=names["reconstruct"], platform="ensemble",
+                            max_batch_size=min(s.encode.max_batch_size, s.decode.max_batch_size),
+                            input=[_input("IMAGE", "TYPE_UINT8", image)],
+                            output=[_output("RECONSTRUCTION", "TYPE_FP32", image)])
+    config.ensemble_scheduling.step.extend([
+        _step(names["encode"], {"IMAGE": "IMAGE"}, {"LATENT": "latent"}),
+        _step(names["decode"], {"LATENT": "latent"}, {"IMAGE": "RECONSTRUCTION"})])
+    return config
+
+
+def _one_hop_sampler(options: RepositoryOptions, role: str, sampler: pb.ModelConfig, image: list[int],
+                     instances: int) -> pb.ModelConfig:
+    """The sampler's python model that also decodes (python flavour): its inputs, its outputs and the images
+    (IMAGE_U8 too for hybrid_sample; prior_sample keeps the contract its native ensemble serves)."""
+    images = _image_outputs(image) if role == "hybrid_sample" else [_output("IMAGE", "TYPE_FP32", [-1, *image])]
+    config = pb.ModelConfig(name=options.model_name(role), backend="python", max_batch_size=0,
+                            input=list(sampler.input), output=[*images, *sampler.output])
+    config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_AUTO, count=instances))
+    for key, value in sampler.parameters.items():
+        config.parameters[key].string_value = value.string_value
+    _params(config, onnx_file=ONNX_FILE, gpu_onnx_file=ONNX_FP16_FILE if options.gpu_precision == "fp16" else
+            ONNX_FILE, intra_op_threads=options.serving.decode.intra_op_threads)
+    return config
+
+
+def _hybrid_sample(options: RepositoryOptions, shapes: ServedShapes, sampler: pb.ModelConfig,
+                   image: list[int]) -> pb.ModelConfig:
+    s = options.serving
+    if options.flavour == "python":
+        config = _one_hop_sampler(options, "hybrid_sample", sampler, image, s.hybrid_sample_instances)
+        _params(config, draw_modes=",".join(DRAW_MODES))
+        return config
+    inputs = [t for t in sampler.input if t.name in ("NUM_SAMPLES", "SEED")]
+    config = pb.ModelConfig(name=options.model_name("hybrid_sample"), platform="onnxruntime_onnx", max_batch_size=0,
+                            input=inputs, output=[*_image_outputs(image), *sampler.output])
+    fp16_graph = options.gpu_precision == "fp16"
+    config.default_model_filename = HYBRID_ONNX_FP16_FILE if fp16_graph else HYBRID_ONNX_FILE
+    config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_GPU,
+                                                       count=s.hybrid_sample_instances))
+    _params(config, draw_modes=",".join(NATIVE_DRAW_MODES), max_samples=options.max_samples)
+    if shapes.bank_size:
+        _params(config, bank_size=shapes.bank_size)
+    return config
 
 
 def _sampling_ensemble(name: str, sampler_name: str, decode_name: str, sampler: pb.ModelConfig,
@@ -268,13 +336,18 @@ DESCRIPTIONS = {
                "with BASE/MASK control",
     "prior_sampler": "latents from the model's prior N(prior_mean, prior_std^2), both stored in 1/bank.h5",
     "traverse": "one latent, one dimension swept from its training-set min to max in STEPS steps, decoded",
+    "reconstruct": "images -> decode(encode(images)), the two graphs joined into one",
+    "hybrid_sample": "hybrid sampling and decoding in one step (same SEED, same images); IMAGE fp32 and/or IMAGE_U8",
+    "prior_sample": "prior sampling and decoding in one step (same SEED, same images)",
+}
+ENSEMBLE_DESCRIPTIONS = {
     "reconstruct": "ensemble: encode -> decode",
-    "hybrid_sample": "ensemble: sampler -> decode (same SEED, same images)",
     "prior_sample": "ensemble: prior_sampler -> decode (same SEED, same images)",
 }
 
 
 def config_text(config: pb.ModelConfig, role: str, source: str) -> str:
     """config.pbtxt contents: a short header, then the protobuf text format."""
-    header = f"# {DESCRIPTIONS[role]}\n# Generated by `sae export` from {source}; do not edit (re-export instead).\n"
+    description = (ENSEMBLE_DESCRIPTIONS if config.platform == "ensemble" else DESCRIPTIONS)[role]
+    header = f"# {description}\n# Generated by `sae export` from {source}; do not edit (re-export instead).\n"
     return header + text_format.MessageToString(config, use_short_repeated_primitives=True)

@@ -60,8 +60,10 @@ def describe_sets(url: str) -> list[ServedSet]:
         draw_modes, max_samples, max_batch = (), 0, 0
         if all(m.state == READY for m in members):
             with SAEClient(url, model=set_name) as client:
-                sampler = client.model_info("sampler")
-                draw_modes = DRAW_MODES if "DRAW" in sampler.inputs else DRAW_MODES[::2]
+                hybrid = client.model_info("hybrid_sample")
+                listed = hybrid.parameters.get("draw_modes")
+                draw_modes = tuple(listed.split(",")) if listed else \
+                    DRAW_MODES if "DRAW" in hybrid.inputs else DRAW_MODES[::2]
                 max_samples = client.max_samples()
                 max_batch = client.max_batch_size("encode")
         described.append(ServedSet(set_name, members, draw_modes, max_samples, max_batch))

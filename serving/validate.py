@@ -8,7 +8,10 @@ then matched against what it points at:
 * TorchScript files (``pytorch_libtorch``): loaded and run on a zero input of the configured shape, outputs checked;
 * python models: ``model.py`` present; the bank (``bank.h5``) of samplers and traversers matches their dims (and
   the sampler's ``bank_size``); a prior sampler (``latents_from: prior``) has a bank with the prior's mean and std;
-  a BLS target (``decode_model`` parameter) exists and takes the latents;
+  a sampler that also decodes (``onnx_file``: ``NAME_hybrid_sample``, ``NAME_prior_sample``) has a decoder graph
+  that maps its LATENT output to its IMAGE output, and the companion modules it imports; a BLS target
+  (``decode_model`` parameter) exists and takes the latents;
+* ``draw_modes`` parameters name known draw modes, and only one unless the model takes DRAW;
 * ensembles: every step's model exists, its input/output maps name real tensors of that model, every mapped tensor
   is an ensemble input or produced by a step, every ensemble output is produced, and dtypes and shapes agree.
 
@@ -23,6 +26,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from clients.draw import DRAW_MODES
+from export.triton_templates import COMPANIONS
 from export.triton_templates.sampler_model import FROM_BANK, FROM_PRIOR
 
 # Triton data types -> ONNX TensorProto element types (onnx.TensorProto values)
@@ -120,6 +125,7 @@ class _Checker:
                 seen.add(t.name)
                 if not t.dims or any(d == 0 or d < -1 for d in t.dims):
                     self.add(name, f"{kind} {t.name} dims", f"{list(t.dims)}: each dim must be positive or -1")
+        self.check_draw_modes(name, config)
         versions = version_dirs(self.repo / folder)
         if not versions:
             self.add(name, "version folder", f"no numbered version folder in {self.repo / folder}")
@@ -238,12 +244,29 @@ class _Checker:
 
     # ------------------------------------------------------------------------------------------- python backend
 
+    def check_draw_modes(self, name: str, config: pb.ModelConfig) -> None:
+        if "draw_modes" not in config.parameters:
+            return
+        modes = config.parameters["draw_modes"].string_value.split(",")
+        unknown = [m for m in modes if m not in DRAW_MODES]
+        if unknown or not modes:
+            self.add(name, "parameters.draw_modes", f"{unknown or modes}: each must be one of {', '.join(DRAW_MODES)}")
+        elif len(modes) > 1 and not any(t.name == "DRAW" for t in config.input):
+            self.add(name, "parameters.draw_modes", f"lists {', '.join(modes)}, but without a DRAW input a request "
+                                                    "cannot choose one")
+
     def check_python(self, name: str, config: pb.ModelConfig, version: Path) -> None:
         self._file(name, "backend", version / "model.py")
         params = {k: v.string_value for k, v in config.parameters.items()}
+        samples = "max_samples" in params
         for key in ("onnx_file", "gpu_onnx_file"):
-            if key in params:
+            if key in params and samples:
+                self.check_decoder(name, config, version / params[key], f"parameters.{key}")
+            elif key in params:
                 self.check_onnx(name, config, version / params[key], f"parameters.{key}")
+        if samples and "onnx_file" in params:
+            for companion in COMPANIONS:
+                self._file(name, "backend", version / companion)
         if params.get("latents_from", FROM_BANK) not in (FROM_BANK, FROM_PRIOR):
             self.add(name, "parameters.latents_from",
                      f"{params['latents_from']!r}: must be {FROM_BANK} or {FROM_PRIOR}")
@@ -251,6 +274,25 @@ class _Checker:
             self.check_bank(name, config, version / "bank.h5")
         if "decode_model" in params:
             self.check_bls_target(name, config, params["decode_model"])
+
+    def check_decoder(self, name: str, config: pb.ModelConfig, path: Path, field: str) -> None:
+        """The decoder graph of a sampler that decodes: LATENT [batch, D] -> IMAGE [batch, H, W, 3], the dims of
+        the model's own LATENT and IMAGE outputs; IMAGE_U8 (uint8) has IMAGE's dims."""
+        outputs = {t.name: t for t in config.output}
+        if "LATENT" not in outputs or "IMAGE" not in outputs:
+            self.add(name, "output", "a sampler with a decoder graph must declare outputs LATENT and IMAGE")
+            return
+        image = outputs["IMAGE"]
+        if "IMAGE_U8" in outputs and (list(outputs["IMAGE_U8"].dims) != list(image.dims)
+                                      or dtype_name(outputs["IMAGE_U8"].data_type) != "TYPE_UINT8"):
+            self.add(name, "output IMAGE_U8", f"must be TYPE_UINT8 with IMAGE's dims {list(image.dims)}, config "
+                                              f"{dtype_name(outputs['IMAGE_U8'].data_type)} "
+                                              f"{list(outputs['IMAGE_U8'].dims)}")
+        latent = outputs["LATENT"]
+        decoder = pb.ModelConfig(name=name, max_batch_size=1, input=[
+            pb.ModelInput(name="LATENT", data_type=latent.data_type, dims=list(latent.dims)[1:])], output=[
+            pb.ModelOutput(name="IMAGE", data_type=image.data_type, dims=list(image.dims)[1:])])
+        self.check_onnx(name, decoder, path, field)
 
     def check_bank(self, name: str, config: pb.ModelConfig, path: Path) -> None:
         if not self._file(name, "bank", path):

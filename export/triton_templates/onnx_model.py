@@ -66,9 +66,28 @@ def session_options(ort, params: dict):
     return options
 
 
+def open_session(args, params: dict, model_name: str):
+    """The ONNX Runtime session of a python-backend model: ``gpu_onnx_file`` with the CUDA provider on a GPU
+    instance (when onnxruntime-gpu is installed), else ``onnx_file`` on the CPU; every model that runs an exported
+    graph in-process opens it here."""
+    import onnxruntime as ort
+    import triton_python_backend_utils as pb_utils
+
+    on_gpu = args.get("model_instance_kind") == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers()
+    filename = params.get("gpu_onnx_file", params.get("onnx_file", "model.onnx")) if on_gpu else \
+        params.get("onnx_file", "model.onnx")
+    path = os.path.join(args["model_repository"], args["model_version"], filename)
+    if not os.path.isfile(path):
+        raise pb_utils.TritonModelException(f"{model_name}: {path} is missing; run `sae export` first")
+    options = session_options(ort, params)
+    providers = ["CPUExecutionProvider"]
+    if on_gpu:
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(args["model_instance_device_id"])}))
+    return ort.InferenceSession(path, options, providers=providers)
+
+
 class TritonPythonModel:
     def initialize(self, args):
-        import onnxruntime as ort
         import triton_python_backend_utils as pb_utils
 
         self.pb = pb_utils
@@ -79,17 +98,7 @@ class TritonPythonModel:
         self.input_dims = [int(d) for d in config["input"][0].get("dims", [])]
         self.output_name = config["output"][0]["name"]
         self.output_dtype = pb_utils.triton_string_to_numpy(config["output"][0]["data_type"])
-        on_gpu = args.get("model_instance_kind") == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers()
-        filename = params.get("gpu_onnx_file", params.get("onnx_file", "model.onnx")) if on_gpu else \
-            params.get("onnx_file", "model.onnx")
-        path = os.path.join(args["model_repository"], args["model_version"], filename)
-        if not os.path.isfile(path):
-            raise pb_utils.TritonModelException(f"{self.model_name}: {path} is missing; run `sae export` first")
-        options = session_options(ort, params)
-        providers = ["CPUExecutionProvider"]
-        if on_gpu:
-            providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(args["model_instance_device_id"])}))
-        self.session = ort.InferenceSession(path, options, providers=providers)
+        self.session = open_session(args, params, self.model_name)
         self.graph_input = self.session.get_inputs()[0].name
         self.graph_outputs = [self.session.get_outputs()[0].name]
 

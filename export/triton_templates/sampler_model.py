@@ -1,10 +1,10 @@
 """Hybrid sampler (Leeb et al., 2023, section 2.2) with controllable generation, and prior sampler, as one
 python-backend model file. The config parameter ``latents_from`` picks the role:
 
-* ``bank`` (``NAME_sampler``, the first step of ``NAME_hybrid_sample``): the bank holds N latent vectors encoded
-  from the training set and a partition of the latent dimensions into variables. A new latent takes each variable
-  from a stored vector chosen uniformly, so it follows the product of the marginals of the learned code without a
-  prior. Three draw modes (input ``DRAW``; the output ``DRAW_MODE`` names the one used):
+* ``bank`` (``NAME_sampler``, and ``NAME_hybrid_sample`` itself): the bank holds N latent vectors encoded from the
+  training set and a partition of the latent dimensions into variables. A new latent takes each variable from a
+  stored vector chosen uniformly, so it follows the product of the marginals of the learned code without a prior.
+  Three draw modes (input ``DRAW``; the output ``DRAW_MODE`` names the one used):
 
   - ``independent`` (default, the paper's definition): each variable (whole chunk) from its own uniform choice of
     the N vectors, with replacement, so two variables of one sample may come from the same stored vector;
@@ -15,18 +15,40 @@ python-backend model file. The config parameter ``latents_from`` picks the role:
   Controllable generation (as in the paper): with ``BASE`` and ``MASK``, the variables whose mask is true are
   re-drawn from the bank and the others kept from BASE. The draw is made the same way with or without a mask, so
   MASK all true gives exactly the plain hybrid samples of that SEED, and MASK all false gives BASE.
-* ``prior`` (``NAME_prior_sampler``, the first step of ``NAME_prior_sample``; models with a prior only): latents
-  drawn from the model's prior N(prior_mean, diag(prior_std²)), both stored in the bank file.
+* ``prior`` (``NAME_prior_sampler``, and ``NAME_prior_sample`` itself; models with a prior only): latents drawn
+  from the model's prior N(prior_mean, diag(prior_std²)), both stored in the bank file; one
+  ``numpy.random.Generator`` per request, seeded from SEED.
 
-Either way the draw owns its randomness: one ``numpy.random.Generator`` per request, seeded from SEED.
+The bank draw is the counter-based one of ``clients/draw.py`` (integer arithmetic keyed on SEED, sample and
+variable), which ``sae export`` copies beside this file as ``sae_draw.py``, so a client can recompute SOURCE_INDEX.
+
+With the parameter ``onnx_file`` the model also decodes its latents in the same process (``NAME_hybrid_sample``,
+``NAME_prior_sample``: one python-backend hop instead of an ensemble of two), with the ONNX Runtime session the
+decode model opens (``onnx_model.open_session``, copied beside as ``sae_onnx_model.py``), and answers ``IMAGE``
+(fp32) and, when requested, ``IMAGE_U8`` (``round(clip(IMAGE, 0, 1) * 255)``).
 """
+import importlib
+import importlib.util
 import json
 import os
 
 import numpy as np
 
-INDEPENDENT, DISTINCT, PER_DIMENSION = "independent", "distinct", "per_dimension"
-DRAW_MODES = (INDEPENDENT, DISTINCT, PER_DIMENSION)  # the first is the default
+
+def companion(copied: str, packaged: str):
+    """A module ``sae export`` copies beside this model.py (``copied``.py, loaded by path: nothing depends on
+    sys.path), or, where this file is imported from the package (tests, benchmarks), the package's module."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{copied}.py")
+    if not os.path.isfile(beside):
+        return importlib.import_module(packaged)
+    spec = importlib.util.spec_from_file_location(copied, beside)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+draw = companion("sae_draw", "clients.draw")
+INDEPENDENT, DISTINCT, PER_DIMENSION, DRAW_MODES = draw.INDEPENDENT, draw.DISTINCT, draw.PER_DIMENSION, draw.DRAW_MODES
 FROM_BANK, FROM_PRIOR = "bank", "prior"  # values of the config parameter latents_from
 
 
@@ -36,24 +58,15 @@ def draw_hybrid(bank: np.ndarray, variable_of_dim: np.ndarray, num_samples: int,
 
     ``variable_of_dim[d]`` is the variable that latent dimension d belongs to. The groups are the variables
     (``independent``, ``distinct``: the dimensions of one variable come from the same stored vector) or the single
-    dimensions (``per_dimension``). ``independent`` and ``per_dimension`` choose each group's stored vector
-    independently and uniformly (with replacement); ``distinct`` gives the groups of one sample different vectors.
+    dimensions (``per_dimension``); :func:`clients.draw.source_index` chooses each group's stored vector.
     """
     if mode not in DRAW_MODES:
         raise ValueError(f"draw mode must be one of {', '.join(DRAW_MODES)}, got {mode!r}")
     num_stored, dim = bank.shape
     groups = np.arange(dim) if mode == PER_DIMENSION else np.asarray(variable_of_dim)
-    num_groups = int(groups.max()) + 1
-    rng = np.random.default_rng(seed)
-    if mode == DISTINCT:
-        if num_groups > num_stored:
-            raise ValueError(f"the distinct draw needs at least as many stored latents as variables ({num_groups}); "
-                             f"the bank has {num_stored}")
-        source = np.argsort(rng.random((num_samples, num_stored)), axis=1)[:, :num_groups]
-    else:
-        source = rng.integers(0, num_stored, size=(num_samples, num_groups))
+    source = draw.source_index(seed, num_samples, int(groups.max()) + 1, num_stored, mode)
     latents = bank[source[:, groups], np.arange(dim)]
-    return latents.astype(np.float32), source.astype(np.int64)
+    return latents.astype(np.float32), source
 
 
 def draw_controlled(bank: np.ndarray, variable_of_dim: np.ndarray, num_samples: int, seed: int,
@@ -153,6 +166,12 @@ class TritonPythonModel:
         if self.latents_from == FROM_PRIOR and self.prior is None:
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} holds no prior (prior_mean, prior_std): "
                                                 "the model has none to sample from")
+        self.session = None  # the decoder graph, for the one-hop sampling models
+        if "onnx_file" in params:
+            self.onnx_model = companion("sae_onnx_model", "export.triton_templates.onnx_model")
+            self.session = self.onnx_model.open_session(args, params, self.model_name)
+            self.graph_input = self.session.get_inputs()[0].name
+            self.image_outputs = {o["name"] for o in config["output"]} & {"IMAGE", "IMAGE_U8"}
 
     def _count_and_seed(self, request) -> tuple[int, int]:
         pb = self.pb
@@ -194,15 +213,35 @@ class TritonPythonModel:
             base = base.astype(np.float32)
         return n, seed, mode, base, mask
 
+    def _images(self, request, latents: np.ndarray) -> list:
+        """IMAGE and/or IMAGE_U8 of the latents, as the request asks (every image output of the config when it names
+        no output)."""
+        pb = self.pb
+        wanted = (set(request.requested_output_names()) or self.image_outputs) & self.image_outputs
+        images = self.session.run(None, {self.graph_input: latents})[0].astype(np.float32, copy=False)
+        try:
+            self.onnx_model.check_output("BASE" if self.latents_from == FROM_BANK else "SEED", "IMAGE", images)
+        except self.onnx_model.BadRequest as e:
+            raise BadRequest(str(e)) from None
+        tensors = [pb.Tensor("IMAGE", images)] if "IMAGE" in wanted else []
+        if "IMAGE_U8" in wanted:
+            tensors.append(pb.Tensor("IMAGE_U8", draw.to_uint8(images)))
+        return tensors
+
     def _respond(self, request):
         pb = self.pb
         if self.latents_from == FROM_PRIOR:
             n, seed = self._count_and_seed(request)
-            return pb.InferenceResponse([pb.Tensor("LATENT", draw_prior(*self.prior, n, seed))])
-        n, seed, mode, base, mask = self._hybrid_request(request)
-        latents, source = draw_controlled(self.bank, self.variable_of_dim, n, seed, mode, base, mask)
-        return pb.InferenceResponse([pb.Tensor("LATENT", latents), pb.Tensor("SOURCE_INDEX", source),
-                                     pb.Tensor("DRAW_MODE", np.array([mode.encode()], dtype=np.object_))])
+            latents = draw_prior(*self.prior, n, seed)
+            tensors = [pb.Tensor("LATENT", latents)]
+        else:
+            n, seed, mode, base, mask = self._hybrid_request(request)
+            latents, source = draw_controlled(self.bank, self.variable_of_dim, n, seed, mode, base, mask)
+            tensors = [pb.Tensor("LATENT", latents), pb.Tensor("SOURCE_INDEX", source),
+                       pb.Tensor("DRAW_MODE", np.array([mode.encode()], dtype=np.object_))]
+        if self.session is not None:
+            tensors += self._images(request, latents)
+        return pb.InferenceResponse(tensors)
 
     def execute(self, requests):
         pb = self.pb
@@ -212,4 +251,6 @@ class TritonPythonModel:
                 responses.append(self._respond(request))
             except BadRequest as e:
                 responses.append(pb.InferenceResponse(error=bad_request(pb, f"{self.model_name}: {e}")))
+            except Exception as e:  # a decoder failure must not take the instance down
+                responses.append(pb.InferenceResponse(error=pb.TritonError(f"{self.model_name}: {e}")))
         return responses
