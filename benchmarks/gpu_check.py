@@ -138,7 +138,7 @@ def train_section(plan: CheckPlan, clock: Clock, data: Path) -> list[dict]:
 
 def untrained_model(config_name: str, device: str):
     from training.config import get_config
-    from training.models.autoencoder import build_model
+    from training.models.zoo import build_model
 
     torch.manual_seed(0)
     return build_model(get_config(config_name).model).to(device).eval()
@@ -213,15 +213,17 @@ SERVED_NAME = "gpu"
 
 def build_served_repository(repo: Path, model, bank, plan: CheckPlan) -> dict[str, str]:
     """decode (TorchScript run by torch_model.py), sampler and hybrid_sample, configs from the export's generator
-    with decode's runtime parameters and instance kind changed. Returns {role: served model name}."""
+    with decode's runtime parameters and instance kind changed. hybrid_sample is the ensemble sampler -> decode, so
+    that its decoder is the torch one on the GPU (the export's one-hop python model runs the ONNX decoder, on the CPU
+    where onnxruntime-gpu is absent). Returns {role: served model name}."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
 
     from export.graphs import graph_specs
     from export.torchscript import export_torchscript
     from export.triton_configs import (BANK_FILE, PYTHON_FILE, TORCHSCRIPT_FILE, RepositoryOptions, ServedShapes,
-                                       model_configs)
-    from export.triton_templates import ONNX_MODEL, SAMPLER_MODEL, TORCH_MODEL
+                                       model_configs, sampling_ensemble)
+    from export.triton_templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TORCH_MODEL
     from export.triton_templates.torch_model import REQUEST_CHECKS_FILE
 
     cpu_model = untrained_model(plan.model_config, "cpu")
@@ -238,8 +240,14 @@ def build_served_repository(repo: Path, model, bank, plan: CheckPlan) -> dict[st
     export_torchscript(graph_specs(cpu_model)["decode"], decode_dir / TORCHSCRIPT_FILE)
     shutil.copyfile(TORCH_MODEL, decode_dir / PYTHON_FILE)
     shutil.copyfile(ONNX_MODEL, decode_dir / REQUEST_CHECKS_FILE)
-    shutil.copyfile(SAMPLER_MODEL, repo / names["sampler"] / "1" / PYTHON_FILE)
-    bank.save(repo / names["sampler"] / "1" / BANK_FILE)
+    sampler_dir = repo / names["sampler"] / "1"
+    shutil.copyfile(SAMPLER_MODEL, sampler_dir / PYTHON_FILE)
+    for companion, source in COMPANIONS.items():
+        shutil.copyfile(source, sampler_dir / companion)
+    bank.save(sampler_dir / BANK_FILE)
+    image = [shapes.image_size, shapes.image_size, 3]
+    configs[names["hybrid_sample"]] = sampling_ensemble(names["hybrid_sample"], names["sampler"], names["decode"],
+                                                        configs[names["sampler"]], image)
 
     decode = configs[names["decode"]]
     for key in ("onnx_file", "gpu_onnx_file"):

@@ -253,7 +253,7 @@ def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str,
             configs["prior_sample"] = _one_hop_sampler(options, "prior_sample", prior, image,
                                                        s.prior_sample_instances)
         else:
-            configs["prior_sample"] = _sampling_ensemble(names["prior_sample"], names["prior_sampler"],
+            configs["prior_sample"] = sampling_ensemble(names["prior_sample"], names["prior_sampler"],
                                                          names["decode"], prior, image)
     for config in configs.values():
         config.version_policy.latest.num_versions = 1  # the newest version folder: each re-export adds one
@@ -318,7 +318,7 @@ def _hybrid_sample(options: RepositoryOptions, shapes: ServedShapes, sampler: pb
     return config
 
 
-def _sampling_ensemble(name: str, sampler_name: str, decode_name: str, sampler: pb.ModelConfig,
+def sampling_ensemble(name: str, sampler_name: str, decode_name: str, sampler: pb.ModelConfig,
                        image: list[int]) -> pb.ModelConfig:
     """sampler -> decode: the sampler's inputs and outputs, plus the decoded IMAGE."""
     config = pb.ModelConfig(name=name, platform="ensemble", max_batch_size=0, input=list(sampler.input),
