@@ -25,6 +25,7 @@ import pytest
 pytest.importorskip("sklearn")
 
 from clients.evaluation import disentanglement as dm  # noqa: E402
+from clients.evaluation.disentanglement.dci_metric import _dci_scores  # noqa: E402
 
 SIZES = (4, 6, 8, 10, 5)
 NOISE = 0.05
@@ -163,18 +164,18 @@ def test_gbt_dci_noise_accuracy_is_chance(small_cases):
 
 
 def test_dci_scores_on_known_importance_matrices():
-    eye = dm._dci_scores(np.eye(4))
+    eye = _dci_scores(np.eye(4))
     assert eye["disentanglement"] == pytest.approx(1.0, abs=1e-6)
     assert eye["completeness"] == pytest.approx(1.0, abs=1e-6)
-    flat = dm._dci_scores(np.ones((4, 4)))
+    flat = _dci_scores(np.ones((4, 4)))
     assert flat["disentanglement"] == pytest.approx(0.0, abs=1e-6)
     assert flat["completeness"] == pytest.approx(0.0, abs=1e-6)
     # two codes both describe factor 0 only: disentangled codes, incomplete factor
-    dup = dm._dci_scores(np.array([[1.0, 0.0], [1.0, 0.0]]))
+    dup = _dci_scores(np.array([[1.0, 0.0], [1.0, 0.0]]))
     assert dup["disentanglement"] == pytest.approx(1.0, abs=1e-6)
     assert dup["completeness"] == pytest.approx(0.0, abs=1e-6)
     # one code describes two factors equally: D = 0 for it
-    mix = dm._dci_scores(np.array([[1.0, 1.0], [0.0, 0.0]]))
+    mix = _dci_scores(np.array([[1.0, 1.0], [0.0, 0.0]]))
     assert mix["disentanglement"] == pytest.approx(0.0, abs=1e-6)
     assert mix["completeness"] == pytest.approx(1.0, abs=1e-6)
 
