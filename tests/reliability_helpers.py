@@ -7,7 +7,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from serving.triton import TritonServer, _group_members
+from serving.triton import TritonServer
+from serving.triton.process_group import _group_members
 
 
 def raw_infer(client: grpcclient.InferenceServerClient, model: str, inputs: dict[str, np.ndarray],

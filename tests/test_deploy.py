@@ -26,7 +26,7 @@ def serve_ports() -> dict[str, int]:
 
 
 def package_model_control_mode() -> str:
-    (mode,) = set(re.findall(r"--model-control-mode=(\w+)", (ROOT / "serving" / "triton.py").read_text()))
+    (mode,) = set(re.findall(r"--model-control-mode=(\w+)", (ROOT / "serving" / "triton" / "server.py").read_text()))
     return mode
 
 

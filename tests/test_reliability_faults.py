@@ -12,7 +12,8 @@ import pytest
 from clients.encode_job import EncodeJobConfig, run_encode_job
 from clients.metrics import EncodeMetrics
 from clients.triton_client import SAEClient
-from serving.triton import ServerConfig, TritonServer, _free_ports
+from serving.triton import ServerConfig, TritonServer
+from serving.triton.process_group import _free_ports
 from test_encode_job import BATCH, N, assert_same_file, small_data  # noqa: F401  (small_data: a fixture)
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]

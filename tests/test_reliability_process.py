@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import ROOT, pid_alive
-from serving.triton import _free_ports, _group_members
+from serving.triton.process_group import _free_ports, _group_members
 
 pytestmark = pytest.mark.server
 

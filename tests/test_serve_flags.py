@@ -1,7 +1,7 @@
-"""tritonserver's memory-pool flags for CPU-only and GPU machines (serving/triton.py), built without a GPU."""
+"""tritonserver's memory-pool flags for CPU-only and GPU machines (serving/triton/config.py), built without a GPU."""
 import pytest
 
-from serving import triton
+from serving.triton import config as triton
 from serving.cli import build_parser
 
 
