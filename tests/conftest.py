@@ -92,6 +92,16 @@ def triton(exported_repo, tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def client(triton):
+    """An SAEClient of the session's server, ready; one per test module."""
+    from clients.triton_client import SAEClient
+
+    with SAEClient(triton.grpc_url) as c:
+        c.wait_ready(timeout_s=30)
+        yield c
+
+
 def pids_mentioning(text: str) -> list[int]:
     """Live processes whose command line contains ``text`` (psutil-free, Linux /proc)."""
     found = []

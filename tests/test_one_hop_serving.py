@@ -6,17 +6,9 @@ import pytest
 from clients.datasets import H5Images
 from clients.draw import source_index, to_uint8
 from clients.errors import InvalidInputError
-from clients.triton_client import SAEClient
 from export.bank import Bank
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture(scope="module")
-def client(triton):
-    with SAEClient(triton.grpc_url) as c:
-        c.wait_ready(timeout_s=30)
-        yield c
 
 
 def test_sampling_and_reconstruction_are_one_model_each(client):

@@ -1,20 +1,16 @@
 """Faults while serving: the server killed and restarted under `sae encode`, a python-backend stub killed."""
 from __future__ import annotations
 
-import os
-import signal
-import threading
 import time
 
-import numpy as np
 import pytest
 
 from clients.encode_job import EncodeJobConfig, run_encode_job
 from clients.metrics import EncodeMetrics
-from clients.triton_client import SAEClient
 from serving.triton import ServerConfig, TritonServer
 from serving.triton.process_group import _free_ports
-from test_encode_job import BATCH, N, assert_same_file, small_data  # noqa: F401  (small_data: a fixture)
+from test_encode_job import BATCH, N, assert_same_file, kill_server, run_in_thread
+from test_encode_job import small_data  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -36,22 +32,13 @@ def test_encode_waits_for_a_restarted_server_and_ends_with_the_same_file(exporte
         reference = tmp_path / "reference.h5"
         run_encode_job(_job(small_data, reference, url))
         job = _job(small_data, tmp_path / "latents.h5", url, max_images_per_second=64, outage_wait_s=60.0)
-        metrics, outcome = EncodeMetrics(), {}
-
-        def target():
-            try:
-                outcome["report"] = run_encode_job(job, metrics=metrics)
-            except Exception as e:  # handed to the test
-                outcome["error"] = e
-
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
+        metrics = EncodeMetrics()
+        thread, outcome = run_in_thread(job, metrics)
         deadline = time.monotonic() + 60
         while (metrics.registry.get_sample_value("sae_encode_committed_images") or 0) < 2 * BATCH:
             assert time.monotonic() < deadline and thread.is_alive(), outcome
             time.sleep(0.02)
-        os.killpg(server.pid, signal.SIGKILL)  # a crash, no graceful shutdown
-        server.stop()
+        kill_server(server)  # a crash, no graceful shutdown
         killed = time.monotonic()
         time.sleep(OUTAGE_S)
         restarted = TritonServer(config, log_path=tmp_path / "second.log").start()

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -38,18 +39,29 @@ def wait_for(condition, timeout_s: float) -> float:
     return time.monotonic() - start
 
 
-def test_sigkill_of_sae_serve_leaves_no_server_and_frees_the_ports(exported_repo, tmp_path):
+def start_sae_serve(repository: Path) -> tuple[list[int], subprocess.Popen]:
+    """`sae serve` of ``repository`` on three free ports, in a session of its own, its output piped."""
     ports = _free_ports("127.0.0.1", 3)
-    command = [sys.executable, "-m", "serving.cli", "serve", "--repo", str(exported_repo),
+    command = [sys.executable, "-m", "serving.cli", "serve", "--repo", str(repository),
                "--grpc-port", str(ports[0]), "--http-port", str(ports[1]), "--metrics-port", str(ports[2])]
     serve = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
+    return ports, serve
+
+
+def read_until(serve: subprocess.Popen, text: str, lines: list[str]) -> list[str]:
+    """``serve``'s output lines appended to ``lines`` up to the first holding ``text`` (or to its end)."""
+    for line in serve.stdout:
+        lines.append(line)
+        if text in line:
+            break
+    return lines
+
+
+def test_sigkill_of_sae_serve_leaves_no_server_and_frees_the_ports(exported_repo, tmp_path):
+    ports, serve = start_sae_serve(exported_repo)
     try:
-        lines = []
-        for line in serve.stdout:  # until "Triton is ready (pid N, ...)"
-            lines.append(line)
-            if "Triton is ready" in line:
-                break
+        lines = read_until(serve, "Triton is ready", [])  # until "Triton is ready (pid N, ...)"
         ready = re.search(r"Triton is ready \(pid (\d+)", "".join(lines))
         assert ready, "".join(lines)
         server_pid = int(ready.group(1))
@@ -92,17 +104,9 @@ def test_a_killed_stub_makes_sae_serve_restart_the_server_and_good_requests_succ
     from clients.triton_client import SAEClient
 
     recovery_s = 60.0
-    ports = _free_ports("127.0.0.1", 3)
-    command = [sys.executable, "-m", "serving.cli", "serve", "--repo", str(exported_repo),
-               "--grpc-port", str(ports[0]), "--http-port", str(ports[1]), "--metrics-port", str(ports[2])]
-    serve = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
+    ports, serve = start_sae_serve(exported_repo)
     try:
-        lines = []
-        for line in serve.stdout:
-            lines.append(line)
-            if "Triton is ready" in line:
-                break
+        lines = read_until(serve, "Triton is ready", [])
         first_pid = int(re.search(r"Triton is ready \(pid (\d+)", "".join(lines)).group(1))
         latents = np.zeros((2, 12), np.float32)
         with SAEClient(f"127.0.0.1:{ports[0]}", timeout_s=10) as client:
@@ -110,10 +114,7 @@ def test_a_killed_stub_makes_sae_serve_restart_the_server_and_good_requests_succ
             victim = stubs_of(first_pid, "decode")[0]
             os.kill(victim, signal.SIGKILL)
             killed = time.monotonic()
-            for line in serve.stdout:  # sae serve notices and restarts
-                lines.append(line)
-                if "Triton is ready again" in line:
-                    break
+            read_until(serve, "Triton is ready again", lines)  # sae serve notices and restarts
             restarted = re.search(r"ready again \(pid (\d+)\) after ([\d.]+) s", "".join(lines))
             assert restarted, "".join(lines)
             assert f"python-backend stub {victim} died; restarting tritonserver" in "".join(lines)

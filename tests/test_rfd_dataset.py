@@ -125,10 +125,14 @@ def test_corrupt_png_is_named_with_its_member(tmp_path):
         source.read(np.array([2, 3]))
 
 
-def test_png_of_the_wrong_size_is_refused(tmp_path):
-    factors = random_factors(3)
-    folder = write_finger_variant(tmp_path, finger_images(factors, size=64), factors)
-    with pytest.raises(DatasetError, match=r"finger_images\.tar: 0\.png is 64×64, RFD images are 128×128"):
+@pytest.mark.parametrize("write, count, message", [
+    (write_finger_variant, 3, r"finger_images\.tar: 0\.png is 64×64, RFD images are 128×128"),
+    (write_finger_real, 4, r"finger_real_images\.npz: 'images' must be uint8 \[N, 128, 128, 3\]"),
+], ids=["png-in-tar", "finger-real-npz"])
+def test_images_of_the_wrong_size_are_refused(tmp_path, write, count, message):
+    factors = random_factors(count)
+    folder = write(tmp_path, finger_images(factors, size=64), factors)
+    with pytest.raises(DatasetError, match=message):
         open_dataset(folder)
 
 
@@ -185,13 +189,6 @@ def test_compressed_or_missing_tar_is_named(tmp_path):
         open_dataset(folder)
     tar.unlink()
     with pytest.raises(DatasetError, match=r"RFD file .*finger_images\.tar does not exist"):
-        open_dataset(folder)
-
-
-def test_finger_real_with_the_wrong_image_shape_is_refused(tmp_path):
-    factors = random_factors(4)
-    folder = write_finger_real(tmp_path, finger_images(factors, size=64), factors)
-    with pytest.raises(DatasetError, match=r"finger_real_images\.npz: 'images' must be uint8 \[N, 128, 128, 3\]"):
         open_dataset(folder)
 
 

@@ -15,13 +15,6 @@ from clients.datasets import H5Images, split_indices
 pytestmark = pytest.mark.server
 
 
-@pytest.fixture(scope="module")
-def client(triton):
-    with SAEClient(triton.grpc_url) as c:
-        c.wait_ready(timeout_s=30)
-        yield c
-
-
 def test_same_seed_same_images_other_seed_other_images(client):
     a, b, c = client.sample(16, seed=5), client.sample(16, seed=5), client.sample(16, seed=6)
     assert a.images.shape == (16, 64, 64, 3) and a.images.dtype == np.float32
