@@ -229,13 +229,6 @@ def test_unreachable_server_fails_after_the_bounded_retries():
 
 
 @pytest.fixture(scope="module")
-def client(triton):
-    with SAEClient(triton.grpc_url) as c:
-        c.wait_ready(timeout_s=30)
-        yield c
-
-
-@pytest.fixture(scope="module")
 def raw(triton):
     import tritonclient.grpc as grpcclient
 
