@@ -42,7 +42,7 @@ from benchmarks.gpu_check_served import (SERVED_NAME, build_served_repository, s
 from clients.bench.device import device_info  # noqa: E402
 
 __all__ = ["SCHEMA", "run_check", "main",
-           # re-exported from the modules that hold them, where callers have always imported them
+           # defined in the modules imported above; importable from here too
            "MODES", "PATHS", "CheckPlan", "Clock", "cpu_tiny_plan", "full_plan", "TARGETS", "judge_targets",
            "markdown", "target_values", "SERVED_NAME", "build_served_repository", "served_blocker", "served_section",
            "in_process_section", "synthetic_bank", "train_section", "untrained_model"]

@@ -40,7 +40,7 @@ from clients.metrics import EncodeMetrics, MetricsServer
 from clients.triton_client import DEFAULT_URL, RetryPolicy, SAEClient
 
 __all__ = ["EncodeJobConfig", "EncodeReport", "run_encode_job", "connect_servers",
-           # re-exported from the modules that hold them, where callers have always imported them
+           # defined in the modules imported above; importable from here too
            "FORMAT", "FINGERPRINT_IMAGES", "LABEL_WINDOW", "LabelColumn", "RawDatasets", "check_identity",
            "create_latents_file", "fingerprint", "identity_of", "label_column", "latents_attrs",
            "write_latents_layout", "OUTAGE_BACKOFF_S", "PROBE_ATOL", "PROBE_RTOL", "ServerPool", "check_probe",

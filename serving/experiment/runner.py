@@ -35,7 +35,7 @@ from serving.experiment.stages import HELDOUT_THUMB_IMAGES, CellStages
 from training.config import get_config
 
 __all__ = ["ExperimentRunner", "build_report",
-           # re-exported from the modules that hold them, where callers have always imported them
+           # defined in the modules imported above; importable from here too
            "RunnerOptions", "Layout", "selected_cells", "dataset_images", "plan_lines", "grid_plan",
            "HELDOUT_THUMB_IMAGES"]
 
