@@ -3,7 +3,7 @@
 The dataset is read as Ray Data blocks, one per shard (a fixed row range), by the same readers as ``sae encode``
 (:mod:`clients.datasets`); an actor pool of torch-free :class:`~clients.triton_client.SAEClient` s encodes each block
 through Triton and writes it as one HDF5 shard in the layout of ``sae encode``'s output
-(:func:`clients.encode_job.write_latents_layout`). The driver only plans the row ranges and keeps the manifest;
+(:func:`clients.latents_file.write_latents_layout`). The driver only plans the row ranges and keeps the manifest;
 images and latents never pass through it. ``sae encode --merge DIR --out latents.h5`` joins the shards into the very
 file the single-process job writes.
 

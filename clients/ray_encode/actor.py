@@ -1,7 +1,7 @@
 """What each actor of the pool runs: one block (one shard's images) through Triton into one shard file.
 
 An actor holds torch-free :class:`~clients.triton_client.SAEClient` s for every ``--url`` (``node:PORT`` resolved to
-its own node) in a :class:`~clients.encode_job.ServerPool`, turned so that different actors start on different
+its own node) in a :class:`~clients.encode_servers.ServerPool`, turned so that different actors start on different
 servers; it sends one request at a time, in ``batch_size`` slices of the block, so every request holds the images a
 single-process run with the same batch size sends together. A block whose servers fail is tried again
 (``block_attempts`` in all, with fresh connections); one that still fails comes back as a ``failed`` row naming its

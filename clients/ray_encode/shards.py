@@ -5,7 +5,7 @@ Output folder ``DIR``::
     manifest.json              what this encoding is (the latents file's identity, probe latent, batch and shard
                                sizes, label column) and, after each run, the row ranges that failed
     shards/rows-S-E.h5         images S..E-1: the layout of ``sae encode``'s latents file
-                               (:func:`clients.encode_job.write_latents_layout`) over those rows, with the labels of
+                               (:func:`clients.latents_file.write_latents_layout`) over those rows, with the labels of
                                those rows beside the latents, ``committed`` = E - S and attrs ``rows_start`` = S,
                                ``rows_stop`` = E
 
@@ -66,7 +66,7 @@ def plan_shards(images: int, shard_rows: int) -> list[Shard]:
 class Manifest:
     """What the driver keeps: no images, no latents."""
 
-    identity: dict  # clients.encode_job.identity_of: format, model, source size, fingerprint, image shape
+    identity: dict  # clients.latents_file.identity_of: format, model, source size, fingerprint, image shape
     source_path: str
     probe_latent: list[float]
     batch_size: int
