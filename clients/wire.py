@@ -125,6 +125,7 @@ def set_of(served: str) -> str | None:
     return None
 
 
-def to_float_images(images: np.ndarray) -> np.ndarray:
-    """uint8 pixels -> float32 intensities in [0, 1] (``x / 255``): what the encoder graph does first."""
-    return np.asarray(images).astype(np.float32) / np.float32(UINT8_SCALE)
+def to_float_images(images: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """uint8 pixels (or their means) -> intensities in [0, 1] (``x / 255``) of ``dtype``: what the encoder graph
+    (``export/graphs.py``) and the training pipeline (``training/pipeline.py``) do first, in torch."""
+    return np.asarray(images).astype(dtype) / np.dtype(dtype).type(UINT8_SCALE)

@@ -182,7 +182,8 @@ def _tensors(role: str, kind: str, shapes: ServedShapes, names: tuple[str, ...] 
     for t in table.inputs if kind == "input" else table.outputs:
         if names is None or t.name in names:
             dims = wire.resolve_dims(t.dims, shapes.image_size, shapes.latent_dim, shapes.num_variables)
-            made.append(_input(t.name, t.dtype, dims, t.optional) if kind == "input" else _output(t.name, t.dtype, dims))
+            made.append(_input(t.name, t.dtype, dims, t.optional) if kind == "input"
+                        else _output(t.name, t.dtype, dims))
     return made
 
 
