@@ -19,8 +19,7 @@ import numpy as np
 
 BANK_FILE = "bank.h5"  # in the version folder of each model that reads the bank
 ARRAYS = ("latents", "variable_of_dim", "source_indices", "dim_min", "dim_max")  # always present, in write order
-PRIOR_BANK_FILE = "bank.h5"  # in the version folder of each model that reads the bank
-ARRAYS = ("prior_mean", "prior_std")  # models with a prior only
+PRIOR_ARRAYS = ("prior_mean", "prior_std")  # models with a prior only
 ATTRIBUTES = ("seed", "model_name", "data_sha256", "checkpoint_sha256", "checkpoint_step", "num_train_images")
 MAX_BANK_LATENTS = 1 << 20  # stored latents; the default bank holds 128
 MAX_LATENT_DIM = 4096
