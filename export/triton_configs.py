@@ -31,7 +31,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from clients import wire
-from clients.bank_file import BANK_FILE
+from clients.bank_file import BANK_FILE  # noqa: F401 (the repository layout's names are imported from here)
 from clients.draw import DRAW_MODES
 from export.draw_graph import NATIVE_DRAW_MODES
 from export.triton_templates.sampler_model import FROM_BANK, FROM_PRIOR

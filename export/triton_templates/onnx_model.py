@@ -37,6 +37,25 @@ def check_input(name: str, array: np.ndarray, dims: list[int]) -> None:
         raise BadRequest(f"input {name} must hold finite values; {bad} of {len(array)} rows contain NaN or infinity")
 
 
+def gather_inputs(pb, requests, input_name: str, dims: list[int]) -> tuple[list[int], list, dict[int, str]]:
+    """The checked input of each request of a dynamic batch: (indices of the good requests, their arrays, {index of a
+    refused request: why}), so that one bad request fails alone."""
+    good, arrays, refused = [], [], {}
+    for i, request in enumerate(requests):
+        tensor = pb.get_input_tensor_by_name(request, input_name)
+        try:
+            if tensor is None:
+                raise BadRequest(f"input {input_name} is required")
+            array = tensor.as_numpy()
+            check_input(input_name, array, dims)
+        except BadRequest as e:
+            refused[i] = str(e)
+            continue
+        good.append(i)
+        arrays.append(array)
+    return good, arrays, refused
+
+
 def check_output(input_name: str, output_name: str, array: np.ndarray) -> None:
     if not is_finite(array):
         raise BadRequest(f"input {input_name}: the values are too large for the model, its output {output_name} "
@@ -109,19 +128,9 @@ class TritonPythonModel:
     def execute(self, requests):
         pb = self.pb
         responses: list = [None] * len(requests)
-        good, arrays = [], []
-        for i, request in enumerate(requests):
-            tensor = pb.get_input_tensor_by_name(request, self.input_name)
-            try:
-                if tensor is None:
-                    raise BadRequest(f"input {self.input_name} is required")
-                array = tensor.as_numpy()
-                check_input(self.input_name, array, self.input_dims)
-            except BadRequest as e:
-                responses[i] = self._error(str(e))
-                continue
-            good.append(i)
-            arrays.append(array)
+        good, arrays, refused = gather_inputs(pb, requests, self.input_name, self.input_dims)
+        for i, message in refused.items():
+            responses[i] = self._error(message)
         if not good:
             return responses
         try:
