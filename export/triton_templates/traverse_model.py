@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -22,6 +23,7 @@ def companion(copied: str, packaged: str):
         return importlib.import_module(packaged)
     spec = importlib.util.spec_from_file_location(copied, beside)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[copied] = module  # registered before it runs: dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
