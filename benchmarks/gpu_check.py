@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from clients import wire  # noqa: E402
 from clients.bench.config import CellLimits  # noqa: E402
 from clients.bench.device import device_info  # noqa: E402
 from clients.bench.timing import run_cell, warm_up  # noqa: E402
@@ -304,9 +305,9 @@ def served_section(plan: CheckPlan, clock: Clock, model, bank, work: Path) -> di
                     for batch in plan.batch_sizes:
                         if path == "decode":
                             rows = np.resize(np.arange(len(bank.latents)), batch)
-                            inputs = {"LATENT": np.ascontiguousarray(bank.latents[rows])}
+                            inputs = {wire.LATENT: np.ascontiguousarray(bank.latents[rows])}
                         else:
-                            inputs = {"NUM_SAMPLES": np.array([batch], np.int64), "SEED": np.array([0], np.int64)}
+                            inputs = {wire.NUM_SAMPLES: np.array([batch], np.int64), wire.SEED: np.array([0], np.int64)}
                         for concurrency in sorted({1, plan.served_concurrency}):
                             entry = {"path": path, "batch_size": batch, "concurrency": concurrency}
                             if (reason := clock.over()) is not None:
