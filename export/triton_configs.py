@@ -187,6 +187,14 @@ def _tensors(role: str, kind: str, shapes: ServedShapes, names: tuple[str, ...] 
     return made
 
 
+def _python_cpu_model(options: RepositoryOptions, role: str, shapes: ServedShapes, instances: int) -> pb.ModelConfig:
+    """A python-backend model on CPU instances without batching (sampler, prior_sampler, traverse)."""
+    config = pb.ModelConfig(name=options.model_name(role), backend="python", max_batch_size=0,
+                            input=_tensors(role, "input", shapes), output=_tensors(role, "output", shapes))
+    config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU, count=instances))
+    return config
+
+
 def _graph_model(options: RepositoryOptions, role: str, shapes: ServedShapes,
                  s: BatchedModelSettings) -> pb.ModelConfig:
     """A batching graph model (encode, decode, reconstruct): one input, one output."""
@@ -226,21 +234,13 @@ def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str,
     s = options.serving
     configs = {role: _graph_model(options, role, shapes, getattr(s, role)) for role in (wire.ENCODE, wire.DECODE)}
 
-    sampler = pb.ModelConfig(name=names["sampler"], backend="python", max_batch_size=0,
-                             input=_tensors(wire.SAMPLER, "input", shapes),
-                             output=_tensors(wire.SAMPLER, "output", shapes))
-    sampler.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU,
-                                                        count=s.sampler_instances))
+    sampler = _python_cpu_model(options, wire.SAMPLER, shapes, s.sampler_instances)
     _params(sampler, latents_from=FROM_BANK, max_samples=options.max_samples)
     if shapes.bank_size:
         _params(sampler, bank_size=shapes.bank_size)
     configs["sampler"] = sampler
 
-    traverse = pb.ModelConfig(name=names["traverse"], backend="python", max_batch_size=0,
-                              input=_tensors(wire.TRAVERSE, "input", shapes),
-                              output=_tensors(wire.TRAVERSE, "output", shapes))
-    traverse.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU,
-                                                         count=s.traverse_instances))
+    traverse = _python_cpu_model(options, wire.TRAVERSE, shapes, s.traverse_instances)
     _params(traverse, decode_model=names["decode"], min_steps=wire.TRAVERSE_STEPS[0],
             max_steps=options.max_traverse_steps)
     configs["traverse"] = traverse
@@ -248,11 +248,7 @@ def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str,
     configs["reconstruct"] = _reconstruct(options, shapes)
     configs["hybrid_sample"] = _hybrid_sample(options, shapes, sampler)
     if shapes.has_prior:
-        prior = pb.ModelConfig(name=names["prior_sampler"], backend="python", max_batch_size=0,
-                               input=_tensors(wire.PRIOR_SAMPLER, "input", shapes),
-                               output=_tensors(wire.PRIOR_SAMPLER, "output", shapes))
-        prior.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU,
-                                                          count=s.prior_sampler_instances))
+        prior = _python_cpu_model(options, wire.PRIOR_SAMPLER, shapes, s.prior_sampler_instances)
         _params(prior, latents_from=FROM_PRIOR, max_samples=options.max_samples)
         configs["prior_sampler"] = prior
         if options.flavour == "python":

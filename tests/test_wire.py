@@ -189,11 +189,11 @@ def test_gather_inputs_refuses_each_bad_request_alone():
     good = np.zeros((2, 12), np.float32)
     requests = [{"LATENT": good}, {}, {"LATENT": np.full((1, 12), np.nan, np.float32)},
                 {"LATENT": np.zeros((1, 5), np.float32)}, {"LATENT": good[:1]}]
-    indices, arrays, refused = gather_inputs(_FakePb, requests, "LATENT", [12])
+    responses, indices, arrays = gather_inputs(_FakePb, requests, "LATENT", [12], lambda why: f"refused: {why}")
     assert indices == [0, 4] and [a.shape for a in arrays] == [(2, 12), (1, 12)]
-    assert sorted(refused) == [1, 2, 3]
-    assert refused[1] == "input LATENT is required"
-    assert "finite" in refused[2] and "shape [N, 12]" in refused[3]
+    assert responses[0] is None and responses[4] is None
+    assert responses[1] == "refused: input LATENT is required"
+    assert "finite" in responses[2] and "shape [N, 12]" in responses[3]
 
 
 def test_config_pbtxt_is_parsed_by_one_function(tmp_path):

@@ -37,10 +37,12 @@ def check_input(name: str, array: np.ndarray, dims: list[int]) -> None:
         raise BadRequest(f"input {name} must hold finite values; {bad} of {len(array)} rows contain NaN or infinity")
 
 
-def gather_inputs(pb, requests, input_name: str, dims: list[int]) -> tuple[list[int], list, dict[int, str]]:
-    """The checked input of each request of a dynamic batch: (indices of the good requests, their arrays, {index of a
-    refused request: why}), so that one bad request fails alone."""
-    good, arrays, refused = [], [], {}
+def gather_inputs(pb, requests, input_name: str, dims: list[int], refuse) -> tuple[list, list[int], list]:
+    """The checked input of each request of a dynamic batch, so that one bad request fails alone: (the responses,
+    ``refuse(why)`` for each refused request and None for the others; the indices of the good requests; their
+    arrays)."""
+    responses: list = [None] * len(requests)
+    good, arrays = [], []
     for i, request in enumerate(requests):
         tensor = pb.get_input_tensor_by_name(request, input_name)
         try:
@@ -49,11 +51,11 @@ def gather_inputs(pb, requests, input_name: str, dims: list[int]) -> tuple[list[
             array = tensor.as_numpy()
             check_input(input_name, array, dims)
         except BadRequest as e:
-            refused[i] = str(e)
+            responses[i] = refuse(str(e))
             continue
         good.append(i)
         arrays.append(array)
-    return good, arrays, refused
+    return responses, good, arrays
 
 
 def check_output(input_name: str, output_name: str, array: np.ndarray) -> None:
@@ -127,10 +129,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         pb = self.pb
-        responses: list = [None] * len(requests)
-        good, arrays, refused = gather_inputs(pb, requests, self.input_name, self.input_dims)
-        for i, message in refused.items():
-            responses[i] = self._error(message)
+        responses, good, arrays = gather_inputs(pb, requests, self.input_name, self.input_dims, self._error)
         if not good:
             return responses
         try:

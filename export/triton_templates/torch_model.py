@@ -137,10 +137,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         pb, checks = self.pb, self.checks
-        responses: list = [None] * len(requests)
-        good, arrays, refused = checks.gather_inputs(pb, requests, self.input_name, self.input_dims)
-        for i, message in refused.items():
-            responses[i] = self._error(message)
+        responses, good, arrays = checks.gather_inputs(pb, requests, self.input_name, self.input_dims, self._error)
         if not good:
             return responses
         try:
