@@ -19,6 +19,7 @@ and :class:`ClientBase` of this module.
 """
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 

@@ -21,6 +21,8 @@ python-backend model file. The config parameter ``latents_from`` picks the role:
 
 The bank draw is the counter-based one of ``clients/draw.py`` (integer arithmetic keyed on SEED, sample and
 variable), which ``sae export`` copies beside this file as ``sae_draw.py``, so a client can recompute SOURCE_INDEX.
+The tensor names and limits come from the wire contract (``clients/wire.py``, copied as ``sae_wire.py``) and the
+bank from ``clients/bank_file.py`` (``sae_bank_file.py``).
 
 With the parameter ``onnx_file`` the model also decodes its latents in the same process (``NAME_hybrid_sample``,
 ``NAME_prior_sample``: one python-backend hop instead of an ensemble of two), with the ONNX Runtime session the
