@@ -11,6 +11,7 @@ import numpy as np
 
 from benchmarks.gpu_check_in_process import untrained_model
 from benchmarks.gpu_check_plan import PATHS, CheckPlan, Clock, _error
+from clients import wire
 from clients.bench.timing import run_cell, warm_up
 
 
@@ -110,9 +111,9 @@ def served_section(plan: CheckPlan, clock: Clock, model, bank, work: Path) -> di
                     for batch in plan.batch_sizes:
                         if path == "decode":
                             rows = np.resize(np.arange(len(bank.latents)), batch)
-                            inputs = {"LATENT": np.ascontiguousarray(bank.latents[rows])}
+                            inputs = {wire.LATENT: np.ascontiguousarray(bank.latents[rows])}
                         else:
-                            inputs = {"NUM_SAMPLES": np.array([batch], np.int64), "SEED": np.array([0], np.int64)}
+                            inputs = {wire.NUM_SAMPLES: np.array([batch], np.int64), wire.SEED: np.array([0], np.int64)}
                         for concurrency in sorted({1, plan.served_concurrency}):
                             entry = {"path": path, "batch_size": batch, "concurrency": concurrency}
                             if (reason := clock.over()) is not None:

@@ -16,6 +16,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
+from clients import wire
 from clients.errors import InferenceError, ModelNotServedError, ServerUnavailableError
 from clients.triton_client import (DEFAULT_URL, ClientBase, HybridSamples, ModelInfo, PriorSamples, Request,
                                    RetryPolicy, ShmSlot, Traversal, check_images, check_latents, client_error,
@@ -55,7 +56,7 @@ class AsyncSAEClient(ClientBase):
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def wait_ready(self, timeout_s: float = 60.0, model: str = "hybrid_sample") -> None:
+    async def wait_ready(self, timeout_s: float = 60.0, model: str = wire.HYBRID_SAMPLE) -> None:
         served = self.served_name(model)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -90,7 +91,7 @@ class AsyncSAEClient(ClientBase):
     async def max_batch_size(self, model: str) -> int:
         return (await self.model_info(model)).max_batch_size
 
-    async def max_samples(self, model: str = "hybrid_sample") -> int:
+    async def max_samples(self, model: str = wire.HYBRID_SAMPLE) -> int:
         ensemble = await self.model_info(model)
         try:
             steps = [await self._info(step) for step in ensemble.steps]
@@ -100,7 +101,7 @@ class AsyncSAEClient(ClientBase):
 
     async def has_prior(self) -> bool:
         try:
-            await self.model_info("prior_sample")
+            await self.model_info(wire.PRIOR_SAMPLE)
         except ModelNotServedError:
             return False
         return True
@@ -173,34 +174,34 @@ class AsyncSAEClient(ClientBase):
     # ---------------------------------------------------------------- the models
 
     async def encode(self, images: np.ndarray) -> np.ndarray:
-        info = await self.model_info("encode")
-        return await self._batched(info, "IMAGE", check_images(info, images), "LATENT")
+        info = await self.model_info(wire.ENCODE)
+        return await self._batched(info, wire.IMAGE, check_images(info, images), wire.LATENT)
 
     async def decode(self, latents: np.ndarray) -> np.ndarray:
-        info = await self.model_info("decode")
-        return await self._batched(info, "LATENT", check_latents(info, latents), "IMAGE")
+        info = await self.model_info(wire.DECODE)
+        return await self._batched(info, wire.LATENT, check_latents(info, latents), wire.IMAGE)
 
     async def reconstruct(self, images: np.ndarray) -> np.ndarray:
-        info = await self.model_info("reconstruct")
-        return await self._batched(info, "IMAGE", check_images(info, images), "RECONSTRUCTION")
+        info = await self.model_info(wire.RECONSTRUCT)
+        return await self._batched(info, wire.IMAGE, check_images(info, images), wire.RECONSTRUCTION)
 
     async def sample(self, n: int, seed: int = 0, base: np.ndarray | None = None, mask: np.ndarray | None = None,
                      per_dimension: bool = False, draw: str | None = None,
                      image_dtype: str = "float32") -> HybridSamples:
-        info = await self.model_info("hybrid_sample")
+        info = await self.model_info(wire.HYBRID_SAMPLE)
         outputs = sample_outputs(info, image_dtype)
         requests = plan_sample(info, await self.max_samples(), n, seed, base, mask, per_dimension, draw)
         parts = await self._gather(self._send(info.name, r, outputs) for r in requests)
         return samples_from(join_outputs(parts), requests)
 
     async def prior_sample(self, n: int, seed: int = 0) -> PriorSamples:
-        info = await self.model_info("prior_sample")
-        requests = plan_draws(info, await self.max_samples("prior_sample"), n, seed)
-        parts = await self._gather(self._send(info.name, r, ["IMAGE", "LATENT"]) for r in requests)
+        info = await self.model_info(wire.PRIOR_SAMPLE)
+        requests = plan_draws(info, await self.max_samples(wire.PRIOR_SAMPLE), n, seed)
+        parts = await self._gather(self._send(info.name, r, [wire.IMAGE, wire.LATENT]) for r in requests)
         out = join_outputs(parts)
-        return PriorSamples(out["IMAGE"], out["LATENT"])
+        return PriorSamples(out[wire.IMAGE], out[wire.LATENT])
 
     async def traverse(self, latent: np.ndarray, dimension: int, steps: int) -> Traversal:
-        info = await self.model_info("traverse")
-        out = await self._send(info.name, plan_traverse(info, latent, dimension, steps), ["IMAGE", "LATENT"])
-        return Traversal(out["IMAGE"], out["LATENT"], int(dimension))
+        info = await self.model_info(wire.TRAVERSE)
+        out = await self._send(info.name, plan_traverse(info, latent, dimension, steps), [wire.IMAGE, wire.LATENT])
+        return Traversal(out[wire.IMAGE], out[wire.LATENT], int(dimension))

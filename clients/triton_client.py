@@ -13,31 +13,38 @@ and, for models with a prior, ``NAME_prior_sample``::
 Everything a request needs is checked here before it is sent, against the model configuration read from the server,
 so that a bad input is refused with a message naming the model and the input. UNAVAILABLE (and DEADLINE_EXCEEDED:
 every call here is idempotent) is retried with bounded, jittered backoff inside each call's deadline.
-:class:`clients.aio.AsyncSAEClient` is the asyncio twin; both share the checks and request plans of this module.
+:class:`clients.aio.AsyncSAEClient` is the asyncio twin; both share the checks and request plans
+(``clients/request_plans.py``), the retries (``clients/retry.py``), the shared-memory slots (``clients/shm.py``)
+and :class:`ClientBase` of this module.
 """
 from __future__ import annotations
 
-import itertools
-import os
 import random
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
+from tritonclient.utils import InferenceServerException
 
-from clients.draw import DRAW_MODES, to_uint8  # noqa: F401 (re-exported: the client's names)
-from clients.errors import (ClientError, ClientTimeoutError, InferenceError, InvalidInputError, ModelNotReadyError,
-                            ModelNotServedError, ServerNotFoundError, ServerUnavailableError)
+from clients import wire
+# The client's public names, importable from here as before the split into modules of one job each:
+from clients.draw import DRAW_MODES, to_uint8  # noqa: F401
+from clients.errors import ClientError, InferenceError, ModelNotReadyError, ModelNotServedError, ServerNotFoundError
+from clients.model_info import ModelInfo, TensorSpec  # noqa: F401
+from clients.request_plans import (Request, check_images, check_latents, draw_mode, join_outputs,  # noqa: F401
+                                   make_inputs, part_seed, plan_draws, plan_sample, plan_traverse, sample_limit,
+                                   sample_outputs, sample_parts, samples_from, split_rows)
+from clients.results import HybridSamples, PriorSamples, Traversal  # noqa: F401
+from clients.retry import Retrier, RetryPolicy, client_error  # noqa: F401
+from clients.shm import ShmPool, ShmSlot, slot_sizes  # noqa: F401
 
+DEFAULT_MAX_SAMPLES = wire.DEFAULT_MAX_SAMPLES  # hybrid_sample's per-request limit when its config does not say
+MAX_SAMPLES = wire.MAX_SAMPLES_PER_CALL  # one call's ceiling
+TRAVERSE_STEPS = wire.TRAVERSE_STEPS
+IMAGE_DTYPES = wire.IMAGE_OUTPUTS  # the image output a sample call asks for
+SET_ROLES = wire.SET_ROLES
 DEFAULT_URL = "127.0.0.1:8001"
-DEFAULT_MAX_SAMPLES = 256  # hybrid_sample's per-request limit when the sampler's config does not say
-MAX_SAMPLES = 1 << 20  # one call's ceiling: a million 64x64 images is already 47 GiB of float32
-TRAVERSE_STEPS = (2, 64)  # the wire contract's range for STEPS (the traverse config's min_steps/max_steps win)
-_RETRYABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
 
 
 def channel_args() -> list[tuple[str, int]]:
@@ -59,431 +66,6 @@ def channel_args() -> list[tuple[str, int]]:
             ("grpc.http2.bdp_probe", 0)]
 
 
-# --------------------------------------------------------------------------------------------------- results
-
-
-IMAGE_DTYPES = {"float32": "IMAGE", "uint8": "IMAGE_U8"}  # the image output a sample call asks for
-
-
-@dataclass
-class HybridSamples:
-    images: np.ndarray  # float32 [n, H, W, 3] in [0, 1]; uint8 (round(clip(x, 0, 1) * 255)) with image_dtype="uint8"
-    latents: np.ndarray  # float32 [n, D]
-    source_index: np.ndarray  # int64 [n, groups]: stored latent each variable (or dimension) came from; -1 = from BASE
-    draw_mode: str  # one of DRAW_MODES, as the server reports it
-
-    @property
-    def per_dimension(self) -> bool:
-        return self.draw_mode == "per_dimension"
-
-
-@dataclass
-class PriorSamples:
-    images: np.ndarray  # float32 [n, H, W, 3] in [0, 1]
-    latents: np.ndarray  # float32 [n, D], drawn from the model's prior
-
-
-@dataclass
-class Traversal:
-    images: np.ndarray  # float32 [steps, H, W, 3]
-    latents: np.ndarray  # float32 [steps, D]: the start latent with `dimension` swept from its min to its max
-    dimension: int
-
-
-# --------------------------------------------------------------------------------------------------- configuration
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    datatype: str  # Triton's name: UINT8, FP32, INT64, BOOL, BYTES
-    dims: tuple[int, ...]  # without the batch axis when the model batches; -1 = variable
-    optional: bool = False
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the client needs from a served model's configuration."""
-
-    name: str  # the served name, prefix included
-    max_batch_size: int  # 0: the model does not batch
-    inputs: dict[str, TensorSpec]
-    outputs: dict[str, TensorSpec]
-    parameters: dict[str, str] = field(default_factory=dict)
-    steps: tuple[str, ...] = ()  # an ensemble's component models, in order
-
-    @classmethod
-    def from_config(cls, config: dict) -> ModelInfo:
-        """From ``get_model_config(..., as_json=True)["config"]`` (protobuf JSON: int64 dims come as strings)."""
-
-        def specs(entries):
-            return {e["name"]: TensorSpec(e["name"], e.get("data_type", "TYPE_INVALID").removeprefix("TYPE_"),
-                                          tuple(int(d) for d in e.get("dims", ())), bool(e.get("optional", False)))
-                    for e in entries}
-
-        steps = config.get("ensemble_scheduling", {}).get("step", [])
-        return cls(name=config["name"], max_batch_size=int(config.get("max_batch_size", 0)),
-                   inputs=specs(config.get("input", [])), outputs=specs(config.get("output", [])),
-                   parameters={k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()},
-                   steps=tuple(s["model_name"] for s in steps))
-
-    def input(self, name: str) -> TensorSpec:
-        if name not in self.inputs:
-            raise InvalidInputError(f"{self.name}: the served model has no input {name} "
-                                    f"(it takes {', '.join(self.inputs) or 'nothing'})", self.name, name)
-        return self.inputs[name]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries of UNAVAILABLE / DEADLINE_EXCEEDED with full-jitter exponential backoff."""
-
-    attempts: int = 4  # tries in all, the first included
-    initial_backoff_s: float = 0.05
-    max_backoff_s: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError(f"RetryPolicy.attempts must be >= 1, got {self.attempts}")
-        if not 0 <= self.initial_backoff_s <= self.max_backoff_s:
-            raise ValueError("RetryPolicy needs 0 <= initial_backoff_s <= max_backoff_s")
-
-    def backoff_s(self, retry: int, rng: random.Random) -> float:
-        return rng.uniform(0.0, min(self.max_backoff_s, self.initial_backoff_s * 2 ** retry))
-
-
-class Retrier:
-    """One call's retry state: its deadline and the tries made so far (shared by the sync and asyncio clients)."""
-
-    def __init__(self, policy: RetryPolicy, timeout_s: float, model: str, url: str, rng: random.Random):
-        self.policy, self.timeout_s, self.model, self.url, self.rng = policy, timeout_s, model, url, rng
-        self.deadline = time.monotonic() + timeout_s
-        self.tries = 0
-
-    def remaining_s(self) -> float:
-        return max(self.deadline - time.monotonic(), 1e-3)
-
-    def next_delay(self, error: InferenceServerException) -> float:
-        """Seconds to wait before the next try, or raise the client error for ``error`` when it is final."""
-        self.tries += 1
-        status = str(error.status())
-        if status in _RETRYABLE and self.tries < self.policy.attempts:
-            delay = self.policy.backoff_s(self.tries - 1, self.rng)
-            if time.monotonic() + delay < self.deadline:
-                return delay
-        raise client_error(error, self.model, self.url, self.tries, self.timeout_s)
-
-
-def _tries(n: int) -> str:
-    return f"{n} try" if n == 1 else f"{n} tries"
-
-
-def client_error(error: InferenceServerException, model: str, url: str, tries: int = 1,
-                 timeout_s: float | None = None) -> ClientError:
-    status, message = str(error.status()), error.message() or str(error)
-    if status == "StatusCode.UNAVAILABLE":
-        return ServerUnavailableError(f"{model}: server at {url} unavailable after {_tries(tries)}: {message}")
-    if status == "StatusCode.DEADLINE_EXCEEDED":
-        return ClientTimeoutError(f"{model}: no answer from {url} within the {timeout_s:g} s timeout "
-                                  f"({_tries(tries)}): {message}")
-    if status == "StatusCode.NOT_FOUND" or "unknown model" in message:
-        return ModelNotServedError(f"{model}: not served at {url} ({message}); check the client's model= prefix "
-                                   "and that `sae export --name` wrote it", model, status)
-    return InferenceError(f"{model}: server at {url} refused the request: {message}", model, status)
-
-
-# --------------------------------------------------------------------------------------------------- checks
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def check_images(info: ModelInfo, images, input_name: str = "IMAGE") -> np.ndarray:
-    """uint8 [N > 0, *dims], as a contiguous array."""
-    images = np.asarray(images)
-    dims = list(info.input(input_name).dims)
-    if images.dtype != np.uint8:
-        raise InvalidInputError(f"{info.name}: input {input_name} must be uint8 in 0..255, got {images.dtype}",
-                                info.name, input_name)
-    if images.ndim != 1 + len(dims) or list(images.shape[1:]) != dims or len(images) == 0:
-        raise InvalidInputError(f"{info.name}: input {input_name} must have shape [N>0, {', '.join(map(str, dims))}], "
-                                f"got {list(images.shape)}", info.name, input_name)
-    return np.ascontiguousarray(images)
-
-
-def check_latents(info: ModelInfo, latents, input_name: str = "LATENT", dim: int | None = None,
-                  rows: Sequence[int] | None = None) -> np.ndarray:
-    """Finite float [N, D] -> float32. ``rows``: the allowed row counts (default: any N > 0)."""
-    latents = np.asarray(latents)
-    dim = dim if dim is not None else info.input(input_name).dims[-1]
-    if not np.issubdtype(latents.dtype, np.floating):
-        raise InvalidInputError(f"{info.name}: input {input_name} must be floating point, got {latents.dtype}",
-                                info.name, input_name)
-    wanted = "N>0" if rows is None else " or ".join(map(str, sorted(set(rows))))
-    if latents.ndim != 2 or latents.shape[1] != dim or len(latents) == 0 \
-            or (rows is not None and len(latents) not in rows):
-        raise InvalidInputError(f"{info.name}: input {input_name} must have shape [{wanted}, {dim}], "
-                                f"got {list(latents.shape)}", info.name, input_name)
-    if not np.isfinite(latents).all():
-        raise InvalidInputError(f"{info.name}: input {input_name} contains NaN or infinite values",
-                                info.name, input_name)
-    return np.ascontiguousarray(latents, dtype=np.float32)
-
-
-def _check_int(model: str, name: str, value, low: int, high: int) -> int:
-    if not _is_int(value) or not low <= value <= high:
-        raise InvalidInputError(f"{model}: input {name} must be an integer in {low}..{high}, got {value!r}",
-                                model, name)
-    return int(value)
-
-
-# --------------------------------------------------------------------------------------------------- request plans
-
-
-Request = dict  # input name -> numpy array: one inference request
-
-
-def split_rows(input_name: str, array: np.ndarray, limit: int) -> list[Request]:
-    """Requests of at most ``limit`` rows (``limit`` 0: one request)."""
-    limit = limit or len(array)
-    return [{input_name: array[i:i + limit]} for i in range(0, len(array), limit)]
-
-
-def join_outputs(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Concatenate split requests' outputs along the batch axis (BYTES outputs: the first request's)."""
-    return {k: parts[0][k] if parts[0][k].dtype == np.object_ else np.concatenate([p[k] for p in parts])
-            for k in parts[0]}
-
-
-def part_seed(seed: int, part: int) -> int:
-    """The seed of the ``part``-th request of a split sample; part 0 keeps ``seed``, so a call that fits in one
-    request equals a plain request with the same SEED."""
-    return seed if part == 0 else int(np.random.SeedSequence([seed, part]).generate_state(1)[0])
-
-
-def sample_parts(n: int, seed: int, limit: int) -> list[tuple[int, int]]:
-    """(count, SEED) of each request of a split sample: requests of at most ``limit``, part p seeded
-    ``part_seed(seed, p)``. The client's split calls and ``sae sample``'s streamed runs share it."""
-    return [(min(limit, n - start), part_seed(seed, part)) for part, start in enumerate(range(0, n, limit))]
-
-
-def draw_mode(model: str, draw: str | None, per_dimension) -> str | None:
-    """The draw mode asked for by ``draw`` and the boolean ``per_dimension``; None when neither asks."""
-    if not isinstance(per_dimension, (bool, np.bool_)):
-        raise InvalidInputError(f"{model}: input PER_DIMENSION must be a bool, got {per_dimension!r}",
-                                model, "PER_DIMENSION")
-    if draw is None:
-        return "per_dimension" if per_dimension else None
-    if draw not in DRAW_MODES:
-        raise InvalidInputError(f"{model}: input DRAW must be one of {', '.join(DRAW_MODES)}, got {draw!r}",
-                                model, "DRAW")
-    if per_dimension and draw != "per_dimension":
-        raise InvalidInputError(f"{model}: input DRAW {draw!r} contradicts per_dimension=True", model, "DRAW")
-    return draw
-
-
-def plan_draws(info: ModelInfo, limit: int, n, seed) -> list[Request]:
-    """NUM_SAMPLES/SEED requests for ``n`` samples, each at most ``limit``; part p is seeded ``part_seed(seed, p)``."""
-    n = _check_int(info.name, "NUM_SAMPLES", n, 1, MAX_SAMPLES)
-    seed = _check_int(info.name, "SEED", seed, 0, 2 ** 63 - 1)
-    return [{"NUM_SAMPLES": np.array([count], np.int64), "SEED": np.array([request_seed], np.int64)}
-            for count, request_seed in sample_parts(n, seed, limit)]
-
-
-def plan_sample(info: ModelInfo, limit: int, n, seed, base=None, mask=None, per_dimension=False,
-                draw: str | None = None) -> list[Request]:
-    """hybrid_sample requests for ``n`` samples, each at most ``limit`` (see :meth:`SAEClient.sample`)."""
-    model = info.name
-    requests = plan_draws(info, limit, n, seed)
-    n = sum(int(r["NUM_SAMPLES"][0]) for r in requests)
-    mode = draw_mode(model, draw, per_dimension)
-    if "DRAW" not in info.inputs and mode not in (None, "per_dimension"):
-        info.input("DRAW")  # raises, naming the input
-    if mode == "per_dimension" and not {"DRAW", "PER_DIMENSION"} & set(info.inputs):
-        info.input("PER_DIMENSION")
-    if mask is not None and base is None:
-        raise InvalidInputError(f"{model}: input MASK needs BASE (MASK=false keeps a variable from BASE)",
-                                model, "MASK")
-    base_rows = None
-    if base is not None:
-        dim = info.input("BASE").dims[-1]
-        base = np.asarray(base)
-        base = base[None] if base.ndim == 1 else base
-        base_rows = check_latents(info, base, "BASE", dim=dim, rows=(1, n))
-    if mask is not None:
-        spec = info.input("MASK")
-        mask = np.asarray(mask)
-        if mask.dtype != np.bool_:
-            raise InvalidInputError(f"{model}: input MASK must be bool (true = re-draw the variable), got {mask.dtype}",
-                                    model, "MASK")
-        if mask.ndim != 1 or (spec.dims[-1] > 0 and len(mask) != spec.dims[-1]):
-            raise InvalidInputError(f"{model}: input MASK must have shape [{spec.dims[-1]}] (one entry per variable), "
-                                    f"got {list(mask.shape)}", model, "MASK")
-    start = 0
-    for request in requests:
-        count = int(request["NUM_SAMPLES"][0])
-        if "DRAW" in info.inputs:
-            request["DRAW"] = np.array([(mode or DRAW_MODES[0]).encode()], dtype=np.object_)
-        elif "PER_DIMENSION" in info.inputs:
-            request["PER_DIMENSION"] = np.array([mode == "per_dimension"])
-        if base_rows is not None:
-            request["BASE"] = base_rows if len(base_rows) == 1 else base_rows[start:start + count]
-        if mask is not None:
-            request["MASK"] = np.ascontiguousarray(mask)
-        start += count
-    return requests
-
-
-def plan_traverse(info: ModelInfo, latent, dimension, steps) -> Request:
-    latent = np.asarray(latent)
-    dim = info.input("LATENT").dims[-1]
-    start = check_latents(info, latent[None] if latent.ndim == 1 else latent, "LATENT", dim=dim, rows=(1,))
-    low = int(info.parameters.get("min_steps") or TRAVERSE_STEPS[0])
-    high = int(info.parameters.get("max_steps") or TRAVERSE_STEPS[1])
-    return {"LATENT": start[0], "DIMENSION": np.array([_check_int(info.name, "DIMENSION", dimension, 0, dim - 1)]),
-            "STEPS": np.array([_check_int(info.name, "STEPS", steps, low, high)])}
-
-
-def sample_outputs(info: ModelInfo, image_dtype: str = "float32") -> list[str]:
-    """The outputs a hybrid_sample call requests: every output but the image of the other dtype."""
-    if image_dtype not in IMAGE_DTYPES:
-        raise InvalidInputError(f"{info.name}: image_dtype must be one of {', '.join(IMAGE_DTYPES)}, got "
-                                f"{image_dtype!r}", info.name, "IMAGE")
-    wanted = IMAGE_DTYPES[image_dtype]
-    if wanted not in info.outputs:
-        raise InvalidInputError(f"{info.name}: the served model has no output {wanted} (it has "
-                                f"{', '.join(info.outputs)}); re-export it for image_dtype={image_dtype!r}",
-                                info.name, wanted)
-    return [o for o in info.outputs if o == wanted or o not in IMAGE_DTYPES.values()]
-
-
-def samples_from(outputs: dict[str, np.ndarray], requests: list[Request]) -> HybridSamples:
-    """HybridSamples of joined outputs; the mode is the server's DRAW_MODE, else what the requests asked for."""
-    mode = outputs.get("DRAW_MODE")
-    if mode is not None and mode.size:
-        name = mode.reshape(-1)[0].decode()
-    elif "DRAW" in requests[0]:
-        name = requests[0]["DRAW"][0].decode()
-    else:
-        name = "per_dimension" if requests[0].get("PER_DIMENSION", [False])[0] else DRAW_MODES[0]
-    images = outputs["IMAGE"] if "IMAGE" in outputs else outputs["IMAGE_U8"]
-    return HybridSamples(images, outputs["LATENT"], outputs["SOURCE_INDEX"], name)
-
-
-def sample_limit(hybrid: ModelInfo, step_infos: Sequence[ModelInfo]) -> int:
-    """Samples per request of a sampling model (hybrid_sample, prior_sample): its own ``max_samples`` parameter
-    (one-hop models), or for an ensemble its sampler's, capped by the ``max_batch_size`` of the later ensemble steps
-    (the decoder takes the whole draw as one batch); fallback 256."""
-    limit = int(hybrid.parameters.get("max_samples") or DEFAULT_MAX_SAMPLES)
-    if step_infos:
-        limit = int(step_infos[0].parameters.get("max_samples") or DEFAULT_MAX_SAMPLES)
-        for later in step_infos[1:]:
-            if later.max_batch_size > 0:
-                limit = min(limit, later.max_batch_size)
-    return max(1, limit)
-
-
-def make_inputs(request: Request) -> list[grpcclient.InferInput]:
-    inputs = []
-    for name, array in request.items():
-        tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
-        tensor.set_data_from_numpy(np.ascontiguousarray(array))
-        inputs.append(tensor)
-    return inputs
-
-
-# --------------------------------------------------------------------------------------------------- shared memory
-
-
-class ShmSlot:
-    """A pair of system shared-memory regions (input, output) sized for one full batch of one model."""
-
-    _ids = itertools.count()
-
-    def __init__(self, model: str, input_bytes: int, output_bytes: int):
-        import tritonclient.utils.shared_memory as shm
-
-        self._shm = shm
-        tag = f"sae_{os.getpid()}_{id(self):x}_{next(self._ids)}"
-        self.input_name, self.output_name = f"{tag}_in", f"{tag}_out"
-        self.input_bytes, self.output_bytes = input_bytes, output_bytes
-        self.input = shm.create_shared_memory_region(self.input_name, f"/{self.input_name}", input_bytes,
-                                                     create_only=True)
-        try:
-            self.output = shm.create_shared_memory_region(self.output_name, f"/{self.output_name}", output_bytes,
-                                                          create_only=True)
-        except Exception:
-            shm.destroy_shared_memory_region(self.input)
-            raise
-        self.model = model
-
-    def registrations(self) -> list[tuple[str, str, int]]:
-        """(name, key, byte size) for ``register_system_shared_memory``."""
-        return [(self.input_name, f"/{self.input_name}", self.input_bytes),
-                (self.output_name, f"/{self.output_name}", self.output_bytes)]
-
-    def inputs(self, input_name: str, array: np.ndarray) -> list[grpcclient.InferInput]:
-        self._shm.set_shared_memory_region(self.input, [np.ascontiguousarray(array)])
-        tensor = grpcclient.InferInput(input_name, list(array.shape), np_to_triton_dtype(array.dtype))
-        tensor.set_shared_memory(self.input_name, array.nbytes)
-        return [tensor]
-
-    def outputs(self, output_name: str) -> list[grpcclient.InferRequestedOutput]:
-        output = grpcclient.InferRequestedOutput(output_name)
-        output.set_shared_memory(self.output_name, self.output_bytes)
-        return [output]
-
-    def read(self, result, output_name: str) -> np.ndarray:
-        meta = result.get_output(output_name)
-        view = self._shm.get_contents_as_numpy(self.output, triton_to_np_dtype(meta.datatype), list(meta.shape))
-        array = view.copy()
-        del view  # the mapping cannot be closed while a view of it exists
-        return array
-
-    def destroy(self) -> None:
-        for region in (self.input, self.output):
-            try:
-                self._shm.destroy_shared_memory_region(region)
-            except Exception:  # already gone
-                pass
-
-
-class ShmPool:
-    """Slots per model, handed out to one request at a time (thread-safe; slots are reused, never shrunk)."""
-
-    def __init__(self):
-        self._free: dict[str, list[ShmSlot]] = {}
-        self._all: list[ShmSlot] = []
-        self._lock = threading.Lock()
-
-    def take(self, model: str) -> ShmSlot | None:
-        with self._lock:
-            free = self._free.get(model)
-            return free.pop() if free else None
-
-    def add(self, slot: ShmSlot) -> None:
-        with self._lock:
-            self._all.append(slot)
-
-    def give_back(self, slot: ShmSlot) -> None:
-        with self._lock:
-            self._free.setdefault(slot.model, []).append(slot)
-
-    def drain(self) -> list[ShmSlot]:
-        with self._lock:
-            slots, self._all, self._free = self._all, [], {}
-        return slots
-
-
-def slot_sizes(info: ModelInfo, input_name: str, output_name: str) -> tuple[int, int]:
-    """Bytes of one full batch of ``input_name`` and ``output_name``."""
-
-    def nbytes(spec: TensorSpec) -> int:
-        return info.max_batch_size * int(np.prod(spec.dims)) * np.dtype(triton_to_np_dtype(spec.datatype)).itemsize
-
-    return nbytes(info.inputs[input_name]), nbytes(info.outputs[output_name])
-
 
 # --------------------------------------------------------------------------------------------------- the client
 
@@ -504,17 +86,7 @@ def no_server_error(url: str) -> ServerNotFoundError:
 
 def served_sets(model_names: Sequence[str]) -> set[str]:
     """The export names (``NAME`` of ``NAME_encode``, '' for the unprefixed set) behind served model names."""
-    found = set()
-    for name in model_names:
-        for role in SET_ROLES:
-            if name == role:
-                found.add("")
-            elif name.endswith("_" + role):
-                found.add(name[:-len(role) - 1])
-    return found
-
-
-SET_ROLES = ("hybrid_sample", "encode")  # every exported set serves both: they mark a set
+    return {name for name in map(wire.set_of, model_names) if name is not None}
 
 
 class ClientBase:
@@ -537,7 +109,7 @@ class ClientBase:
 
     def served_name(self, model: str) -> str:
         """``encode`` -> ``NAME_encode`` (unchanged when the client's model name is empty)."""
-        return f"{self.model}_{model}" if self.model else model
+        return wire.served_name(self.model, model)
 
     def _retrier(self, served: str) -> Retrier:
         if self._closed:
@@ -588,7 +160,7 @@ class SAEClient(ClientBase):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def wait_ready(self, timeout_s: float = 60.0, model: str = "hybrid_sample") -> None:
+    def wait_ready(self, timeout_s: float = 60.0, model: str = wire.HYBRID_SAMPLE) -> None:
         """Wait until ``model`` is ready. Raises at once what waiting cannot mend: ServerNotFoundError (nothing
         listens at the address) and ModelNotServedError (the repository has no such model, it failed to load, or it
         is unloaded under explicit model control); ModelNotReadyError after ``timeout_s`` while it is still loading."""
@@ -658,7 +230,7 @@ class SAEClient(ClientBase):
     def max_batch_size(self, model: str) -> int:
         return self.model_info(model).max_batch_size
 
-    def max_samples(self, model: str = "hybrid_sample") -> int:
+    def max_samples(self, model: str = wire.HYBRID_SAMPLE) -> int:
         """Samples per request of ``model`` (hybrid_sample or prior_sample; larger calls are split)."""
         ensemble = self.model_info(model)
         try:
@@ -670,7 +242,7 @@ class SAEClient(ClientBase):
     def has_prior(self) -> bool:
         """Whether the served set has ``prior_sample`` (models with a prior: VAE family, WAE)."""
         try:
-            self.model_info("prior_sample")
+            self.model_info(wire.PRIOR_SAMPLE)
         except ModelNotServedError:
             return False
         return True
@@ -734,18 +306,18 @@ class SAEClient(ClientBase):
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] -> float32 latents [N, D]."""
-        info = self.model_info("encode")
-        return self._batched(info, "IMAGE", check_images(info, images), "LATENT")
+        info = self.model_info(wire.ENCODE)
+        return self._batched(info, wire.IMAGE, check_images(info, images), wire.LATENT)
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """float [N, D] -> float32 images [N, H, W, 3] in [0, 1]."""
-        info = self.model_info("decode")
-        return self._batched(info, "LATENT", check_latents(info, latents), "IMAGE")
+        info = self.model_info(wire.DECODE)
+        return self._batched(info, wire.LATENT, check_latents(info, latents), wire.IMAGE)
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] -> decode(encode(images)), float32 in [0, 1], in one call per batch."""
-        info = self.model_info("reconstruct")
-        return self._batched(info, "IMAGE", check_images(info, images), "RECONSTRUCTION")
+        info = self.model_info(wire.RECONSTRUCT)
+        return self._batched(info, wire.IMAGE, check_images(info, images), wire.RECONSTRUCTION)
 
     def sample(self, n: int, seed: int = 0, base: np.ndarray | None = None, mask: np.ndarray | None = None,
                per_dimension: bool = False, draw: str | None = None, image_dtype: str = "float32") -> HybridSamples:
@@ -759,7 +331,7 @@ class SAEClient(ClientBase):
         part 0 uses ``seed``, the others seeds derived from it (:func:`part_seed`). ``image_dtype="uint8"``
         asks the server for ``IMAGE_U8`` (a quarter of the bytes; exactly ``to_uint8`` of the fp32 images).
         """
-        info = self.model_info("hybrid_sample")
+        info = self.model_info(wire.HYBRID_SAMPLE)
         outputs = sample_outputs(info, image_dtype)
         requests = plan_sample(info, self.max_samples(), n, seed, base, mask, per_dimension, draw)
         return samples_from(join_outputs([self._send(info.name, r, outputs) for r in requests]), requests)
@@ -767,13 +339,13 @@ class SAEClient(ClientBase):
     def prior_sample(self, n: int, seed: int = 0) -> PriorSamples:
         """``n`` samples of the model's prior, decoded; the same seed gives the same samples (split as
         :meth:`sample`). Raises ModelNotServedError for a set without a prior (see :meth:`has_prior`)."""
-        info = self.model_info("prior_sample")
-        requests = plan_draws(info, self.max_samples("prior_sample"), n, seed)
-        out = join_outputs([self._send(info.name, r, ["IMAGE", "LATENT"]) for r in requests])
-        return PriorSamples(out["IMAGE"], out["LATENT"])
+        info = self.model_info(wire.PRIOR_SAMPLE)
+        requests = plan_draws(info, self.max_samples(wire.PRIOR_SAMPLE), n, seed)
+        out = join_outputs([self._send(info.name, r, [wire.IMAGE, wire.LATENT]) for r in requests])
+        return PriorSamples(out[wire.IMAGE], out[wire.LATENT])
 
     def traverse(self, latent: np.ndarray, dimension: int, steps: int) -> Traversal:
         """``steps`` latents equal to ``latent`` but for ``dimension``, swept over its range in the training set."""
-        info = self.model_info("traverse")
-        out = self._send(info.name, plan_traverse(info, latent, dimension, steps), ["IMAGE", "LATENT"])
-        return Traversal(out["IMAGE"], out["LATENT"], int(dimension))
+        info = self.model_info(wire.TRAVERSE)
+        out = self._send(info.name, plan_traverse(info, latent, dimension, steps), [wire.IMAGE, wire.LATENT])
+        return Traversal(out[wire.IMAGE], out[wire.LATENT], int(dimension))

@@ -8,14 +8,13 @@ one variable per dimension, as in the paper), each dimension's minimum and maxim
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
 from clients.atomic import atomic_write
+from clients.bank_file import BankFile, BankFileError
 from clients.datasets import H5Images, batches_in_order
 from clients.errors import SAEError
 from training.models.autoencoder import Autoencoder
@@ -26,88 +25,24 @@ ENCODE_BATCH = 256  # images per forward pass when encoding the training split
 PRIOR_CHECK_DRAWS = 8192
 
 
-class BankError(SAEError, ValueError):
+class BankError(SAEError, BankFileError):
     pass
 
 
-@dataclass
-class Bank:
-    latents: np.ndarray  # float32 [N, D]
-    variable_of_dim: np.ndarray  # int64 [D]: which variable each latent dimension belongs to
-    source_indices: np.ndarray  # int64 [N]: rows of the data file the latents were encoded from
-    seed: int  # of the uniform draw of source_indices from the training split
-    model_name: str  # the training config's name
-    dim_min: np.ndarray  # float32 [D]: each dimension's minimum over the training split
-    dim_max: np.ndarray  # float32 [D]
-    data_sha256: str  # of the data file
-    checkpoint_sha256: str  # of the checkpoint file
-    checkpoint_step: int
-    num_train_images: int  # how many training images dim_min/dim_max were taken over
-    prior_mean: np.ndarray | None = None  # float32 [D], models with a prior only
-    prior_std: np.ndarray | None = None
-
-    @property
-    def latent_dim(self) -> int:
-        return int(self.latents.shape[1])
-
-    @property
-    def num_variables(self) -> int:
-        return int(self.variable_of_dim.max()) + 1
+class Bank(BankFile):
+    """The bank as ``sae export`` builds it: :class:`clients.bank_file.BankFile`, saved atomically and loaded with
+    the package's error type."""
 
     def save(self, path: Path) -> None:
-        with atomic_write(path) as tmp, h5py.File(tmp, "w") as f:
-            for key in ("latents", "variable_of_dim", "source_indices", "dim_min", "dim_max"):
-                f[key] = getattr(self, key)
-            if self.prior_mean is not None:
-                f["prior_mean"] = self.prior_mean
-                f["prior_std"] = self.prior_std
-            for key in ("seed", "model_name", "data_sha256", "checkpoint_sha256", "checkpoint_step",
-                        "num_train_images"):
-                f.attrs[key] = getattr(self, key)
+        with atomic_write(path) as tmp:
+            self.write(tmp)
 
     @classmethod
     def load(cls, path: Path) -> "Bank":
-        """Read a bank, checking each array's declared shape and dtype before reading it (a file may declare
-        sizes far beyond what it holds)."""
         try:
-            with h5py.File(path, "r") as f:
-                missing = sorted(set(_BANK_ARRAYS) - set(f))
-                if missing:
-                    raise BankError(f"{path} lacks {missing}: re-export the model with `sae export`")
-                _check_bank_layout(path, {k: (f[k].shape, f[k].dtype) for k in f if isinstance(f[k], h5py.Dataset)})
-                arrays = {k: f[k][()] for k in f if k in _BANK_ARRAYS or k in ("prior_mean", "prior_std")}
-                attrs = dict(f.attrs)
-        except OSError as e:
-            raise BankError(f"{path} is not a readable bank file: {e}") from e
-        missing = sorted(set(_BANK_ATTRS) - set(attrs))
-        if missing:
-            raise BankError(f"{path} lacks the attributes {missing}: re-export the model with `sae export`")
-        return cls(arrays["latents"], arrays["variable_of_dim"], arrays["source_indices"], int(attrs["seed"]),
-                   str(attrs["model_name"]), arrays["dim_min"], arrays["dim_max"], str(attrs["data_sha256"]),
-                   str(attrs["checkpoint_sha256"]), int(attrs["checkpoint_step"]), int(attrs["num_train_images"]),
-                   arrays.get("prior_mean"), arrays.get("prior_std"))
-
-
-_BANK_ARRAYS = ("latents", "variable_of_dim", "source_indices", "dim_min", "dim_max")
-_BANK_ATTRS = ("seed", "model_name", "data_sha256", "checkpoint_sha256", "checkpoint_step", "num_train_images")
-MAX_BANK_LATENTS = 1 << 20  # stored latents; the default bank holds 128
-MAX_LATENT_DIM = 4096
-
-
-def _check_bank_layout(path: Path, layout: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
-    """BankError unless the declared shapes and dtypes are those of a bank of sane size."""
-    shape, dtype = layout["latents"]
-    if len(shape) != 2 or not (1 <= shape[0] <= MAX_BANK_LATENTS and 1 <= shape[1] <= MAX_LATENT_DIM) \
-            or dtype.kind != "f":
-        raise BankError(f"{path}: latents must be float [N, D] with N in 1..{MAX_BANK_LATENTS} and D in "
-                        f"1..{MAX_LATENT_DIM}, the file declares {dtype} {list(shape)}")
-    n, dim = shape
-    wanted = {"variable_of_dim": ((dim,), "iu"), "source_indices": ((n,), "iu"), "dim_min": ((dim,), "f"),
-              "dim_max": ((dim,), "f"), "prior_mean": ((dim,), "f"), "prior_std": ((dim,), "f")}
-    for key, (want_shape, kinds) in wanted.items():
-        if key in layout and (layout[key][0] != want_shape or layout[key][1].kind not in kinds):
-            raise BankError(f"{path}: {key} must be {'float' if kinds == 'f' else 'integer'} {list(want_shape)} "
-                            f"(latents are {list(shape)}), the file declares {layout[key][1]} {list(layout[key][0])}")
+            return cls.read(path)
+        except BankFileError as e:
+            raise BankError(str(e)) from e
 
 
 def variable_of_dim(variable_sizes: tuple[int, ...]) -> np.ndarray:

@@ -13,7 +13,9 @@ import numpy as np
 import onnx
 from onnx import compose
 
-LINK = "LATENT"  # the encoder's output and the decoder's input
+from clients import wire
+
+LINK = wire.LATENT  # the encoder's output and the decoder's input
 
 
 def reconstruction_graph(encode: onnx.ModelProto, decode: onnx.ModelProto) -> onnx.ModelProto:
@@ -24,8 +26,8 @@ def reconstruction_graph(encode: onnx.ModelProto, decode: onnx.ModelProto) -> on
     joined = compose.merge_models(first, second, io_map=[(f"encode/{LINK}", f"decode/{LINK}")])
     (image_out,) = [o.name for o in joined.graph.output]
     for node in joined.graph.node:
-        node.output[:] = ["RECONSTRUCTION" if name == image_out else name for name in node.output]
-    joined.graph.output[0].name = "RECONSTRUCTION"
+        node.output[:] = [wire.RECONSTRUCTION if name == image_out else name for name in node.output]
+    joined.graph.output[0].name = wire.RECONSTRUCTION
     onnx.checker.check_model(joined)
     return joined
 
@@ -41,7 +43,7 @@ def check_reconstruction(encode_path: Path, decode_path: Path, joined_path: Path
     def session(path: Path):
         return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
-    latents = session(encode_path).run(None, {"IMAGE": images})[0]
+    latents = session(encode_path).run(None, {wire.IMAGE: images})[0]
     expected = session(decode_path).run(None, {LINK: latents})[0]
-    got = session(joined_path).run(None, {"IMAGE": images})[0]
+    got = session(joined_path).run(None, {wire.IMAGE: images})[0]
     return float(np.abs(got.astype(np.float64) - expected).max())

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
+from clients import wire
 from clients.draw import (DISTINCT, DRAW_MODES, GOLDEN_GAMMA, INDEPENDENT, LOW_32, MAX_STORED, MIX_MULTIPLIERS,
                           MIX_SHIFTS, PER_DIMENSION)
 
@@ -80,15 +81,15 @@ def _draw_nodes(b: _Builder, bank: np.ndarray, variable_of_dim: np.ndarray, mode
     if mode == DISTINCT and num_groups > num_stored:
         raise ValueError(f"the distinct draw needs at least as many stored latents as variables ({num_groups}); "
                          f"the bank has {num_stored}")
-    count = b.op("Squeeze", "NUM_SAMPLES", b.const([0], np.int64))
+    count = b.op("Squeeze", wire.NUM_SAMPLES, b.const([0], np.int64))
     samples = b.op("Range", b.const(0, np.int64), count, b.const(1, np.int64))  # [n]
     samples = b.op("Unsqueeze", b.op("Cast", samples, to=TensorProto.UINT64), b.const([1], np.int64))  # [n, 1]
-    seed_hash = b.mix(b.op("Cast", "SEED", to=TensorProto.UINT64))  # [1]
+    seed_hash = b.mix(b.op("Cast", wire.SEED, to=TensorProto.UINT64))  # [1]
     sample_hash = b.mix(b.op("Add", seed_hash, samples))  # [n, 1]
     hashes = b.mix(b.op("Add", sample_hash, b.u64(0) if num_groups == 1 else
                         b.const(np.arange(num_groups)[None, :], np.uint64)))  # [n, G]
     if mode != DISTINCT:
-        source = b.op("Identity", b.bounded(hashes, num_stored), out="SOURCE_INDEX")
+        source = b.op("Identity", b.bounded(hashes, num_stored), out=wire.SOURCE_INDEX)
     else:
         shape = b.op("Shape", hashes)
         rows_by_stored = b.op("Concat", b.op("Slice", shape, b.const([0], np.int64), b.const([1], np.int64)),
@@ -105,10 +106,10 @@ def _draw_nodes(b: _Builder, bank: np.ndarray, variable_of_dim: np.ndarray, mode
             order = b.op("ScatterElements", order, other, at_here, axis=1)
             order = b.op("ScatterElements", order, here, at_other, axis=1)
         source = b.op("Slice", order, b.const([0], np.int64), b.const([num_groups], np.int64),
-                      b.const([1], np.int64), out="SOURCE_INDEX")
+                      b.const([1], np.int64), out=wire.SOURCE_INDEX)
     row_of_dim = b.op("Gather", source, b.const(group_of_dim, np.int64), axis=1)  # [n, D]
     flat = b.op("Add", b.op("Mul", row_of_dim, b.const(dim, np.int64)), b.const(np.arange(dim), np.int64))
-    b.op("Gather", b.const(np.asarray(bank, np.float32).reshape(-1), np.float32, "bank"), flat, axis=0, out="LATENT")
+    b.op("Gather", b.const(np.asarray(bank, np.float32).reshape(-1), np.float32, "bank"), flat, axis=0, out=wire.LATENT)
 
 
 def _io(name: str, dtype: int, shape: list) -> onnx.ValueInfoProto:
@@ -116,7 +117,7 @@ def _io(name: str, dtype: int, shape: list) -> onnx.ValueInfoProto:
 
 
 def _request_inputs() -> list[onnx.ValueInfoProto]:
-    return [_io("NUM_SAMPLES", TensorProto.INT64, [1]), _io("SEED", TensorProto.INT64, [1])]
+    return [_io(wire.NUM_SAMPLES, TensorProto.INT64, [1]), _io(wire.SEED, TensorProto.INT64, [1])]
 
 
 def draw_model(bank: np.ndarray, variable_of_dim: np.ndarray, mode: str = INDEPENDENT) -> onnx.ModelProto:
@@ -124,8 +125,8 @@ def draw_model(bank: np.ndarray, variable_of_dim: np.ndarray, mode: str = INDEPE
     b = _Builder()
     _draw_nodes(b, bank, variable_of_dim, mode)
     graph = helper.make_graph(b.nodes, "hybrid_draw", _request_inputs(),
-                              [_io("LATENT", TensorProto.FLOAT, ["n", bank.shape[1]]),
-                               _io("SOURCE_INDEX", TensorProto.INT64, ["n", "groups"])], b.initializers)
+                              [_io(wire.LATENT, TensorProto.FLOAT, ["n", bank.shape[1]]),
+                               _io(wire.SOURCE_INDEX, TensorProto.INT64, ["n", "groups"])], b.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DRAW_OPSET)])
     onnx.checker.check_model(model)
     return model
@@ -135,21 +136,21 @@ def hybrid_sample_model(decoder: onnx.ModelProto, bank: np.ndarray, variable_of_
                         mode: str = INDEPENDENT) -> onnx.ModelProto:
     """The draw, the decoder (its input LATENT, its output IMAGE), IMAGE_U8 and DRAW_MODE in one graph."""
     decoder = version_converter.convert_version(decoder, DRAW_OPSET)
-    if [i.name for i in decoder.graph.input] != ["LATENT"] or [o.name for o in decoder.graph.output] != ["IMAGE"]:
+    if [i.name for i in decoder.graph.input] != [wire.LATENT] or [o.name for o in decoder.graph.output] != [wire.IMAGE]:
         raise ValueError("the decoder graph must map LATENT to IMAGE")
     b = _Builder()
     _draw_nodes(b, bank, variable_of_dim, mode)
     num_draw_nodes = len(b.nodes)
-    clipped = b.op("Clip", "IMAGE", b.const(0, np.float32), b.const(1, np.float32))
-    rounded = b.op("Round", b.op("Mul", clipped, b.const(255, np.float32)))
-    b.op("Cast", rounded, to=TensorProto.UINT8, out="IMAGE_U8")
-    b.nodes.append(helper.make_node("Constant", [], ["DRAW_MODE"], name="draw/mode",
+    clipped = b.op("Clip", wire.IMAGE, b.const(0, np.float32), b.const(1, np.float32))
+    rounded = b.op("Round", b.op("Mul", clipped, b.const(wire.UINT8_SCALE, np.float32)))
+    b.op("Cast", rounded, to=TensorProto.UINT8, out=wire.IMAGE_U8)
+    b.nodes.append(helper.make_node("Constant", [], [wire.DRAW_MODE], name="draw/mode",
                                     value=helper.make_tensor("mode", TensorProto.STRING, [1], [mode.encode()])))
     image = ["n", image_size, image_size, 3]
     nodes = b.nodes[:num_draw_nodes] + list(decoder.graph.node) + b.nodes[num_draw_nodes:]
-    outputs = [_io("IMAGE", TensorProto.FLOAT, image), _io("IMAGE_U8", TensorProto.UINT8, image),
-               _io("LATENT", TensorProto.FLOAT, ["n", bank.shape[1]]),
-               _io("SOURCE_INDEX", TensorProto.INT64, ["n", "groups"]), _io("DRAW_MODE", TensorProto.STRING, [1])]
+    outputs = [_io(wire.IMAGE, TensorProto.FLOAT, image), _io(wire.IMAGE_U8, TensorProto.UINT8, image),
+               _io(wire.LATENT, TensorProto.FLOAT, ["n", bank.shape[1]]),
+               _io(wire.SOURCE_INDEX, TensorProto.INT64, ["n", "groups"]), _io(wire.DRAW_MODE, TensorProto.STRING, [1])]
     graph = helper.make_graph(nodes, "hybrid_sample", _request_inputs(), outputs,
                               b.initializers + list(decoder.graph.initializer))
     model = helper.make_model(graph, opset_imports=list(decoder.opset_import), ir_version=decoder.ir_version)

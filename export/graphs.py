@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from clients import wire
 from training.models.autoencoder import Autoencoder
 
 ONNX_OPSET = 17  # GroupNorm and Mish decompose into ops every runtime supports (see the notes on opset 18/21)
@@ -26,7 +27,7 @@ class EncodeGraph(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.permute(0, 3, 1, 2).float() / 255.0
+        x = image.permute(0, 3, 1, 2).float() / wire.UINT8_SCALE  # clients.wire.to_float_images, in the graph
         return self.model.encode(x)
 
 
@@ -52,8 +53,8 @@ def graph_specs(model: Autoencoder) -> dict[str, GraphSpec]:
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8, generator=gen)
     latents = torch.randn(2, model.cfg.latent_dim, generator=gen)
-    return {"encode": GraphSpec(EncodeGraph(model).eval(), images, "IMAGE", "LATENT"),
-            "decode": GraphSpec(DecodeGraph(model).eval(), latents, "LATENT", "IMAGE")}
+    return {wire.ENCODE: GraphSpec(EncodeGraph(model).eval(), images, wire.IMAGE, wire.LATENT),
+            wire.DECODE: GraphSpec(DecodeGraph(model).eval(), latents, wire.LATENT, wire.IMAGE)}
 
 
 def export_onnx(spec: GraphSpec, path: Path) -> None:

@@ -330,7 +330,7 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
         for role in python_models:
             template = TRAVERSE_MODEL if role == "traverse" else SAMPLER_MODEL if role in bank_users else ONNX_MODEL
             shutil.copyfile(template, version_dirs[role] / PYTHON_FILE)
-            if template == SAMPLER_MODEL:
+            if template in (SAMPLER_MODEL, TRAVERSE_MODEL):
                 for name, source in COMPANIONS.items():
                     shutil.copyfile(source, version_dirs[role] / name)
         for role in roles:

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from clients import wire
+from clients.bank_file import BANK_FILE  # noqa: F401 (the repository layout's names are imported from here)
 from clients.draw import DRAW_MODES
 from export.draw_graph import NATIVE_DRAW_MODES
 from export.triton_templates.sampler_model import FROM_BANK, FROM_PRIOR
@@ -39,14 +41,11 @@ ONNX_FP16_FILE = "model_fp16.onnx"
 HYBRID_ONNX_FILE = "model_hybrid.onnx"  # native NAME_hybrid_sample: draw + decoder in one graph
 HYBRID_ONNX_FP16_FILE = "model_hybrid_fp16.onnx"  # the same with the fp16 decoder
 TORCHSCRIPT_FILE = "model.pt"
-BANK_FILE = "bank.h5"
 MANIFEST_FILE = "export.json"
 PYTHON_FILE = "model.py"
 VERSION = "1"  # the first version folder; each re-export of a name writes the next (export/repository.py)
 
-ROLES = ("encode", "decode", "sampler", "prior_sampler", "traverse", "reconstruct", "hybrid_sample",
-         "prior_sample")  # leaves before ensembles
-PRIOR_ROLES = ("prior_sampler", "prior_sample")  # served only for models with a prior
+ROLES, PRIOR_ROLES = wire.ROLES, wire.PRIOR_ROLES  # leaves before ensembles; served only with a prior
 FLAVOURS = ("python", "native")
 NATIVE_RUNTIMES = ("onnxruntime", "libtorch")
 GPU_PRECISIONS = ("fp16", "fp32")
@@ -102,8 +101,8 @@ class RepositoryOptions:
     native_runtime: str = "onnxruntime"  # native flavour: onnxruntime_onnx or pytorch_libtorch platform
     tensorrt: bool = False  # native onnxruntime: TensorRT execution accelerator
     gpu_precision: str = "fp16"  # GPU instances run model_fp16.onnx (or TensorRT in FP16 mode)
-    max_samples: int = 256  # NUM_SAMPLES limit of hybrid_sample and prior_sample
-    max_traverse_steps: int = 64
+    max_samples: int = wire.DEFAULT_MAX_SAMPLES  # NUM_SAMPLES limit of hybrid_sample and prior_sample
+    max_traverse_steps: int = wire.TRAVERSE_STEPS[1]
     serving: ServingSettings = field(default_factory=ServingSettings)
 
     def validate(self) -> "RepositoryOptions":
@@ -125,12 +124,13 @@ class RepositoryOptions:
             raise ConfigError(f"max_samples {self.max_samples} must be in 1..decode max_batch_size "
                               f"({self.serving.decode.max_batch_size}): the sampler's latents go to decode as one "
                               "batch")
-        if not 2 <= self.max_traverse_steps <= self.serving.decode.max_batch_size:
-            raise ConfigError(f"max_traverse_steps {self.max_traverse_steps} must be in 2..decode max_batch_size")
+        if not wire.TRAVERSE_STEPS[0] <= self.max_traverse_steps <= self.serving.decode.max_batch_size:
+            raise ConfigError(f"max_traverse_steps {self.max_traverse_steps} must be in {wire.TRAVERSE_STEPS[0]}.."
+                              "decode max_batch_size")
         return self
 
     def model_name(self, role: str) -> str:
-        return f"{self.name}_{role}" if self.name else role
+        return wire.served_name(self.name, role)
 
     def model_names(self, roles: tuple[str, ...] = ROLES) -> dict[str, str]:
         return {role: self.model_name(role) for role in roles}
@@ -174,10 +174,32 @@ def _warmup(config: pb.ModelConfig, s: BatchedModelSettings, name: str, dtype: s
             inputs={name: pb.ModelWarmup.Input(data_type=pb.DataType.Value(dtype), dims=dims, **data)}))
 
 
-def _graph_model(options: RepositoryOptions, role: str, io: tuple, s: BatchedModelSettings) -> pb.ModelConfig:
-    (in_name, in_type, in_dims), (out_name, out_type, out_dims) = io
-    config = pb.ModelConfig(name=options.model_name(role), input=[_input(in_name, in_type, in_dims)],
-                            output=[_output(out_name, out_type, out_dims)])
+def _tensors(role: str, kind: str, shapes: ServedShapes, names: tuple[str, ...] | None = None) -> list:
+    """The contract's (clients/wire.py) inputs or outputs of ``role`` for this model's dims, in the contract's
+    order; ``names``: only those."""
+    table = wire.ROLE_TENSORS[role]
+    made = []
+    for t in table.inputs if kind == "input" else table.outputs:
+        if names is None or t.name in names:
+            dims = wire.resolve_dims(t.dims, shapes.image_size, shapes.latent_dim, shapes.num_variables)
+            made.append(_input(t.name, t.dtype, dims, t.optional) if kind == "input"
+                        else _output(t.name, t.dtype, dims))
+    return made
+
+
+def _python_cpu_model(options: RepositoryOptions, role: str, shapes: ServedShapes, instances: int) -> pb.ModelConfig:
+    """A python-backend model on CPU instances without batching (sampler, prior_sampler, traverse)."""
+    config = pb.ModelConfig(name=options.model_name(role), backend="python", max_batch_size=0,
+                            input=_tensors(role, "input", shapes), output=_tensors(role, "output", shapes))
+    config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU, count=instances))
+    return config
+
+
+def _graph_model(options: RepositoryOptions, role: str, shapes: ServedShapes,
+                 s: BatchedModelSettings) -> pb.ModelConfig:
+    """A batching graph model (encode, decode, reconstruct): one input, one output."""
+    (graph_input,), outputs = _tensors(role, "input", shapes), _tensors(role, "output", shapes)
+    config = pb.ModelConfig(name=options.model_name(role), input=[graph_input], output=outputs)
     _batching(config, s)
     if options.flavour == "python":
         config.backend = "python"
@@ -197,7 +219,7 @@ def _graph_model(options: RepositoryOptions, role: str, io: tuple, s: BatchedMod
                 trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
                 trt.parameters["precision_mode"] = options.gpu_precision.upper()
                 trt.parameters["max_workspace_size_bytes"] = str(1 << 30)
-    _warmup(config, s, in_name, in_type, in_dims)
+    _warmup(config, s, graph_input.name, pb.DataType.Name(graph_input.data_type), list(graph_input.dims))
     return config
 
 
@@ -206,51 +228,31 @@ def _graph_model(options: RepositoryOptions, role: str, io: tuple, s: BatchedMod
 
 def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str, pb.ModelConfig]:
     options.validate()
-    h, d, k = shapes.image_size, shapes.latent_dim, shapes.num_variables
-    image, latent = [h, h, 3], [d]
+    h = shapes.image_size
+    image = [h, h, 3]
     names = options.model_names()
     s = options.serving
-    configs = {
-        "encode": _graph_model(options, "encode", (("IMAGE", "TYPE_UINT8", image), ("LATENT", "TYPE_FP32", latent)),
-                               s.encode),
-        "decode": _graph_model(options, "decode", (("LATENT", "TYPE_FP32", latent), ("IMAGE", "TYPE_FP32", image)),
-                               s.decode),
-    }
+    configs = {role: _graph_model(options, role, shapes, getattr(s, role)) for role in (wire.ENCODE, wire.DECODE)}
 
-    count_and_seed = [_input("NUM_SAMPLES", "TYPE_INT64", [1]), _input("SEED", "TYPE_INT64", [1])]
-    sampler = pb.ModelConfig(name=names["sampler"], backend="python", max_batch_size=0, input=[
-        *count_and_seed, _input("PER_DIMENSION", "TYPE_BOOL", [1], optional=True),
-        _input("DRAW", "TYPE_STRING", [1], optional=True), _input("BASE", "TYPE_FP32", [-1, d], optional=True),
-        _input("MASK", "TYPE_BOOL", [k], optional=True)], output=[
-        _output("LATENT", "TYPE_FP32", [-1, d]), _output("SOURCE_INDEX", "TYPE_INT64", [-1, -1]),
-        _output("DRAW_MODE", "TYPE_STRING", [1])])
-    sampler.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU,
-                                                        count=s.sampler_instances))
+    sampler = _python_cpu_model(options, wire.SAMPLER, shapes, s.sampler_instances)
     _params(sampler, latents_from=FROM_BANK, max_samples=options.max_samples)
     if shapes.bank_size:
         _params(sampler, bank_size=shapes.bank_size)
     configs["sampler"] = sampler
 
-    traverse = pb.ModelConfig(name=names["traverse"], backend="python", max_batch_size=0, input=[
-        _input("LATENT", "TYPE_FP32", latent), _input("DIMENSION", "TYPE_INT64", [1]),
-        _input("STEPS", "TYPE_INT64", [1])], output=[
-        _output("IMAGE", "TYPE_FP32", [-1, *image]), _output("LATENT", "TYPE_FP32", [-1, d])])
-    traverse.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU,
-                                                         count=s.traverse_instances))
-    _params(traverse, decode_model=names["decode"], min_steps=2, max_steps=options.max_traverse_steps)
+    traverse = _python_cpu_model(options, wire.TRAVERSE, shapes, s.traverse_instances)
+    _params(traverse, decode_model=names["decode"], min_steps=wire.TRAVERSE_STEPS[0],
+            max_steps=options.max_traverse_steps)
     configs["traverse"] = traverse
 
-    configs["reconstruct"] = _reconstruct(options, image)
-    configs["hybrid_sample"] = _hybrid_sample(options, shapes, sampler, image)
+    configs["reconstruct"] = _reconstruct(options, shapes)
+    configs["hybrid_sample"] = _hybrid_sample(options, shapes, sampler)
     if shapes.has_prior:
-        prior = pb.ModelConfig(name=names["prior_sampler"], backend="python", max_batch_size=0,
-                               input=count_and_seed, output=[_output("LATENT", "TYPE_FP32", [-1, d])])
-        prior.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU,
-                                                          count=s.prior_sampler_instances))
+        prior = _python_cpu_model(options, wire.PRIOR_SAMPLER, shapes, s.prior_sampler_instances)
         _params(prior, latents_from=FROM_PRIOR, max_samples=options.max_samples)
         configs["prior_sampler"] = prior
         if options.flavour == "python":
-            configs["prior_sample"] = _one_hop_sampler(options, "prior_sample", prior, image,
+            configs["prior_sample"] = _one_hop_sampler(options, wire.PRIOR_SAMPLE, shapes, prior,
                                                        s.prior_sample_instances)
         else:
             configs["prior_sample"] = sampling_ensemble(names["prior_sample"], names["prior_sampler"],
@@ -260,36 +262,29 @@ def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str,
     return {names[role]: configs[role] for role in shapes.roles()}
 
 
-def _image_outputs(image: list[int]) -> list[pb.ModelOutput]:
-    """IMAGE fp32 and IMAGE_U8 uint8 [N, H, W, 3]; a client requests either or both."""
-    return [_output("IMAGE", "TYPE_FP32", [-1, *image]), _output("IMAGE_U8", "TYPE_UINT8", [-1, *image])]
-
-
-def _reconstruct(options: RepositoryOptions, image: list[int]) -> pb.ModelConfig:
+def _reconstruct(options: RepositoryOptions, shapes: ServedShapes) -> pb.ModelConfig:
     """One graph model on the joined encoder and decoder; an ensemble encode -> decode where the native runtime is
     libtorch (no joined TorchScript file is written)."""
     names = options.model_names()
-    io = (("IMAGE", "TYPE_UINT8", image), ("RECONSTRUCTION", "TYPE_FP32", image))
     if options.flavour == "python" or options.native_runtime == "onnxruntime":
-        return _graph_model(options, "reconstruct", io, options.serving.reconstruct)
+        return _graph_model(options, wire.RECONSTRUCT, shapes, options.serving.reconstruct)
     s = options.serving
     config = pb.ModelConfig(name=names["reconstruct"], platform="ensemble",
                             max_batch_size=min(s.encode.max_batch_size, s.decode.max_batch_size),
-                            input=[_input("IMAGE", "TYPE_UINT8", image)],
-                            output=[_output("RECONSTRUCTION", "TYPE_FP32", image)])
+                            input=_tensors(wire.RECONSTRUCT, "input", shapes),
+                            output=_tensors(wire.RECONSTRUCT, "output", shapes))
     config.ensemble_scheduling.step.extend([
-        _step(names["encode"], {"IMAGE": "IMAGE"}, {"LATENT": "latent"}),
-        _step(names["decode"], {"LATENT": "latent"}, {"IMAGE": "RECONSTRUCTION"})])
+        _step(names["encode"], {wire.IMAGE: wire.IMAGE}, {wire.LATENT: "latent"}),
+        _step(names["decode"], {wire.LATENT: "latent"}, {wire.IMAGE: wire.RECONSTRUCTION})])
     return config
 
 
-def _one_hop_sampler(options: RepositoryOptions, role: str, sampler: pb.ModelConfig, image: list[int],
+def _one_hop_sampler(options: RepositoryOptions, role: str, shapes: ServedShapes, sampler: pb.ModelConfig,
                      instances: int) -> pb.ModelConfig:
-    """The sampler's python model that also decodes (python flavour): its inputs, its outputs and the images
-    (IMAGE_U8 too for hybrid_sample; prior_sample keeps the contract its native ensemble serves)."""
-    images = _image_outputs(image) if role == "hybrid_sample" else [_output("IMAGE", "TYPE_FP32", [-1, *image])]
+    """The sampler's python model that also decodes (python flavour): the role's inputs and outputs (IMAGE_U8 too
+    for hybrid_sample; prior_sample keeps the contract its native ensemble serves) and the sampler's parameters."""
     config = pb.ModelConfig(name=options.model_name(role), backend="python", max_batch_size=0,
-                            input=list(sampler.input), output=[*images, *sampler.output])
+                            input=_tensors(role, "input", shapes), output=_tensors(role, "output", shapes))
     config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_AUTO, count=instances))
     for key, value in sampler.parameters.items():
         config.parameters[key].string_value = value.string_value
@@ -298,16 +293,16 @@ def _one_hop_sampler(options: RepositoryOptions, role: str, sampler: pb.ModelCon
     return config
 
 
-def _hybrid_sample(options: RepositoryOptions, shapes: ServedShapes, sampler: pb.ModelConfig,
-                   image: list[int]) -> pb.ModelConfig:
+def _hybrid_sample(options: RepositoryOptions, shapes: ServedShapes, sampler: pb.ModelConfig) -> pb.ModelConfig:
     s = options.serving
     if options.flavour == "python":
-        config = _one_hop_sampler(options, "hybrid_sample", sampler, image, s.hybrid_sample_instances)
+        config = _one_hop_sampler(options, wire.HYBRID_SAMPLE, shapes, sampler, s.hybrid_sample_instances)
         _params(config, draw_modes=",".join(DRAW_MODES))
         return config
-    inputs = [t for t in sampler.input if t.name in ("NUM_SAMPLES", "SEED")]
+    required = tuple(t.name for t in wire.ROLE_TENSORS[wire.HYBRID_SAMPLE].inputs if not t.optional)
     config = pb.ModelConfig(name=options.model_name("hybrid_sample"), platform="onnxruntime_onnx", max_batch_size=0,
-                            input=inputs, output=[*_image_outputs(image), *sampler.output])
+                            input=_tensors(wire.HYBRID_SAMPLE, "input", shapes, required),
+                            output=_tensors(wire.HYBRID_SAMPLE, "output", shapes))
     fp16_graph = options.gpu_precision == "fp16"
     config.default_model_filename = HYBRID_ONNX_FP16_FILE if fp16_graph else HYBRID_ONNX_FILE
     config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_GPU,
@@ -322,10 +317,11 @@ def sampling_ensemble(name: str, sampler_name: str, decode_name: str, sampler: p
                        image: list[int]) -> pb.ModelConfig:
     """sampler -> decode: the sampler's inputs and outputs, plus the decoded IMAGE."""
     config = pb.ModelConfig(name=name, platform="ensemble", max_batch_size=0, input=list(sampler.input),
-                            output=[_output("IMAGE", "TYPE_FP32", [-1, *image]), *sampler.output])
+                            output=[_output(wire.IMAGE, wire.tensor(wire.PRIOR_SAMPLE, "output", wire.IMAGE).dtype,
+                                            [-1, *image]), *sampler.output])
     config.ensemble_scheduling.step.extend([
         _step(sampler_name, {t.name: t.name for t in sampler.input}, {t.name: t.name for t in sampler.output}),
-        _step(decode_name, {"LATENT": "LATENT"}, {"IMAGE": "IMAGE"})])
+        _step(decode_name, {wire.LATENT: wire.LATENT}, {wire.IMAGE: wire.IMAGE})])
     return config
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from clients import wire
 from clients.errors import InferenceError
 from clients.triton_client import DRAW_MODES, READY, SAEClient, no_server_error, served_sets
 
@@ -63,7 +64,7 @@ def describe_sets(url: str) -> list[ServedSet]:
                 hybrid = client.model_info("hybrid_sample")
                 listed = hybrid.parameters.get("draw_modes")
                 draw_modes = tuple(listed.split(",")) if listed else \
-                    DRAW_MODES if "DRAW" in hybrid.inputs else DRAW_MODES[::2]
+                    DRAW_MODES if wire.DRAW in hybrid.inputs else DRAW_MODES[::2]
                 max_samples = client.max_samples()
                 max_batch = client.max_batch_size("encode")
         described.append(ServedSet(set_name, members, draw_modes, max_samples, max_batch))

@@ -26,7 +26,10 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+from clients import wire
+from clients.bank_file import BANK_FILE, BankFile, BankFileError
 from clients.draw import DRAW_MODES
+from clients.model_config import read_config
 from export.triton_templates import COMPANIONS
 from export.triton_templates.sampler_model import FROM_BANK, FROM_PRIOR
 
@@ -62,10 +65,6 @@ def full_shape(config: pb.ModelConfig, dims) -> list[int]:
 
 def shapes_compatible(a: list[int], b: list[int]) -> bool:
     return len(a) == len(b) and all(x == y or -1 in (x, y) for x, y in zip(a, b))
-
-
-def read_config(path: Path) -> pb.ModelConfig:
-    return text_format.Parse(path.read_text(), pb.ModelConfig())
 
 
 def version_dirs(model_dir: Path) -> list[Path]:
@@ -251,7 +250,7 @@ class _Checker:
         unknown = [m for m in modes if m not in DRAW_MODES]
         if unknown or not modes:
             self.add(name, "parameters.draw_modes", f"{unknown or modes}: each must be one of {', '.join(DRAW_MODES)}")
-        elif len(modes) > 1 and not any(t.name == "DRAW" for t in config.input):
+        elif len(modes) > 1 and not any(t.name == wire.DRAW for t in config.input):
             self.add(name, "parameters.draw_modes", f"lists {', '.join(modes)}, but without a DRAW input a request "
                                                     "cannot choose one")
 
@@ -271,7 +270,7 @@ class _Checker:
             self.add(name, "parameters.latents_from",
                      f"{params['latents_from']!r}: must be {FROM_BANK} or {FROM_PRIOR}")
         if "max_samples" in params or "decode_model" in params:
-            self.check_bank(name, config, version / "bank.h5")
+            self.check_bank(name, config, version / BANK_FILE)
         if "decode_model" in params:
             self.check_bls_target(name, config, params["decode_model"])
 
@@ -279,51 +278,48 @@ class _Checker:
         """The decoder graph of a sampler that decodes: LATENT [batch, D] -> IMAGE [batch, H, W, 3], the dims of
         the model's own LATENT and IMAGE outputs; IMAGE_U8 (uint8) has IMAGE's dims."""
         outputs = {t.name: t for t in config.output}
-        if "LATENT" not in outputs or "IMAGE" not in outputs:
+        if wire.LATENT not in outputs or wire.IMAGE not in outputs:
             self.add(name, "output", "a sampler with a decoder graph must declare outputs LATENT and IMAGE")
             return
-        image = outputs["IMAGE"]
-        if "IMAGE_U8" in outputs and (list(outputs["IMAGE_U8"].dims) != list(image.dims)
-                                      or dtype_name(outputs["IMAGE_U8"].data_type) != "TYPE_UINT8"):
-            self.add(name, "output IMAGE_U8", f"must be TYPE_UINT8 with IMAGE's dims {list(image.dims)}, config "
-                                              f"{dtype_name(outputs['IMAGE_U8'].data_type)} "
-                                              f"{list(outputs['IMAGE_U8'].dims)}")
-        latent = outputs["LATENT"]
+        image = outputs[wire.IMAGE]
+        u8_type = wire.tensor(wire.HYBRID_SAMPLE, "output", wire.IMAGE_U8).dtype
+        if wire.IMAGE_U8 in outputs and (list(outputs[wire.IMAGE_U8].dims) != list(image.dims)
+                                         or dtype_name(outputs[wire.IMAGE_U8].data_type) != u8_type):
+            self.add(name, "output IMAGE_U8", f"must be {u8_type} with IMAGE's dims {list(image.dims)}, config "
+                                              f"{dtype_name(outputs[wire.IMAGE_U8].data_type)} "
+                                              f"{list(outputs[wire.IMAGE_U8].dims)}")
+        latent = outputs[wire.LATENT]
         decoder = pb.ModelConfig(name=name, max_batch_size=1, input=[
-            pb.ModelInput(name="LATENT", data_type=latent.data_type, dims=list(latent.dims)[1:])], output=[
-            pb.ModelOutput(name="IMAGE", data_type=image.data_type, dims=list(image.dims)[1:])])
+            pb.ModelInput(name=wire.LATENT, data_type=latent.data_type, dims=list(latent.dims)[1:])], output=[
+            pb.ModelOutput(name=wire.IMAGE, data_type=image.data_type, dims=list(image.dims)[1:])])
         self.check_onnx(name, decoder, path, field)
 
     def check_bank(self, name: str, config: pb.ModelConfig, path: Path) -> None:
         if not self._file(name, "bank", path):
             return
-        import h5py
         import numpy as np
 
         params = {k: v.string_value for k, v in config.parameters.items()}
         try:
-            with h5py.File(path, "r") as f:
-                latents, variable_of_dim = f["latents"].shape, f["variable_of_dim"][()]
-                ranges = {k: f[k].shape for k in ("dim_min", "dim_max") if k in f}
-                prior = {k: np.asarray(f[k]) for k in ("prior_mean", "prior_std") if k in f}
-        except (OSError, KeyError) as e:
-            self.add(name, "bank", f"{path.name} is not a readable bank (latents, variable_of_dim): {e}")
+            bank = BankFile.read(path)
+        except BankFileError as e:
+            self.add(name, "bank", f"{path.name} is not a readable bank: {e}")
             return
-        dim = latents[1]
+        num_stored, dim = bank.latents.shape
         for kind, tensors in (("input", config.input), ("output", config.output)):
             for t in tensors:
-                if t.name in ("LATENT", "BASE") and t.dims[-1] != dim:
+                if t.name in (wire.LATENT, wire.BASE) and t.dims[-1] != dim:
                     self.add(name, f"{kind} {t.name} dims", f"config {list(t.dims)}, {path.name} holds "
                                                             f"{dim}-dimensional latents")
-                if t.name == "MASK" and list(t.dims) != [int(variable_of_dim.max()) + 1]:
+                if t.name == wire.MASK and list(t.dims) != [bank.num_variables]:
                     self.add(name, f"{kind} MASK dims", f"config {list(t.dims)}, {path.name} has "
-                                                        f"{int(variable_of_dim.max()) + 1} variables")
-        if "decode_model" in params and set(ranges.values()) != {(dim,)}:
-            self.add(name, "bank", f"{path.name} lacks per-dimension dim_min/dim_max of length {dim}")
-        if "bank_size" in params and params["bank_size"] != str(latents[0]):
-            self.add(name, "parameters.bank_size", f"config {params['bank_size']}, {path.name} holds {latents[0]} "
+                                                        f"{bank.num_variables} variables")
+        if "bank_size" in params and params["bank_size"] != str(num_stored):
+            self.add(name, "parameters.bank_size", f"config {params['bank_size']}, {path.name} holds {num_stored} "
                                                    "latents")
         if params.get("latents_from") == FROM_PRIOR:
+            prior = {k: np.asarray(getattr(bank, k)) for k in ("prior_mean", "prior_std")
+                     if getattr(bank, k) is not None}
             shapes = {k: v.shape for k, v in prior.items()}
             if shapes != {"prior_mean": (dim,), "prior_std": (dim,)}:
                 self.add(name, "bank", f"{path.name} has no prior of {dim} dimensions (prior_mean, prior_std; found "
@@ -338,8 +334,8 @@ class _Checker:
         if other is None:
             self.add(name, field, f"names model {target!r}, which is not in the repository")
             return
-        latent_in = next((t for t in other.input if t.name == "LATENT"), None)
-        latent_out = next((t for t in config.output if t.name == "LATENT"), None)
+        latent_in = next((t for t in other.input if t.name == wire.LATENT), None)
+        latent_out = next((t for t in config.output if t.name == wire.LATENT), None)
         if latent_in is None:
             self.add(name, field, f"{target} has no LATENT input")
         elif latent_out is not None and not shapes_compatible(full_shape(other, latent_in.dims), list(latent_out.dims)):

@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from clients import wire
 from clients.bench.device import check_device
 
-PATHS = ("encode", "decode", "reconstruct", "hybrid_sample")
+PATHS = (wire.ENCODE, wire.DECODE, wire.RECONSTRUCT, wire.HYBRID_SAMPLE)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class BenchConfig:
 
     def model_name(self, path: str) -> str:
         """The served model of ``path`` under this config's prefix (the wire contract: ``NAME_encode``, ...)."""
-        return f"{self.model}_{path}" if self.model else path
+        return wire.served_name(self.model, path)
 
 
 def quick(config: BenchConfig) -> BenchConfig:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from clients import wire
 from clients.bench import perf_analyzer as pa
 from clients.bench.config import BenchConfig
 from clients.bench.device import device_info
@@ -109,7 +110,7 @@ def _perf_analyzer_section(config: BenchConfig, grpc_cells: list[dict], log: Cal
     def fixed_inputs(cell: dict) -> dict | None:  # hybrid_sample does not batch: its size is NUM_SAMPLES
         if cell["path"] != "hybrid_sample":
             return None
-        return {"NUM_SAMPLES": [cell["batch_size"]], "SEED": [config.seed]}
+        return {wire.NUM_SAMPLES: [cell["batch_size"]], wire.SEED: [config.seed]}
 
     started = time.monotonic()
     measured = [c for c in grpc_cells if c["requests"] and not c["errors"]]

@@ -17,6 +17,8 @@ from types import ModuleType
 
 import numpy as np
 
+from clients import wire
+from clients.bank_file import BANK_FILE, BankFile, BankFileError
 from clients.bench.config import BenchConfig
 
 
@@ -30,14 +32,12 @@ class RuntimeUnavailable(RepositoryError):
 
 def read_config(repo: Path, model: str) -> dict:
     """A model's config.pbtxt as the same JSON-like dict the server's get_model_config(as_json=True) returns."""
-    from google.protobuf import json_format, text_format
-    from tritonclient.grpc import model_config_pb2
+    from clients.model_config import config_dict, read_config as parse_config
 
     path = repo / model / "config.pbtxt"
     if not path.is_file():
         raise RepositoryError(f"model {model!r}: {path} is missing")
-    message = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return config_dict(parse_config(path))
 
 
 def version_dir(repo: Path, model: str) -> Path:
@@ -120,18 +120,23 @@ class InProcessRunner:
 
     def __init__(self, repo: Path, config: BenchConfig):
         self.repo = Path(repo)
-        reconstruct_steps = ensemble_steps(read_config(self.repo, config.model_name("reconstruct")))
-        sample_steps = ensemble_steps(read_config(self.repo, config.model_name("hybrid_sample")))
-        encode_name = reconstruct_steps[0] if reconstruct_steps else config.model_name("encode")
-        decode_name = sample_steps[-1] if sample_steps else config.model_name("decode")
-        sampler_name = sample_steps[0] if sample_steps else f"{config.model}_sampler" if config.model else "sampler"
+        reconstruct_steps = ensemble_steps(read_config(self.repo, config.model_name(wire.RECONSTRUCT)))
+        sample_steps = ensemble_steps(read_config(self.repo, config.model_name(wire.HYBRID_SAMPLE)))
+        encode_name = reconstruct_steps[0] if reconstruct_steps else config.model_name(wire.ENCODE)
+        decode_name = sample_steps[-1] if sample_steps else config.model_name(wire.DECODE)
+        sampler_name = sample_steps[0] if sample_steps else config.model_name(wire.SAMPLER)
         self.encoder = load_onnx_model(self.repo, encode_name, config.device)
         self.decoder = load_onnx_model(self.repo, decode_name, config.device)
         sampler_dir = version_dir(self.repo, sampler_name)
-        self.bank_path = sampler_dir / "bank.h5"
+        self.bank_path = sampler_dir / BANK_FILE
         if not self.bank_path.is_file():
             raise RepositoryError(f"model {sampler_name!r}: {self.bank_path} is missing; run `sae export` first")
-        self.bank, self.variable_of_dim = _read_bank(self.bank_path)
+        try:
+            bank = BankFile.read(self.bank_path)
+        except BankFileError as e:
+            raise RepositoryError(f"model {sampler_name!r}: {e}") from e
+        self.bank = np.asarray(bank.latents, np.float32)
+        self.variable_of_dim = np.asarray(bank.variable_of_dim, np.int64)
         self.sampler_code = sampler_dir / "model.py"
         self._draw = load_sampler_module(self.sampler_code).draw_hybrid
 
@@ -143,28 +148,21 @@ class InProcessRunner:
 
     def call(self, path: str, inputs: dict[str, np.ndarray]) -> Callable[[], dict]:
         """A callable doing one request's work on ``inputs`` (the wire inputs, as sent over gRPC)."""
-        if path == "encode":
-            images = inputs["IMAGE"]
-            return lambda: {"LATENT": self.encoder.run(images)}
-        if path == "decode":
-            latents = inputs["LATENT"]
-            return lambda: {"IMAGE": self.decoder.run(latents)}
-        if path == "reconstruct":
-            images = inputs["IMAGE"]
-            return lambda: {"RECONSTRUCTION": self.decoder.run(self.encoder.run(images))}
-        if path == "hybrid_sample":
-            n, seed = int(inputs["NUM_SAMPLES"][0]), int(inputs["SEED"][0])
+        if path == wire.ENCODE:
+            images = inputs[wire.IMAGE]
+            return lambda: {wire.LATENT: self.encoder.run(images)}
+        if path == wire.DECODE:
+            latents = inputs[wire.LATENT]
+            return lambda: {wire.IMAGE: self.decoder.run(latents)}
+        if path == wire.RECONSTRUCT:
+            images = inputs[wire.IMAGE]
+            return lambda: {wire.RECONSTRUCTION: self.decoder.run(self.encoder.run(images))}
+        if path == wire.HYBRID_SAMPLE:
+            n, seed = int(inputs[wire.NUM_SAMPLES][0]), int(inputs[wire.SEED][0])
 
             def sample() -> dict:
                 latents, source = self._draw(self.bank, self.variable_of_dim, n, seed)  # the served default draw
-                return {"IMAGE": self.decoder.run(latents), "LATENT": latents, "SOURCE_INDEX": source}
+                return {wire.IMAGE: self.decoder.run(latents), wire.LATENT: latents, wire.SOURCE_INDEX: source}
 
             return sample
         raise ValueError(f"unknown path {path!r}")
-
-
-def _read_bank(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return np.asarray(f["latents"], np.float32), np.asarray(f["variable_of_dim"], np.int64)

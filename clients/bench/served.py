@@ -5,9 +5,8 @@ from dataclasses import dataclass
 
 import tritonclient.grpc as grpcclient
 
+from clients import wire
 from clients.bench.config import BenchConfig
-
-DEFAULT_MAX_SAMPLES = 256  # the wire contract's default ceiling of NUM_SAMPLES
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ def _max_items(config: dict) -> int:
     limit = int(config.get("max_batch_size", 0))
     if limit > 0:
         return limit
-    return int(_string_params(config).get("max_samples", DEFAULT_MAX_SAMPLES))
+    return int(_string_params(config).get("max_samples", wire.DEFAULT_MAX_SAMPLES))
 
 
 def describe_served(client: grpcclient.InferenceServerClient, config: BenchConfig
@@ -71,6 +70,6 @@ def describe_served(client: grpcclient.InferenceServerClient, config: BenchConfi
         if int(cfg.get("max_batch_size", 0)) > 0:
             limits.append(int(cfg["max_batch_size"]))
         paths[path] = ServedPath(path, name, steps, min(limits))
-    height, width, _ = _dims(model_config(config.model_name("encode")), "input", "IMAGE")
-    (latent_dim,) = _dims(model_config(config.model_name("decode")), "input", "LATENT")
+    height, width, _ = _dims(model_config(config.model_name(wire.ENCODE)), "input", wire.IMAGE)
+    (latent_dim,) = _dims(model_config(config.model_name(wire.DECODE)), "input", wire.LATENT)
     return paths, WireShapes(height, width, latent_dim)

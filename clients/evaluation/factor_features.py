@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clients.wire import to_float_images
+
 __all__ = ["FactorClassifierConfig", "FactorClassifierFeatures", "pooled_pixels"]
 
 
@@ -25,7 +27,7 @@ def pooled_pixels(images: np.ndarray, size: int = 16) -> np.ndarray:
     if h % size or w % size:
         raise ValueError(f"image size {h}x{w} is not a multiple of the pooled size {size}")
     blocks = images.reshape(n, size, h // size, size, w // size, c).astype(np.float32)
-    return (blocks.mean(axis=(2, 4)) / 255.0).reshape(n, -1)
+    return to_float_images(blocks.mean(axis=(2, 4))).reshape(n, -1)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ Each function returns the grid and a sentence saying which path drew it, for the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
+from clients import wire
+from clients.bank_file import BankFile, BankFileError
 from clients.errors import ModelNotServedError
 from clients.png import image_grid
 from clients.triton_client import SAEClient, to_uint8
@@ -30,26 +30,15 @@ __all__ = ["LocalBank", "read_bank", "variable_of_dim", "traversal_latents", "ch
 GROUP_GAP = 6  # extra white pixels between groups of rows
 
 
-@dataclass(frozen=True)
-class LocalBank:
-    """What the local fallbacks need from an exported ``bank.h5``: the stored latents and each dimension's range."""
-
-    latents: np.ndarray  # float32 [N, D]
-    dim_min: np.ndarray  # float32 [D], over the training split
-    dim_max: np.ndarray
+LocalBank = BankFile  # what the local fallbacks use of an exported bank.h5: latents, dim_min, dim_max
 
 
 def read_bank(path: Path) -> LocalBank:
-    path = Path(path)
+    """The bank file at ``path`` (``--bank``); ValueError names the option and the file."""
     try:
-        with h5py.File(path, "r") as f:
-            missing = {"latents", "dim_min", "dim_max"} - set(f)
-            if missing:
-                raise ValueError(f"--bank {path}: not a bank file of `sae export` "
-                                 f"(missing {', '.join(sorted(missing))})")
-            return LocalBank(*(np.asarray(f[k], np.float32) for k in ("latents", "dim_min", "dim_max")))
-    except OSError as e:
-        raise ValueError(f"--bank {path}: not a readable HDF5 file: {e}") from e
+        return BankFile.read(Path(path))
+    except BankFileError as e:
+        raise ValueError(f"--bank {e}") from e
 
 
 def variable_of_dim(latent_dim: int, num_variables: int) -> np.ndarray:
@@ -114,7 +103,7 @@ def traversal_figure(client: SAEClient, start: np.ndarray, var_of_dim: np.ndarra
     """Rows of ``steps`` images per dimension, grouped by variable.
 
     ``low``/``high`` [D]: the range the local fallback sweeps, which ``range_source`` names for the report."""
-    served = serves(client, "traverse")
+    served = serves(client, wire.TRAVERSE)
     rows = []
     for dimension in range(len(var_of_dim)):
         if served:
@@ -134,7 +123,7 @@ def hybridised_chunks_figure(client: SAEClient, bases: np.ndarray, var_of_dim: n
 
     ``pool`` [M, D]: the latents the local fallback draws variables from, which ``pool_source`` names."""
     num_variables = int(var_of_dim.max()) + 1
-    served = serves(client, "hybrid_sample", "MASK")
+    served = serves(client, wire.HYBRID_SAMPLE, wire.MASK)
     rng = np.random.default_rng(seed)
     groups = []
     for b, base in enumerate(bases):

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from clients.wire import UINT8_SCALE
+
 __all__ = ["ALLOWED_INCEPTION_SHA1", "DEFAULT_INCEPTION_WHEEL", "InceptionFile", "InceptionFeatures",
            "InceptionWeightsError", "default_inception_path", "file_sha1", "resolve_inception"]
 
@@ -115,7 +117,7 @@ class InceptionFeatures:
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(images[start:start + self.batch_size]))
-                x = x.to(self.device).permute(0, 3, 1, 2).float() / 255.0
+                x = x.to(self.device).permute(0, 3, 1, 2).float() / UINT8_SCALE  # clients.wire.to_float_images
                 x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
                 feats = network(2.0 * x - 1.0)
                 if feats.ndim > 2:

@@ -3,8 +3,9 @@
 The files are kept here, once, because a Triton repository treats every folder as a model. Each file is
 self-contained (Triton loads it by path, with numpy, h5py and onnxruntime of the server's Python environment) and
 imports ``triton_python_backend_utils`` only inside ``initialize``, so tests and benchmarks can import its pure
-functions outside Triton. The sampler imports two companions that ``sae export`` copies beside it (``COMPANIONS``:
-the name in the version folder -> the one source file): the counter-based draw and the ONNX Runtime session setup.
+functions outside Triton. The sampler and traverse models import companions that ``sae export`` copies beside them
+(``COMPANIONS``: the name in the version folder -> the one source file): the wire contract, the bank file reader,
+the counter-based draw and the ONNX Runtime session setup.
 """
 from pathlib import Path
 
@@ -13,4 +14,6 @@ ONNX_MODEL = TEMPLATES / "onnx_model.py"
 SAMPLER_MODEL = TEMPLATES / "sampler_model.py"
 TRAVERSE_MODEL = TEMPLATES / "traverse_model.py"
 TORCH_MODEL = TEMPLATES / "torch_model.py"  # TorchScript with PyTorch in the python backend (benchmarks/gpu_check.py)
-COMPANIONS = {"sae_draw.py": TEMPLATES.parent.parent / "clients" / "draw.py", "sae_onnx_model.py": ONNX_MODEL}
+CLIENTS = TEMPLATES.parent.parent / "clients"
+COMPANIONS = {"sae_draw.py": CLIENTS / "draw.py", "sae_onnx_model.py": ONNX_MODEL, "sae_wire.py": CLIENTS / "wire.py",
+              "sae_bank_file.py": CLIENTS / "bank_file.py"}

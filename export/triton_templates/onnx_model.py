@@ -37,6 +37,27 @@ def check_input(name: str, array: np.ndarray, dims: list[int]) -> None:
         raise BadRequest(f"input {name} must hold finite values; {bad} of {len(array)} rows contain NaN or infinity")
 
 
+def gather_inputs(pb, requests, input_name: str, dims: list[int], refuse) -> tuple[list, list[int], list]:
+    """The checked input of each request of a dynamic batch, so that one bad request fails alone: (the responses,
+    ``refuse(why)`` for each refused request and None for the others; the indices of the good requests; their
+    arrays)."""
+    responses: list = [None] * len(requests)
+    good, arrays = [], []
+    for i, request in enumerate(requests):
+        tensor = pb.get_input_tensor_by_name(request, input_name)
+        try:
+            if tensor is None:
+                raise BadRequest(f"input {input_name} is required")
+            array = tensor.as_numpy()
+            check_input(input_name, array, dims)
+        except BadRequest as e:
+            responses[i] = refuse(str(e))
+            continue
+        good.append(i)
+        arrays.append(array)
+    return responses, good, arrays
+
+
 def check_output(input_name: str, output_name: str, array: np.ndarray) -> None:
     if not is_finite(array):
         raise BadRequest(f"input {input_name}: the values are too large for the model, its output {output_name} "
@@ -108,20 +129,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         pb = self.pb
-        responses: list = [None] * len(requests)
-        good, arrays = [], []
-        for i, request in enumerate(requests):
-            tensor = pb.get_input_tensor_by_name(request, self.input_name)
-            try:
-                if tensor is None:
-                    raise BadRequest(f"input {self.input_name} is required")
-                array = tensor.as_numpy()
-                check_input(self.input_name, array, self.input_dims)
-            except BadRequest as e:
-                responses[i] = self._error(str(e))
-                continue
-            good.append(i)
-            arrays.append(array)
+        responses, good, arrays = gather_inputs(pb, requests, self.input_name, self.input_dims, self._error)
         if not good:
             return responses
         try:

@@ -21,6 +21,8 @@ python-backend model file. The config parameter ``latents_from`` picks the role:
 
 The bank draw is the counter-based one of ``clients/draw.py`` (integer arithmetic keyed on SEED, sample and
 variable), which ``sae export`` copies beside this file as ``sae_draw.py``, so a client can recompute SOURCE_INDEX.
+The tensor names and limits come from the wire contract (``clients/wire.py``, copied as ``sae_wire.py``) and the
+bank from ``clients/bank_file.py`` (``sae_bank_file.py``).
 
 With the parameter ``onnx_file`` the model also decodes its latents in the same process (``NAME_hybrid_sample``,
 ``NAME_prior_sample``: one python-backend hop instead of an ensemble of two), with the ONNX Runtime session the
@@ -31,6 +33,7 @@ import importlib
 import importlib.util
 import json
 import os
+import sys
 
 import numpy as np
 
@@ -43,11 +46,14 @@ def companion(copied: str, packaged: str):
         return importlib.import_module(packaged)
     spec = importlib.util.spec_from_file_location(copied, beside)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[copied] = module  # registered before it runs: dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
 draw = companion("sae_draw", "clients.draw")
+wire = companion("sae_wire", "clients.wire")
+bank_file = companion("sae_bank_file", "clients.bank_file")
 INDEPENDENT, DISTINCT, PER_DIMENSION, DRAW_MODES = draw.INDEPENDENT, draw.DISTINCT, draw.PER_DIMENSION, draw.DRAW_MODES
 FROM_BANK, FROM_PRIOR = "bank", "prior"  # values of the config parameter latents_from
 
@@ -93,23 +99,6 @@ def draw_prior(mean: np.ndarray, std: np.ndarray, num_samples: int, seed: int) -
     return (np.asarray(mean, np.float64) + np.asarray(std, np.float64) * noise).astype(np.float32)
 
 
-def load_bank(path: str) -> tuple[np.ndarray, np.ndarray]:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return np.asarray(f["latents"], np.float32), np.asarray(f["variable_of_dim"], np.int64)
-
-
-def load_prior(path: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(prior_mean, prior_std) of the bank file, or None when the model has no prior."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        if "prior_mean" not in f or "prior_std" not in f:
-            return None
-        return np.asarray(f["prior_mean"], np.float32), np.asarray(f["prior_std"], np.float32)
-
-
 class BadRequest(ValueError):
     """A request error; the message names the input."""
 
@@ -152,17 +141,19 @@ class TritonPythonModel:
         self.model_name = args["model_name"]
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.max_samples = int(params.get("max_samples", "256"))
+        self.max_samples = int(params.get("max_samples", wire.DEFAULT_MAX_SAMPLES))
         self.latents_from = params.get("latents_from", FROM_BANK)
         if self.latents_from not in (FROM_BANK, FROM_PRIOR):
             raise pb_utils.TritonModelException(f"{self.model_name}: parameter latents_from must be {FROM_BANK} or "
                                                 f"{FROM_PRIOR}, got {self.latents_from!r}")
-        path = os.path.join(args["model_repository"], args["model_version"], "bank.h5")
+        path = os.path.join(args["model_repository"], args["model_version"], bank_file.BANK_FILE)
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} is missing; run `sae export` first")
-        self.bank, self.variable_of_dim = load_bank(path)
-        self.num_variables = int(self.variable_of_dim.max()) + 1
-        self.prior = load_prior(path)
+        bank = bank_file.BankFile.read(path)
+        self.bank = np.asarray(bank.latents, np.float32)
+        self.variable_of_dim = np.asarray(bank.variable_of_dim, np.int64)
+        self.num_variables = bank.num_variables
+        self.prior = None if bank.prior is None else tuple(np.asarray(a, np.float32) for a in bank.prior)
         if self.latents_from == FROM_PRIOR and self.prior is None:
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} holds no prior (prior_mean, prior_std): "
                                                 "the model has none to sample from")
@@ -171,29 +162,30 @@ class TritonPythonModel:
             self.onnx_model = companion("sae_onnx_model", "export.triton_templates.onnx_model")
             self.session = self.onnx_model.open_session(args, params, self.model_name)
             self.graph_input = self.session.get_inputs()[0].name
-            self.image_outputs = {o["name"] for o in config["output"]} & {"IMAGE", "IMAGE_U8"}
+            self.image_outputs = {o["name"] for o in config["output"]} & {wire.IMAGE, wire.IMAGE_U8}
 
     def _count_and_seed(self, request) -> tuple[int, int]:
         pb = self.pb
-        n = int(read_scalar(pb, request, "NUM_SAMPLES"))
+        n = int(read_scalar(pb, request, wire.NUM_SAMPLES))
         if not 1 <= n <= self.max_samples:
-            raise BadRequest(f"NUM_SAMPLES must be in 1..{self.max_samples}, got {n}; split larger requests")
-        seed = int(read_scalar(pb, request, "SEED"))
+            raise BadRequest(f"{wire.NUM_SAMPLES} must be in 1..{self.max_samples}, got {n}; split larger requests")
+        seed = int(read_scalar(pb, request, wire.SEED))
         if seed < 0:
-            raise BadRequest(f"SEED must be non-negative, got {seed}")
+            raise BadRequest(f"{wire.SEED} must be non-negative, got {seed}")
         return n, seed
 
     def _hybrid_request(self, request):
         pb = self.pb
         n, seed = self._count_and_seed(request)
-        per_dim = bool(read_scalar(pb, request, "PER_DIMENSION", False))
-        draw_t = pb.get_input_tensor_by_name(request, "DRAW")
-        mode = draw_mode(None if draw_t is None else read_scalar(pb, request, "DRAW"), per_dim)
+        per_dim = bool(read_scalar(pb, request, wire.PER_DIMENSION, False))
+        draw_t = pb.get_input_tensor_by_name(request, wire.DRAW)
+        mode = draw_mode(None if draw_t is None else read_scalar(pb, request, wire.DRAW), per_dim)
         groups = self.bank.shape[1] if mode == PER_DIMENSION else self.num_variables
         if mode == DISTINCT and groups > len(self.bank):
             raise BadRequest(f"DRAW distinct needs at least {groups} stored latents (one per variable); the bank "
                              f"has {len(self.bank)}")
-        base_t, mask_t = pb.get_input_tensor_by_name(request, "BASE"), pb.get_input_tensor_by_name(request, "MASK")
+        base_t = pb.get_input_tensor_by_name(request, wire.BASE)
+        mask_t = pb.get_input_tensor_by_name(request, wire.MASK)
         base = mask = None
         if mask_t is not None:
             if base_t is None:
@@ -220,12 +212,13 @@ class TritonPythonModel:
         wanted = (set(request.requested_output_names()) or self.image_outputs) & self.image_outputs
         images = self.session.run(None, {self.graph_input: latents})[0].astype(np.float32, copy=False)
         try:
-            self.onnx_model.check_output("BASE" if self.latents_from == FROM_BANK else "SEED", "IMAGE", images)
+            self.onnx_model.check_output(wire.BASE if self.latents_from == FROM_BANK else wire.SEED, wire.IMAGE,
+                                         images)
         except self.onnx_model.BadRequest as e:
             raise BadRequest(str(e)) from None
-        tensors = [pb.Tensor("IMAGE", images)] if "IMAGE" in wanted else []
-        if "IMAGE_U8" in wanted:
-            tensors.append(pb.Tensor("IMAGE_U8", draw.to_uint8(images)))
+        tensors = [pb.Tensor(wire.IMAGE, images)] if wire.IMAGE in wanted else []
+        if wire.IMAGE_U8 in wanted:
+            tensors.append(pb.Tensor(wire.IMAGE_U8, draw.to_uint8(images)))
         return tensors
 
     def _respond(self, request):
@@ -233,12 +226,12 @@ class TritonPythonModel:
         if self.latents_from == FROM_PRIOR:
             n, seed = self._count_and_seed(request)
             latents = draw_prior(*self.prior, n, seed)
-            tensors = [pb.Tensor("LATENT", latents)]
+            tensors = [pb.Tensor(wire.LATENT, latents)]
         else:
             n, seed, mode, base, mask = self._hybrid_request(request)
             latents, source = draw_controlled(self.bank, self.variable_of_dim, n, seed, mode, base, mask)
-            tensors = [pb.Tensor("LATENT", latents), pb.Tensor("SOURCE_INDEX", source),
-                       pb.Tensor("DRAW_MODE", np.array([mode.encode()], dtype=np.object_))]
+            tensors = [pb.Tensor(wire.LATENT, latents), pb.Tensor(wire.SOURCE_INDEX, source),
+                       pb.Tensor(wire.DRAW_MODE, np.array([mode.encode()], dtype=np.object_))]
         if self.session is not None:
             tensors += self._images(request, latents)
         return pb.InferenceResponse(tensors)

@@ -22,7 +22,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def load_request_checks(folder: str):
-    """The ONNX template's check_input, check_output, BadRequest and bad_request, loaded from ``folder``."""
+    """The ONNX template's gather_inputs, check_output, BadRequest and bad_request, loaded from ``folder``."""
     path = os.path.join(folder, REQUEST_CHECKS_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} is missing: the torch runtime shares the ONNX template's request checks")
@@ -137,20 +137,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         pb, checks = self.pb, self.checks
-        responses: list = [None] * len(requests)
-        good, arrays = [], []
-        for i, request in enumerate(requests):
-            tensor = pb.get_input_tensor_by_name(request, self.input_name)
-            try:
-                if tensor is None:
-                    raise checks.BadRequest(f"input {self.input_name} is required")
-                array = tensor.as_numpy()
-                checks.check_input(self.input_name, array, self.input_dims)
-            except checks.BadRequest as e:
-                responses[i] = self._error(str(e))
-                continue
-            good.append(i)
-            arrays.append(array)
+        responses, good, arrays = checks.gather_inputs(pb, requests, self.input_name, self.input_dims, self._error)
         if not good:
             return responses
         try:

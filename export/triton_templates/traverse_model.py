@@ -6,10 +6,30 @@ minimum to its maximum over the training set (``dim_min``/``dim_max`` of the ban
 input and output share the name LATENT with different shapes ([D] in, [STEPS, D] out), and Triton gives one shape to
 each ensemble tensor name.
 """
+import importlib
+import importlib.util
 import json
 import os
+import sys
 
 import numpy as np
+
+
+def companion(copied: str, packaged: str):
+    """A module ``sae export`` copies beside this model.py, loaded by path (as the sampler template loads its
+    companions), or the package's module where this file is imported from the package."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{copied}.py")
+    if not os.path.isfile(beside):
+        return importlib.import_module(packaged)
+    spec = importlib.util.spec_from_file_location(copied, beside)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[copied] = module  # registered before it runs: dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+wire = companion("sae_wire", "clients.wire")
+bank_file = companion("sae_bank_file", "clients.bank_file")
 
 
 def traversal(latent: np.ndarray, dimension: int, steps: int, dim_min: np.ndarray,
@@ -18,13 +38,6 @@ def traversal(latent: np.ndarray, dimension: int, steps: int, dim_min: np.ndarra
     latents = np.repeat(np.asarray(latent, np.float32).reshape(1, -1), steps, axis=0)
     latents[:, dimension] = np.linspace(dim_min[dimension], dim_max[dimension], steps, dtype=np.float32)
     return latents
-
-
-def load_ranges(path: str) -> tuple[np.ndarray, np.ndarray]:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return np.asarray(f["dim_min"], np.float32), np.asarray(f["dim_max"], np.float32)
 
 
 class BadRequest(ValueError):
@@ -46,11 +59,13 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.decode_model = params["decode_model"]
-        self.min_steps, self.max_steps = int(params.get("min_steps", "2")), int(params.get("max_steps", "64"))
-        path = os.path.join(args["model_repository"], args["model_version"], "bank.h5")
+        low, high = wire.TRAVERSE_STEPS
+        self.min_steps, self.max_steps = int(params.get("min_steps", low)), int(params.get("max_steps", high))
+        path = os.path.join(args["model_repository"], args["model_version"], bank_file.BANK_FILE)
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} is missing; run `sae export` first")
-        self.dim_min, self.dim_max = load_ranges(path)
+        bank = bank_file.BankFile.read(path)
+        self.dim_min, self.dim_max = np.asarray(bank.dim_min, np.float32), np.asarray(bank.dim_max, np.float32)
 
     def _scalar(self, request, name) -> int:
         tensor = self.pb.get_input_tensor_by_name(request, name)
@@ -63,17 +78,17 @@ class TritonPythonModel:
 
     def _latents(self, request) -> np.ndarray:
         dim = len(self.dim_min)
-        latent = self.pb.get_input_tensor_by_name(request, "LATENT")
+        latent = self.pb.get_input_tensor_by_name(request, wire.LATENT)
         if latent is None:
             raise BadRequest("input LATENT is required")
         latent = latent.as_numpy().reshape(-1)
         if latent.size != dim or not np.isfinite(latent).all():
             raise BadRequest(f"LATENT must hold {dim} finite values, got {latent.size} values"
                              f"{'' if np.isfinite(latent).all() else ' with NaN or infinity'}")
-        dimension = self._scalar(request, "DIMENSION")
+        dimension = self._scalar(request, wire.DIMENSION)
         if not 0 <= dimension < dim:
             raise BadRequest(f"DIMENSION must be in 0..{dim - 1}, got {dimension}")
-        steps = self._scalar(request, "STEPS")
+        steps = self._scalar(request, wire.STEPS)
         if not self.min_steps <= steps <= self.max_steps:
             raise BadRequest(f"STEPS must be in {self.min_steps}..{self.max_steps}, got {steps}")
         return traversal(latent, dimension, steps, self.dim_min, self.dim_max)
@@ -83,8 +98,8 @@ class TritonPythonModel:
         kwargs = {}
         if hasattr(pb, "PreferredMemory"):  # a GPU decoder's output comes back to host memory
             kwargs["preferred_memory"] = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
-        request = pb.InferenceRequest(model_name=self.decode_model, requested_output_names=["IMAGE"],
-                                      inputs=[pb.Tensor("LATENT", latents)], **kwargs)
+        request = pb.InferenceRequest(model_name=self.decode_model, requested_output_names=[wire.IMAGE],
+                                      inputs=[pb.Tensor(wire.LATENT, latents)], **kwargs)
         response = request.exec()
         if response.has_error():
             error = response.error()
@@ -93,7 +108,7 @@ class TritonPythonModel:
             if code is not None and hasattr(error, "code") and error.code() == code:
                 raise BadRequest(message)  # the decoder refused these latents: still the client's input
             raise RuntimeError(message)
-        images = pb.get_output_tensor_by_name(response, "IMAGE").as_numpy()
+        images = pb.get_output_tensor_by_name(response, wire.IMAGE).as_numpy()
         if not np.isfinite(images).all():
             raise BadRequest("LATENT: the decoded traversal is not finite; send values in the range the encoder "
                              "produces")
@@ -106,7 +121,8 @@ class TritonPythonModel:
             try:
                 latents = self._latents(request)
                 images = self._decode(latents)
-                responses.append(pb.InferenceResponse([pb.Tensor("IMAGE", images), pb.Tensor("LATENT", latents)]))
+                responses.append(pb.InferenceResponse([pb.Tensor(wire.IMAGE, images),
+                                                       pb.Tensor(wire.LATENT, latents)]))
             except BadRequest as e:
                 responses.append(pb.InferenceResponse(error=bad_request(pb, f"{self.model_name}: {e}")))
             except RuntimeError as e:

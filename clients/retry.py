@@ -1,0 +1,73 @@
+"""Bounded, jittered retries of UNAVAILABLE and DEADLINE_EXCEEDED, and the client error each final gRPC error
+becomes (shared by the sync and asyncio clients)."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+from tritonclient.utils import InferenceServerException
+
+from clients.errors import (ClientError, ClientTimeoutError, InferenceError, ModelNotServedError,
+                            ServerUnavailableError)
+
+_RETRYABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries of UNAVAILABLE / DEADLINE_EXCEEDED with full-jitter exponential backoff."""
+
+    attempts: int = 4  # tries in all, the first included
+    initial_backoff_s: float = 0.05
+    max_backoff_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"RetryPolicy.attempts must be >= 1, got {self.attempts}")
+        if not 0 <= self.initial_backoff_s <= self.max_backoff_s:
+            raise ValueError("RetryPolicy needs 0 <= initial_backoff_s <= max_backoff_s")
+
+    def backoff_s(self, retry: int, rng: random.Random) -> float:
+        return rng.uniform(0.0, min(self.max_backoff_s, self.initial_backoff_s * 2 ** retry))
+
+
+class Retrier:
+    """One call's retry state: its deadline and the tries made so far (shared by the sync and asyncio clients)."""
+
+    def __init__(self, policy: RetryPolicy, timeout_s: float, model: str, url: str, rng: random.Random):
+        self.policy, self.timeout_s, self.model, self.url, self.rng = policy, timeout_s, model, url, rng
+        self.deadline = time.monotonic() + timeout_s
+        self.tries = 0
+
+    def remaining_s(self) -> float:
+        return max(self.deadline - time.monotonic(), 1e-3)
+
+    def next_delay(self, error: InferenceServerException) -> float:
+        """Seconds to wait before the next try, or raise the client error for ``error`` when it is final."""
+        self.tries += 1
+        status = str(error.status())
+        if status in _RETRYABLE and self.tries < self.policy.attempts:
+            delay = self.policy.backoff_s(self.tries - 1, self.rng)
+            if time.monotonic() + delay < self.deadline:
+                return delay
+        raise client_error(error, self.model, self.url, self.tries, self.timeout_s)
+
+
+def _tries(n: int) -> str:
+    return f"{n} try" if n == 1 else f"{n} tries"
+
+
+def client_error(error: InferenceServerException, model: str, url: str, tries: int = 1,
+                 timeout_s: float | None = None) -> ClientError:
+    status, message = str(error.status()), error.message() or str(error)
+    if status == "StatusCode.UNAVAILABLE":
+        return ServerUnavailableError(f"{model}: server at {url} unavailable after {_tries(tries)}: {message}")
+    if status == "StatusCode.DEADLINE_EXCEEDED":
+        return ClientTimeoutError(f"{model}: no answer from {url} within the {timeout_s:g} s timeout "
+                                  f"({_tries(tries)}): {message}")
+    if status == "StatusCode.NOT_FOUND" or "unknown model" in message:
+        return ModelNotServedError(f"{model}: not served at {url} ({message}); check the client's model= prefix "
+                                   "and that `sae export --name` wrote it", model, status)
+    return InferenceError(f"{model}: server at {url} refused the request: {message}", model, status)
+
