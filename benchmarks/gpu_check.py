@@ -10,7 +10,7 @@ not fit):
   CUDA), eager and ``torch.compile``d (``benchmarks/train_throughput.py``'s measure).
 * ``in_process``: decode (latents -> images) and hybrid_sample (the served sampler's numpy draw, then decode) at
   batch 1, 64 and 256, host arrays in and out, in ``eager``, ``compiled`` and ``cuda_graph`` modes (the runner of
-  ``export/triton_templates/torch_model.py``). The weights are untrained: latency does not depend on them.
+  ``repository/templates/torch_model.py``). The weights are untrained: latency does not depend on them.
 * ``served``: the same two paths through the bundled Triton server, whose decode is the TorchScript graph run by
   PyTorch inside the python backend (``torch_model.py``) on the GPU, in a small repository built here (decode,
   sampler, hybrid_sample); gRPC on 127.0.0.1 at concurrency 1 and at ``served_concurrency``.
@@ -159,7 +159,7 @@ def synthetic_bank(model, model_name: str = "untrained", size: int = 128, seed: 
 
 
 def _runner(mode: str, decode_graph, plan: CheckPlan, latent_dim: int):
-    from export.triton_templates.torch_model import TorchRunner
+    from repository.templates.torch_model import TorchRunner
 
     module = decode_graph
     if mode == "compiled":
@@ -170,7 +170,7 @@ def _runner(mode: str, decode_graph, plan: CheckPlan, latent_dim: int):
 
 def in_process_section(plan: CheckPlan, clock: Clock, model, bank) -> list[dict]:
     from export.graphs import DecodeGraph
-    from export.triton_templates.sampler_model import draw_hybrid
+    from repository.templates.sampler_model import draw_hybrid
 
     decode_graph = DecodeGraph(model).eval()
     cells = []
@@ -221,10 +221,10 @@ def build_served_repository(repo: Path, model, bank, plan: CheckPlan) -> dict[st
 
     from export.graphs import graph_specs
     from export.torchscript import export_torchscript
-    from export.triton_configs import (BANK_FILE, PYTHON_FILE, TORCHSCRIPT_FILE, RepositoryOptions, ServedShapes,
-                                       model_configs, sampling_ensemble)
-    from export.triton_templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TORCH_MODEL
-    from export.triton_templates.torch_model import REQUEST_CHECKS_FILE
+    from repository.configs import RepositoryOptions, ServedShapes, model_configs, sampling_ensemble
+    from repository.layout import BANK_FILE, PYTHON_FILE, TORCHSCRIPT_FILE
+    from repository.templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TORCH_MODEL
+    from repository.templates.torch_model import REQUEST_CHECKS_FILE
 
     cpu_model = untrained_model(plan.model_config, "cpu")
     cpu_model.load_state_dict(model.state_dict())

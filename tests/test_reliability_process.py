@@ -40,7 +40,7 @@ def wait_for(condition, timeout_s: float) -> float:
 
 def test_sigkill_of_sae_serve_leaves_no_server_and_frees_the_ports(exported_repo, tmp_path):
     ports = _free_ports("127.0.0.1", 3)
-    command = [sys.executable, "-m", "serving.cli", "serve", "--repo", str(exported_repo),
+    command = [sys.executable, "-m", "sae", "serve", "--repo", str(exported_repo),
                "--grpc-port", str(ports[0]), "--http-port", str(ports[1]), "--metrics-port", str(ports[2])]
     serve = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)
@@ -93,7 +93,7 @@ def test_a_killed_stub_makes_sae_serve_restart_the_server_and_good_requests_succ
 
     recovery_s = 60.0
     ports = _free_ports("127.0.0.1", 3)
-    command = [sys.executable, "-m", "serving.cli", "serve", "--repo", str(exported_repo),
+    command = [sys.executable, "-m", "sae", "serve", "--repo", str(exported_repo),
                "--grpc-port", str(ports[0]), "--http-port", str(ports[1]), "--metrics-port", str(ports[2])]
     serve = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)

@@ -30,19 +30,9 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from clients.draw import DRAW_MODES
-from export.draw_graph import NATIVE_DRAW_MODES
-from export.triton_templates.sampler_model import FROM_BANK, FROM_PRIOR
-
-ONNX_FILE = "model.onnx"
-ONNX_FP16_FILE = "model_fp16.onnx"
-HYBRID_ONNX_FILE = "model_hybrid.onnx"  # native NAME_hybrid_sample: draw + decoder in one graph
-HYBRID_ONNX_FP16_FILE = "model_hybrid_fp16.onnx"  # the same with the fp16 decoder
-TORCHSCRIPT_FILE = "model.pt"
-BANK_FILE = "bank.h5"
-MANIFEST_FILE = "export.json"
-PYTHON_FILE = "model.py"
-VERSION = "1"  # the first version folder; each re-export of a name writes the next (export/repository.py)
+from clients.draw import DRAW_MODES, NATIVE_DRAW_MODES
+from repository.layout import HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, ONNX_FILE, ONNX_FP16_FILE, TORCHSCRIPT_FILE
+from repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
 
 ROLES = ("encode", "decode", "sampler", "prior_sampler", "traverse", "reconstruct", "hybrid_sample",
          "prior_sample")  # leaves before ensembles
