@@ -33,7 +33,8 @@ def export_at_commit(commit: str, run: Path, repo: Path) -> None:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit], check=True,
                        capture_output=True, text=True)
         try:
-            code = ("import sys; sys.path.insert(0, sys.argv[1]); from serving.cli import main; "
+            entry = "sae.cli" if (tree / "sae" / "cli").is_dir() else "serving.cli"  # the layout before sae.*
+            code = (f"import sys; sys.path.insert(0, sys.argv[1]); from {entry} import main; "
                     "sys.exit(main(['export', sys.argv[2], '--repo', sys.argv[3]]))")
             subprocess.run([sys.executable, "-c", code, str(tree), str(run.resolve()), str(repo.resolve())],
                            cwd=tree, check=True)
@@ -43,7 +44,7 @@ def export_at_commit(commit: str, run: Path, repo: Path) -> None:
 
 
 def export_here(run: Path, repo: Path) -> None:
-    from export.repository import export_run
+    from export.model_set import export_run
 
     export_run(run, repo)
 

@@ -10,7 +10,7 @@ not fit):
   CUDA), eager and ``torch.compile``d (``benchmarks/train_throughput.py``'s measure).
 * ``in_process``: decode (latents -> images) and hybrid_sample (the served sampler's numpy draw, then decode) at
   batch 1, 64 and 256, host arrays in and out, in ``eager``, ``compiled`` and ``cuda_graph`` modes (the runner of
-  ``export/triton_templates/torch_model.py``). The weights are untrained: latency does not depend on them.
+  ``repository/templates/torch_model.py``). The weights are untrained: latency does not depend on them.
 * ``served``: the same two paths through the bundled Triton server, whose decode is the TorchScript graph run by
   PyTorch inside the python backend (``torch_model.py``) on the GPU, in a small repository built here (decode,
   sampler, hybrid_sample); gRPC on 127.0.0.1 at concurrency 1 and at ``served_concurrency``.

@@ -63,7 +63,7 @@ def synthetic_bank(model, model_name: str = "untrained", size: int = 128, seed: 
 
 
 def _runner(mode: str, decode_graph, plan: CheckPlan, latent_dim: int):
-    from export.triton_templates.torch_model import TorchRunner
+    from repository.templates.torch_model import TorchRunner
 
     module = decode_graph
     if mode == "compiled":
@@ -74,7 +74,7 @@ def _runner(mode: str, decode_graph, plan: CheckPlan, latent_dim: int):
 
 def in_process_section(plan: CheckPlan, clock: Clock, model, bank) -> list[dict]:
     from export.graphs import DecodeGraph
-    from export.triton_templates.sampler_model import draw_hybrid
+    from repository.templates.sampler_model import draw_hybrid
 
     decode_graph = DecodeGraph(model).eval()
     cells = []

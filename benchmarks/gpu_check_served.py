@@ -28,10 +28,10 @@ def build_served_repository(repo: Path, model, bank, plan: CheckPlan) -> dict[st
 
     from export.graphs import graph_specs
     from export.torchscript import export_torchscript
-    from export.triton_configs import (BANK_FILE, PYTHON_FILE, TORCHSCRIPT_FILE, RepositoryOptions, ServedShapes,
-                                       model_configs, sampling_ensemble)
-    from export.triton_templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TORCH_MODEL
-    from export.triton_templates.torch_model import REQUEST_CHECKS_FILE
+    from repository.configs import RepositoryOptions, ServedShapes, model_configs, sampling_ensemble
+    from repository.layout import BANK_FILE, PYTHON_FILE, TORCHSCRIPT_FILE
+    from repository.templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TORCH_MODEL
+    from repository.templates.torch_model import REQUEST_CHECKS_FILE
 
     cpu_model = untrained_model(plan.model_config, "cpu")
     cpu_model.load_state_dict(model.state_dict())

@@ -87,7 +87,7 @@ def variant_repository(repo: Path, model: str, variants: tuple[Variant, ...], ou
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
 
-    from serving.validate import read_config
+    from repository.validate import read_config
 
     names = {}
     for v in variants:
@@ -107,7 +107,7 @@ def variant_repository(repo: Path, model: str, variants: tuple[Variant, ...], ou
         del config.model_warmup[:]
         if v.warmup:
             tensor = config.input[0]
-            data = {"zero_data": True}  # as export/triton_configs.py: random bytes include NaN, which decode refuses
+            data = {"zero_data": True}  # as repository/configs.py: random bytes include NaN, which decode refuses
             for b in (1, 8):
                 config.model_warmup.append(pb.ModelWarmup(name=f"batch_{b}", batch_size=b, count=1, inputs={
                     tensor.name: pb.ModelWarmup.Input(data_type=tensor.data_type, dims=tensor.dims, **data)}))
@@ -182,7 +182,7 @@ def measure(url: str, names: dict[str, str], input_spec: tuple[str, str, list[in
 
 def main(argv: list[str] | None = None) -> int:
     from serving.triton import ServerConfig, TritonServer
-    from serving.validate import read_config
+    from repository.validate import read_config
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repo", type=Path, default=Path("model_repository"), help="an exported repository")

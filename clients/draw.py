@@ -30,6 +30,7 @@ import numpy as np
 
 INDEPENDENT, DISTINCT, PER_DIMENSION = "independent", "distinct", "per_dimension"
 DRAW_MODES = (INDEPENDENT, DISTINCT, PER_DIMENSION)  # the first is the default
+NATIVE_DRAW_MODES = (INDEPENDENT,)  # what the one-graph native NAME_hybrid_sample serves (no DRAW input)
 
 GOLDEN_GAMMA = 0x9E3779B97F4A7C15
 MIX_MULTIPLIERS = (0xBF58476D1CE4E5B9, 0x94D049BB133111EB)

@@ -1,8 +1,8 @@
 """The wire contract of the served models (README, "Served models"): roles, tensors, limits and the name prefix.
 
 One self-contained file needing only the standard library and numpy: ``sae export`` copies it beside the
-python-backend ``model.py`` files as ``sae_wire.py`` (``export/triton_templates/__init__.py``, ``COMPANIONS``),
-because Triton's python stub cannot import this package. The config generator (``export/triton_configs.py``), the
+python-backend ``model.py`` files as ``sae_wire.py`` (``repository/templates/__init__.py``, ``COMPANIONS``),
+because Triton's python stub cannot import this package. The config generator (``repository/configs.py``), the
 templates, the validator and the clients all take the names, dtypes, shape rules and limits from here.
 
 Shape rules are the config's ``dims`` written with symbols: ``H`` the image side (H = W), ``D`` the latent

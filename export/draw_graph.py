@@ -25,7 +25,6 @@ from clients.draw import (DISTINCT, DRAW_MODES, GOLDEN_GAMMA, INDEPENDENT, LOW_3
                           MIX_SHIFTS, PER_DIMENSION)
 
 DRAW_OPSET = 18  # BitwiseXor / BitwiseAnd
-NATIVE_DRAW_MODES = (INDEPENDENT,)  # the mode the native NAME_hybrid_sample serves (no DRAW input in its graph)
 
 
 class _Builder:

@@ -75,7 +75,7 @@ def copy_repository(dst: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def exported_repo(tmp_path_factory, trained_run) -> Path:
-    from export.repository import export_run
+    from export.model_set import export_run
 
     repo = copy_repository(tmp_path_factory.mktemp("export") / "model_repository")
     export_run(trained_run, repo)

@@ -71,7 +71,7 @@ def test_load_model_names_a_missing_checkpoint(tmp_path):
 def test_export_then_serve_then_sample_through_the_client(api_run, tmp_path):
     from serving import SAEClient, export
     from serving.triton import ServerConfig, TritonServer
-    from serving.validate import validate_repository
+    from repository.validate import validate_repository
 
     run, _ = api_run
     repo = copy_repository(tmp_path / "model_repository")
@@ -87,7 +87,7 @@ def test_export_then_serve_then_sample_through_the_client(api_run, tmp_path):
 
 
 def test_importing_the_api_loads_neither_torch_nor_tritonclient():
-    code = ("import sys, serving, serving.cli; assert 'torch' not in sys.modules, 'torch'; "
+    code = ("import sys, serving, sae.cli; assert 'torch' not in sys.modules, 'torch'; "
             "assert 'tritonclient.grpc' not in sys.modules, 'tritonclient'; from serving import SAEClient; "
             "from clients.triton_client import SAEClient as C; assert SAEClient is C; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -260,7 +260,7 @@ def test_perf_analyzer_measures_beside_the_harness_where_its_binary_exists(trito
 
 @pytest.mark.server
 def test_sae_bench_starts_its_own_server_and_writes_json(exported_repo, tmp_path, capsys):
-    from serving.cli import main
+    from sae.cli import main
 
     out = tmp_path / "bench" / "latency.json"
     code = main(["bench", "--repo", str(exported_repo), "--out", str(out), "--paths", "decode,hybrid_sample",

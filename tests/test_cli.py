@@ -9,8 +9,8 @@ from importlib import metadata
 
 import pytest
 
-from serving import arguments as arg
-from serving.cli import build_parser, main
+from sae.cli import arguments as arg
+from sae.cli import build_parser, main
 
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from serving.cli import main
+from sae.cli import main
 from tests.conftest import copy_repository
 
 pytestmark = pytest.mark.server
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.server
 
 @pytest.fixture(scope="module")
 def named_export(tmp_path_factory, trained_run):
-    from export.repository import export_run
+    from export.model_set import export_run
 
     repo = copy_repository(tmp_path_factory.mktemp("named") / "model_repository")
     report = export_run(trained_run, repo, name="tiny")
@@ -60,7 +60,7 @@ def test_models_lists_the_set_its_state_versions_draw_modes_and_limits(named_ser
 
 
 def test_parity_line_is_one_readable_line(named_export):
-    from serving.cli import parity_line
+    from sae.cli.export import parity_line
 
     line = parity_line(named_export[1])
     assert "\n" not in line and line.startswith("max |eager - runtime|: encode/onnx ")
@@ -89,7 +89,7 @@ def test_serve_keeps_its_log_and_passes_arguments_after_the_double_dash(named_ex
     grpc, http, metrics = _free_ports(3)
     log = tmp_path / "logs" / "triton.log"
     log.parent.mkdir()
-    command = [sys.executable, "-m", "serving.cli", "serve", "--repo", str(named_export[0]), "--grpc-port", str(grpc),
+    command = [sys.executable, "-m", "sae", "serve", "--repo", str(named_export[0]), "--grpc-port", str(grpc),
                "--http-port", str(http), "--metrics-port", str(metrics), "--log", str(log),
                "--", "--model-control-mode=poll", "--repository-poll-secs=30"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

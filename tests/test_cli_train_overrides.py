@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from serving.cli import main
+from sae.cli import main
 from training.config import ExperimentConfig, get_config
 from training.overrides import OverrideError, apply_overrides, parse_assignment, toml_assignments
 

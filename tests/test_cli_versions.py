@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.cli import main
+from sae.cli import main
 from tests.conftest import copy_repository
 
 ROLES = ("encode", "decode", "sampler", "traverse", "reconstruct", "hybrid_sample")
@@ -20,7 +20,8 @@ def folder_versions(repo, model: str) -> list[str]:
 
 
 def test_re_export_adds_a_version_and_rollback_goes_back_one(tmp_path, trained_run, capsys):
-    from export.repository import CONFIG_COPY, KEPT_VERSIONS
+    from repository.install import KEPT_VERSIONS
+    from repository.layout import CONFIG_COPY
 
     repo = copy_repository(tmp_path / "model_repository")
     assert "version 1 (python flavour)" in export(trained_run, repo, capsys)
@@ -63,7 +64,7 @@ def test_export_without_a_run_or_rollback_says_what_to_give(capsys):
 
 @pytest.mark.parametrize("exports,kept", [(4, ["2", "3", "4"])])
 def test_only_the_newest_versions_are_kept(tmp_path, exports, kept):
-    from export.repository import keep_previous
+    from repository.install import keep_previous
 
     repo, staging = tmp_path / "repo", tmp_path / "staging"
     for v in range(1, exports):

@@ -1,4 +1,4 @@
-"""The client side must work on a machine without torch."""
+"""The client side, and the repository code that the server side shares with it, must work without torch."""
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +13,11 @@ def guarded(name, *args, **kwargs):
         raise ImportError("torch is blocked in this process")
     return real_import(name, *args, **kwargs)
 builtins.__import__ = guarded
-import importlib, pkgutil, clients
-names = [m.name for m in pkgutil.walk_packages(clients.__path__, "clients.")]
+import importlib, pkgutil
+names = []
+for package in PACKAGES:
+    module = importlib.import_module(package)
+    names += [package] + [m.name for m in pkgutil.walk_packages(module.__path__, package + ".")]
 for name in names:
     importlib.import_module(name)
 assert "torch" not in sys.modules
@@ -22,14 +25,30 @@ print(len(names))
 """
 
 
+def imports_without_torch(*packages: str) -> subprocess.CompletedProcess:
+    code = f"PACKAGES = {list(packages)!r}\n" + BLOCK_TORCH
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
 def test_every_clients_module_imports_where_torch_raises():
-    out = subprocess.run([sys.executable, "-c", BLOCK_TORCH], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = imports_without_torch("clients")
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) >= 5
 
 
+def test_every_repository_module_imports_where_torch_raises():
+    out = imports_without_torch("repository")
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) >= 6
+
+
+def test_the_torch_block_catches_a_module_that_needs_torch():
+    out = imports_without_torch("training")
+    assert out.returncode != 0 and "torch is blocked" in out.stderr
+
+
 def test_sample_command_needs_no_torch():
-    code = BLOCK_TORCH.split("import importlib")[0] + "from serving.cli import build_parser, cmd_sample\n" \
+    code = BLOCK_TORCH.split("import importlib")[0] + "from sae.cli import build_parser; from sae.cli.client import cmd_sample\n" \
         "import clients.triton_client, clients.png\nassert 'torch' not in sys.modules\n"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

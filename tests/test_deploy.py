@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.cli import build_parser, main
+from sae.cli import build_parser, main
 from tests.conftest import ROOT, copy_repository
 
 DEPLOY = ROOT / "deploy"

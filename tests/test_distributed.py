@@ -29,7 +29,7 @@ def torchrun_train(data, out, steps: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
            "CUDA_VISIBLE_DEVICES": ""}
     cmd = [TORCHRUN, "--nnodes", "1", "--nproc_per_node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), "-m", "serving.cli",
+           "--master-port", str(_free_port()), "-m", "sae",
            "train", "sae12-tiny", "--data", str(data), "--out", str(out), "--steps", str(steps), "--device", "cpu",
            "--batch-size", str(BATCH), "--val-every", str(VAL_EVERY), "--val-batches", str(VAL_BATCHES)]
     result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)

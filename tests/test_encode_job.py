@@ -152,7 +152,7 @@ def test_an_output_of_another_input_or_model_is_refused_before_any_request(shape
 
 
 def test_the_command_line_reports_a_refusal_and_an_output_that_is_not_ours(shapes_file, tmp_path, capsys):
-    from serving.cli import main
+    from sae.cli import main
 
     data = write_images(tmp_path / "a.h5", H5Images(shapes_file).read(slice(0, 8)))
     out = tmp_path / "out.h5"
@@ -235,7 +235,7 @@ def test_an_uninterrupted_run_holds_the_latents_and_the_labels(reference, small_
 def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_file(reference, small_data, triton, tmp_path):
     out = tmp_path / "latents.h5"
     partial = out.with_name(out.name + ".partial")
-    command = [sys.executable, "-m", "serving.cli", "encode", str(small_data), "--out", str(out),
+    command = [sys.executable, "-m", "sae", "encode", str(small_data), "--out", str(out),
                "--url", triton.grpc_url, "--batch-size", str(BATCH), "--in-flight", "1"]
     proc = subprocess.Popen(command + ["--max-rate", "64"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)

@@ -13,7 +13,7 @@ import pytest
 from clients.evaluation import figures
 from clients.evaluation.figures import chunk_masks, mix_variables, read_bank, traversal_latents
 from clients.triton_client import SAEClient
-from serving.cli import main
+from sae.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

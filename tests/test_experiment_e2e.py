@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.cli import main
+from sae.cli import main
 from serving.experiment.cellfile import METRIC_KEYS
 from tests.test_experiment_report import SPREAD_CELL, VERDICT, tables, verdicts
 
@@ -114,7 +114,7 @@ def _stamp(path: Path) -> tuple[int, bytes]:
 def test_kill_and_resume_redoes_no_finished_cell(tmp_path):
     grid = write_grid(tmp_path / "resume.toml", "resume", ["sae12", "ae"], 20)
     out, log1, log2 = tmp_path / "out", tmp_path / "first.log", tmp_path / "second.log"
-    command = [sys.executable, "-m", "serving.cli", "experiment", str(grid), "--out", str(out), "--device", "cpu"]
+    command = [sys.executable, "-m", "sae", "experiment", str(grid), "--out", str(out), "--device", "cpu"]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with open(log1, "w") as log:
         runner = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from serving.cli import main
+from sae.cli import main
 from serving.experiment.cellfile import METRIC_KEYS, draw_mode, main_metrics
 from serving.experiment.grid import (GridError, expand, load_grid, load_toml, named_grids, parse_shard, select,
                                      shard)

@@ -6,8 +6,9 @@ import onnx
 import pytest
 
 from export.bank import Bank, file_sha256, prior_moments
-from export.repository import ExportError, _check_ownership, checkpoint_file, export_run, install
-from export.triton_configs import ConfigError, RepositoryOptions
+from export.model_set import ExportError, checkpoint_file, export_run
+from repository.install import InstallError, check_ownership, install
+from repository.configs import ConfigError, RepositoryOptions
 from training.checkpoint import Checkpoint
 
 
@@ -67,7 +68,7 @@ PRIOR_CONFIGS = ("vae-tiny", "betavae-tiny", "betatcvae-tiny", "factorvae-tiny",
 @pytest.mark.parametrize("config_name", PRIOR_CONFIGS + ("sae12-tiny", "ae-tiny", "adaae12-tiny"))
 def test_exactly_the_models_with_a_prior_are_served_prior_samples(config_name, one_torch_thread):
     """The served set follows the bank: a prior (N(0, I) for every prior model here) gives NAME_prior_sample."""
-    from export.triton_configs import ServedShapes, model_configs
+    from repository.configs import ServedShapes, model_configs
     from training.config import get_config
     from training.models.zoo import build_model
 
@@ -149,9 +150,9 @@ def test_a_reader_never_sees_a_model_folder_missing_or_half_replaced(tmp_path):
 def test_a_name_cannot_replace_another_exports_models(tmp_path):
     (tmp_path / "a_encode" / "1").mkdir(parents=True)
     (tmp_path / "a_encode" / "1" / "export.json").write_text(json.dumps({"export_name": "b"}))
-    with pytest.raises(ExportError, match="belongs to the export named 'b'"):
-        _check_ownership(tmp_path, RepositoryOptions(name="a"))
-    _check_ownership(tmp_path, RepositoryOptions(name="b"))  # b may replace its own
+    with pytest.raises(InstallError, match="belongs to the export named 'b'"):
+        check_ownership(tmp_path, RepositoryOptions(name="a"))
+    check_ownership(tmp_path, RepositoryOptions(name="b"))  # b may replace its own
 
 
 def test_a_failed_export_changes_nothing(tmp_path, exported_repo, trained_run):

@@ -65,8 +65,8 @@ def test_the_torch_runtime_decodes_like_the_eager_model_and_refuses_what_the_onn
     from benchmarks.gpu_check import synthetic_bank, untrained_model
     from export.graphs import DecodeGraph, graph_specs
     from export.torchscript import export_torchscript
-    from export.triton_templates import ONNX_MODEL
-    from export.triton_templates.torch_model import TorchRunner, load_request_checks, parse_batch_sizes
+    from repository.templates import ONNX_MODEL
+    from repository.templates.torch_model import TorchRunner, load_request_checks, parse_batch_sizes
 
     model = untrained_model("sae12-tiny", "cpu")
     export_torchscript(graph_specs(model)["decode"], tmp_path / "model.pt")

@@ -1,13 +1,13 @@
-"""The sampler's draws and the traversal, tested directly on the code the server runs (export/triton_templates)."""
+"""The sampler's draws and the traversal, tested directly on the code the server runs (repository/templates)."""
 import math
 
 import numpy as np
 import pytest
 
 from clients.triton_client import DRAW_MODES as CLIENT_DRAW_MODES
-from export.triton_templates.sampler_model import (DISTINCT, DRAW_MODES, INDEPENDENT, PER_DIMENSION, BadRequest,
+from repository.templates.sampler_model import (DISTINCT, DRAW_MODES, INDEPENDENT, PER_DIMENSION, BadRequest,
                                                    draw_controlled, draw_hybrid, draw_mode, draw_prior)
-from export.triton_templates.traverse_model import traversal
+from repository.templates.traverse_model import traversal
 
 SAE4 = np.repeat(np.arange(4), 3)  # SAE-4: 4 variables of 3 dimensions
 

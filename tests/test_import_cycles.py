@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("clients", "training", "export", "serving")
+PACKAGES = ("clients", "training", "repository", "export", "serving", "sae")
 
 
 def module_files() -> dict[str, Path]:
@@ -108,3 +108,24 @@ def test_the_graph_sees_imports_inside_functions():
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_import_cycle_among_the_package_modules(package):
     assert [c for c in cycles(import_graph()) if any(m.split(".")[0] == package for m in c)] == []
+
+
+# Which packages each package may import: the torch-free base (clients: readers, the wire contract, the client), the
+# trainer and the repository on it, export on those, and the command line and servers on top. The one exception is
+# the bench's in-process baseline (clients.bench), which runs the very files of a repository the server loads.
+LAYERS = {
+    "clients": set(),
+    "training": {"clients"},
+    "repository": {"clients"},
+    "export": {"clients", "training", "repository"},
+    "serving": {"clients", "training", "repository", "export"},
+    "sae": {"clients", "training", "repository", "export", "serving"},  # the namespace and the command line
+}
+EXCEPTIONS = {("clients.bench", "repository")}
+
+
+def test_each_package_imports_only_the_layers_below_it():
+    upward = sorted(f"{module} -> {target}" for module, targets in import_graph().items() for target in targets
+                    if (top := target.split(".")[0]) != (own := module.split(".")[0]) and top not in LAYERS[own]
+                    and not any(module.startswith(prefix) and top == layer for prefix, layer in EXCEPTIONS))
+    assert upward == []

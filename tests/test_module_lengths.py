@@ -11,7 +11,7 @@ FOLDERS = ("clients", "export", "serving", "training", "benchmarks")
 MAX_LINES = 450
 
 STILL_TOO_LONG = {
-    "serving/cli.py",  # the `sae` command's subcommands: being restructured on its own
+    "sae/cli/",  # the `sae` command's subcommands: being restructured on its own
     "clients/triton_client.py",  # the gRPC client: the wire contract, being edited on its own
 }
 

@@ -84,7 +84,7 @@ def test_named_config_trains_and_its_loss_falls(name, tmp_path, small_shapes_fil
 @pytest.mark.slow
 def test_sae_train_runs_a_full_size_rfd_config_on_an_rfd_folder(tmp_path, rfd_folder):
     """`sae train vae-rfd` at its real size (256 channels, 128 px), two steps of batch 2, reading the tar of PNGs."""
-    from serving.cli import main
+    from sae.cli import main
     from training.checkpoint import Checkpoint
     from training.metrics_log import read_metrics
     from training.trainer import with_batch_size

@@ -78,7 +78,7 @@ def encoder_actor_pids() -> list[int]:
 
 
 def test_merged_shards_equal_the_single_process_file_bitwise(ray_cluster, triton, shapes_file, reference, tmp_path):
-    from serving.cli import main
+    from sae.cli import main
 
     out = tmp_path / "shards"
     report = run_ray_encode(ray_config(shapes_file, out, triton))
@@ -128,7 +128,7 @@ def test_an_actor_killed_mid_run_leaves_a_complete_identical_result(ray_cluster,
 def test_a_rerun_after_the_driver_is_killed_encodes_only_the_missing_shards(ray_cluster, triton, shapes_file,
                                                                            reference, tmp_path):
     out = tmp_path / "shards"
-    command = [sys.executable, "-m", "serving.cli", "encode", str(shapes_file), "--out", str(out), "--engine", "ray",
+    command = [sys.executable, "-m", "sae", "encode", str(shapes_file), "--out", str(out), "--engine", "ray",
                "--address", ray_cluster, "--url", triton.grpc_url, "--batch-size", str(BATCH),
                "--shard-rows", str(SHARD_ROWS), "--actors", "2"]
     driver = subprocess.Popen(command + ["--max-rate", str(RATE)], cwd=ROOT, stdout=subprocess.PIPE,

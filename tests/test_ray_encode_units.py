@@ -23,10 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_no_core_or_client_module_imports_ray():
     code = ("import sys\n"
-            "import clients, clients.triton_client, clients.encode_job, clients.datasets, serving.cli\n"
+            "import clients, clients.triton_client, clients.encode_job, clients.datasets, sae.cli\n"
             "import clients.ray_encode, clients.ray_encode.config, clients.ray_encode.shards\n"
             "import clients.ray_encode.actor, clients.ray_encode.job\n"
-            "serving.cli.build_parser()\n"
+            "sae.cli.build_parser()\n"
             "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray was imported'\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -153,7 +153,7 @@ def test_without_ray_the_engine_says_which_extra_to_install(tmp_path):
             "        raise ImportError('No module named ray')\n"
             "    return real(name, *a, **k)\n"
             "builtins.__import__ = guarded\n"
-            "from serving.cli import main\n"
+            "from sae.cli import main\n"
             f"sys.exit(main(['encode', 'data.h5', '--out', {str(tmp_path / 'out')!r}, '--engine', 'ray']))\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr

@@ -97,7 +97,7 @@ def test_export_on_a_full_disk_is_one_line_and_keeps_the_models_exported_before(
 
     repo = Path(shutil.copytree(exported_repo, tmp_path / "repo", symlinks=True))
     before = tree_digest(repo)
-    command = [sys.executable, "-m", "serving.cli", "export", str(trained_run), "--repo", str(repo)]
+    command = [sys.executable, "-m", "sae", "export", str(trained_run), "--repo", str(repo)]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
                             preexec_fn=limited_file_size(64 << 10))
     assert result.returncode != 0, result.stdout
@@ -130,7 +130,7 @@ def test_encode_on_a_full_disk_is_one_line_and_keeps_the_committed_chunks(triton
 
     with h5py.File(shapes_file, "r") as f:
         data = write_images(tmp_path / "small.h5", f["images"][:N], f["labels"][:N])
-    base = [sys.executable, "-m", "serving.cli", "encode", str(data), "--url", triton.grpc_url,
+    base = [sys.executable, "-m", "sae", "encode", str(data), "--url", triton.grpc_url,
             "--batch-size", str(BATCH), "--in-flight", "1"]
     reference = tmp_path / "reference.h5"
     subprocess.run(base + ["--out", str(reference)], cwd=ROOT, check=True, capture_output=True, timeout=300)

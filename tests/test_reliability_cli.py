@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.cli import build_parser, main
+from sae.cli import build_parser, main
 
 
 def parse_error(argv: list[str], capsys) -> str:
@@ -75,7 +75,7 @@ def test_an_oserror_of_a_command_is_one_line(tmp_path, capsys):
 
 
 def test_serve_binds_loopback_unless_host_is_given_and_says_so(capsys):
-    from serving.cli import server_config
+    from sae.cli.serve import server_config
     from serving.triton import ServerConfig
 
     default = server_config(build_parser().parse_args(["serve"]))

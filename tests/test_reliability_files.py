@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from serving.cli import main
+from sae.cli import main
 
 
 def one_error_line(argv: list[str], capsys) -> str:

@@ -42,7 +42,7 @@ def wait_for(condition, timeout_s: float) -> float:
 def start_sae_serve(repository: Path) -> tuple[list[int], subprocess.Popen]:
     """`sae serve` of ``repository`` on three free ports, in a session of its own, its output piped."""
     ports = _free_ports("127.0.0.1", 3)
-    command = [sys.executable, "-m", "serving.cli", "serve", "--repo", str(repository),
+    command = [sys.executable, "-m", "sae", "serve", "--repo", str(repository),
                "--grpc-port", str(ports[0]), "--http-port", str(ports[1]), "--metrics-port", str(ports[2])]
     serve = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              start_new_session=True)

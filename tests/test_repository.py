@@ -18,10 +18,10 @@ import torch
 from conftest import _fixture_dir, copy_repository
 from export.bank import Bank
 from export.graphs import graph_specs
-from export.triton_configs import RepositoryOptions
-from export.triton_templates.sampler_model import DRAW_MODES, draw_hybrid, draw_prior
-from export.triton_templates.traverse_model import traversal
-from serving.validate import check_repository, validate_repository
+from repository.configs import RepositoryOptions
+from repository.templates.sampler_model import DRAW_MODES, draw_hybrid, draw_prior
+from repository.templates.traverse_model import traversal
+from repository.validate import check_repository, validate_repository
 
 MODELS = {"sae4": "sae4-tiny", "vae": "betavae-tiny"}  # export name -> named config (k = 4 of 3 dims; k = D = 12)
 STEPS = 20  # a handful: the checks compare the server with the same weights run eagerly
@@ -51,7 +51,7 @@ def runs(tmp_path_factory, shapes_file) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def two_model_repo(tmp_path_factory, runs) -> Path:
-    from export.repository import export_run
+    from export.model_set import export_run
 
     repo = copy_repository(tmp_path_factory.mktemp("two-models") / "model_repository")
     for name, run in runs.items():
@@ -120,7 +120,7 @@ def test_images(shapes_file) -> np.ndarray:
 
 
 def bank_of(repo: Path, name: str) -> Bank:
-    from export.repository import versions
+    from repository.layout import versions
 
     newest = versions(repo / f"{name}_sampler")[-1]  # a re-export writes the next version
     return Bank.load(repo / f"{name}_sampler" / str(newest) / "bank.h5")
@@ -323,7 +323,7 @@ def test_async_client_draws_the_same_prior_samples(server):
 
 @pytest.mark.server
 def test_fast_eval_of_the_vae_set_scores_its_prior_samples(server, shapes_file, tmp_path):
-    from serving.cli import main
+    from sae.cli import main
 
     out = tmp_path / "eval"
     rc = main(["eval", "--data", str(shapes_file), "--url", server.grpc_url, "--model", "vae", "--out", str(out),
@@ -354,7 +354,7 @@ def repo_copy(two_model_repo, tmp_path) -> Path:
 
 def _native(runs: dict[str, Path], repo: Path, name: str, **option_changes) -> None:
     """Re-export one model set in the native flavour (`sae export --flavour native`) into ``repo``."""
-    from export.repository import export_run
+    from export.model_set import export_run
 
     export_run(runs[name], repo, options=RepositoryOptions(name=name, flavour="native", **option_changes),
                range_images=256)
@@ -375,7 +375,7 @@ def native_copy(native_repo, tmp_path) -> Path:
 
 
 def test_native_onnxruntime_flavour_validates(native_copy):
-    from serving.validate import read_config
+    from repository.validate import read_config
 
     repo_copy = native_copy
     assert [p for p in validate_repository(repo_copy) if p.severity == "error"] == []
@@ -470,7 +470,7 @@ def test_validator_rejects_a_broken_prior_sample_ensemble_and_a_wrong_bank_size(
 
 
 def test_re_exporting_a_name_without_a_prior_removes_its_prior_models(runs, repo_copy):
-    from export.repository import export_run
+    from export.model_set import export_run
 
     export_run(runs["sae4"], repo_copy, name="vae", validate=check_repository)  # "vae" is now an SAE-4
     folders = {p.name for p in repo_copy.iterdir() if p.is_dir()}

@@ -2,7 +2,7 @@
 import pytest
 
 from serving.triton import config as triton
-from serving.cli import build_parser
+from sae.cli import build_parser
 
 
 def test_cpu_only_flags_disable_every_pool():
@@ -53,7 +53,8 @@ def test_gpu_and_cpu_only_exclude_each_other(capsys):
 
 
 def test_serve_poll_puts_triton_in_poll_mode_before_the_users_own_arguments():
-    from serving.cli import build_parser, server_config
+    from sae.cli import build_parser
+    from sae.cli.serve import server_config
 
     args = build_parser().parse_args(["serve", "--poll", "5", "--", "--log-verbose=1"])
     assert server_config(args).extra_args == ("--model-control-mode=poll", "--repository-poll-secs=5",

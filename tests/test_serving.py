@@ -127,7 +127,7 @@ def test_a_dead_server_gives_a_clear_error(exported_repo, tmp_path):
 
 
 def test_sae_sample_takes_a_draw_mode_and_refuses_unknown_ones(triton, tmp_path, capsys):
-    from serving.cli import main
+    from sae.cli import main
 
     out = tmp_path / "distinct.png"
     assert main(["sample", "--n", "4", "--seed", "1", "--url", triton.grpc_url, "--out", str(out),

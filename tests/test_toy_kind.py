@@ -83,12 +83,11 @@ def test_the_toy_kind_trains_with_its_own_regulariser(toy_run):
 
 @pytest.fixture(scope="module")
 def toy_server(toy_run, tmp_path_factory):
-    from export.repository import export_run
+    from export.model_set import export_run
     from serving.triton import ServerConfig, TritonServer
-    from serving.validate import check_repository
 
     repo = copy_repository(tmp_path_factory.mktemp("toy-export") / "model_repository")
-    report = export_run(toy_run[0], repo, name="toy", validate=check_repository)
+    report = export_run(toy_run[0], repo, name="toy")  # checked by the repository's validator before install
     log = tmp_path_factory.mktemp("toy-server") / "server.log"
     with TritonServer(ServerConfig(repository=repo), log_path=log) as server:
         yield server, report

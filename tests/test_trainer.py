@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from serving.cli import main as sae_main
+from sae.cli import main as sae_main
 from training.checkpoint import BEST, Checkpoint, CheckpointError
 from training.metrics_log import read_metrics
 from training.trainer import Trainer, TrainerOptions, TrainingError

@@ -8,7 +8,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from clients import wire
 from clients.bank_file import BankFile, BankFileError
-from export.triton_configs import RepositoryOptions, ServedShapes, model_configs
+from repository.configs import RepositoryOptions, ServedShapes, model_configs
 
 SHAPES = (ServedShapes(64, 12, 4, bank_size=128, has_prior=True), ServedShapes(32, 10, 10, has_prior=False))
 OPTIONS = (RepositoryOptions(), RepositoryOptions(name="m1", gpu_precision="fp32"),
@@ -184,7 +184,7 @@ class _FakePb:
 
 
 def test_gather_inputs_refuses_each_bad_request_alone():
-    from export.triton_templates.onnx_model import gather_inputs
+    from repository.templates.onnx_model import gather_inputs
 
     good = np.zeros((2, 12), np.float32)
     requests = [{"LATENT": good}, {}, {"LATENT": np.full((1, 12), np.nan, np.float32)},
@@ -199,8 +199,8 @@ def test_gather_inputs_refuses_each_bad_request_alone():
 def test_config_pbtxt_is_parsed_by_one_function(tmp_path):
     from clients.bench.inprocess import read_config as bench_config
     from clients.model_config import config_dict
-    from export.triton_configs import config_text
-    from serving.validate import read_config
+    from repository.configs import config_text
+    from repository.validate import read_config
 
     config = model_configs(SHAPES[0], RepositoryOptions(name="m"))["m_sampler"]
     (tmp_path / "m_sampler").mkdir()

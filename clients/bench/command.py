@@ -1,4 +1,4 @@
-"""The body of `sae bench` once a server is up (serving/cli.py starts one for --repo; clients cannot import it)."""
+"""The body of `sae bench` once a server is up (sae/cli/ starts one for --repo; clients cannot import it)."""
 from __future__ import annotations
 
 import argparse

@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from export.triton_configs import RepositoryOptions
+from repository.configs import RepositoryOptions
 from serving.experiment.markers import read_json, write_json
 from serving.triton import ServerConfig, TritonServer
 

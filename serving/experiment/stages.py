@@ -111,13 +111,12 @@ class CellStages:
         if marker and marker.get("checkpoint_step") == step and complete:
             self.log(f"{cell.cell_id}: export {export_name} done already (step {step}), skipped")
             return marker
-        from export.repository import export_run
-        from export.triton_configs import RepositoryOptions
-        from serving.validate import check_repository
+        from export.model_set import export_run
+        from repository.configs import RepositoryOptions
 
         started = time.perf_counter()
         report = export_run(run_dir, self.layout.repository, options=RepositoryOptions(name=export_name),
-                            validate=check_repository, range_images=self.grid.bank_range_images)
+                            range_images=self.grid.bank_range_images)
         marker = {"export_name": export_name, "checkpoint_step": report.step, "models": report.models,
                   "seconds": time.perf_counter() - started}
         write_json(marker_path, marker)

@@ -30,8 +30,8 @@ from clients import wire
 from clients.bank_file import BANK_FILE, BankFile, BankFileError
 from clients.draw import DRAW_MODES
 from clients.model_config import read_config
-from export.triton_templates import COMPANIONS
-from export.triton_templates.sampler_model import FROM_BANK, FROM_PRIOR
+from repository.templates import COMPANIONS
+from repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
 
 # Triton data types -> ONNX TensorProto element types (onnx.TensorProto values)
 _ONNX_TYPES = {"TYPE_BOOL": 9, "TYPE_UINT8": 2, "TYPE_INT8": 3, "TYPE_INT16": 5, "TYPE_INT32": 6, "TYPE_INT64": 7,

@@ -8,7 +8,7 @@ ensembles (each python-backend hop costs about 1 ms): ``NAME_reconstruct`` runs 
 one ONNX graph (``export/composed.py``), ``NAME_hybrid_sample`` draws and decodes in one step. Two flavours:
 
 * ``python``: encode/decode/reconstruct are python-backend models running ONNX Runtime
-  (``triton_templates/onnx_model.py``), instance kind KIND_AUTO (a GPU when the server has one, else the CPU);
+  (``repository/templates/onnx_model.py``), instance kind KIND_AUTO (a GPU when the server has one, else the CPU);
   ``NAME_hybrid_sample`` and ``NAME_prior_sample`` are the sampler's python model with the decoder graph in the same
   process (every draw mode, BASE/MASK). Runs with the server bundled in nvidia-pytriton.
 * ``native``: encode/decode/reconstruct use the ``onnxruntime_onnx`` (or ``pytorch_libtorch``; reconstruct then
@@ -31,19 +31,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 from clients import wire
-from clients.bank_file import BANK_FILE  # noqa: F401 (the repository layout's names are imported from here)
-from clients.draw import DRAW_MODES
-from export.draw_graph import NATIVE_DRAW_MODES
-from export.triton_templates.sampler_model import FROM_BANK, FROM_PRIOR
-
-ONNX_FILE = "model.onnx"
-ONNX_FP16_FILE = "model_fp16.onnx"
-HYBRID_ONNX_FILE = "model_hybrid.onnx"  # native NAME_hybrid_sample: draw + decoder in one graph
-HYBRID_ONNX_FP16_FILE = "model_hybrid_fp16.onnx"  # the same with the fp16 decoder
-TORCHSCRIPT_FILE = "model.pt"
-MANIFEST_FILE = "export.json"
-PYTHON_FILE = "model.py"
-VERSION = "1"  # the first version folder; each re-export of a name writes the next (export/repository.py)
+from clients.draw import DRAW_MODES, NATIVE_DRAW_MODES
+from repository.layout import HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, ONNX_FILE, ONNX_FP16_FILE, TORCHSCRIPT_FILE
+from repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
 
 ROLES, PRIOR_ROLES = wire.ROLES, wire.PRIOR_ROLES  # leaves before ensembles; served only with a prior
 FLAVOURS = ("python", "native")

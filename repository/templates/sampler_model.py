@@ -159,7 +159,7 @@ class TritonPythonModel:
                                                 "the model has none to sample from")
         self.session = None  # the decoder graph, for the one-hop sampling models
         if "onnx_file" in params:
-            self.onnx_model = companion("sae_onnx_model", "export.triton_templates.onnx_model")
+            self.onnx_model = companion("sae_onnx_model", "repository.templates.onnx_model")
             self.session = self.onnx_model.open_session(args, params, self.model_name)
             self.graph_input = self.session.get_inputs()[0].name
             self.image_outputs = {o["name"] for o in config["output"]} & {wire.IMAGE, wire.IMAGE_U8}

@@ -8,6 +8,7 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
+DEFAULT_URL = "127.0.0.1:8001"  # gRPC address of a server started by `sae serve` with its defaults
 _DEVICE = re.compile(r"^(cpu|cuda(:\d{1,3})?)$")
 
 
@@ -92,7 +93,7 @@ def grpc_url(text: str) -> str:
 
 def model_name(text: str) -> str:
     """The prefix of the served names (NAME_encode, ...); it also names folders, so no separators or '..'."""
-    from export.triton_configs import NAME_PATTERN
+    from repository.configs import NAME_PATTERN
 
     if text and not NAME_PATTERN.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a model name: use up to 64 letters, digits, '_' and '-', "

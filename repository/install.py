@@ -1,0 +1,186 @@
+"""A staged model set swapped into a repository: checked, atomic per model folder, versioned, reversible.
+
+A model set is built in a staging folder beside the repository (same filesystem), checked by the validator, and only
+then moved in, one whole model folder at a time: each folder is swapped atomically with the one it replaces
+(``renameat2(RENAME_EXCHANGE)``; two renames where the kernel lacks it), leaves before the ensembles that call them.
+A server polling the repository, or restarted at any moment, sees each model either entirely old or entirely new.
+
+Versions: the first export of a name writes version ``1/``; each re-export writes the next number into every model of
+the set, keeps the previous ``KEPT_VERSIONS - 1`` version folders where the model's config is unchanged (hard links,
+no copies) and serves the newest (``version_policy: latest 1``). Each version folder keeps the config it was exported
+with (``CONFIG_COPY``), so :func:`rollback` removes the newest version and puts the previous config back, again one
+atomic folder swap per model.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from clients.errors import SAEError
+from repository.configs import RepositoryOptions, config_text
+from repository.layout import CONFIG_COPY, CONFIG_FILE, PYTHON_FILE, read_manifest, versions
+from repository.templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
+from repository.validate import check_repository
+
+KEPT_VERSIONS = 3  # version folders a model keeps: the newest and two to roll back to
+BANK_ROLES = ("sampler", "prior_sampler", "traverse", "hybrid_sample", "prior_sample")  # python models reading bank.h5
+
+
+class InstallError(SAEError, RuntimeError):
+    """A model set cannot be installed (a name clash) or rolled back; the repository is unchanged."""
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directory entries atomically (Linux renameat2 with RENAME_EXCHANGE); False where unsupported."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, f"cannot swap {a} and {b}: {os.strerror(code)}")
+
+
+def check_ownership(repo: Path, options: RepositoryOptions) -> None:
+    """Refuse to replace a model folder that another export name wrote (a name clash)."""
+    for model in options.model_names().values():
+        manifest = read_manifest(repo / model)
+        if manifest is not None and manifest.get("export_name") != options.name:
+            raise InstallError(f"{repo / model} belongs to the export named {manifest.get('export_name')!r}, not "
+                               f"{options.name!r}; pick another --name")
+
+
+@contextmanager
+def staging_folder(repo: Path, purpose: str = "export") -> Iterator[Path]:
+    """An empty folder beside ``repo`` (so that moving out of it is a rename), removed with whatever is left in it."""
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.{purpose}-", dir=repo.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def install(staging: Path, repo: Path, models: list[str]) -> None:
+    """Move each staged model folder into ``repo``, replacing the old one atomically; old folders end in staging."""
+    repo.mkdir(parents=True, exist_ok=True)
+    for model in models:
+        new, final = staging / model, repo / model
+        if not final.exists():
+            os.rename(new, final)
+        elif not _exchange(new, final):
+            os.rename(final, staging / f"{model}.old")
+            os.rename(new, final)
+
+
+def next_version(repo: Path, options: RepositoryOptions) -> int:
+    """One more than the newest version of any model of this export name in ``repo`` (1 for a first export)."""
+    newest = [max(versions(repo / model), default=0) for model in options.model_names().values()]
+    return max(newest, default=0) + 1
+
+
+def _config_body(path: Path) -> str | None:
+    """config.pbtxt without its comment header (which names the source and version)."""
+    if not path.is_file():
+        return None
+    return "\n".join(line for line in path.read_text().splitlines() if not line.startswith("#"))
+
+
+def keep_previous(repo: Path, staging: Path, models: list[str], version: int) -> None:
+    """Hard-link the previous versions (the newest ``KEPT_VERSIONS - 1``) of each model into its staged folder.
+
+    Only where the new config equals the old one: one config.pbtxt describes every version folder of a model, so
+    after a change of interface (dims, bank size, flavour) the old versions cannot be served, or rolled back to."""
+    for model in models:
+        if _config_body(repo / model / CONFIG_FILE) != _config_body(staging / model / CONFIG_FILE):
+            continue
+        for old in [v for v in versions(repo / model) if v < version][-(KEPT_VERSIONS - 1):]:
+            shutil.copytree(repo / model / str(old), staging / model / str(old), copy_function=os.link)
+
+
+def rollback(repo: Path, name: str) -> tuple[int, int, list[str]]:
+    """Serve the previous version of the export ``name`` again: drop every model's newest version folder and restore
+    that version's config. Returns (from version, to version, models). Refused, changing nothing, when a model has
+    no earlier version or the earlier one has no saved config."""
+    repo = Path(repo)
+    owned = sorted(p.name for p in repo.iterdir() if p.is_dir() and (read_manifest(p) or {}).get("export_name") == name) \
+        if repo.is_dir() else []
+    if not owned:
+        raise InstallError(f"no model of the export named {name!r} in {repo}")
+    newest = max(max(versions(repo / m)) for m in owned)
+    for model in owned:
+        earlier = [v for v in versions(repo / model) if v < newest]
+        if not earlier:
+            raise InstallError(f"cannot roll back {name!r}: {model} has no version before {newest}")
+        if not (repo / model / str(earlier[-1]) / CONFIG_COPY).is_file():
+            raise InstallError(f"cannot roll back {name!r}: {model}/{earlier[-1]} has no {CONFIG_COPY} (exported "
+                               "before versioning); re-export that run instead")
+    with staging_folder(repo, "rollback") as staging:
+        for model in owned:
+            kept = [v for v in versions(repo / model) if v < newest]
+            (staging / model).mkdir()
+            for v in kept:
+                shutil.copytree(repo / model / str(v), staging / model / str(v), copy_function=os.link)
+            shutil.copyfile(repo / model / str(kept[-1]) / CONFIG_COPY, staging / model / CONFIG_FILE)
+        install(staging, repo, owned)
+    previous = max(max(versions(repo / m)) for m in owned)
+    return newest, previous, owned
+
+
+def retire(repo: Path, staging: Path, options: RepositoryOptions, roles: tuple[str, ...]) -> list[str]:
+    """Move this export name's folders for ``roles`` (ensembles first) out of ``repo`` into ``staging``, where they
+    are deleted with it; folders another export name wrote stay. Returns the models removed."""
+    removed = []
+    for role in reversed(roles):
+        model = options.model_name(role)
+        manifest = read_manifest(repo / model)
+        if manifest is not None and manifest.get("export_name") == options.name:
+            os.rename(repo / model, staging / f"{model}.retired")
+            removed.append(model)
+    return removed
+
+
+def bank_roles(python_roles: set[str]) -> list[str]:
+    """The python models of a set that read ``bank.h5``, in the order the bank is written and copied."""
+    return [role for role in BANK_ROLES if role in python_roles]
+
+
+def write_python_backend(role: str, version_dir: Path) -> None:
+    """``model.py`` of a python model (the traverser, a sampler that reads the bank, or the ONNX Runtime runner),
+    with the companion modules the sampler and the traverser import beside it."""
+    template = TRAVERSE_MODEL if role == "traverse" else SAMPLER_MODEL if role in BANK_ROLES else ONNX_MODEL
+    shutil.copyfile(template, version_dir / PYTHON_FILE)
+    if template in (SAMPLER_MODEL, TRAVERSE_MODEL):
+        for name, source in COMPANIONS.items():
+            shutil.copyfile(source, version_dir / name)
+
+
+def write_config(model_dir: Path, version_dir: Path, config, role: str, source: str) -> None:
+    """The model's ``config.pbtxt``, and its copy in the version folder (what :func:`rollback` restores)."""
+    (model_dir / CONFIG_FILE).write_text(config_text(config, role, source))
+    shutil.copyfile(model_dir / CONFIG_FILE, version_dir / CONFIG_COPY)
+
+
+def install_model_set(staging: Path, repo: Path, options: RepositoryOptions, roles: tuple[str, ...], version: int,
+                      validate: Callable[[Path], object] | None = check_repository) -> list[str]:
+    """Check the staged set (``validate(staging)`` raises to stop before anything in ``repo`` changes), hard-link
+    the versions kept, retire this name's models the set no longer has, and swap each model folder in. Returns the
+    installed models, leaves first."""
+    if validate is not None:
+        validate(staging)
+    names = options.model_names()
+    order = [names[role] for role in roles]
+    keep_previous(repo, staging, order, version)
+    retire(repo, staging, options, tuple(r for r in names if r not in roles))
+    install(staging, repo, order)
+    return order
