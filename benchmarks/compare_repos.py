@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from clients.bench.compare import Side, markdown, run_compare, write_compare  # noqa: E402
-from clients.bench.config import BenchConfig, CellLimits, parse_int_list  # noqa: E402
+from sae.clients.bench.compare import Side, markdown, run_compare, write_compare  # noqa: E402
+from sae.clients.bench.config import BenchConfig, CellLimits, parse_int_list  # noqa: E402
 
 
 def export_at_commit(commit: str, run: Path, repo: Path) -> None:
@@ -44,7 +44,7 @@ def export_at_commit(commit: str, run: Path, repo: Path) -> None:
 
 
 def export_here(run: Path, repo: Path) -> None:
-    from export.model_set import export_run
+    from sae.export.model_set import export_run
 
     export_run(run, repo)
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         p.error(str(e))
 
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     with contextlib.ExitStack() as stack:
         sides = []

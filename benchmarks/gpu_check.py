@@ -39,7 +39,7 @@ from benchmarks.gpu_check_plan import MODES, PATHS, CheckPlan, Clock, cpu_tiny_p
 from benchmarks.gpu_check_report import TARGETS, judge_targets, markdown, target_values  # noqa: E402
 from benchmarks.gpu_check_served import (SERVED_NAME, build_served_repository, served_blocker,  # noqa: E402
                                          served_section)
-from clients.bench.device import device_info  # noqa: E402
+from sae.clients.bench.device import device_info  # noqa: E402
 
 __all__ = ["SCHEMA", "run_check", "main",
            # defined in the modules imported above; importable from here too
@@ -51,8 +51,8 @@ SCHEMA = "sae-gpu-check/1"
 
 
 def run_check(plan: CheckPlan, out: Path, mode: str) -> dict:
-    from clients.bench.device import package_version
-    from training.data.procedural import write_shapes3d_h5
+    from sae.clients.bench.device import package_version
+    from sae.training.data.procedural import write_shapes3d_h5
 
     clock = Clock(plan.budget_s)
     report: dict = {"schema": SCHEMA, "mode": mode, "plan": dataclasses.asdict(plan),

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from benchmarks.gpu_check_plan import MODES, PATHS, CheckPlan, Clock, _error
-from clients.bench.timing import run_cell, warm_up
+from sae.clients.bench.timing import run_cell, warm_up
 
 
 def train_section(plan: CheckPlan, clock: Clock, data: Path) -> list[dict]:
@@ -41,8 +41,8 @@ def train_section(plan: CheckPlan, clock: Clock, data: Path) -> list[dict]:
 
 
 def untrained_model(config_name: str, device: str):
-    from training.config import get_config
-    from training.models.zoo import build_model
+    from sae.training.config import get_config
+    from sae.training.models.zoo import build_model
 
     torch.manual_seed(0)
     return build_model(get_config(config_name).model).to(device).eval()
@@ -50,7 +50,7 @@ def untrained_model(config_name: str, device: str):
 
 def synthetic_bank(model, model_name: str = "untrained", size: int = 128, seed: int = 0):
     """A bank of standard-normal latents with the model's partition: the draw and the decoder cost the same."""
-    from export.bank import Bank, variable_of_dim
+    from sae.export.bank import Bank, variable_of_dim
 
     latents = np.random.default_rng(seed).standard_normal((size, model.cfg.latent_dim)).astype(np.float32)
     return Bank(latents=latents, variable_of_dim=variable_of_dim(model.cfg.variable_sizes),
@@ -63,7 +63,7 @@ def synthetic_bank(model, model_name: str = "untrained", size: int = 128, seed: 
 
 
 def _runner(mode: str, decode_graph, plan: CheckPlan, latent_dim: int):
-    from repository.templates.torch_model import TorchRunner
+    from sae.repository.templates.torch_model import TorchRunner
 
     module = decode_graph
     if mode == "compiled":
@@ -73,8 +73,8 @@ def _runner(mode: str, decode_graph, plan: CheckPlan, latent_dim: int):
 
 
 def in_process_section(plan: CheckPlan, clock: Clock, model, bank) -> list[dict]:
-    from export.graphs import DecodeGraph
-    from repository.templates.sampler_model import draw_hybrid
+    from sae.export.graphs import DecodeGraph
+    from sae.repository.templates.sampler_model import draw_hybrid
 
     decode_graph = DecodeGraph(model).eval()
     cells = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from clients.bench.config import CellLimits
+from sae.clients.bench.config import CellLimits
 
 MODES = ("eager", "compiled", "cuda_graph")
 PATHS = ("decode", "hybrid_sample")

@@ -11,8 +11,8 @@ import numpy as np
 
 from benchmarks.gpu_check_in_process import untrained_model
 from benchmarks.gpu_check_plan import PATHS, CheckPlan, Clock, _error
-from clients import wire
-from clients.bench.timing import run_cell, warm_up
+from sae.clients import wire
+from sae.clients.bench.timing import run_cell, warm_up
 
 
 SERVED_NAME = "gpu"
@@ -26,12 +26,12 @@ def build_served_repository(repo: Path, model, bank, plan: CheckPlan) -> dict[st
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
 
-    from export.graphs import graph_specs
-    from export.torchscript import export_torchscript
-    from repository.configs import RepositoryOptions, ServedShapes, model_configs, sampling_ensemble
-    from repository.layout import BANK_FILE, PYTHON_FILE, TORCHSCRIPT_FILE
-    from repository.templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TORCH_MODEL
-    from repository.templates.torch_model import REQUEST_CHECKS_FILE
+    from sae.export.graphs import graph_specs
+    from sae.export.torchscript import export_torchscript
+    from sae.repository.configs import RepositoryOptions, ServedShapes, model_configs, sampling_ensemble
+    from sae.repository.layout import BANK_FILE, PYTHON_FILE, TORCHSCRIPT_FILE
+    from sae.repository.templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TORCH_MODEL
+    from sae.repository.templates.torch_model import REQUEST_CHECKS_FILE
 
     cpu_model = untrained_model(plan.model_config, "cpu")
     cpu_model.load_state_dict(model.state_dict())
@@ -91,8 +91,8 @@ def served_section(plan: CheckPlan, clock: Clock, model, bank, work: Path) -> di
         return {"skipped": "turned off (--no-served)", "cells": []}
     if (reason := served_blocker(plan) or clock.over()) is not None:
         return {"skipped": reason, "cells": []}
-    from clients.bench.grpc_runner import GrpcRunner
-    from serving.triton import ServerConfig, TritonServer
+    from sae.clients.bench.grpc_runner import GrpcRunner
+    from sae.serving.triton import ServerConfig, TritonServer
 
     repo = work / "repository"
     names = build_served_repository(repo, model, bank, plan)

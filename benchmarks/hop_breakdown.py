@@ -29,11 +29,11 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import numpy as np  # noqa: E402
 
-from clients.bench.grpc_runner import GrpcRunner  # noqa: E402
-from clients.bench.inprocess import load_onnx_model  # noqa: E402
-from clients.bench.perf_analyzer import parse_csv  # noqa: E402
-from clients.bench.served import WireShapes  # noqa: E402
-from clients.bench.workloads import path_inputs  # noqa: E402
+from sae.clients.bench.grpc_runner import GrpcRunner  # noqa: E402
+from sae.clients.bench.inprocess import load_onnx_model  # noqa: E402
+from sae.clients.bench.perf_analyzer import parse_csv  # noqa: E402
+from sae.clients.bench.served import WireShapes  # noqa: E402
+from sae.clients.bench.workloads import path_inputs  # noqa: E402
 
 STAT_KEYS = ("queue", "compute_input", "compute_infer", "compute_output", "success")
 
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         rows = measure(args.repo, args.url, batches, args.requests, args.perf_analyzer)
     else:
-        from serving.triton import ServerConfig, TritonServer
+        from sae.serving.triton import ServerConfig, TritonServer
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with TritonServer(ServerConfig(repository=args.repo), log_path=args.out.with_suffix(".log")) as server:

@@ -30,9 +30,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import torch  # noqa: E402
 
-from training.config import get_config  # noqa: E402
-from training.models.autoencoder import count_parameters  # noqa: E402
-from training.trainer import Trainer, TrainerOptions, with_batch_size  # noqa: E402
+from sae.training.config import get_config  # noqa: E402
+from sae.training.models.autoencoder import count_parameters  # noqa: E402
+from sae.training.trainer import Trainer, TrainerOptions, with_batch_size  # noqa: E402
 
 PAPER_V100_IMAGES_PER_SECOND = 100_000 * 128 / (3.5 * 3600)  # 100k steps of 128 in about 3.5 hours: ~1,016
 TARGET_IMAGES_PER_SECOND = 10_000  # 100k steps of 128 in under 22 minutes
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sae-bench-data-") as tmp:
         data = args.data
         if data is None:
-            from training.data.procedural import write_shapes3d_h5
+            from sae.training.data.procedural import write_shapes3d_h5
 
             data = Path(tmp) / "shapes3d.h5"
             write_shapes3d_h5(data, n=args.images, seed=0)

@@ -87,7 +87,7 @@ def variant_repository(repo: Path, model: str, variants: tuple[Variant, ...], ou
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
 
-    from repository.validate import read_config
+    from sae.repository.validate import read_config
 
     names = {}
     for v in variants:
@@ -181,8 +181,8 @@ def measure(url: str, names: dict[str, str], input_spec: tuple[str, str, list[in
 
 
 def main(argv: list[str] | None = None) -> int:
-    from serving.triton import ServerConfig, TritonServer
-    from repository.validate import read_config
+    from sae.serving.triton import ServerConfig, TritonServer
+    from sae.repository.validate import read_config
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repo", type=Path, default=Path("model_repository"), help="an exported repository")

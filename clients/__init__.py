@@ -10,11 +10,11 @@ __all__ = ["AsyncSAEClient", "SAEClient"]
 
 def __getattr__(name: str):
     if name == "SAEClient":
-        from clients.triton_client import SAEClient
+        from sae.clients.triton_client import SAEClient
 
         return SAEClient
     if name == "AsyncSAEClient":
-        from clients.aio import AsyncSAEClient
+        from sae.clients.aio import AsyncSAEClient
 
         return AsyncSAEClient
     raise AttributeError(f"module 'clients' has no attribute {name!r}")

@@ -16,9 +16,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
-from clients import wire
-from clients.errors import InferenceError, ModelNotServedError, ServerUnavailableError
-from clients.triton_client import (DEFAULT_URL, ClientBase, HybridSamples, ModelInfo, PriorSamples, Request,
+from sae.clients import wire
+from sae.clients.errors import InferenceError, ModelNotServedError, ServerUnavailableError
+from sae.clients.triton_client import (DEFAULT_URL, ClientBase, HybridSamples, ModelInfo, PriorSamples, Request,
                                    RetryPolicy, ShmSlot, Traversal, check_images, check_latents, client_error,
                                    join_outputs, make_inputs, plan_draws, plan_sample, plan_traverse, sample_limit,
                                    sample_outputs, samples_from, slot_sizes, split_rows)

@@ -29,15 +29,16 @@ from typing import TextIO
 import h5py
 import numpy as np
 
-from clients.datasets import open_dataset
-from clients.encode_progress import Progress
-from clients.encode_servers import OUTAGE_BACKOFF_S, PROBE_ATOL, PROBE_RTOL, ServerPool, check_probe, throttle
-from clients.errors import ClientError, EncodeJobError, InvalidInputError, ServerUnavailableError
-from clients.latents_file import (FINGERPRINT_IMAGES, FORMAT, LABEL_WINDOW, LabelColumn, RawDatasets, check_identity,
+from sae.clients import wire
+from sae.clients.datasets import open_dataset
+from sae.clients.encode_progress import Progress
+from sae.clients.encode_servers import OUTAGE_BACKOFF_S, PROBE_ATOL, PROBE_RTOL, ServerPool, check_probe, throttle
+from sae.clients.errors import ClientError, EncodeJobError, InvalidInputError, ServerUnavailableError
+from sae.clients.latents_file import (FINGERPRINT_IMAGES, FORMAT, LABEL_WINDOW, LabelColumn, RawDatasets, check_identity,
                                   create_latents_file, fingerprint, identity_of, label_column, latents_attrs,
                                   write_latents_layout)
-from clients.metrics import EncodeMetrics, MetricsServer
-from clients.triton_client import DEFAULT_URL, RetryPolicy, SAEClient
+from sae.clients.metrics import EncodeMetrics, MetricsServer
+from sae.clients.triton_client import DEFAULT_URL, RetryPolicy, SAEClient
 
 __all__ = ["EncodeJobConfig", "EncodeReport", "run_encode_job", "connect_servers",
            # defined in the modules imported above; importable from here too
@@ -131,12 +132,12 @@ def connect_servers(config: EncodeJobConfig, data) -> list[SAEClient]:
             for c in clients:
                 c.close()
             raise
-        if list(info.input("IMAGE").dims) != list(data.shape[1:]):
+        if list(info.input(wire.IMAGE).dims) != list(data.shape[1:]):
             for c in clients + [client]:
                 c.close()
             raise InvalidInputError(f"{info.name} at {url}: input IMAGE takes images of shape "
                                     f"{list(info.input('IMAGE').dims)}, but {config.data} holds {list(data.shape[1:])}",
-                                    info.name, "IMAGE")
+                                    info.name, wire.IMAGE)
         clients.append(client)
     if not clients:
         raise EncodeJobError("encode: no server reachable: " + "; ".join(errors))

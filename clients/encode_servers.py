@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.errors import ClientError, EncodeJobError, ServerUnavailableError
-from clients.metrics import EncodeMetrics
-from clients.triton_client import SAEClient
+from sae.clients.errors import ClientError, EncodeJobError, ServerUnavailableError
+from sae.clients.metrics import EncodeMetrics
+from sae.clients.triton_client import SAEClient
 
 PROBE_RTOL, PROBE_ATOL = 1e-3, 1e-4  # a different model differs by far more; another runtime by less
 

@@ -24,7 +24,7 @@ from typing import Callable, Mapping
 import h5py
 import numpy as np
 
-from clients.errors import EncodeJobError
+from sae.clients.errors import EncodeJobError
 
 FORMAT = "sae-latents/1"
 FINGERPRINT_IMAGES = 64  # images hashed at each end of the dataset, and spread between

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from clients.errors import InvalidInputError
+from sae.clients.errors import InvalidInputError
 
 
 @dataclass(frozen=True)

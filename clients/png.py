@@ -11,7 +11,7 @@ import zlib
 
 import numpy as np
 
-from clients.atomic import write_bytes_atomic
+from sae.clients.atomic import write_bytes_atomic
 
 __all__ = ["write_png", "encode_png", "image_grid"]
 

@@ -9,11 +9,11 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import np_to_triton_dtype
 
-from clients import wire
-from clients.draw import DRAW_MODES, PER_DIMENSION
-from clients.errors import InvalidInputError
-from clients.model_info import ModelInfo
-from clients.results import HybridSamples
+from sae.clients import wire
+from sae.clients.draw import DRAW_MODES, PER_DIMENSION
+from sae.clients.errors import InvalidInputError
+from sae.clients.model_info import ModelInfo
+from sae.clients.results import HybridSamples
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

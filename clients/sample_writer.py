@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.atomic import atomic_write
-from clients.png import image_grid, write_png
-from clients.triton_client import HybridSamples, sample_parts, to_uint8
+from sae.clients.atomic import atomic_write
+from sae.clients.png import image_grid, write_png
+from sae.clients.triton_client import HybridSamples, sample_parts, to_uint8
 
 FORMATS = (".png", ".h5", ".npz")
 NPZ_MAX_SAMPLES = 16_384  # 64x64 RGB uint8: about 200 MB held in memory before the file is written
@@ -138,7 +138,7 @@ WRITERS = {".h5": write_h5, ".npz": write_npz, ".png": write_png_tiles}
 def stream_samples(sampler: Sampler, run: SampleRun, out: Path, progress: bool = True) -> list[Path]:
     """Draw ``run`` through ``sampler`` into ``out`` (format by suffix); the paths written. A bar on stderr when
     there is more than one request (and stderr is a terminal)."""
-    from clients.progress_bar import progress_bar
+    from sae.clients.progress_bar import progress_bar
 
     writer = WRITERS[sample_format(out, run.n)]
     Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import np_to_triton_dtype, triton_to_np_dtype
 
-from clients.model_info import ModelInfo, TensorSpec
+from sae.clients.model_info import ModelInfo, TensorSpec
 
 
 class ShmSlot:

@@ -27,24 +27,24 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from clients import wire
+from sae.clients import wire
 # The client's public names, importable from here as before the split into modules of one job each:
-from clients.draw import DRAW_MODES, to_uint8  # noqa: F401
-from clients.errors import ClientError, InferenceError, ModelNotReadyError, ModelNotServedError, ServerNotFoundError
-from clients.model_info import ModelInfo, TensorSpec  # noqa: F401
-from clients.request_plans import (Request, check_images, check_latents, draw_mode, join_outputs,  # noqa: F401
+from sae.clients.draw import DRAW_MODES, to_uint8  # noqa: F401
+from sae.clients.errors import ClientError, InferenceError, ModelNotReadyError, ModelNotServedError, ServerNotFoundError
+from sae.clients.model_info import ModelInfo, TensorSpec  # noqa: F401
+from sae.clients.request_plans import (Request, check_images, check_latents, draw_mode, join_outputs,  # noqa: F401
                                    make_inputs, part_seed, plan_draws, plan_sample, plan_traverse, sample_limit,
                                    sample_outputs, sample_parts, samples_from, split_rows)
-from clients.results import HybridSamples, PriorSamples, Traversal  # noqa: F401
-from clients.retry import Retrier, RetryPolicy, client_error  # noqa: F401
-from clients.shm import ShmPool, ShmSlot, slot_sizes  # noqa: F401
+from sae.clients.results import HybridSamples, PriorSamples, Traversal  # noqa: F401
+from sae.clients.retry import Retrier, RetryPolicy, client_error  # noqa: F401
+from sae.clients.shm import ShmPool, ShmSlot, slot_sizes  # noqa: F401
 
 DEFAULT_MAX_SAMPLES = wire.DEFAULT_MAX_SAMPLES  # hybrid_sample's per-request limit when its config does not say
 MAX_SAMPLES = wire.MAX_SAMPLES_PER_CALL  # one call's ceiling
 TRAVERSE_STEPS = wire.TRAVERSE_STEPS
 IMAGE_DTYPES = wire.IMAGE_OUTPUTS  # the image output a sample call asks for
 SET_ROLES = wire.SET_ROLES
-DEFAULT_URL = "127.0.0.1:8001"
+DEFAULT_URL = wire.DEFAULT_URL
 
 
 def channel_args() -> list[tuple[str, int]]:

@@ -33,6 +33,8 @@ DIMENSION, STEPS = "DIMENSION", "STEPS"
 
 # ---------------------------------------------------------------------------------------------------- limits
 
+DEFAULT_URL = "127.0.0.1:8001"  # gRPC address of a server that `sae serve` starts with its defaults
+
 DEFAULT_MAX_SAMPLES = 256  # NUM_SAMPLES ceiling of hybrid_sample and prior_sample when a config does not say
 MAX_SAMPLES_PER_CALL = 1 << 20  # one client call's ceiling: a million 64x64 images is already 47 GiB of float32
 TRAVERSE_STEPS = (2, 64)  # STEPS range when the traverse config's min_steps/max_steps do not say

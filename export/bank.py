@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clients.atomic import atomic_write
-from clients.bank_file import BankFile, BankFileError
-from clients.datasets import H5Images, batches_in_order
-from clients.errors import SAEError
-from training.models.autoencoder import Autoencoder
-from training.trainer import to_model_input
+from sae.clients.atomic import atomic_write
+from sae.clients.bank_file import BankFile, BankFileError
+from sae.clients.datasets import H5Images, batches_in_order
+from sae.clients.errors import SAEError
+from sae.training.models.autoencoder import Autoencoder
 
 DEFAULT_BANK_SIZE = 128
 ENCODE_BATCH = 256  # images per forward pass when encoding the training split
@@ -67,7 +66,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 def encode_rows(model: Autoencoder, data: H5Images, rows: np.ndarray, batch_size: int = ENCODE_BATCH) -> np.ndarray:
     """Latents [len(rows), D] of the given (sorted) rows, encoded in batches."""
     model.eval()
-    parts = [model.encode(to_model_input(images, torch.device("cpu"))).float().numpy()
+    parts = [model.encode(model.preprocess(torch.from_numpy(images))).float().numpy()
              for _, images in batches_in_order(data, rows, batch_size)]
     return np.concatenate(parts).astype(np.float32)
 

@@ -20,8 +20,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
-from clients import wire
-from clients.draw import (DISTINCT, DRAW_MODES, GOLDEN_GAMMA, INDEPENDENT, LOW_32, MAX_STORED, MIX_MULTIPLIERS,
+from sae.clients import wire
+from sae.clients.draw import (DISTINCT, DRAW_MODES, GOLDEN_GAMMA, INDEPENDENT, LOW_32, MAX_STORED, MIX_MULTIPLIERS,
                           MIX_SHIFTS, PER_DIMENSION)
 
 DRAW_OPSET = 18  # BitwiseXor / BitwiseAnd

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from clients import wire
-from training.models.autoencoder import Autoencoder
+from sae.clients import wire
+from sae.training.models.autoencoder import Autoencoder
 
 ONNX_OPSET = 17  # GroupNorm and Mish decompose into ops every runtime supports (see the notes on opset 18/21)
 
@@ -27,8 +27,7 @@ class EncodeGraph(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.permute(0, 3, 1, 2).float() / wire.UINT8_SCALE  # clients.wire.to_float_images, in the graph
-        return self.model.encode(x)
+        return self.model.encode(self.model.preprocess(image))  # the model's own preprocessing, in the graph
 
 
 class DecodeGraph(nn.Module):

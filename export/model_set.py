@@ -23,23 +23,23 @@ import numpy as np
 import onnx
 import torch
 
-from clients.datasets import dataset_splits, open_dataset
-from clients.draw import NATIVE_DRAW_MODES
-from clients.errors import SAEError
-from export.bank import DEFAULT_BANK_SIZE, Bank, build_bank
-from export.composed import check_reconstruction, write_reconstruction_graph
-from export.draw_graph import hybrid_sample_model
-from export.fp16 import write_fp16_onnx
-from export.graphs import ONNX_OPSET, export_onnx, graph_specs
-from export.parity import ParityResult, compare
-from export.torchscript import export_torchscript
-from repository.configs import RepositoryOptions, ServedShapes, model_configs
-from repository.install import (bank_roles, check_ownership, install_model_set, next_version, staging_folder,
+from sae.clients.datasets import dataset_splits, open_dataset
+from sae.clients.draw import NATIVE_DRAW_MODES
+from sae.clients.errors import SAEError
+from sae.export.bank import DEFAULT_BANK_SIZE, Bank, build_bank
+from sae.export.composed import check_reconstruction, write_reconstruction_graph
+from sae.export.draw_graph import hybrid_sample_model
+from sae.export.fp16 import write_fp16_onnx
+from sae.export.graphs import ONNX_OPSET, export_onnx, graph_specs
+from sae.export.parity import ParityResult, compare
+from sae.export.torchscript import export_torchscript
+from sae.repository.configs import RepositoryOptions, ServedShapes, model_configs
+from sae.repository.install import (bank_roles, check_ownership, install_model_set, next_version, staging_folder,
                                 write_config, write_python_backend)
-from repository.layout import (BANK_FILE, HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, MANIFEST_FILE, ONNX_FILE,
+from sae.repository.layout import (BANK_FILE, HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, MANIFEST_FILE, ONNX_FILE,
                                ONNX_FP16_FILE, TORCHSCRIPT_FILE)
-from repository.validate import check_repository
-from training.checkpoint import LAST, Checkpoint
+from sae.repository.validate import check_repository
+from sae.training.checkpoint import LAST, Checkpoint
 
 EXPORT_PARITY_BATCHES = (1, 7)  # checked at every export; tests/test_parity.py adds 256
 JOINED_GRAPH_TOLERANCE = 1e-5  # joined reconstruction graph vs encode and decode run apart: measured 0

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.graphs import GraphSpec, graph_input
+from sae.export.graphs import GraphSpec, graph_input
 
 RUNTIMES = ("torchscript", "onnx", "onnx_fp16")
 
@@ -52,7 +52,7 @@ class Runner:
             raise ValueError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
         self.runtime = runtime
         if runtime == "torchscript":
-            from export.torchscript import load_torchscript
+            from sae.export.torchscript import load_torchscript
 
             self.module, self.torch_version = load_torchscript(path)
         else:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from export.graphs import GraphSpec
+from sae.export.graphs import GraphSpec
 
 TORCH_VERSION_FILE = "torch_version"
 

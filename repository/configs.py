@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from clients import wire
-from clients.draw import DRAW_MODES, NATIVE_DRAW_MODES
-from repository.layout import HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, ONNX_FILE, ONNX_FP16_FILE, TORCHSCRIPT_FILE
-from repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
+from sae.clients import wire
+from sae.clients.draw import DRAW_MODES, NATIVE_DRAW_MODES
+from sae.repository.layout import HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, ONNX_FILE, ONNX_FP16_FILE, TORCHSCRIPT_FILE
+from sae.repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
 
 ROLES, PRIOR_ROLES = wire.ROLES, wire.PRIOR_ROLES  # leaves before ensembles; served only with a prior
 FLAVOURS = ("python", "native")

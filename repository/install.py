@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from clients.errors import SAEError
-from repository.configs import RepositoryOptions, config_text
-from repository.layout import CONFIG_COPY, CONFIG_FILE, PYTHON_FILE, read_manifest, versions
-from repository.templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
-from repository.validate import check_repository
+from sae.clients.errors import SAEError
+from sae.repository.configs import RepositoryOptions, config_text
+from sae.repository.layout import CONFIG_COPY, CONFIG_FILE, PYTHON_FILE, read_manifest, versions
+from sae.repository.templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
+from sae.repository.validate import check_repository
 
 KEPT_VERSIONS = 3  # version folders a model keeps: the newest and two to roll back to
 BANK_ROLES = ("sampler", "prior_sampler", "traverse", "hybrid_sample", "prior_sample")  # python models reading bank.h5

@@ -26,12 +26,12 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from clients import wire
-from clients.bank_file import BANK_FILE, BankFile, BankFileError
-from clients.draw import DRAW_MODES
-from clients.model_config import read_config
-from repository.templates import COMPANIONS
-from repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
+from sae.clients import wire
+from sae.clients.bank_file import BANK_FILE, BankFile, BankFileError
+from sae.clients.draw import DRAW_MODES
+from sae.clients.model_config import read_config
+from sae.repository.templates import COMPANIONS
+from sae.repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
 
 # Triton data types -> ONNX TensorProto element types (onnx.TensorProto values)
 _ONNX_TYPES = {"TYPE_BOOL": 9, "TYPE_UINT8": 2, "TYPE_INT8": 3, "TYPE_INT16": 5, "TYPE_INT32": 6, "TYPE_INT64": 7,

@@ -7,7 +7,7 @@ _API = ("SAEClient", "export", "load_model", "train")
 
 def __getattr__(name: str):
     if name in _API:
-        from serving import api
+        from sae.serving import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'serving' has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The package from Python, in four names: ``train``, ``export``, ``load_model`` and the client ``SAEClient``.
 
-    from serving import train, export, load_model, SAEClient
+    from sae.serving import train, export, load_model, SAEClient
     result = train("sae12-tiny", "data/shapes3d.h5", "runs/tiny", steps=1000, train__lr=1e-3)
     export(result.run_dir, "model_repository", name="sae12")
     model = load_model("runs/tiny")                       # eager torch module in eval mode
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clients.triton_client import SAEClient
+from sae.clients.triton_client import SAEClient
 
 __all__ = ["SAEClient", "export", "load_model", "train"]
 
@@ -27,9 +27,9 @@ def train(config, data: str | Path, out: str | Path, steps: int | None = None, *
     ``model__latent_dim=16``), type-checked as ``sae train --set`` is. ``steps``: total steps (default: the
     config's). Running it again on the same ``out`` resumes. Returns the trainer's TrainResult (``run_dir``, ...).
     """
-    from training.config import ExperimentConfig, get_config
-    from training.overrides import apply_overrides
-    from training.trainer import Trainer
+    from sae.training.config import ExperimentConfig, get_config
+    from sae.training.overrides import apply_overrides
+    from sae.training.trainer import Trainer
 
     if isinstance(config, str):
         config = get_config(config)
@@ -47,13 +47,13 @@ def export(run: str | Path, repo: str | Path, name: str = "", **options: Any):
     """Export a run folder or checkpoint into the Triton repository ``repo`` as the set ``name`` (``NAME_encode``,
     ...), checked by ``sae validate`` before it is swapped in. ``options``: the other arguments of
     ``export.model_set.export_run`` (``flavour``, ``bank_size``, ``data_path``, ...). Returns its ExportReport."""
-    from export.model_set import export_run
+    from sae.export.model_set import export_run
 
     return export_run(Path(run), Path(repo), name=name, **options)
 
 
 def load_model(run: str | Path, which: str = "last.pt", device: str = "cpu"):
     """A run folder (its ``checkpoints/WHICH``) or a checkpoint file -> the eager model, in eval mode on ``device``."""
-    from training.checkpoint import Checkpoint
+    from sae.training.checkpoint import Checkpoint
 
     return Checkpoint.load(Path(run), map_location=device, which=which).eval_model(device)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clients import wire
-from clients.errors import InferenceError
-from clients.triton_client import DRAW_MODES, READY, SAEClient, no_server_error, served_sets
+from sae.clients import wire
+from sae.clients.errors import InferenceError
+from sae.clients.triton_client import DRAW_MODES, READY, SAEClient, no_server_error, served_sets
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def describe_sets(url: str) -> list[ServedSet]:
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    from clients.triton_client import is_connection_refused
+    from sae.clients.triton_client import is_connection_refused
 
     client = grpcclient.InferenceServerClient(url)
     try:

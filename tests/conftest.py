@@ -39,7 +39,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def shapes_file(tmp_path_factory) -> Path:
-    from training.data.procedural import write_shapes3d_h5
+    from sae.training.data.procedural import write_shapes3d_h5
 
     path = _fixture_dir(tmp_path_factory, "data") / "shapes3d.h5"
     if not path.exists():
@@ -48,7 +48,7 @@ def shapes_file(tmp_path_factory) -> Path:
 
 
 def tiny_config(**train_changes):
-    from training.config import get_config
+    from sae.training.config import get_config
 
     cfg = get_config("sae12-tiny")
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **train_changes))
@@ -56,7 +56,7 @@ def tiny_config(**train_changes):
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, shapes_file) -> Path:
-    from training.trainer import Trainer
+    from sae.training.trainer import Trainer
 
     run = _fixture_dir(tmp_path_factory, "run")
     trainer = Trainer(tiny_config(), shapes_file, run, device="cpu")
@@ -75,7 +75,7 @@ def copy_repository(dst: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def exported_repo(tmp_path_factory, trained_run) -> Path:
-    from export.model_set import export_run
+    from sae.export.model_set import export_run
 
     repo = copy_repository(tmp_path_factory.mktemp("export") / "model_repository")
     export_run(trained_run, repo)
@@ -84,7 +84,7 @@ def exported_repo(tmp_path_factory, trained_run) -> Path:
 
 @pytest.fixture(scope="session")
 def triton(exported_repo, tmp_path_factory):
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     log = tmp_path_factory.mktemp("triton") / "server.log"
     server = TritonServer(ServerConfig(repository=exported_repo), log_path=log).start()
@@ -95,7 +95,7 @@ def triton(exported_repo, tmp_path_factory):
 @pytest.fixture(scope="module")
 def client(triton):
     """An SAEClient of the session's server, ready; one per test module."""
-    from clients.triton_client import SAEClient
+    from sae.clients.triton_client import SAEClient
 
     with SAEClient(triton.grpc_url) as c:
         c.wait_ready(timeout_s=30)

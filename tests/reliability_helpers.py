@@ -7,8 +7,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from serving.triton import TritonServer
-from serving.triton.process_group import _group_members
+from sae.serving.triton import TritonServer
+from sae.serving.triton.process_group import _group_members
 
 
 def raw_infer(client: grpcclient.InferenceServerClient, model: str, inputs: dict[str, np.ndarray],
@@ -74,7 +74,7 @@ def run_load(server: TritonServer, clients: int, requests: int, time_cap_s: floa
     import threading
     import time
 
-    from clients.triton_client import SAEClient
+    from sae.clients.triton_client import SAEClient
 
     latencies: dict[str, list[float]] = {}
     errors: list[str] = []

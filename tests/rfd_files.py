@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from clients.datasets.rfd import RFD_FACTOR_SIZES
+from sae.clients.datasets.rfd import RFD_FACTOR_SIZES
 
 
 def random_factors(n: int, seed: int = 0) -> np.ndarray:

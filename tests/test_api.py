@@ -13,7 +13,7 @@ from tests.conftest import ROOT, copy_repository
 
 @pytest.fixture(scope="module")
 def api_run(tmp_path_factory, shapes_file):
-    from serving import train
+    from sae.serving import train
 
     run = tmp_path_factory.mktemp("api") / "run"
     result = train("sae12-tiny", shapes_file, run, steps=3, device="cpu", progress=False,
@@ -31,8 +31,8 @@ def test_train_runs_the_steps_with_the_overrides(api_run):
 
 
 def test_train_refuses_a_bad_override_by_name(tmp_path, shapes_file):
-    from serving import train
-    from training.overrides import OverrideError
+    from sae.serving import train
+    from sae.training.overrides import OverrideError
 
     with pytest.raises(OverrideError, match="train.lrr: TrainConfig has no field 'lrr'; did you mean lr"):
         train("sae12-tiny", shapes_file, tmp_path / "run", steps=1, train__lrr=1e-3)
@@ -44,8 +44,8 @@ def test_train_refuses_a_bad_override_by_name(tmp_path, shapes_file):
 def test_load_model_gives_the_trained_eager_model_in_eval_mode(api_run):
     import torch
 
-    from serving import load_model
-    from training.checkpoint import Checkpoint
+    from sae.serving import load_model
+    from sae.training.checkpoint import Checkpoint
 
     run, _ = api_run
     model = load_model(run)
@@ -60,8 +60,8 @@ def test_load_model_gives_the_trained_eager_model_in_eval_mode(api_run):
 
 
 def test_load_model_names_a_missing_checkpoint(tmp_path):
-    from serving import load_model
-    from training.checkpoint import CheckpointError
+    from sae.serving import load_model
+    from sae.training.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match=f"no checkpoint at {tmp_path}"):
         load_model(tmp_path)
@@ -69,9 +69,9 @@ def test_load_model_names_a_missing_checkpoint(tmp_path):
 
 @pytest.mark.server
 def test_export_then_serve_then_sample_through_the_client(api_run, tmp_path):
-    from serving import SAEClient, export
-    from serving.triton import ServerConfig, TritonServer
-    from repository.validate import validate_repository
+    from sae.serving import SAEClient, export
+    from sae.serving.triton import ServerConfig, TritonServer
+    from sae.repository.validate import validate_repository
 
     run, _ = api_run
     repo = copy_repository(tmp_path / "model_repository")
@@ -87,7 +87,7 @@ def test_export_then_serve_then_sample_through_the_client(api_run, tmp_path):
 
 
 def test_importing_the_api_loads_neither_torch_nor_tritonclient():
-    code = ("import sys, serving, sae.cli; assert 'torch' not in sys.modules, 'torch'; "
-            "assert 'tritonclient.grpc' not in sys.modules, 'tritonclient'; from serving import SAEClient; "
-            "from clients.triton_client import SAEClient as C; assert SAEClient is C; assert 'torch' not in sys.modules")
+    code = ("import sys, sae.cli; from sae import serving; assert 'torch' not in sys.modules, 'torch'; "
+            "assert 'tritonclient.grpc' not in sys.modules, 'tritonclient'; from sae.serving import SAEClient; "
+            "from sae.clients.triton_client import SAEClient as C; assert SAEClient is C; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -60,7 +60,7 @@ def _last_error_line(argv, capsys) -> str:
 
 
 def test_an_unknown_config_suggests_the_closest_three(capsys):
-    from training.config import NAMED_CONFIGS
+    from sae.training.config import NAMED_CONFIGS
 
     line = _last_error_line(["train", "sae12-tin", "--data", "d.h5", "--out", "o"], capsys)
     assert line.startswith("sae train: error: argument config: unknown config 'sae12-tin'; did you mean sae12-tiny")
@@ -127,8 +127,8 @@ class LoadingServer:
 
 
 def test_a_loading_model_is_waited_for_then_reported_not_ready():
-    from clients.errors import ModelNotReadyError
-    from clients.triton_client import SAEClient
+    from sae.clients.errors import ModelNotReadyError
+    from sae.clients.triton_client import SAEClient
 
     client = SAEClient("127.0.0.1:1", model="tiny")
     client._client = LoadingServer("LOADING")
@@ -141,8 +141,8 @@ def test_a_loading_model_is_waited_for_then_reported_not_ready():
 
 @pytest.mark.parametrize("reason,step", [("unloaded", "load it"), ("failed to load: bad onnx", "sae validate")])
 def test_an_unloaded_or_failed_model_is_not_served_at_once(reason, step):
-    from clients.errors import ModelNotServedError
-    from clients.triton_client import SAEClient
+    from sae.clients.errors import ModelNotServedError
+    from sae.clients.triton_client import SAEClient
 
     client = SAEClient("127.0.0.1:1", model="tiny")
     client._client = LoadingServer("UNAVAILABLE", reason)
@@ -153,8 +153,8 @@ def test_an_unloaded_or_failed_model_is_not_served_at_once(reason, step):
 
 
 def test_a_missing_model_names_the_served_sets():
-    from clients.errors import ModelNotServedError
-    from clients.triton_client import SAEClient
+    from sae.clients.errors import ModelNotServedError
+    from sae.clients.triton_client import SAEClient
 
     client = SAEClient("127.0.0.1:1", model="other")
     client._client = LoadingServer("READY")

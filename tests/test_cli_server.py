@@ -13,7 +13,7 @@ pytestmark = pytest.mark.server
 
 @pytest.fixture(scope="module")
 def named_export(tmp_path_factory, trained_run):
-    from export.model_set import export_run
+    from sae.export.model_set import export_run
 
     repo = copy_repository(tmp_path_factory.mktemp("named") / "model_repository")
     report = export_run(trained_run, repo, name="tiny")
@@ -22,7 +22,7 @@ def named_export(tmp_path_factory, trained_run):
 
 @pytest.fixture(scope="module")
 def named_server(named_export, tmp_path_factory):
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     log = tmp_path_factory.mktemp("named_triton") / "server.log"
     with TritonServer(ServerConfig(repository=named_export[0]), log_path=log) as server:

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from sae.cli import main
-from training.config import ExperimentConfig, get_config
-from training.overrides import OverrideError, apply_overrides, parse_assignment, toml_assignments
+from sae.training.config import ExperimentConfig, get_config
+from sae.training.overrides import OverrideError, apply_overrides, parse_assignment, toml_assignments
 
 
 def overridden(*assignments: str) -> ExperimentConfig:

@@ -20,8 +20,8 @@ def folder_versions(repo, model: str) -> list[str]:
 
 
 def test_re_export_adds_a_version_and_rollback_goes_back_one(tmp_path, trained_run, capsys):
-    from repository.install import KEPT_VERSIONS
-    from repository.layout import CONFIG_COPY
+    from sae.repository.install import KEPT_VERSIONS
+    from sae.repository.layout import CONFIG_COPY
 
     repo = copy_repository(tmp_path / "model_repository")
     assert "version 1 (python flavour)" in export(trained_run, repo, capsys)
@@ -64,7 +64,7 @@ def test_export_without_a_run_or_rollback_says_what_to_give(capsys):
 
 @pytest.mark.parametrize("exports,kept", [(4, ["2", "3", "4"])])
 def test_only_the_newest_versions_are_kept(tmp_path, exports, kept):
-    from repository.install import keep_previous
+    from sae.repository.install import keep_previous
 
     repo, staging = tmp_path / "repo", tmp_path / "staging"
     for v in range(1, exports):
@@ -83,8 +83,8 @@ def test_a_polling_server_under_load_moves_to_the_new_version_and_back(tmp_path,
     import threading
     import time
 
-    from clients.triton_client import SAEClient
-    from serving.triton import ServerConfig, TritonServer
+    from sae.clients.triton_client import SAEClient
+    from sae.serving.triton import ServerConfig, TritonServer
 
     repo = copy_repository(tmp_path / "model_repository")
     export(trained_run, repo, capsys)

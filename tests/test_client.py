@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
-import clients
-from clients.aio import AsyncSAEClient
-from clients.errors import (ClientError, ClientTimeoutError, InferenceError, InvalidInputError, ModelNotServedError,
+from sae import clients
+from sae.clients.aio import AsyncSAEClient
+from sae.clients.errors import (ClientError, ClientTimeoutError, InferenceError, InvalidInputError, ModelNotServedError,
                             ServerUnavailableError)
-from clients.triton_client import (ModelInfo, Retrier, RetryPolicy, SAEClient, check_images, part_seed, plan_sample,
+from sae.clients.triton_client import (ModelInfo, Retrier, RetryPolicy, SAEClient, check_images, part_seed, plan_sample,
                                    plan_traverse, sample_limit)
 
 D, K = 12, 4  # a contract-shaped SAE-4 with 12 latent dimensions
@@ -69,7 +69,7 @@ def free_port() -> int:
 def test_clients_package_exports_both_clients_without_importing_grpc_eagerly():
     import subprocess
 
-    code = "import sys, clients; assert 'tritonclient' not in sys.modules; print(clients.SAEClient.__name__, " \
+    code = "import sys; from sae import clients; assert 'tritonclient' not in sys.modules; print(clients.SAEClient.__name__, " \
            "clients.AsyncSAEClient.__name__)"
     out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                          text=True, timeout=60)
@@ -376,7 +376,7 @@ def test_mask_all_true_is_plain_hybrid_sampling_and_all_false_is_decode_of_base(
 
 @pytest.mark.server
 def test_mask_keeps_the_false_variables_of_base(client, contract, exported_repo):
-    from export.bank import Bank
+    from sae.export.bank import Bank
 
     bank = Bank.load(exported_repo / "sampler" / "1" / "bank.h5")
     k = contract.inputs["MASK"].dims[0]
@@ -403,7 +403,7 @@ def test_server_refuses_mask_without_base_naming_mask(client, contract):
 
 @pytest.mark.server
 def test_traverse_sweeps_one_dimension_over_its_training_range(client, traverse_served, exported_repo):
-    from export.bank import Bank
+    from sae.export.bank import Bank
 
     bank = Bank.load(exported_repo / "sampler" / "1" / "bank.h5")
     start = bank.latents[0]

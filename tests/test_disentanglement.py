@@ -24,8 +24,8 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from clients.evaluation import disentanglement as dm  # noqa: E402
-from clients.evaluation.disentanglement.dci_metric import _dci_scores  # noqa: E402
+from sae.clients.evaluation import disentanglement as dm  # noqa: E402
+from sae.clients.evaluation.disentanglement.dci_metric import _dci_scores  # noqa: E402
 
 SIZES = (4, 6, 8, 10, 5)
 NOISE = 0.05
@@ -285,8 +285,8 @@ def test_package_imports_without_sklearn_scipy_or_torch():
         "for m in ('sklearn', 'scipy', 'torch', 'joblib'):\n"
         "    sys.modules[m] = None\n"
         "import numpy as np\n"
-        "import clients\n"
-        "from clients.evaluation import mig, irs\n"
+        "from sae import clients\n"
+        "from sae.clients.evaluation import mig, irs\n"
         "f = np.random.default_rng(0).integers(0, 4, (500, 2))\n"
         "print(round(mig(f * 1.0, f)['mig'], 6), round(irs(f * 1.0, f)['irs'], 6))\n"
     )

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import ROOT, tiny_config
-from training.checkpoint import BEST, Checkpoint
-from training.distributed import DistributedContext, DistributedSetupError, check_batch_size, shard
-from training.metrics_log import read_metrics
-from training.trainer import Trainer, TrainerOptions
+from sae.training.checkpoint import BEST, Checkpoint
+from sae.training.distributed import DistributedContext, DistributedSetupError, check_batch_size, shard
+from sae.training.metrics_log import read_metrics
+from sae.training.trainer import Trainer, TrainerOptions
 
 TORCHRUN = os.path.join(os.path.dirname(sys.executable), "torchrun")
 BATCH, VAL_EVERY, VAL_BATCHES = 4, 2, 2

@@ -3,8 +3,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from clients.draw import DISTINCT, DRAW_MODES, INDEPENDENT, PER_DIMENSION, bounded, key_hash, mix, source_index
-from export.draw_graph import draw_model
+from sae.clients.draw import DISTINCT, DRAW_MODES, INDEPENDENT, PER_DIMENSION, bounded, key_hash, mix, source_index
+from sae.export.draw_graph import draw_model
 
 SAE4 = np.repeat(np.arange(4), 3)
 

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients.datasets import H5Images
-from clients.encode_job import (EncodeJobConfig, Progress, ServerPool, _create, fingerprint, identity_of,
+from sae.clients.datasets import H5Images
+from sae.clients.encode_job import (EncodeJobConfig, Progress, ServerPool, _create, fingerprint, identity_of,
                                 run_encode_job)
-from clients.errors import EncodeJobError, InvalidInputError
-from clients.metrics import EncodeMetrics
-from clients.triton_client import RetryPolicy, SAEClient
+from sae.clients.errors import EncodeJobError, InvalidInputError
+from sae.clients.metrics import EncodeMetrics
+from sae.clients.triton_client import RetryPolicy, SAEClient
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 256  # images in the test dataset
@@ -184,7 +184,7 @@ def reference(triton, small_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def second_server(exported_repo, tmp_path_factory):
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     server = TritonServer(ServerConfig(repository=exported_repo),
                           log_path=tmp_path_factory.mktemp("second") / "server.log").start()
@@ -353,7 +353,7 @@ def test_a_server_that_dies_mid_job_hands_its_chunks_to_the_other(reference, sma
 
 @pytest.mark.server
 def test_the_only_server_dying_leaves_a_resumable_file(reference, small_data, triton, exported_repo, tmp_path):
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     doomed = TritonServer(ServerConfig(repository=exported_repo), log_path=tmp_path / "doomed.log").start()
     metrics = EncodeMetrics()

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.evaluation import figures
-from clients.evaluation.figures import chunk_masks, mix_variables, read_bank, traversal_latents
-from clients.triton_client import SAEClient
+from sae.clients.evaluation import figures
+from sae.clients.evaluation.figures import chunk_masks, mix_variables, read_bank, traversal_latents
+from sae.clients.triton_client import SAEClient
 from sae.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -188,7 +188,7 @@ def test_fid_path_records_the_network_file_it_used(triton, shapes_file, tmp_path
     """The harness's FID path with a tiny TorchScript stand-in for the Inception file (the real one costs about
     100 ms per image and minutes per 2048x2048 square root; tests/test_frechet.py runs it on a few images)."""
     torch = pytest.importorskip("torch")
-    from clients.evaluation import inception
+    from sae.clients.evaluation import inception
 
     class Tiny(torch.nn.Module):
         def forward(self, x):

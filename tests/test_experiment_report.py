@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from serving.experiment import figures
-from serving.experiment.aggregate import Spread
-from serving.experiment.cell_results import CellFileError
-from serving.experiment.claims import C5_UNUSED_SHARE, compare, combine, _comparison
-from serving.experiment.model_groups import MODEL_ORDER, WITH_PRIOR, model_label
-from serving.experiment.report import build_report
+from sae.serving.experiment import figures
+from sae.serving.experiment.aggregate import Spread
+from sae.serving.experiment.cell_results import CellFileError
+from sae.serving.experiment.claims import C5_UNUSED_SHARE, compare, combine, _comparison
+from sae.serving.experiment.model_groups import MODEL_ORDER, WITH_PRIOR, model_label
+from sae.serving.experiment.report import build_report
 
 FACTORS = ["floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation"]
 SEEDS = (0, 1, 2)
@@ -523,6 +523,6 @@ def test_duplicate_cells_and_empty_folders_are_refused(tmp_path):
 
 
 def test_the_report_modules_import_no_torch():
-    code = ("import sys; import serving.experiment.report, serving.experiment.claims; "
+    code = ("import sys; import sae.serving.experiment.report, sae.serving.experiment.claims; "
             "assert 'torch' not in sys.modules, 'torch imported'; assert 'matplotlib' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -5,11 +5,11 @@ import numpy as np
 import onnx
 import pytest
 
-from export.bank import Bank, file_sha256, prior_moments
-from export.model_set import ExportError, checkpoint_file, export_run
-from repository.install import InstallError, check_ownership, install
-from repository.configs import ConfigError, RepositoryOptions
-from training.checkpoint import Checkpoint
+from sae.export.bank import Bank, file_sha256, prior_moments
+from sae.export.model_set import ExportError, checkpoint_file, export_run
+from sae.repository.install import InstallError, check_ownership, install
+from sae.repository.configs import ConfigError, RepositoryOptions
+from sae.training.checkpoint import Checkpoint
 
 
 def test_onnx_graphs_have_a_dynamic_batch_axis(exported_repo):
@@ -31,7 +31,7 @@ def test_export_records_parity_within_tolerance(exported_repo):
 def test_bank_records_its_sources_ranges_and_hashes(exported_repo, trained_run, shapes_file):
     import onnxruntime as ort
 
-    from clients.datasets import H5Images, batches_in_order, split_indices
+    from sae.clients.datasets import H5Images, batches_in_order, split_indices
 
     bank = Bank.load(exported_repo / "sampler" / "1" / "bank.h5")
     assert bank.latents.shape == (128, 12) and bank.latents.dtype == np.float32
@@ -54,8 +54,8 @@ def test_bank_records_its_sources_ranges_and_hashes(exported_repo, trained_run, 
 
 
 def test_variational_models_store_their_standard_normal_prior():
-    from training.config import get_config
-    from training.models.zoo import build_model
+    from sae.training.config import get_config
+    from sae.training.models.zoo import build_model
 
     mean, std = prior_moments(build_model(get_config("betavae-tiny").model))
     assert np.array_equal(mean, np.zeros(12)) and np.array_equal(std, np.ones(12))
@@ -68,9 +68,9 @@ PRIOR_CONFIGS = ("vae-tiny", "betavae-tiny", "betatcvae-tiny", "factorvae-tiny",
 @pytest.mark.parametrize("config_name", PRIOR_CONFIGS + ("sae12-tiny", "ae-tiny", "adaae12-tiny"))
 def test_exactly_the_models_with_a_prior_are_served_prior_samples(config_name, one_torch_thread):
     """The served set follows the bank: a prior (N(0, I) for every prior model here) gives NAME_prior_sample."""
-    from repository.configs import ServedShapes, model_configs
-    from training.config import get_config
-    from training.models.zoo import build_model
+    from sae.repository.configs import ServedShapes, model_configs
+    from sae.training.config import get_config
+    from sae.training.models.zoo import build_model
 
     cfg = get_config(config_name).model
     prior = prior_moments(build_model(cfg))
@@ -182,10 +182,10 @@ def test_export_of_a_corrupt_checkpoint_fails_cleanly(tmp_path):
 
 
 def test_bank_ranges_over_a_subset_keep_the_same_bank_and_include_its_rows(shapes_file, one_torch_thread):
-    from clients.datasets import H5Images, split_indices
-    from export.bank import build_bank, encode_rows
-    from training.config import get_config
-    from training.models.zoo import build_model
+    from sae.clients.datasets import H5Images, split_indices
+    from sae.export.bank import build_bank, encode_rows
+    from sae.training.config import get_config
+    from sae.training.models.zoo import build_model
 
     model = build_model(get_config("sae12-tiny").model)
     data = H5Images(shapes_file)

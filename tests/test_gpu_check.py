@@ -63,10 +63,10 @@ def test_the_torch_runtime_decodes_like_the_eager_model_and_refuses_what_the_onn
     import torch
 
     from benchmarks.gpu_check import synthetic_bank, untrained_model
-    from export.graphs import DecodeGraph, graph_specs
-    from export.torchscript import export_torchscript
-    from repository.templates import ONNX_MODEL
-    from repository.templates.torch_model import TorchRunner, load_request_checks, parse_batch_sizes
+    from sae.export.graphs import DecodeGraph, graph_specs
+    from sae.export.torchscript import export_torchscript
+    from sae.repository.templates import ONNX_MODEL
+    from sae.repository.templates.torch_model import TorchRunner, load_request_checks, parse_batch_sizes
 
     model = untrained_model("sae12-tiny", "cpu")
     export_torchscript(graph_specs(model)["decode"], tmp_path / "model.pt")

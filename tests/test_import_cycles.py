@@ -8,17 +8,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("clients", "training", "repository", "export", "serving", "sae")
+PACKAGES = ("clients", "training", "repository", "export", "serving", "sae")  # root folders; sae.X is folder X
 
 
 def module_files() -> dict[str, Path]:
-    """Dotted module name -> file, for every module of the packages (``pkg/__init__.py`` is ``pkg``)."""
+    """Dotted module name -> file, for every module of the packages (``X/__init__.py`` is ``sae.X``; ``sae/`` itself
+    holds the namespace and the command line)."""
     files = {}
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             parts = path.relative_to(ROOT).with_suffix("").parts
-            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+            parts = parts[:-1] if parts[-1] == "__init__" else parts
+            files[".".join(parts if package == "sae" else ("sae", *parts))] = path
     return files
+
+
+def package_of(module: str) -> str:
+    """The root folder a module of the namespace lives in: ``sae.clients.draw`` -> clients, ``sae.cli`` -> sae."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in PACKAGES else "sae"
 
 
 def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
@@ -102,12 +110,12 @@ def test_the_cycle_finder_finds_a_cycle_and_ignores_a_chain():
 
 def test_the_graph_sees_imports_inside_functions():
     graph = import_graph()
-    assert "training.checkpoint" in graph["serving.api"], "serving.api imports it inside load_model"
+    assert "sae.training.checkpoint" in graph["sae.serving.api"], "serving.api imports it inside load_model"
 
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_import_cycle_among_the_package_modules(package):
-    assert [c for c in cycles(import_graph()) if any(m.split(".")[0] == package for m in c)] == []
+    assert [c for c in cycles(import_graph()) if any(package_of(m) == package for m in c)] == []
 
 
 # Which packages each package may import: the torch-free base (clients: readers, the wire contract, the client), the
@@ -121,11 +129,33 @@ LAYERS = {
     "serving": {"clients", "training", "repository", "export"},
     "sae": {"clients", "training", "repository", "export", "serving"},  # the namespace and the command line
 }
-EXCEPTIONS = {("clients.bench", "repository")}
+EXCEPTIONS = {("sae.clients.bench", "repository")}
 
 
 def test_each_package_imports_only_the_layers_below_it():
     upward = sorted(f"{module} -> {target}" for module, targets in import_graph().items() for target in targets
-                    if (top := target.split(".")[0]) != (own := module.split(".")[0]) and top not in LAYERS[own]
+                    if (top := package_of(target)) != (own := package_of(module)) and top not in LAYERS[own]
                     and not any(module.startswith(prefix) and top == layer for prefix, layer in EXCEPTIONS))
     assert upward == []
+
+
+def test_the_layer_check_sees_an_upward_import():
+    graph = import_graph()
+    assert any(package_of(t) == "training" for t in graph["sae.export.model_set"])
+    assert "training" not in LAYERS["clients"] and package_of("sae.cli.train") == "sae"
+
+
+BARE_NAMES = {p for p in PACKAGES if p != "sae"}
+
+
+def test_every_import_goes_through_the_sae_namespace():
+    """``training``, ``export``, ... are folders, not top-level modules: a user's own ``training.py`` must not clash."""
+    bare = []
+    for path in sorted([*ROOT.glob("*/**/*.py")]):
+        if path.relative_to(ROOT).parts[0] in (".venv", "docs", ".git") or "data" in path.relative_to(ROOT).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            bare += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] in BARE_NAMES]
+    assert bare == []

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.losses import (
+from sae.training.losses import (
     FactorDiscriminator,
     bce_with_logits_loss,
     beta_tcvae_loss,

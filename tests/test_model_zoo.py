@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from training.config import DATASET_KINDS, NAMED_CONFIGS, ExperimentConfig, ModelConfig, TrainConfig, get_config
-from training.models.autoencoder import count_parameters
-from training.models.registry import model_kind, model_kinds
-from training.models.zoo import build_model
-from training.models.zoo.betatcvae import BetaTCVAEConfig
-from training.models.zoo.factorvae import FactorVAEConfig
-from training.models.zoo.vae import VariationalConfig
-from training.models.zoo.wae import WAEConfig
+from sae.training.config import DATASET_KINDS, NAMED_CONFIGS, ExperimentConfig, ModelConfig, TrainConfig, get_config
+from sae.training.models.autoencoder import count_parameters
+from sae.training.models.registry import model_kind, model_kinds
+from sae.training.models.zoo import build_model
+from sae.training.models.zoo.betatcvae import BetaTCVAEConfig
+from sae.training.models.zoo.factorvae import FactorVAEConfig
+from sae.training.models.zoo.vae import VariationalConfig
+from sae.training.models.zoo.wae import WAEConfig
 
 TINY_CONFIGS = sorted(n for n in NAMED_CONFIGS if n.endswith("-tiny"))
 ONE_TINY_PER_KIND = {"sae": "sae12-tiny", "adaae": "adaae12-tiny", "ae": "ae-tiny", "vae": "vae-tiny",
@@ -339,7 +339,7 @@ def test_vlae_rungs_pair_deep_encoder_blocks_with_deep_decoder_slots():
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def procedural_images() -> torch.Tensor:
-    from training.data.procedural import FACTOR_SIZES, Shapes3DRenderer
+    from sae.training.data.procedural import FACTOR_SIZES, Shapes3DRenderer
 
     rng = np.random.default_rng(0)
     factors = np.stack([rng.integers(0, s, 16) for s in FACTOR_SIZES], axis=1)
@@ -382,7 +382,7 @@ def test_tiny_model_loss_falls_under_adam(name, procedural_images):
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", sorted(BUILT_IN_KINDS))
 def test_every_model_kind_exports_to_onnx_matching_eager(kind, tmp_path):
-    from export.graphs import export_onnx, graph_specs, onnx_max_abs_diff
+    from sae.export.graphs import export_onnx, graph_specs, onnx_max_abs_diff
 
     torch.manual_seed(0)
     model = build_model(get_config(ONE_TINY_PER_KIND[kind]).model).eval()

@@ -3,11 +3,11 @@ import dataclasses
 import pytest
 import torch
 
-from training.config import NAMED_CONFIGS, BackboneConfig, ModelConfig, get_config
-from training.models.autoencoder import count_parameters
-from training.models.slot_decoder import variable_slices, variable_slots
-from training.models.structural import StrTfm
-from training.models.zoo import build_model
+from sae.training.config import NAMED_CONFIGS, BackboneConfig, ModelConfig, get_config
+from sae.training.models.autoencoder import count_parameters
+from sae.training.models.slot_decoder import variable_slices, variable_slots
+from sae.training.models.structural import StrTfm
+from sae.training.models.zoo import build_model
 
 # The authors' trained models (../shared/notes/paper-architecture.md).
 AUTHORS_PARAMETERS = {"sae12-shapes3d": 1_221_967, "sae6-shapes3d": 1_072_591, "sae4-shapes3d": 1_022_799,

@@ -7,13 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = ("clients", "export", "serving", "training", "benchmarks")
+FOLDERS = ("sae", "clients", "training", "repository", "export", "serving", "benchmarks")
 MAX_LINES = 450
 
-STILL_TOO_LONG = {
-    "sae/cli/",  # the `sae` command's subcommands: being restructured on its own
-    "clients/triton_client.py",  # the gRPC client: the wire contract, being edited on its own
-}
+STILL_TOO_LONG: set[str] = set()  # none left; a file that must stay longer is named here with the reason
 
 
 def line_counts() -> dict[str, int]:

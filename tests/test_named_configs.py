@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from training.config import NAMED_CONFIGS, get_config
+from sae.training.config import NAMED_CONFIGS, get_config
 
 STEPS = 6
 IMAGES = 24  # 17 train images: six steps of 8 see each about three times, so the loss on them must fall
@@ -13,7 +13,7 @@ RFD_STEPS = 3
 
 @pytest.fixture(scope="module")
 def small_shapes_file(tmp_path_factory):
-    from training.data.procedural import write_shapes3d_h5
+    from sae.training.data.procedural import write_shapes3d_h5
 
     path = tmp_path_factory.mktemp("shapes") / "shapes3d.h5"
     write_shapes3d_h5(path, n=IMAGES, seed=1)
@@ -25,7 +25,7 @@ def celeba_folder(tmp_path_factory):
     """Procedural scenes rendered at 128 px and saved as JPEGs: the CelebA reader's input format."""
     from PIL import Image
 
-    from training.data.procedural import FACTOR_SIZES, Shapes3DRenderer
+    from sae.training.data.procedural import FACTOR_SIZES, Shapes3DRenderer
 
     folder = tmp_path_factory.mktemp("celeba")
     rng = np.random.default_rng(0)
@@ -47,7 +47,7 @@ def _loss_on(trainer, images) -> float:
     """The training objective on a fixed batch, with fixed noise for the variational models."""
     import torch
 
-    from training.trainer import to_model_input
+    from sae.training.trainer import to_model_input
 
     torch.manual_seed(0)
     with torch.no_grad():
@@ -57,8 +57,8 @@ def _loss_on(trainer, images) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(NAMED_CONFIGS))
 def test_named_config_trains_and_its_loss_falls(name, tmp_path, small_shapes_file, celeba_folder, rfd_folder):
-    from training.metrics_log import read_metrics
-    from training.trainer import Trainer, TrainerOptions
+    from sae.training.metrics_log import read_metrics
+    from sae.training.trainer import Trainer, TrainerOptions
 
     cfg = get_config(name)
     steps, batch_size = STEPS, 8
@@ -85,9 +85,9 @@ def test_named_config_trains_and_its_loss_falls(name, tmp_path, small_shapes_fil
 def test_sae_train_runs_a_full_size_rfd_config_on_an_rfd_folder(tmp_path, rfd_folder):
     """`sae train vae-rfd` at its real size (256 channels, 128 px), two steps of batch 2, reading the tar of PNGs."""
     from sae.cli import main
-    from training.checkpoint import Checkpoint
-    from training.metrics_log import read_metrics
-    from training.trainer import with_batch_size
+    from sae.training.checkpoint import Checkpoint
+    from sae.training.metrics_log import read_metrics
+    from sae.training.trainer import with_batch_size
 
     run = tmp_path / "run"
     assert main(["train", "vae-rfd", "--data", str(rfd_folder), "--out", str(run), "--steps", "2",

@@ -8,13 +8,13 @@ import pytest
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from clients.draw import source_index, to_uint8
-from clients.errors import InvalidInputError
-from clients.triton_client import ModelInfo, plan_sample
-from export.bank import Bank
-from export.composed import check_reconstruction
-from repository.configs import RepositoryOptions, ServedShapes, model_configs
-from repository.validate import read_config, validate_repository
+from sae.clients.draw import source_index, to_uint8
+from sae.clients.errors import InvalidInputError
+from sae.clients.triton_client import ModelInfo, plan_sample
+from sae.export.bank import Bank
+from sae.export.composed import check_reconstruction
+from sae.repository.configs import RepositoryOptions, ServedShapes, model_configs
+from sae.repository.validate import read_config, validate_repository
 
 SHAPES = ServedShapes(64, 12, 4, bank_size=128, has_prior=True)
 
@@ -71,7 +71,7 @@ def test_a_client_asking_the_native_model_for_another_mode_gets_an_error_naming_
 
 @pytest.fixture(scope="module")
 def native_repo(tmp_path_factory, trained_run):
-    from export.model_set import export_run
+    from sae.export.model_set import export_run
 
     repo = tmp_path_factory.mktemp("native") / "model_repository"
     export_run(trained_run, repo, options=RepositoryOptions(flavour="native"), range_images=256)

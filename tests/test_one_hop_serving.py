@@ -3,10 +3,10 @@ a client can recompute, and the uint8 image output."""
 import numpy as np
 import pytest
 
-from clients.datasets import H5Images
-from clients.draw import source_index, to_uint8
-from clients.errors import InvalidInputError
-from export.bank import Bank
+from sae.clients.datasets import H5Images
+from sae.clients.draw import source_index, to_uint8
+from sae.clients.errors import InvalidInputError
+from sae.export.bank import Bank
 
 pytestmark = pytest.mark.server
 

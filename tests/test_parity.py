@@ -7,12 +7,12 @@ import numpy as np
 import onnx
 import pytest
 
-from export.fp16 import FP32_OPS, op_precisions, write_fp16_onnx
-from export.graphs import export_onnx, graph_specs
-from export.parity import TOLERANCES, compare
-from export.torchscript import export_torchscript, load_torchscript
-from training.checkpoint import Checkpoint
-from training.models.zoo import build_model
+from sae.export.fp16 import FP32_OPS, op_precisions, write_fp16_onnx
+from sae.export.graphs import export_onnx, graph_specs
+from sae.export.parity import TOLERANCES, compare
+from sae.export.torchscript import export_torchscript, load_torchscript
+from sae.training.checkpoint import Checkpoint
+from sae.training.models.zoo import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_SIZES = (1, 7, 256)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.checkpoint import Checkpoint
-from training.config import ExperimentConfig, get_config
-from training.models.zoo import build_model
-from training.trainer import Trainer, TrainerOptions
+from sae.training.checkpoint import Checkpoint
+from sae.training.config import ExperimentConfig, get_config
+from sae.training.models.zoo import build_model
+from sae.training.trainer import Trainer, TrainerOptions
 
 DATA = Path(__file__).parent / "data" / "pre_registry"
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 import io
 import sys
 
-from clients.progress_bar import _NoBar, progress_bar
+from sae.clients.progress_bar import _NoBar, progress_bar
 
 
 class Terminal(io.StringIO):
@@ -36,7 +36,7 @@ def test_no_bar_without_tqdm(monkeypatch):
 
 
 def test_eval_stages_move_one_bar_with_the_stage_as_description():
-    from clients.evaluation.harness import _Timer
+    from sae.clients.evaluation.harness import _Timer
 
     class Recorder(_NoBar):
         def __init__(self):

@@ -5,9 +5,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from training.models.autoencoder import Autoencoder
-from training.models.registry import RegulariserConfig, model_kind, register_model, unregister_model
-from training.models.zoo.sae import StructuralAutoencoder
+from sae.training.models.autoencoder import Autoencoder
+from sae.training.models.registry import RegulariserConfig, model_kind, register_model, unregister_model
+from sae.training.models.zoo.sae import StructuralAutoencoder
 
 
 class _PriorWithoutSampler(Autoencoder):

@@ -76,7 +76,7 @@ def test_an_oserror_of_a_command_is_one_line(tmp_path, capsys):
 
 def test_serve_binds_loopback_unless_host_is_given_and_says_so(capsys):
     from sae.cli.serve import server_config
-    from serving.triton import ServerConfig
+    from sae.serving.triton import ServerConfig
 
     default = server_config(build_parser().parse_args(["serve"]))
     assert default.bind_address == "127.0.0.1" and not default.allow_external

@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from clients.encode_job import EncodeJobConfig, run_encode_job
-from clients.metrics import EncodeMetrics
-from serving.triton import ServerConfig, TritonServer
-from serving.triton.process_group import _free_ports
+from sae.clients.encode_job import EncodeJobConfig, run_encode_job
+from sae.clients.metrics import EncodeMetrics
+from sae.serving.triton import ServerConfig, TritonServer
+from sae.serving.triton.process_group import _free_ports
 from test_encode_job import BATCH, N, assert_same_file, kill_server, run_in_thread
 from test_encode_job import small_data  # noqa: F401  (a fixture)
 

@@ -79,7 +79,7 @@ def write_bank(path: Path, n: int = 8, dim: int = 12, **changes) -> Path:
 
 
 def test_a_bank_that_declares_absurd_sizes_is_refused_before_reading(tmp_path):
-    from export.bank import Bank, BankError
+    from sae.export.bank import Bank, BankError
 
     path = tmp_path / "bank.h5"
     with h5py.File(path, "w") as f:  # a few KiB on disk, 52 TB once read
@@ -102,7 +102,7 @@ def test_a_bank_that_declares_absurd_sizes_is_refused_before_reading(tmp_path):
     ({"dim_max": None}, r"lacks \['dim_max'\]"),
 ])
 def test_a_bank_with_wrong_arrays_names_the_file_and_the_array(tmp_path, changes, match):
-    from export.bank import Bank, BankError
+    from sae.export.bank import Bank, BankError
 
     with pytest.raises(BankError, match=match) as error:
         Bank.load(write_bank(tmp_path / "bank.h5", **changes))
@@ -110,7 +110,7 @@ def test_a_bank_with_wrong_arrays_names_the_file_and_the_array(tmp_path, changes
 
 
 def test_a_truncated_bank_is_a_bank_error(tmp_path):
-    from export.bank import Bank, BankError
+    from sae.export.bank import Bank, BankError
 
     path = write_bank(tmp_path / "bank.h5")
     path.write_bytes(path.read_bytes()[:700])

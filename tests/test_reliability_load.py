@@ -14,7 +14,7 @@ CLIENTS, REQUESTS, TIME_CAP_S = 8, 1500, 15.0
 
 @pytest.fixture(scope="module")
 def server(exported_repo, tmp_path_factory):
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     log = tmp_path_factory.mktemp("load") / "server.log"
     with TritonServer(ServerConfig(repository=exported_repo), log_path=log) as started:

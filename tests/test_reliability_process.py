@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, pid_alive
-from serving.triton.process_group import _free_ports, _group_members
+from sae.serving.triton.process_group import _free_ports, _group_members
 
 pytestmark = pytest.mark.server
 
@@ -101,7 +101,7 @@ def test_a_killed_stub_makes_sae_serve_restart_the_server_and_good_requests_succ
     UNAVAILABLE, with an outer wait, make good requests succeed again within RECOVERY_S."""
     import numpy as np
 
-    from clients.triton_client import SAEClient
+    from sae.clients.triton_client import SAEClient
 
     recovery_s = 60.0
     ports, serve = start_sae_serve(exported_repo)

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
-from clients.errors import InferenceError, InvalidInputError
-from clients.triton_client import SAEClient
+from sae.clients.errors import InferenceError, InvalidInputError
+from sae.clients.triton_client import SAEClient
 from reliability_helpers import raw_infer, stub_pids
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -83,7 +83,7 @@ def check_answer(outputs: dict[str, np.ndarray]) -> None:
 
 @pytest.fixture(scope="module")
 def server(exported_repo, tmp_path_factory):
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     log = tmp_path_factory.mktemp("property") / "server.log"
     with TritonServer(ServerConfig(repository=exported_repo), log_path=log) as started:

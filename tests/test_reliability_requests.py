@@ -81,7 +81,7 @@ BAD_REQUESTS = [
 @pytest.fixture(scope="module")
 def server(exported_repo, tmp_path_factory):
     """A server of this module's own, so that its stub processes and memory are this module's alone."""
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     log = tmp_path_factory.mktemp("reliability") / "server.log"
     with TritonServer(ServerConfig(repository=exported_repo), log_path=log) as started:

@@ -16,12 +16,12 @@ import pytest
 import torch
 
 from conftest import _fixture_dir, copy_repository
-from export.bank import Bank
-from export.graphs import graph_specs
-from repository.configs import RepositoryOptions
-from repository.templates.sampler_model import DRAW_MODES, draw_hybrid, draw_prior
-from repository.templates.traverse_model import traversal
-from repository.validate import check_repository, validate_repository
+from sae.export.bank import Bank
+from sae.export.graphs import graph_specs
+from sae.repository.configs import RepositoryOptions
+from sae.repository.templates.sampler_model import DRAW_MODES, draw_hybrid, draw_prior
+from sae.repository.templates.traverse_model import traversal
+from sae.repository.validate import check_repository, validate_repository
 
 MODELS = {"sae4": "sae4-tiny", "vae": "betavae-tiny"}  # export name -> named config (k = 4 of 3 dims; k = D = 12)
 STEPS = 20  # a handful: the checks compare the server with the same weights run eagerly
@@ -29,8 +29,8 @@ ATOL = 1e-4  # served (ONNX Runtime fp32) vs eager; measured differences are ~1e
 
 
 def _run(tmp_path_factory, shapes_file, config_name: str) -> Path:
-    from training.config import get_config
-    from training.trainer import Trainer
+    from sae.training.config import get_config
+    from sae.training.trainer import Trainer
 
     cfg = get_config(config_name)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=STEPS, log_every=STEPS))
@@ -51,7 +51,7 @@ def runs(tmp_path_factory, shapes_file) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def two_model_repo(tmp_path_factory, runs) -> Path:
-    from export.model_set import export_run
+    from sae.export.model_set import export_run
 
     repo = copy_repository(tmp_path_factory.mktemp("two-models") / "model_repository")
     for name, run in runs.items():
@@ -62,8 +62,8 @@ def two_model_repo(tmp_path_factory, runs) -> Path:
 @pytest.fixture(scope="session")
 def eager(runs) -> dict[str, dict]:
     """Per export name: the eager served graphs (encode: uint8 HWC -> latent; decode: latent -> HWC in [0, 1])."""
-    from training.checkpoint import Checkpoint
-    from training.models.zoo import build_model
+    from sae.training.checkpoint import Checkpoint
+    from sae.training.models.zoo import build_model
 
     out = {}
     for name, run in runs.items():
@@ -78,7 +78,7 @@ def eager(runs) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def server(two_model_repo, tmp_path_factory):
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     log = tmp_path_factory.mktemp("two-models-server") / "server.log"
     with TritonServer(ServerConfig(repository=two_model_repo), log_path=log) as s:
@@ -113,14 +113,14 @@ def sample_inputs(n: int, seed: int, **extra) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def test_images(shapes_file) -> np.ndarray:
-    from clients.datasets import H5Images, split_indices
+    from sae.clients.datasets import H5Images, split_indices
 
     data = H5Images(shapes_file)
     return data.read(split_indices(len(data))["test"][:6])
 
 
 def bank_of(repo: Path, name: str) -> Bank:
-    from repository.layout import versions
+    from sae.repository.layout import versions
 
     newest = versions(repo / f"{name}_sampler")[-1]  # a re-export writes the next version
     return Bank.load(repo / f"{name}_sampler" / str(newest) / "bank.h5")
@@ -182,7 +182,7 @@ def test_draw_mode_defaults_to_independent_and_per_dimension_still_works(client,
 
 @pytest.mark.server
 def test_the_client_reports_the_mode_the_server_drew_with(server):
-    from clients.triton_client import SAEClient
+    from sae.clients.triton_client import SAEClient
 
     with SAEClient(server.grpc_url, model="sae4") as c:
         for mode in DRAW_MODES:
@@ -291,8 +291,8 @@ def test_prior_sample_is_seeded_standard_normal_and_decoded(client, eager, two_m
 
 @pytest.mark.server
 def test_only_the_model_with_a_prior_serves_prior_samples(server):
-    from clients.errors import ModelNotServedError
-    from clients.triton_client import SAEClient
+    from sae.clients.errors import ModelNotServedError
+    from sae.clients.triton_client import SAEClient
 
     with SAEClient(server.grpc_url, model="vae") as vae, SAEClient(server.grpc_url, model="sae4") as sae:
         assert vae.has_prior() and not sae.has_prior()
@@ -307,8 +307,8 @@ def test_only_the_model_with_a_prior_serves_prior_samples(server):
 def test_async_client_draws_the_same_prior_samples(server):
     import asyncio
 
-    from clients.aio import AsyncSAEClient
-    from clients.triton_client import SAEClient
+    from sae.clients.aio import AsyncSAEClient
+    from sae.clients.triton_client import SAEClient
 
     async def run():
         async with AsyncSAEClient(server.grpc_url, model="vae") as ac, \
@@ -354,7 +354,7 @@ def repo_copy(two_model_repo, tmp_path) -> Path:
 
 def _native(runs: dict[str, Path], repo: Path, name: str, **option_changes) -> None:
     """Re-export one model set in the native flavour (`sae export --flavour native`) into ``repo``."""
-    from export.model_set import export_run
+    from sae.export.model_set import export_run
 
     export_run(runs[name], repo, options=RepositoryOptions(name=name, flavour="native", **option_changes),
                range_images=256)
@@ -375,7 +375,7 @@ def native_copy(native_repo, tmp_path) -> Path:
 
 
 def test_native_onnxruntime_flavour_validates(native_copy):
-    from repository.validate import read_config
+    from sae.repository.validate import read_config
 
     repo_copy = native_copy
     assert [p for p in validate_repository(repo_copy) if p.severity == "error"] == []
@@ -470,7 +470,7 @@ def test_validator_rejects_a_broken_prior_sample_ensemble_and_a_wrong_bank_size(
 
 
 def test_re_exporting_a_name_without_a_prior_removes_its_prior_models(runs, repo_copy):
-    from export.model_set import export_run
+    from sae.export.model_set import export_run
 
     export_run(runs["sae4"], repo_copy, name="vae", validate=check_repository)  # "vae" is now an SAE-4
     folders = {p.name for p in repo_copy.iterdir() if p.is_dir()}

@@ -1,7 +1,7 @@
 """tritonserver's memory-pool flags for CPU-only and GPU machines (serving/triton/config.py), built without a GPU."""
 import pytest
 
-from serving.triton import config as triton
+from sae.serving.triton import config as triton
 from sae.cli import build_parser
 
 

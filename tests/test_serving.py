@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from clients.errors import InferenceError, InvalidInputError
-from clients.triton_client import SAEClient
+from sae.clients.errors import InferenceError, InvalidInputError
+from sae.clients.triton_client import SAEClient
 from conftest import pid_alive, pids_mentioning
-from export.bank import Bank
-from clients.datasets import H5Images, split_indices
+from sae.export.bank import Bank
+from sae.clients.datasets import H5Images, split_indices
 
 pytestmark = pytest.mark.server
 
@@ -100,7 +100,7 @@ def test_the_server_itself_refuses_absurd_sample_counts(triton, n):
 
 
 def test_server_stops_and_leaves_no_process(exported_repo, tmp_path):
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     repo = Path(shutil.copytree(exported_repo, tmp_path / "own_repo", symlinks=True))  # not shared with `triton`
     server = TritonServer(ServerConfig(repository=repo), log_path=tmp_path / "log").start()
@@ -115,8 +115,8 @@ def test_server_stops_and_leaves_no_process(exported_repo, tmp_path):
 
 
 def test_a_dead_server_gives_a_clear_error(exported_repo, tmp_path):
-    from clients.errors import ServerUnavailableError
-    from serving.triton import ServerConfig, TritonServer
+    from sae.clients.errors import ServerUnavailableError
+    from sae.serving.triton import ServerConfig, TritonServer
 
     server = TritonServer(ServerConfig(repository=exported_repo), log_path=tmp_path / "log").start()
     c = SAEClient(server.grpc_url, timeout_s=5)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from conftest import copy_repository
-from training.config import TINY_BACKBONE, TINY_TRAIN, ExperimentConfig
-from training.model_config import ModelConfig
-from training.models.registry import find_kind, model_kinds
+from sae.training.config import TINY_BACKBONE, TINY_TRAIN, ExperimentConfig
+from sae.training.model_config import ModelConfig
+from sae.training.models.registry import find_kind, model_kinds
 
 STEPS = 12
 VARIABLES = 4  # of 3 dimensions each
@@ -26,7 +26,7 @@ def toy():
     assert find_kind("toyvsae") is None, "registered only while these tests run"
     module = importlib.import_module("toy_kind")
     yield module
-    from training.models.registry import unregister_model
+    from sae.training.models.registry import unregister_model
 
     unregister_model(module.KIND)
     sys.modules.pop("toy_kind", None)
@@ -46,14 +46,14 @@ def test_the_kind_is_registered_with_its_capabilities_and_settings(toy, toy_conf
     assert toy_config.model.regulariser == toy.ToyConfig(kl_weight=0.5), "the kind's defaults fill the config"
     assert toy_config.model.variable_sizes == (3,) * VARIABLES
     assert ExperimentConfig.from_dict(json.loads(toy_config.to_json())) == toy_config
-    from training.models.zoo.vae import VariationalConfig
+    from sae.training.models.zoo.vae import VariationalConfig
 
     with pytest.raises(ValueError, match="ModelConfig.regulariser: kind 'toyvsae' takes ToyConfig, got Variational"):
         dataclasses.replace(toy_config.model, regulariser=VariationalConfig()).validate()
 
 
 def test_registering_the_same_name_twice_is_refused(toy):
-    from training.models.registry import register_model
+    from sae.training.models.registry import register_model
 
     with pytest.raises(ValueError, match="'toyvsae' is registered already"):
         register_model(toy.KIND)(toy.ToyVariationalSAE)
@@ -61,7 +61,7 @@ def test_registering_the_same_name_twice_is_refused(toy):
 
 @pytest.fixture(scope="module")
 def toy_run(toy_config, shapes_file, tmp_path_factory):
-    from training.trainer import Trainer
+    from sae.training.trainer import Trainer
 
     run = tmp_path_factory.mktemp("toy") / "run"
     trainer = Trainer(toy_config, shapes_file, run, device="cpu")
@@ -73,7 +73,7 @@ def toy_run(toy_config, shapes_file, tmp_path_factory):
 
 
 def test_the_toy_kind_trains_with_its_own_regulariser(toy_run):
-    from training.metrics_log import read_metrics
+    from sae.training.metrics_log import read_metrics
 
     run, result = toy_run
     assert result.step == STEPS and np.isfinite(result.last_loss)
@@ -83,8 +83,8 @@ def test_the_toy_kind_trains_with_its_own_regulariser(toy_run):
 
 @pytest.fixture(scope="module")
 def toy_server(toy_run, tmp_path_factory):
-    from export.model_set import export_run
-    from serving.triton import ServerConfig, TritonServer
+    from sae.export.model_set import export_run
+    from sae.serving.triton import ServerConfig, TritonServer
 
     repo = copy_repository(tmp_path_factory.mktemp("toy-export") / "model_repository")
     report = export_run(toy_run[0], repo, name="toy")  # checked by the repository's validator before install
@@ -95,8 +95,8 @@ def toy_server(toy_run, tmp_path_factory):
 
 @pytest.mark.server
 def test_the_toy_kind_is_exported_and_served(toy_server, shapes_file):
-    from clients.datasets import H5Images, split_indices
-    from clients.triton_client import SAEClient
+    from sae.clients.datasets import H5Images, split_indices
+    from sae.clients.triton_client import SAEClient
 
     server, report = toy_server
     assert {"toy_encode", "toy_decode", "toy_hybrid_sample", "toy_prior_sample"} <= set(report.models)

@@ -8,9 +8,9 @@ import torch
 
 from conftest import tiny_config
 from sae.cli import main as sae_main
-from training.checkpoint import BEST, Checkpoint, CheckpointError
-from training.metrics_log import read_metrics
-from training.trainer import Trainer, TrainerOptions, TrainingError
+from sae.training.checkpoint import BEST, Checkpoint, CheckpointError
+from sae.training.metrics_log import read_metrics
+from sae.training.trainer import Trainer, TrainerOptions, TrainingError
 
 
 def _params(run):
@@ -132,7 +132,7 @@ def test_interrupted_run_resumes_without_repeating_or_losing_steps(tmp_path, sha
 def test_factorvae_trains_its_discriminator_and_resumes_exactly(tmp_path, shapes_file):
     """A stochastic model with an auxiliary optimiser: the per-step seeds and the saved discriminator state make a
     resumed run repeat the uninterrupted one bit for bit."""
-    from training.config import get_config
+    from sae.training.config import get_config
 
     cfg = get_config("factorvae-tiny")
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=4, log_every=1))
@@ -213,7 +213,7 @@ def test_sae_train_freezes_the_decoder_from_an_init_run(tmp_path, shapes_file, t
 
 
 def test_init_from_another_model_says_which_config_to_use(tmp_path, shapes_file, trained_run):
-    from training.config import get_config
+    from sae.training.config import get_config
 
     with pytest.raises(TrainingError, match="fine-tune it with config sae12-tiny"):
         Trainer(get_config("ae-tiny"), shapes_file, tmp_path / "r", device="cpu",
@@ -253,9 +253,9 @@ def test_cuda_run_uses_bf16_and_channels_last_and_loads_on_cpu(tmp_path, shapes_
 
 
 def test_excluded_factor_values_never_reach_training_and_export_uses_the_same_rows(tmp_path, shapes_file):
-    from clients.datasets import open_dataset
-    from training.checkpoint import Checkpoint
-    from training.trainer import Trainer, TrainerOptions
+    from sae.clients.datasets import open_dataset
+    from sae.training.checkpoint import Checkpoint
+    from sae.training.trainer import Trainer, TrainerOptions
 
     trainer = Trainer(tiny_config(batch_size=8), shapes_file, tmp_path / "r", device="cpu",
                       options=TrainerOptions(exclude={"shape": [2]}))

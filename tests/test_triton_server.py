@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import pid_alive, pids_mentioning
-from serving.triton import ServerConfig, ServerStartError, TritonServer, find_tritonserver
+from sae.serving.triton import ServerConfig, ServerStartError, TritonServer, find_tritonserver
 
 try:
     find_tritonserver()

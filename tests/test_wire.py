@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from tritonclient.grpc import model_config_pb2 as pb
 
-from clients import wire
-from clients.bank_file import BankFile, BankFileError
-from repository.configs import RepositoryOptions, ServedShapes, model_configs
+from sae.clients import wire
+from sae.clients.bank_file import BankFile, BankFileError
+from sae.repository.configs import RepositoryOptions, ServedShapes, model_configs
 
 SHAPES = (ServedShapes(64, 12, 4, bank_size=128, has_prior=True), ServedShapes(32, 10, 10, has_prior=False))
 OPTIONS = (RepositoryOptions(), RepositoryOptions(name="m1", gpu_precision="fp32"),
@@ -63,8 +63,9 @@ def test_a_shape_rule_with_an_unknown_symbol_is_refused_by_name():
 def test_float_images_are_the_training_pipelines_and_the_encoder_graphs_input():
     import torch
 
-    from export.graphs import EncodeGraph
-    from training.pipeline import to_model_input
+    from sae.export.graphs import EncodeGraph
+    from sae.training.models.autoencoder import Autoencoder
+    from sae.training.pipeline import to_model_input
 
     images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
     expected = wire.to_float_images(images)
@@ -72,7 +73,9 @@ def test_float_images_are_the_training_pipelines_and_the_encoder_graphs_input():
     torch_input = to_model_input(images, torch.device("cpu")).permute(0, 2, 3, 1).numpy()
     assert np.array_equal(torch_input, expected)
 
-    class Identity(torch.nn.Module):
+    class Identity(torch.nn.Module):  # the model's preprocessing, then an encoder that returns its input
+        preprocess = staticmethod(Autoencoder.preprocess)
+
         def encode(self, x):
             return x
 
@@ -124,7 +127,7 @@ def test_bank_file_round_trips_and_writes_the_same_bytes_as_before(tmp_path, pri
 
 
 def test_export_bank_saves_through_bank_file(tmp_path):
-    from export.bank import Bank
+    from sae.export.bank import Bank
 
     bank = _bank()
     Bank(**vars(bank)).save(tmp_path / "bank.h5")
@@ -154,7 +157,7 @@ def test_bank_file_names_the_file_and_the_fault(tmp_path):
 
 
 def test_the_evaluation_figures_read_the_bank_through_bank_file(tmp_path):
-    from clients.evaluation.figures import read_bank
+    from sae.clients.evaluation.figures import read_bank
 
     path = tmp_path / "bank.h5"
     _bank().write(path)
@@ -184,7 +187,7 @@ class _FakePb:
 
 
 def test_gather_inputs_refuses_each_bad_request_alone():
-    from repository.templates.onnx_model import gather_inputs
+    from sae.repository.templates.onnx_model import gather_inputs
 
     good = np.zeros((2, 12), np.float32)
     requests = [{"LATENT": good}, {}, {"LATENT": np.full((1, 12), np.nan, np.float32)},
@@ -197,10 +200,10 @@ def test_gather_inputs_refuses_each_bad_request_alone():
 
 
 def test_config_pbtxt_is_parsed_by_one_function(tmp_path):
-    from clients.bench.inprocess import read_config as bench_config
-    from clients.model_config import config_dict
-    from repository.configs import config_text
-    from repository.validate import read_config
+    from sae.clients.bench.inprocess import read_config as bench_config
+    from sae.clients.model_config import config_dict
+    from sae.repository.configs import config_text
+    from sae.repository.validate import read_config
 
     config = model_configs(SHAPES[0], RepositoryOptions(name="m"))["m_sampler"]
     (tmp_path / "m_sampler").mkdir()

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.losses import gaussian_kl
-from training.models.registry import RegulariserConfig, register_model
-from training.models.structural import StructuralDecoder
-from training.models.zoo.vae import VariationalAutoencoder
+from sae.training.losses import gaussian_kl
+from sae.training.models.registry import RegulariserConfig, register_model
+from sae.training.models.structural import StructuralDecoder
+from sae.training.models.zoo.vae import VariationalAutoencoder
 
 KIND = "toyvsae"
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from clients.atomic import atomic_write
-from clients.errors import SAEError
-from training.config import ExperimentConfig
-from training.models.zoo import build_model
+from sae.clients.atomic import atomic_write
+from sae.clients.errors import SAEError
+from sae.training.config import ExperimentConfig
+from sae.training.models.zoo import build_model
 
 LAST = "last.pt"  # the newest state: what a resumed run starts from
 BEST = "best.pt"  # the state with the lowest validation loss so far

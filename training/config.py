@@ -16,12 +16,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.config_json import from_json_dict
-from training.dataset_sizes import DATASET_KINDS, TRAIN_SIZES
-from training.model_config import BackboneConfig, LadderConfig, ModelConfig
-from training.models.registry import RegulariserConfig, model_kind
-from training.models.zoo.betatcvae import BetaTCVAEConfig
-from training.models.zoo.factorvae import FactorVAEConfig
+from sae.training.config_json import from_json_dict
+from sae.training.dataset_sizes import DATASET_KINDS, TRAIN_SIZES
+from sae.training.model_config import BackboneConfig, LadderConfig, ModelConfig
+from sae.training.models.registry import RegulariserConfig, model_kind
+from sae.training.models.zoo.betatcvae import BetaTCVAEConfig
+from sae.training.models.zoo.factorvae import FactorVAEConfig
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.config_json import from_json_dict
-from training.models.registry import ModelKind, RegulariserConfig, UnknownModelKind, find_kind, model_kind
+from sae.training.config_json import from_json_dict
+from sae.training.models.registry import ModelKind, RegulariserConfig, UnknownModelKind, find_kind, model_kind
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.config import ExperimentConfig
+from sae.training.config import ExperimentConfig
 
 
 class OverrideError(ValueError):

@@ -14,18 +14,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clients.datasets import ImageSource, batches_in_order, dataset_splits, open_dataset, shuffled_batches
-from clients.wire import UINT8_SCALE
-from training.config import ExperimentConfig
-from training.options import TrainingError
+from sae.clients.datasets import ImageSource, batches_in_order, dataset_splits, open_dataset, shuffled_batches
+from sae.training.config import ExperimentConfig
+from sae.training.models.autoencoder import Autoencoder
+from sae.training.options import TrainingError
 
 
 def to_model_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW in [0, 1] (the models' convention; clients.wire.to_float_images in torch); the
-    permuted view is channels_last in memory."""
+    """A batch of uint8 NHWC images, moved to ``device`` and preprocessed as the models take it
+    (``Autoencoder.preprocess``)."""
     x = images if isinstance(images, torch.Tensor) else torch.from_numpy(images)
-    x = x.to(device, non_blocking=True)
-    return x.permute(0, 3, 1, 2).float().div_(UINT8_SCALE)
+    return Autoencoder.preprocess(x.to(device, non_blocking=True))
 
 
 def open_training_data(path: Path, exclude: dict[str, list[int]] | None = None

@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.checkpoint import Checkpoint
-from training.config import ExperimentConfig
-from training.models.autoencoder import Autoencoder
-from training.models.zoo import build_model
-from training.options import TrainerOptions, TrainingError
+from sae.training.checkpoint import Checkpoint
+from sae.training.config import ExperimentConfig
+from sae.training.models.autoencoder import Autoencoder
+from sae.training.models.zoo import build_model
+from sae.training.options import TrainerOptions, TrainingError
 
 # Adam for an auxiliary module NAME unless the model's regulariser config has NAME_lr / NAME_betas (FactorVAE's
 # discriminator: discriminator_lr, discriminator_betas; Kim & Mnih's 1e-4 and (0.5, 0.9)).

@@ -25,15 +25,15 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from clients.atomic import write_text_atomic
-from training import distributed
-from training.checkpoint import BEST, LAST, Checkpoint, run_checkpoint
-from training.config import ExperimentConfig
-from training.metrics_log import MetricsLog, write_loss_curve
-from training.models.autoencoder import Autoencoder
-from training.options import TrainerOptions, TrainingError
-from training.pipeline import Prefetcher, TrainingData, to_model_input
-from training.train_state import TrainState
+from sae.clients.atomic import write_text_atomic
+from sae.training import distributed
+from sae.training.checkpoint import BEST, LAST, Checkpoint, run_checkpoint
+from sae.training.config import ExperimentConfig
+from sae.training.metrics_log import MetricsLog, write_loss_curve
+from sae.training.models.autoencoder import Autoencoder
+from sae.training.options import TrainerOptions, TrainingError
+from sae.training.pipeline import Prefetcher, TrainingData, to_model_input
+from sae.training.train_state import TrainState
 
 __all__ = ["TrainResult", "Trainer", "TrainerOptions", "TrainingError", "to_model_input", "with_batch_size"]
 

@@ -15,5 +15,5 @@ __all__ = sorted(_HOMES)
 
 def __getattr__(name: str):
     if name not in _HOMES:
-        raise AttributeError(f"module 'clients.bench' has no attribute {name!r}")
+        raise AttributeError(f"module 'sae.clients.bench' has no attribute {name!r}")
     return getattr(import_module(f"clients.bench.{_HOMES[name]}"), name)

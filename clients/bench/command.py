@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from clients.bench.config import BenchConfig, parse_int_list, quick
+from sae.clients.bench.config import BenchConfig, parse_int_list, quick
 
 DEFAULT_METRICS_PORT = 8002
 
@@ -42,8 +42,8 @@ def config_from_args(args: argparse.Namespace, url: str, metrics_url: str | None
 
 def run_and_write(config: BenchConfig, out: Path) -> int:
     """Measure, print the table, write the JSON. Exit code 1 when some request failed (the report says which)."""
-    from clients.bench.harness import run_bench, write_report
-    from clients.bench.table import format_table
+    from sae.clients.bench.harness import run_bench, write_report
+    from sae.clients.bench.table import format_table
 
     report = run_bench(config, log=lambda line: print(line, file=sys.stderr, flush=True))
     path = write_report(report, out)

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from clients.bench.config import BenchConfig
-from clients.bench.harness import compute_ratios, run_bench
-from clients.bench.targets import judge
+from sae.clients.bench.config import BenchConfig
+from sae.clients.bench.harness import compute_ratios, run_bench
+from sae.clients.bench.targets import judge
 
 SCHEMA = "sae-bench-compare/1"
 

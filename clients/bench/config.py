@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from clients import wire
-from clients.bench.device import check_device
+from sae.clients import wire
+from sae.clients.bench.device import check_device
 
 PATHS = (wire.ENCODE, wire.DECODE, wire.RECONSTRUCT, wire.HYBRID_SAMPLE)
 

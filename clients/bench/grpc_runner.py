@@ -8,7 +8,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import np_to_triton_dtype
 
-from clients.triton_client import channel_args
+from sae.clients.triton_client import channel_args
 
 REQUEST_TIMEOUT_S = 120.0
 

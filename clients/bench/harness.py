@@ -16,16 +16,16 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from clients import wire
-from clients.bench import perf_analyzer as pa
-from clients.bench.config import BenchConfig
-from clients.bench.device import device_info
-from clients.bench.grpc_runner import GrpcRunner
-from clients.bench.inprocess import InProcessRunner, RepositoryError
-from clients.bench.prometheus import scrape_after, scrape_settled, server_times
-from clients.bench.served import describe_served
-from clients.bench.timing import run_cell, run_paired, summarize, warm_up
-from clients.bench.workloads import path_inputs
+from sae.clients import wire
+from sae.clients.bench import perf_analyzer as pa
+from sae.clients.bench.config import BenchConfig
+from sae.clients.bench.device import device_info
+from sae.clients.bench.grpc_runner import GrpcRunner
+from sae.clients.bench.inprocess import InProcessRunner, RepositoryError
+from sae.clients.bench.prometheus import scrape_after, scrape_settled, server_times
+from sae.clients.bench.served import describe_served
+from sae.clients.bench.timing import run_cell, run_paired, summarize, warm_up
+from sae.clients.bench.workloads import path_inputs
 
 SCHEMA = "sae-bench/1"
 

@@ -17,9 +17,9 @@ from types import ModuleType
 
 import numpy as np
 
-from clients import wire
-from clients.bank_file import BANK_FILE, BankFile, BankFileError
-from clients.bench.config import BenchConfig
+from sae.clients import wire
+from sae.clients.bank_file import BANK_FILE, BankFile, BankFileError
+from sae.clients.bench.config import BenchConfig
 
 
 class RepositoryError(ValueError):
@@ -32,7 +32,7 @@ class RuntimeUnavailable(RepositoryError):
 
 def read_config(repo: Path, model: str) -> dict:
     """A model's config.pbtxt as the same JSON-like dict the server's get_model_config(as_json=True) returns."""
-    from clients.model_config import config_dict, read_config as parse_config
+    from sae.clients.model_config import config_dict, read_config as parse_config
 
     path = repo / model / "config.pbtxt"
     if not path.is_file():

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from clients.bench.config import CellLimits
+from sae.clients.bench.config import CellLimits
 
 MAX_TRIALS = 5  # measurement windows at most, per run
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import tritonclient.grpc as grpcclient
 
-from clients import wire
-from clients.bench.config import BenchConfig
+from sae.clients import wire
+from sae.clients.bench.config import BenchConfig
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from clients.bench.config import CellLimits
+from sae.clients.bench.config import CellLimits
 
 
 @dataclass

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from clients import wire
-from clients.bench.served import WireShapes
+from sae.clients import wire
+from sae.clients.bench.served import WireShapes
 
 
 def path_inputs(path: str, batch_size: int, shapes: WireShapes, seed: int = 0,

@@ -26,14 +26,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clients.datasets.base import DatasetError, Exclude, ImageSource, parse_exclude
-from clients.datasets.factors import (MPI3D_FACTOR_NAMES, MPI3D_FACTOR_SIZES, MPI3D_NUM_IMAGES, SHAPES3D_FACTOR_NAMES,
+from sae.clients.datasets.base import DatasetError, Exclude, ImageSource, parse_exclude
+from sae.clients.datasets.factors import (MPI3D_FACTOR_NAMES, MPI3D_FACTOR_SIZES, MPI3D_NUM_IMAGES, SHAPES3D_FACTOR_NAMES,
                                       SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES)
-from clients.datasets.h5 import H5Images
-from clients.datasets.jpeg import CELEBA_IMAGE_SIZE, JPEG_SUFFIXES, JpegFolder, centre_crop_resize
-from clients.datasets.npz import NPZ_INFLATE_LIMIT, NpzImages, uncompress_npz
-from clients.datasets.rfd import is_rfd_folder, open_rfd
-from clients.datasets.splits import (SPLIT_FRACTIONS, batches_in_order, dataset_splits, shuffled_batches,
+from sae.clients.datasets.h5 import H5Images
+from sae.clients.datasets.jpeg import CELEBA_IMAGE_SIZE, JPEG_SUFFIXES, JpegFolder, centre_crop_resize
+from sae.clients.datasets.npz import NPZ_INFLATE_LIMIT, NpzImages, uncompress_npz
+from sae.clients.datasets.rfd import is_rfd_folder, open_rfd
+from sae.clients.datasets.splits import (SPLIT_FRACTIONS, batches_in_order, dataset_splits, shuffled_batches,
                                      split_indices, varying_factors)
 
 

@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 
 
-from clients.datasets.base import DatasetError, Exclude, ImageFile, OpenedLazily, usable_rows
-from clients.datasets.factors import (SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES,
+from sae.clients.datasets.base import DatasetError, Exclude, ImageFile, OpenedLazily, usable_rows
+from sae.clients.datasets.factors import (SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES,
                                       nearest_factor_indices)
 
 

@@ -10,7 +10,7 @@ from typing import ClassVar
 import numpy as np
 
 
-from clients.datasets.base import DatasetError, Exclude, ImageFile, row_range, usable_rows
+from sae.clients.datasets.base import DatasetError, Exclude, ImageFile, row_range, usable_rows
 
 
 CELEBA_IMAGE_SIZE = 128

@@ -14,8 +14,8 @@ from typing import ClassVar
 import numpy as np
 
 
-from clients.datasets.base import DatasetError, Exclude, ImageFile, row_range, usable_rows
-from clients.datasets.factors import MPI3D_FACTOR_NAMES, MPI3D_FACTOR_SIZES, MPI3D_NUM_IMAGES
+from sae.clients.datasets.base import DatasetError, Exclude, ImageFile, row_range, usable_rows
+from sae.clients.datasets.factors import MPI3D_FACTOR_NAMES, MPI3D_FACTOR_SIZES, MPI3D_NUM_IMAGES
 
 
 # A compressed .npz member up to this many bytes (uncompressed) is read whole, with a warning; larger ones are refused.
@@ -131,7 +131,7 @@ class NpzImages(ImageFile):
         if info.file_size > self.inflate_limit:
             raise _npz_error(self.path, f"'{self.images_key}' is compressed ({info.file_size / 2**20:.0f} MiB "
                              "uncompressed), so it cannot be memory-mapped; re-save it uncompressed with "
-                             f"`python -c \"from clients.datasets import uncompress_npz; "
+                             f"`python -c \"from sae.clients.datasets import uncompress_npz; "
                              f"uncompress_npz('{self.path}', 'OUT.npz')\"` (streams; or np.savez instead of "
                              f"np.savez_compressed)")
         warnings.warn(f"{self.path}: '{self.images_key}' is compressed; reading all {info.file_size / 2**20:.1f} MiB "

@@ -34,8 +34,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from clients.datasets.base import DatasetError, Exclude, ImageFile, OpenedLazily, row_range, usable_rows
-from clients.datasets.npz import NpzImages
+from sae.clients.datasets.base import DatasetError, Exclude, ImageFile, OpenedLazily, row_range, usable_rows
+from sae.clients.datasets.npz import NpzImages
 
 RFD_ROOT_NAME = "robot_finger_datasets"
 RFD_VARIANTS = ("finger", "finger_heldout_colors", "finger_real")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import numpy as np
 
 
-from clients.datasets.base import DatasetError, ImageSource
+from sae.clients.datasets.base import DatasetError, ImageSource
 
 
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}

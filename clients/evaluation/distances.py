@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from clients.evaluation.frechet import FeatureMoments, GaussianStats, frechet_distance
+from sae.clients.evaluation.frechet import FeatureMoments, GaussianStats, frechet_distance
 
 __all__ = ["FeatureExtractor", "ReferenceStats", "ReferenceStatsCache", "ReferenceAccumulator", "images_digest"]
 

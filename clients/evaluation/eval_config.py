@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.triton_client import DEFAULT_URL, DRAW_MODES
+from sae.clients.triton_client import DEFAULT_URL, DRAW_MODES
 
 
 def default_stats_cache() -> Path:

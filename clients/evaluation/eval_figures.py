@@ -5,11 +5,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from clients.evaluation.eval_config import EvalConfig
-from clients.evaluation.eval_passes import SamplePass, TestPass
-from clients.evaluation.figures import LocalBank, hybridised_chunks_figure, traversal_figure, variable_of_dim
-from clients.png import image_grid, write_png
-from clients.triton_client import SAEClient
+from sae.clients.evaluation.eval_config import EvalConfig
+from sae.clients.evaluation.eval_passes import SamplePass, TestPass
+from sae.clients.evaluation.figures import LocalBank, hybridised_chunks_figure, traversal_figure, variable_of_dim
+from sae.clients.png import image_grid, write_png
+from sae.clients.triton_client import SAEClient
 
 
 def write_figures(client: SAEClient, figures_dir: Path, cfg: EvalConfig, hybrid: SamplePass,

@@ -10,15 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from clients.datasets import ImageSource, batches_in_order
-from clients.evaluation.distances import (FeatureExtractor, ReferenceAccumulator, ReferenceStats, ReferenceStatsCache,
+from sae.clients.datasets import ImageSource, batches_in_order
+from sae.clients.evaluation.distances import (FeatureExtractor, ReferenceAccumulator, ReferenceStats, ReferenceStatsCache,
                                           images_digest)
-from clients.evaluation.eval_config import EvalConfig
-from clients.evaluation.factor_features import FactorClassifierConfig, FactorClassifierFeatures
-from clients.evaluation.frechet import FeatureMoments
-from clients.evaluation.inception import InceptionFeatures, InceptionFile
-from clients.evaluation.randconv import RandConvFeatures
-from clients.triton_client import SAEClient, part_seed, to_uint8
+from sae.clients.evaluation.eval_config import EvalConfig
+from sae.clients.evaluation.factor_features import FactorClassifierConfig, FactorClassifierFeatures
+from sae.clients.evaluation.frechet import FeatureMoments
+from sae.clients.evaluation.inception import InceptionFeatures, InceptionFile
+from sae.clients.evaluation.randconv import RandConvFeatures
+from sae.clients.triton_client import SAEClient, part_seed, to_uint8
+from sae.clients.wire import to_float_images
 
 BCE_EPS = 1e-6  # reconstructions are clipped to [eps, 1 - eps] before the log
 
@@ -84,7 +85,7 @@ def factor_extractor(source: ImageSource, splits: dict[str, np.ndarray], cfg: Ev
 
 def bce_mse(images: np.ndarray, recon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per image: BCE summed over pixels and channels; MSE averaged over them (both on the [0, 1] scale)."""
-    target = images.astype(np.float64) / 255.0
+    target = to_float_images(images, np.float64)
     p = np.clip(recon.astype(np.float64), BCE_EPS, 1.0 - BCE_EPS)
     bce = -(target * np.log(p) + (1.0 - target) * np.log1p(-p)).reshape(len(images), -1).sum(axis=1)
     mse = ((target - recon.astype(np.float64)) ** 2).reshape(len(images), -1).mean(axis=1)

@@ -7,13 +7,14 @@ from typing import Any
 
 import numpy as np
 
-from clients.datasets import ImageSource
-from clients.errors import ModelNotServedError
-from clients.evaluation.disentanglement import dci, evaluate_all
-from clients.evaluation.eval_config import EvalConfig
-from clients.evaluation.eval_passes import BCE_EPS, Extractor, SamplePass, TestPass, read_in_order, subset_rows
-from clients.evaluation.frechet import frechet_distance
-from clients.triton_client import SAEClient
+from sae.clients import wire
+from sae.clients.datasets import ImageSource
+from sae.clients.errors import ModelNotServedError
+from sae.clients.evaluation.disentanglement import dci, evaluate_all
+from sae.clients.evaluation.eval_config import EvalConfig
+from sae.clients.evaluation.eval_passes import BCE_EPS, Extractor, SamplePass, TestPass, read_in_order, subset_rows
+from sae.clients.evaluation.frechet import frechet_distance
+from sae.clients.triton_client import SAEClient
 
 PRIOR_NOT_APPLICABLE = ("not applicable: the served model set has no prior_sample model (SAE, AE and AdaAE have no "
                         "prior; they make new samples by hybrid sampling only)")
@@ -36,7 +37,7 @@ def reconstruction_section(passed: TestPass, source: ImageSource, data_label: st
 def bank_num_variables(client: SAEClient, hybrid: SamplePass) -> int:
     """k of the bank's partition: the length of hybrid_sample's MASK input where served, else SOURCE_INDEX's width."""
     info = client.model_info("hybrid_sample")
-    return int(info.inputs["MASK"].dims[0]) if "MASK" in info.inputs else hybrid.source_width
+    return int(info.inputs[wire.MASK].dims[0]) if wire.MASK in info.inputs else hybrid.source_width
 
 
 def sampling_section(client: SAEClient, cfg: EvalConfig, hybrid: SamplePass, prior: SamplePass | None,

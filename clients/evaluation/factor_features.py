@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.wire import to_float_images
+from sae.clients.wire import to_float_images
 
 __all__ = ["FactorClassifierConfig", "FactorClassifierFeatures", "pooled_pixels"]
 

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from clients import wire
-from clients.bank_file import BankFile, BankFileError
-from clients.errors import ModelNotServedError
-from clients.png import image_grid
-from clients.triton_client import SAEClient, to_uint8
+from sae.clients import wire
+from sae.clients.bank_file import BankFile, BankFileError
+from sae.clients.errors import ModelNotServedError
+from sae.clients.png import image_grid
+from sae.clients.triton_client import SAEClient, to_uint8
 
 __all__ = ["LocalBank", "read_bank", "variable_of_dim", "traversal_latents", "chunk_masks", "mix_variables",
            "grouped_grid", "serves", "traversal_figure", "hybridised_chunks_figure"]

@@ -26,16 +26,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clients.datasets import ImageSource, dataset_splits, open_dataset
-from clients.evaluation.distances import ReferenceStatsCache
-from clients.evaluation.eval_config import EvalConfig, default_stats_cache
-from clients.evaluation.eval_figures import write_figures
-from clients.evaluation.eval_passes import run_sample_pass, run_test_pass, setup_extractors, subset_rows
-from clients.evaluation.eval_sections import (PRIOR_NOT_APPLICABLE, bank_num_variables, disentanglement_section,
+from sae.clients.datasets import ImageSource, dataset_splits, open_dataset
+from sae.clients.evaluation.distances import ReferenceStatsCache
+from sae.clients.evaluation.eval_config import EvalConfig, default_stats_cache
+from sae.clients.evaluation.eval_figures import write_figures
+from sae.clients.evaluation.eval_passes import run_sample_pass, run_test_pass, setup_extractors, subset_rows
+from sae.clients.evaluation.eval_sections import (PRIOR_NOT_APPLICABLE, bank_num_variables, disentanglement_section,
                                               distances_section, reconstruction_section, sampling_section)
-from clients.evaluation.figures import read_bank
-from clients.evaluation.inception import resolve_inception
-from clients.triton_client import SAEClient
+from sae.clients.evaluation.figures import read_bank
+from sae.clients.evaluation.inception import resolve_inception
+from sae.clients.triton_client import SAEClient
 
 __all__ = ["EvalConfig", "evaluate", "summary_lines", "default_stats_cache", "is_procedural", "PRIOR_NOT_APPLICABLE"]
 
@@ -77,7 +77,7 @@ class _Timer:
 
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Run the whole evaluation and write ``OUT/eval.json``, ``OUT/report.md`` and ``OUT/figures/*.png``."""
-    from clients.evaluation.report import markdown_report
+    from sae.clients.evaluation.report import markdown_report
 
     cfg = config.resolved()
     cfg.validate()
@@ -91,7 +91,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     data_label = "procedural" if procedural else "real"
     cache = ReferenceStatsCache(cfg.stats_cache)
     test_rows = subset_rows(splits["test"], cfg.num_images, cfg.seed)
-    from clients.progress_bar import progress_bar
+    from sae.clients.progress_bar import progress_bar
 
     stages = progress_bar(EVAL_STAGES, "eval", unit="stage", enabled=cfg.progress)
     timer = _Timer(stages)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.wire import UINT8_SCALE
+from sae.clients.wire import UINT8_SCALE
 
 __all__ = ["ALLOWED_INCEPTION_SHA1", "DEFAULT_INCEPTION_WHEEL", "InceptionFile", "InceptionFeatures",
            "InceptionWeightsError", "default_inception_path", "file_sha1", "resolve_inception"]

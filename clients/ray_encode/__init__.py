@@ -18,15 +18,15 @@ __all__ = ["RayEncodeConfig", "merge_shards", "run_ray_encode"]
 
 def __getattr__(name: str):
     if name == "RayEncodeConfig":
-        from clients.ray_encode.config import RayEncodeConfig
+        from sae.clients.ray_encode.config import RayEncodeConfig
 
         return RayEncodeConfig
     if name == "merge_shards":
-        from clients.ray_encode.shards import merge_shards
+        from sae.clients.ray_encode.shards import merge_shards
 
         return merge_shards
     if name == "run_ray_encode":
-        from clients.ray_encode.job import run_ray_encode
+        from sae.clients.ray_encode.job import run_ray_encode
 
         return run_ray_encode
-    raise AttributeError(f"module 'clients.ray_encode' has no attribute {name!r}")
+    raise AttributeError(f"module 'sae.clients.ray_encode' has no attribute {name!r}")

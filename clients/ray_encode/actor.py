@@ -15,11 +15,11 @@ import zlib
 
 import numpy as np
 
-from clients.datasets import open_dataset
-from clients.encode_job import ServerPool, check_probe, connect_servers, label_column, throttle
-from clients.errors import ClientError, InvalidInputError
-from clients.ray_encode.config import RayEncodeConfig, resolve_url
-from clients.ray_encode.shards import Manifest, Shard, write_shard
+from sae.clients.datasets import open_dataset
+from sae.clients.encode_job import ServerPool, check_probe, connect_servers, label_column, throttle
+from sae.clients.errors import ClientError, InvalidInputError
+from sae.clients.ray_encode.config import RayEncodeConfig, resolve_url
+from sae.clients.ray_encode.shards import Manifest, Shard, write_shard
 
 BLOCK_RETRY_PAUSE_S = (0.5, 4.0)  # first and longest pause before a failed block is tried again
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.encode_job import EncodeJobConfig
-from clients.triton_client import DEFAULT_URL, RetryPolicy
+from sae.clients.encode_job import EncodeJobConfig
+from sae.clients.triton_client import DEFAULT_URL, RetryPolicy
 
 NODE_URL_PREFIX = "node:"  # "node:8001": the server listening on port 8001 of each actor's own Ray node
 

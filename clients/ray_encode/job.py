@@ -27,12 +27,12 @@ from typing import TextIO
 
 import numpy as np
 
-from clients.datasets import open_dataset
-from clients.encode_job import (Progress, ServerPool, check_probe, connect_servers, fingerprint, identity_of,
+from sae.clients.datasets import open_dataset
+from sae.clients.encode_job import (Progress, ServerPool, check_probe, connect_servers, fingerprint, identity_of,
                                 label_column)
-from clients.errors import EncodeJobError
-from clients.ray_encode.config import RayEncodeConfig, resolve_url
-from clients.ray_encode.shards import (Manifest, Shard, check_manifest, describe_ranges, missing_shards,
+from sae.clients.errors import EncodeJobError
+from sae.clients.ray_encode.config import RayEncodeConfig, resolve_url
+from sae.clients.ray_encode.shards import (Manifest, Shard, check_manifest, describe_ranges, missing_shards,
                                        read_manifest, write_manifest)
 
 ACTOR_CPUS = 0.25  # an encoder actor mostly waits for its server; the rest of the CPUs read and decode blocks
@@ -145,7 +145,7 @@ def _encode(config: RayEncodeConfig, manifest: Manifest, todo: list[Shard], imag
             report: RayEncodeReport, progress_stream: TextIO | None) -> None:
     import ray
 
-    from clients.ray_encode.actor import ShardEncoder
+    from sae.clients.ray_encode.actor import ShardEncoder
 
     context = ray.data.DataContext.get_current()
     context.max_errored_blocks = -1  # a block that fails for good is dropped; the others go on

@@ -27,10 +27,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from clients.atomic import atomic_write, write_text_atomic
-from clients.encode_job import (LabelColumn, RawDatasets, check_identity, create_latents_file, latents_attrs,
+from sae.clients.atomic import atomic_write, write_text_atomic
+from sae.clients.encode_job import (LabelColumn, RawDatasets, check_identity, create_latents_file, latents_attrs,
                                 write_latents_layout)
-from clients.errors import EncodeJobError
+from sae.clients.errors import EncodeJobError
 
 MANIFEST_FORMAT = "sae-latent-shards/1"
 MANIFEST_NAME = "manifest.json"

@@ -51,9 +51,9 @@ def companion(copied: str, packaged: str):
     return module
 
 
-draw = companion("sae_draw", "clients.draw")
-wire = companion("sae_wire", "clients.wire")
-bank_file = companion("sae_bank_file", "clients.bank_file")
+draw = companion("sae_draw", "sae.clients.draw")
+wire = companion("sae_wire", "sae.clients.wire")
+bank_file = companion("sae_bank_file", "sae.clients.bank_file")
 INDEPENDENT, DISTINCT, PER_DIMENSION, DRAW_MODES = draw.INDEPENDENT, draw.DISTINCT, draw.PER_DIMENSION, draw.DRAW_MODES
 FROM_BANK, FROM_PRIOR = "bank", "prior"  # values of the config parameter latents_from
 
@@ -159,7 +159,7 @@ class TritonPythonModel:
                                                 "the model has none to sample from")
         self.session = None  # the decoder graph, for the one-hop sampling models
         if "onnx_file" in params:
-            self.onnx_model = companion("sae_onnx_model", "repository.templates.onnx_model")
+            self.onnx_model = companion("sae_onnx_model", "sae.repository.templates.onnx_model")
             self.session = self.onnx_model.open_session(args, params, self.model_name)
             self.graph_input = self.session.get_inputs()[0].name
             self.image_outputs = {o["name"] for o in config["output"]} & {wire.IMAGE, wire.IMAGE_U8}

@@ -28,8 +28,8 @@ def companion(copied: str, packaged: str):
     return module
 
 
-wire = companion("sae_wire", "clients.wire")
-bank_file = companion("sae_bank_file", "clients.bank_file")
+wire = companion("sae_wire", "sae.clients.wire")
+bank_file = companion("sae_bank_file", "sae.clients.bank_file")
 
 
 def traversal(latent: np.ndarray, dimension: int, steps: int, dim_min: np.ndarray,

@@ -6,7 +6,7 @@ import argparse
 import sys
 from importlib import metadata
 
-from clients.errors import SAEError
+from sae.clients.errors import SAEError
 from sae.cli import arguments as arg
 from sae.cli import client, demo, export, measure, serve, train
 

@@ -8,7 +8,6 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
-DEFAULT_URL = "127.0.0.1:8001"  # gRPC address of a server started by `sae serve` with its defaults
 _DEVICE = re.compile(r"^(cpu|cuda(:\d{1,3})?)$")
 
 
@@ -56,7 +55,7 @@ def non_negative_float(text: str) -> float:
 
 def sample_count(text: str) -> int:
     """1..the client's per-call ceiling; counts above the server's per-request limit are sent in parts."""
-    from clients.triton_client import MAX_SAMPLES
+    from sae.clients.triton_client import MAX_SAMPLES
 
     value = positive_int(text)
     if value > MAX_SAMPLES:
@@ -93,7 +92,7 @@ def grpc_url(text: str) -> str:
 
 def model_name(text: str) -> str:
     """The prefix of the served names (NAME_encode, ...); it also names folders, so no separators or '..'."""
-    from repository.configs import NAME_PATTERN
+    from sae.repository.configs import NAME_PATTERN
 
     if text and not NAME_PATTERN.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a model name: use up to 64 letters, digits, '_' and '-', "
@@ -130,7 +129,7 @@ def did_you_mean(what: str, name: str, known: Collection[str]) -> str:
 
 def config_name(text: str) -> str:
     """A named config of training/config.py."""
-    from training.config import NAMED_CONFIGS
+    from sae.training.config import NAMED_CONFIGS
 
     if text not in NAMED_CONFIGS:
         raise argparse.ArgumentTypeError(did_you_mean("config", text, NAMED_CONFIGS))
@@ -139,7 +138,7 @@ def config_name(text: str) -> str:
 
 def grid_name(text: str) -> str:
     """A named grid of serving/experiment/grid.py, or a TOML grid file."""
-    from serving.experiment.grid import NAMED_GRIDS
+    from sae.serving.experiment.grid import NAMED_GRIDS
 
     if text in NAMED_GRIDS or text.endswith(".toml") or Path(text).is_file():
         return text

@@ -6,13 +6,13 @@ import sys
 from pathlib import Path
 
 from sae.cli import arguments as arg
-from sae.cli.arguments import DEFAULT_URL
+from sae.clients.wire import DEFAULT_URL
 
 
 def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: bool = False,
                       draw: str | None = None, model: str = "") -> Path:
-    from clients.png import image_grid, write_png
-    from clients.triton_client import SAEClient, to_uint8
+    from sae.clients.png import image_grid, write_png
+    from sae.clients.triton_client import SAEClient, to_uint8
 
     with SAEClient(url, model=model) as client:
         client.wait_ready(timeout_s=30)
@@ -24,8 +24,8 @@ def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: boo
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """Hybrid samples streamed to --out (format by suffix: clients/sample_writer.py), one request at a time."""
-    from clients.sample_writer import SampleRun, sample_format, stream_samples
-    from clients.triton_client import SAEClient
+    from sae.clients.sample_writer import SampleRun, sample_format, stream_samples
+    from sae.clients.triton_client import SAEClient
 
     try:
         suffix = sample_format(args.out, args.n)
@@ -45,7 +45,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     """The model sets a server serves: state, versions, draw modes and limits of each (serving/served_sets.py)."""
-    from serving.served_sets import describe_sets, set_lines
+    from sae.serving.served_sets import describe_sets, set_lines
 
     print("\n".join(set_lines(describe_sets(args.url))))
     return 0
@@ -56,7 +56,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if args.merge is not None:
         if args.data is not None:
             raise ValueError("give either DATA (to encode) or --merge DIR (to join its shards), not both")
-        from clients.ray_encode.shards import merge_shards
+        from sae.clients.ray_encode.shards import merge_shards
 
         print(merge_shards(args.merge, _encode_output_file(args.out)).summary(), flush=True)
         return 0
@@ -66,8 +66,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         if args.shared_memory or args.metrics_port is not None:
             raise ValueError("--shared-memory and --metrics-port are options of --engine local")
-        from clients.ray_encode.config import RayEncodeConfig
-        from clients.ray_encode.job import run_ray_encode
+        from sae.clients.ray_encode.config import RayEncodeConfig
+        from sae.clients.ray_encode.job import run_ray_encode
 
         config = RayEncodeConfig(data=args.data, out=args.out, model=args.model, urls=urls, address=args.address,
                                  actors=args.actors, batch_size=args.batch_size, shard_rows=args.shard_rows,
@@ -76,7 +76,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         report = run_ray_encode(config)
         print(report.summary(), flush=True)
         return 1 if report.failed else 0
-    from clients.encode_job import EncodeJobConfig, run_encode_job
+    from sae.clients.encode_job import EncodeJobConfig, run_encode_job
 
     config = EncodeJobConfig(data=args.data, out=_encode_output_file(args.out), model=args.model, urls=urls,
                              in_flight=args.in_flight, batch_size=args.batch_size, timeout_s=args.timeout,

@@ -11,11 +11,11 @@ from sae.cli.export import parity_line
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """data -> train sae12-tiny -> export -> real Triton server -> hybrid samples as a PNG grid."""
-    from export.model_set import export_run
-    from serving.triton import ServerConfig, TritonServer
-    from training.config import get_config
-    from training.data.procedural import write_shapes3d_h5
-    from training.trainer import Trainer
+    from sae.export.model_set import export_run
+    from sae.serving.triton import ServerConfig, TritonServer
+    from sae.training.config import get_config
+    from sae.training.data.procedural import write_shapes3d_h5
+    from sae.training.trainer import Trainer
 
     out: Path = args.out
     data = out / "shapes3d.h5"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clients.errors import SAEError
+from sae.clients.errors import SAEError
 from sae.cli import arguments as arg
 
 
@@ -14,9 +14,9 @@ def parity_line(report) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from export.model_set import export_run
-    from repository.install import rollback
-    from repository.configs import RepositoryOptions
+    from sae.export.model_set import export_run
+    from sae.repository.install import rollback
+    from sae.repository.configs import RepositoryOptions
 
     if args.rollback is not None:
         newest, previous, models = rollback(args.repo, args.rollback)
@@ -38,7 +38,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from repository.validate import validate_repository
+    from sae.repository.validate import validate_repository
 
     problems = validate_repository(args.repo)
     for problem in problems:

@@ -5,17 +5,17 @@ import argparse
 from pathlib import Path
 
 from sae.cli import arguments as arg
-from sae.cli.arguments import DEFAULT_URL
+from sae.clients.wire import DEFAULT_URL
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Latency harness (clients.bench); with --url it measures that server, else it starts one on --repo."""
-    from clients.bench.command import config_from_args, default_metrics_url, run_and_write
+    from sae.clients.bench.command import config_from_args, default_metrics_url, run_and_write
 
     if args.url:
         metrics = args.metrics_url or default_metrics_url(args.url)
         return run_and_write(config_from_args(args, args.url, metrics), args.out)
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     args.repo = args.repo or Path("model_repository")
     log = args.out.parent / "tritonserver.log"
@@ -25,7 +25,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluation harness (clients.evaluation.harness): eval.json, report.md and figures in --out."""
-    from clients.evaluation.harness import EvalConfig, evaluate, summary_lines
+    from sae.clients.evaluation.harness import EvalConfig, evaluate, summary_lines
 
     result = evaluate(EvalConfig(
         data=args.data, out=args.out, url=args.url, model=args.model, fast=args.fast, inception=args.inception,
@@ -40,8 +40,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     """Train, export, serve and evaluate every cell of a grid, then build the report (serving.experiment)."""
     import shlex
 
-    from serving.experiment.grid import load_grid, parse_shard
-    from serving.experiment.runner import ExperimentRunner, RunnerOptions, build_report, plan_lines, selected_cells
+    from sae.serving.experiment.grid import load_grid, parse_shard
+    from sae.serving.experiment.runner import ExperimentRunner, RunnerOptions, build_report, plan_lines, selected_cells
 
     grid = load_grid(args.grid)
     if args.shard:

@@ -14,7 +14,7 @@ def poll_args(seconds: int | None) -> tuple[str, ...]:
 
 
 def server_config(args: argparse.Namespace):
-    from serving.triton import ServerConfig
+    from sae.serving.triton import ServerConfig
 
     host = args.host or "127.0.0.1"
     config = ServerConfig(repository=Path(args.repo), host=host, allow_external=args.host is not None,
@@ -29,7 +29,7 @@ def server_config(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from serving.triton import serve_forever
+    from sae.serving.triton import serve_forever
 
     return serve_forever(server_config(args), log_path=args.log)
 

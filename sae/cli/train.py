@@ -8,7 +8,7 @@ from sae.cli import arguments as arg
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from training.data.procedural import write_shapes3d_h5
+    from sae.training.data.procedural import write_shapes3d_h5
 
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "shapes3d.h5"
@@ -19,9 +19,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Also the command each process runs under torchrun (one process per GPU, any number of nodes)."""
-    from training.trainer import Trainer, TrainerOptions, with_batch_size
+    from sae.training.trainer import Trainer, TrainerOptions, with_batch_size
 
-    from clients.datasets import parse_exclude
+    from sae.clients.datasets import parse_exclude
 
     options = TrainerOptions(val_every=args.val_every, val_batches=args.val_batches, compile=args.compile,
                              freeze=args.freeze, init_from=args.init,
@@ -41,8 +41,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def resolved_config(args: argparse.Namespace):
     """The named config with --config FILE.toml, then each --set, then --seed applied (training/overrides.py)."""
-    from training.config import get_config
-    from training.overrides import apply_overrides, parse_assignment, toml_assignments
+    from sae.training.config import get_config
+    from sae.training.overrides import apply_overrides, parse_assignment, toml_assignments
 
     assignments = list(toml_assignments(args.config_file).items()) if args.config_file else []
     assignments += [parse_assignment(text) for text in args.set or []]

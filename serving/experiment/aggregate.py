@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from serving.experiment.cell_results import FINE_TUNE_MODES, MAIN_METRIC_KEYS, CellFileError, CellResult
-from serving.experiment.model_groups import model_sort_key
+from sae.serving.experiment.cell_results import FINE_TUNE_MODES, MAIN_METRIC_KEYS, CellFileError, CellResult
+from sae.serving.experiment.model_groups import model_sort_key
 
 __all__ = ["Spread", "VariableImportance", "ExperimentSummary", "variable_importance", "summarise"]
 

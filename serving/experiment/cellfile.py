@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from serving.experiment.grid import CellSpec
-from training.config import ExperimentConfig
+from sae.serving.experiment.grid import CellSpec
+from sae.training.config import ExperimentConfig
 
 SCHEMA = 1
 METRIC_KEYS = ("bce", "mse", "fid_reconstruction", "fid_hybrid", "fid_prior", "fid_images", "dci_disentanglement",

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from serving.experiment.aggregate import ExperimentSummary, Spread, VariableImportance
-from serving.experiment.model_groups import (HOURGLASS, MODEL_ORDER, REGULARISED, UNREGULARISED, WITH_PRIOR,
+from sae.serving.experiment.aggregate import ExperimentSummary, Spread, VariableImportance
+from sae.serving.experiment.model_groups import (HOURGLASS, MODEL_ORDER, REGULARISED, UNREGULARISED, WITH_PRIOR,
                                              model_label, model_sort_key)
 
 __all__ = ["AGREES", "DISAGREES", "INCONCLUSIVE", "COMPARISON_RULE", "C5_UNUSED_SHARE", "C5_FACTORS",

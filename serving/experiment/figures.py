@@ -9,7 +9,7 @@ import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from serving.experiment.aggregate import Spread, VariableImportance
+from sae.serving.experiment.aggregate import Spread, VariableImportance
 
 __all__ = ["charts_available", "grouped_bars", "importance_heatmap"]
 

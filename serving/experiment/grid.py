@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from serving.experiment.grid_spec import (FINETUNE_MODES, FREEZE_OF_MODE, TRAIN_FRACTION, TRAIN_SIZES, ArmSpec,
+from sae.serving.experiment.grid_spec import (FINETUNE_MODES, FREEZE_OF_MODE, TRAIN_FRACTION, TRAIN_SIZES, ArmSpec,
                                           CellSpec, CostModel, DatasetSpec, EvalSpec, GridError, GridSpec,
                                           config_name, expand, parse_shard, select, shard)
-from serving.experiment.grid_toml import load_toml
-from serving.experiment.named_grids import (ARM_MODELS, CELEBA_MODELS, CPU_SHAPES3D_DOC, EXTREME_ORIENTATIONS,
+from sae.serving.experiment.grid_toml import load_toml
+from sae.serving.experiment.named_grids import (ARM_MODELS, CELEBA_MODELS, CPU_SHAPES3D_DOC, EXTREME_ORIENTATIONS,
                                             GPU_COST, NAMED_GRIDS, NO_BALL, PAPER_MODELS, named_grids)
 
 __all__ = ["FINETUNE_MODES", "FREEZE_OF_MODE", "TRAIN_FRACTION", "TRAIN_SIZES", "ArmSpec", "CellSpec", "CostModel",

@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.config import NAMED_CONFIGS, ExperimentConfig, get_config
-from training.dataset_sizes import CELEBA_TRAIN_SIZE, MPI3D_TRAIN_SIZE, SHAPES3D_TRAIN_SIZE
-from training.models.zoo.betatcvae import BetaTCVAEConfig
+from sae.training.config import NAMED_CONFIGS, ExperimentConfig, get_config
+from sae.training.dataset_sizes import CELEBA_TRAIN_SIZE, MPI3D_TRAIN_SIZE, SHAPES3D_TRAIN_SIZE
+from sae.training.models.zoo.betatcvae import BetaTCVAEConfig
 
 FINETUNE_MODES = ("none", "encoder", "decoder", "both")  # which part a fine-tune updates ("none": not fine-tuned)
 FREEZE_OF_MODE = {"encoder": "decoder", "decoder": "encoder", "both": None}  # mode -> TrainerOptions.freeze

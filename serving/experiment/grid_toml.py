@@ -5,7 +5,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from serving.experiment.grid_spec import ArmSpec, CostModel, DatasetSpec, EvalSpec, GridError, GridSpec
+from sae.serving.experiment.grid_spec import ArmSpec, CostModel, DatasetSpec, EvalSpec, GridError, GridSpec
 
 
 def _build(cls, data: Any, where: str):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.experiment.grid import CellSpec
+from sae.serving.experiment.grid import CellSpec
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from serving.experiment.grid_spec import ArmSpec, CostModel, DatasetSpec, EvalSpec, GridSpec
-from training.config import NAMED_CONFIGS
+from sae.serving.experiment.grid_spec import ArmSpec, CostModel, DatasetSpec, EvalSpec, GridSpec
+from sae.training.config import NAMED_CONFIGS
 
 PAPER_MODELS = ("sae12", "sae3", "adaae12", "ae", "vae", "betavae", "betatcvae", "factorvae", "wae", "vlae12")
 CELEBA_MODELS = ("sae16", "adaae16", "ae", "vae", "betavae", "betatcvae", "factorvae", "wae", "vlae16")

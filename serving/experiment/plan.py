@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from serving.experiment.grid import CellSpec, GridSpec, expand, select, shard
-from serving.experiment.layout import RunnerOptions
-from serving.experiment.progress import format_minutes
+from sae.serving.experiment.grid import CellSpec, GridSpec, expand, select, shard
+from sae.serving.experiment.layout import RunnerOptions
+from sae.serving.experiment.progress import format_minutes
 
 
 def selected_cells(grid: GridSpec, options: RunnerOptions) -> list[CellSpec]:
@@ -16,7 +16,7 @@ def selected_cells(grid: GridSpec, options: RunnerOptions) -> list[CellSpec]:
 def dataset_images(data: Path | None) -> int | None:
     if data is None or not Path(data).exists():
         return None
-    from clients.datasets import open_dataset
+    from sae.clients.datasets import open_dataset
 
     source = open_dataset(data)
     try:

@@ -11,14 +11,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from serving.experiment import figures
-from serving.experiment.aggregate import ExperimentSummary, summarise
-from serving.experiment.cell_results import (FINE_TUNE_MODES, CellFileError, CellResult, GridPlan, read_cells,
+from sae.serving.experiment import figures
+from sae.serving.experiment.aggregate import ExperimentSummary, summarise
+from sae.serving.experiment.cell_results import (FINE_TUNE_MODES, CellFileError, CellResult, GridPlan, read_cells,
                                              read_grid_plan)
-from serving.experiment.claims import COMPARISON_RULE, ClaimResult, evaluate_claims
-from serving.experiment.model_groups import model_label
-from serving.experiment.report_facts import Chart, RunFacts
-from serving.experiment.report_markdown import render_report
+from sae.serving.experiment.claims import COMPARISON_RULE, ClaimResult, evaluate_claims
+from sae.serving.experiment.model_groups import model_label
+from sae.serving.experiment.report_facts import Chart, RunFacts
+from sae.serving.experiment.report_markdown import render_report
 
 __all__ = ["RunFacts", "Chart", "run_facts", "build_report", "REPORT_MD", "RESULTS_JSON", "FIGURES_DIR"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from serving.experiment.cell_results import GridPlan
+from sae.serving.experiment.cell_results import GridPlan
 
 __all__ = ["RunFacts", "Chart"]
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from serving.experiment.aggregate import ExperimentSummary, Spread
-from serving.experiment.cell_results import FINE_TUNE_MODES, CellResult
-from serving.experiment.claims import C5_UNUSED_SHARE, COMPARISON_RULE, ClaimResult, format_spread
-from serving.experiment.model_groups import model_label, model_sort_key
-from serving.experiment.report_facts import Chart, RunFacts
+from sae.serving.experiment.aggregate import ExperimentSummary, Spread
+from sae.serving.experiment.cell_results import FINE_TUNE_MODES, CellResult
+from sae.serving.experiment.claims import C5_UNUSED_SHARE, COMPARISON_RULE, ClaimResult, format_spread
+from sae.serving.experiment.model_groups import model_label, model_sort_key
+from sae.serving.experiment.report_facts import Chart, RunFacts
 
 
 __all__ = ["NO_PRIOR", "NOT_RECORDED", "TRAVERSAL_MODELS", "markdown_table", "render_report"]

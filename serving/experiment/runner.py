@@ -25,14 +25,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from serving.experiment.cellfile import cell_record
-from serving.experiment.grid import FREEZE_OF_MODE, CellSpec, GridSpec
-from serving.experiment.layout import Layout, RunnerOptions
-from serving.experiment.markers import read_json, write_json
-from serving.experiment.plan import dataset_images, grid_plan, plan_lines, selected_cells
-from serving.experiment.progress import Progress
-from serving.experiment.stages import HELDOUT_THUMB_IMAGES, CellStages
-from training.config import get_config
+from sae.serving.experiment.cellfile import cell_record
+from sae.serving.experiment.grid import FREEZE_OF_MODE, CellSpec, GridSpec
+from sae.serving.experiment.layout import Layout, RunnerOptions
+from sae.serving.experiment.markers import read_json, write_json
+from sae.serving.experiment.plan import dataset_images, grid_plan, plan_lines, selected_cells
+from sae.serving.experiment.progress import Progress
+from sae.serving.experiment.stages import HELDOUT_THUMB_IMAGES, CellStages
+from sae.training.config import get_config
 
 __all__ = ["ExperimentRunner", "build_report",
            # defined in the modules imported above; importable from here too
@@ -52,7 +52,7 @@ class ExperimentRunner(CellStages):
 
     # ------------------------------------------------------------------------------------------------ cells
     def run_main(self, cell: CellSpec) -> dict[str, Any]:
-        from serving.experiment.thumbs import thumbnail_of, write_thumbnail, read_png
+        from sae.serving.experiment.thumbs import thumbnail_of, write_thumbnail, read_png
 
         events = self.progress.event
         run_dir = self.layout.run_dir(cell)
@@ -83,7 +83,7 @@ class ExperimentRunner(CellStages):
                            eval_result=result, thumbnails=thumbs)
 
     def run_arm(self, cell: CellSpec) -> dict[str, Any]:
-        from serving.experiment.thumbs import thumbnail_of
+        from sae.serving.experiment.thumbs import thumbnail_of
 
         events = self.progress.event
         arm = cell.arm
@@ -144,7 +144,7 @@ class ExperimentRunner(CellStages):
         failed: list[str] = []
         self.layout.out.mkdir(parents=True, exist_ok=True)
         write_json(self.layout.out / "grid.json", grid_plan(self.grid))
-        from serving.experiment.server import stop_stale_server
+        from sae.serving.experiment.server import stop_stale_server
 
         stop_stale_server(self.layout.work, self.layout.repository, self.log)  # even when no cell needs a server
         if any(read_json(self.layout.cell_file(c)) is None for c in self.cells):
@@ -186,6 +186,6 @@ def _exit_on_sigterm():
 
 
 def build_report(out: Path, command: str, wall_seconds: float | None = None) -> Path:
-    from serving.experiment.report import build_report as build
+    from sae.serving.experiment.report import build_report as build
 
     return build(Path(out), command=command, wall_seconds=wall_seconds)

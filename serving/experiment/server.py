@@ -14,9 +14,9 @@ import signal
 import time
 from pathlib import Path
 
-from repository.configs import RepositoryOptions
-from serving.experiment.markers import read_json, write_json
-from serving.triton import ServerConfig, TritonServer
+from sae.repository.configs import RepositoryOptions
+from sae.serving.experiment.markers import read_json, write_json
+from sae.serving.triton import ServerConfig, TritonServer
 
 PID_RECORD = "tritonserver.json"
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from serving.experiment.grid import CellSpec, GridSpec
-from serving.experiment.layout import Layout, RunnerOptions
-from serving.experiment.markers import read_json, write_json
+from sae.clients.wire import to_float_images
+from sae.serving.experiment.grid import CellSpec, GridSpec
+from sae.serving.experiment.layout import Layout, RunnerOptions
+from sae.serving.experiment.markers import read_json, write_json
 
 HELDOUT_THUMB_IMAGES = 8
 
@@ -33,7 +34,7 @@ class CellStages:
 
     @property
     def server(self):
-        from serving.experiment.server import ExperimentServer
+        from sae.serving.experiment.server import ExperimentServer
 
         if self._server is None:
             self._server = ExperimentServer(self.layout.repository, self.layout.work, self.log)
@@ -51,7 +52,7 @@ class CellStages:
                                  "3dshapes.h5, mpi3d_real.npz, a folder of aligned CelebA JPEGs)")
             path = self.layout.work / "data" / f"shapes3d-procedural-{spec.procedural_images}-s{spec.procedural_seed}.h5"
             if not path.exists():
-                from training.data.procedural import write_shapes3d_h5
+                from sae.training.data.procedural import write_shapes3d_h5
 
                 self.log(f"rendering {spec.procedural_images} procedural 3D-Shapes images -> {path}")
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -65,8 +66,8 @@ class CellStages:
         return path
 
     def dataset_record(self) -> dict[str, Any]:
-        from clients.datasets import open_dataset
-        from clients.evaluation.harness import is_procedural
+        from sae.clients.datasets import open_dataset
+        from sae.clients.evaluation.harness import is_procedural
 
         source = open_dataset(self.data_path())
         try:
@@ -80,14 +81,14 @@ class CellStages:
     def train(self, cell: CellSpec, run_dir: Path, steps: int, *, exclude=None, init_from: Path | None = None,
               freeze: str | None = None) -> dict[str, Any]:
         """Train ``run_dir`` to ``steps`` (resuming), unless its done-marker says it got there."""
-        from training.checkpoint import run_checkpoint
+        from sae.training.checkpoint import run_checkpoint
 
         marker_path = run_dir / "train.done.json"
         marker = read_json(marker_path)
         if marker and marker.get("step") == steps and run_checkpoint(run_dir).is_file():
             self.log(f"{cell.cell_id}: training {run_dir.name} done already (step {steps}), skipped")
             return marker
-        from training.trainer import Trainer, TrainerOptions
+        from sae.training.trainer import Trainer, TrainerOptions
 
         cfg = cell.experiment_config(steps=steps, dataset_images=self.dataset_record()["images"])
         options = TrainerOptions(exclude={k: list(v) for k, v in exclude.items()} if exclude else None,
@@ -111,8 +112,8 @@ class CellStages:
         if marker and marker.get("checkpoint_step") == step and complete:
             self.log(f"{cell.cell_id}: export {export_name} done already (step {step}), skipped")
             return marker
-        from export.model_set import export_run
-        from repository.configs import RepositoryOptions
+        from sae.export.model_set import export_run
+        from sae.repository.configs import RepositoryOptions
 
         started = time.perf_counter()
         report = export_run(run_dir, self.layout.repository, options=RepositoryOptions(name=export_name),
@@ -129,7 +130,7 @@ class CellStages:
         if marker and marker.get("checkpoint_step") == step and result is not None:
             self.log(f"{cell.cell_id}: evaluation done already ({eval_dir / 'eval.json'}), skipped")
             return result, float(marker.get("seconds", 0.0))
-        from clients.evaluation.harness import EvalConfig, evaluate
+        from sae.clients.evaluation.harness import EvalConfig, evaluate
 
         shutil.rmtree(eval_dir, ignore_errors=True)  # an interrupted evaluation starts over
         ev = self.grid.eval
@@ -149,7 +150,7 @@ class CellStages:
 
     def heldout_rows(self, cell: CellSpec) -> np.ndarray:
         """Test-split rows (of the full data) whose factors take a held-out value, at most ``heldout_images``."""
-        from clients.datasets import dataset_splits, open_dataset
+        from sae.clients.datasets import dataset_splits, open_dataset
 
         source = open_dataset(self.data_path())
         try:
@@ -177,8 +178,8 @@ class CellStages:
         if done and done.get("checkpoint_steps") == steps:
             self.log(f"{cell.cell_id}: held-out evaluation done already ({path}), skipped")
             return done, float(done.get("seconds", 0.0))
-        from clients.datasets import batches_in_order, open_dataset
-        from clients.triton_client import SAEClient, to_uint8
+        from sae.clients.datasets import batches_in_order, open_dataset
+        from sae.clients.triton_client import SAEClient, to_uint8
 
         started = time.perf_counter()
         rows = self.heldout_rows(cell)
@@ -195,7 +196,7 @@ class CellStages:
                         total, count, recon_shown, originals = 0.0, 0, [], []
                         for batch_rows, images in batches_in_order(source, rows, 256):
                             recon = client.reconstruct(images)
-                            err = (images.astype(np.float64) / 255.0 - recon.astype(np.float64)) ** 2
+                            err = (to_float_images(images, np.float64) - recon.astype(np.float64)) ** 2
                             total += float(err.reshape(len(images), -1).mean(axis=1).sum())
                             count += len(images)
                             keep = np.isin(batch_rows, shown)
@@ -210,7 +211,7 @@ class CellStages:
             source.close()
         result = {"checkpoint_steps": steps, "heldout_mse_x1000": mse, "heldout_images": int(len(rows)),
                   "seconds": time.perf_counter() - started}
-        from serving.experiment.thumbs import grid_thumbnail
+        from sae.serving.experiment.thumbs import grid_thumbnail
 
         ordered = [examples["original"]] + [examples[m] for m in cell.arm.modes]
         grid_thumbnail(self.layout.eval_dir(cell) / "heldout_reconstructions.png", np.concatenate(ordered),

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.png import encode_png, image_grid
-from serving.experiment.markers import write_atomic
+from sae.clients.png import encode_png, image_grid
+from sae.serving.experiment.markers import write_atomic
 
 MAX_THUMB_BYTES = 60_000
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # PNG colour type -> channels

@@ -18,11 +18,11 @@ flags (``config``), process-group and port helpers (``process_group``), the serv
 watchdog (``watchdog``). Every public name is importable from here.
 """
 
-from serving.triton.config import (CUDA_POOL_BYTES, PINNED_POOL_BYTES, ServerConfig,  # noqa: F401 (public here too)
+from sae.serving.triton.config import (CUDA_POOL_BYTES, PINNED_POOL_BYTES, ServerConfig,  # noqa: F401 (public here too)
                                    gpu_count, memory_pool_flags, visible_gpu_count)
-from serving.triton.install import TritonInstall, find_tritonserver
-from serving.triton.server import LOG_TAIL_LINES, ServerStartError, TritonServer  # noqa: F401
-from serving.triton.watchdog import serve_forever
+from sae.serving.triton.install import TritonInstall, find_tritonserver
+from sae.serving.triton.server import LOG_TAIL_LINES, ServerStartError, TritonServer  # noqa: F401
+from sae.serving.triton.watchdog import serve_forever
 
 __all__ = [
     "ServerConfig",

@@ -14,10 +14,10 @@ import time
 from collections import deque
 from pathlib import Path
 
-from clients.errors import SAEError
-from serving.triton.config import ServerConfig, gpu_count, memory_pool_flags
-from serving.triton.install import TritonInstall, _link_python_backend, _server_env, find_tritonserver
-from serving.triton.process_group import _die_with_parent, _free_ports, _group_members, _signal_group
+from sae.clients.errors import SAEError
+from sae.serving.triton.config import ServerConfig, gpu_count, memory_pool_flags
+from sae.serving.triton.install import TritonInstall, _link_python_backend, _server_env, find_tritonserver
+from sae.serving.triton.process_group import _die_with_parent, _free_ports, _group_members, _signal_group
 
 LOG_TAIL_LINES = 40
 _ADDRESS_IN_USE = re.compile(r"already in use", re.IGNORECASE)

@@ -9,8 +9,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from serving.triton.config import ServerConfig
-from serving.triton.server import ServerStartError, TritonServer
+from sae.serving.triton.config import ServerConfig
+from sae.serving.triton.server import ServerStartError, TritonServer
 
 
 class _StopRequested(Exception):

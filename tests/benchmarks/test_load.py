@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.atomic import write_text_atomic
+from sae.clients.atomic import write_text_atomic
 from reliability_helpers import run_load
 
 # Minutes of load: out of the default run (`make test`), run by `make bench-load`, which sets SAE_LOAD_OUT.
@@ -21,7 +21,7 @@ PLATEAU_TOLERANCE = 1.05  # the last third's peak within 5% of the middle third'
 
 @pytest.fixture(scope="module")
 def server(exported_repo, tmp_path_factory):
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     log = tmp_path_factory.mktemp("load") / "server.log"
     with TritonServer(ServerConfig(repository=exported_repo), log_path=log) as started:
@@ -61,9 +61,9 @@ def test_cpu_arena_bounds_memory_after_large_batches(exported_repo, tmp_path):
     encode requests, and after more small load (``SAE_ARENA_OUT``, default out/bench/arena.json)."""
     import numpy as np
 
-    from clients.triton_client import SAEClient
+    from sae.clients.triton_client import SAEClient
     from reliability_helpers import resident_bytes, server_processes
-    from serving.triton import ServerConfig, TritonServer
+    from sae.serving.triton import ServerConfig, TritonServer
 
     results = {}
     for arena in (True, False):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clients.triton_client import SAEClient
+from sae.clients.triton_client import SAEClient
 
 pytestmark = pytest.mark.server
 BATCH = 256  # the served max_batch_size: one request per call

@@ -25,9 +25,9 @@ import os
 
 import numpy as np
 
-from clients.datasets.factors import (SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES,
+from sae.clients.datasets.factors import (SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES,
                                       SHAPES3D_NUM_IMAGES, SHAPES3D_SHAPE_NAMES, nearest_factor_indices)
-from training.data.ray_casting import bounding_sphere, hits_sphere, normalize, ray_object
+from sae.training.data.ray_casting import bounding_sphere, hits_sphere, normalize, ray_object
 
 __all__ = [
     "FACTOR_NAMES",
@@ -328,7 +328,7 @@ def write_shapes3d_h5(
     """
     import h5py
 
-    from clients.atomic import atomic_write
+    from sae.clients.atomic import atomic_write
 
     flat = subset_flat_indices(n, seed)
     renderer = renderer or Shapes3DRenderer()
@@ -364,7 +364,7 @@ def example_grid(path: str | os.PathLike, seed: int = 0) -> None:
     """Write a PNG grid (15 columns of 64×64 tiles): rows 1–6 sweep one factor each over all its values
     (floor hue, wall hue, object hue, scale, shape, orientation) from a base point drawn with ``seed``; row 7 shows
     15 random images."""
-    from clients.png import image_grid, write_png
+    from sae.clients.png import image_grid, write_png
 
     rng = np.random.default_rng(seed)
     # Base point: three distinct hues and a random shape from ``seed``; mid-range scale, orientation −12.9°.

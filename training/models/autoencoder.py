@@ -2,6 +2,8 @@
 
 The contract the trainer, the exporter and the bank rely on:
 
+* ``preprocess(images)``: uint8 NHWC pixels -> the encoder's input, the one conversion that the trainer, the bank and
+  the exported encoder graph all run;
 * ``cfg: ModelConfig``; ``encode(x) -> [B, D]`` the deterministic code (posterior mean for variational models);
   ``decode(z) -> logits``;
 * ``training_loss(x) -> (loss, terms)``: the objective and its named terms for logging;
@@ -18,9 +20,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.losses import bce_with_logits_loss
-from training.model_config import ModelConfig
-from training.models.backbone import Encoder, HourglassDecoder
+from sae.clients.wire import UINT8_SCALE
+from sae.training.losses import bce_with_logits_loss
+from sae.training.model_config import ModelConfig
+from sae.training.models.backbone import Encoder, HourglassDecoder
 
 
 class Autoencoder(nn.Module):
@@ -45,6 +48,12 @@ class Autoencoder(nn.Module):
 
     def _build_decoder(self) -> nn.Module:
         return HourglassDecoder(self.cfg.backbone, self.cfg.latent_dim)
+
+    @staticmethod
+    def preprocess(images: torch.Tensor) -> torch.Tensor:
+        """uint8 NHWC pixels -> float NCHW intensities in [0, 1] (``clients.wire.to_float_images`` in torch); the
+        permuted view is channels_last in memory."""
+        return images.permute(0, 3, 1, 2).float().div(UINT8_SCALE)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1], NCHW -> latent vectors."""

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from training.model_config import BackboneConfig
+from sae.training.model_config import BackboneConfig
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.model_config import BackboneConfig
-from training.models.backbone import decoder_conv_stack
+from sae.training.model_config import BackboneConfig
+from sae.training.models.backbone import decoder_conv_stack
 
 
 def variable_slices(latent_dim: int, num_variables: int) -> list[slice]:

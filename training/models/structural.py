@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from training.model_config import BackboneConfig
-from training.models.backbone import mlp
-from training.models.slot_decoder import SlotDecoder
+from sae.training.model_config import BackboneConfig
+from sae.training.models.backbone import mlp
+from sae.training.models.slot_decoder import SlotDecoder
 
 
 class StrTfm(nn.Module):

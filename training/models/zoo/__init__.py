@@ -3,10 +3,10 @@ registers them all. A new kind is one module that registers itself with ``traini
 (imported here to be built in, or anywhere before its configs are used)."""
 from __future__ import annotations
 
-from training.model_config import ModelConfig
-from training.models.autoencoder import Autoencoder
+from sae.training.model_config import ModelConfig
+from sae.training.models.autoencoder import Autoencoder
 # In the order of the paper; each registers itself on import.
-from training.models.zoo import sae, adaae, ae, vae, betatcvae, factorvae, wae, vlae  # noqa: F401, I001
+from sae.training.models.zoo import sae, adaae, ae, vae, betatcvae, factorvae, wae, vlae  # noqa: F401, I001
 
 
 def build_model(cfg: ModelConfig) -> Autoencoder:

@@ -1,8 +1,8 @@
 """AdaAE: the structural decoder with every Str-Tfm layer seeing the whole latent (the paper's ablation)."""
 from __future__ import annotations
 
-from training.models.registry import register_model
-from training.models.zoo.sae import StructuralAutoencoder
+from sae.training.models.registry import register_model
+from sae.training.models.zoo.sae import StructuralAutoencoder
 
 
 @register_model("adaae")

@@ -1,8 +1,8 @@
 """AE: the hourglass autoencoder of the paper's baselines (notes, "Backbone"), trained on pixel BCE alone."""
 from __future__ import annotations
 
-from training.models.autoencoder import Autoencoder
-from training.models.registry import register_model
+from sae.training.models.autoencoder import Autoencoder
+from sae.training.models.registry import register_model
 
 
 @register_model("ae")

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.dataset_sizes import SHAPES3D_TRAIN_SIZE
-from training.losses import beta_tcvae_terms
-from training.models.registry import RegulariserConfig, register_model
-from training.models.zoo.vae import VariationalAutoencoder
+from sae.training.dataset_sizes import SHAPES3D_TRAIN_SIZE
+from sae.training.losses import beta_tcvae_terms
+from sae.training.models.registry import RegulariserConfig, register_model
+from sae.training.models.zoo.vae import VariationalAutoencoder
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from training.losses import FactorDiscriminator, factorvae_discriminator_loss, factorvae_tc_estimate, gaussian_kl
-from training.model_config import ModelConfig
-from training.models.registry import RegulariserConfig, register_model
-from training.models.zoo.vae import VariationalAutoencoder
+from sae.training.losses import FactorDiscriminator, factorvae_discriminator_loss, factorvae_tc_estimate, gaussian_kl
+from sae.training.model_config import ModelConfig
+from sae.training.models.registry import RegulariserConfig, register_model
+from sae.training.models.zoo.vae import VariationalAutoencoder
 
 
 @dataclass(frozen=True)

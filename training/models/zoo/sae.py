@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from training.models.autoencoder import Autoencoder
-from training.models.registry import register_model
-from training.models.structural import StructuralDecoder
+from sae.training.models.autoencoder import Autoencoder
+from sae.training.models.registry import register_model
+from sae.training.models.structural import StructuralDecoder
 
 
 @register_model("sae")

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from training.losses import gaussian_kl, reparameterize
-from training.models.autoencoder import Autoencoder
-from training.models.backbone import Encoder
-from training.models.prior import StandardNormalPrior
-from training.models.registry import RegulariserConfig, register_model
+from sae.training.losses import gaussian_kl, reparameterize
+from sae.training.models.autoencoder import Autoencoder
+from sae.training.models.backbone import Encoder
+from sae.training.models.prior import StandardNormalPrior
+from sae.training.models.registry import RegulariserConfig, register_model
 
 
 @dataclass(frozen=True)

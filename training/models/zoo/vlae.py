@@ -21,11 +21,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from training.model_config import BackboneConfig, LadderConfig
-from training.models.backbone import ConvBlock, encoder_conv_blocks, mlp
-from training.models.registry import register_model
-from training.models.slot_decoder import SlotDecoder, variable_slots
-from training.models.zoo.vae import VariationalAutoencoder, VariationalConfig
+from sae.training.model_config import BackboneConfig, LadderConfig
+from sae.training.models.backbone import ConvBlock, encoder_conv_blocks, mlp
+from sae.training.models.registry import register_model
+from sae.training.models.slot_decoder import SlotDecoder, variable_slots
+from sae.training.models.zoo.vae import VariationalAutoencoder, VariationalConfig
 
 
 def encoder_rung_blocks(encoder_blocks: int, num_slots: int, decoder_slots: Sequence[int]) -> list[int]:

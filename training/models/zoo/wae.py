@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
-from training.losses import mmd_imq
-from training.models.autoencoder import Autoencoder
-from training.models.prior import StandardNormalPrior
-from training.models.registry import RegulariserConfig, register_model
+from sae.training.losses import mmd_imq
+from sae.training.models.autoencoder import Autoencoder
+from sae.training.models.prior import StandardNormalPrior
+from sae.training.models.registry import RegulariserConfig, register_model
 
 
 @dataclass(frozen=True)
