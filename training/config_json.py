@@ -4,13 +4,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from sae.clients.typed_fields import check_types
+
 
 def from_json_dict(cls, d: dict[str, Any]):
-    """Rebuild dataclass ``cls`` from JSON, turning lists back into tuples; unknown fields are an error."""
+    """Rebuild dataclass ``cls`` from JSON, turning lists back into tuples; unknown fields and values of
+    the wrong type are an error."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
         raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    check_types(cls, d, cls.__name__)
     return cls(**{k: json_tuples(v) for k, v in d.items()})
 
 

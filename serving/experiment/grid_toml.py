@@ -1,10 +1,12 @@
-"""Grid files: a :class:`GridSpec` from TOML, with the same keys as its dataclasses; unknown keys are refused by name."""
+"""Grid files: a :class:`GridSpec` from TOML, with the same keys as its dataclasses; unknown keys and values of the
+wrong type are refused by name."""
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 from typing import Any
 
+from sae.clients.typed_fields import check_types
 from sae.serving.experiment.grid_spec import ArmSpec, CostModel, DatasetSpec, EvalSpec, GridError, GridSpec
 
 
@@ -17,6 +19,8 @@ def _build(cls, data: Any, where: str):
     if unknown:
         raise GridError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(fields))})")
     nested = {"dataset": DatasetSpec, "eval": EvalSpec, "cost": CostModel}
+    check_types(cls, {k: v for k, v in data.items() if not (cls is GridSpec and k in (*nested, "arms"))}, where,
+                GridError)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if cls is GridSpec and key in nested:
