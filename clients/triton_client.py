@@ -198,7 +198,9 @@ class SAEClient(ClientBase):
             return READY if self._client.is_model_ready(served, client_timeout=1.0) else "loaded, warming up"
         reason = "; ".join(m.get("reason", "") for m in entries if m.get("reason"))
         if "UNAVAILABLE" in states and reason:
-            step = ("load it (`sae load`, or serve without explicit model control)" if "unloaded" in reason
+            set_arg = self.model or "''"
+            step = (f"load it (`sae load {set_arg}`), or serve without explicit model control"
+                    if "unloaded" in reason
                     else "fix the model and restart the server; `sae validate --repo REPO` checks the repository")
             raise ModelNotServedError(f"{served} at {self.url} is not loaded ({reason}): {step}", served)
         return f"state {'/'.join(sorted(states)) or 'unknown'}{': ' + reason if reason else ''}"

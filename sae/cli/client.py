@@ -1,4 +1,5 @@
-"""The commands that talk to a running server: `sae sample`, `sae models` and `sae encode`."""
+"""The commands that talk to a running server: `sae sample`, `sae models`, `sae load`, `sae unload` and
+`sae encode`."""
 from __future__ import annotations
 
 import argparse
@@ -48,6 +49,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     from sae.serving.served_sets import describe_sets, set_lines
 
     print("\n".join(set_lines(describe_sets(args.url))))
+    return 0
+
+
+def cmd_model_control(args: argparse.Namespace) -> int:
+    """`sae load` / `sae unload`: whole model sets, on a server in explicit model-control mode."""
+    from sae.clients.model_control import change_sets
+
+    if args.all == (args.name is not None):
+        raise ValueError("name one model set (NAME; '' is the unprefixed set) or pass --all")
+    load = args.command == "load"
+    for change in change_sets(args.url, None if args.all else [args.name], load=load):
+        label = repr(change.name) if change.name else "the unprefixed set"
+        print(f"{'loaded' if load else 'unloaded'} {label}: {', '.join(change.models)}")
     return 0
 
 
@@ -115,6 +129,15 @@ def add_parsers(sub) -> None:
     ms = sub.add_parser("models", help="the model sets a running server serves: state, versions, draw modes, limits")
     ms.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
     ms.set_defaults(func=cmd_models)
+
+    for command, verb in (("load", "load"), ("unload", "unload")):
+        lc = sub.add_parser(command, help=f"{verb} a model set (every role) on a server started with "
+                            "`sae serve --model-control explicit`")
+        lc.add_argument("name", nargs="?", default=None, type=arg.model_name,
+                        help="the set's export name (sae export --name; '' for the unprefixed set)")
+        lc.add_argument("--all", action="store_true", help=f"{verb} every set in the server's repository")
+        lc.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
+        lc.set_defaults(func=cmd_model_control)
 
     en = sub.add_parser("encode", help="encode a dataset through the server(s) into an HDF5 file of latents "
                         "(resumable: run it again after an interruption); --engine ray spreads it over a Ray cluster")

@@ -13,14 +13,21 @@ def poll_args(seconds: int | None) -> tuple[str, ...]:
     return () if seconds is None else ("--model-control-mode=poll", f"--repository-poll-secs={seconds}")
 
 
+def model_control_args(mode: str | None) -> tuple[str, ...]:
+    """``sae serve --model-control explicit``: every model loaded at start, then `sae load` / `sae unload` change
+    what is served without a restart."""
+    return () if mode in (None, "none") else (f"--model-control-mode={mode}", "--load-model=*")
+
+
 def server_config(args: argparse.Namespace):
     from sae.serving.triton import ServerConfig
 
     host = args.host or "127.0.0.1"
     config = ServerConfig(repository=Path(args.repo), host=host, allow_external=args.host is not None,
                           grpc_port=args.grpc_port, http_port=args.http_port, metrics_port=args.metrics_port,
-                          extra_args=poll_args(getattr(args, "poll", None)) + tuple(getattr(args, "triton_args", None)
-                                                                                     or ()),
+                          extra_args=(poll_args(getattr(args, "poll", None))
+                                      + model_control_args(getattr(args, "model_control", None))
+                                      + tuple(getattr(args, "triton_args", None) or ())),
                           gpu=getattr(args, "gpu", None))
     if not config.is_loopback:
         print(f"sae {args.command}: warning: binding {host} (--host), not loopback: the server is reachable from "
@@ -31,6 +38,8 @@ def server_config(args: argparse.Namespace):
 def cmd_serve(args: argparse.Namespace) -> int:
     from sae.serving.triton import serve_forever
 
+    if args.poll is not None and args.model_control == "explicit":
+        raise ValueError("--poll and --model-control explicit are two different model-control modes: choose one")
     return serve_forever(server_config(args), log_path=args.log)
 
 
@@ -51,6 +60,9 @@ def add_parsers(sub) -> None:
     s.add_argument("--poll", type=arg.positive_int, default=None, metavar="SECONDS",
                    help="poll the repository every SECONDS and load what changed: exports and rollbacks go live "
                    "without a restart (each model is swapped whole, so every answer comes from one version)")
+    s.add_argument("--model-control", choices=["none", "explicit"], default=None,
+                   help="explicit: load every model at start, then `sae load NAME` / `sae unload NAME` change what "
+                   "is served (not with --poll)")
     gpu = s.add_mutually_exclusive_group()
     gpu.add_argument("--gpu", dest="gpu", action="store_const", const=True, default=None,
                      help="GPU memory pools (pinned host pool, a CUDA pool per visible GPU) even if no GPU is found "
