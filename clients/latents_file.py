@@ -24,6 +24,7 @@ from typing import Callable, Mapping
 import h5py
 import numpy as np
 
+from sae.clients.atomic import atomic_write
 from sae.clients.errors import EncodeJobError
 
 FORMAT = "sae-latents/1"
@@ -116,9 +117,8 @@ def write_latents_layout(path: Path, attrs: dict, rows: int, dim: int, labels: L
 
 def create_latents_file(path: Path, attrs: dict, rows: int, dim: int, labels: LabelColumn | None) -> None:
     """:func:`write_latents_layout` under a temporary name, then renamed to ``path``: creation is atomic."""
-    tmp = path.with_name(path.name + ".tmp")
-    write_latents_layout(tmp, attrs, rows, dim, labels)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        write_latents_layout(tmp, attrs, rows, dim, labels)
 
 
 @dataclass(frozen=True)

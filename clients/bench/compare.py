@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sae.clients.atomic import write_text_atomic
 from sae.clients.bench.config import BenchConfig
 from sae.clients.bench.harness import compute_ratios, run_bench
 from sae.clients.bench.targets import judge
@@ -119,8 +120,6 @@ def write_compare(result: dict, out: Path) -> tuple[Path, Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for path, text in ((out, json.dumps(result, indent=2) + "\n"), (out.with_suffix(".md"), markdown(result))):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
         written.append(path)
     return written[0], written[1]

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sae.clients import wire
+from sae.clients.atomic import write_text_atomic
 from sae.clients.bench import perf_analyzer as pa
 from sae.clients.bench.config import BenchConfig
 from sae.clients.bench.device import device_info
@@ -227,7 +228,5 @@ def _fmt(value: float | None) -> str:
 def write_report(report: dict, out: Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(report, indent=2) + "\n")
     return out

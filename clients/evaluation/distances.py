@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
+from sae.clients.atomic import atomic_write
 from sae.clients.evaluation.frechet import FeatureMoments, GaussianStats, frechet_distance
 
 __all__ = ["FeatureExtractor", "ReferenceStats", "ReferenceStatsCache", "ReferenceAccumulator", "images_digest"]
@@ -106,10 +106,8 @@ class ReferenceStatsCache:
         arrays = {"meta": np.array(json.dumps(_meta(extractor, data_sha1, count)))}
         for prefix, part in (("whole", stats.whole), ("half_a", stats.half_a), ("half_b", stats.half_b)):
             arrays |= {f"{prefix}_mean": part.mean, f"{prefix}_cov": part.cov, f"{prefix}_count": np.int64(part.count)}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
         return path
 
 

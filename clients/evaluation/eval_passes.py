@@ -2,7 +2,6 @@
 each fed to every feature extractor of the Fréchet distances."""
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from sae.clients.atomic import atomic_write
 from sae.clients.datasets import ImageSource, batches_in_order
 from sae.clients.evaluation.distances import (FeatureExtractor, ReferenceAccumulator, ReferenceStats, ReferenceStatsCache,
                                           images_digest)
@@ -76,9 +76,8 @@ def factor_extractor(source: ImageSource, splits: dict[str, np.ndarray], cfg: Ev
     extractor = FactorClassifierFeatures.fit(images, factors, clf_config, heldout,
                                              source.read_factors(heldout_rows) if len(heldout_rows) else None)
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    extractor.save(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp, open(tmp, "wb") as f:
+        extractor.save(f)
     record["classifier_cached"] = False
     return extractor
 

@@ -12,6 +12,7 @@ import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -108,7 +109,7 @@ class FactorClassifierFeatures:
             start += size
         return acc
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path | BinaryIO) -> None:
         arrays = {f"w{i}": w for i, w in enumerate(self.weights)} | {f"b{i}": b for i, b in enumerate(self.biases)}
         np.savez(path, pixel_mean=self.pixel_mean, pixel_std=self.pixel_std, factor_sizes=np.array(self.factor_sizes),
                  heldout_accuracy=np.array(self.heldout_accuracy, np.float64), **arrays)
