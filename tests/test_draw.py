@@ -84,3 +84,27 @@ def test_graph_refuses_a_distinct_draw_the_bank_cannot_serve():
     with pytest.raises(ValueError, match="draw mode must be one of"):
         draw_model(np.zeros((3, 4), np.float32), np.arange(4), "per_variable")
     assert INDEPENDENT == DRAW_MODES[0]
+
+
+# SOURCE_INDEX pinned as literals (computed once from clients/draw.py, bank of 128, latent of 12; 4 groups otherwise):
+# a change to the draw made alike in numpy and in the ONNX graph still fails here.
+PINNED_SOURCE_INDEX = {
+    (INDEPENDENT, 0, 4): [[17, 33, 73, 104], [74, 86, 122, 94], [15, 100, 44, 19], [31, 30, 64, 41]],
+    (INDEPENDENT, 12345, 3): [[84, 53, 12, 29], [16, 24, 110, 29], [127, 54, 6, 2]],
+    (DISTINCT, 0, 4): [[17, 33, 74, 104], [74, 86, 122, 95], [15, 100, 45, 22], [31, 0, 65, 43]],
+    (DISTINCT, 12345, 3): [[84, 54, 13, 31], [16, 25, 111, 31], [127, 55, 8, 5]],
+    (PER_DIMENSION, 0, 4): [[17, 33, 73, 104, 0, 97, 60, 33, 12, 126, 86, 65],
+                            [74, 86, 122, 94, 95, 99, 87, 55, 126, 16, 93, 76],
+                            [15, 100, 44, 19, 77, 103, 71, 91, 58, 78, 116, 91],
+                            [31, 30, 64, 41, 110, 18, 18, 15, 79, 123, 36, 122]],
+    (PER_DIMENSION, 12345, 3): [[84, 53, 12, 29, 115, 38, 111, 47, 46, 20, 120, 22],
+                                [16, 24, 110, 29, 86, 28, 64, 69, 76, 96, 14, 84],
+                                [127, 54, 6, 2, 2, 77, 73, 73, 58, 44, 15, 63]],
+}
+
+
+@pytest.mark.parametrize("mode,seed,count", sorted(PINNED_SOURCE_INDEX))
+def test_source_index_equals_the_pinned_table(mode, seed, count):
+    groups = 12 if mode == PER_DIMENSION else 4
+    got = source_index(seed, count, groups, 128, mode)
+    assert got.dtype == np.int64 and got.tolist() == PINNED_SOURCE_INDEX[(mode, seed, count)]

@@ -9,7 +9,7 @@ from sae.export.bank import Bank, file_sha256, prior_moments
 from sae.export.model_set import ExportError, checkpoint_file, export_run
 from sae.repository.install import InstallError, check_ownership, install
 from sae.repository.configs import ConfigError, RepositoryOptions
-from sae.training.checkpoint import Checkpoint
+from sae.training.checkpoint import CheckpointError
 
 
 def test_onnx_graphs_have_a_dynamic_batch_axis(exported_repo):
@@ -123,10 +123,23 @@ def test_a_reader_never_sees_a_model_folder_missing_or_half_replaced(tmp_path):
 
     def reader():
         while not stop.is_set():
+            # a server loads a model from one folder: hold the folder open and read both files from that same folder
             try:
-                seen.append(((repo / "m" / "config.pbtxt").read_text(), (repo / "m" / "1" / "model.onnx").read_text()))
+                folder = os.open(repo / "m", os.O_RDONLY | os.O_DIRECTORY)
             except FileNotFoundError:
                 seen.append(("missing", "missing"))
+                continue
+            try:
+                pair = []
+                for name in ("config.pbtxt", "1/model.onnx"):
+                    fd = os.open(name, os.O_RDONLY, dir_fd=folder)
+                    with os.fdopen(fd) as f:
+                        pair.append(f.read())
+                seen.append(tuple(pair))
+            except FileNotFoundError:
+                seen.append(("missing", "missing"))
+            finally:
+                os.close(folder)
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -143,8 +156,9 @@ def test_a_reader_never_sees_a_model_folder_missing_or_half_replaced(tmp_path):
     assert len(seen) > 100 and (repo / "m" / "config.pbtxt").read_text() == "v199"
     torn = [s for s in seen if s[0] == "missing"]
     assert not torn, f"{len(torn)} of {len(seen)} reads found no model folder"
-    # (config, file) pairs read across a swap may mix versions; each file on its own was always complete
-    assert all(s[0].startswith("v") and s[1].startswith("v") for s in seen)
+    expected = {f"v{i}" for i in range(200)}
+    mixed = [s for s in seen if s[0] != s[1] or s[0] not in expected]
+    assert not mixed, f"{len(mixed)} of {len(seen)} reads saw a half-replaced model folder, e.g. {mixed[:3]}"
 
 
 def test_a_name_cannot_replace_another_exports_models(tmp_path):
@@ -175,9 +189,10 @@ def test_export_of_a_corrupt_checkpoint_fails_cleanly(tmp_path):
     bad = tmp_path / "run" / "checkpoints" / "last.pt"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"\0" * 100)
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
+    with pytest.raises(ValueError, match="not a readable checkpoint") as excinfo:
         export_run(tmp_path / "run", tmp_path / "repo")
-    assert Checkpoint  # the error type is a ValueError subclass: CheckpointError
+    assert excinfo.type is CheckpointError and issubclass(CheckpointError, ValueError)
+    assert str(bad) in str(excinfo.value)
     assert not (tmp_path / "repo").exists()
 
 

@@ -93,9 +93,9 @@ def test_flat_index_round_trip_and_row_major_order():
     labels = labels_from_factor_indices(idx[::997])
     assert labels.dtype == np.float64
     np.testing.assert_array_equal(factor_indices_from_labels(labels), idx[::997])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"flat indices must lie in \[0, 480000\)"):
         factor_indices_from_flat(np.array([NUM_IMAGES]))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"factor indices out of range for sizes \(10, 10, 10, 8, 4, 15\)"):
         labels_from_factor_indices(np.array([[0, 0, 0, 8, 0, 0]]))
 
 
@@ -153,7 +153,7 @@ def test_full_grid_indices_and_subset_selection():
     assert len(np.unique(a)) == 1000 and (np.diff(a) > 0).all() and a.min() >= 0 and a.max() < NUM_IMAGES
     np.testing.assert_array_equal(a, subset_flat_indices(1000, seed=1))
     assert not np.array_equal(a, b)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n must be in 1…480000 or None"):
         subset_flat_indices(NUM_IMAGES + 1)
 
 
@@ -174,7 +174,7 @@ def test_render_shape_dtype_and_single(renderer):
     assert imgs.shape == (2, 64, 64, 3) and imgs.dtype == np.uint8
     np.testing.assert_array_equal(renderer.render(BASE), imgs[0])
     np.testing.assert_array_equal(imgs[0], imgs[1])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"factor indices out of range for sizes \(10, 10, 10, 8, 4, 15\)"):
         renderer.render(np.array([[0, 0, 0, 0, 4, 0]]))
 
 

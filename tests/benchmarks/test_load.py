@@ -42,6 +42,8 @@ def test_load_32_clients_60_s(server):
     write_text_atomic(out, json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "memory_series_mib"}, indent=1))
     assert report["errors"] == 0, report["first_errors"]
+    assert report["memory_plateaus"], ("resident memory still grows in the last third of the run",
+                                       report["memory_series_mib"])
 
 
 def _with_arena(repo: Path, dst: Path, arena: bool) -> Path:
