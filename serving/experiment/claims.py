@@ -5,23 +5,31 @@ The comparison rule (``COMPARISON_RULE``): A beats B on a lower-is-better metric
 overlap. Higher-is-better metrics mirror it. A claim made of several comparisons disagrees if any disagrees, agrees if
 all agree, and is otherwise inconclusive: "missing: ..." when some inputs are absent, else "spreads overlap".
 A disagreement is kept even when other inputs are missing. C5 is a rule over the DCI importance matrix instead.
+
+Given gate lines (``serving.experiment.gate``), a claim whose subject model (SAE-12; VLAE-12 too for C4 and C6) is
+below the gate has not learned the geometry its claim is about, and the claim is "not testable" naming those models.
+Without gate lines every claim is evaluated by its rule.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sae.serving.experiment.aggregate import ExperimentSummary, Spread, VariableImportance
 from sae.serving.experiment.model_groups import (HOURGLASS, MODEL_ORDER, REGULARISED, UNREGULARISED, WITH_PRIOR,
                                              model_label, model_sort_key)
+from sae.serving.experiment.gate import NOT_TESTABLE, GateLine, below_gate
 
-__all__ = ["AGREES", "DISAGREES", "INCONCLUSIVE", "COMPARISON_RULE", "C5_UNUSED_SHARE", "C5_FACTORS",
-           "EXTRAPOLATION_ARMS", "Comparison", "Verdict", "ClaimResult", "beats", "compare", "combine",
-           "format_spread", "evaluate_claims"]
+__all__ = ["AGREES", "DISAGREES", "INCONCLUSIVE", "NOT_TESTABLE", "CLAIM_SUBJECTS", "COMPARISON_RULE",
+           "C5_UNUSED_SHARE", "C5_FACTORS", "EXTRAPOLATION_ARMS", "Comparison", "Verdict", "ClaimResult", "beats",
+           "compare", "combine", "format_spread", "gate_verdict", "evaluate_claims"]
 
 AGREES, DISAGREES, INCONCLUSIVE = "agrees", "disagrees", "inconclusive"
+# The models each claim is about: below the gate, the claim is not testable.
+CLAIM_SUBJECTS = {"C1": ("sae12",), "C2": ("sae12",), "C3": ("sae12",), "C4": ("sae12", "vlae12"),
+                  "C5": ("sae12",), "C6": ("sae12", "vlae12")}
 OVERLAP, MISSING = "overlap", "missing"  # outcomes of a single comparison besides agrees / disagrees
 COMPARISON_RULE = (
     "A beats B on a lower-is-better metric when mean_A + std_A < mean_B − std_B (agrees); the reverse gap, "
@@ -72,8 +80,8 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Verdict:
-    outcome: str  # agrees, disagrees or inconclusive
-    reason: str | None = None  # why it is inconclusive
+    outcome: str  # agrees, disagrees, inconclusive or not testable
+    reason: str | None = None  # why it is inconclusive or not testable
 
     def __str__(self) -> str:
         return f"{self.outcome} ({self.reason})" if self.reason else self.outcome
@@ -327,6 +335,16 @@ def claim_c6(summary: ExperimentSummary) -> ClaimResult:
         numbers + ". " + _tally(comparisons), combine(comparisons), tuple(comparisons), _single_seed(comparisons))
 
 
-def evaluate_claims(summary: ExperimentSummary) -> list[ClaimResult]:
-    """C1-C6 in order."""
-    return [claim(summary) for claim in (claim_c1, claim_c2, claim_c3, claim_c4, claim_c5, claim_c6)]
+def gate_verdict(result: ClaimResult, gate_lines: Sequence[GateLine] | None) -> ClaimResult:
+    """The claim as evaluated, or "not testable (below the gate: ...)" when a subject model's gate line did not pass;
+    unchanged without gate lines."""
+    below = below_gate(CLAIM_SUBJECTS.get(result.claim_id, ()), gate_lines or ())
+    if not below:
+        return result
+    return replace(result, verdict=Verdict(NOT_TESTABLE, "below the gate: " + ", ".join(below)))
+
+
+def evaluate_claims(summary: ExperimentSummary, gate_lines: Sequence[GateLine] | None = None) -> list[ClaimResult]:
+    """C1-C6 in order; with ``gate_lines``, a claim about a model below the gate is not testable."""
+    return [gate_verdict(claim(summary), gate_lines)
+            for claim in (claim_c1, claim_c2, claim_c3, claim_c4, claim_c5, claim_c6)]
