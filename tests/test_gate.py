@@ -77,6 +77,15 @@ def test_factor_codes_give_accuracy_one_and_noise_codes_chance_and_are_refused()
     assert line.bce_passed and not line.geometry_in_codes and not line.passed
 
 
+def test_the_accuracy_split_is_disjoint_and_sized():
+    train, test = gate.accuracy_split()
+    assert train.shape == (gate.TRAIN_CODES, 6) and test.shape == (gate.TEST_CODES, 6)
+    flat = {tuple(r) for r in np.concatenate([train, test])}
+    assert len(flat) == gate.TRAIN_CODES + gate.TEST_CODES
+    small = gate.accuracy_split(50, 20, seed=1)
+    assert small[0].shape == (50, 6) and small[1].shape == (20, 6)
+
+
 def test_budget_and_claim_testable():
     passing, failing = _line("sae12", 4200.0), _line("vlae12", 4400.0)
     assert passing.passed and not failing.passed
