@@ -86,10 +86,37 @@ def test_a_checkpoint_of_that_commit_resumes_and_takes_the_same_step(tmp_path, s
     expected = torch.load(DATA / "factorvae-micro-step3-weights.pt", weights_only=True)
     now = Checkpoint.load(run)
     assert now.step == 3 and list(now.model_state) == list(expected["model"])
-    assert all(torch.allclose(now.model_state[k], v, rtol=1e-5, atol=1e-6) for k, v in expected["model"].items())
-    discriminator = now.auxiliary["discriminator"]["module"]
-    assert all(torch.allclose(discriminator[k], v, rtol=1e-5, atol=1e-6)
-               for k, v in expected["auxiliary"]["discriminator"].items())
+    lr = old.config.model.regulariser.discriminator_lr
+    _assert_same_weights(now.model_state, expected["model"], lr, before_norm={"discriminator.net.0.bias"})
+    _assert_same_weights(now.auxiliary["discriminator"]["module"], expected["auxiliary"]["discriminator"], lr,
+                         before_norm={"net.0.bias"})
+
+
+def _assert_same_weights(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], lr: float,
+                         before_norm: set[str]) -> None:
+    """Every tensor as recorded, except that a bias feeding a BatchNorm may differ by a few Adam steps.
+
+    BatchNorm subtracts the batch mean, so such a bias has a gradient of zero up to rounding, and Adam divides that
+    rounding by its own size: the bias moves by sign noise of about ``lr`` a step, which differs between CPUs'
+    summation orders. It is the only kind of tensor allowed that slack.
+    """
+    assert _biases_feeding_a_batchnorm(expected) == before_norm
+    for k, v in expected.items():
+        if k in before_norm:
+            assert (got[k] - v).abs().max() <= 3 * lr, k
+        else:
+            assert torch.allclose(got[k], v, rtol=1e-5, atol=1e-6), k
+
+
+def _biases_feeding_a_batchnorm(state: dict[str, torch.Tensor]) -> set[str]:
+    """Keys ``<seq>.<i>.bias`` whose next layer ``<seq>.<i+1>`` is a BatchNorm (it has running statistics)."""
+    found = set()
+    for key in state:
+        prefix, _, leaf = key.rpartition(".")
+        head, _, index = prefix.rpartition(".")
+        if leaf == "bias" and index.isdigit() and f"{head}.{int(index) + 1}.running_mean" in state:
+            found.add(key)
+    return found
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob(str(ROOT / "docs/reproduction/*/cells/*.json"))))
