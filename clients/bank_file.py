@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sae.clients.errors import SAEError
 
 BANK_FILE = "bank.h5"  # in the version folder of each model that reads the bank
 ARRAYS = ("latents", "variable_of_dim", "source_indices", "dim_min", "dim_max")  # always present, in write order
@@ -25,7 +26,7 @@ MAX_BANK_LATENTS = 1 << 20  # stored latents; the default bank holds 128
 MAX_LATENT_DIM = 4096
 
 
-class BankFileError(ValueError):
+class BankFileError(SAEError, ValueError):
     """A bank file that cannot be read as one; the message names the file and what is wrong."""
 
 

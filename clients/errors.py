@@ -48,8 +48,9 @@ class InferenceError(ClientError):
         self.status = status
 
 
-class ModelNotServedError(InferenceError):
-    """The server does not serve the model the client asked for (wrong ``model=`` prefix, or not exported yet)."""
+class ModelNotServedError(InferenceError, ValueError):
+    """The server does not serve the model the client asked for (wrong ``model=`` prefix, or not exported yet): an
+    error of the caller's input, so also a ``ValueError``."""
 
 
 class EncodeJobError(ClientError):

@@ -16,7 +16,6 @@ import torch
 from sae.clients.atomic import atomic_write
 from sae.clients.bank_file import BankFile, BankFileError
 from sae.clients.datasets import H5Images, batches_in_order
-from sae.clients.errors import SAEError
 from sae.training.models.autoencoder import Autoencoder
 
 DEFAULT_BANK_SIZE = 128
@@ -24,7 +23,7 @@ ENCODE_BATCH = 256  # images per forward pass when encoding the training split
 PRIOR_CHECK_DRAWS = 8192
 
 
-class BankError(SAEError, BankFileError):
+class BankError(BankFileError):
     pass
 
 

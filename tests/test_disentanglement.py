@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("sklearn")
+import sklearn  # noqa: E402,F401  (the eval extra; `make` installs it, so a missing one is a failure)
 
 from sae.clients.evaluation import disentanglement as dm  # noqa: E402
 from sae.clients.evaluation.disentanglement.dci_metric import _dci_scores  # noqa: E402

@@ -1,6 +1,8 @@
 """`sae eval` end to end against a real Triton server, the figures' local fallbacks, and the FID path's record."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import struct
@@ -88,10 +90,14 @@ def eval_cache(tmp_path_factory) -> Path:
 def fast_eval(triton, shapes_file, tmp_path_factory, eval_cache):
     out = tmp_path_factory.mktemp("eval") / "out"
     cache = eval_cache
-    rc = main(["eval", "--data", str(shapes_file), "--url", triton.grpc_url, "--out", str(out), "--fast",
-               "--num-images", "256", "--train-codes", "500", "--stats-cache", str(cache)])
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        rc = main(["eval", "--data", str(shapes_file), "--url", triton.grpc_url, "--out", str(out), "--fast",
+                   "--num-images", "256", "--train-codes", "500", "--stats-cache", str(cache), "--json"])
     assert rc == 0
-    return out, json.loads((out / "eval.json").read_text()), (out / "report.md").read_text()
+    result = json.loads((out / "eval.json").read_text())
+    assert json.loads(printed.getvalue()) == result, "--json prints the document eval.json holds"
+    return out, result, (out / "report.md").read_text()
 
 
 @pytest.mark.server

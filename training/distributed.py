@@ -13,9 +13,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from sae.clients.errors import SAEError
 
 
-class DistributedSetupError(RuntimeError):
+class DistributedSetupError(SAEError, RuntimeError):
     """The launcher's environment and the requested device or batch size do not fit together."""
 
 

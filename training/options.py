@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from sae.clients.errors import SAEError
 
 FREEZABLE = ("encoder", "decoder")
 
 
-class TrainingError(RuntimeError):
+class TrainingError(SAEError, RuntimeError):
     pass
 
 

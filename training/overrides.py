@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from sae.training.config import ExperimentConfig
+from sae.clients.errors import SAEError
 
 
-class OverrideError(ValueError):
+class OverrideError(SAEError, ValueError):
     """A path that names no field, or a value of the wrong type; the message names the field."""
 
 

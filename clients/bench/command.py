@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -40,17 +39,12 @@ def config_from_args(args: argparse.Namespace, url: str, metrics_url: str | None
     return replace(config, limits=limits, **changes)
 
 
-def run_and_write(config: BenchConfig, out: Path) -> int:
-    """Measure, print the table, write the JSON. Exit code 1 when some request failed (the report says which)."""
+def run_and_write(config: BenchConfig, out: Path) -> tuple[dict, Path, list[dict]]:
+    """Measure and write the JSON; returns the report, its path and the cells where some request failed (the
+    command prints the table and exits 1 when there are any)."""
     from sae.clients.bench.harness import run_bench, write_report
-    from sae.clients.bench.table import format_table
 
-    report = run_bench(config, log=lambda line: print(line, file=sys.stderr, flush=True))
+    report = run_bench(config)
     path = write_report(report, out)
-    print(format_table(report))
-    print(f"wrote {path} ({report['wall_s']:.0f} s)")
     failed = [c for c in report["grpc"]["cells"] + report["in_process"]["cells"] if c["errors"]]
-    for cell in failed:
-        print(f"error: {cell['path']} batch {cell['batch_size']} concurrency {cell['concurrency']}: "
-              f"{cell['first_error']}", file=sys.stderr)
-    return 1 if failed else 0
+    return report, path, failed

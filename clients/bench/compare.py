@@ -6,6 +6,7 @@ ratio together. The report is JSON-ready; :func:`markdown` renders the side-by-s
 """
 from __future__ import annotations
 
+import logging
 import json
 import os
 import time
@@ -17,6 +18,8 @@ from sae.clients.atomic import write_text_atomic
 from sae.clients.bench.config import BenchConfig
 from sae.clients.bench.harness import compute_ratios, run_bench
 from sae.clients.bench.targets import judge
+
+_log = logging.getLogger(__name__)
 
 SCHEMA = "sae-bench-compare/1"
 
@@ -45,9 +48,10 @@ def merge(reports: list[dict]) -> dict:
     return merged
 
 
-def run_compare(sides: list[Side], log: Callable[[str], None] = print) -> dict:
+def run_compare(sides: list[Side], log: Callable[[str], None] | None = None) -> dict:
     if len(sides) < 2:
         raise ValueError(f"comparing needs at least two repositories, got {len(sides)}")
+    log = log or _log.info
     labels = [s.label for s in sides]
     if len(set(labels)) != len(labels):
         raise ValueError(f"the repositories' labels must differ, got {labels}")

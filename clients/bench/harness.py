@@ -8,6 +8,7 @@ that cell are known.
 """
 from __future__ import annotations
 
+import logging
 import json
 import os
 import platform
@@ -27,6 +28,8 @@ from sae.clients.bench.prometheus import scrape_after, scrape_settled, server_ti
 from sae.clients.bench.served import describe_served
 from sae.clients.bench.timing import run_cell, run_paired, summarize, warm_up
 from sae.clients.bench.workloads import path_inputs
+
+_log = logging.getLogger(__name__)
 
 SCHEMA = "sae-bench/1"
 
@@ -120,8 +123,10 @@ def _perf_analyzer_section(config: BenchConfig, grpc_cells: list[dict], log: Cal
             "budget_s": config.perf_analyzer_budget_s, "wall_s": time.monotonic() - started, "cells": cells}
 
 
-def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> dict:
-    """Measure the grid of ``config`` and return the report (a JSON-ready dict)."""
+def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> dict:
+    """Measure the grid of ``config`` and return the report (a JSON-ready dict); progress lines go to ``log``
+    (default: the module's logger at INFO)."""
+    log = log or _log.info
     started = time.time()
     report: dict = {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "url": config.url, "metrics_url": config.metrics_url, "model_prefix": config.model,

@@ -20,9 +20,10 @@ import numpy as np
 from sae.clients import wire
 from sae.clients.bank_file import BANK_FILE, BankFile, BankFileError
 from sae.clients.bench.config import BenchConfig
+from sae.clients.errors import SAEError
 
 
-class RepositoryError(ValueError):
+class RepositoryError(SAEError, ValueError):
     """The repository lacks a file the in-process runner needs; the message names the model and the file."""
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from sae.clients.errors import SAEError
 
 
 
@@ -14,7 +15,7 @@ _FACTOR_BLOCK = 65536  # rows per block when scanning factors for ``exclude``
 
 
 
-class DatasetError(ValueError):
+class DatasetError(SAEError, ValueError):
     """A data file is missing, corrupt or not in the expected format."""
 
 

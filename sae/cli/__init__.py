@@ -3,19 +3,25 @@ imports its heavy modules (torch, the server) only when it runs."""
 from __future__ import annotations
 
 import argparse
-import sys
+import os
 from importlib import metadata
 
 from sae.clients.errors import SAEError
 from sae.cli import arguments as arg
-from sae.cli import client, demo, export, measure, serve, train
+from sae.cli import client, completion, demo, export, measure, serve, train
+from sae.cli import output
 
-COMMAND_MODULES = (train, export, serve, client, measure, demo)  # the order of `sae --help`
+COMMAND_MODULES = (train, export, serve, client, measure, demo, completion)  # the order of `sae --help`
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sae", description=__doc__, formatter_class=arg.HelpFormatter)
     p.add_argument("--version", action="version", version=f"%(prog)s {metadata.version('sae-serving')}")
+    p.add_argument("--log-level", choices=output.LOG_LEVELS, default=os.environ.get("SAE_LOG_LEVEL", "INFO"),
+                   help="messages of the sae.* loggers on stderr at this level and above (env SAE_LOG_LEVEL)")
+    p.add_argument("--log-format", choices=output.LOG_FORMATS, default="text",
+                   help="text: each message as a line; json: one JSON object a line (for services)")
+    p.add_argument("--debug", action="store_true", help="on an error, the full traceback instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.add_parsers(sub)
@@ -25,17 +31,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 success, 1 runtime failure, 2 usage or input error, 130 interrupted (sae/cli/output.py)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # a bad argument (argparse printed "sae CMD: error: argument --FLAG: ...") or --help
-        return e.code if isinstance(e.code, int) else 2
+        return e.code if isinstance(e.code, int) else output.USAGE
     try:
+        output.configure_logging(args.log_level, args.log_format)
         return args.func(args)
     except KeyboardInterrupt:
-        return 130
+        return output.INTERRUPTED
     except (SAEError, OSError, ValueError, RuntimeError) as e:
+        if args.debug:
+            raise
         # One line, no traceback: every error of the package, and every OSError (a missing, unreadable or
         # corrupt file, a full disk), names what is wrong.
         message = " ".join(str(e).split("\n", 1)[0].split())
-        print(f"sae {args.command}: error: {message or type(e).__name__}", file=sys.stderr)
-        return 2
+        output.error(args.command, message or type(e).__name__)
+        code = output.exit_code_for(e)
+        if getattr(args, "json", False):  # a script parsing stdout gets a document on failure too
+            output.result("", {"error": message or type(e).__name__, "exit_code": code}, as_json=True)
+        return code

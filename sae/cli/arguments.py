@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import re
 from collections.abc import Collection
 from pathlib import Path
@@ -143,3 +144,55 @@ def grid_name(text: str) -> str:
     if text in NAMED_GRIDS or text.endswith(".toml") or Path(text).is_file():
         return text
     raise argparse.ArgumentTypeError(did_you_mean("grid", text, NAMED_GRIDS) + "; or give a .toml grid file")
+
+
+# Environment defaults of the flags every command shares; a flag on the command line wins.
+URL_VARIABLE, MODEL_VARIABLE, REPO_VARIABLE = "SAE_URL", "SAE_MODEL", "SAE_REPO"
+
+
+def env_default(variable: str, fallback: str | None) -> str | None:
+    """``$variable`` if set and not empty, else ``fallback``. argparse checks a string default with the flag's
+    ``type=``, so a bad value in the environment is refused like a bad flag."""
+    return os.environ.get(variable) or fallback
+
+
+def add_url(parser: argparse.ArgumentParser, help: str = "gRPC address of the server", start_server: bool = False,
+            **kwargs) -> None:
+    """``--url``: default ``$SAE_URL``, else the package's DEFAULT_URL (``start_server``: else None, and the command
+    starts its own server). A repeatable ``--url`` (``action="append"``) reads the variable in :func:`urls_or_env`."""
+    from sae.clients.wire import DEFAULT_URL
+
+    value = None if kwargs.get("action") == "append" else env_default(URL_VARIABLE, None if start_server else DEFAULT_URL)
+    parser.add_argument("--url", type=grpc_url, default=value, help=f"{help} (env {URL_VARIABLE})", **kwargs)
+
+
+def add_model(parser: argparse.ArgumentParser,
+              help: str = "name the model set was exported under (sae export --name; default: unprefixed)") -> None:
+    parser.add_argument("--model", type=model_name, default=env_default(MODEL_VARIABLE, ""),
+                        help=f"{help} (env {MODEL_VARIABLE})")
+
+
+def add_repo(parser: argparse.ArgumentParser, help: str, default: Path | None = Path("model_repository")) -> None:
+    value = env_default(REPO_VARIABLE, None)
+    parser.add_argument("--repo", type=Path, default=Path(value) if value else default,
+                        help=f"{help} (env {REPO_VARIABLE})")
+
+
+def urls_or_env(given: list[str] | None) -> tuple[str, ...]:
+    """The servers of a repeatable ``--url``: the flags, else ``$SAE_URL``, else DEFAULT_URL."""
+    from sae.clients.wire import DEFAULT_URL
+
+    if given:
+        return tuple(given)
+    value = env_default(URL_VARIABLE, None)
+    if value is None:
+        return (DEFAULT_URL,)
+    try:
+        return (grpc_url(value),)
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(f"${URL_VARIABLE}: {e}") from None
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout "
+                        "(the human lines go to stderr); the schema is in the README")

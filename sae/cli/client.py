@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
+import dataclasses
 from pathlib import Path
 
 from sae.cli import arguments as arg
+from sae.cli import output
 from sae.clients.wire import DEFAULT_URL
 
 
@@ -28,11 +29,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from sae.clients.sample_writer import SampleRun, sample_format, stream_samples
     from sae.clients.triton_client import SAEClient
 
-    try:
-        suffix = sample_format(args.out, args.n)
-    except ValueError as e:
-        print(f"sae sample: error: {e}", file=sys.stderr)
-        return 2
+    suffix = sample_format(args.out, args.n)  # a ValueError: exit 2, before any request
     with SAEClient(args.url, model=args.model) as client:
         client.wait_ready(timeout_s=30)
         run = SampleRun(n=args.n, seed=args.seed, limit=client.max_samples())
@@ -40,16 +37,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
                                                                  draw=args.draw), run, args.out)
     where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} PNG tiles {paths[0]} .. {paths[-1].name}"
     requests = f"{run.requests} request{'s' if run.requests != 1 else ''}"
-    print(f"wrote {args.n} hybrid samples to {where} ({suffix[1:]}, {requests})")
-    return 0
+    output.result(f"wrote {args.n} hybrid samples to {where} ({suffix[1:]}, {requests})",
+                  {"samples": args.n, "seed": args.seed, "format": suffix[1:], "files": [str(p) for p in paths],
+                   "requests": run.requests, "url": args.url, "model": args.model}, args.json)
+    return output.OK
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     """The model sets a server serves: state, versions, draw modes and limits of each (serving/served_sets.py)."""
     from sae.serving.served_sets import describe_sets, set_lines
 
-    print("\n".join(set_lines(describe_sets(args.url))))
-    return 0
+    sets = describe_sets(args.url)
+    output.result("\n".join(set_lines(sets)), {"url": args.url, "sets": [dataclasses.asdict(s) for s in sets]},
+                  args.json)
+    return output.OK
 
 
 def cmd_model_control(args: argparse.Namespace) -> int:
@@ -61,8 +62,8 @@ def cmd_model_control(args: argparse.Namespace) -> int:
     load = args.command == "load"
     for change in change_sets(args.url, None if args.all else [args.name], load=load):
         label = repr(change.name) if change.name else "the unprefixed set"
-        print(f"{'loaded' if load else 'unloaded'} {label}: {', '.join(change.models)}")
-    return 0
+        output.result(f"{'loaded' if load else 'unloaded'} {label}: {', '.join(change.models)}")
+    return output.OK
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -72,11 +73,12 @@ def cmd_encode(args: argparse.Namespace) -> int:
             raise ValueError("give either DATA (to encode) or --merge DIR (to join its shards), not both")
         from sae.clients.ray_encode.shards import merge_shards
 
-        print(merge_shards(args.merge, _encode_output_file(args.out)).summary(), flush=True)
-        return 0
+        merged = merge_shards(args.merge, _encode_output_file(args.out))
+        output.result(merged.summary(), _report_document(merged), args.json)
+        return output.OK
     if args.data is None:
         raise ValueError("give the dataset to encode (DATA), or --merge DIR")
-    urls = tuple(args.url or [DEFAULT_URL])
+    urls = arg.urls_or_env(args.url)
     if args.engine == "ray":
         if args.shared_memory or args.metrics_port is not None:
             raise ValueError("--shared-memory and --metrics-port are options of --engine local")
@@ -88,16 +90,22 @@ def cmd_encode(args: argparse.Namespace) -> int:
                                  timeout_s=args.timeout, max_images_per_second=args.max_rate,
                                  outage_wait_s=args.outage_wait)
         report = run_ray_encode(config)
-        print(report.summary(), flush=True)
-        return 1 if report.failed else 0
+        output.result(report.summary(), _report_document(report), args.json)
+        return output.FAILURE if report.failed else output.OK
     from sae.clients.encode_job import EncodeJobConfig, run_encode_job
 
     config = EncodeJobConfig(data=args.data, out=_encode_output_file(args.out), model=args.model, urls=urls,
                              in_flight=args.in_flight, batch_size=args.batch_size, timeout_s=args.timeout,
                              shared_memory=args.shared_memory, metrics_port=args.metrics_port,
                              max_images_per_second=args.max_rate, outage_wait_s=args.outage_wait)
-    print(run_encode_job(config).summary(), flush=True)
-    return 0
+    report = run_encode_job(config)
+    output.result(report.summary(), _report_document(report), args.json)
+    return output.OK
+
+
+def _report_document(report) -> dict:
+    """An encode or merge report dataclass as JSON, with its one-line summary."""
+    return {**dataclasses.asdict(report), "summary": report.summary()}
 
 
 def _encode_output_file(path: Path) -> Path:
@@ -116,18 +124,19 @@ def add_parsers(sub) -> None:
                     help="the suffix decides: .png grids of at most 1,024 samples (samples.png, or samples_0000.png, "
                     "... for more), .h5 images uint8 + latents + source_index streamed chunk by chunk, .npz the "
                     "same arrays in memory (at most 16,384 samples)")
-    sm.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
-    sm.add_argument("--model", type=arg.model_name, default="",
-                    help="name the model set was exported under (sae export --name; default: unprefixed)")
+    arg.add_url(sm)
+    arg.add_model(sm)
     sm.add_argument("--draw", default=None,
                     help="independent (default: each variable from its own uniformly chosen stored latent, with "
                     "replacement), distinct (the variables of a sample from different stored latents) or "
                     "per_dimension (each dimension on its own)")
     sm.add_argument("--per-dimension", action="store_true", help="the same as --draw per_dimension")
+    arg.add_json(sm)
     sm.set_defaults(func=cmd_sample)
 
     ms = sub.add_parser("models", help="the model sets a running server serves: state, versions, draw modes, limits")
-    ms.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
+    arg.add_url(ms)
+    arg.add_json(ms)
     ms.set_defaults(func=cmd_models)
 
     for command, verb in (("load", "load"), ("unload", "unload")):
@@ -136,7 +145,7 @@ def add_parsers(sub) -> None:
         lc.add_argument("name", nargs="?", default=None, type=arg.model_name,
                         help="the set's export name (sae export --name; '' for the unprefixed set)")
         lc.add_argument("--all", action="store_true", help=f"{verb} every set in the server's repository")
-        lc.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
+        arg.add_url(lc)
         lc.set_defaults(func=cmd_model_control)
 
     en = sub.add_parser("encode", help="encode a dataset through the server(s) into an HDF5 file of latents "
@@ -145,10 +154,10 @@ def add_parsers(sub) -> None:
                     help="dataset: .h5 (3D-Shapes format), .npz (MPI3D) or a folder of JPEGs")
     en.add_argument("--out", type=Path, required=True, help="output HDF5 file (latents, labels); with --engine ray "
                     "a folder of shards and their manifest")
-    en.add_argument("--model", type=arg.model_name, default="", help="name the model set was exported under (default: unprefixed)")
-    en.add_argument("--url", type=arg.grpc_url, action="append", default=None,
-                    help=f"gRPC address of a server (default {DEFAULT_URL}); repeat to spread over several; with "
-                    "--engine ray, node:PORT is the server on each actor's own node")
+    arg.add_model(en)
+    arg.add_url(en, action="append",
+                help=f"gRPC address of a server (default {DEFAULT_URL}); repeat to spread over several; with "
+                "--engine ray, node:PORT is the server on each actor's own node")
     en.add_argument("--engine", choices=["local", "ray"], default="local", help="local: this process; ray: "
                     "Ray Data blocks and an actor pool of clients (pip install 'sae-serving[scale]')")
     en.add_argument("--merge", type=Path, default=None, metavar="DIR", help="join the shards of DIR (an --engine ray "
@@ -169,4 +178,5 @@ def add_parsers(sub) -> None:
                     "in flight each")
     en.add_argument("--shard-rows", type=arg.positive_int, default=4096, help="--engine ray: images per block and "
                     "per shard file (a multiple of --batch-size)")
+    arg.add_json(en)
     en.set_defaults(func=cmd_encode)

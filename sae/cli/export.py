@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sae.clients.errors import SAEError
 from sae.cli import arguments as arg
+from sae.cli import output
 
 
 def parity_line(report) -> str:
@@ -20,7 +21,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.rollback is not None:
         newest, previous, models = rollback(args.repo, args.rollback)
-        print(f"rolled back {args.rollback or '(unprefixed)'} in {args.repo} from version {newest} to {previous} "
+        output.result(f"rolled back {args.rollback or '(unprefixed)'} in {args.repo} from version {newest} to {previous} "
               f"({len(models)} models)")
         return 0
     if args.run is None:
@@ -31,7 +32,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     report = export_run(args.run, args.repo, data_path=args.data, bank_size=args.bank_size, bank_seed=args.bank_seed,
                         range_images=args.range_images,
                         options=options)
-    print(f"exported {report.config_name} (step {report.step}) to {report.repository} as {', '.join(report.models)} "
+    output.result(f"exported {report.config_name} (step {report.step}) to {report.repository} as {', '.join(report.models)} "
           f"version {report.version} ({report.flavour} flavour); {parity_line(report)}; bank of {report.bank_size} "
           "latents")
     return 0
@@ -42,9 +43,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     problems = validate_repository(args.repo)
     for problem in problems:
-        print(f"{problem.severity}: {problem}")
+        output.result(f"{problem.severity}: {problem}")
     errors = sum(p.severity == "error" for p in problems)
-    print(f"{args.repo}: {'invalid' if errors else 'valid'} ({errors} errors, {len(problems) - errors} warnings)")
+    output.result(f"{args.repo}: {'invalid' if errors else 'valid'} ({errors} errors, {len(problems) - errors} warnings)")
     return 1 if errors else 0
 
 
@@ -54,7 +55,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--rollback", type=arg.model_name, default=None, metavar="NAME",
                    help="instead of exporting: serve the previous version of the set NAME again ('' for the "
                    "unprefixed set); each export writes version N+1 and keeps two earlier ones")
-    e.add_argument("--repo", type=Path, default=Path("model_repository"), help="Triton model repository to write into")
+    arg.add_repo(e, "Triton model repository to write into")
     e.add_argument("--name", type=arg.model_name, default="", help="prefix of the model names (NAME_encode, ...); default: none")
     e.add_argument("--flavour", choices=["python", "native"], default="python",
                    help="python: ONNX Runtime in python-backend models (bundled server); native: onnxruntime_onnx "
@@ -74,5 +75,5 @@ def add_parsers(sub) -> None:
     e.set_defaults(func=cmd_export)
 
     v = sub.add_parser("validate", help="check every config.pbtxt of a repository against its files and ensembles")
-    v.add_argument("--repo", type=Path, default=Path("model_repository"), help="Triton model repository to check")
+    arg.add_repo(v, "Triton model repository to check")
     v.set_defaults(func=cmd_validate)

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from sae.cli import arguments as arg
-from sae.clients.wire import DEFAULT_URL
+from sae.cli import output
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -14,13 +14,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.url:
         metrics = args.metrics_url or default_metrics_url(args.url)
-        return run_and_write(config_from_args(args, args.url, metrics), args.out)
+        return _bench_result(*run_and_write(config_from_args(args, args.url, metrics), args.out), args.json)
     from sae.serving.triton import ServerConfig, TritonServer
 
     args.repo = args.repo or Path("model_repository")
     log = args.out.parent / "tritonserver.log"
     with TritonServer(ServerConfig(repository=args.repo, gpu=args.device == "cuda"), log_path=log) as server:
-        return run_and_write(config_from_args(args, server.grpc_url, server.metrics_url), args.out)
+        measured = run_and_write(config_from_args(args, server.grpc_url, server.metrics_url), args.out)
+    return _bench_result(*measured, args.json)
+
+
+def _bench_result(report: dict, path: Path, failed: list[dict], as_json: bool) -> int:
+    """The table (or the report as JSON) on stdout, one line per failed cell; exit 1 when some request failed."""
+    from sae.clients.bench.table import format_table
+
+    output.result(f"{format_table(report)}\nwrote {path} ({report['wall_s']:.0f} s)", report, as_json)
+    for cell in failed:
+        output.error("bench", f"{cell['path']} batch {cell['batch_size']} concurrency {cell['concurrency']}: "
+                     f"{cell['first_error']}")
+    return output.FAILURE if failed else output.OK
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -31,9 +43,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         data=args.data, out=args.out, url=args.url, model=args.model, fast=args.fast, inception=args.inception,
         bank=args.bank, num_images=args.num_images, fid_images=args.fid_images, train_codes=args.train_codes,
         seed=args.seed, stats_cache=args.stats_cache, timeout_s=args.timeout))
-    print("\n".join(summary_lines(result)), flush=True)
-    print(f"wrote {args.out / 'eval.json'}, {args.out / 'report.md'} and figures in {args.out / 'figures'}")
-    return 0
+    human = "\n".join([*summary_lines(result), f"wrote {args.out / 'eval.json'}, {args.out / 'report.md'} and "
+                                                 f"figures in {args.out / 'figures'}"])
+    output.result(human, result, args.json)
+    return output.OK
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
@@ -53,22 +66,22 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     options = RunnerOptions(out=args.out, work=args.work, data=args.data, cells=args.cells, shard=args.shard,
                             device=args.device, command=command)
     if args.dry_run:
-        print("\n".join(plan_lines(grid, selected_cells(grid, options), args.data)))
-        return 0
+        output.result("\n".join(plan_lines(grid, selected_cells(grid, options), args.data)))
+        return output.OK
     if args.report_only:
-        print(f"wrote {build_report(args.out, command)}")
-        return 0
+        output.result(f"wrote {build_report(args.out, command)}")
+        return output.OK
     return ExperimentRunner(grid, options).run()
 
 
 def add_parsers(sub) -> None:
     bn = sub.add_parser("bench", help="p50/p90/p99 latency and throughput through gRPC beside in-process ONNX "
                         "Runtime, with Triton's server-side times (JSON + table)")
-    bn.add_argument("--repo", type=Path, default=None, help="exported repository: its model.onnx files run "
-                    "in-process; without --url a server is started on it (default: model_repository)")
-    bn.add_argument("--url", type=arg.grpc_url, default=None, help="gRPC address of a running server instead of starting one")
+    arg.add_repo(bn, "exported repository: its model.onnx files run in-process; without --url a server is started "
+                 "on it (default: model_repository)", default=None)
+    arg.add_url(bn, "gRPC address of a running server instead of starting one", start_server=True)
     bn.add_argument("--metrics-url", default=None, help="Prometheus endpoint (default: port 8002 of --url's host)")
-    bn.add_argument("--model", type=arg.model_name, default="", help="name the model set was exported under (default: unprefixed)")
+    arg.add_model(bn)
     bn.add_argument("--out", type=Path, default=Path("out/bench/latency.json"), help="JSON results (a table is printed)")
     bn.add_argument("--paths", default=None, help="comma-separated subset of encode,decode,reconstruct,hybrid_sample")
     bn.add_argument("--batch-sizes", default=None, help="comma-separated (default 1,8,64,256; --quick 1,8)")
@@ -87,13 +100,14 @@ def add_parsers(sub) -> None:
     bn.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                     help="in-process baseline on the CPU or CUDA (ONNX Runtime's provider; fp16 graph on CUDA) and "
                     "the started server's instances; the JSON records the GPU, driver, torch and ORT versions")
+    arg.add_json(bn)
     bn.set_defaults(func=cmd_bench)
 
     ev = sub.add_parser("eval", help="evaluate a served model set: reconstruction, Fréchet distances, "
                         "disentanglement and figures (JSON + Markdown report)")
     ev.add_argument("--data", type=Path, required=True, help="dataset (3dshapes.h5 format, MPI3D .npz, JPEG folder)")
-    ev.add_argument("--model", type=arg.model_name, default="", help="name the model set was exported under (default: unprefixed)")
-    ev.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
+    arg.add_model(ev)
+    arg.add_url(ev)
     ev.add_argument("--out", type=Path, required=True, help="folder for eval.json, report.md and figures/")
     ev.add_argument("--fast", action="store_true", help="CI-sized: 512 test images, Lasso DCI only, no FID unless "
                     "--fid-images is given")
@@ -110,6 +124,7 @@ def add_parsers(sub) -> None:
     ev.add_argument("--stats-cache", type=Path, default=None, help="cache of real-data reference statistics "
                     "(default ~/.cache/sae-serving/reference-stats)")
     ev.add_argument("--timeout", type=arg.positive_float, default=300.0, help="per-request deadline in seconds")
+    arg.add_json(ev)
     ev.set_defaults(func=cmd_eval)
 
     ex = sub.add_parser("experiment", help="run a grid of models x seeds end to end (train, export, one Triton "

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from sae.cli import arguments as arg
+from sae.cli import output
 
 
 def poll_args(seconds: int | None) -> tuple[str, ...]:
@@ -30,8 +30,8 @@ def server_config(args: argparse.Namespace):
                                       + tuple(getattr(args, "triton_args", None) or ())),
                           gpu=getattr(args, "gpu", None))
     if not config.is_loopback:
-        print(f"sae {args.command}: warning: binding {host} (--host), not loopback: the server is reachable from "
-              "other machines, with no authentication", file=sys.stderr, flush=True)
+        output.warning(args.command, f"binding {host} (--host), not loopback: the server is reachable from other "
+                       "machines, with no authentication")
     return config
 
 
@@ -45,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     def add_ports(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--repo", type=Path, default=Path("model_repository"), help="Triton model repository to serve")
+        arg.add_repo(sp, "Triton model repository to serve")
         sp.add_argument("--grpc-port", type=arg.port, default=8001, help="gRPC port (sae sample, encode, eval)")
         sp.add_argument("--http-port", type=arg.port, default=8000, help="HTTP/REST port (KServe v2)")
         sp.add_argument("--metrics-port", type=arg.port, default=8002, help="Prometheus metrics port")

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from sae.cli import arguments as arg
+from sae.cli import output
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -13,7 +14,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "shapes3d.h5"
     write_shapes3d_h5(path, n=args.n, seed=args.seed)
-    print(f"wrote {path}")
+    output.result(f"wrote {path}")
     return 0
 
 
@@ -34,7 +35,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer.close()
     if trainer.dist.is_main:
         best = "" if result.best_val_loss is None else f", best val loss {result.best_val_loss:.1f}"
-        print(f"step {result.step}: loss {result.last_loss:.1f}, {result.images_per_second:.0f} images/s{best}; "
+        output.result(f"step {result.step}: loss {result.last_loss:.1f}, {result.images_per_second:.0f} images/s{best}; "
               f"checkpoints in {result.run_dir / 'checkpoints'}")
     return 0
 

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from sae.clients.errors import SAEError
 
 __all__ = ["SCHEMA", "MAIN_METRIC_KEYS", "FINE_TUNE_MODES", "CellFileError", "Extrapolation", "CellResult", "GridPlan",
            "read_cell", "read_cells", "read_grid_plan"]
@@ -22,7 +23,7 @@ FINE_TUNE_MODES = ("none", "encoder", "decoder", "both")
 KINDS = ("main", "extrapolation")
 
 
-class CellFileError(ValueError):
+class CellFileError(SAEError, ValueError):
     """A cell or grid file that cannot be read as the schema says; the message names the file."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from sae.training.config import NAMED_CONFIGS, ExperimentConfig, get_config
 from sae.training.dataset_sizes import CELEBA_TRAIN_SIZE, MPI3D_TRAIN_SIZE, SHAPES3D_TRAIN_SIZE
 from sae.training.models.zoo.betatcvae import BetaTCVAEConfig
+from sae.clients.errors import SAEError
 
 FINETUNE_MODES = ("none", "encoder", "decoder", "both")  # which part a fine-tune updates ("none": not fine-tuned)
 FREEZE_OF_MODE = {"encoder": "decoder", "decoder": "encoder", "both": None}  # mode -> TrainerOptions.freeze
@@ -25,7 +26,7 @@ TRAIN_FRACTION = 0.7  # dataset_splits: 70/10/20
 TRAIN_SIZES = {"shapes3d": SHAPES3D_TRAIN_SIZE, "mpi3d": MPI3D_TRAIN_SIZE, "celeba": CELEBA_TRAIN_SIZE}
 
 
-class GridError(ValueError):
+class GridError(SAEError, ValueError):
     """A grid, a TOML grid file or a cell selection is malformed; the message names the key or value."""
 
 

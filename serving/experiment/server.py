@@ -9,6 +9,7 @@ that the record names if it is still running on the same repository.
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -17,11 +18,14 @@ from pathlib import Path
 from sae.repository.configs import RepositoryOptions
 from sae.serving.experiment.markers import read_json, write_json
 from sae.serving.triton import ServerConfig, TritonServer
+from sae.clients.errors import SAEError
+
+_log = logging.getLogger(__name__)
 
 PID_RECORD = "tritonserver.json"
 
 
-class ModelSetError(RuntimeError):
+class ModelSetError(SAEError, RuntimeError):
     """A cell's model set did not load completely."""
 
 
@@ -32,7 +36,7 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def stop_stale_server(work: Path, repository: Path, log=print) -> int | None:
+def stop_stale_server(work: Path, repository: Path, log=_log.info) -> int | None:
     """Stop the server a killed earlier invocation left on ``repository``; returns its pid, or None."""
     record = read_json(work / PID_RECORD)
     if not record or not isinstance(record.get("pid"), int):
@@ -58,7 +62,7 @@ def stop_stale_server(work: Path, repository: Path, log=print) -> int | None:
 
 
 class ExperimentServer:
-    def __init__(self, repository: Path, work: Path, log=print):
+    def __init__(self, repository: Path, work: Path, log=_log.info):
         self.repository = Path(repository)
         self.work = Path(work)
         self.log = log

@@ -2,6 +2,7 @@
 when its marker says it finished, and what they share: the layout, the data file and the experiment's server."""
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 import time
@@ -14,6 +15,8 @@ from sae.clients.wire import to_float_images
 from sae.serving.experiment.grid import CellSpec, GridSpec
 from sae.serving.experiment.layout import Layout, RunnerOptions
 from sae.serving.experiment.markers import read_json, write_json
+
+_log = logging.getLogger(__name__)
 
 HELDOUT_THUMB_IMAGES = 8
 
@@ -30,7 +33,7 @@ class CellStages:
 
     # ------------------------------------------------------------------------------------------------ helpers
     def log(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        _log.info(message)
 
     @property
     def server(self):

@@ -1,6 +1,7 @@
 """``sae serve``: a server run until SIGINT/SIGTERM, restarted on the same ports when a python-backend stub dies."""
 from __future__ import annotations
 
+import logging
 import dataclasses
 import signal
 import sys
@@ -11,6 +12,8 @@ from pathlib import Path
 
 from sae.serving.triton.config import ServerConfig
 from sae.serving.triton.server import ServerStartError, TritonServer
+
+_log = logging.getLogger(__name__)
 
 
 class _StopRequested(Exception):
@@ -65,40 +68,37 @@ def serve_forever(config: ServerConfig, log_path: Path | None = None) -> int:
         server.start()
         same_ports = dataclasses.replace(config, grpc_port=server._port(0), http_port=server._port(1),
                                          metrics_port=server._port(2))
-        print(
+        _log.info(
             f"Triton is ready (pid {server.pid}, repository {config.repository})\n"
             f"  gRPC     {server.grpc_url}\n"
             f"  HTTP     http://{server.http_url}\n"
             f"  metrics  {server.metrics_url}\n"
             f"  log      {server.log_path}\n"
-            "Press Ctrl-C to stop.",
-            flush=True,
+            "Press Ctrl-C to stop."
         )
         while True:
             code, dead = _watch(server)
             if dead is None:
-                print(f"tritonserver exited with code {code}", file=sys.stderr, flush=True)
+                _log.error(f"tritonserver exited with code {code}")
                 break
             if not restarts.allow():
-                print(f"python-backend stub {dead} died; more than {restarts.limit} restarts within "
-                      f"{restarts.window_s:g} s: giving up", file=sys.stderr, flush=True)
+                _log.error(f"python-backend stub {dead} died; more than {restarts.limit} restarts within "
+                           f"{restarts.window_s:g} s: giving up")
                 code = 1
                 break
             # Triton does not restart a dead stub: every request routed to that instance fails ("Stub process
             # ... is not healthy") while the model still reports ready. A restart brings every instance back.
-            print(f"python-backend stub {dead} died; restarting tritonserver on the same ports", file=sys.stderr,
-                  flush=True)
+            _log.warning(f"python-backend stub {dead} died; restarting tritonserver on the same ports")
             started = time.monotonic()
             server.stop(timeout_s=5.0)
             server = TritonServer(same_ports, log_path)
             server.start()
             code = None
-            print(f"Triton is ready again (pid {server.pid}) after {time.monotonic() - started:.1f} s",
-                  file=sys.stderr, flush=True)
+            _log.info(f"Triton is ready again (pid {server.pid}) after {time.monotonic() - started:.1f} s")
     except _StopRequested:
         stopped_on_request = True
     except ServerStartError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
+        _log.error(f"error: {err}")
         return 1
     finally:
         if in_main_thread:  # a second Ctrl-C must not interrupt the shutdown
@@ -111,5 +111,5 @@ def serve_forever(config: ServerConfig, log_path: Path | None = None) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     if stopped_on_request:
-        print("tritonserver stopped", flush=True)
+        _log.info("tritonserver stopped")
     return 128 - code if code < 0 else code
