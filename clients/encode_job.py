@@ -31,7 +31,7 @@ import numpy as np
 
 from sae.clients import wire
 from sae.clients.datasets import open_dataset
-from sae.clients.encode_progress import Progress
+from sae.clients.progress_bar import JOB_LOG_EVERY_S, progress_bar
 from sae.clients.encode_servers import OUTAGE_BACKOFF_S, PROBE_ATOL, PROBE_RTOL, ServerPool, check_probe, throttle
 from sae.clients.errors import ClientError, EncodeJobError, InvalidInputError, ServerUnavailableError
 from sae.clients.latents_file import (FINGERPRINT_IMAGES, FORMAT, LABEL_WINDOW, LabelColumn, RawDatasets, check_identity,
@@ -45,7 +45,7 @@ __all__ = ["EncodeJobConfig", "EncodeReport", "run_encode_job", "connect_servers
            "FORMAT", "FINGERPRINT_IMAGES", "LABEL_WINDOW", "LabelColumn", "RawDatasets", "check_identity",
            "create_latents_file", "fingerprint", "identity_of", "label_column", "latents_attrs",
            "write_latents_layout", "OUTAGE_BACKOFF_S", "PROBE_ATOL", "PROBE_RTOL", "ServerPool", "check_probe",
-           "throttle", "Progress"]
+           "throttle"]
 
 
 @dataclass(frozen=True)
@@ -204,9 +204,10 @@ def _encode_chunks(config: EncodeJobConfig, data, pool: ServerPool, metrics: Enc
         resumed_from = committed = f.committed_value
         metrics.total.set(n)
         metrics.committed.set(committed)
-        progress = Progress(n, committed, progress_stream) if config.progress else None
-        if progress and committed:
-            progress.stream.write(f"resuming {config.partial} at image {committed:,} of {n:,}\n")
+        progress = progress_bar(n, "encode", unit="images", enabled=config.progress, stream=progress_stream,
+                                initial=committed, log_every_s=JOB_LOG_EVERY_S)
+        if committed:
+            progress.write(f"resuming {config.partial} at image {committed:,} of {n:,}")
         pending: deque[tuple[int, int, Future]] = deque()
         executor = ThreadPoolExecutor(max_workers=config.in_flight, thread_name_prefix="sae-encode")
         next_start = committed
@@ -237,13 +238,11 @@ def _encode_chunks(config: EncodeJobConfig, data, pool: ServerPool, metrics: Enc
                 committed = stop
                 metrics.images.inc(stop - start)
                 metrics.committed.set(committed)
-                if progress:
-                    progress.update(committed)
+                progress.update_to(committed)
         finally:
             for _, _, future in pending:
                 future.cancel()
             executor.shutdown(wait=True, cancel_futures=True)
-        if progress:
-            progress.finish()
+        progress.close()
     return EncodeReport(config.out, n, resumed_from, n - resumed_from, time.monotonic() - started,
                         pool.requests_per_server(), pool.failures)

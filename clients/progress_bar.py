@@ -1,38 +1,101 @@
-"""tqdm progress bars for long client jobs, on stderr, only when wanted and possible.
+"""The package's one progress display, tqdm, on stderr.
 
-tqdm is not a client dependency (it comes with the ``train`` extra), so it is imported lazily; without it, or when
-stderr is not a terminal, or with ``enabled=False``, the bar is a silent stand-in with the same methods.
+- On a terminal: a tqdm bar, redrawn in place.
+- Off a terminal (a log file, a CI job) with ``log_every_s``: tqdm's own meter text as a plain line every
+  ``log_every_s`` seconds and once at the end, so logs stay short and free of carriage returns.
+- Otherwise, or with ``enabled=False``: a silent stand-in with the same methods.
+
+``initial`` counts work done before this run (a resumed job): the bar starts there and the rate counts only what
+this run does. tqdm has no dependencies of its own and is a core dependency of the package.
 """
 from __future__ import annotations
 
 import sys
+import time
 from typing import TextIO
+
+from tqdm import tqdm
+
+JOB_LOG_EVERY_S = 5.0  # a long job's progress line in a log, off a terminal
 
 
 class _NoBar:
+    n = 0
+
     def update(self, count: int = 1) -> None:
-        pass
+        self.n += count
+
+    def update_to(self, done: int) -> None:
+        self.n = done
 
     def set_description(self, text: str) -> None:
+        pass
+
+    def write(self, text: str) -> None:
         pass
 
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> _NoBar:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc_info) -> None:
         self.close()
 
 
-def progress_bar(total: int, desc: str, unit: str = "it", enabled: bool = True, stream: TextIO | None = None):
-    """A tqdm bar of ``total`` steps on ``stream`` (stderr), or a silent stand-in (see the module docstring)."""
+class _LineMeter(_NoBar):
+    """tqdm's meter as a plain line every ``every_s`` seconds (and at close), for streams that are not terminals."""
+
+    def __init__(self, total: int, desc: str, unit: str, stream: TextIO, every_s: float, initial: int):
+        self.total, self.desc, self.unit, self.stream, self.every_s = total, desc, unit, stream, every_s
+        self.n = self.initial = initial
+        self.started = self._last = time.monotonic()
+        self._closed = False
+
+    def line(self, now: float | None = None) -> str:
+        elapsed = (now if now is not None else time.monotonic()) - self.started
+        return tqdm.format_meter(self.n, self.total, elapsed, prefix=self.desc, unit=f" {self.unit}",
+                                 initial=self.initial, ncols=0)
+
+    def update(self, count: int = 1) -> None:
+        self.update_to(self.n + count)
+
+    def update_to(self, done: int) -> None:
+        self.n = done
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            self.write(self.line(now))
+
+    def write(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.write(self.line())
+
+
+class _Bar(tqdm):
+    def update_to(self, done: int) -> None:
+        """Move to an absolute count (jobs that commit in chunks know how much is done, not how much is new)."""
+        self.update(done - self.n)
+
+    def write(self, text: str) -> None:  # type: ignore[override]  (an instance method, like the stand-ins')
+        tqdm.write(text, file=self.fp)
+
+
+def progress_bar(total: int, desc: str, unit: str = "it", enabled: bool = True, stream: TextIO | None = None,
+                 initial: int = 0, log_every_s: float | None = None):
+    """A progress display of ``total`` steps on ``stream`` (stderr); see the module docstring for which one."""
     stream = stream or sys.stderr
-    if not enabled or not getattr(stream, "isatty", lambda: False)():
+    if not enabled:
         return _NoBar()
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit=unit, file=stream, dynamic_ncols=True, leave=False)
+    if getattr(stream, "isatty", lambda: False)():
+        return _Bar(total=total, desc=desc, unit=unit, file=stream, dynamic_ncols=True, leave=False,
+                    initial=initial)
+    if log_every_s is not None:
+        return _LineMeter(total, desc, unit, stream, log_every_s, initial)
+    return _NoBar()

@@ -29,6 +29,7 @@ from tritonclient.grpc import model_config_pb2 as pb
 from sae.clients import wire
 from sae.clients.bank_file import BANK_FILE, BankFile, BankFileError
 from sae.clients.draw import DRAW_MODES
+from sae.clients.errors import SAEError
 from sae.clients.model_config import read_config
 from sae.repository.templates import COMPANIONS
 from sae.repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
@@ -48,7 +49,7 @@ class Problem:
         return f"{self.model}: {self.field}: {self.message}"
 
 
-class RepositoryInvalid(ValueError):
+class RepositoryInvalid(SAEError, ValueError):
     def __init__(self, repo: Path, problems: list[Problem]):
         self.problems = problems
         super().__init__(f"model repository {repo} is invalid:\n" + "\n".join(f"  {p}" for p in problems))

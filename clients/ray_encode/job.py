@@ -19,7 +19,6 @@ half the encoder's ``max_batch_size`` (the default 256 is the whole of it), with
 from __future__ import annotations
 
 import functools
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +27,10 @@ from typing import TextIO
 import numpy as np
 
 from sae.clients.datasets import open_dataset
-from sae.clients.encode_job import (Progress, ServerPool, check_probe, connect_servers, fingerprint, identity_of,
+from sae.clients.encode_job import (ServerPool, check_probe, connect_servers, fingerprint, identity_of,
                                 label_column)
 from sae.clients.errors import EncodeJobError
+from sae.clients.progress_bar import JOB_LOG_EVERY_S, progress_bar
 from sae.clients.ray_encode.config import RayEncodeConfig, resolve_url
 from sae.clients.ray_encode.shards import (Manifest, Shard, check_manifest, describe_ranges, missing_shards,
                                        read_manifest, write_manifest)
@@ -162,7 +162,8 @@ def _encode(config: RayEncodeConfig, manifest: Manifest, todo: list[Shard], imag
         num_cpus=ACTOR_CPUS, scheduling_strategy="SPREAD",  # actors over the nodes, each near its node's server
         max_restarts=config.actor_restarts, max_task_retries=config.actor_restarts)
     done_images = manifest.images - sum(s.rows for s in todo)
-    progress = Progress(manifest.images, done_images, progress_stream or sys.stderr) if config.progress else None
+    progress = progress_bar(manifest.images, "encode", unit="images", enabled=config.progress,
+                            stream=progress_stream, initial=done_images, log_every_s=JOB_LOG_EVERY_S)
     answered: set[int] = set()
     started, report.started_at = time.monotonic(), time.time()
     for row in results.iter_rows():
@@ -175,13 +176,11 @@ def _encode(config: RayEncodeConfig, manifest: Manifest, todo: list[Shard], imag
             report.request_seconds.append(float(row["request_seconds"]))
             report.block_finished_at.append(float(row["finished_at"]))
             done_images += stop - start
-            if progress:
-                progress.update(done_images)
+            progress.update_to(done_images)
         else:
             report.failed.append({"start": start, "stop": stop, "error": str(row["error"])})
     report.seconds = time.monotonic() - started
-    if progress:
-        progress.finish()
+    progress.close()
     lost = [s for s in todo if s.start not in answered]
     report.failed += [{"start": s.start, "stop": s.stop,
                        "error": f"its task failed after {config.actor_restarts} actor restarts (see the Ray logs)"}

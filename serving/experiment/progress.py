@@ -1,13 +1,17 @@
 """One progress line per event on stderr: the cell, its stage, cells done of all, and an ETA.
 
 The ETA uses the mean time of the cells computed in this invocation once there is one, else the grid's estimates.
-A tqdm bar over the cells is drawn instead of plain lines when tqdm is installed and stderr is a terminal.
+On a terminal a tqdm bar over the cells is drawn (clients/progress_bar.py), with the lines written above it.
 """
 from __future__ import annotations
 
 import sys
 import time
 from typing import TextIO
+
+from tqdm import tqdm
+
+from sae.clients.progress_bar import progress_bar
 
 
 def format_minutes(minutes: float) -> str:
@@ -24,14 +28,9 @@ class Progress:
         self.measured: list[float] = []  # minutes of cells computed here
         self.stream = stream or sys.stderr
         self._started: dict[str, float] = {}
-        self._bar = None
-        try:
-            if self.stream.isatty():
-                from tqdm import tqdm
-
-                self._bar = tqdm(total=len(estimates), unit="cell", file=self.stream, dynamic_ncols=True)
-        except ImportError:
-            pass
+        # a bar on a terminal (clients/progress_bar.py), else None and one plain line per event
+        bar = progress_bar(len(estimates), "cells", unit="cell", stream=self.stream)
+        self._bar = bar if isinstance(bar, tqdm) else None
 
     def eta_minutes(self) -> float:
         remaining = [cell for cell in self.estimates if cell not in self.done]
@@ -49,9 +48,10 @@ class Progress:
         text = self.line(cell, stage)
         if self._bar is not None:
             self._bar.set_description_str(f"{cell}: {stage}")
-            self._bar.write(text, file=self.stream)
+            self._bar.write(text)
         else:
-            print(text, file=self.stream, flush=True)
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
     def finished(self, cell: str, computed: bool) -> None:
         """``computed``: the cell ran here (its time feeds the ETA); False when its result file already existed."""

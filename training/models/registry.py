@@ -8,7 +8,7 @@ A kind is one model class under one name, with the regulariser settings it takes
 
 What a kind can do (has a prior, draws its latent in chunks, ...) is a class attribute of its model
 (``training.models.autoencoder.Autoencoder`` lists them); :class:`ModelKind` reads them for the configs, which never
-import a model. This module imports nothing of the package: the built-in kinds register when
+import a model. This module imports only the package's error root: the built-in kinds register when
 ``training.models.zoo`` is imported (``training.config`` does).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
+from sae.clients.errors import SAEError
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ CAPABILITIES = ("has_prior", "variational", "structured", "places_variables", "c
 _KINDS: dict[str, ModelKind] = {}
 
 
-class UnknownModelKind(ValueError):
+class UnknownModelKind(SAEError, ValueError):
     pass
 
 
