@@ -33,7 +33,7 @@ from sae.clients import wire
 from sae.clients.datasets import open_dataset
 from sae.clients.progress_bar import JOB_LOG_EVERY_S, progress_bar
 from sae.clients.encode_servers import OUTAGE_BACKOFF_S, PROBE_ATOL, PROBE_RTOL, ServerPool, check_probe, throttle
-from sae.clients.errors import ClientError, EncodeJobError, InvalidInputError, ServerUnavailableError
+from sae.clients.errors import ClientError, EncodeInputError, EncodeJobError, InvalidInputError, ServerUnavailableError
 from sae.clients.latents_file import (FINGERPRINT_IMAGES, FORMAT, LABEL_WINDOW, LabelColumn, RawDatasets, check_identity,
                                   create_latents_file, fingerprint, identity_of, label_column, latents_attrs,
                                   write_latents_layout)
@@ -157,7 +157,7 @@ def run_encode_job(config: EncodeJobConfig, progress_stream: TextIO | None = Non
 def _run(config: EncodeJobConfig, data, progress_stream, metrics) -> EncodeReport:
     n = len(data)
     if n == 0:
-        raise EncodeJobError(f"{config.data} holds no images")
+        raise EncodeInputError(f"{config.data} holds no images")
     identity = identity_of(config.model, data, fingerprint(data))
     if config.out.exists():
         _read_existing(config.out, identity)
@@ -191,7 +191,7 @@ def _read_existing(path: Path, identity: dict) -> np.ndarray:
             check_identity(path, f.attrs, identity)
             return np.asarray(f.attrs["probe_latent"], np.float32)
     except (OSError, KeyError) as e:
-        raise EncodeJobError(f"{path} exists but is not a readable file of latents ({e}); remove it or choose "
+        raise EncodeInputError(f"{path} exists but is not a readable file of latents ({e}); remove it or choose "
                              "another --out") from e
 
 

@@ -58,3 +58,8 @@ class EncodeJobError(ClientError):
 
     The output file is never left corrupt: run the job again to resume from the last committed chunk.
     """
+
+
+class EncodeInputError(EncodeJobError, ValueError):
+    """``sae encode``'s input or output file is not one it can use (no images, an output of another encoding or
+    not a latents file): an error of the caller's input."""

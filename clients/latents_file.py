@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 from sae.clients.atomic import atomic_write
-from sae.clients.errors import EncodeJobError
+from sae.clients.errors import EncodeInputError
 
 FORMAT = "sae-latents/1"
 FINGERPRINT_IMAGES = 64  # images hashed at each end of the dataset, and spread between
@@ -62,7 +62,7 @@ def check_identity(path: Path, found: Mapping, wanted: dict) -> None:
             differs.append(f"{key}: file has {have!r}, this run {value!r}")
     if differs:
         source = found.get("source_path", "?")
-        raise EncodeJobError(f"{path} belongs to another encoding (of {source}, model {found.get('model', '?')!r}): "
+        raise EncodeInputError(f"{path} belongs to another encoding (of {source}, model {found.get('model', '?')!r}): "
                              + "; ".join(differs) + ". Remove it or choose another --out; nothing was changed.")
 
 
@@ -151,7 +151,7 @@ class RawDatasets:
             layout = {key: (f[key].id.get_offset(), f[key].dtype, f[key].shape) for key in ("latents", "committed")}
             self.committed_value = int(f["committed"][()])
         if any(offset is None for offset, _, _ in layout.values()):
-            raise EncodeJobError(f"{path} has no preallocated latents/committed datasets; remove it and run again")
+            raise EncodeInputError(f"{path} has no preallocated latents/committed datasets; remove it and run again")
         self.fd = os.open(path, os.O_WRONLY)
         (l_off, l_dtype, l_shape), (c_off, c_dtype, _) = layout["latents"], layout["committed"]
         self.latents = _RawDataset(self.fd, l_off, l_dtype, l_dtype.itemsize * int(np.prod(l_shape[1:])))

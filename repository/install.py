@@ -36,6 +36,10 @@ class InstallError(SAEError, RuntimeError):
     """A model set cannot be installed (a name clash) or rolled back; the repository is unchanged."""
 
 
+class RollbackRefused(InstallError, ValueError):
+    """The rollback asked for cannot be done: no such export, or no earlier version to go back to (an input error)."""
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two directory entries atomically (Linux renameat2 with RENAME_EXCHANGE); False where unsupported."""
     libc = ctypes.CDLL(None, use_errno=True)
@@ -116,14 +120,14 @@ def rollback(repo: Path, name: str) -> tuple[int, int, list[str]]:
     owned = sorted(p.name for p in repo.iterdir() if p.is_dir() and (read_manifest(p) or {}).get("export_name") == name) \
         if repo.is_dir() else []
     if not owned:
-        raise InstallError(f"no model of the export named {name!r} in {repo}")
+        raise RollbackRefused(f"no model of the export named {name!r} in {repo}")
     newest = max(max(versions(repo / m)) for m in owned)
     for model in owned:
         earlier = [v for v in versions(repo / model) if v < newest]
         if not earlier:
-            raise InstallError(f"cannot roll back {name!r}: {model} has no version before {newest}")
+            raise RollbackRefused(f"cannot roll back {name!r}: {model} has no version before {newest}")
         if not (repo / model / str(earlier[-1]) / CONFIG_COPY).is_file():
-            raise InstallError(f"cannot roll back {name!r}: {model}/{earlier[-1]} has no {CONFIG_COPY} (exported "
+            raise RollbackRefused(f"cannot roll back {name!r}: {model}/{earlier[-1]} has no {CONFIG_COPY} (exported "
                                "before versioning); re-export that run instead")
     with staging_folder(repo, "rollback") as staging:
         for model in owned:

@@ -53,8 +53,8 @@ def test_version_comes_from_the_package_metadata(capsys):
     assert capsys.readouterr().out.strip() == f"sae {metadata.version('sae-serving')}"
 
 
-def _last_error_line(argv, capsys) -> str:
-    assert main(argv) == 2
+def _last_error_line(argv, capsys, code: int = 2) -> str:
+    assert main(argv) == code
     lines = capsys.readouterr().err.strip().splitlines()
     return lines[-1]
 
@@ -100,7 +100,7 @@ def _closed_port() -> int:
 @pytest.mark.parametrize("command", [["sample"], ["models"]])
 def test_no_server_is_told_at_once_with_the_next_step(command, capsys):
     start = time.monotonic()
-    line = _last_error_line([*command, "--url", f"127.0.0.1:{_closed_port()}"], capsys)
+    line = _last_error_line([*command, "--url", f"127.0.0.1:{_closed_port()}"], capsys, code=1)  # a runtime failure
     assert time.monotonic() - start < 10  # not the 30 s wait for readiness
     assert f"sae {command[0]}: error: no server at 127.0.0.1:" in line
     assert "(connection refused)" in line and "sae serve" in line

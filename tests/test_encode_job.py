@@ -166,7 +166,7 @@ def test_the_command_line_reports_a_refusal_and_an_output_that_is_not_ours(shape
     assert f"sae encode: error: {out} exists but is not a readable file of latents" in capsys.readouterr().err
     assert out.read_text() == "not HDF5"
     out.unlink()
-    assert main(["encode", str(data), "--out", str(out), "--url", url]) == 2
+    assert main(["encode", str(data), "--out", str(out), "--url", url]) == 1  # a runtime failure: no server
     assert f"encode: no server reachable: encode: server at {url} unavailable" in capsys.readouterr().err
     assert not list(tmp_path.glob("out.h5*")), "nothing written without a server"
 
@@ -188,10 +188,21 @@ def reference(triton, small_data, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def second_server(exported_repo, tmp_path_factory):
+    """A second server shared by this module's tests; no test kills it (see ``doomed_server``)."""
     from sae.serving.triton import ServerConfig, TritonServer
 
     server = TritonServer(ServerConfig(repository=exported_repo),
                           log_path=tmp_path_factory.mktemp("second") / "server.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def doomed_server(exported_repo, tmp_path):
+    """A server of one test's own, for a test that kills it."""
+    from sae.serving.triton import ServerConfig, TritonServer
+
+    server = TritonServer(ServerConfig(repository=exported_repo), log_path=tmp_path / "doomed.log").start()
     yield server
     server.stop()
 
@@ -336,21 +347,21 @@ def test_two_servers_share_the_work_and_give_the_same_file(reference, small_data
 
 
 @pytest.mark.server
-def test_a_server_that_dies_mid_job_hands_its_chunks_to_the_other(reference, small_data, triton, second_server,
+def test_a_server_that_dies_mid_job_hands_its_chunks_to_the_other(reference, small_data, triton, doomed_server,
                                                                    tmp_path):
     metrics = EncodeMetrics()
-    config = job(small_data, tmp_path / "latents.h5", [second_server.grpc_url, triton.grpc_url], in_flight=1,
+    config = job(small_data, tmp_path / "latents.h5", [doomed_server.grpc_url, triton.grpc_url], in_flight=1,
                  max_images_per_second=96)
     thread, outcome = run_in_thread(config, metrics)
     wait_until(lambda: (metrics.registry.get_sample_value("sae_encode_committed_images") or 0) >= 2 * BATCH,
                what="two chunks")
-    kill_server(second_server)
+    kill_server(doomed_server)
     thread.join(timeout=120)
     assert "error" not in outcome, outcome.get("error")
     report = outcome["report"]
     assert report.failures >= 1 and report.encoded == N
     assert metrics.registry.get_sample_value("sae_encode_failures_total",
-                                             {"server": second_server.grpc_url,
+                                             {"server": doomed_server.grpc_url,
                                               "reason": "ServerUnavailableError"}) >= 1
     assert_same_file(config.out, reference)
 

@@ -1,13 +1,14 @@
 """Checkpoints: plain dicts of tensors, numbers and a config JSON string, so ``torch.load(weights_only=True)`` reads them."""
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from sae.clients.atomic import atomic_write
+from sae.clients.atomic import write_bytes_atomic
 from sae.clients.errors import SAEError
 from sae.training.config import ExperimentConfig
 from sae.training.models.zoo import build_model
@@ -32,10 +33,13 @@ class Checkpoint:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
-        with atomic_write(path) as tmp:
-            torch.save({"config": self.config.to_json(), "model": self.model_state, "step": self.step,
-                        "optimizer": self.optimizer_state, "extra": self.extra or {},
-                        "auxiliary": self.auxiliary or {}}, tmp)
+        # Serialised in memory first: torch.save's own writer turns a full disk into an opaque "iostream error",
+        # while a plain write says "File too large" / "No space left on device".
+        buffer = io.BytesIO()
+        torch.save({"config": self.config.to_json(), "model": self.model_state, "step": self.step,
+                    "optimizer": self.optimizer_state, "extra": self.extra or {},
+                    "auxiliary": self.auxiliary or {}}, buffer)
+        write_bytes_atomic(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: Path, map_location: str | torch.device = "cpu", which: str = LAST) -> "Checkpoint":
