@@ -80,7 +80,8 @@ class ExperimentSummary:
     extrapolation_per_seed: dict[str, dict[str, dict[str, dict[int, float]]]] = field(default_factory=dict)
     # arm -> model -> mode -> seed -> MSE x1000 on values seen in pretraining (the in-distribution control)
     seen_per_seed: dict[str, dict[str, dict[str, dict[int, float]]]] = field(default_factory=dict)
-    traversal_response: dict[str, dict[int, tuple[float, ...]]] = field(default_factory=dict)  # model -> seed -> per variable
+    # model -> seed -> the decoder's image change per variable
+    traversal_response: dict[str, dict[int, tuple[float, ...]]] = field(default_factory=dict)
     gate: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # model -> seed -> the cell's gate numbers
 
 
