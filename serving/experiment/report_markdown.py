@@ -290,7 +290,14 @@ def _missing(facts: RunFacts) -> list[str]:
 def render_report(out_dir: Path, facts: RunFacts, summary: ExperimentSummary, claims: Sequence[ClaimResult],
                   cells: Sequence[CellResult], charts: Sequence[Chart], *, charts_available: bool,
                   gates: Sequence[ModelGate] = ()) -> str:
-    lines = _header(facts) + _seeds_note(summary) + _model_tables(summary) + _figures(out_dir, cells, charts,
-                                                                                      charts_available)
+    lines = _header(facts)
+    untested = [c.claim_id for c in claims if c.verdict.outcome == NOT_TESTABLE]
+    if untested:
+        below = sorted({g.model for g in gates if g.line is not None and not g.passed},
+                       key=model_sort_key)
+        lines[2:2] = [f"> **Below the gate.** {', '.join(model_label(m) for m in below)} have not been shown to "
+                      f"learn the geometry (section \"The gate\"), so {', '.join(untested)} are not tested by this run: "
+                      "their verdicts read \"not testable\".", ""]
+    lines += _seeds_note(summary) + _model_tables(summary) + _figures(out_dir, cells, charts, charts_available)
     lines += _extrapolation(summary) + _c5_table(summary) + _gate(gates, claims) + _claims(claims) + _missing(facts)
     return "\n".join(lines)
