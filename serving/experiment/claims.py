@@ -129,7 +129,7 @@ class Comparison:
             return (f"{self.a_label} {format_spread(self.a)} vs {self.b_label} {format_spread(self.b)} "
                     f"on {metric} ({direction} is better): {self.outcome}")
         seeds = ", ".join(f"seed {s}: {a:.4g} vs {b:.4g}" for s, a, b in self.pairs)
-        relation = f"≈ (within {C6_TOLERANCE:.0%})" if self.test == "approx" else f"paired, {direction} is better"
+        relation = f"≈ within {C6_TOLERANCE:.0%}" if self.test == "approx" else f"paired, {direction} is better"
         return f"{self.a_label} vs {self.b_label} on {metric} ({relation}; {seeds}): {self.outcome}"
 
     def to_json(self) -> dict[str, Any]:
