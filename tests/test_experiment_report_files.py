@@ -134,6 +134,9 @@ def _break_cell(tmp_path: Path, edit) -> Path:
     (lambda c: c["metrics"].update(fid_prior=12.0), "'fid_prior' must be null for a model without a prior"),
     (lambda c: c.update(kind="other"), "'kind' must be one of main, extrapolation"),
     (lambda c: c.update(cell="ae-s7"), "the file name says cell 'ae-s1'"),
+    (lambda c: c["gate"].pop("floor_bce"), "missing key 'gate.floor_bce'"),
+    (lambda c: c["gate"]["accuracy"].update(shape=float("inf")), "'gate.accuracy.shape' must be a finite number"),
+    (lambda c: c.update(traversal_response=[1.0, -0.5]), "'traversal_response' must be a non-empty list"),
 ])
 def test_a_wrong_schema_cell_gives_one_error_naming_the_file(tmp_path, edit, message):
     path = _break_cell(tmp_path, edit)
@@ -149,6 +152,16 @@ def test_an_extrapolation_cell_with_an_unknown_fine_tune_mode_is_refused(tmp_pat
     cell = json.loads(path.read_text())
     assert cell["metrics"] is None
     cell["extrapolation"]["heldout_mse_x1000"]["sideways"] = 1.0
+    path.write_text(json.dumps(cell))
+    with pytest.raises(CellFileError, match=re.escape(f"{path}: unknown fine-tune mode(s) sideways")):
+        build_report(tmp_path, command=COMMAND)
+
+
+def test_an_in_distribution_control_with_an_unknown_fine_tune_mode_is_refused(tmp_path):
+    write_grid(tmp_path, models=(), arm_models=("sae12",))
+    path = tmp_path / "cells" / "sae12-s0-no_ball.json"
+    cell = json.loads(path.read_text())
+    cell["extrapolation"]["seen_mse_x1000"]["sideways"] = 1.0
     path.write_text(json.dumps(cell))
     with pytest.raises(CellFileError, match=re.escape(f"{path}: unknown fine-tune mode(s) sideways")):
         build_report(tmp_path, command=COMMAND)
