@@ -2,7 +2,9 @@
 ``OUT/results.json`` and charts under ``OUT/figures/``.
 
 It reads only the cell files, so it works on any subset of a grid (completed over several runs on different
-machines): absent cells are listed, and a claim whose inputs are absent is inconclusive and names them.
+machines): absent cells are listed, and a claim whose inputs are absent is inconclusive and names them. Each model's
+gate line comes from its cells (``report_gate``); on procedural data a claim about a model below the gate, or not
+shown to pass it, is not testable.
 """
 from __future__ import annotations
 
