@@ -23,14 +23,23 @@ FID_HYBRID = {"sae12": 30.0, "sae3": 40.0, "adaae12": 55.0, "ae": 60.0, "vae": 6
               "betatcvae": 66.0, "factorvae": 68.0, "wae": 70.0, "vlae12": 50.0}
 DISENTANGLE = {"sae12": 0.80, "vlae12": 0.75, "sae3": 0.50, "adaae12": 0.30, "ae": 0.20, "vae": 0.35,
                "betavae": 0.45, "betatcvae": 0.40, "factorvae": 0.42, "wae": 0.25}
-HELDOUT = {"sae12": {"none": 50.0, "encoder": 40.0, "decoder": 20.0, "both": 18.0},
+HELDOUT = {"sae12": {"none": 50.0, "encoder": 40.0, "decoder": 20.0, "both": 19.0},
            "vae": {"none": 60.0, "encoder": 45.0, "decoder": 30.0, "both": 28.0},
-           "betavae": {"none": 62.0, "encoder": 47.0, "decoder": 32.0, "both": 30.0}}
+           "betavae": {"none": 62.0, "encoder": 47.0, "decoder": 32.0, "both": 30.0},
+           "vlae12": {"none": 58.0, "encoder": 44.0, "decoder": 28.0, "both": 27.0}}
+# The in-distribution control: the same fine-tuned models on values seen in pretraining, all modes close together.
+SEEN = {"sae12": {"none": 10.0, "encoder": 9.8, "decoder": 9.5, "both": 9.4},
+        "vae": {"none": 12.0, "encoder": 11.8, "decoder": 11.5, "both": 11.4},
+        "betavae": {"none": 12.5, "encoder": 12.3, "decoder": 12.0, "both": 11.9},
+        "vlae12": {"none": 11.0, "encoder": 10.8, "decoder": 10.5, "both": 10.4}}
+# A gate line that passes: BCE below floor + (oracle - floor) / 2 = 4294.5, every factor at 0.95.
+GATE = {"bce": 4200.0, "mse": 0.004, "oracle_bce": 4459.0, "oracle_mse": 0.0093, "floor_bce": 4130.0,
+        "accuracy": {f: 0.95 for f in ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")}}
 ARMS = {"no_ball": {"shape": [2]}, "extreme_orientations": {"orientation": [0, 1, 13, 14]}}
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?"
 SPREAD_CELL = re.compile(rf"^{NUMBER} ± {NUMBER}$")
 CLAIM_LINE = re.compile(r"^- \*\*(C\d)\*\* .*\*\*Verdict: (.+)\*\*$")
-VERDICT = re.compile(r"^(agrees|disagrees|inconclusive \(.+\))$")
+VERDICT = re.compile(r"^(agrees|disagrees|inconclusive \(.+\)|not testable \(.+\))$")
 
 
 @pytest.fixture
@@ -64,8 +73,12 @@ def sae12_importance(shape_dim: int = 0, orientation_dim: int = 1, unused: float
 
 
 def make_cell(model: str, seed: int, *, metrics: dict | None = None, importance: list | None = None,
-              arm: str | None = None, heldout: dict | None = None) -> dict:
-    """One cell file's content (schema 1); ``arm`` makes an extrapolation cell."""
+              arm: str | None = None, heldout: dict | None = None, seen: dict | None | bool = None,
+              gate: dict | None | bool = None) -> dict:
+    """One cell file's content (schema 1); ``arm`` makes an extrapolation cell.
+
+    ``seen`` replaces the in-distribution control's values (``False``: the cell has none); ``gate`` replaces the gate
+    numbers of a main cell (``False``: the cell carries none)."""
     has_prior = model in WITH_PRIOR
     cell_id = f"{model}-s{seed}" + (f"-{arm}" if arm else "")
     cell = {
@@ -87,6 +100,9 @@ def make_cell(model: str, seed: int, *, metrics: dict | None = None, importance:
         cell["extrapolation"] = {"arm": arm, "excluded": ARMS[arm], "pretrain_fraction": 0.8,
                                  "heldout_mse_x1000": {k: _per_seed(v, seed) for k, v in values.items()},
                                  "heldout_images": 512}
+        if seen is not False:
+            control = {**SEEN.get(model, SEEN["vae"]), **(seen if isinstance(seen, dict) else {})}
+            cell["extrapolation"]["seen_mse_x1000"] = {k: _per_seed(v, seed) for k, v in control.items()}
         return cell
     values = {"bce": MSE[model] * 10000, "mse": MSE[model], "fid_reconstruction": FID_HYBRID[model] / 2,
               "fid_hybrid": FID_HYBRID[model], "fid_prior": FID_HYBRID[model] * 1.5 if has_prior else None,
@@ -95,6 +111,10 @@ def make_cell(model: str, seed: int, *, metrics: dict | None = None, importance:
               "explicitness": 0.95, **(metrics or {})}
     cell["metrics"] = {k: (None if v is None else _per_seed(v, seed)) for k, v in values.items()}
     cell["metrics"].update({"fid_images": 512, "dci_regressor": "gbt"})
+    if gate is not False:
+        numbers = {**GATE, **(gate if isinstance(gate, dict) else {})}
+        cell["gate"] = {k: (v if k == "accuracy" else _per_seed(v, seed) if isinstance(v, list) else v)
+                        for k, v in numbers.items()}
     if model == "sae12":
         cell["dci_importance"] = importance[seed] if importance and isinstance(importance[0][0], list) else (
             importance or sae12_importance())
@@ -104,16 +124,26 @@ def make_cell(model: str, seed: int, *, metrics: dict | None = None, importance:
 
 def write_grid(out_dir: Path, *, models=MODEL_ORDER, seeds=SEEDS, metrics: dict | None = None,
                importance: list | None = None, heldout: dict | None = None, arms=tuple(ARMS),
-               arm_models=tuple(HELDOUT), plan: list[str] | None = None) -> Path:
+               arm_models=tuple(HELDOUT), plan: list[str] | None = None, seen: dict | bool | None = None,
+               gate: dict | bool | None = None, traversal_response: dict | None = None,
+               dataset_label: str = "procedural") -> Path:
     """Write a grid's cells and placeholder thumbnails.
 
-    ``metrics`` maps a model, ``heldout`` an (arm, model) pair, to values that replace the defaults.
+    ``metrics`` and ``gate`` map a model, ``heldout`` and ``seen`` an (arm, model) pair, to values that replace the
+    defaults; ``seen=False`` / ``gate=False`` leave the control / the gate numbers out of every cell.
+    ``traversal_response`` maps a model to one list per seed.
     """
     cells_dir = out_dir / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
-    cells = [make_cell(m, s, metrics=(metrics or {}).get(m), importance=importance) for m in models for s in seeds]
-    cells += [make_cell(m, s, arm=a, heldout=(heldout or {}).get((a, m))) for a in arms for m in arm_models
-              for s in seeds]
+    cells = [make_cell(m, s, metrics=(metrics or {}).get(m), importance=importance,
+                       gate=gate if isinstance(gate, bool) else (gate or {}).get(m)) for m in models for s in seeds]
+    cells += [make_cell(m, s, arm=a, heldout=(heldout or {}).get((a, m)),
+                        seen=seen if isinstance(seen, bool) else (seen or {}).get((a, m)))
+              for a in arms for m in arm_models for s in seeds]
+    for cell in cells:
+        cell["dataset"]["label"] = dataset_label
+        if cell["kind"] == "main" and cell["model"] in (traversal_response or {}):
+            cell["traversal_response"] = traversal_response[cell["model"]][cell["seed"]]
     for cell in cells:
         (cells_dir / f"{cell['cell']}.json").write_text(json.dumps(cell))
     thumbs = out_dir / "thumbs"

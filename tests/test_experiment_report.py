@@ -2,7 +2,8 @@
 results.json, with the verdict rules of C1-C6.
 
 The cells come from the factory in ``tests/report_cells.py`` (every claim agrees by default); each test changes the
-few numbers that make one claim agree, disagree or overlap, or removes cells, and reads the verdicts back.
+few numbers that change a verdict, or removes cells, and reads the verdicts back. The rules themselves, claim by
+claim, are tested in ``tests/test_claims.py``.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from sae.serving.experiment.aggregate import Spread
-from sae.serving.experiment.claims import C5_UNUSED_SHARE, compare, combine, _comparison
+from sae.serving.experiment.claims import compare, combine, _comparison
 from sae.serving.experiment.model_groups import MODEL_ORDER, WITH_PRIOR, model_label
 from report_cells import COMMAND, SPREAD_CELL, VERDICT, build, sae12_importance, tables, verdicts
 from report_cells import draw_charts, no_charts  # noqa: F401 (fixtures: pytest looks them up here)
@@ -49,11 +50,12 @@ def test_paper_direction_grid_agrees_on_every_claim(tmp_path):
     assert report == tmp_path / "REPORT.md"
     text = report.read_text()
     assert "Procedural data" in text and "not the paper's" in text
-    assert COMMAND in text and "`abc1234` (32 cells)" in text and "`def5678` (16 cells)" in text
-    assert "Test CPU, 2 cores" in text and "1234 s wall time" in text and "Comparison rule:" in text
-    assert f"{48 * 130} s summed over the cells" in text
+    assert COMMAND in text and "`abc1234` (36 cells)" in text and "`def5678` (18 cells)" in text
+    assert "Test CPU, 2 cores" in text and "1234 s wall time" in text and "(spread rule)" in text
+    assert "(paired rule" in text and "The paper: “" in text
+    assert f"{54 * 130} s summed over the cells" in text
     assert "Missing cells" not in text
-    assert results["wall_seconds"]["cells_total"] == pytest.approx(48 * 130)
+    assert results["wall_seconds"]["cells_total"] == pytest.approx(54 * 130)
 
 
 def test_every_table_cell_is_a_number_and_dash_only_for_models_without_prior(tmp_path):
@@ -94,66 +96,6 @@ def test_every_claim_line_has_one_of_the_three_verdicts(tmp_path):
     assert all(VERDICT.match(v) for v in found.values()), found
 
 
-@pytest.mark.parametrize("mse, expected", [
-    ({"sae12": {"mse": 0.030}}, "disagrees"),  # SAE-12 worse than every hourglass model
-    ({"sae3": {"mse": [0.010, 0.013, 0.016]}}, "inconclusive (spreads overlap)"),  # SAE-3 within AE's spread
-    ({"ae": {"mse": 0.0195}}, "disagrees"),  # AE (unregularised) worse than VAE (mean 0.020) and VLAE-12
-])
-def test_c1_follows_the_rule(tmp_path, mse, expected):
-    metrics = {m: {"mse": v["mse"], "bce": v["mse"] * 10000 if not isinstance(v["mse"], list)
-                   else [x * 10000 for x in v["mse"]]} for m, v in mse.items()}
-    report, _ = build(tmp_path, metrics=metrics)
-    assert verdicts(report)["C1"] == expected
-
-
-def test_c1_disagrees_on_bce_alone(tmp_path):
-    report, results = build(tmp_path, metrics={"sae12": {"bce": 300.0}})
-    assert verdicts(report)["C1"] == "disagrees"
-    claim = next(c for c in results["claims"] if c["id"] == "C1")
-    assert {c["metric"] for c in claim["comparisons"] if c["outcome"] == "disagrees"} == {"bce"}
-
-
-@pytest.mark.parametrize("fid, expected", [
-    ({"sae3": {"fid_hybrid": 20.0}}, "disagrees"),
-    ({"sae3": {"fid_hybrid": [25.0, 30.0, 35.0]}}, "inconclusive (spreads overlap)"),
-])
-def test_c2_follows_the_rule(tmp_path, fid, expected):
-    report, _ = build(tmp_path, metrics=fid)
-    assert verdicts(report)["C2"] == expected
-
-
-@pytest.mark.parametrize("fid, expected", [
-    ({"wae": {"fid_prior": 50.0}}, "disagrees"),  # WAE's prior samples beat its hybrid samples (70)
-    ({"vae": {"fid_prior": [55.0, 62.0, 69.0]}}, "inconclusive (spreads overlap)"),
-])
-def test_c3_follows_the_rule(tmp_path, fid, expected):
-    report, _ = build(tmp_path, metrics=fid)
-    assert verdicts(report)["C3"] == expected
-
-
-@pytest.mark.parametrize("scores, expected", [
-    ({"adaae12": {"mig": 0.5}}, "disagrees"),  # AdaAE-12 above SAE-12 (0.40) on MIG
-    ({"betavae": {"irs": [0.55, 0.65, 0.75]}}, "inconclusive (spreads overlap)"),  # VLAE-12's IRS is 0.675
-])
-def test_c4_follows_the_rule(tmp_path, scores, expected):
-    report, _ = build(tmp_path, metrics=scores)
-    assert verdicts(report)["C4"] == expected
-
-
-def test_c5_disagrees_when_shape_sits_in_the_last_variable_and_none_is_unused(tmp_path):
-    report, results = build(tmp_path, importance=sae12_importance(shape_dim=11, unused=0.05))
-    assert verdicts(report)["C5"] == "disagrees"
-    claim = next(c for c in results["claims"] if c["id"] == "C5")
-    assert "shape mostly in variable 12" in claim["numbers"]
-
-
-def test_c5_seeds_that_split_are_inconclusive(tmp_path):
-    per_seed = [sae12_importance(), sae12_importance(), sae12_importance(shape_dim=11, orientation_dim=10,
-                                                                         unused=0.05)]
-    report, _ = build(tmp_path, importance=per_seed)
-    assert verdicts(report)["C5"].startswith("inconclusive (seeds split")
-
-
 def test_c5_table_gives_each_variables_top_factor_and_share(tmp_path):
     report, results = build(tmp_path)
     header, rows = tables(report, "SAE-12")[0]
@@ -161,25 +103,14 @@ def test_c5_table_gives_each_variables_top_factor_and_share(tmp_path):
     assert [r[1] for r in rows[:6]] == ["shape", "orientation", "floor_hue", "wall_hue", "object_hue", "scale"]
     shares = [float(r[2]) for r in rows]
     assert sum(shares) == pytest.approx(100, abs=0.1)
-    assert min(shares) < C5_UNUSED_SHARE * 100
+    assert min(shares) < 1  # the factory's nearly unused variables
     variables = results["c5_importance"]["variables"]
     assert [v["top_factor"] for v in variables] == [r[1] for r in rows]
 
 
-@pytest.mark.parametrize("heldout, expected", [
-    ({("no_ball", "vae"): {"encoder": 25.0}}, "disagrees"),  # encoder beats decoder (30) for VAE
-    ({("extreme_orientations", "sae12"): {"decoder": 35.0}}, "disagrees"),  # SAE-12 worse than VAE after decoder
-    ({("no_ball", "betavae"): {"encoder": [30.0, 40.0, 50.0], "decoder": [25.0, 32.0, 39.0]}},
-     "inconclusive (spreads overlap)"),
-])
-def test_c6_follows_the_rule(tmp_path, heldout, expected):
-    report, _ = build(tmp_path, heldout=heldout)
-    assert verdicts(report)["C6"] == expected
-
-
 def test_a_missing_model_makes_its_claims_inconclusive_and_names_it(tmp_path):
     models = [m for m in MODEL_ORDER if m != "vae"]
-    report, _ = build(tmp_path, models=models, arm_models=("sae12", "betavae"))
+    report, _ = build(tmp_path, models=models, arm_models=("sae12", "betavae", "vlae12"))
     found = verdicts(report)
     for claim in ("C1", "C2", "C3", "C4"):
         assert found[claim] == "inconclusive (missing: vae)", claim

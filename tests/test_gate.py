@@ -104,14 +104,20 @@ def test_claims_about_models_below_the_gate_are_not_testable(tmp_path):
     summary = summarise(read_cells(write_grid(tmp_path) / "cells"))
     normal = {c.claim_id: str(c.verdict) for c in evaluate_claims(summary)}
     assert normal == {f"C{i}": "agrees" for i in range(1, 7)}
-    # SAE-12 passes, VLAE-12 does not: C4 and C6 are not testable, the others follow their rules
-    gated = {c.claim_id: str(c.verdict) for c in evaluate_claims(summary, [_line("sae12", 4200.0),
-                                                                           _line("vlae12", 4400.0)])}
-    assert gated["C4"] == gated["C6"] == f"{NOT_TESTABLE} (below the gate: vlae12)"
-    assert all(gated[c] == "agrees" for c in ("C1", "C2", "C3", "C5"))
+    # SAE-12 and AE pass, VLAE-12 does not: the claims that name VLAE-12 (C1, C3, C4, C6) are not testable
+    gated = {c.claim_id: c for c in evaluate_claims(summary, [_line("sae12", 4200.0), _line("ae", 4200.0),
+                                                              _line("vlae12", 4400.0)])}
+    for claim in ("C1", "C3", "C4", "C6"):
+        assert str(gated[claim].verdict) == f"{NOT_TESTABLE} (below the gate: vlae12)", claim
+        assert str(gated[claim].rule_verdict) == "agrees"  # what the rule gave, kept for the record
+    assert all(str(gated[c].verdict) == "agrees" and gated[c].rule_verdict is None for c in ("C2", "C5"))
     below = {c.claim_id: c for c in evaluate_claims(summary, [_line("sae12", 4400.0), _line("vlae12", 4400.0)])}
-    assert str(below["C1"].verdict) == "not testable (below the gate: sae12)"
+    assert str(below["C2"].verdict) == "not testable (below the gate: sae12)"
     assert str(below["C4"].verdict) == "not testable (below the gate: sae12, vlae12)"
     assert below["C1"].to_json()["outcome"] == NOT_TESTABLE
-    passing = evaluate_claims(summary, [_line("sae12", 4200.0), _line("vlae12", 4200.0)])
+    # the budget: AE below the gate makes every claim not testable, naming it
+    budget = {c.claim_id: str(c.verdict) for c in evaluate_claims(summary, [_line("sae12", 4200.0),
+                                                                            _line("ae", 4200.0, accuracy=0.5)])}
+    assert budget == {f"C{i}": "not testable (below the gate: ae)" for i in range(1, 7)}
+    passing = evaluate_claims(summary, [_line(m, 4200.0) for m in ("sae12", "ae", "vlae12")])
     assert {c.claim_id: str(c.verdict) for c in passing} == normal

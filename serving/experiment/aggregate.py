@@ -1,5 +1,6 @@
 """Cells -> the numbers the report and the claims use: mean ± std over seeds per model, per arm and fine-tune mode,
-and the variable-by-factor importance of DCI (the paper's figure 4).
+and the variable-by-factor importance of DCI (the paper's figure 4); beside each spread, the per-seed values it was
+taken over (paired tests compare runs seed by seed).
 
 The std is the sample standard deviation (ddof 1) over seeds; with one seed it is 0 and ``Spread.n`` says so.
 """
@@ -7,7 +8,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +74,15 @@ class ExperimentSummary:
     extrapolation: dict[str, dict[str, dict[str, Spread]]]  # arm -> model -> measured mode -> held-out MSE x1000
     extrapolation_seeds: dict[str, dict[str, tuple[int, ...]]]  # arm -> model -> seeds of its cells
     importance: dict[str, VariableImportance]  # models whose main cells carry a DCI importance matrix
+    # The values behind the spreads, seed by seed (only the seeds that recorded them):
+    per_seed: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)  # model -> metric -> seed -> value
+    # arm -> model -> mode -> seed -> held-out MSE x1000
+    extrapolation_per_seed: dict[str, dict[str, dict[str, dict[int, float]]]] = field(default_factory=dict)
+    # arm -> model -> mode -> seed -> MSE x1000 on values seen in pretraining (the in-distribution control)
+    seen_per_seed: dict[str, dict[str, dict[str, dict[int, float]]]] = field(default_factory=dict)
+    # model -> seed -> the decoder's image change per variable
+    traversal_response: dict[str, dict[int, tuple[float, ...]]] = field(default_factory=dict)
+    gate: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # model -> seed -> the cell's gate numbers
 
 
 def _variable_matrix(cell: CellResult) -> np.ndarray:
@@ -143,5 +154,22 @@ def summarise(cells: Sequence[CellResult]) -> ExperimentSummary:
         for arm, by_model in sorted(arms.items())}
     extrapolation_seeds = {arm: {model: tuple(sorted(c.seed for c in by_model[model])) for model in table}
                            for arm, table in extrapolation.items() for by_model in (arms[arm],)}
+    per_seed = {model: {key: {c.seed: c.metrics[key] for c in main[model] if c.metrics[key] is not None}
+                        for key in MAIN_METRIC_KEYS} for model in models}
+
+    def by_seed(attribute: str) -> dict[str, dict[str, dict[str, dict[int, float]]]]:
+        return {arm: {model: {mode: found for mode in FINE_TUNE_MODES
+                              if (found := {c.seed: getattr(c.extrapolation, attribute)[mode] for c in by_model[model]
+                                            if mode in getattr(c.extrapolation, attribute)})}
+                      for model in sorted(by_model, key=model_sort_key)}
+                for arm, by_model in sorted(arms.items())}
+
+    traversal = {model: {c.seed: tuple(c.traversal_response) for c in main[model] if c.traversal_response is not None}
+                 for model in models}
+    gate = {model: {c.seed: c.gate for c in main[model] if c.gate is not None} for model in models}
     return ExperimentSummary(models=models, has_prior=has_prior, seeds=seeds, extrapolation=extrapolation,
-                             extrapolation_seeds=extrapolation_seeds, importance=importance)
+                             extrapolation_seeds=extrapolation_seeds, importance=importance, per_seed=per_seed,
+                             extrapolation_per_seed=by_seed("heldout_mse_x1000"),
+                             seen_per_seed=by_seed("seen_mse_x1000"),
+                             traversal_response={m: t for m, t in traversal.items() if t},
+                             gate={m: g for m, g in gate.items() if g})

@@ -3,6 +3,15 @@
 The cell file is the contract between the runner and the report builder (schema 1). Reading checks what the report
 uses and nothing more; a file that does not parse or does not follow the schema raises one ``CellFileError`` that
 names the file and the key. Non-finite numbers are refused too: every number in the report comes from these files.
+
+Optional keys (absent in older cells; the report says what their absence leaves unjudged):
+
+* ``gate`` (main cells): the gate's numbers (``serving.experiment.gate``) on the cell's own test images: ``bce``,
+  ``mse``, ``oracle_bce``, ``oracle_mse``, ``floor_bce`` and ``accuracy`` (factor -> test accuracy from the codes).
+* ``traversal_response`` (main cells): per latent variable, the mean image change when the decoder traverses that
+  variable (the authors' response metric), one number per variable.
+* ``extrapolation.seen_mse_x1000``: the in-distribution control, the same fine-tuned models scored on test images
+  whose factor values were seen in pretraining (fine-tune mode -> MSE per pixel x 1000).
 """
 from __future__ import annotations
 
@@ -33,6 +42,7 @@ class Extrapolation:
     heldout_mse_x1000: dict[str, float]  # fine-tune mode -> held-out MSE per pixel x 1000 (the modes measured)
     excluded: dict[str, list[Any]]
     heldout_images: int | None
+    seen_mse_x1000: dict[str, float] = field(default_factory=dict)  # the in-distribution control, when measured
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,8 @@ class CellResult:
     variable_of_dim: list[int] | None
     extrapolation: Extrapolation | None
     thumbnails: dict[str, str | None] = field(default_factory=dict)
+    gate: dict[str, Any] | None = None  # bce, mse, oracle_bce, oracle_mse, floor_bce, accuracy {factor: value}
+    traversal_response: list[float] | None = None  # per latent variable: the decoder's image change
 
     @property
     def total_seconds(self) -> float:
@@ -157,10 +169,42 @@ def _extrapolation(reader: _Reader) -> Extrapolation:
     if unknown:
         mse.fail(f"unknown fine-tune mode(s) {', '.join(unknown)} (known: {', '.join(FINE_TUNE_MODES)})")
     values = {mode: mse.number(mode, nullable=True) for mode in FINE_TUNE_MODES if mode in mse.data}
+    seen: dict[str, float] = {}
+    if reader.data.get("seen_mse_x1000") is not None:
+        control = reader.sub("seen_mse_x1000")
+        unknown = sorted(set(control.data) - set(FINE_TUNE_MODES))
+        if unknown:
+            control.fail(f"unknown fine-tune mode(s) {', '.join(unknown)} (known: {', '.join(FINE_TUNE_MODES)})")
+        seen = {mode: v for mode in FINE_TUNE_MODES if mode in control.data
+                and (v := control.number(mode, nullable=True)) is not None}
     return Extrapolation(arm=reader.get("arm", (str,)),
                          heldout_mse_x1000={mode: v for mode, v in values.items() if v is not None},
                          excluded=reader.optional("excluded", (dict,)) or {},
-                         heldout_images=reader.optional("heldout_images", (int,)))
+                         heldout_images=reader.optional("heldout_images", (int,)), seen_mse_x1000=seen)
+
+
+GATE_NUMBERS = ("bce", "mse", "oracle_bce", "oracle_mse", "floor_bce")
+
+
+def _gate(reader: _Reader) -> dict[str, Any] | None:
+    """The optional ``gate`` object of a main cell: its five numbers and the per-factor accuracy."""
+    if reader.data.get("gate") is None:
+        return None
+    gate = reader.sub("gate")
+    found: dict[str, Any] = {key: gate.number(key) for key in GATE_NUMBERS}
+    accuracy = gate.sub("accuracy")
+    found["accuracy"] = {str(k): accuracy.number(k) for k in accuracy.data}
+    return found
+
+
+def _vector(reader: _Reader, key: str) -> list[float] | None:
+    values = reader.optional(key, (list,))
+    if values is None:
+        return None
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                             and v >= 0 for v in values):
+        reader.fail(f"{key!r} must be a non-empty list of finite numbers >= 0")
+    return [float(v) for v in values]
 
 
 def read_cell(path: Path) -> CellResult:
@@ -203,7 +247,9 @@ def read_cell(path: Path) -> CellResult:
         fid_images=metrics_reader.optional("fid_images", (int,)) if metrics_reader else None,
         dci_regressor=metrics_reader.optional("dci_regressor", (str,)) if metrics_reader else None,
         dci_importance=importance, factor_names=factor_names, variable_of_dim=variable_of_dim,
-        extrapolation=extrapolation, thumbnails=dict(thumbs or {}))
+        extrapolation=extrapolation, thumbnails=dict(thumbs or {}),
+        gate=_gate(r) if kind == "main" else None,
+        traversal_response=_vector(r, "traversal_response") if kind == "main" else None)
 
 
 def read_cells(cells_dir: Path) -> list[CellResult]:

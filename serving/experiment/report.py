@@ -2,7 +2,9 @@
 ``OUT/results.json`` and charts under ``OUT/figures/``.
 
 It reads only the cell files, so it works on any subset of a grid (completed over several runs on different
-machines): absent cells are listed, and a claim whose inputs are absent is inconclusive and names them.
+machines): absent cells are listed, and a claim whose inputs are absent is inconclusive and names them. Each model's
+gate line comes from its cells (``report_gate``); on procedural data a claim about a model below the gate, or not
+shown to pass it, is not testable.
 """
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from sae.serving.experiment import figures
 from sae.serving.experiment.aggregate import ExperimentSummary, summarise
 from sae.serving.experiment.cell_results import (FINE_TUNE_MODES, CellFileError, CellResult, GridPlan, read_cells,
                                              read_grid_plan)
-from sae.serving.experiment.claims import COMPARISON_RULE, ClaimResult, evaluate_claims
+from sae.serving.experiment.claims import (APPROX_RULE, COMBINING_RULE, COMPARISON_RULE, PAIRED_RULE, ClaimResult,
+                                          evaluate_claims)
 from sae.serving.experiment.model_groups import model_label
 from sae.serving.experiment.report_facts import Chart, RunFacts
+from sae.serving.experiment.report_gate import ModelGate, model_gates
 from sae.serving.experiment.report_markdown import render_report
 
 __all__ = ["RunFacts", "Chart", "run_facts", "build_report", "REPORT_MD", "RESULTS_JSON", "FIGURES_DIR"]
@@ -99,7 +103,7 @@ def _spreads_json(values: dict) -> dict:
 
 
 def results_json(facts: RunFacts, summary: ExperimentSummary, claims: list[ClaimResult],
-                 charts: list[Chart]) -> dict[str, Any]:
+                 charts: list[Chart], gates: list[ModelGate] = ()) -> dict[str, Any]:
     """The aggregated numbers and verdicts, machine-readable."""
     importance = summary.importance.get("sae12")
     c5 = None
@@ -122,7 +126,9 @@ def results_json(facts: RunFacts, summary: ExperimentSummary, claims: list[Claim
         "extrapolation": {arm: {m: {"seeds": list(summary.extrapolation_seeds[arm][m]),
                                     "heldout_mse_x1000": _spreads_json(modes)} for m, modes in table.items()}
                           for arm, table in summary.extrapolation.items()},
-        "c5_importance": c5, "comparison_rule": COMPARISON_RULE, "claims": [c.to_json() for c in claims],
+        "c5_importance": c5, "gate": [g.to_json() for g in gates], "comparison_rule": COMPARISON_RULE,
+        "paired_rule": PAIRED_RULE, "approximate_rule": APPROX_RULE, "combining_rule": COMBINING_RULE,
+        "claims": [c.to_json() for c in claims],
         "figures": [{"title": c.title, "path": c.path} for c in charts]}
 
 
@@ -139,11 +145,13 @@ def build_report(out_dir: Path, *, command: str, wall_seconds: float | None = No
                             "nothing to report")
     facts = run_facts(cells, plan, command=command, wall_seconds=wall_seconds)
     summary = summarise(cells)
-    claims = evaluate_claims(summary)
+    gates = model_gates(summary, procedural=bool(cells) and set(facts.dataset_labels) == {"procedural"})
+    lines = [g.claim_line for g in gates if g.claim_line is not None]
+    claims = evaluate_claims(summary, lines or None)
     charts = _charts(out_dir, summary)
-    (out_dir / RESULTS_JSON).write_text(json.dumps(results_json(facts, summary, claims, charts), indent=2,
+    (out_dir / RESULTS_JSON).write_text(json.dumps(results_json(facts, summary, claims, charts, gates), indent=2,
                                                    ensure_ascii=False) + "\n", encoding="utf-8")
     report = out_dir / REPORT_MD
     report.write_text(render_report(out_dir, facts, summary, claims, cells, charts,
-                                    charts_available=figures.charts_available()), encoding="utf-8")
+                                    charts_available=figures.charts_available(), gates=gates), encoding="utf-8")
     return report

@@ -10,9 +10,12 @@ from pathlib import Path
 
 from sae.serving.experiment.aggregate import ExperimentSummary, Spread
 from sae.serving.experiment.cell_results import FINE_TUNE_MODES, CellResult
-from sae.serving.experiment.claims import C5_UNUSED_SHARE, COMPARISON_RULE, ClaimResult, format_spread
+from sae.serving.experiment.claims import (APPROX_RULE, C5_GEOMETRY, C5_HUES, COMBINING_RULE, COMPARISON_RULE,
+                                          NOT_TESTABLE, PAIRED_RULE, ClaimResult, format_spread, mean_position)
+from sae.serving.experiment.gate import ACCURACY_GATE, BCE_GATE_FRACTION, GATE_MODELS
 from sae.serving.experiment.model_groups import model_label, model_sort_key
 from sae.serving.experiment.report_facts import Chart, RunFacts
+from sae.serving.experiment.report_gate import BCE_ONLY, MEASURED, NOT_MEASURED, ModelGate
 
 
 __all__ = ["NO_PRIOR", "NOT_RECORDED", "TRAVERSAL_MODELS", "markdown_table", "render_report"]
@@ -179,27 +182,98 @@ def _c5_table(summary: ExperimentSummary) -> list[str]:
     importance = summary.importance.get("sae12")
     if importance is None:
         return lines + ["No SAE-12 cell with a DCI importance matrix.", ""]
+    names = importance.factor_names
+    placed = all(f in names for f in C5_GEOMETRY + C5_HUES)
     lines += [f"Importance rows summed over each variable's dims and divided by the total, then averaged over "
-              f"{len(importance.seeds)} seed(s) (seeds {', '.join(map(str, importance.seeds))}). A variable under "
-              f"{C5_UNUSED_SHARE:.0%} of the total counts as unused.", ""]
+              f"{len(importance.seeds)} seed(s) (seeds {', '.join(map(str, importance.seeds))}). C5 compares the "
+              f"importance-weighted mean position of {' and '.join(C5_GEOMETRY)} with that of the hues, seed by seed "
+              f"(the claim's line gives each seed)"
+              + (f"; on this mean matrix they sit at {mean_position(importance.shares, names, C5_GEOMETRY):.2f} and "
+                 f"{mean_position(importance.shares, names, C5_HUES):.2f}." if placed else "."), ""]
     rows = [[str(v + 1), importance.top_factor(v), f"{share * 100:.2f}"]
             for v, share in enumerate(importance.variable_shares)]
     return lines + markdown_table(["variable", "most-informative factor", "share of total importance (%)"],
                                   rows) + [""]
 
 
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _gate(gates: Sequence[ModelGate], claims: Sequence[ClaimResult]) -> list[str]:
+    lines = ["## The gate: has each model learned the geometry?", "",
+             f"A model has learned the geometry when every factor is predicted from its codes with test accuracy ≥ "
+             f"{ACCURACY_GATE} (gradient-boosted trees) and its test BCE is at most floor + {BCE_GATE_FRACTION:g} × "
+             f"(oracle − floor): the colour oracle gets each image's hues right and outputs the mean over all 480 "
+             f"geometries; the entropy floor is a perfect reconstruction. The budget is adequate when "
+             f"{' and '.join(model_label(m) for m in GATE_MODELS)} both pass. A claim whose models (or the budget) "
+             f"are below the gate is not testable; the models compared against them are taken as they are.", ""]
+    if not gates:
+        return lines + ["No main cells.", ""]
+    rows = []
+    for g in gates:
+        if g.line is None:
+            rows.append([model_label(g.model), "0", g.source] + [NOT_RECORDED] * 7)
+            continue
+        line = g.line
+        accuracy = (", ".join(f"{f} {a:.2f}" for f, a in line.accuracy.items()) if line.accuracy
+                    else "not measured")
+        rows.append([model_label(g.model), str(len(g.seeds)), g.source + ("" if g.all_seeds else " (not every seed)"),
+                     _number(line.bce), _number(line.mse), f"{_number(line.oracle_bce)} / {_number(line.oracle_mse)}",
+                     _number(line.floor_bce), _number(line.bce_threshold), accuracy,
+                     "yes" if g.passed else "no"])
+    lines += markdown_table(["model", "seeds", "gate numbers", "BCE per image", "MSE per pixel",
+                             "oracle BCE / MSE", "floor BCE", "BCE threshold", "accuracy per factor (lowest seed)",
+                             "learned the geometry"], rows) + [""]
+    sources = {g.source for g in gates}
+    if MEASURED in sources:
+        lines += [f"{MEASURED}: the cells carry the gate's numbers on their own test images; BCE, MSE, oracle and "
+                  "floor are means over the seeds, accuracy the lowest seed's.", ""]
+    if BCE_ONLY in sources:
+        lines += [f"{BCE_ONLY}: these cells do not carry the gate's numbers, so the gate was not measured for them. "
+                  "Their line puts the cells' test BCE and MSE beside the colour oracle's and the entropy floor's "
+                  "measured once on 2,000 procedural images (`gate.oracle_figures()`, not the cells' own test "
+                  "images), and their per-factor accuracy is unknown: unknown accuracy counts as not passing, so "
+                  "none of these models is taken to have learned the geometry.", ""]
+    if NOT_MEASURED in sources:
+        lines += [f"{NOT_MEASURED}: the gate was not measured for these cells (no gate numbers, and no oracle for "
+                  "their data); the claims about them follow their rules.", ""]
+    by_model = {g.model: g for g in gates}
+    budget = [m for m in GATE_MODELS if m in by_model and by_model[m].line is not None]
+    if budget:
+        adequate = all(by_model[m].passed for m in GATE_MODELS if m in by_model) and len(budget) == len(GATE_MODELS)
+        lines += [f"Budget adequate: {'yes' if adequate else 'no'} ("
+                  + ", ".join(f"{model_label(m)} {'passes' if by_model[m].passed else 'below the gate'}"
+                              for m in budget) + ").", ""]
+    untested = [c.claim_id for c in claims if c.verdict.outcome == NOT_TESTABLE]
+    if untested:
+        lines += [f"**{', '.join(untested)} are not tested by this run:** the models they are about are below the "
+                  "gate. What their rules give on these numbers is shown for the record only; it is no evidence for "
+                  "or against the paper.", ""]
+    return lines
+
+
 def _claims(claims: Sequence[ClaimResult]) -> list[str]:
-    lines = ["## Claims", "", f"Comparison rule: {COMPARISON_RULE}", ""]
+    lines = ["## Claims", "", "Each claim quotes the paper, then states the rule that decides it.", "",
+             f"- {COMPARISON_RULE}", f"- {PAIRED_RULE}", f"- {APPROX_RULE}", f"- {COMBINING_RULE}", ""]
     for claim in claims:
         single = (f" Single seed for {', '.join(claim.single_seed)}: the verdict rests on one seed."
                   if claim.single_seed else "")
-        lines.append(f"- **{claim.claim_id}** {claim.statement} Rule: {claim.rule} This run: {claim.numbers}."
-                     f"{single} **Verdict: {claim.verdict}**")
+        record = (f" The rule on these numbers, for the record (not a test of the claim): {claim.rule_verdict}."
+                  if claim.rule_verdict else "")
+        quote = f" The paper: {claim.quote}." if claim.quote else ""
+        lines.append(f"- **{claim.claim_id}** {claim.statement}{quote} Rule: {claim.rule} This run: {claim.numbers}."
+                     f"{single}{record} **Verdict: {claim.verdict}**")
+        lines += [f"  - {d}" for d in claim.details]
     lines.append("")
     for claim in claims:
         if claim.comparisons:
             lines += [f"<details><summary>{claim.claim_id}: every comparison</summary>", ""]
-            lines += [f"- {c.describe()}" for c in claim.comparisons] + ["", "</details>", ""]
+            for part in claim.parts:
+                if part.comparisons:
+                    lines += [f"*{part.name}* ({part.rule}): {part.verdict}", ""]
+                    lines += [f"- {c.describe()}" for c in part.comparisons] + [""]
+            lines += ["</details>", ""]
     return lines
 
 
@@ -214,8 +288,16 @@ def _missing(facts: RunFacts) -> list[str]:
 
 
 def render_report(out_dir: Path, facts: RunFacts, summary: ExperimentSummary, claims: Sequence[ClaimResult],
-                  cells: Sequence[CellResult], charts: Sequence[Chart], *, charts_available: bool) -> str:
-    lines = _header(facts) + _seeds_note(summary) + _model_tables(summary) + _figures(out_dir, cells, charts,
-                                                                                      charts_available)
-    lines += _extrapolation(summary) + _c5_table(summary) + _claims(claims) + _missing(facts)
+                  cells: Sequence[CellResult], charts: Sequence[Chart], *, charts_available: bool,
+                  gates: Sequence[ModelGate] = ()) -> str:
+    lines = _header(facts)
+    untested = [c.claim_id for c in claims if c.verdict.outcome == NOT_TESTABLE]
+    if untested:
+        below = sorted({g.model for g in gates if g.line is not None and not g.passed},
+                       key=model_sort_key)
+        lines[2:2] = [f"> **Below the gate.** {', '.join(model_label(m) for m in below)} have not been shown to "
+                      f"learn the geometry (section \"The gate\"), so {', '.join(untested)} are not tested by this run: "
+                      "their verdicts read \"not testable\".", ""]
+    lines += _seeds_note(summary) + _model_tables(summary) + _figures(out_dir, cells, charts, charts_available)
+    lines += _extrapolation(summary) + _c5_table(summary) + _gate(gates, claims) + _claims(claims) + _missing(facts)
     return "\n".join(lines)
