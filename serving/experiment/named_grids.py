@@ -86,7 +86,8 @@ cell). The whole grid is estimated at about 3.9 hours of a quiet 2-core machine:
   size changing together with its hue, but no variable that changes its shape or orientation; DCI informativeness
   (gradient-boosted trees, accuracy averaged over the six factors) is 0.39-0.53 across the seed-0 models. C4 and C5
   are stated about models that have learned all six factors, so their verdicts here test the ranking of models that
-  encode mainly colour; they are reported as measured, and say nothing of where the paper's models stand. The step
+  encode mainly colour; below the gate (the report's first section) every claim about them is marked not
+  testable, and they say nothing of where the paper's models stand. The step
   count or size at which the tiny models learn shape and orientation is not measured by this grid; finding it needs a
   calibration run of its own (sae12-tiny at 3k and 6k steps, or a backbone between -tiny and the paper's), and the
   4-hour budget leaves no room for longer main cells.
