@@ -10,6 +10,10 @@ class SAEError(Exception):
     or flag at fault, so the ``sae`` command prints it as one line."""
 
 
+class UsageError(SAEError, ValueError):
+    """A command's arguments that argparse cannot check alone: missing, or contradicting each other (exit 2)."""
+
+
 class ClientError(SAEError, RuntimeError):
     """Base class for everything the client raises."""
 

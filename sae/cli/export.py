@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sae.clients.errors import SAEError
+from sae.clients.errors import UsageError
 from sae.cli import arguments as arg
 from sae.cli import output
 
@@ -25,7 +25,7 @@ def cmd_export(args: argparse.Namespace) -> int:
               f"({len(models)} models)")
         return 0
     if args.run is None:
-        raise SAEError("give the run to export (a run folder or checkpoint), or --rollback NAME")
+        raise UsageError("give the run to export (a run folder or checkpoint), or --rollback NAME")
 
     options = RepositoryOptions(name=args.name, flavour=args.flavour, native_runtime=args.native_runtime,
                                 tensorrt=args.tensorrt, gpu_precision=args.gpu_precision)
