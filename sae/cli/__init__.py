@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from importlib import metadata
 
 from sae.clients.errors import SAEError
 from sae.cli import arguments as arg
 from sae.cli import client, demo, export, measure, serve, train
+from sae.version import VersionAction
 
 COMMAND_MODULES = (train, export, serve, client, measure, demo)  # the order of `sae --help`
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sae", description=__doc__, formatter_class=arg.HelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {metadata.version('sae-serving')}")
+    p.add_argument("--version", action=VersionAction)
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.add_parsers(sub)
