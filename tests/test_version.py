@@ -1,4 +1,4 @@
-"""Semantic versions: one number (``sae.__version__``, read by pyproject.toml), the CHANGELOG's latest release, and
+"""Semantic versions: one number (``clients/version.py``, read by pyproject.toml and ``sae.__version__``), the CHANGELOG's latest release, and
 ``sae --version`` naming the commit when the package runs from a git checkout."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import sae
-from sae import version as sae_version
+from sae.clients import version as sae_version
 from sae.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,10 +23,10 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 def test_one_semantic_version_read_by_pyproject_and_released_in_the_changelog():
-    assert SEMVER.match(sae.__version__)
+    assert SEMVER.match(sae.__version__) and sae.__version__ == sae_version.__version__
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
-    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "sae.__version__"}
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "sae.clients.version.__version__"}
     releases = re.findall(r"^## \[(\d[^\]]*)\]", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
     assert releases and releases[0] == sae.__version__, "the newest CHANGELOG entry is this version"
 
@@ -53,7 +53,7 @@ def _checkout(path: Path) -> Path:
 
 def test_commit_is_short_clean_or_dirty_and_absent_outside_a_checkout(tmp_path, monkeypatch):
     tree = _checkout(tmp_path / "tree")
-    monkeypatch.setattr(sae_version, "_SOURCE_ROOT", tree.resolve())
+    monkeypatch.setattr(sae_version, "SOURCE_ROOT", tree.resolve())
     head = _git(tree, "rev-parse", "--short", "HEAD")
     assert sae_version.git_commit() == head
     assert sae_version.git_commit(short=False) == _git(tree, "rev-parse", "HEAD")
@@ -65,9 +65,9 @@ def test_commit_is_short_clean_or_dirty_and_absent_outside_a_checkout(tmp_path, 
 
     inside = tree / "site-packages"  # a package installed under some other checkout is not that checkout
     inside.mkdir()
-    monkeypatch.setattr(sae_version, "_SOURCE_ROOT", inside.resolve())
+    monkeypatch.setattr(sae_version, "SOURCE_ROOT", inside.resolve())
     assert sae_version.git_commit() is None
-    monkeypatch.setattr(sae_version, "_SOURCE_ROOT", tmp_path.resolve())
+    monkeypatch.setattr(sae_version, "SOURCE_ROOT", tmp_path.resolve())
     assert sae_version.git_commit() is None and sae_version.version_string() == sae.__version__
 
 
