@@ -19,7 +19,7 @@ from sae.training.model_card import CARD_FILE, refresh_model_card
 from sae.training.options import TrainerOptions
 from sae.training.trainer import Trainer
 from sae.training.weights_file import SAFETENSORS_FILE, read_metadata
-from conftest import tiny_config
+from conftest import copy_repository, tiny_config
 from tests.test_client_imports import BLOCK_TORCH
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +89,17 @@ def test_load_model_and_export_read_either_form_with_equal_outputs(micro_run, tm
             assert torch.equal(other.encode(x), z) and torch.equal(other.decode(z), from_pt.decode(z))
     pt, st = Checkpoint.load(micro_run), Checkpoint.load(shared)
     assert (st.step, st.extra, st.config) == (pt.step, pt.extra, pt.config)  # export's data path and exclusions
+
+
+def test_sae_export_serves_a_shared_folder_of_safetensors_weights(micro_run, tmp_path, capsys):
+    from sae.cli import main
+
+    shared = shared_copy(micro_run, tmp_path / "shared")
+    repo = copy_repository(tmp_path / "model_repository")
+    assert main(["export", str(shared), "--repo", str(repo), "--name", "st", "--bank-size", "16"]) == 0
+    assert f"exported sae12-tiny (step {STEPS})" in capsys.readouterr().out
+    manifest = json.loads((repo / "st_encode" / "1" / "export.json").read_text())
+    assert manifest["checkpoint"] == str(shared / SAFETENSORS_FILE) and manifest["checkpoint_step"] == STEPS
 
 
 @pytest.mark.parametrize("damage", ["empty", "truncated", "garbage_header", "no_config"])
