@@ -55,7 +55,7 @@ def test_the_card_names_kind_config_data_label_steps_losses_and_commit(micro_run
     assert "| config | `sae12-tiny` " in card and "[config.json](config.json)" in card
     assert f"`shapes3d` from `{shapes_file.resolve()}`" in card
     assert "| data label | **procedural**" in card  # the fixture is the package's procedural render
-    assert f"| steps | {STEPS} of {STEPS}, batch 8" in card
+    assert f"| steps | {STEPS} (the config's schedule: {STEPS}), batch 8," in card
     losses = next(line for line in card.splitlines() if line.startswith("| final training losses |"))
     assert "loss " in losses and "reconstruction " in losses and f"(step {STEPS})" in losses
     assert "| validation loss | " in card and "best " in card

@@ -144,8 +144,8 @@ def render_card(run_dir: Path) -> str:
         f"| config | `{name}` (every field: [config.json](config.json)) |",
         f"| data | {data} |",
         f"| data label | {label_text} |",
-        f"| steps | {step:,} of {int(train.get('steps', step)):,}, batch {train.get('batch_size', '?')}, "
-        f"lr {train.get('lr', '?')}, seed {train.get('seed', '?')} |",
+        f"| steps | {step:,} (the config's schedule: {int(train.get('steps', step)):,}), batch "
+        f"{train.get('batch_size', '?')}, lr {train.get('lr', '?')}, seed {train.get('seed', '?')} |",
         f"| final training losses | {final} |",
     ]
     if vals:
