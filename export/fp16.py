@@ -25,11 +25,12 @@ OP_BLOCK_LIST = sorted(FP32_OPS | set(DEFAULT_OP_BLOCK_LIST))
 
 def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """A new model computing in fp16 except the ops of ``OP_BLOCK_LIST``; inputs and outputs keep their types."""
-    model = convert_float_to_float16(onnx.ModelProto.FromString(model.SerializeToString()),
+    model = convert_float_to_float16(onnx.ModelProto.FromString(model.SerializeToString()),  # it converts in place
                                      keep_io_types=True, op_block_list=OP_BLOCK_LIST)
     OnnxModel.graph_topological_sort(model.graph, is_deterministic=True)  # the converter appends its Cast nodes
     del model.graph.value_info[:]  # the converter's inferred shapes: ONNX Runtime infers them again on load
     onnx.checker.check_model(model)
+    onnx.shape_inference.infer_shapes(model, strict_mode=True)  # raises where a Cast is missing between types
     return model
 
 
