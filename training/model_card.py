@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from sae.clients.atomic import write_text_atomic
+from sae.clients.datasets import open_dataset
+from sae.clients.version import __version__, git_commit
 from sae.training.metrics_log import read_metrics
+from sae.training.weights_file import read_metadata, run_weights, save_safetensors
 
 CARD_FILE = "README.md"
 CARD_MARK = "<!-- sae-serving model card"  # near the top of a card this module wrote (and may rewrite)
@@ -34,11 +37,8 @@ def write_shared_run(run_dir: Path, data_source: Any = None) -> Path | None:
 
     ``data_source``: the training ``ImageSource``, for the procedural/real label (default: the checkpoint's data path).
     """
-    from sae.clients.datasets import open_dataset
-    from sae.clients.evaluation.harness import is_procedural
-    from sae.training.checkpoint import LAST, Checkpoint, run_checkpoint
-    from sae.training.weights_file import run_weights, save_safetensors
-    from sae.clients.version import __version__, git_commit
+    from sae.clients.evaluation.harness import is_procedural  # the client's modules: imported when used
+    from sae.training.checkpoint import LAST, Checkpoint, run_checkpoint  # torch
 
     run_dir = Path(run_dir)
     last = run_checkpoint(run_dir, LAST)
@@ -55,17 +55,15 @@ def write_shared_run(run_dir: Path, data_source: Any = None) -> Path | None:
         label = ""
     save_safetensors(ckpt, run_weights(run_dir), {"data_label": label, "commit": git_commit() or "",
                                                   "sae_serving_version": __version__})
-    return refresh_model_card(run_dir, force=True)
+    return refresh_model_card(run_dir)
 
 
 def refresh_model_card(folder: Path, force: bool = False) -> Path | None:
     """Render ``README.md`` of the run folder ``folder`` (or of its parent, for an eval folder inside a run).
 
     Returns the card's path, or None when neither is a run folder with ``model.safetensors``. An existing
-    ``README.md`` that this module did not write is left alone unless ``force``.
+    ``README.md`` that this module did not write (a user's own) is left alone unless ``force``.
     """
-    from sae.training.weights_file import run_weights
-
     folder = Path(folder)
     for run_dir in (folder, folder.parent):
         if run_weights(run_dir).is_file() and (run_dir / "config.json").is_file():
@@ -101,9 +99,6 @@ def _evaluation(run_dir: Path) -> tuple[Path, dict] | None:
 
 def render_card(run_dir: Path) -> str:
     """The card's Markdown, from the run folder's files (no torch)."""
-    from sae.training.weights_file import read_metadata, run_weights
-    from sae.clients.version import __version__
-
     run_dir = Path(run_dir)
     config = json.loads((run_dir / "config.json").read_text())
     meta = read_metadata(run_weights(run_dir))
