@@ -122,17 +122,25 @@ def test_a_damaged_weights_file_is_one_clear_error(micro_run, tmp_path, damage):
     assert ("config.json" in message) if damage == "no_config" else ("not a readable safetensors file" in message)
 
 
-def test_eval_results_in_the_run_folder_join_the_card(micro_run, tmp_path):
+def test_sae_eval_into_the_run_folder_adds_its_headline_metrics_to_the_card(micro_run, shapes_file, tmp_path,
+                                                                           monkeypatch):
     run = tmp_path / "run"
     shutil.copytree(micro_run, run)
-    (run / "eval").mkdir()
     result = {"model": "sae12", "data": {"label": "procedural"},
               "reconstruction": {"images": 512, "bce_per_image": 1234.5, "mse_per_pixel": 0.0123},
               "distances": {"FID": {"status": "skipped (--fid-images 0)"}},
               "disentanglement": {"summary": {"dci_regressor": "lasso", "dci_disentanglement": 0.25,
                                               "dci_completeness": 0.5, "mig": 0.125, "sap": 0.0625}}}
-    (run / "eval" / "eval.json").write_text(json.dumps(result))
-    assert refresh_model_card(run / "eval") == run / CARD_FILE  # what `sae eval --out RUN/eval` calls
+    from sae.cli import main
+    from sae.clients.evaluation import harness
+
+    def evaluate(config):  # the harness's files without a server: eval.json in --out
+        config.out.mkdir(parents=True, exist_ok=True)
+        (config.out / "eval.json").write_text(json.dumps(result))
+        return result
+
+    monkeypatch.setattr(harness, "evaluate", evaluate)
+    assert main(["eval", "--data", str(shapes_file), "--model", "sae12", "--out", str(run / "eval")]) == 0
     card = (run / CARD_FILE).read_text()
     assert "From [eval/eval.json](eval/eval.json) (`sae eval`, model `sae12`)" in card
     assert "- reconstruction (procedural, 512 test images): BCE 1234.5 per image, MSE 0.01230 per pixel" in card
