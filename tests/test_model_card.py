@@ -51,7 +51,7 @@ def test_the_card_names_kind_config_data_label_steps_losses_and_commit(micro_run
     card = (micro_run / CARD_FILE).read_text()
     assert card.startswith("---\nlibrary_name: sae-serving\n")
     assert "# sae12-tiny: Structural Autoencoder (Leeb et al., ICLR 2023)" in card
-    assert "| kind | `sae` " in card and "latent dimension 12" in card
+    assert "| kind | `sae`: " in card and "latent dimension 12" in card
     assert "| config | `sae12-tiny` " in card and "[config.json](config.json)" in card
     assert f"`shapes3d` from `{shapes_file.resolve()}`" in card
     assert "| data label | **procedural**" in card  # the fixture is the package's procedural render
