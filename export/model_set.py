@@ -39,7 +39,7 @@ from sae.repository.install import (bank_roles, check_ownership, install_model_s
 from sae.repository.layout import (BANK_FILE, HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, MANIFEST_FILE, ONNX_FILE,
                                ONNX_FP16_FILE, TORCHSCRIPT_FILE)
 from sae.repository.validate import check_repository
-from sae.training.checkpoint import LAST, Checkpoint
+from sae.training.checkpoint import LAST, Checkpoint, resolve_checkpoint
 
 EXPORT_PARITY_BATCHES = (1, 7)  # checked at every export; tests/test_parity.py adds 256
 JOINED_GRAPH_TOLERANCE = 1e-5  # joined reconstruction graph vs encode and decode run apart: measured 0
@@ -77,8 +77,7 @@ class ExportReport:
 
 
 def checkpoint_file(run: Path) -> Path:
-    run = Path(run)
-    return run / "checkpoints" / LAST if run.is_dir() else run
+    return resolve_checkpoint(Path(run), LAST)
 
 
 

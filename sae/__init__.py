@@ -10,3 +10,11 @@ from pathlib import Path
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 if not (Path(__file__).resolve().parent / "training").is_dir() and (_SOURCE_ROOT / "training" / "__init__.py").is_file():
     __path__.append(str(_SOURCE_ROOT))  # noqa: F821 (a package's __path__)
+
+
+def __getattr__(name: str):
+    if name == "__version__":  # written once, in clients/version.py (imported on use: `import sae` stays light)
+        from sae.clients.version import __version__
+
+        return __version__
+    raise AttributeError(f"module 'sae' has no attribute {name!r}")

@@ -1,11 +1,10 @@
-"""The `sae` command explains itself: help on every option with its default, --version, "did you mean" for names,
+"""The `sae` command explains itself: help on every option with its default, "did you mean" for names,
 and errors that tell a missing server from a model that is not served from one that is not ready yet."""
 from __future__ import annotations
 
 import argparse
 import socket
 import time
-from importlib import metadata
 
 import pytest
 
@@ -44,13 +43,6 @@ def test_defaults_are_shown_in_help(capsys):
     sample_help = " ".join(subparsers()["sample"].format_help().split())
     assert "(default: 64)" in sample_help and "(default: 127.0.0.1:8001)" in sample_help
     assert "(default: 0)" in sample_help  # --seed: a default of 0 is shown too
-
-
-def test_version_comes_from_the_package_metadata(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser().parse_args(["--version"])
-    assert exit_info.value.code == 0
-    assert capsys.readouterr().out.strip() == f"sae {metadata.version('sae-serving')}"
 
 
 def _last_error_line(argv, capsys, code: int = 2) -> str:

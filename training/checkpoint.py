@@ -1,4 +1,8 @@
-"""Checkpoints: plain dicts of tensors, numbers and a config JSON string, so ``torch.load(weights_only=True)`` reads them."""
+"""Checkpoints: plain dicts of tensors, numbers and a config JSON string, so ``torch.load(weights_only=True)`` reads them.
+
+A run's weights may also be read from ``model.safetensors`` beside its ``config.json`` (``training.weights_file``):
+``Checkpoint.load`` takes either form, so do ``load_model`` and ``sae export``.
+"""
 from __future__ import annotations
 
 import io
@@ -12,13 +16,10 @@ from sae.clients.atomic import write_bytes_atomic
 from sae.clients.errors import SAEError
 from sae.training.config import ExperimentConfig
 from sae.training.models.zoo import build_model
+from sae.training.weights_file import SAFETENSORS_FILE, SAFETENSORS_SUFFIX, CheckpointError, load_safetensors
 
 LAST = "last.pt"  # the newest state: what a resumed run starts from
 BEST = "best.pt"  # the state with the lowest validation loss so far
-
-
-class CheckpointError(SAEError, ValueError):
-    """A checkpoint is missing, truncated or not one of ours."""
 
 
 @dataclass
@@ -43,10 +44,12 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: Path, map_location: str | torch.device = "cpu", which: str = LAST) -> "Checkpoint":
-        """``path`` is a checkpoint file or a run folder (then ``RUN/checkpoints/{which}``, last.pt by default)."""
-        path = Path(path)
-        if path.is_dir():
-            path = run_checkpoint(path, which)
+        """``path`` is a checkpoint file, a ``model.safetensors`` file, or a run folder (then
+        ``RUN/checkpoints/{which}``, last.pt by default, or else ``RUN/model.safetensors``)."""
+        path = resolve_checkpoint(path, which)
+        if path.suffix == SAFETENSORS_SUFFIX:
+            config, state, step, extra = load_safetensors(path, map_location)
+            return cls(config, state, step, None, extra, None)
         if not path.is_file():
             raise CheckpointError(f"no checkpoint at {path}; train one with `sae train CONFIG --out RUN`")
         try:
@@ -67,6 +70,17 @@ class Checkpoint:
         model = build_model(self.config.model)
         model.load_state_dict(self.model_state)
         return model.to(device).eval()
+
+
+def resolve_checkpoint(path: Path, which: str = LAST) -> Path:
+    """The file ``Checkpoint.load(path, which=which)`` reads: a file as given; for a run folder its
+    ``checkpoints/{which}``, or its ``model.safetensors`` when the folder holds no ``.pt`` checkpoints (a shared run)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    checkpoint = run_checkpoint(path, which)
+    shared = path / SAFETENSORS_FILE
+    return shared if not checkpoint.is_file() and which == LAST and shared.is_file() else checkpoint
 
 
 def run_checkpoint(run_dir: Path, which: str = LAST) -> Path:

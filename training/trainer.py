@@ -30,6 +30,7 @@ from sae.training import distributed
 from sae.training.checkpoint import BEST, LAST, Checkpoint, run_checkpoint
 from sae.training.config import ExperimentConfig
 from sae.training.metrics_log import MetricsLog, write_loss_curve
+from sae.training.model_card import write_shared_run
 from sae.training.models.autoencoder import Autoencoder
 from sae.training.options import TrainerOptions, TrainingError
 from sae.training.pipeline import Prefetcher, TrainingData, to_model_input
@@ -247,6 +248,7 @@ class Trainer:
                 log.close()
         if main:
             write_loss_curve(self.run_dir, title=f"{self.cfg.name}: {self.run_dir.name}")
+            write_shared_run(self.run_dir, self.data)  # RUN/model.safetensors and the model card RUN/README.md
         return TrainResult(self.run_dir, self.step, metrics["loss"], rate, val_loss, self.best_val_loss)
 
 

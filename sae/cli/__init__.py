@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import os
-from importlib import metadata
 
 from sae.clients.errors import SAEError
 from sae.cli import arguments as arg
 from sae.cli import client, completion, demo, export, measure, serve, train
 from sae.cli import output
+from sae.version import VersionAction
 
 COMMAND_MODULES = (train, export, serve, client, measure, demo, completion)  # the order of `sae --help`
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sae", description=__doc__, formatter_class=arg.HelpFormatter)
-    p.add_argument("--version", action="version", version=f"%(prog)s {metadata.version('sae-serving')}")
+    p.add_argument("--version", action=VersionAction)
     p.add_argument("--log-level", choices=output.LOG_LEVELS, default=os.environ.get("SAE_LOG_LEVEL", "INFO"),
                    help="messages of the sae.* loggers on stderr at this level and above (env SAE_LOG_LEVEL)")
     p.add_argument("--log-format", choices=output.LOG_FORMATS, default="text",

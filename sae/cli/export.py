@@ -51,7 +51,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     e = sub.add_parser("export", help="checkpoint -> one model's set of Triton models (ONNX, TorchScript, bank)")
-    e.add_argument("run", type=Path, nargs="?", default=None, help="run folder or checkpoint file")
+    e.add_argument("run", type=Path, nargs="?", default=None, help="run folder, .pt checkpoint or model.safetensors (beside its config.json)")
     e.add_argument("--rollback", type=arg.model_name, default=None, metavar="NAME",
                    help="instead of exporting: serve the previous version of the set NAME again ('' for the "
                    "unprefixed set); each export writes version N+1 and keeps two earlier ones")

@@ -43,6 +43,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         data=args.data, out=args.out, url=args.url, model=args.model, fast=args.fast, inception=args.inception,
         bank=args.bank, num_images=args.num_images, fid_images=args.fid_images, train_codes=args.train_codes,
         seed=args.seed, stats_cache=args.stats_cache, timeout_s=args.timeout))
+    from sae.training.model_card import refresh_model_card  # torch-free
+
+    refresh_model_card(args.out)  # --out RUN/eval (or RUN): the run's model card shows these metrics
     human = "\n".join([*summary_lines(result), f"wrote {args.out / 'eval.json'}, {args.out / 'report.md'} and "
                                                  f"figures in {args.out / 'figures'}"])
     output.result(human, result, args.json)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import math
 import os
 import platform
-import subprocess
 from pathlib import Path
 from typing import Any
 
+from sae.clients import version as clients_version
 from sae.serving.experiment.grid import CellSpec
 from sae.training.config import ExperimentConfig
 
@@ -19,7 +19,6 @@ SCHEMA = 1
 METRIC_KEYS = ("bce", "mse", "fid_reconstruction", "fid_hybrid", "fid_prior", "fid_images", "dci_disentanglement",
                "dci_completeness", "dci_informativeness", "dci_regressor", "mig", "irs", "sap", "modularity",
                "explicitness")
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def number(value: Any) -> float | None:
@@ -39,17 +38,8 @@ def _get(tree: Any, *keys: str) -> Any:
 
 
 def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    sha = out.stdout.strip()
-    if out.returncode != 0 or not sha:
-        return "unknown"
-    dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, timeout=10).stdout.strip()
-    return f"{sha}-dirty" if dirty else sha
+    """The full commit of this checkout (``-dirty`` with uncommitted changes), or "unknown"."""
+    return clients_version.git_commit(short=False) or "unknown"
 
 
 def machine() -> str:
