@@ -15,7 +15,8 @@ COMMAND_MODULES = (train, export, serve, client, measure, demo, completion)  # t
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sae", description=__doc__, formatter_class=arg.HelpFormatter)
+    # allow_abbrev=False: argparse would otherwise read a subcommand's --log as an abbreviation of --log-level
+    p = argparse.ArgumentParser(prog="sae", description=__doc__, formatter_class=arg.HelpFormatter, allow_abbrev=False)
     p.add_argument("--version", action=VersionAction)
     p.add_argument("--log-level", choices=output.LOG_LEVELS, default=os.environ.get("SAE_LOG_LEVEL", "INFO"),
                    help="messages of the sae.* loggers on stderr at this level and above (env SAE_LOG_LEVEL)")
