@@ -8,9 +8,9 @@ from importlib import metadata
 
 from sae.clients.errors import SAEError
 from sae.cli import arguments as arg
-from sae.cli import client, demo, export, measure, serve, train
+from sae.cli import client, demo, explore, export, measure, serve, train
 
-COMMAND_MODULES = (train, export, serve, client, measure, demo)  # the order of `sae --help`
+COMMAND_MODULES = (train, export, serve, client, explore, measure, demo)  # the order of `sae --help`
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,141 @@
+"""The explorer's ASGI app: the page (three fixed files, no path from a request reaches the file system) and its JSON
+endpoints, each a thin wrapper around one call of ``calls.py`` run in a worker thread.
+
+Errors come back as ``{"error": message}``: 400 for a request the page should not have sent (or an upload that is
+refused), 503 when the server or the model set is not there (the page then polls ``/api/sets`` until it is back).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sae.clients.errors import InvalidInputError, SAEError
+from sae.serving.explorer import calls
+from sae.serving.explorer.sets import ModelSets
+from sae.serving.explorer.uploads import MAX_UPLOAD_BYTES, UploadError, read_upload
+
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
+              "/explorer.js": ("explorer.js", "text/javascript; charset=utf-8"),
+              "/explorer.css": ("explorer.css", "text/css; charset=utf-8")}
+MAX_JSON_BYTES = 1 << 20
+SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:"}
+
+
+class BodyTooLarge(ValueError):
+    pass
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the request is too large ({int(declared) / 2**20:.1f} MiB; at most "
+                           f"{limit / 2**20:.0f} MiB)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the request is too large (more than {limit / 2**20:.0f} MiB)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json(request: Request) -> dict:
+    try:
+        body = json.loads(await _body(request, MAX_JSON_BYTES) or b"{}")
+    except json.JSONDecodeError as e:
+        raise ValueError(f"the request is not JSON ({e.msg})") from None
+    if not isinstance(body, dict):
+        raise ValueError("the request must be a JSON object")
+    return body
+
+
+def _error(e: Exception) -> JSONResponse:
+    message = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, (UploadError, BodyTooLarge, InvalidInputError)) or \
+            (isinstance(e, ValueError) and not isinstance(e, SAEError)):
+        status = 413 if isinstance(e, BodyTooLarge) or "too large" in message else 400
+    else:
+        status = 503
+    return JSONResponse({"error": message}, status_code=status, headers=SECURITY_HEADERS)
+
+
+def build_app(sets: ModelSets) -> Starlette:
+    """The app over ``sets`` (the server's address and the offered model sets)."""
+
+    async def page(request: Request) -> Response:
+        name, media_type = PAGE_FILES[request.url.path]
+        return Response((STATIC / name).read_bytes(), media_type=media_type, headers=SECURITY_HEADERS)
+
+    async def list_sets(request: Request) -> Response:
+        try:
+            described = await run_in_threadpool(sets.describe)
+        except Exception as e:  # noqa: BLE001 - every failure is a message in the page
+            return _error(e)
+        return JSONResponse({"url": sets.url, "sets": described}, headers=SECURITY_HEADERS)
+
+    def model_call(call):
+        async def endpoint(request: Request) -> Response:
+            name = ""
+            try:
+                body = await _json(request)
+                name = body.get("model", "")
+                client = sets.client(name)
+                result = await run_in_threadpool(call, client, body)
+            except Exception as e:  # noqa: BLE001
+                if not isinstance(e, (ValueError, UploadError)) and isinstance(name, str):
+                    sets.forget(name)  # the set may come back reloaded: read its configs again then
+                return _error(e)
+            return JSONResponse(result, headers=SECURITY_HEADERS)
+        return endpoint
+
+    async def upload(request: Request) -> Response:
+        name = request.query_params.get("model", "")
+        try:
+            data = await _body(request, MAX_UPLOAD_BYTES)
+            client = sets.client(name)
+            side = await run_in_threadpool(lambda: int(client.model_info("encode").input("IMAGE").dims[0]))
+            uploaded = read_upload(data, side)
+            result = await run_in_threadpool(calls.encode, client, uploaded.image)
+        except Exception as e:  # noqa: BLE001
+            return _error(e)
+        return JSONResponse({**result, "note": uploaded.note}, headers=SECURITY_HEADERS)
+
+    async def npz(request: Request) -> Response:
+        try:
+            data = calls.npz_bytes(await _json(request))
+        except Exception as e:  # noqa: BLE001
+            return _error(e)
+        return Response(data, media_type="application/octet-stream",
+                        headers={**SECURITY_HEADERS, "Content-Disposition": 'attachment; filename="samples.npz"'})
+
+    routes = [Route(path, page, methods=["GET"]) for path in PAGE_FILES]
+    routes += [Route("/api/sets", list_sets, methods=["GET"]),
+               Route("/api/sample", model_call(calls.hybrid), methods=["POST"]),
+               Route("/api/prior", model_call(calls.prior), methods=["POST"]),
+               Route("/api/decode", model_call(calls.decode), methods=["POST"]),
+               Route("/api/traverse", model_call(calls.traversals), methods=["POST"]),
+               Route("/api/upload", upload, methods=["POST"]),
+               Route("/api/npz", npz, methods=["POST"])]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        sets.close()
+
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def serve(url: str, models: tuple[str, ...] | None, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Serve the explorer for the server at ``url`` on http://HOST:PORT until interrupted."""
+    import uvicorn
+
+    uvicorn.run(build_app(ModelSets(url, models)), host=host, port=port, log_level="warning")
