@@ -19,13 +19,14 @@ from starlette.routing import Route
 from sae.clients.errors import InvalidInputError, SAEError
 from sae.serving.explorer import calls
 from sae.serving.explorer.sets import ModelSets
-from sae.serving.explorer.uploads import MAX_UPLOAD_BYTES, UploadError, read_upload
+from sae.serving.explorer.uploads import MAX_UPLOAD_BYTES, UploadError, check_bytes, read_upload
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
               "/explorer.js": ("explorer.js", "text/javascript; charset=utf-8"),
               "/explorer.css": ("explorer.css", "text/css; charset=utf-8")}
 MAX_JSON_BYTES = 1 << 20
+MAX_DRAINED_BYTES = 64 << 20  # an oversized body is read this far at most before the refusal
 SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
                     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:"}
 
@@ -35,16 +36,19 @@ class BodyTooLarge(ValueError):
 
 
 async def _body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"the request is too large ({int(declared) / 2**20:.1f} MiB; at most "
-                           f"{limit / 2**20:.0f} MiB)")
+    """The request body, refused above ``limit`` bytes. What is over the limit is read and dropped (up to
+    MAX_DRAINED_BYTES), so that the browser gets the refusal as an answer, not as a connection reset."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the request is too large (more than {limit / 2**20:.0f} MiB)")
-        chunks.append(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > MAX_DRAINED_BYTES:
+            break
+    if size > limit:
+        raise BodyTooLarge(f"the request is too large ({size / 2**20:.1f} MiB; at most {limit / 2**20:.0f} MiB)"
+                           if size <= MAX_DRAINED_BYTES else f"the request is too large (more than "
+                           f"{MAX_DRAINED_BYTES / 2**20:.0f} MiB; at most {limit / 2**20:.0f} MiB)")
     return b"".join(chunks)
 
 
@@ -101,6 +105,7 @@ def build_app(sets: ModelSets) -> Starlette:
         name = request.query_params.get("model", "")
         try:
             data = await _body(request, MAX_UPLOAD_BYTES)
+            check_bytes(data)  # refused before the server is asked anything
             client = sets.client(name)
             side = await run_in_threadpool(lambda: int(client.model_info("encode").input("IMAGE").dims[0]))
             uploaded = read_upload(data, side)

@@ -38,14 +38,19 @@ def image_format(data: bytes) -> str:
     raise UploadError("not a PNG or JPEG image: upload a .png or .jpg file")
 
 
-def read_upload(data: bytes, side: int) -> Upload:
-    """``data`` (the request body) -> the model's input image; raises UploadError with the reason."""
+def check_bytes(data: bytes) -> str:
+    """The format of an upload (PNG or JPEG) by its size and first bytes, before anything decodes it."""
     if not data:
         raise UploadError("the upload is empty: choose a PNG or JPEG image")
     if len(data) > MAX_UPLOAD_BYTES:
         raise UploadError(f"the image is too large ({len(data) / 2**20:.1f} MiB; at most "
                           f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB)")
-    fmt = image_format(data)
+    return image_format(data)
+
+
+def read_upload(data: bytes, side: int) -> Upload:
+    """``data`` (the request body) -> the model's input image; raises UploadError with the reason."""
+    fmt = check_bytes(data)
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - the explore extra installs pillow
