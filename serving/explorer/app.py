@@ -122,7 +122,10 @@ def build_app(sets: ModelSets) -> Starlette:
         return Response(data, media_type="application/octet-stream",
                         headers={**SECURITY_HEADERS, "Content-Disposition": 'attachment; filename="samples.npz"'})
 
-    routes = [Route(path, page, methods=["GET"]) for path in PAGE_FILES]
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204)
+
+    routes = [Route(path, page, methods=["GET"]) for path in PAGE_FILES] + [Route("/favicon.ico", no_icon)]
     routes += [Route("/api/sets", list_sets, methods=["GET"]),
                Route("/api/sample", model_call(calls.hybrid), methods=["POST"]),
                Route("/api/prior", model_call(calls.prior), methods=["POST"]),
