@@ -12,6 +12,8 @@ from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -53,6 +55,9 @@ async def _body(request: Request, limit: int) -> bytes:
 
 
 async def _json(request: Request) -> dict:
+    # JSON only: a form or text/plain POST from another site (a "simple" request, sent without asking) is refused.
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise ValueError("the request must be JSON (Content-Type: application/json)")
     try:
         body = json.loads(await _body(request, MAX_JSON_BYTES) or b"{}")
     except json.JSONDecodeError as e:
@@ -72,8 +77,14 @@ def _error(e: Exception) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=SECURITY_HEADERS)
 
 
-def build_app(sets: ModelSets) -> Starlette:
-    """The app over ``sets`` (the server's address and the offered model sets)."""
+def allowed_hosts(host: str) -> list[str]:
+    """Host headers the app answers: loopback names (and ``host``), so that a page of another site cannot reach it
+    through a DNS name rebound to 127.0.0.1; any name when bound to every address."""
+    return ["*"] if host in ("0.0.0.0", "::") else sorted({"127.0.0.1", "localhost", "[::1]", "::1", host})
+
+
+def build_app(sets: ModelSets, host: str = "127.0.0.1") -> Starlette:
+    """The app over ``sets`` (the server's address and the offered model sets), bound to ``host``."""
 
     async def page(request: Request) -> Response:
         name, media_type = PAGE_FILES[request.url.path]
@@ -104,6 +115,8 @@ def build_app(sets: ModelSets) -> Starlette:
     async def upload(request: Request) -> Response:
         name = request.query_params.get("model", "")
         try:
+            if request.headers.get("content-type", "").split(";")[0].strip() != "application/octet-stream":
+                raise UploadError("send the image's bytes as application/octet-stream")
             data = await _body(request, MAX_UPLOAD_BYTES)
             check_bytes(data)  # refused before the server is asked anything
             client = sets.client(name)
@@ -139,11 +152,12 @@ def build_app(sets: ModelSets) -> Starlette:
         yield
         sets.close()
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan,
+                     middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host))])
 
 
 def serve(url: str, models: tuple[str, ...] | None, host: str = "127.0.0.1", port: int = 8765) -> None:
     """Serve the explorer for the server at ``url`` on http://HOST:PORT until interrupted."""
     import uvicorn
 
-    uvicorn.run(build_app(ModelSets(url, models)), host=host, port=port, log_level="warning")
+    uvicorn.run(build_app(ModelSets(url, models), host), host=host, port=port, log_level="warning")

@@ -27,7 +27,9 @@ def data_url(image_uint8: np.ndarray) -> str:
 
 
 def data_urls(images: np.ndarray) -> list[str]:
-    return [data_url(image) for image in to_uint8(images)]
+    """float images in [0, 1] (``to_uint8`` as the served IMAGE_U8 is made) or uint8 images -> PNG data URLs."""
+    images = np.asarray(images)
+    return [data_url(image) for image in (images if images.dtype == np.uint8 else to_uint8(images))]
 
 
 def _int(body: dict, key: str, low: int, high: int, default: int | None = None) -> int:
