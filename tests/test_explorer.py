@@ -1,5 +1,6 @@
 """`sae explore` in a real headless browser (Debian's chromium, driven by playwright) against a real tritonserver
-serving the session's tiny SAE in explicit model-control mode, so that a test can unload the set under the open page.
+serving the session's tiny SAE twice (unprefixed, and as the set ``twin`` for the side-by-side grid) in explicit
+model-control mode, so that a test can unload a set under the open page.
 
 One server, one explorer process and one browser page for the module; the tests run in file order on that page.
 Without /usr/bin/chromium (``apt-get install -y chromium chromium-driver``; ``.ci/run`` does it) they fail, naming
@@ -32,6 +33,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LOCKED = (0, 2, 5)  # variables the lock test keeps
+TWIN = "twin"  # the second set: the same run exported under another name
 SCREENSHOT = os.environ.get("SAE_EXPLORER_SCREENSHOT")  # e.g. docs/explorer.png: where the test saves its screenshot
 
 
@@ -42,12 +44,23 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def explicit_server(exported_repo, tmp_path_factory):
+def two_sets(exported_repo, trained_run, tmp_path_factory) -> Path:
+    """The session's repository (the unprefixed set) plus the same run exported again as the set ``twin``."""
+    from sae.export.model_set import export_run
+
+    repo = tmp_path_factory.mktemp("explore") / "model_repository"
+    shutil.copytree(exported_repo, repo)
+    export_run(trained_run, repo, name=TWIN)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def explicit_server(two_sets, tmp_path_factory):
     from sae.cli.serve import model_control_args
     from sae.serving.triton import ServerConfig, TritonServer
 
     log = tmp_path_factory.mktemp("explore") / "server.log"
-    server = TritonServer(ServerConfig(repository=exported_repo, extra_args=model_control_args("explicit")),
+    server = TritonServer(ServerConfig(repository=two_sets, extra_args=model_control_args("explicit")),
                           log_path=log).start()
     yield server
     server.stop()
@@ -68,7 +81,7 @@ def explorer(explicit_server, tmp_path_factory):
     log = open(tmp_path_factory.mktemp("explorer") / "explorer.log", "w+")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "sae", "explore", "--url", explicit_server.grpc_url,
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+                             "--models", f",{TWIN}", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -147,7 +160,7 @@ def choose_base(page, index: int) -> dict:
 
 def test_the_page_lists_the_served_sets_with_version_and_draw_modes(page):
     options = page.eval_on_selector_all("#model option", "os => os.map(o => o.textContent)")
-    assert options == ["(unprefixed)"]
+    assert options == ["(unprefixed)", TWIN]
     info = page.inner_text("#set-info")
     assert "version 1" in info and "independent" in info and "no prior" in info, info
     assert page.eval_on_selector_all("#draw option", "os => os.map(o => o.value)")[0] == "independent"
@@ -228,6 +241,21 @@ def test_the_slider_moves_only_its_variable_and_the_traversals_cover_each_dimens
     assert page.get_attribute("#slider-image", "src") == data_urls(direct.decode(moved[None]))[0]
     if SCREENSHOT:
         page.screenshot(path=str(ROOT / SCREENSHOT), full_page=True)
+
+
+def test_side_by_side_shows_another_set_with_the_same_seed(page, explicit_server):
+    from sae.serving.explorer.calls import data_urls
+
+    grid = draw(page, 9)
+    after(page, "compare", lambda: page.select_option("#compare", f"set:{TWIN}"))
+    shown = page.evaluate("window.explorer.compare")
+    with SAEClient(explicit_server.grpc_url, model=TWIN) as twin:
+        assert shown["images"] == data_urls(twin.sample(16, seed=9, draw="independent").images)
+    assert shown["seed"] == grid["seed"] == 9 and TWIN in page.inner_text("#compare-label")
+    assert len(page.query_selector_all("#compare-grid img")) == 16
+    after(page, "compare", lambda: page.click("#sample"))  # every new grid redraws its companion
+    page.select_option("#compare", "")
+    page.wait_for_function("() => document.querySelectorAll('#compare-grid img').length === 0")
 
 
 def png_bytes(width: int, height: int) -> bytes:
