@@ -106,7 +106,7 @@ def build_app(sets: ModelSets, host: str = "127.0.0.1") -> Starlette:
                 client = sets.client(name)
                 result = await run_in_threadpool(call, client, body)
             except Exception as e:  # noqa: BLE001
-                if not isinstance(e, (ValueError, UploadError)) and isinstance(name, str):
+                if not isinstance(e, ValueError) and isinstance(name, str):
                     sets.forget(name)  # the set may come back reloaded: read its configs again then
                 return _error(e)
             return JSONResponse(result, headers=SECURITY_HEADERS)
@@ -121,9 +121,11 @@ def build_app(sets: ModelSets, host: str = "127.0.0.1") -> Starlette:
             check_bytes(data)  # refused before the server is asked anything
             client = sets.client(name)
             side = await run_in_threadpool(lambda: int(client.model_info("encode").input("IMAGE").dims[0]))
-            uploaded = read_upload(data, side)
+            uploaded = await run_in_threadpool(read_upload, data, side)
             result = await run_in_threadpool(calls.encode, client, uploaded.image)
         except Exception as e:  # noqa: BLE001
+            if not isinstance(e, ValueError):
+                sets.forget(name)
             return _error(e)
         return JSONResponse({**result, "note": uploaded.note}, headers=SECURITY_HEADERS)
 

@@ -178,8 +178,9 @@ async function drawGrid(withBase) {
     body.base = state.base.latent;
     body.mask = state.locks.map((locked) => !locked);  // MASK true = re-draw the variable
   }
-  const { data } = await api("/api/sample", body);
-  state.grid = { ...data, model: body.model, base: withBase ? body.base : null, mask: withBase ? body.mask : null };
+  const { data, ms } = await api("/api/sample", body);
+  state.grid = { ...data, model: body.model, base: withBase ? body.base : null, mask: withBase ? body.mask : null,
+                 fetch_ms: ms };
   const images = await showImages($("grid"), data.images, selectBase);
   images.forEach((img, i) => { img.title = `SOURCE_INDEX ${data.source_index[i].join(", ")}`; });
   $("download-png").disabled = $("download-npz").disabled = false;
