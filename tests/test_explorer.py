@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -349,3 +350,25 @@ def test_the_client_install_pulls_in_no_ui_library_and_the_explorer_no_torch():
             "import sae.cli.explore; assert 'torch' not in sys.modules, 'the explorer imported torch'")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_loopback_by_default_and_no_path_reaches_the_file_system(explorer):
+    from sae.cli import build_parser
+
+    args = build_parser().parse_args(["explore"])
+    assert args.host == "127.0.0.1" and args.models is None
+    assert build_parser().parse_args(["explore", "--models", ",twin"]).models == ("", TWIN)
+    for path in ("/etc/passwd", "/../pyproject.toml", "/static/index.html", "/explorer.js/../app.py",
+                 "/%2e%2e/pyproject.toml", "/api/sets/../../README.md"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(explorer + path, timeout=10)
+        assert refused.value.code == 404, path
+    rebound = urllib.request.Request(explorer + "/", headers={"Host": "attacker.example"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(rebound, timeout=10)
+    assert refused.value.code == 400
+    form = urllib.request.Request(explorer + "/api/sample", data=b"n=16", method="POST",
+                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(form, timeout=10)
+    assert refused.value.code == 400 and "must be JSON" in refused.value.read().decode()
