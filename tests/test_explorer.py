@@ -372,3 +372,23 @@ def test_loopback_by_default_and_no_path_reaches_the_file_system(explorer):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(form, timeout=10)
     assert refused.value.code == 400 and "must be JSON" in refused.value.read().decode()
+
+
+def test_the_variable_of_each_dimension_is_read_from_one_variable_redraws():
+    """A chunked latent (several dimensions per variable): each redraw of one variable replaces its dimensions."""
+    from types import SimpleNamespace
+
+    from sae.serving.explorer.sets import ModelSets
+
+    truth = np.array([0, 0, 1, 2, 2, 2])
+
+    class OneVariableRedraws:
+        def sample(self, n, seed, base, mask):
+            drawn = base.copy()
+            drawn[:, mask[truth]] = 0.5
+            return SimpleNamespace(latents=drawn)
+
+    sets = ModelSets("127.0.0.1:1")
+    sets.client = lambda name: OneVariableRedraws()
+    assert sets.variable_of_dim("", 6, 3) == truth.tolist()
+    assert sets.variable_of_dim("other", 4, 4) == [0, 1, 2, 3]

@@ -69,7 +69,7 @@ class ModelSets:
         image_size = int(client.model_info(wire.ENCODE).input(wire.IMAGE).dims[0])
         return {"latent_dim": latent_dim, "num_variables": variables, "image_size": image_size,
                 "variable_of_dim": self.variable_of_dim(name, latent_dim, variables),
-                "has_prior": client.has_prior(), "locks": bool(latent_dim and variables)}
+                "locks": bool(latent_dim and variables)}
 
     def variable_of_dim(self, name: str, latent_dim: int, variables: int) -> list[int]:
         """Which variable each latent dimension belongs to. One dimension per variable needs no request; otherwise
