@@ -31,7 +31,7 @@ from sae.serving.explorer.uploads import MAX_UPLOAD_BYTES
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("SAE_CHROMIUM", "/usr/bin/chromium"))  # Debian's; another build by its path
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LOCKED = (0, 2, 5)  # variables the lock test keeps
@@ -103,7 +103,7 @@ def explorer(explicit_server, tmp_path_factory):
     log.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: set up before the session's server fixtures, so a missing browser fails at once
 def browser():
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: the explorer's browser tests need Debian's chromium "
