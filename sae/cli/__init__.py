@@ -7,11 +7,11 @@ import os
 
 from sae.clients.errors import SAEError
 from sae.cli import arguments as arg
-from sae.cli import client, completion, demo, export, measure, serve, train
+from sae.cli import client, completion, demo, explore, export, measure, serve, train
 from sae.cli import output
 from sae.version import VersionAction
 
-COMMAND_MODULES = (train, export, serve, client, measure, demo, completion)  # the order of `sae --help`
+COMMAND_MODULES = (train, export, serve, client, explore, measure, demo, completion)  # the order of `sae --help`
 
 
 def build_parser() -> argparse.ArgumentParser:

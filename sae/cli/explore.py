@@ -1,0 +1,49 @@
+"""`sae explore`: the explorer page (serving/explorer/) for a running server, on http://127.0.0.1:PORT."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+from sae.cli import arguments as arg
+from sae.clients.wire import DEFAULT_URL
+
+DEFAULT_PORT = 8765
+
+
+def model_list(text: str) -> tuple[str, ...]:
+    """``--models a,b``: export names (``''`` for the unprefixed set is written as an empty item: ``,a``)."""
+    return tuple(arg.model_name(name.strip()) for name in text.split(","))
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    try:
+        from sae.serving.explorer.app import serve
+    except ImportError as e:
+        raise RuntimeError(f"the explorer needs the explore extra (pip install 'sae-serving[explore]'): {e}") from None
+    if not _loopback(args.host):
+        print(f"sae explore: warning: binding {args.host} (--host), not loopback: anyone who reaches it can use the "
+              "page and the model server behind it", file=sys.stderr)
+    print(f"sae explore: http://{args.host}:{args.port}/ for the server at {args.url} (Ctrl-C stops it)", flush=True)
+    serve(args.url, args.models, host=args.host, port=args.port)
+    return 0
+
+
+def add_parsers(sub) -> None:
+    ex = sub.add_parser("explore", help="a page in the browser: hybrid grids, lock variables and redraw the rest, "
+                        "uploads, traversals (pip install 'sae-serving[explore]')")
+    ex.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
+    ex.add_argument("--models", type=model_list, default=None, metavar="A,B",
+                    help="offer only these model sets (export names; default: every set the server serves)")
+    ex.add_argument("--host", default="127.0.0.1", help="address the page binds (default 127.0.0.1: this machine only)")
+    ex.add_argument("--port", type=arg.port, default=DEFAULT_PORT, help=f"port of the page (default {DEFAULT_PORT})")
+    ex.set_defaults(func=cmd_explore)
