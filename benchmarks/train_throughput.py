@@ -212,8 +212,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="interleaved rounds of --steps per variant (default: 2 on CPU, 1 on CUDA)")
     p.add_argument("--batch-size", type=int, default=None, help="override the configs' batch size")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's; on a CPU shared with other work, 1 avoids "
+                   "threads waiting on each other for cores)")
     p.add_argument("--out", type=Path, default=Path("out/bench/train_throughput.json"))
     args = p.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     warmup = args.warmup if args.warmup is not None else (20 if cuda else 2)
     steps = args.steps if args.steps is not None else (100 if cuda else 5)

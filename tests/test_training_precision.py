@@ -20,6 +20,8 @@ BF16_LOSS_RTOL = 1e-3
 # channels_last changes only the order of the sums inside the convolutions.
 CHANNELS_LAST_LOSS_RTOL = 1e-5
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _train(run_dir, shapes_file, steps: int = STEPS, **options) -> tuple[Trainer, list[float]]:
     """``steps`` steps of sae12-tiny at batch 8 from where the run is; the trainer (checkpoint saved, data closed) and the
@@ -39,12 +41,18 @@ def _train(run_dir, shapes_file, steps: int = STEPS, **options) -> tuple[Trainer
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, shapes_file):
+    """Each variant trained for five steps from the seed, on one torch thread (as ``one_torch_thread``)."""
     root = tmp_path_factory.mktemp("precision")
     variants = {"fp32": {"precision": "fp32", "channels_last": False},
                 "channels_last": {"precision": "fp32", "channels_last": True},
                 "bf16": {"precision": "bf16", "channels_last": False},
                 "bf16+channels_last": {"precision": "bf16", "channels_last": True}}
-    return {name: (root / name, *_train(root / name, shapes_file, **opts)) for name, opts in variants.items()}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return {name: (root / name, *_train(root / name, shapes_file, **opts)) for name, opts in variants.items()}
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_cpu_defaults_are_fp32_and_contiguous(tmp_path, shapes_file):
