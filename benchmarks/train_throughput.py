@@ -9,7 +9,8 @@ default memory format), ``channels_last``, ``bf16`` (bf16 autocast; weights, gra
 steps each, their timed steps are interleaved in rounds (round r times every variant once), so load from other work
 on the machine falls on all four alike. Each variant's ``ratio_vs_fp32`` is its images/s over the fp32 variant's, from
 the same run. The loss of the last timed step is reported beside fp32's (the same batches at the same steps), a first
-check that a variant does not change what is learned.
+check that a variant does not change what is learned; ``--quality-steps N`` trains every variant on to step N and
+reports its validation loss (computed in fp32) beside fp32's.
 
 A config is a name or ``NAME:FIELD=VALUE[:FIELD=VALUE...]`` with ``sae train --set`` overrides, e.g.
 ``sae12-tiny:model.backbone.channels=32`` (the tiny architecture at 32 channels). The default configs are
@@ -81,6 +82,9 @@ class ThroughputResult:
     step_only_ratio_vs_fp32: float | None = None
     last_loss: float | None = None  # the loss of the last timed end-to-end step
     last_loss_rel_diff_vs_fp32: float | None = None  # (last_loss - fp32's) / fp32's, same batches and step
+    quality_steps: int | None = None  # with --quality-steps: trained on to this step, then validated (in fp32)
+    val_loss: float | None = None
+    val_loss_rel_diff_vs_fp32: float | None = None
 
 
 def parse_config(spec: str) -> ExperimentConfig:
@@ -152,9 +156,12 @@ def measure(config: str, data: Path, device: str | None, warmup: int, steps: int
 
 
 def compare(config: str, data: Path, device: str | None, warmup: int, steps: int, rounds: int,
-            batch_size: int | None, compile: bool, variants: list[str]) -> list[ThroughputResult]:
+            batch_size: int | None, compile: bool, variants: list[str], quality_steps: int = 0
+            ) -> list[ThroughputResult]:
     """Every variant of one config, timed in ``rounds`` interleaved rounds of ``steps`` steps each (end to end, then
-    on a held batch), with the ratios against the fp32 variant of the same run."""
+    on a held batch), with the ratios against the fp32 variant of the same run. With ``quality_steps``, each variant
+    then trains on (untimed) to that step and is validated (``Trainer.validate``: fp32, the first 16 val batches),
+    so the loss after equal steps and batches compares across variants."""
     cfg = with_batch_size(parse_config(config), batch_size)
     with tempfile.TemporaryDirectory(prefix="sae-bench-") as run_root:
         timed: dict[str, _Timed] = {}
@@ -172,11 +179,18 @@ def compare(config: str, data: Path, device: str | None, warmup: int, steps: int
             for _ in range(rounds):
                 for t in timed.values():
                     t.step_only_seconds += t.run(steps, held)
+            val_losses = {}
+            if quality_steps:
+                for name, t in timed.items():
+                    t.run(max(0, quality_steps - t.trainer.step))
+                    val_losses[name] = t.trainer.validate()["loss"]
         finally:
             for t in timed.values():
                 t.close()
                 t.trainer.pipeline.close()  # the process group (torchrun) stays up for the next config
     results = {name: t.result(config, warmup, steps, rounds, name) for name, t in timed.items()}
+    for name, loss in val_losses.items():
+        results[name].quality_steps, results[name].val_loss = timed[name].trainer.step, round(loss, 3)
     base = results.get(BASELINE)
     if base is not None:
         for r in results.values():
@@ -184,6 +198,8 @@ def compare(config: str, data: Path, device: str | None, warmup: int, steps: int
             r.step_only_ratio_vs_fp32 = round(r.step_only_images_per_second / base.step_only_images_per_second, 3)
             if r.last_loss is not None and base.last_loss:
                 r.last_loss_rel_diff_vs_fp32 = round((r.last_loss - base.last_loss) / base.last_loss, 6)
+            if r.val_loss is not None and base.val_loss:
+                r.val_loss_rel_diff_vs_fp32 = round((r.val_loss - base.val_loss) / base.val_loss, 6)
     return list(results.values())
 
 
@@ -211,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=None,
                    help="interleaved rounds of --steps per variant (default: 2 on CPU, 1 on CUDA)")
     p.add_argument("--batch-size", type=int, default=None, help="override the configs' batch size")
+    p.add_argument("--quality-steps", type=int, default=0,
+                   help="after timing, train each variant on to this step and report its validation loss (fp32) "
+                   "beside fp32's (default 0: not done)")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's; on a CPU shared with other work, 1 avoids "
@@ -237,11 +256,14 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for spec in args.configs:
             for result in compare(spec, data, args.device, warmup, steps, rounds, args.batch_size, args.compile,
-                                  args.variants):
+                                  args.variants, args.quality_steps):
                 print(f"{spec} [{result.variant}]: {result.images_per_second:.1f} images/s end to end "
                       f"(x{result.ratio_vs_fp32} vs fp32), {result.step_only_images_per_second:.1f} step only "
                       f"(batch {result.batch_size}, {result.ms_per_step:.1f} ms/step, data share "
-                      f"{result.data_share:.1%}, last loss {result.last_loss:.1f}, {result.device})", flush=True)
+                      f"{result.data_share:.1%}, last loss {result.last_loss:.1f}, {result.device})"
+                      + (f"; val loss at step {result.quality_steps}: {result.val_loss:.1f} "
+                         f"({result.val_loss_rel_diff_vs_fp32:+.3%} vs fp32)" if result.val_loss is not None else ""),
+                      flush=True)
                 results.append(dataclasses.asdict(result))
     main_rank = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
     if torch.distributed.is_initialized():  # under torchrun: the first Trainer joined the group

@@ -1,5 +1,7 @@
 """Training precision and memory format on the CPU: ``TrainerOptions(precision="bf16")`` (autocast) and
 ``channels_last``, the fp32 checkpoints they write, and the values they refuse."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -153,3 +155,19 @@ def test_sae_train_with_bf16_and_channels_last_records_them(tmp_path, shapes_fil
     assert "(bf16, channels_last)" in capsys.readouterr().out
     extra = Checkpoint.load(tmp_path / "run").extra
     assert (extra["precision"], extra["channels_last"]) == ("bf16", True)
+
+
+def test_throughput_benchmark_measures_the_variants_side_by_side(shapes_file):
+    from benchmarks.train_throughput import compare, parse_config, ratio_table
+
+    assert parse_config("sae12-tiny:model.backbone.channels=32").model.backbone.channels == 32
+    results = compare("sae12-tiny", shapes_file, "cpu", warmup=0, steps=1, rounds=2, batch_size=BATCH,
+                      compile=False, variants=["fp32", "channels_last", "bf16"], quality_steps=3)
+    by_variant = {r.variant: r for r in results}
+    assert by_variant["fp32"].ratio_vs_fp32 == 1.0 and by_variant["bf16"].precision == "bf16"
+    assert by_variant["channels_last"].channels_last and not by_variant["fp32"].channels_last
+    assert all(r.timed_steps == 2 and r.images_per_second > 0 and r.quality_steps == 3 for r in results)
+    assert abs(by_variant["channels_last"].last_loss_rel_diff_vs_fp32) < CHANNELS_LAST_LOSS_RTOL
+    assert abs(by_variant["bf16"].val_loss_rel_diff_vs_fp32) < BF16_LOSS_RTOL
+    table = ratio_table([dataclasses.asdict(r) for r in results])
+    assert set(table["sae12-tiny"]) == {"fp32", "channels_last", "bf16"}
