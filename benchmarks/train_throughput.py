@@ -6,11 +6,11 @@
 Each config is measured in four variants of ``TrainerOptions`` in the same run: ``fp32`` (no autocast, the model's
 default memory format), ``channels_last``, ``bf16`` (bf16 autocast; weights, gradients and Adam stay fp32) and
 ``bf16+channels_last``. All four trainers start from the same seed and read the same batches; after a few warm-up
-steps each, their timed steps are interleaved in rounds (round r times every variant once), so load from other work
-on the machine falls on all four alike. Each variant's ``ratio_vs_fp32`` is its images/s over the fp32 variant's, from
-the same run. The loss of the last timed step is reported beside fp32's (the same batches at the same steps), a first
-check that a variant does not change what is learned; ``--quality-steps N`` trains every variant on to step N and
-reports its validation loss (computed in fp32) beside fp32's.
+steps each, their timed steps are interleaved in rounds (round r times every variant once, starting at the r-th), so
+load from other work on the machine falls on all four alike. Each variant's ``ratio_vs_fp32`` is its images/s over
+the fp32 variant's, from the same run. The loss of the last timed step is reported beside fp32's (the same batches at
+the same steps), a first check that a variant does not change what is learned; ``--quality-steps N`` trains every
+variant on to step N and reports its validation loss (computed in fp32) beside fp32's.
 
 A config is a name or ``NAME:FIELD=VALUE[:FIELD=VALUE...]`` with ``sae train --set`` overrides, e.g.
 ``sae12-tiny:model.backbone.channels=32`` (the tiny architecture at 32 channels). The default configs are
@@ -155,6 +155,12 @@ def measure(config: str, data: Path, device: str | None, warmup: int, steps: int
     return timed.result(config, warmup, steps, 1, None), timed.trainer
 
 
+def _rotated(items: list, r: int) -> list:
+    """Round r starts at item r: no variant always runs first (after a pause) or last."""
+    k = r % len(items)
+    return items[k:] + items[:k]
+
+
 def compare(config: str, data: Path, device: str | None, warmup: int, steps: int, rounds: int,
             batch_size: int | None, compile: bool, variants: list[str], quality_steps: int = 0
             ) -> list[ThroughputResult]:
@@ -172,12 +178,12 @@ def compare(config: str, data: Path, device: str | None, warmup: int, steps: int
                                          channels_last=channels_last)
                 timed[name] = _Timed(cfg, data, Path(run_root) / name.replace("+", "_"), device, options)
                 timed[name].run(warmup)
-            for _ in range(rounds):
-                for t in timed.values():
+            for r in range(rounds):
+                for t in _rotated(list(timed.values()), r):
                     t.seconds += t.run(steps)
             held = next(timed[variants[0]].stream)
-            for _ in range(rounds):
-                for t in timed.values():
+            for r in range(rounds):
+                for t in _rotated(list(timed.values()), r):
                     t.step_only_seconds += t.run(steps, held)
             val_losses = {}
             if quality_steps:

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _train(run_dir, shapes_file, steps: int = STEPS, **options) -> tuple[Trainer, list[float]]:
-    """``steps`` steps of sae12-tiny at batch 8 from where the run is; the trainer (checkpoint saved, data closed) and the
-    loss of each step."""
+    """``steps`` steps of sae12-tiny at batch 8 from where the run is; the trainer (checkpoint saved, data closed)
+    and the loss of each step."""
     trainer = Trainer(tiny_config(batch_size=BATCH), shapes_file, run_dir, device="cpu",
                       options=TrainerOptions(tensorboard=False, **options))
     stream = trainer.training_batches()

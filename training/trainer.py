@@ -4,8 +4,9 @@ Adam on the model's own objective (``model.training_loss``); auxiliary modules (
 Adam right after each main step. ``TrainerOptions.precision`` ("bf16": ``torch.autocast`` with bfloat16 around the
 forward passes, the weights, gradients and Adam states staying fp32) and ``TrainerOptions.channels_last`` choose the
 arithmetic on any device; both default to on for CUDA and off for the CPU. Optionally ``torch.compile``. Validation
-runs in fp32 whatever the precision, so validation losses compare across precisions. Validation every K steps, ``checkpoints/best.pt`` and ``checkpoints/last.pt``, metrics as CSV and TensorBoard events, a loss-curve
-PNG at the end. An interrupted run resumes from ``last.pt`` with the same data order and random numbers, so it ends with
+every K steps, in fp32 whatever the precision (so validation losses compare across precisions),
+``checkpoints/best.pt`` and ``checkpoints/last.pt``, metrics as CSV and TensorBoard events, a loss-curve PNG at the
+end. An interrupted run resumes from ``last.pt`` with the same data order and random numbers, so it ends with
 the same weights, logs and best checkpoint as an uninterrupted one.
 
 The loop is all this module holds: the data and its batches are ``training.pipeline``'s, the model, optimisers and
