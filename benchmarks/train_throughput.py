@@ -181,10 +181,10 @@ def compare(config: str, data: Path, device: str | None, warmup: int, steps: int
             for r in range(rounds):
                 for t in _rotated(list(timed.values()), r):
                     t.seconds += t.run(steps)
-            held = next(timed[variants[0]].stream)
+            held = {id(t): next(t.stream) for t in timed.values()}  # the same batch: every stream reads alike
             for r in range(rounds):
                 for t in _rotated(list(timed.values()), r):
-                    t.step_only_seconds += t.run(steps, held)
+                    t.step_only_seconds += t.run(steps, held[id(t)])
             val_losses = {}
             if quality_steps:
                 for name, t in timed.items():

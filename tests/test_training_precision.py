@@ -162,12 +162,13 @@ def test_throughput_benchmark_measures_the_variants_side_by_side(shapes_file):
 
     assert parse_config("sae12-tiny:model.backbone.channels=32").model.backbone.channels == 32
     results = compare("sae12-tiny", shapes_file, "cpu", warmup=0, steps=1, rounds=2, batch_size=BATCH,
-                      compile=False, variants=["fp32", "channels_last", "bf16"], quality_steps=3)
+                      compile=False, variants=["fp32", "channels_last", "bf16"], quality_steps=6)
     by_variant = {r.variant: r for r in results}
     assert by_variant["fp32"].ratio_vs_fp32 == 1.0 and by_variant["bf16"].precision == "bf16"
     assert by_variant["channels_last"].channels_last and not by_variant["fp32"].channels_last
-    assert all(r.timed_steps == 2 and r.images_per_second > 0 and r.quality_steps == 3 for r in results)
+    assert all(r.timed_steps == 2 and r.images_per_second > 0 and r.quality_steps == 6 for r in results)
     assert abs(by_variant["channels_last"].last_loss_rel_diff_vs_fp32) < CHANNELS_LAST_LOSS_RTOL
-    assert abs(by_variant["bf16"].val_loss_rel_diff_vs_fp32) < BF16_LOSS_RTOL
+    assert abs(by_variant["bf16"].last_loss_rel_diff_vs_fp32) < BF16_LOSS_RTOL
+    assert abs(by_variant["bf16"].val_loss_rel_diff_vs_fp32) < 0.01  # six steps on: within 1% (measured: 0.1%)
     table = ratio_table([dataclasses.asdict(r) for r in results])
     assert set(table["sae12-tiny"]) == {"fp32", "channels_last", "bf16"}
