@@ -45,10 +45,12 @@ class TrainState:
 
     @classmethod
     def create(cls, cfg: ExperimentConfig, options: TrainerOptions, device: torch.device) -> "TrainState":
-        """A fresh model seeded with ``cfg.train.seed`` (channels_last on CUDA) and its optimisers."""
+        """A fresh model seeded with ``cfg.train.seed`` and its optimisers; in channels_last memory format when
+        ``options.channels_last`` (None: on CUDA). The weights are fp32 whatever ``options.precision``."""
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg.model).to(device)
-        if device.type == "cuda":
+        channels_last = options.for_device(device.type).channels_last
+        if channels_last:
             model = model.to(memory_format=torch.channels_last)
         auxiliary = dict(model.auxiliary_modules())
         for module in auxiliary.values():

@@ -1,9 +1,12 @@
 """The training loop, from one CPU to many GPUs on many nodes with the same command (under ``torchrun``).
 
 Adam on the model's own objective (``model.training_loss``); auxiliary modules (FactorVAE's discriminator) on their own
-Adam right after each main step. On CUDA: bf16 autocast and channels_last; optionally ``torch.compile``. Validation
-every K steps, ``checkpoints/best.pt`` and ``checkpoints/last.pt``, metrics as CSV and TensorBoard events, a loss-curve
-PNG at the end. An interrupted run resumes from ``last.pt`` with the same data order and random numbers, so it ends with
+Adam right after each main step. ``TrainerOptions.precision`` ("bf16": ``torch.autocast`` with bfloat16 around the
+forward passes, the weights, gradients and Adam states staying fp32) and ``TrainerOptions.channels_last`` choose the
+arithmetic on any device; both default to on for CUDA and off for the CPU. Optionally ``torch.compile``. Validation
+every K steps, in fp32 whatever the precision (so validation losses compare across precisions),
+``checkpoints/best.pt`` and ``checkpoints/last.pt``, metrics as CSV and TensorBoard events, a loss-curve PNG at the
+end. An interrupted run resumes from ``last.pt`` with the same data order and random numbers, so it ends with
 the same weights, logs and best checkpoint as an uninterrupted one.
 
 The loop is all this module holds: the data and its batches are ``training.pipeline``'s, the model, optimisers and
@@ -47,6 +50,8 @@ class TrainResult:
     images_per_second: float
     val_loss: float | None = None  # the latest validation loss of this fit (None: no validation step in it)
     best_val_loss: float | None = None
+    precision: str = "fp32"  # the arithmetic of the training steps ("fp32" or "bf16" autocast)
+    channels_last: bool = False
 
 
 def step_seed(seed: int, rank: int, step: int, purpose: int = 0) -> int:
@@ -75,6 +80,7 @@ class Trainer:
         self.pipeline = TrainingData(cfg, data_path, self.options.exclude)
         self.dist = distributed.setup(device)
         self.device = self.dist.device
+        self.options = self.options.for_device(self.device.type)  # precision and channels_last settled
         distributed.check_batch_size(cfg.train.batch_size, self.dist)
         self.pipeline.check_processes(self.dist.world_size)
 
@@ -123,7 +129,8 @@ class Trainer:
         path = run_checkpoint(self.run_dir, which)
         if self.dist.is_main:
             self.state.checkpoint({"data_path": str(self.data.path.resolve()), "world_size": self.dist.world_size,
-                                   "exclude": self.options.exclude}).save(path)
+                                   "exclude": self.options.exclude, "precision": self.options.precision,
+                                   "channels_last": self.options.channels_last}).save(path)
         return path
 
     def close(self) -> None:
@@ -133,9 +140,14 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ steps
     def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        """bf16 autocast on this device for ``precision="bf16"``; nothing for fp32."""
+        if self.options.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def _model_input(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = to_model_input(images, self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.options.channels_last else x
 
     def _set_train_mode(self) -> None:
         self.model.train()
@@ -154,7 +166,7 @@ class Trainer:
     def train_step(self, images: np.ndarray | torch.Tensor) -> dict[str, float]:
         """One optimiser step on a global batch (this rank trains on its shard); returns the losses, mean over ranks."""
         torch.manual_seed(step_seed(self.cfg.train.seed, self.dist.rank, self.step))
-        x = to_model_input(distributed.shard(images, self.dist), self.device)
+        x = self._model_input(distributed.shard(images, self.dist))
         state = self.state
         state.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
@@ -189,11 +201,9 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}
         try:
             for images in self.pipeline.in_order(mine, self.cfg.train.batch_size // self.dist.world_size):
-                x = to_model_input(images, self.device)
-                with self._autocast():
-                    loss, terms = self.model.training_loss(x)
+                loss, terms = self.model.training_loss(self._model_input(images))
                 for name, value in {"loss": loss, **terms}.items():
-                    sums[name] = sums.get(name, 0.0) + value.detach().float() * len(x)
+                    sums[name] = sums.get(name, 0.0) + value.detach().float() * len(images)
         finally:
             self._set_train_mode()
         sums["_count"] = torch.tensor(float(len(mine)), device=self.device)
@@ -249,7 +259,8 @@ class Trainer:
         if main:
             write_loss_curve(self.run_dir, title=f"{self.cfg.name}: {self.run_dir.name}")
             write_shared_run(self.run_dir, self.data)  # RUN/model.safetensors and the model card RUN/README.md
-        return TrainResult(self.run_dir, self.step, metrics["loss"], rate, val_loss, self.best_val_loss)
+        return TrainResult(self.run_dir, self.step, metrics["loss"], rate, val_loss, self.best_val_loss,
+                           self.options.precision, self.options.channels_last)
 
 
 def with_batch_size(cfg: ExperimentConfig, batch_size: int | None) -> ExperimentConfig:

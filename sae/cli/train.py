@@ -25,7 +25,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sae.clients.datasets import parse_exclude
 
     options = TrainerOptions(val_every=args.val_every, val_batches=args.val_batches, compile=args.compile,
-                             freeze=args.freeze, init_from=args.init,
+                             freeze=args.freeze, init_from=args.init, precision=args.precision,
+                             channels_last=args.channels_last,
                              exclude=parse_exclude(args.exclude) if args.exclude else None)
     trainer = Trainer(with_batch_size(resolved_config(args), args.batch_size), args.data, args.out,
                       device=args.device, options=options)
@@ -35,8 +36,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer.close()
     if trainer.dist.is_main:
         best = "" if result.best_val_loss is None else f", best val loss {result.best_val_loss:.1f}"
-        output.result(f"step {result.step}: loss {result.last_loss:.1f}, {result.images_per_second:.0f} images/s{best}; "
-              f"checkpoints in {result.run_dir / 'checkpoints'}")
+        layout = ", channels_last" if result.channels_last else ""
+        output.result(f"step {result.step}: loss {result.last_loss:.1f}, {result.images_per_second:.0f} images/s "
+                      f"({result.precision}{layout}){best}; "
+                      f"checkpoints in {result.run_dir / 'checkpoints'}")
     return 0
 
 
@@ -73,6 +76,11 @@ def add_parsers(sub) -> None:
                    help="global batch size, split over torchrun's processes (default: the config's)")
     t.add_argument("--val-every", type=arg.positive_int, default=None, help="validate every N steps (default: checkpoint_every)")
     t.add_argument("--val-batches", type=arg.positive_int, default=16, help="batches of the val split per validation")
+    t.add_argument("--precision", choices=["fp32", "bf16"], default=None,
+                   help="arithmetic of the training steps: bf16 autocast (weights, gradients, Adam and checkpoints "
+                   "stay fp32) or plain fp32 (default: bf16 on CUDA, fp32 on CPU)")
+    t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep the model in channels_last memory format (default: on for CUDA, off for CPU)")
     t.add_argument("--compile", action="store_true", help="torch.compile the training step")
     t.add_argument("--freeze", choices=["encoder", "decoder"], default=None,
                    help="keep this part's weights fixed (fine-tuning; see --init)")
