@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=output.LOG_FORMATS, default="text",
                    help="text: each message as a line; json: one JSON object a line (for services)")
     p.add_argument("--debug", action="store_true", help="on an error, the full traceback instead of one line")
+    p.set_defaults(root_parser=p)  # `sae completion` renders it without importing this package (no import cycle)
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
         module.add_parsers(sub)

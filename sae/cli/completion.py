@@ -11,9 +11,9 @@ def cmd_completion(args: argparse.Namespace) -> int:
         import shtab
     except ImportError:
         raise RuntimeError("shell completion needs shtab: pip install 'sae-serving[cli]'") from None
-    from sae.cli import build_parser, output
+    from sae.cli import output
 
-    output.result(shtab.complete(build_parser(), shell=args.shell))
+    output.result(shtab.complete(args.root_parser, shell=args.shell))
     return output.OK
 
 
@@ -21,4 +21,4 @@ def add_parsers(sub) -> None:
     cp = sub.add_parser("completion", help="print the shell-completion script (bash: "
                         "eval \"$(sae completion bash)\", or save it under ~/.local/share/bash-completion/completions/sae)")
     cp.add_argument("shell", choices=SHELLS, help="the shell to complete in")
-    cp.set_defaults(func=cmd_completion)
+    cp.set_defaults(func=cmd_completion)  # and root_parser: build_parser sets it on the top-level parser

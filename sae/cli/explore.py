@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import sys
 
 from sae.cli import arguments as arg
-from sae.clients.wire import DEFAULT_URL
+from sae.cli import output
 
 DEFAULT_PORT = 8765
 
@@ -31,9 +30,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
     except ImportError as e:
         raise RuntimeError(f"the explorer needs the explore extra (pip install 'sae-serving[explore]'): {e}") from None
     if not _loopback(args.host):
-        print(f"sae explore: warning: binding {args.host} (--host), not loopback: anyone who reaches it can use the "
-              "page and the model server behind it", file=sys.stderr)
-    print(f"sae explore: http://{args.host}:{args.port}/ for the server at {args.url} (Ctrl-C stops it)", flush=True)
+        output.warning("explore", f"binding {args.host} (--host), not loopback: anyone who reaches it can use the "
+                       "page and the model server behind it")
+    output.result(f"sae explore: http://{args.host}:{args.port}/ for the server at {args.url} (Ctrl-C stops it)")
     serve(args.url, args.models, host=args.host, port=args.port)
     return 0
 
@@ -41,7 +40,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def add_parsers(sub) -> None:
     ex = sub.add_parser("explore", help="a page in the browser: hybrid grids, lock variables and redraw the rest, "
                         "uploads, traversals (pip install 'sae-serving[explore]')")
-    ex.add_argument("--url", type=arg.grpc_url, default=DEFAULT_URL, help="gRPC address of the server")
+    arg.add_url(ex)
     ex.add_argument("--models", type=model_list, default=None, metavar="A,B",
                     help="offer only these model sets (export names; default: every set the server serves)")
     ex.add_argument("--host", default="127.0.0.1", help="address the page binds (default 127.0.0.1: this machine only)")

@@ -33,7 +33,7 @@ SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosn
                     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:"}
 
 
-class BodyTooLarge(ValueError):
+class BodyTooLarge(SAEError, ValueError):
     pass
 
 

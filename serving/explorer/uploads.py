@@ -9,12 +9,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sae.clients.errors import SAEError
+
 MAX_UPLOAD_BYTES = 4 << 20  # 4 MiB
 MAX_PIXELS = 4096 * 4096  # decoded width x height; a larger image (or a decompression bomb) is refused
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
 
 
-class UploadError(ValueError):
+class UploadError(SAEError, ValueError):
     """An upload the explorer refuses; the message says why, in words for the page."""
 
 
