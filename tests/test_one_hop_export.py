@@ -130,7 +130,7 @@ def test_validator_checks_the_decoder_graph_and_draw_modes_of_a_one_hop_sampler(
 def test_validator_checks_the_decoder_a_sampler_calls(exported_repo, tmp_path):
     repo = tmp_path / "repo"
     shutil.copytree(exported_repo, repo)
-    config = repo / "prior_sample" / "config.pbtxt"
+    config = repo / "hybrid_sample" / "config.pbtxt"
     config.write_text(config.read_text().replace('string_value: "decode"', 'string_value: "dekode"'))
     messages = [str(p) for p in validate_repository(repo) if p.severity == "error"]
-    assert messages == ["prior_sample: parameters.decode_model: names model 'dekode', which is not in the repository"]
+    assert messages == ["hybrid_sample: parameters.decode_model: names model 'dekode', which is not in the repository"]
