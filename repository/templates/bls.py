@@ -13,9 +13,12 @@ class Refused(ValueError):
     """The called model refused the input (INVALID_ARGUMENT): still the client's input, not a server fault."""
 
 
-def call(pb, model: str, input_name: str, array: np.ndarray, output_name: str) -> np.ndarray:
+def call(pb, model: str, input_name: str, array: np.ndarray, output_name: str,
+         refusals: tuple[str, ...] = ()) -> np.ndarray:
     """``model``'s ``output_name`` for the one input ``input_name`` = ``array``, in host memory. Raises Refused for
-    an INVALID_ARGUMENT answer and RuntimeError for any other error; both messages start with ``model``."""
+    an INVALID_ARGUMENT answer, or one whose message contains one of ``refusals`` (the python backend hands a BLS
+    caller the called model's error message, but not always its code), and RuntimeError for any other error; both
+    messages start with ``model``."""
     kwargs = {}
     if hasattr(pb, "PreferredMemory"):  # a GPU model's output comes back to host memory
         kwargs["preferred_memory"] = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
@@ -26,7 +29,8 @@ def call(pb, model: str, input_name: str, array: np.ndarray, output_name: str) -
         error = response.error()
         message = f"{model}: {error.message()}"
         code = getattr(pb.TritonError, "INVALID_ARG", None)
-        if code is not None and hasattr(error, "code") and error.code() == code:
+        if (code is not None and hasattr(error, "code") and error.code() == code) or \
+                any(r in message for r in refusals):
             raise Refused(message)
         raise RuntimeError(message)
     return pb.get_output_tensor_by_name(response, output_name).as_numpy()

@@ -63,6 +63,7 @@ draw = companion("sae_draw", "sae.clients.draw")
 wire = companion("sae_wire", "sae.clients.wire")
 bank_file = companion("sae_bank_file", "sae.clients.bank_file")
 bls = companion("sae_bls", "sae.repository.templates.bls")
+onnx_model = companion("sae_onnx_model", "sae.repository.templates.onnx_model")  # the decoder's session and checks
 INDEPENDENT, DISTINCT, PER_DIMENSION, DRAW_MODES = draw.INDEPENDENT, draw.DISTINCT, draw.PER_DIMENSION, draw.DRAW_MODES
 FROM_BANK, FROM_PRIOR = "bank", "prior"  # values of the config parameter latents_from
 
@@ -170,8 +171,7 @@ class TritonPythonModel:
         self.decode_model = params.get("decode_model")  # or the served decoder they call (BLS)
         self.image_outputs = {o["name"] for o in config["output"]} & {wire.IMAGE, wire.IMAGE_U8}
         if "onnx_file" in params and self.decode_model is None:
-            self.onnx_model = companion("sae_onnx_model", "sae.repository.templates.onnx_model")
-            self.session = self.onnx_model.open_session(args, params, self.model_name)
+            self.session = onnx_model.open_session(args, params, self.model_name)
             self.graph_input = self.session.get_inputs()[0].name
 
     def _count_and_seed(self, request) -> tuple[int, int]:
@@ -223,15 +223,15 @@ class TritonPythonModel:
         cause = wire.BASE if self.latents_from == FROM_BANK else wire.SEED
         if self.decode_model is not None:
             try:
-                images = bls.call(pb, self.decode_model, wire.LATENT, latents, wire.IMAGE)
+                images = bls.call(pb, self.decode_model, wire.LATENT, latents, wire.IMAGE, (onnx_model.TOO_LARGE,))
             except bls.Refused as e:  # the decoder refused the latents drawn from this request's inputs
                 raise BadRequest(f"input {cause}: {e}") from None
             images = images.astype(np.float32, copy=False)
         else:
             images = self.session.run(None, {self.graph_input: latents})[0].astype(np.float32, copy=False)
             try:
-                self.onnx_model.check_output(cause, wire.IMAGE, images)
-            except self.onnx_model.BadRequest as e:
+                onnx_model.check_output(cause, wire.IMAGE, images)
+            except onnx_model.BadRequest as e:
                 raise BadRequest(str(e)) from None
         tensors = [pb.Tensor(wire.IMAGE, images)] if wire.IMAGE in wanted else []
         if wire.IMAGE_U8 in wanted:

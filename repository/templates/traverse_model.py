@@ -31,6 +31,7 @@ def companion(copied: str, packaged: str):
 
 wire = companion("sae_wire", "sae.clients.wire")
 bls = companion("sae_bls", "sae.repository.templates.bls")
+onnx_model = companion("sae_onnx_model", "sae.repository.templates.onnx_model")  # its refusal text
 bank_file = companion("sae_bank_file", "sae.clients.bank_file")
 
 
@@ -97,7 +98,7 @@ class TritonPythonModel:
 
     def _decode(self, latents: np.ndarray) -> np.ndarray:
         try:
-            images = bls.call(self.pb, self.decode_model, wire.LATENT, latents, wire.IMAGE)
+            images = bls.call(self.pb, self.decode_model, wire.LATENT, latents, wire.IMAGE, (onnx_model.TOO_LARGE,))
         except bls.Refused as e:
             raise BadRequest(str(e)) from None  # the decoder refused these latents: still the client's input
         if not np.isfinite(images).all():
