@@ -81,7 +81,10 @@ class BatchedModelSettings:
 @dataclass(frozen=True)
 class ServingSettings:
     encode: BatchedModelSettings = field(default_factory=BatchedModelSettings)
-    decode: BatchedModelSettings = field(default_factory=BatchedModelSettings)
+    # decode also runs the sampling models' latents (BLS): it gets the 2 instances hybrid_sample had when it decoded
+    # in its own process, so the decoder sessions stay 4 in all; with 2, a 32-client mixed load starved direct
+    # decode requests (p99 13x) and halved the total req/s (docs/performance.md, "Sampling under concurrency").
+    decode: BatchedModelSettings = field(default_factory=lambda: BatchedModelSettings(instances=4))
     reconstruct: BatchedModelSettings = field(default_factory=BatchedModelSettings)
     sampler_instances: int = 1  # a 256-sample draw takes ~7 ms, small next to decoding the 256 images
     prior_sampler_instances: int = 1  # a 256-sample normal draw is cheaper still
