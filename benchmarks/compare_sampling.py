@@ -11,7 +11,8 @@ for the whole comparison and the phases alternate between them, so both see the 
 * ``lone``: one client, NUM_SAMPLES 1, in series: the p50 of ``hybrid_sample``;
 * ``c16_n1``, ``c16_n8``: 16 client threads calling ``hybrid_sample`` with NUM_SAMPLES 1 or 8 for ``--seconds``:
   samples/s, and from Triton's statistics (``get_inference_statistics``) the executions per request of
-  ``hybrid_sample`` and of ``decode`` (its runs per sampling request: below 1 when its batcher merges them);
+  ``hybrid_sample`` and of ``decode`` (its runs per sampling request: below 1 when its batcher merges them; "-"
+  for a sampler that decodes in its own process);
 * ``mixed``: ``--mixed-clients`` threads for ``--seconds``, each rotating through encode (1 image), decode (2
   latents), reconstruct (4 images) and hybrid_sample (8 samples): req/s, errors, p50/p99 per model and the server's
   resident memory (tritonserver and its python stubs) at the start and the end.
@@ -195,7 +196,8 @@ def markdown(result: dict) -> str:
                  f"| 16 clients, NUM_SAMPLES {n}: hybrid_sample executions per request | "
                  f"{a[key]['hybrid_executions_per_request']} | {b[key]['hybrid_executions_per_request']} | |",
                  f"| 16 clients, NUM_SAMPLES {n}: decoder runs per sampling request | "
-                 f"{a[key]['decode_runs_per_sampling_request']} | {b[key]['decode_runs_per_sampling_request']} | |"]
+                 f"{a[key]['decode_runs_per_sampling_request'] or '-'} | "
+                 f"{b[key]['decode_runs_per_sampling_request'] or '-'} | |"]
     ma, mb = a["mixed"], b["mixed"]
     rows += [f"| mixed, {ma['clients']} clients: req/s (errors) | {ma['requests_per_s']} ({ma['errors']}) | "
              f"{mb['requests_per_s']} ({mb['errors']}) | {ratio(ma['requests_per_s'], mb['requests_per_s'])} |"]
