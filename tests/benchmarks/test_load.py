@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.server, pytest.mark.slow,
               pytest.mark.skipif(not os.environ.get("SAE_LOAD_OUT"), reason="run by make bench-load")]
 
 CLIENTS, REQUESTS = 32, 1_000_000
-TIME_CAP_S = float(os.environ.get("SAE_LOAD_SECONDS") or 60.0)  # the time cap ends it (make bench-load LOAD_SECONDS=180)
+TIME_CAP_S = float(os.environ.get("SAE_LOAD_SECONDS") or 60.0)  # the time cap ends it (LOAD_SECONDS=180)
 PLATEAU_TOLERANCE = 1.05  # the last third's peak within 5% of the middle third's: memory has stopped growing
 
 
