@@ -61,11 +61,13 @@ gpu-check: $(STAMP)
 	mkdir -p out/bench
 	$(BIN)/python benchmarks/gpu_check.py --out out/bench/gpu_check.json $(GPU_CHECK_ARGS)
 
-# 32 clients for 60 s mixing every served model on loopback: out/bench/load.json (p50/p99, errors, memory over time);
+# 32 clients for 60 s (LOAD_SECONDS=180 for the memory-plateau run) mixing every served model on loopback:
+# out/bench/load.json (p50/p99 and Triton's executions per request per model, errors, memory over time and per minute);
 # out/bench/arena.json: server memory after batch-256 requests with ONNX Runtime's CPU arena on and off.
+LOAD_SECONDS ?= 60
 bench-load: $(STAMP)
 	mkdir -p out/bench
-	SAE_LOAD_OUT=out/bench/load.json SAE_ARENA_OUT=out/bench/arena.json $(BIN)/pytest -q -s tests/benchmarks/test_load.py
+	SAE_LOAD_OUT=out/bench/load.json SAE_LOAD_SECONDS=$(LOAD_SECONDS) SAE_ARENA_OUT=out/bench/arena.json $(BIN)/pytest -q -s tests/benchmarks/test_load.py
 
 # Known vulnerabilities of the exact versions installed in .venv (pip-audit against PyPI's advisory data).
 # pip-audit lives in a venv of its own, so it neither changes nor is audited with the project's environment.

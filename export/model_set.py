@@ -3,7 +3,8 @@
 Writes ``NAME_encode``, ``NAME_decode`` (ONNX fp32 + fp16 + TorchScript, each checked against the eager model),
 ``NAME_reconstruct`` (the two graphs joined, checked against them run apart), ``NAME_sampler`` and
 ``NAME_traverse`` (python backend + the bank), and ``NAME_hybrid_sample`` (python flavour: the sampler's code with the
-bank and the decoder graphs; native: one ONNX graph of draw and decoder), with configs generated for the model's
+bank, decoding through ``NAME_decode``, or with the decoder graphs beside it; native: one ONNX graph of draw and
+decoder), with configs generated for the model's
 real dims (``repository.configs``). Models with a prior (the bank records it) also get ``NAME_prior_sampler`` and
 ``NAME_prior_sample``; re-exporting a name as a model without a prior removes that name's old prior models.
 
@@ -138,7 +139,7 @@ def _write_graphs(model, version_dirs: dict[str, Path], batch_sizes=EXPORT_PARIT
 def _write_joined_graphs(options: RepositoryOptions, configs: dict, names: dict[str, str],
                          version_dirs: dict[str, Path], bank: Bank) -> None:
     """The one-hop models' graphs: the joined reconstruction graph (fp32, fp16); the decoder beside a python
-    hybrid/prior sampler; the native hybrid_sample graph (draw + decoder)."""
+    hybrid/prior sampler that decodes in its own process; the native hybrid_sample graph (draw + decoder)."""
     decode_dir = version_dirs["decode"]
     if configs[names["reconstruct"]].platform != "ensemble":
         folder, encode_dir = version_dirs["reconstruct"], version_dirs["encode"]
@@ -154,6 +155,8 @@ def _write_joined_graphs(options: RepositoryOptions, configs: dict, names: dict[
         if config is None or config.platform == "ensemble":
             continue
         if config.backend == "python":
+            if "onnx_file" not in config.parameters:  # it decodes through NAME_decode (BLS)
+                continue
             for filename in (ONNX_FILE, ONNX_FP16_FILE):
                 shutil.copyfile(decode_dir / filename, version_dirs[role] / filename)
             continue

@@ -5,12 +5,14 @@
 (latents without images), and for models with a prior ``NAME_prior_sample`` with the draw-only
 ``NAME_prior_sampler``; an empty NAME gives the unprefixed names. Sampling and reconstruction are one model each, not
 ensembles (each python-backend hop costs about 1 ms): ``NAME_reconstruct`` runs the encoder and decoder joined into
-one ONNX graph (``export/composed.py``), ``NAME_hybrid_sample`` draws and decodes in one step. Two flavours:
+one ONNX graph (``export/composed.py``), ``NAME_hybrid_sample`` draws and decodes in one model. Two flavours:
 
 * ``python``: encode/decode/reconstruct are python-backend models running ONNX Runtime
   (``repository/templates/onnx_model.py``), instance kind KIND_AUTO (a GPU when the server has one, else the CPU);
-  ``NAME_hybrid_sample`` and ``NAME_prior_sample`` are the sampler's python model with the decoder graph in the same
-  process (every draw mode, BASE/MASK). Runs with the server bundled in nvidia-pytriton.
+  ``NAME_hybrid_sample`` and ``NAME_prior_sample`` are the sampler's python model (every draw mode, BASE/MASK) that
+  decodes its latents through a BLS call into ``NAME_decode``, whose dynamic batcher merges concurrent sampling
+  requests into one decoder run (``ServingSettings.sample_decoding``: ``bls``; ``in_process`` puts the decoder graph
+  in the sampler's process instead: one hop fewer, no merging). Runs with the server bundled in nvidia-pytriton.
 * ``native``: encode/decode/reconstruct use the ``onnxruntime_onnx`` (or ``pytorch_libtorch``; reconstruct then
   stays an ensemble) platform with KIND_GPU instances and, optionally, the TensorRT accelerator; for NVIDIA's stock
   container. ``NAME_hybrid_sample`` is one ONNX graph (the counter-based draw with the bank as an initializer, then
@@ -20,7 +22,9 @@ one ONNX graph (``export/composed.py``), ``NAME_hybrid_sample`` draws and decode
 Images come as fp32 ``IMAGE``; ``NAME_hybrid_sample`` also offers ``IMAGE_U8`` (uint8, ``round(clip(IMAGE, 0, 1) *
 255)``, clients/draw.py ``to_uint8``) as an output a client may request instead of, or beside, ``IMAGE``.
 
-The batching values come from measurements (README, "Serving configuration"; ``benchmarks/tune_batching.py``).
+The batching values come from measurements (README, "Serving configuration"; ``benchmarks/tune_batching.py``;
+docs/serving.md, "Batching of the sampling models"). Each generated config.pbtxt states its batching and queue
+policy in its header (:func:`batching_policy`).
 """
 from __future__ import annotations
 
@@ -40,6 +44,8 @@ ROLES, PRIOR_ROLES = wire.ROLES, wire.PRIOR_ROLES  # leaves before ensembles; se
 FLAVOURS = ("python", "native")
 NATIVE_RUNTIMES = ("onnxruntime", "libtorch")
 GPU_PRECISIONS = ("fp16", "fp32")
+BLS, IN_PROCESS = "bls", "in_process"
+SAMPLE_DECODINGS = (BLS, IN_PROCESS)  # how the python flavour's sampling models decode (ServingSettings)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -76,13 +82,24 @@ class BatchedModelSettings:
 @dataclass(frozen=True)
 class ServingSettings:
     encode: BatchedModelSettings = field(default_factory=BatchedModelSettings)
-    decode: BatchedModelSettings = field(default_factory=BatchedModelSettings)
+    # decode also runs the sampling models' latents (BLS): it gets the 2 instances hybrid_sample had when it decoded
+    # in its own process, so the decoder sessions stay 4 in all; with 2, a 32-client mixed load starved direct
+    # decode requests (p99 13x) and halved the total req/s (docs/performance.md, "Sampling under concurrency").
+    decode: BatchedModelSettings = field(default_factory=lambda: BatchedModelSettings(instances=4))
     reconstruct: BatchedModelSettings = field(default_factory=BatchedModelSettings)
     sampler_instances: int = 1  # a 256-sample draw takes ~7 ms, small next to decoding the 256 images
     prior_sampler_instances: int = 1  # a 256-sample normal draw is cheaper still
-    hybrid_sample_instances: int = 2  # draw + decode in one process: as many as decode has
-    prior_sample_instances: int = 1
-    traverse_instances: int = 1
+    # How the python flavour's hybrid_sample and prior_sample decode: BLS into NAME_decode, whose dynamic batcher
+    # merges concurrent requests (docs/serving.md, "Batching of the sampling models"), or in_process (the decoder
+    # graph in the sampler's process, each request decoded alone).
+    sample_decoding: str = BLS
+    # BLS: an instance only draws and waits on decode, so the instances bound how many requests decode can merge
+    # (8: 16 clients merge ~3-4 requests per decode run on 2 decode instances); in_process: as many as decode has (2).
+    hybrid_sample_instances: int = 8
+    prior_sample_instances: int = 4
+    # traverse also only prepares latents and waits on decode (BLS); with 1 instance it was the model that starved
+    # under a 32-client mixed load (p50 880 ms against 14-47 ms for the others; docs/performance.md)
+    traverse_instances: int = 4
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,11 @@ class RepositoryOptions:
             s: BatchedModelSettings = getattr(self.serving, role)
             if s.max_batch_size < 1 or s.instances < 1 or s.max_queue_delay_us < 0:
                 raise ConfigError(f"{role}: max_batch_size and instances must be positive, queue delay >= 0: {s}")
+        if self.serving.sample_decoding not in SAMPLE_DECODINGS:
+            raise ConfigError(f"sample_decoding {self.serving.sample_decoding!r}: choose one of "
+                              f"{', '.join(SAMPLE_DECODINGS)}")
+        if min(self.serving.hybrid_sample_instances, self.serving.prior_sample_instances) < 1:
+            raise ConfigError("hybrid_sample_instances and prior_sample_instances must be positive")
         if not 1 <= self.max_samples <= self.serving.decode.max_batch_size:
             raise ConfigError(f"max_samples {self.max_samples} must be in 1..decode max_batch_size "
                               f"({self.serving.decode.max_batch_size}): the sampler's latents go to decode as one "
@@ -273,12 +295,18 @@ def _reconstruct(options: RepositoryOptions, shapes: ServedShapes) -> pb.ModelCo
 def _one_hop_sampler(options: RepositoryOptions, role: str, shapes: ServedShapes, sampler: pb.ModelConfig,
                      instances: int) -> pb.ModelConfig:
     """The sampler's python model that also decodes (python flavour): the role's inputs and outputs (IMAGE_U8 too
-    for hybrid_sample; prior_sample keeps the contract its native ensemble serves) and the sampler's parameters."""
+    for hybrid_sample; prior_sample keeps the contract its native ensemble serves) and the sampler's parameters, and
+    either ``decode_model`` (BLS into the batched decode: CPU instances, they only draw and wait) or the decoder
+    graph's ``onnx_file`` (in the process: KIND_AUTO, a GPU where the server has one)."""
     config = pb.ModelConfig(name=options.model_name(role), backend="python", max_batch_size=0,
                             input=_tensors(role, "input", shapes), output=_tensors(role, "output", shapes))
-    config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_AUTO, count=instances))
     for key, value in sampler.parameters.items():
         config.parameters[key].string_value = value.string_value
+    if options.serving.sample_decoding == BLS:
+        config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU, count=instances))
+        _params(config, decode_model=options.model_name(wire.DECODE))
+        return config
+    config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_AUTO, count=instances))
     _params(config, onnx_file=ONNX_FILE, gpu_onnx_file=ONNX_FP16_FILE if options.gpu_precision == "fp16" else
             ONNX_FILE, intra_op_threads=options.serving.decode.intra_op_threads)
     return config
@@ -324,8 +352,8 @@ DESCRIPTIONS = {
     "prior_sampler": "latents from the model's prior N(prior_mean, prior_std^2), both stored in 1/bank.h5",
     "traverse": "one latent, one dimension swept from its training-set min to max in STEPS steps, decoded",
     "reconstruct": "images -> decode(encode(images)), the two graphs joined into one",
-    "hybrid_sample": "hybrid sampling and decoding in one step (same SEED, same images); IMAGE fp32 and/or IMAGE_U8",
-    "prior_sample": "prior sampling and decoding in one step (same SEED, same images)",
+    "hybrid_sample": "hybrid sampling and decoding in one model (same SEED, same images); IMAGE fp32 and/or IMAGE_U8",
+    "prior_sample": "prior sampling and decoding in one model (same SEED, same images)",
 }
 ENSEMBLE_DESCRIPTIONS = {
     "reconstruct": "ensemble: encode -> decode",
@@ -333,8 +361,27 @@ ENSEMBLE_DESCRIPTIONS = {
 }
 
 
+def batching_policy(config: pb.ModelConfig) -> str:
+    """How ``config`` batches and queues its requests, in one line for its config.pbtxt header."""
+    count = sum(g.count for g in config.instance_group)
+    instances = f"{count} instance{'s' if count != 1 else ''}"
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    if config.platform == "ensemble":
+        return "batching: each step's own (an ensemble adds no queue)"
+    if config.HasField("dynamic_batching"):
+        delay = config.dynamic_batching.max_queue_delay_microseconds
+        return (f"batching: dynamic, concurrent requests merged into one run of up to {config.max_batch_size} rows "
+                f"(queue delay {delay} us, FIFO, no priority levels), {instances} instances")
+    if "decode_model" in params:
+        return (f"batching: none here; {instances} instances take each request alone and decode it through "
+                f"{params['decode_model']}'s dynamic batcher (BLS), which merges concurrent requests (FIFO)")
+    return f"batching: none, each request alone (FIFO), {instances} instances"
+
+
 def config_text(config: pb.ModelConfig, role: str, source: str) -> str:
-    """config.pbtxt contents: a short header, then the protobuf text format."""
+    """config.pbtxt contents: a short header (what the model does, its batching policy, where it came from), then
+    the protobuf text format."""
     description = (ENSEMBLE_DESCRIPTIONS if config.platform == "ensemble" else DESCRIPTIONS)[role]
-    header = f"# {description}\n# Generated by `sae export` from {source}; do not edit (re-export instead).\n"
+    header = (f"# {description}\n# {batching_policy(config)}\n"
+              f"# Generated by `sae export` from {source}; do not edit (re-export instead).\n")
     return header + text_format.MessageToString(config, use_short_repeated_primitives=True)

@@ -264,7 +264,7 @@ class _Checker:
                 self.check_decoder(name, config, version / params[key], f"parameters.{key}")
             elif key in params:
                 self.check_onnx(name, config, version / params[key], f"parameters.{key}")
-        if samples and "onnx_file" in params:
+        if samples and ("onnx_file" in params or "decode_model" in params):
             for companion in COMPANIONS:
                 self._file(name, "backend", version / companion)
         if params.get("latents_from", FROM_BANK) not in (FROM_BANK, FROM_PRIOR):

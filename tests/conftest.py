@@ -65,6 +65,24 @@ def trained_run(tmp_path_factory, shapes_file) -> Path:
     return run
 
 
+def short_run(tmp_path_factory, shapes_file: Path, config_name: str, steps: int) -> Path:
+    """A named config trained for a handful of steps on the fixture data (cached under SAE_TEST_CACHE like the
+    rest): enough for checks that compare the server with the same weights, not for good images."""
+    from sae.training.config import get_config
+    from sae.training.trainer import Trainer
+
+    cfg = get_config(config_name)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=steps, log_every=steps))
+    run = _fixture_dir(tmp_path_factory, f"repository-{config_name}")
+    trainer = Trainer(cfg, shapes_file, run, device="cpu")
+    try:
+        if trainer.step < steps:
+            trainer.fit(steps=steps, progress=False)
+    finally:
+        getattr(trainer, "close", lambda: None)()
+    return run
+
+
 def copy_repository(dst: Path) -> Path:
     """A private, empty model repository: the committed files only, never what `make demo` exported into ours."""
     dst.mkdir(parents=True)

@@ -67,6 +67,15 @@ def _load_calls(rng: np.random.Generator):
             ("traverse", lambda c: c.traverse(latents[0], 3, 4))]
 
 
+def executions(raw: grpcclient.InferenceServerClient) -> dict[str, tuple[int, int]]:
+    """(successful requests, executions) per served model, from Triton's statistics: executions below requests
+    mean its dynamic batcher merged requests."""
+    counts = {}
+    for s in raw.get_inference_statistics("", as_json=True).get("model_stats", []):
+        counts[s["name"]] = (int(s["inference_stats"]["success"].get("count", 0)), int(s.get("execution_count", 0)))
+    return counts
+
+
 def run_load(server: TritonServer, clients: int, requests: int, time_cap_s: float,
              memory_every_s: float = 1.0) -> dict:
     """``requests`` calls (or as many as fit in ``time_cap_s``) from ``clients`` threads, each with its own
@@ -108,6 +117,8 @@ def run_load(server: TritonServer, clients: int, requests: int, time_cap_s: floa
         while not stop.wait(memory_every_s):
             memory.append((time.monotonic() - start, resident_bytes(server_processes(server))))
 
+    raw = grpcclient.InferenceServerClient(server.grpc_url)
+    executions_before = executions(raw)
     monitor = threading.Thread(target=sample_memory, daemon=True)
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
     started = time.monotonic()
@@ -120,6 +131,14 @@ def run_load(server: TritonServer, clients: int, requests: int, time_cap_s: floa
     stop.set()
     monitor.join()
     memory.append((seconds, resident_bytes(server_processes(server))))
+    time.sleep(0.5)  # Triton records a request's statistics just after its response
+    executions_after = executions(raw)
+    raw.close()
+
+    def per_request(model: str) -> float | None:
+        (r0, e0), (r1, e1) = executions_before.get(model, (0, 0)), executions_after.get(model, (0, 0))
+        return round((e1 - e0) / (r1 - r0), 3) if r1 > r0 else None
+
     every = [x for values in latencies.values() for x in values]
 
     def pct(values, q):
@@ -130,8 +149,9 @@ def run_load(server: TritonServer, clients: int, requests: int, time_cap_s: floa
         "requests_done": len(every), "errors": len(errors), "first_errors": errors[:5],
         "seconds": round(seconds, 2), "requests_per_second": round(len(every) / seconds, 1),
         "p50_ms": pct(every, 50), "p99_ms": pct(every, 99),
-        "per_model": {k: {"requests": len(v), "p50_ms": pct(v, 50), "p99_ms": pct(v, 99)}
-                      for k, v in sorted(latencies.items())},
+        "per_model": {k: {"requests": len(v), "p50_ms": pct(v, 50), "p99_ms": pct(v, 99),
+                          "executions_per_request": per_request(k)} for k, v in sorted(latencies.items())},
+        "executions_per_request": {m: per_request(m) for m in sorted(executions_after)},
         "memory_before_mib": round(memory[0][1] / 2 ** 20, 1), "memory_after_mib": round(memory[-1][1] / 2 ** 20, 1),
         "memory_series_mib": [(round(t, 1), round(b / 2 ** 20, 1)) for t, b in memory],
     }

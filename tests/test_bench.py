@@ -187,12 +187,16 @@ def test_harness_measures_every_path_beside_in_process_with_server_times(triton,
     assert skipped == {(p, 300, None) for p in PATHS} | {(p, 2, 2) for p in PATHS}  # over the limit; 2 x 2 > 3
     for cell in cells:  # Triton's counters moved by exactly this cell's requests, in every step of the path
         server = cell["server"]
-        assert set(server) == {cell["model"], *report["models"][cell["path"]]["components"]}
+        served = report["models"][cell["path"]]
+        assert set(server) == {cell["model"], *served["components"], *filter(None, [served["decodes_through"]])}
         for model, times in server.items():
             assert times["requests"] == cell["requests"], (cell["path"], cell["concurrency"], model, server)
             assert times["queue_ms"] >= 0 and times["compute_infer_ms"] > 0, (model, times)
     assert report["models"]["reconstruct"]["components"] == []  # one model each: no ensemble steps
     assert report["models"]["hybrid_sample"]["components"] == []
+    assert report["models"]["hybrid_sample"]["decodes_through"] == "decode"  # BLS: decode's counters are read too
+    assert all(cell["server"]["decode"]["executions_per_request"] <= 1 for cell in cells
+               if cell["path"] == "hybrid_sample")
 
     assert set(report["p50_ratio_by_path"]) == set(PATHS)
     for path in PATHS:

@@ -82,9 +82,10 @@ def test_exactly_the_models_with_a_prior_are_served_prior_samples(config_name, o
     has_prior_models = {"m_prior_sample", "m_prior_sampler"} <= set(configs)
     assert has_prior_models == (prior is not None)
     if has_prior_models:
-        one_hop = configs["m_prior_sample"]  # draws and decodes in one python model
+        one_hop = configs["m_prior_sample"]  # draws in one python model, which decodes through m_decode (BLS)
         assert one_hop.backend == "python" and not one_hop.ensemble_scheduling.step
-        assert one_hop.parameters["latents_from"].string_value == "prior" and "onnx_file" in one_hop.parameters
+        assert one_hop.parameters["latents_from"].string_value == "prior"
+        assert one_hop.parameters["decode_model"].string_value == "m_decode"
         assert [t.name for t in one_hop.input] == ["NUM_SAMPLES", "SEED"]
         assert [t.name for t in one_hop.output] == ["IMAGE", "LATENT"]
         assert configs["m_prior_sampler"].parameters["latents_from"].string_value == "prior"

@@ -13,7 +13,7 @@ from sae.clients.errors import InvalidInputError
 from sae.clients.triton_client import ModelInfo, plan_sample
 from sae.export.bank import Bank
 from sae.export.composed import check_reconstruction
-from sae.repository.configs import RepositoryOptions, ServedShapes, model_configs
+from sae.repository.configs import RepositoryOptions, ServedShapes, ServingSettings, model_configs
 from sae.repository.validate import read_config, validate_repository
 
 SHAPES = ServedShapes(64, 12, 4, bank_size=128, has_prior=True)
@@ -32,7 +32,14 @@ def test_python_flavour_samples_and_reconstructs_in_one_model():
     configs = _configs(name="m")
     for role in ("hybrid_sample", "prior_sample", "reconstruct"):
         assert configs[role].platform != "ensemble" and configs[role].backend == "python", role
-        assert configs[role].parameters["onnx_file"].string_value == "model.onnx", role
+    assert configs["reconstruct"].parameters["onnx_file"].string_value == "model.onnx"
+    for role in ("hybrid_sample", "prior_sample"):  # they decode through the batched decode model (BLS)
+        assert configs[role].parameters["decode_model"].string_value == "m_decode", role
+        assert "onnx_file" not in configs[role].parameters, role
+        assert configs[role].max_batch_size == 0 and configs[role].instance_group[0].count > 2, role
+    in_process = _configs(name="m", serving=ServingSettings(sample_decoding="in_process", hybrid_sample_instances=2))
+    assert in_process["hybrid_sample"].parameters["onnx_file"].string_value == "model.onnx"
+    assert "decode_model" not in in_process["hybrid_sample"].parameters
     hybrid = configs["hybrid_sample"]
     outputs = {t.name: t for t in hybrid.output}
     assert list(outputs) == ["IMAGE", "IMAGE_U8", "LATENT", "SOURCE_INDEX", "DRAW_MODE"]
@@ -107,11 +114,23 @@ def test_validator_checks_the_decoder_graph_and_draw_modes_of_a_one_hop_sampler(
     shutil.copyfile(repo / "encode" / "1" / "model.onnx", repo / "hybrid_sample" / "1" / "model.onnx")
     (repo / "hybrid_sample" / "1" / "sae_draw.py").unlink()
     config = repo / "hybrid_sample" / "config.pbtxt"
+    bls = 'key: "decode_model"\n  value {\n    string_value: "decode"'
+    assert bls in config.read_text()
     config.write_text(config.read_text().replace('string_value: "independent,distinct,per_dimension"',
-                                                 'string_value: "independent,grouped"'))
+                                                 'string_value: "independent,grouped"')
+                      .replace(bls, 'key: "onnx_file"\n  value {\n    string_value: "model.onnx"'))  # in-process
     messages = [str(p) for p in validate_repository(repo) if p.severity == "error"]
     assert "hybrid_sample: parameters.draw_modes: ['grouped']: each must be one of independent, distinct, " \
            "per_dimension" in messages
     assert "hybrid_sample: backend: hybrid_sample/1/sae_draw.py is missing" in messages
     assert any(m.startswith("hybrid_sample: input LATENT: model.onnx has no input of that name") for m in messages)
     assert read_config(config).backend == "python"
+
+
+def test_validator_checks_the_decoder_a_sampler_calls(exported_repo, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(exported_repo, repo)
+    config = repo / "hybrid_sample" / "config.pbtxt"
+    config.write_text(config.read_text().replace('string_value: "decode"', 'string_value: "dekode"'))
+    messages = [str(p) for p in validate_repository(repo) if p.severity == "error"]
+    assert messages == ["hybrid_sample: parameters.decode_model: names model 'dekode', which is not in the repository"]

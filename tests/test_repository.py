@@ -4,7 +4,6 @@ controllable generation with MASK; prior samples of the model with a prior (and 
 the VAE set; the validator on the native flavour and on hand-broken configs."""
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import _fixture_dir, copy_repository
+from conftest import copy_repository, short_run
 from sae.export.bank import Bank
 from sae.export.graphs import graph_specs
 from sae.repository.configs import RepositoryOptions
@@ -28,25 +27,9 @@ STEPS = 20  # a handful: the checks compare the server with the same weights run
 ATOL = 1e-4  # served (ONNX Runtime fp32) vs eager; measured differences are ~1e-6
 
 
-def _run(tmp_path_factory, shapes_file, config_name: str) -> Path:
-    from sae.training.config import get_config
-    from sae.training.trainer import Trainer
-
-    cfg = get_config(config_name)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=STEPS, log_every=STEPS))
-    run = _fixture_dir(tmp_path_factory, f"repository-{config_name}")
-    trainer = Trainer(cfg, shapes_file, run, device="cpu")
-    try:
-        if trainer.step < STEPS:
-            trainer.fit(steps=STEPS, progress=False)
-    finally:
-        getattr(trainer, "close", lambda: None)()
-    return run
-
-
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory, shapes_file) -> dict[str, Path]:
-    return {name: _run(tmp_path_factory, shapes_file, config) for name, config in MODELS.items()}
+    return {name: short_run(tmp_path_factory, shapes_file, config, STEPS) for name, config in MODELS.items()}
 
 
 @pytest.fixture(scope="session")

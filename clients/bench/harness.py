@@ -159,7 +159,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
         limits = config.limits
         for path in config.paths:
             sp = served[path]
-            models = [sp.model, *sp.components]
+            models = sp.measured_models()
             for batch in config.batch_sizes:
                 if batch > sp.max_items:
                     skipped.append({"path": path, "batch_size": batch,
@@ -182,7 +182,8 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
                     server = times.after(before, remote.requests + remote.errors, models)
                     report["in_process"]["cells"].append({"path": path, **local.to_dict()})
                     grpc_cells.append({"path": path, "model": sp.model, "interleaved_with_in_process": True,
-                                       **remote.to_dict(), "server": server})
+                                       **remote.to_dict(), "server": server,
+                                       "decodes_through": sp.decodes_through})
                     log(f"{path} batch {batch}: in-process p50 {_fmt(local.p50_ms)} ms, gRPC p50 "
                         f"{_fmt(remote.p50_ms)} ms (interleaved, {remote.requests} each)" + _errors(local, remote))
                     levels = [c for c in levels if c != 1]
@@ -197,7 +198,8 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
                     stats = run_cell(calls, batch, limits)
                     server = times.after(before, stats.requests + stats.errors, models)
                     grpc_cells.append({"path": path, "model": sp.model, "interleaved_with_in_process": False,
-                                       **stats.to_dict(), "server": server})
+                                       **stats.to_dict(), "server": server,
+                                       "decodes_through": sp.decodes_through})
                     log(f"{path} batch {batch} gRPC concurrency {concurrency}: p50 {_fmt(stats.p50_ms)} ms, "
                         f"{stats.items_per_s:.0f} items/s over {stats.requests}" + _errors(stats))
         report["grpc"] = {"cells": grpc_cells, "server_times_error": times.error}

@@ -91,6 +91,7 @@ def server_times(before: Counters, after: Counters, models: list[str]) -> dict[s
             "executions": int(delta["executions"]),
             "inferences": int(delta["inferences"]),
             "mean_batch": delta["inferences"] / delta["executions"] if delta["executions"] else None,
+            "executions_per_request": delta["executions"] / requests if requests else None,
             "queue_ms": per_request_ms("queue_us"),
             "compute_input_ms": per_request_ms("compute_input_us"),
             "compute_infer_ms": per_request_ms("compute_infer_us"),

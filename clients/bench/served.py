@@ -15,9 +15,15 @@ class ServedPath:
     model: str  # the served model's name (with the export prefix)
     components: tuple[str, ...]  # the ensemble's steps, in order; () for a plain model
     max_items: int  # the largest batch (NUM_SAMPLES for hybrid_sample) one request may carry
+    decodes_through: str = ""  # the model a python sampler decodes through (its decode_model parameter, BLS)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "components": list(self.components), "max_items": self.max_items}
+        return {"model": self.model, "components": list(self.components), "max_items": self.max_items,
+                "decodes_through": self.decodes_through}
+
+    def measured_models(self) -> list[str]:
+        """The models whose server-side counters a cell of this path reads: the model, its steps, its BLS target."""
+        return [self.model, *self.components, *([self.decodes_through] if self.decodes_through else [])]
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ def describe_served(client: grpcclient.InferenceServerClient, config: BenchConfi
         limits = [_max_items(model_config(step)) for step in steps] or [_max_items(cfg)]
         if int(cfg.get("max_batch_size", 0)) > 0:
             limits.append(int(cfg["max_batch_size"]))
-        paths[path] = ServedPath(path, name, steps, min(limits))
+        paths[path] = ServedPath(path, name, steps, min(limits), _string_params(cfg).get("decode_model", ""))
     height, width, _ = _dims(model_config(config.model_name(wire.ENCODE)), "input", wire.IMAGE)
     (latent_dim,) = _dims(model_config(config.model_name(wire.DECODE)), "input", wire.LATENT)
     return paths, WireShapes(height, width, latent_dim)

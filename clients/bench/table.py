@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 HEADER = ("path", "batch", "conc", "transport", "n", "p50 ms", "p90 ms", "p99 ms", "items/s",
-          "srv queue ms", "srv compute ms", "gRPC/in-proc p50")
+          "srv queue ms", "srv compute ms", "exec/req", "gRPC/in-proc p50")
 
 
 def _ms(value: float | None) -> str:
@@ -16,10 +16,25 @@ def _server_columns(cell: dict) -> tuple[str, str]:
     server = cell.get("server") or {}
     if not server:
         return "-", "-"
-    steps = [m for m in server if m != cell["model"]] or [cell["model"]]
+    steps = [m for m in server if m not in (cell["model"], cell.get("decodes_through"))] or [cell["model"]]
     queue = [server[m]["queue_ms"] for m in steps if server[m]["queue_ms"] is not None]
     compute = [server[m]["compute_infer_ms"] for m in steps if server[m]["compute_infer_ms"] is not None]
     return (_ms(sum(queue)) if queue else "-"), (_ms(sum(compute)) if compute else "-")
+
+
+def _executions_column(cell: dict) -> str:
+    """Triton executions per request of the path's model (below 1: its batcher merged requests), and of the model
+    it decodes through (BLS) after a semicolon."""
+    server = cell.get("server") or {}
+
+    def of(model: str) -> str:
+        value = (server.get(model) or {}).get("executions_per_request")
+        return "-" if value is None else f"{value:.2f}"
+
+    if not server:
+        return "-"
+    target = cell.get("decodes_through")
+    return of(cell["model"]) + (f"; {target} {of(target)}" if target and target in server else "")
 
 
 def rows(report: dict) -> list[tuple[str, ...]]:
@@ -35,13 +50,13 @@ def rows(report: dict) -> list[tuple[str, ...]]:
             base = in_process[key]
             out.append((base["path"], str(base["batch_size"]), "1", "in-process", str(base["requests"]),
                         _ms(base["p50_ms"]), _ms(base["p90_ms"]), _ms(base["p99_ms"]), f"{base['items_per_s']:.0f}",
-                        "", "", ""))
+                        "", "", "", ""))
         ratio = ratio_of.get((cell["path"], cell["batch_size"], cell["concurrency"]))
         queue, compute = _server_columns(cell)
         n = str(cell["requests"]) + (f" ({cell['errors']} err)" if cell["errors"] else "")
         out.append((cell["path"], str(cell["batch_size"]), str(cell["concurrency"]), "gRPC", n, _ms(cell["p50_ms"]),
                     _ms(cell["p90_ms"]), _ms(cell["p99_ms"]), f"{cell['items_per_s']:.0f}", queue, compute,
-                    "-" if ratio is None else f"{ratio:.2f}x"))
+                    _executions_column(cell), "-" if ratio is None else f"{ratio:.2f}x"))
     return out
 
 

@@ -5,7 +5,7 @@ self-contained (Triton loads it by path, with numpy, h5py and onnxruntime of the
 imports ``triton_python_backend_utils`` only inside ``initialize``, so tests and benchmarks can import its pure
 functions outside Triton. The sampler and traverse models import companions that ``sae export`` copies beside them
 (``COMPANIONS``: the name in the version folder -> the one source file): the wire contract, the bank file reader,
-the counter-based draw and the ONNX Runtime session setup.
+the counter-based draw, the ONNX Runtime session setup and the BLS call into another served model.
 """
 from pathlib import Path
 
@@ -15,5 +15,6 @@ SAMPLER_MODEL = TEMPLATES / "sampler_model.py"
 TRAVERSE_MODEL = TEMPLATES / "traverse_model.py"
 TORCH_MODEL = TEMPLATES / "torch_model.py"  # TorchScript with PyTorch in the python backend (benchmarks/gpu_check.py)
 CLIENTS = TEMPLATES.parent.parent / "clients"
+BLS = TEMPLATES / "bls.py"
 COMPANIONS = {"sae_draw.py": CLIENTS / "draw.py", "sae_onnx_model.py": ONNX_MODEL, "sae_wire.py": CLIENTS / "wire.py",
-              "sae_bank_file.py": CLIENTS / "bank_file.py"}
+              "sae_bank_file.py": CLIENTS / "bank_file.py", "sae_bls.py": BLS}

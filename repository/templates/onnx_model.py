@@ -58,10 +58,13 @@ def gather_inputs(pb, requests, input_name: str, dims: list[int], refuse) -> tup
     return responses, good, arrays
 
 
+TOO_LARGE = "the values are too large for the model"  # how a refusal of finite but overflowing input begins
+
+
 def check_output(input_name: str, output_name: str, array: np.ndarray) -> None:
     if not is_finite(array):
-        raise BadRequest(f"input {input_name}: the values are too large for the model, its output {output_name} "
-                         "is not finite; send values in the range the encoder produces")
+        raise BadRequest(f"input {input_name}: {TOO_LARGE}, its output {output_name} is not finite; send values in "
+                         "the range the encoder produces")
 
 
 def is_finite(array: np.ndarray) -> bool:

@@ -24,10 +24,18 @@ variable), which ``sae export`` copies beside this file as ``sae_draw.py``, so a
 The tensor names and limits come from the wire contract (``clients/wire.py``, copied as ``sae_wire.py``) and the
 bank from ``clients/bank_file.py`` (``sae_bank_file.py``).
 
-With the parameter ``onnx_file`` the model also decodes its latents in the same process (``NAME_hybrid_sample``,
-``NAME_prior_sample``: one python-backend hop instead of an ensemble of two), with the ONNX Runtime session the
-decode model opens (``onnx_model.open_session``, copied beside as ``sae_onnx_model.py``), and answers ``IMAGE``
-(fp32) and, when requested, ``IMAGE_U8`` (``round(clip(IMAGE, 0, 1) * 255)``).
+The sampling models (``NAME_hybrid_sample``, ``NAME_prior_sample``) also decode their latents, one of two ways:
+
+* parameter ``decode_model`` (what ``sae export`` writes): a BLS call into ``NAME_decode``
+  (``repository/templates/bls.py``, copied as ``sae_bls.py``), whose dynamic batcher merges the latents of
+  concurrent sampling requests, and of direct decode and traverse requests, into one ONNX Runtime call of up to its
+  ``max_batch_size`` rows. The draw stays per request here, so each request's SEED, DRAW, BASE/MASK and NUM_SAMPLES
+  apply to its own rows only, and decode checks each caller's latents and images on their own.
+* parameter ``onnx_file``: the decoder graph in this process, with the ONNX Runtime session the decode model opens
+  (``onnx_model.open_session``, copied beside as ``sae_onnx_model.py``); one hop fewer, but each request is decoded
+  alone.
+
+Either way the model answers ``IMAGE`` (fp32) and, when requested, ``IMAGE_U8`` (``round(clip(IMAGE, 0, 1) * 255)``).
 """
 import importlib
 import importlib.util
@@ -54,6 +62,8 @@ def companion(copied: str, packaged: str):
 draw = companion("sae_draw", "sae.clients.draw")
 wire = companion("sae_wire", "sae.clients.wire")
 bank_file = companion("sae_bank_file", "sae.clients.bank_file")
+bls = companion("sae_bls", "sae.repository.templates.bls")
+onnx_model = companion("sae_onnx_model", "sae.repository.templates.onnx_model")  # the decoder's session and checks
 INDEPENDENT, DISTINCT, PER_DIMENSION, DRAW_MODES = draw.INDEPENDENT, draw.DISTINCT, draw.PER_DIMENSION, draw.DRAW_MODES
 FROM_BANK, FROM_PRIOR = "bank", "prior"  # values of the config parameter latents_from
 
@@ -157,12 +167,12 @@ class TritonPythonModel:
         if self.latents_from == FROM_PRIOR and self.prior is None:
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} holds no prior (prior_mean, prior_std): "
                                                 "the model has none to sample from")
-        self.session = None  # the decoder graph, for the one-hop sampling models
-        if "onnx_file" in params:
-            self.onnx_model = companion("sae_onnx_model", "sae.repository.templates.onnx_model")
-            self.session = self.onnx_model.open_session(args, params, self.model_name)
+        self.session = None  # the decoder graph, for the sampling models that decode in this process
+        self.decode_model = params.get("decode_model")  # or the served decoder they call (BLS)
+        self.image_outputs = {o["name"] for o in config["output"]} & {wire.IMAGE, wire.IMAGE_U8}
+        if "onnx_file" in params and self.decode_model is None:
+            self.session = onnx_model.open_session(args, params, self.model_name)
             self.graph_input = self.session.get_inputs()[0].name
-            self.image_outputs = {o["name"] for o in config["output"]} & {wire.IMAGE, wire.IMAGE_U8}
 
     def _count_and_seed(self, request) -> tuple[int, int]:
         pb = self.pb
@@ -210,12 +220,19 @@ class TritonPythonModel:
         no output)."""
         pb = self.pb
         wanted = (set(request.requested_output_names()) or self.image_outputs) & self.image_outputs
-        images = self.session.run(None, {self.graph_input: latents})[0].astype(np.float32, copy=False)
-        try:
-            self.onnx_model.check_output(wire.BASE if self.latents_from == FROM_BANK else wire.SEED, wire.IMAGE,
-                                         images)
-        except self.onnx_model.BadRequest as e:
-            raise BadRequest(str(e)) from None
+        cause = wire.BASE if self.latents_from == FROM_BANK else wire.SEED
+        if self.decode_model is not None:
+            try:
+                images = bls.call(pb, self.decode_model, wire.LATENT, latents, wire.IMAGE, (onnx_model.TOO_LARGE,))
+            except bls.Refused as e:  # the decoder refused the latents drawn from this request's inputs
+                raise BadRequest(f"input {cause}: {e}") from None
+            images = images.astype(np.float32, copy=False)
+        else:
+            images = self.session.run(None, {self.graph_input: latents})[0].astype(np.float32, copy=False)
+            try:
+                onnx_model.check_output(cause, wire.IMAGE, images)
+            except onnx_model.BadRequest as e:
+                raise BadRequest(str(e)) from None
         tensors = [pb.Tensor(wire.IMAGE, images)] if wire.IMAGE in wanted else []
         if wire.IMAGE_U8 in wanted:
             tensors.append(pb.Tensor(wire.IMAGE_U8, draw.to_uint8(images)))
@@ -232,7 +249,7 @@ class TritonPythonModel:
             latents, source = draw_controlled(self.bank, self.variable_of_dim, n, seed, mode, base, mask)
             tensors = [pb.Tensor(wire.LATENT, latents), pb.Tensor(wire.SOURCE_INDEX, source),
                        pb.Tensor(wire.DRAW_MODE, np.array([mode.encode()], dtype=np.object_))]
-        if self.session is not None:
+        if self.session is not None or self.decode_model is not None:
             tensors += self._images(request, latents)
         return pb.InferenceResponse(tensors)
 

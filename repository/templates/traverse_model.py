@@ -4,7 +4,8 @@ From one latent, STEPS latents that differ only in dimension DIMENSION, which go
 minimum to its maximum over the training set (``dim_min``/``dim_max`` of the bank). The images come from
 ``NAME_decode``, called in-process through Triton's BLS API: an ensemble cannot serve this contract, because its
 input and output share the name LATENT with different shapes ([D] in, [STEPS, D] out), and Triton gives one shape to
-each ensemble tensor name.
+each ensemble tensor name. The call (``repository/templates/bls.py``, copied as ``sae_bls.py``) goes through
+decode's dynamic batcher, which merges it with concurrent decode work.
 """
 import importlib
 import importlib.util
@@ -29,6 +30,8 @@ def companion(copied: str, packaged: str):
 
 
 wire = companion("sae_wire", "sae.clients.wire")
+bls = companion("sae_bls", "sae.repository.templates.bls")
+onnx_model = companion("sae_onnx_model", "sae.repository.templates.onnx_model")  # its refusal text
 bank_file = companion("sae_bank_file", "sae.clients.bank_file")
 
 
@@ -94,21 +97,10 @@ class TritonPythonModel:
         return traversal(latent, dimension, steps, self.dim_min, self.dim_max)
 
     def _decode(self, latents: np.ndarray) -> np.ndarray:
-        pb = self.pb
-        kwargs = {}
-        if hasattr(pb, "PreferredMemory"):  # a GPU decoder's output comes back to host memory
-            kwargs["preferred_memory"] = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
-        request = pb.InferenceRequest(model_name=self.decode_model, requested_output_names=[wire.IMAGE],
-                                      inputs=[pb.Tensor(wire.LATENT, latents)], **kwargs)
-        response = request.exec()
-        if response.has_error():
-            error = response.error()
-            message = f"{self.decode_model}: {error.message()}"
-            code = getattr(pb.TritonError, "INVALID_ARG", None)
-            if code is not None and hasattr(error, "code") and error.code() == code:
-                raise BadRequest(message)  # the decoder refused these latents: still the client's input
-            raise RuntimeError(message)
-        images = pb.get_output_tensor_by_name(response, wire.IMAGE).as_numpy()
+        try:
+            images = bls.call(self.pb, self.decode_model, wire.LATENT, latents, wire.IMAGE, (onnx_model.TOO_LARGE,))
+        except bls.Refused as e:
+            raise BadRequest(str(e)) from None  # the decoder refused these latents: still the client's input
         if not np.isfinite(images).all():
             raise BadRequest("LATENT: the decoded traversal is not finite; send values in the range the encoder "
                              "produces")
