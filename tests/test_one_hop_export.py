@@ -134,3 +134,17 @@ def test_validator_checks_the_decoder_a_sampler_calls(exported_repo, tmp_path):
     config.write_text(config.read_text().replace('string_value: "decode"', 'string_value: "dekode"'))
     messages = [str(p) for p in validate_repository(repo) if p.severity == "error"]
     assert messages == ["hybrid_sample: parameters.decode_model: names model 'dekode', which is not in the repository"]
+
+
+def test_sae_export_can_keep_the_sampler_decoding_in_its_own_process(trained_run, tmp_path, capsys):
+    from conftest import copy_repository
+    from sae.cli import main
+
+    repo = copy_repository(tmp_path / "repo")
+    assert main(["export", str(trained_run), "--repo", str(repo), "--sample-decoding", "in_process"]) == 0
+    capsys.readouterr()
+    hybrid = read_config(repo / "hybrid_sample" / "config.pbtxt")
+    assert hybrid.parameters["onnx_file"].string_value == "model.onnx" and "decode_model" not in hybrid.parameters
+    assert hybrid.instance_group[0].count == 2
+    assert (repo / "hybrid_sample" / "1" / "model.onnx").is_file()
+    assert [str(p) for p in validate_repository(repo) if p.severity == "error"] == []

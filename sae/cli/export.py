@@ -17,7 +17,7 @@ def parity_line(report) -> str:
 def cmd_export(args: argparse.Namespace) -> int:
     from sae.export.model_set import export_run
     from sae.repository.install import rollback
-    from sae.repository.configs import RepositoryOptions
+    from sae.repository.configs import IN_PROCESS, RepositoryOptions, ServingSettings
 
     if args.rollback is not None:
         newest, previous, models = rollback(args.repo, args.rollback)
@@ -27,8 +27,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.run is None:
         raise UsageError("give the run to export (a run folder or checkpoint), or --rollback NAME")
 
+    # in_process: each sampling request decodes alone in the sampler's own 2 instances, as before BLS
+    serving = ServingSettings(sample_decoding=IN_PROCESS, hybrid_sample_instances=2, prior_sample_instances=2) \
+        if args.sample_decoding == IN_PROCESS else ServingSettings()
     options = RepositoryOptions(name=args.name, flavour=args.flavour, native_runtime=args.native_runtime,
-                                tensorrt=args.tensorrt, gpu_precision=args.gpu_precision)
+                                tensorrt=args.tensorrt, gpu_precision=args.gpu_precision, serving=serving)
     report = export_run(args.run, args.repo, data_path=args.data, bank_size=args.bank_size, bank_seed=args.bank_seed,
                         range_images=args.range_images,
                         options=options)
@@ -66,6 +69,10 @@ def add_parsers(sub) -> None:
     e.add_argument("--gpu-precision", choices=["fp16", "fp32"], default="fp16",
                    help="native flavour without TensorRT: which ONNX graph the CUDA provider runs")
     e.add_argument("--data", type=Path, default=None, help="training data (default: the file the run used)")
+    e.add_argument("--sample-decoding", choices=["bls", "in_process"], default="bls",
+                   help="python flavour: hybrid_sample and prior_sample decode through NAME_decode, whose batcher "
+                   "merges concurrent requests (bls), or each request alone in the sampler (in_process: lower "
+                   "latency for one client at a time on a CPU; docs/performance.md)")
     e.add_argument("--bank-size", type=arg.positive_int, default=128,
                    help="stored training latents that hybrid sampling draws from")
     e.add_argument("--bank-seed", type=arg.non_negative_int, default=0, help="seed of the bank's choice of images")
