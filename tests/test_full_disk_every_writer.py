@@ -1,4 +1,5 @@
-"""Every kind of file the package writes, written with the file-size limit (RLIMIT_FSIZE) set far below its size:
+"""Every kind of file the package writes (the model card and the JSON files share ``write_text_atomic`` with the
+bench report), written with the file-size limit (RLIMIT_FSIZE) set far below its size:
 the write fails with "File too large", and neither a partial file at the target nor a stray temporary file is left.
 Where a file was there before, it is kept whole.
 
@@ -62,6 +63,15 @@ WRITERS = {
     "experiment result (.json)": """
         from sae.serving.experiment.markers import write_atomic
         write_atomic(target, b"{" + b" " * (1 << 20) + b"}")
+    """,
+    "run weights (model.safetensors)": """
+        import torch
+        from sae.training.checkpoint import Checkpoint
+        from sae.training.config import get_config
+        from sae.training.models.zoo import build_model
+        from sae.training.weights_file import save_safetensors
+        cfg = get_config("sae12-tiny")
+        save_safetensors(Checkpoint(config=cfg, model_state=build_model(cfg.model).state_dict(), step=1), target)
     """,
     "training checkpoint (.pt)": """
         import torch

@@ -70,3 +70,21 @@ def test_an_int_is_a_float_but_a_bool_is_neither():
     assert not matches(True, int) and not matches(3.0, int) and matches(True, bool)
     assert matches(None, int | None) and not matches("x", int | None)
     assert matches([1, 2], tuple[int, ...]) and not matches([1, 2], tuple[int]) and matches("p", Path)
+
+
+def test_a_shared_runs_config_json_of_the_wrong_type_is_one_line_and_exit_2(trained_run, tmp_path, capsys):
+    """`sae export FOLDER` of a folder holding config.json and model.safetensors: a value of the wrong type in
+    config.json is named by key and expected type, in one line, with exit 2."""
+    from sae.training.checkpoint import Checkpoint
+    from sae.training.weights_file import save_safetensors
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    save_safetensors(Checkpoint.load(trained_run), shared / "model.safetensors")
+    config = json.loads((trained_run / "config.json").read_text())
+    config["train"]["lr"] = "fast"
+    (shared / "config.json").write_text(json.dumps(config))
+    code = main(["export", str(shared), "--repo", str(tmp_path / "repo")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err == f"sae export: error: {shared / 'config.json'}: TrainConfig: lr must be float, got str 'fast'", err

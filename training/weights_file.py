@@ -80,10 +80,13 @@ def load_safetensors(path: Path, map_location: Any = "cpu") -> tuple[Any, dict, 
         raise CheckpointError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from e
     try:
         config = ExperimentConfig.from_dict(json.loads(config_path.read_text()))
+    except (OSError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{config_path}: {e}") from e
+    try:
         step = int(meta.get("step", 0))
         extra = json.loads(meta.get("extra", "{}"))
     except (OSError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{config_path} or the metadata of {path} is not readable ({e})") from e
+        raise CheckpointError(f"the metadata of {path} is not readable ({e})") from e
     return config, state, step, extra
 
 
