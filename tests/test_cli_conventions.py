@@ -264,12 +264,12 @@ def test_encode_json_reports_the_job(triton, shapes_file, tmp_path, capsys):
 
 
 @pytest.mark.server
-def test_sae_url_and_sae_model_reach_a_real_server_and_a_flag_wins(triton, monkeypatch, capsys):
+def test_sae_url_and_sae_model_reach_a_real_server_and_a_flag_wins(triton, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("SAE_URL", triton.grpc_url)
     monkeypatch.setenv("SAE_MODEL", "")
     assert _json_of(["models"], capsys)["url"] == triton.grpc_url, "no --url: $SAE_URL"
     monkeypatch.setenv("SAE_MODEL", "nosuch")
-    assert main(["sample", "--n", "2", "--out", "x.npz"]) == output.USAGE, "$SAE_MODEL names a set it does not serve"
+    assert main(["sample", "--n", "2", "--out", str(tmp_path / "x.npz")]) == output.USAGE, "$SAE_MODEL names a set it does not serve"
     assert "nosuch_hybrid_sample" in capsys.readouterr().err
     monkeypatch.setenv("SAE_URL", "127.0.0.1:1")
     assert _json_of(["models", "--url", triton.grpc_url], capsys)["url"] == triton.grpc_url, "the flag wins"
