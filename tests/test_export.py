@@ -113,6 +113,27 @@ def test_install_swaps_whole_model_folders(tmp_path):
     assert set(leftovers.values()) == {"old"} and len(leftovers) == 2, "the old folders end up in staging"
 
 
+@pytest.mark.parametrize("exchange", ["renameat2", "two renames"])
+def test_a_re_export_by_either_install_path_leaves_a_valid_repository(exchange, tmp_path, trained_run, monkeypatch):
+    """Where RENAME_EXCHANGE is unsupported (some file systems), install falls back to two renames per model; a
+    re-export that way gives the same valid, versioned repository, and leaves nothing beside it."""
+    from conftest import copy_repository
+    from sae.repository import install as install_module
+    from sae.repository.validate import validate_repository
+
+    if exchange == "two renames":
+        monkeypatch.setattr(install_module, "_exchange", lambda a, b: False)
+    repo = copy_repository(tmp_path / "model_repository")
+    before = set(tmp_path.iterdir())
+    first = export_run(trained_run, repo, bank_seed=0)
+    second = export_run(trained_run, repo, bank_seed=1)
+    assert (first.version, second.version) == (1, 2)
+    assert [str(p) for p in validate_repository(repo) if p.severity == "error"] == []
+    assert all(sorted(p.name for p in (repo / m).iterdir() if p.name.isdigit()) == ["1", "2"] for m in second.models
+               if (repo / m / "1").is_dir())
+    assert set(tmp_path.iterdir()) == before, "no staging folder is left beside the repository"
+
+
 def test_a_reader_never_sees_a_model_folder_missing_or_half_replaced(tmp_path):
     import threading
 
