@@ -12,8 +12,8 @@ import pytest
 
 from sae.serving.experiment.aggregate import summarise
 from sae.serving.experiment.cell_results import read_cells
-from sae.serving.experiment.claims import (AGREES, DISAGREES, NOT_TESTABLE, C6_TOLERANCE, compare_paired,
-                                          evaluate_claims, mean_position)
+from sae.serving.experiment.claims import (NOT_TESTABLE, evaluate_claims, mean_position)
+from sae.serving.experiment.comparisons import (AGREES, DISAGREES, C6_TOLERANCE, compare_paired)
 from sae.serving.experiment.gate import GateLine
 from sae.serving.experiment.model_groups import MODEL_ORDER
 from sae.serving.experiment.report import build_report

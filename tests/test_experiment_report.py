@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from sae.serving.experiment.aggregate import Spread
-from sae.serving.experiment.claims import compare, combine, _comparison
+from sae.serving.experiment.comparisons import (compare, combine, _comparison)
 from sae.serving.experiment.model_groups import MODEL_ORDER, WITH_PRIOR, model_label
 from report_cells import COMMAND, SPREAD_CELL, VERDICT, build, sae12_importance, tables, verdicts
 from report_cells import draw_charts, no_charts  # noqa: F401 (fixtures: pytest looks them up here)

@@ -17,8 +17,8 @@ from sae.serving.experiment import figures
 from sae.serving.experiment.aggregate import ExperimentSummary, summarise
 from sae.serving.experiment.cell_results import (FINE_TUNE_MODES, CellFileError, CellResult, GridPlan, read_cells,
                                              read_grid_plan)
-from sae.serving.experiment.claims import (APPROX_RULE, COMBINING_RULE, COMPARISON_RULE, PAIRED_RULE, ClaimResult,
-                                          evaluate_claims)
+from sae.serving.experiment.claims import (evaluate_claims)
+from sae.serving.experiment.comparisons import (APPROX_RULE, COMBINING_RULE, COMPARISON_RULE, PAIRED_RULE, ClaimResult)
 from sae.serving.experiment.model_groups import model_label
 from sae.serving.experiment.report_facts import Chart, RunFacts
 from sae.serving.experiment.report_gate import ModelGate, model_gates

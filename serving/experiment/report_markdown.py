@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sae.serving.experiment.aggregate import ExperimentSummary, Spread
 from sae.serving.experiment.cell_results import FINE_TUNE_MODES, CellResult
-from sae.serving.experiment.claims import (APPROX_RULE, C5_GEOMETRY, C5_HUES, COMBINING_RULE, COMPARISON_RULE,
-                                          NOT_TESTABLE, PAIRED_RULE, ClaimResult, format_spread, mean_position)
+from sae.serving.experiment.claims import (C5_GEOMETRY, C5_HUES, NOT_TESTABLE, mean_position)
+from sae.serving.experiment.comparisons import (APPROX_RULE, COMBINING_RULE, COMPARISON_RULE, PAIRED_RULE, ClaimResult, format_spread)
 from sae.serving.experiment.gate import ACCURACY_GATE, BCE_GATE_FRACTION, GATE_MODELS
 from sae.serving.experiment.model_groups import model_label, model_sort_key
 from sae.serving.experiment.report_facts import Chart, RunFacts
