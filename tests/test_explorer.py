@@ -103,8 +103,8 @@ def explorer(explicit_server, tmp_path_factory):
     log.close()
 
 
-@pytest.fixture(scope="session")  # session: set up before the session's server fixtures, so a missing browser fails at once
-def browser():
+@pytest.fixture(scope="module")  # not session: playwright's sync API keeps an event loop running while it lives,
+def browser():  # and later modules' asyncio.run() would refuse to start
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: the explorer's browser tests need Debian's chromium "
                     "(apt-get install -y chromium chromium-driver; .ci/run installs it)")

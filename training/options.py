@@ -14,6 +14,10 @@ class TrainingError(SAEError, RuntimeError):
     pass
 
 
+class TrainingDataError(TrainingError, ValueError):
+    """The data file does not fit the config (image size, too few images for a batch): an input error."""
+
+
 class TrainerOptionError(TrainingError, ValueError):
     """A :class:`TrainerOptions` value that is not one of the allowed ones (a ``ValueError`` too)."""
 

@@ -17,7 +17,7 @@ import torch
 from sae.clients.datasets import ImageSource, batches_in_order, dataset_splits, open_dataset, shuffled_batches
 from sae.training.config import ExperimentConfig
 from sae.training.models.autoencoder import Autoencoder
-from sae.training.options import TrainingError
+from sae.training.options import TrainingDataError
 
 
 def to_model_input(images: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -100,18 +100,18 @@ class TrainingData:
         expected, size = cfg.model.backbone.image_size, self.source.image_size
         if size != expected:
             self.source.close()
-            raise TrainingError(f"{path} has {size}x{size} images but config {cfg.name} expects {expected}x{expected}; "
+            raise TrainingDataError(f"{path} has {size}x{size} images but config {cfg.name} expects {expected}x{expected}; "
                                 f"pick a config made for {size}px data or pass a {expected}px data file")
         bs = cfg.train.batch_size
         if len(self.splits["train"]) < bs:
             self.source.close()
-            raise TrainingError(f"{path}: the train split holds {len(self.splits['train'])} images, fewer than "
+            raise TrainingDataError(f"{path}: the train split holds {len(self.splits['train'])} images, fewer than "
                                 f"batch size {bs}; use a smaller --batch-size or a larger data file")
 
     def check_processes(self, world_size: int) -> None:
         """Every process validates on a share of the val split: it must have an image for each."""
         if len(self.splits["val"]) < world_size:
-            raise TrainingError(f"{self.source.path}: the val split holds {len(self.splits['val'])} images, fewer "
+            raise TrainingDataError(f"{self.source.path}: the val split holds {len(self.splits['val'])} images, fewer "
                                 f"than the {world_size} processes; use a larger data file")
 
     def training_batches(self, start_step: int, device: torch.device, prefetch: int | None) -> Iterator[np.ndarray]:
