@@ -11,6 +11,7 @@ the traversal's steps or the groups of SOURCE_INDEX). A batching role (``batched
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,16 @@ DIMENSION, STEPS = "DIMENSION", "STEPS"
 # ---------------------------------------------------------------------------------------------------- limits
 
 DEFAULT_URL = "127.0.0.1:8001"  # gRPC address of a server that `sae serve` starts with its defaults
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback IP address (127.x.x.x, ::1); a host name or a malformed address is not."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 DEFAULT_MAX_SAMPLES = 256  # NUM_SAMPLES ceiling of hybrid_sample and prior_sample when a config does not say
 MAX_SAMPLES_PER_CALL = 1 << 20  # one client call's ceiling: a million 64x64 images is already 47 GiB of float32

@@ -110,6 +110,15 @@ def triton(exported_repo, tmp_path_factory):
     server.stop()
 
 
+def start_explicit_server(repository: Path, log_dir: Path):
+    """A real tritonserver on ``repository`` in explicit model-control mode (every model loaded at start), started."""
+    from sae.cli.serve import model_control_args
+    from sae.serving.triton import ServerConfig, TritonServer
+
+    return TritonServer(ServerConfig(repository=repository, extra_args=model_control_args("explicit")),
+                        log_path=log_dir / "server.log").start()
+
+
 @pytest.fixture(scope="module")
 def client(triton):
     """An SAEClient of the session's server, ready; one per test module."""

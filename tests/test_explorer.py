@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import start_explicit_server
 from sae.clients.model_control import change_sets
 from sae.clients.triton_client import SAEClient
 from sae.serving.explorer.uploads import MAX_UPLOAD_BYTES
@@ -58,12 +59,7 @@ def two_sets(exported_repo, trained_run, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def explicit_server(two_sets, tmp_path_factory):
-    from sae.cli.serve import model_control_args
-    from sae.serving.triton import ServerConfig, TritonServer
-
-    log = tmp_path_factory.mktemp("explore") / "server.log"
-    server = TritonServer(ServerConfig(repository=two_sets, extra_args=model_control_args("explicit")),
-                          log_path=log).start()
+    server = start_explicit_server(two_sets, tmp_path_factory.mktemp("explore"))
     yield server
     server.stop()
 

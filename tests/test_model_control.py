@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sae.cli import main
-from sae.cli.serve import model_control_args
+from conftest import start_explicit_server
 from sae.clients import wire
 from sae.clients.errors import ModelNotServedError
 from sae.clients.triton_client import SAEClient
@@ -15,11 +15,7 @@ pytestmark = pytest.mark.server
 
 @pytest.fixture(scope="module")
 def explicit_server(exported_repo, tmp_path_factory):
-    from sae.serving.triton import ServerConfig, TritonServer
-
-    log = tmp_path_factory.mktemp("explicit") / "server.log"
-    server = TritonServer(ServerConfig(repository=exported_repo, extra_args=model_control_args("explicit")),
-                          log_path=log).start()
+    server = start_explicit_server(exported_repo, tmp_path_factory.mktemp("explicit"))
     yield server
     server.stop()
 

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 
 from sae.cli import arguments as arg
 from sae.cli import output
+from sae.clients.wire import is_loopback
 
 DEFAULT_PORT = 8765
 
@@ -15,21 +15,12 @@ def model_list(text: str) -> tuple[str, ...]:
     return tuple(arg.model_name(name.strip()) for name in text.split(","))
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def cmd_explore(args: argparse.Namespace) -> int:
     try:
         from sae.serving.explorer.app import serve
     except ImportError as e:
         raise RuntimeError(f"the explorer needs the explore extra (pip install 'sae-serving[explore]'): {e}") from None
-    if not _loopback(args.host):
+    if not is_loopback(args.host):
         output.warning("explore", f"binding {args.host} (--host), not loopback: anyone who reaches it can use the "
                        "page and the model server behind it")
     output.result(f"sae explore: http://{args.host}:{args.port}/ for the server at {args.url} (Ctrl-C stops it)")

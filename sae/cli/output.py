@@ -80,8 +80,3 @@ def error(command: str, message: str) -> None:
 
 def warning(command: str, message: str) -> None:
     print(f"sae {command}: warning: {message}", file=sys.stderr, flush=True)
-
-
-def progress(text: str) -> None:
-    """A human progress line of a long command (stderr, so stdout stays the result)."""
-    print(text, file=sys.stderr, flush=True)

@@ -8,14 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from sae.clients.wire import is_loopback
 
 
 @dataclass(frozen=True)
@@ -35,7 +28,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "repository", Path(self.repository))
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
-        if not _is_loopback(self.host):
+        if not is_loopback(self.host):
             if not self.allow_external:
                 raise ValueError(f"host {self.host!r} is not a loopback address; binding it makes the server "
                                  "reachable from other machines and needs allow_external=True (sae serve --host)")
@@ -58,7 +51,7 @@ class ServerConfig:
 
     @property
     def is_loopback(self) -> bool:
-        return _is_loopback(self.host)
+        return is_loopback(self.host)
 
 
 PINNED_POOL_BYTES = 256 << 20  # host memory pinned for GPU transfers
