@@ -6,10 +6,14 @@ order), so an ensemble never loads before the models it calls; unloading goes en
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from sae.clients import wire
 from sae.clients.errors import ClientError, ModelNotServedError, ServerNotFoundError
+
+
+UNLOAD_WAIT_S = 60.0  # Triton's unload returns before the instances finish: how long to wait for them to go
 
 
 class ModelControlError(ClientError):
@@ -35,6 +39,19 @@ def repository_sets(index: list[dict]) -> list[str]:
 
 def _index(client) -> list[dict]:
     return client.get_model_repository_index(as_json=True).get("models", [])
+
+
+def _wait_unloaded(client, url: str, models: tuple[str, ...], timeout_s: float = UNLOAD_WAIT_S) -> None:
+    """Until none of ``models`` is READY or UNLOADING in the server's index (an unload request only starts it)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        busy = sorted(m.get("name", "") for m in _index(client)
+                      if m.get("name") in models and m.get("state") in ("READY", "UNLOADING"))
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            raise ModelControlError(f"{', '.join(busy)} at {url} still not unloaded after {timeout_s:g} s")
+        time.sleep(0.1)
 
 
 def change_sets(url: str, names: list[str] | None, load: bool) -> list[SetChange]:
@@ -66,6 +83,8 @@ def change_sets(url: str, names: list[str] | None, load: bool) -> list[SetChange
                     hint = (" (the server must run with explicit model control: sae serve --model-control explicit)"
                             if "explicit" in str(e.message()) or "polling" in str(e.message()) else "")
                     raise ModelControlError(f"could not {verb} {served} at {url}: {e.message()}{hint}") from None
+            if not load:
+                _wait_unloaded(client, url, order)
             changes.append(SetChange(name, order))
         return changes
     finally:
