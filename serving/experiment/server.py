@@ -3,9 +3,10 @@
 A repository with dozens of exported sets would start dozens of python-backend stubs if every model loaded at once;
 here each cell's sets are loaded before its evaluation, checked to be complete, and unloaded after it.
 
-The server's pid is recorded in ``WORKDIR/tritonserver.json``. A runner killed with SIGKILL cannot stop its server
-(``TritonServer`` puts it in its own session, and atexit handlers do not run), so the next invocation stops a server
-that the record names if it is still running on the same repository.
+The server's pid is recorded in ``WORKDIR/tritonserver.json``. A runner killed with SIGKILL runs no atexit handler;
+on Linux the kernel kills the server with it (``PR_SET_PDEATHSIG``), elsewhere the server outlives it in its own
+session. So the next invocation stops a server that the record names if it is still running on the same repository,
+and drops a record whose server is gone.
 """
 from __future__ import annotations
 
