@@ -59,7 +59,7 @@ bench-latency: $(STAMP)
 GPU_CHECK_ARGS ?=
 gpu-check: $(STAMP)
 	mkdir -p out/bench
-	$(BIN)/python benchmarks/gpu_check.py --out out/bench/gpu_check.json $(GPU_CHECK_ARGS)
+	$(BIN)/python -m benchmarks.gpu_check --out out/bench/gpu_check.json $(GPU_CHECK_ARGS)
 
 # 32 clients for 60 s (LOAD_SECONDS=180 for the memory-plateau run) mixing every served model on loopback:
 # out/bench/load.json (p50/p99 and Triton's executions per request per model, errors, memory over time and per minute);

@@ -5,7 +5,7 @@
 
 With ``--run`` and ``--before-commit`` the two repositories are exported here from the same checkpoint: "before"
 with the code of that commit (a temporary git worktree), "after" with this checkout's. One Triton server per
-repository runs for the whole comparison (the idle one costs nothing); `clients.bench.compare` alternates between
+repository runs for the whole comparison (the idle one costs nothing); `sae.serving.bench.compare` alternates between
 them path by path. Writes the JSON and a markdown table (``.md``) that states each target met or not.
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from sae.clients.bench.compare import Side, markdown, run_compare, write_compare  # noqa: E402
-from sae.clients.bench.config import BenchConfig, CellLimits, parse_int_list  # noqa: E402
+from sae.serving.bench.compare import Side, markdown, run_compare, write_compare  # noqa: E402
+from sae.serving.bench.config import BenchConfig, CellLimits, parse_int_list  # noqa: E402
 
 
 def export_at_commit(commit: str, run: Path, repo: Path) -> None:

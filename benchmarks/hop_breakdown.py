@@ -29,11 +29,11 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 import numpy as np  # noqa: E402
 
-from sae.clients.bench.grpc_runner import GrpcRunner  # noqa: E402
-from sae.clients.bench.inprocess import load_onnx_model  # noqa: E402
-from sae.clients.bench.perf_analyzer import parse_csv  # noqa: E402
-from sae.clients.bench.served import WireShapes  # noqa: E402
-from sae.clients.bench.workloads import path_inputs  # noqa: E402
+from sae.serving.bench.grpc_runner import GrpcRunner  # noqa: E402
+from sae.serving.bench.inprocess import load_onnx_model  # noqa: E402
+from sae.serving.bench.perf_analyzer import parse_csv  # noqa: E402
+from sae.serving.bench.served import WireShapes  # noqa: E402
+from sae.serving.bench.workloads import path_inputs  # noqa: E402
 
 STAT_KEYS = ("queue", "compute_input", "compute_infer", "compute_output", "success")
 

@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from sae.clients.encode_job import EncodeJobConfig, run_encode_job  # noqa: E402
-from sae.clients.ray_encode.config import RayEncodeConfig  # noqa: E402
-from sae.clients.ray_encode.shards import merge_shards  # noqa: E402
+from sae.clients.jobs.encode_job import EncodeJobConfig, run_encode_job  # noqa: E402
+from sae.clients.jobs.ray_encode.config import RayEncodeConfig  # noqa: E402
+from sae.clients.jobs.ray_encode.shards import merge_shards  # noqa: E402
 
 
 def timed(call) -> tuple[object, float]:
@@ -45,7 +45,7 @@ def timed(call) -> tuple[object, float]:
 def measure(args: argparse.Namespace, work: Path) -> dict:
     import ray
 
-    from sae.clients.ray_encode.job import run_ray_encode
+    from sae.clients.jobs.ray_encode.job import run_ray_encode
 
     urls = tuple(args.url)
     local_runs, reference = [], None

@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sae-bench-data-") as tmp:
         data = args.data
         if data is None:
-            from sae.training.data.procedural import write_shapes3d_h5
+            from sae.core.datasets.procedural import write_shapes3d_h5
 
             data = Path(tmp) / "shapes3d.h5"
             write_shapes3d_h5(data, n=args.images, seed=0)

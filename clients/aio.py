@@ -1,4 +1,4 @@
-"""The asyncio twin of :class:`clients.triton_client.SAEClient`, on ``tritonclient.grpc.aio``.
+"""The asyncio twin of :class:`sae.clients.triton_client.SAEClient`, on ``tritonclient.grpc.aio``.
 
 Same methods, same checks, same request plans and errors; the parts of a split call run concurrently (at most
 ``max_concurrency`` at a time)::
@@ -16,8 +16,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
-from sae.clients import wire
-from sae.clients.errors import InferenceError, ModelNotServedError, ServerUnavailableError
+from sae.core import wire
+from sae.core.errors import InferenceError, ModelNotServedError, ServerUnavailableError
 from sae.clients.triton_client import (DEFAULT_URL, ClientBase, HybridSamples, ModelInfo, PriorSamples, Request,
                                    RetryPolicy, ShmSlot, Traversal, check_images, check_latents, client_error,
                                    join_outputs, make_inputs, plan_draws, plan_sample, plan_traverse, sample_limit,
@@ -25,7 +25,7 @@ from sae.clients.triton_client import (DEFAULT_URL, ClientBase, HybridSamples, M
 
 
 class AsyncSAEClient(ClientBase):
-    """asyncio client for one model set; see :class:`clients.triton_client.SAEClient` for the arguments."""
+    """asyncio client for one model set; see :class:`sae.clients.triton_client.SAEClient` for the arguments."""
 
     def __init__(self, url: str = DEFAULT_URL, model: str = "", timeout_s: float = 60.0,
                  retry: RetryPolicy | None = None, shared_memory: bool = False, max_concurrency: int = 4):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sae.clients import wire
-from sae.clients.errors import ClientError, ModelNotServedError, ServerNotFoundError
+from sae.core import wire
+from sae.core.errors import ClientError, ModelNotServedError, ServerNotFoundError
 
 
 UNLOAD_WAIT_S = 60.0  # Triton's unload returns before the instances finish: how long to wait for them to go

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sae.clients.errors import InvalidInputError
+from sae.core.errors import InvalidInputError
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import np_to_triton_dtype
 
-from sae.clients import wire
-from sae.clients.draw import DRAW_MODES, PER_DIMENSION
-from sae.clients.errors import InvalidInputError
+from sae.core import wire
+from sae.core.draw import DRAW_MODES, PER_DIMENSION
+from sae.core.errors import InvalidInputError
 from sae.clients.model_info import ModelInfo
 from sae.clients.results import HybridSamples
 

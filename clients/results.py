@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sae.clients.draw import PER_DIMENSION
+from sae.core.draw import PER_DIMENSION
 
 
 @dataclass

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from tritonclient.utils import InferenceServerException
 
-from sae.clients.errors import (ClientError, ClientTimeoutError, InferenceError, ModelNotServedError,
+from sae.core.errors import (ClientError, ClientTimeoutError, InferenceError, ModelNotServedError,
                             ServerUnavailableError)
 
 _RETRYABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")

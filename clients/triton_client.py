@@ -13,7 +13,7 @@ and, for models with a prior, ``NAME_prior_sample``::
 Everything a request needs is checked here before it is sent, against the model configuration read from the server,
 so that a bad input is refused with a message naming the model and the input. UNAVAILABLE (and DEADLINE_EXCEEDED:
 every call here is idempotent) is retried with bounded, jittered backoff inside each call's deadline.
-:class:`clients.aio.AsyncSAEClient` is the asyncio twin; both share the checks and request plans
+:class:`sae.clients.aio.AsyncSAEClient` is the asyncio twin; both share the checks and request plans
 (``clients/request_plans.py``), the retries (``clients/retry.py``), the shared-memory slots (``clients/shm.py``)
 and :class:`ClientBase` of this module.
 """
@@ -27,10 +27,10 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from sae.clients import wire
+from sae.core import wire
 # The client's public names, importable from here as before the split into modules of one job each:
-from sae.clients.draw import DRAW_MODES, to_uint8  # noqa: F401
-from sae.clients.errors import ClientError, InferenceError, ModelNotReadyError, ModelNotServedError, ServerNotFoundError
+from sae.core.draw import DRAW_MODES, to_uint8  # noqa: F401
+from sae.core.errors import ClientError, InferenceError, ModelNotReadyError, ModelNotServedError, ServerNotFoundError
 from sae.clients.model_info import ModelInfo, TensorSpec  # noqa: F401
 from sae.clients.request_plans import (Request, check_images, check_latents, draw_mode, join_outputs,  # noqa: F401
                                    make_inputs, part_seed, plan_draws, plan_sample, plan_traverse, sample_limit,

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sae.clients.atomic import atomic_write
-from sae.clients.bank_file import BankFile, BankFileError
-from sae.clients.datasets import H5Images, batches_in_order
+from sae.core.atomic import atomic_write
+from sae.core.bank_file import BankFile, BankFileError
+from sae.core.datasets import H5Images, batches_in_order
 from sae.training.models.autoencoder import Autoencoder
 
 DEFAULT_BANK_SIZE = 128
@@ -28,7 +28,7 @@ class BankError(BankFileError):
 
 
 class Bank(BankFile):
-    """The bank as ``sae export`` builds it: :class:`clients.bank_file.BankFile`, saved atomically and loaded with
+    """The bank as ``sae export`` builds it: :class:`sae.core.bank_file.BankFile`, saved atomically and loaded with
     the package's error type."""
 
     def save(self, path: Path) -> None:
@@ -74,7 +74,7 @@ def encode_rows(model: Autoencoder, data: H5Images, rows: np.ndarray, batch_size
 def prior_moments(model: Autoencoder) -> tuple[np.ndarray, np.ndarray] | None:
     """Mean and std of the model's prior, or None for models without one.
 
-    The prior models of training.models declare N(0, I); ``prior_sample`` is checked against that (8192 draws: the
+    The prior models of sae.training.models declare N(0, I); ``prior_sample`` is checked against that (8192 draws: the
     standard error of a mean is ~0.011) and exact zeros/ones are stored. A model whose draws disagree gets their
     empirical moments instead, so the bank never claims a prior the model does not have.
     """

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import compose
 
-from sae.clients import wire
+from sae.core import wire
 
 LINK = wire.LATENT  # the encoder's output and the decoder's input
 

@@ -1,7 +1,7 @@
-"""The counter-based hybrid draw of ``clients/draw.py`` as ONNX nodes, and the native ``NAME_hybrid_sample`` graph.
+"""The counter-based hybrid draw of ``core/draw.py`` as ONNX nodes, and the native ``NAME_hybrid_sample`` graph.
 
 ``draw_model(bank, variable_of_dim, mode)`` builds a graph NUM_SAMPLES int64 [1], SEED int64 [1] -> LATENT fp32
-[n, D], SOURCE_INDEX int64 [n, G] whose integer arithmetic is that of :mod:`clients.draw` node for node: splitmix64
+[n, D], SOURCE_INDEX int64 [n, G] whose integer arithmetic is that of :mod:`sae.core.draw` node for node: splitmix64
 on ``uint64`` tensors (Add, Mul, BitShift, BitwiseXor; opset 18, where the bitwise ops start) and the exact 64-bit
 multiply-high reduction from the hash's 32-bit halves (BitwiseAnd, Mul, Add, BitShift). ONNX Runtime's CPU kernels
 compute all of these on ``uint64`` (tests/test_draw.py compares the two draws bit for bit), so no int64 emulation is
@@ -20,8 +20,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
-from sae.clients import wire
-from sae.clients.draw import (DISTINCT, DRAW_MODES, GOLDEN_GAMMA, INDEPENDENT, LOW_32, MAX_STORED, MIX_MULTIPLIERS,
+from sae.core import wire
+from sae.core.draw import (DISTINCT, DRAW_MODES, GOLDEN_GAMMA, INDEPENDENT, LOW_32, MAX_STORED, MIX_MULTIPLIERS,
                           MIX_SHIFTS, PER_DIMENSION)
 
 DRAW_OPSET = 18  # BitwiseXor / BitwiseAnd
@@ -54,14 +54,14 @@ class _Builder:
         return self.op("BitShift", x, self.u64(bits), direction="RIGHT")
 
     def mix(self, x: str) -> str:
-        """clients.draw.mix: splitmix64's state step and finaliser."""
+        """sae.core.draw.mix: splitmix64's state step and finaliser."""
         z = self.op("Add", x, self.u64(GOLDEN_GAMMA))
         for shift, multiplier in zip(MIX_SHIFTS, MIX_MULTIPLIERS):
             z = self.op("Mul", self.op("BitwiseXor", z, self.shift_right(z, shift)), self.u64(multiplier))
         return self.op("BitwiseXor", z, self.shift_right(z, MIX_SHIFTS[-1]))
 
     def bounded(self, h: str, n: int) -> str:
-        """clients.draw.bounded: floor(h * n / 2^64) as int64."""
+        """sae.core.draw.bounded: floor(h * n / 2^64) as int64."""
         if not 1 <= n < MAX_STORED:
             raise ValueError(f"the range of an index must be in 1..2^32-1, got {n}")
         hi, lo = self.shift_right(h, 32), self.op("BitwiseAnd", h, self.u64(LOW_32))

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sae.clients import wire
+from sae.core import wire
 from sae.training.models.autoencoder import Autoencoder
 
 ONNX_OPSET = 17  # GroupNorm and Mish decompose into ops every runtime supports (see the notes on opset 18/21)

@@ -24,9 +24,9 @@ import numpy as np
 import onnx
 import torch
 
-from sae.clients.datasets import dataset_splits, open_dataset
-from sae.clients.draw import NATIVE_DRAW_MODES
-from sae.clients.errors import SAEError
+from sae.core.datasets import dataset_splits, open_dataset
+from sae.core.draw import NATIVE_DRAW_MODES
+from sae.core.errors import SAEError
 from sae.export.bank import DEFAULT_BANK_SIZE, Bank, build_bank
 from sae.export.composed import check_reconstruction, write_reconstruction_graph
 from sae.export.draw_graph import hybrid_sample_model

@@ -20,7 +20,7 @@ one ONNX graph (``export/composed.py``), ``NAME_hybrid_sample`` draws and decode
   no BASE/MASK; the samplers, ``NAME_prior_sample`` (an ensemble) and traverse stay python.
 
 Images come as fp32 ``IMAGE``; ``NAME_hybrid_sample`` also offers ``IMAGE_U8`` (uint8, ``round(clip(IMAGE, 0, 1) *
-255)``, clients/draw.py ``to_uint8``) as an output a client may request instead of, or beside, ``IMAGE``.
+255)``, core/draw.py ``to_uint8``) as an output a client may request instead of, or beside, ``IMAGE``.
 
 The batching values come from measurements (README, "Serving configuration"; ``benchmarks/tune_batching.py``;
 docs/serving.md, "Batching of the sampling models"). Each generated config.pbtxt states its batching and queue
@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from sae.clients import wire
-from sae.clients.draw import DRAW_MODES, NATIVE_DRAW_MODES
+from sae.core import wire
+from sae.core.draw import DRAW_MODES, NATIVE_DRAW_MODES
 from sae.repository.layout import HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, ONNX_FILE, ONNX_FP16_FILE, TORCHSCRIPT_FILE
 from sae.repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
-from sae.clients.errors import SAEError
+from sae.core.errors import SAEError
 
 ROLES, PRIOR_ROLES = wire.ROLES, wire.PRIOR_ROLES  # leaves before ensembles; served only with a prior
 FLAVOURS = ("python", "native")
@@ -188,7 +188,7 @@ def _warmup(config: pb.ModelConfig, s: BatchedModelSettings, name: str, dtype: s
 
 
 def _tensors(role: str, kind: str, shapes: ServedShapes, names: tuple[str, ...] | None = None) -> list:
-    """The contract's (clients/wire.py) inputs or outputs of ``role`` for this model's dims, in the contract's
+    """The contract's (core/wire.py) inputs or outputs of ``role`` for this model's dims, in the contract's
     order; ``names``: only those."""
     table = wire.ROLE_TENSORS[role]
     made = []

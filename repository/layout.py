@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sae.clients.bank_file import BANK_FILE  # noqa: F401 (bank.h5: its one home is the bank file's reader and writer)
+from sae.core.bank_file import BANK_FILE  # noqa: F401 (bank.h5: its one home is the bank file's reader and writer)
 
 CONFIG_FILE = "config.pbtxt"
 CONFIG_COPY = "config.pbtxt.exported"  # in each version folder: the config.pbtxt it was exported with

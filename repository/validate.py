@@ -26,11 +26,11 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from sae.clients import wire
-from sae.clients.bank_file import BANK_FILE, BankFile, BankFileError
-from sae.clients.draw import DRAW_MODES
-from sae.clients.errors import SAEError
-from sae.clients.model_config import read_config
+from sae.core import wire
+from sae.core.bank_file import BANK_FILE, BankFile, BankFileError
+from sae.core.draw import DRAW_MODES
+from sae.core.errors import SAEError
+from sae.core.model_config import read_config
 from sae.repository.templates import COMPANIONS
 from sae.repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
 

@@ -1,20 +1,35 @@
-"""The package's one import namespace: ``sae.training``, ``sae.export``, ``sae.repository``, ``sae.serving`` and
-``sae.clients``, and the `sae` command (``sae.cli``; ``python -m sae``, ``torchrun -m sae train``).
+"""The package's one import namespace and its Python API.
 
-The code's folders stay at the repository's root, as the design lays them out. An installed wheel holds them inside
-this package (``package-dir`` in pyproject.toml); in a source tree, or an editable install, this package's path
-reaches the root, so that ``sae.training`` is the root's ``training/``.
+``sae.core`` (the torch-free base: wire contract, bank file, draws, errors, dataset readers), ``sae.clients`` (what
+calls a server, and the batch jobs on it), ``sae.evaluation``, ``sae.training``, ``sae.repository``, ``sae.export``
+and ``sae.serving`` are the design's root folders, reached through committed symlinks (``sae/core -> ../core``), so
+that a source tree, an editable install and a wheel all import the same files and every static tool follows them.
+``sae.cli`` is the `sae` command (``python -m sae``, ``torchrun -m sae train``); ``sae.experiment`` the reproduction
+runner.
+
+    from sae import train, export, load_model, SAEClient
+
+The four names are imported on first use (:mod:`sae.api`), so that ``import sae`` pulls in neither torch nor gRPC.
 """
-from pathlib import Path
+from __future__ import annotations
 
-_SOURCE_ROOT = Path(__file__).resolve().parent.parent
-if not (Path(__file__).resolve().parent / "training").is_dir() and (_SOURCE_ROOT / "training" / "__init__.py").is_file():
-    __path__.append(str(_SOURCE_ROOT))  # noqa: F821 (a package's __path__)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sae.api import export, load_model, train
+    from sae.clients.triton_client import SAEClient
+
+__all__ = ["SAEClient", "__version__", "export", "load_model", "train"]
+_API = ("SAEClient", "export", "load_model", "train")
 
 
-def __getattr__(name: str):
-    if name == "__version__":  # written once, in clients/version.py (imported on use: `import sae` stays light)
-        from sae.clients.version import __version__
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from sae import api
+
+        return getattr(api, name)
+    if name == "__version__":  # written once, in core/version.py
+        from sae.core.version import __version__
 
         return __version__
     raise AttributeError(f"module 'sae' has no attribute {name!r}")

@@ -1,10 +1,10 @@
-"""``sae --version``: the version and, from a git checkout, the commit (``clients.version`` holds both)."""
+"""``sae --version``: the version and, from a git checkout, the commit (``sae.core.version`` holds both)."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from sae.clients.version import version_string
+from sae.core.version import version_string
 
 
 class VersionAction(argparse.Action):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sae.clients import wire
-from sae.clients.errors import InferenceError
+from sae.core import wire
+from sae.core.errors import InferenceError
 from sae.clients.triton_client import DRAW_MODES, READY, SAEClient, no_server_error, served_sets
 
 

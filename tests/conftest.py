@@ -39,7 +39,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def shapes_file(tmp_path_factory) -> Path:
-    from sae.training.data.procedural import write_shapes3d_h5
+    from sae.core.datasets.procedural import write_shapes3d_h5
 
     path = _fixture_dir(tmp_path_factory, "data") / "shapes3d.h5"
     if not path.exists():

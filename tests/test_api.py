@@ -1,4 +1,4 @@
-"""The Python API (serving/api.py): train -> export -> serve -> SAEClient, and load_model, on the tiny model."""
+"""The Python API (sae/api.py): train -> export -> serve -> SAEClient, and load_model, on the tiny model."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from tests.conftest import ROOT, copy_repository
 
 @pytest.fixture(scope="module")
 def api_run(tmp_path_factory, shapes_file):
-    from sae.serving import train
+    from sae import train
 
     run = tmp_path_factory.mktemp("api") / "run"
     result = train("sae12-tiny", shapes_file, run, steps=3, device="cpu", progress=False,
@@ -31,7 +31,7 @@ def test_train_runs_the_steps_with_the_overrides(api_run):
 
 
 def test_train_refuses_a_bad_override_by_name(tmp_path, shapes_file):
-    from sae.serving import train
+    from sae import train
     from sae.training.overrides import OverrideError
 
     with pytest.raises(OverrideError, match="train.lrr: TrainConfig has no field 'lrr'; did you mean lr"):
@@ -44,7 +44,7 @@ def test_train_refuses_a_bad_override_by_name(tmp_path, shapes_file):
 def test_load_model_gives_the_trained_eager_model_in_eval_mode(api_run):
     import torch
 
-    from sae.serving import load_model
+    from sae import load_model
     from sae.training.checkpoint import Checkpoint
 
     run, _ = api_run
@@ -60,7 +60,7 @@ def test_load_model_gives_the_trained_eager_model_in_eval_mode(api_run):
 
 
 def test_load_model_names_a_missing_checkpoint(tmp_path):
-    from sae.serving import load_model
+    from sae import load_model
     from sae.training.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match=f"no checkpoint at {tmp_path}"):
@@ -69,7 +69,7 @@ def test_load_model_names_a_missing_checkpoint(tmp_path):
 
 @pytest.mark.server
 def test_export_then_serve_then_sample_through_the_client(api_run, tmp_path):
-    from sae.serving import SAEClient, export
+    from sae import SAEClient, export
     from sae.serving.triton import ServerConfig, TritonServer
     from sae.repository.validate import validate_repository
 
@@ -88,6 +88,6 @@ def test_export_then_serve_then_sample_through_the_client(api_run, tmp_path):
 
 def test_importing_the_api_loads_neither_torch_nor_tritonclient():
     code = ("import sys, sae.cli; from sae import serving; assert 'torch' not in sys.modules, 'torch'; "
-            "assert 'tritonclient.grpc' not in sys.modules, 'tritonclient'; from sae.serving import SAEClient; "
+            "assert 'tritonclient.grpc' not in sys.modules, 'tritonclient'; from sae import SAEClient; "
             "from sae.clients.triton_client import SAEClient as C; assert SAEClient is C; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

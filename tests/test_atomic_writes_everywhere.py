@@ -1,4 +1,4 @@
-"""Every file the package writes under a temporary name and renames goes through ``clients/atomic.py`` (fsync of the
+"""Every file the package writes under a temporary name and renames goes through ``core/atomic.py`` (fsync of the
 file and of its folder, the temporary file removed on error). The listed exceptions rename what is not a fresh
 temporary file."""
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_FOLDERS = ("clients", "training", "export", "repository", "serving", "sae")
 RENAMES_ALLOWED = {
-    "clients/atomic.py": "the one home of the temporary-file-then-rename write",
+    "core/atomic.py": "the one home of the temporary-file-then-rename write",
     "repository/install.py": "swaps whole model folders of a repository (staging, kept versions, rollback)",
-    "clients/encode_job.py": "moves a resumable job's finished .partial file, written and fsynced chunk by chunk",
-    "clients/ray_encode/shards.py": "moves the merged .partial file of the shards, as the encode job does",
+    "clients/jobs/encode_job.py": "moves a resumable job's finished .partial file, written and fsynced chunk by chunk",
+    "clients/jobs/ray_encode/shards.py": "moves the merged .partial file of the shards, as the encode job does",
 }
 RENAME = re.compile(r"\bos\.(replace|rename)\(|\.rename\(")
 
@@ -26,7 +26,7 @@ def test_no_module_renames_a_temporary_file_by_hand():
                 continue
             offenders += [f"{relative}:{n}" for n, line in enumerate(path.read_text().splitlines(), 1)
                           if RENAME.search(line)]
-    assert not offenders, f"write through sae.clients.atomic instead: {offenders}"
+    assert not offenders, f"write through sae.core.atomic instead: {offenders}"
 
 
 def test_the_allowed_renames_are_still_there():

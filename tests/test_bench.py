@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sae.clients.bench import BenchConfig, CellLimits, compute_ratios, format_table, quick, run_bench
-from sae.clients.bench.config import parse_int_list
-from sae.clients.bench.perf_analyzer import find_perf_analyzer, parse_csv, predicted_seconds, run_grid
-from sae.clients.bench.prometheus import parse_counters, server_times
-from sae.clients.bench.timing import run_cell, run_paired, summarize
+from sae.serving.bench import BenchConfig, CellLimits, compute_ratios, format_table, quick, run_bench
+from sae.serving.bench.config import parse_int_list
+from sae.serving.bench.perf_analyzer import find_perf_analyzer, parse_csv, predicted_seconds, run_grid
+from sae.serving.bench.prometheus import parse_counters, server_times
+from sae.serving.bench.timing import run_cell, run_paired, summarize
 
 PATHS = ("encode", "decode", "reconstruct", "hybrid_sample")
 
@@ -212,10 +212,10 @@ def test_harness_measures_every_path_beside_in_process_with_server_times(triton,
 @pytest.mark.server
 def test_in_process_does_the_servers_work(triton, exported_repo):
     """The baseline is only a baseline if it computes what the server computes, from the same files."""
-    from sae.clients.bench.grpc_runner import GrpcRunner
-    from sae.clients.bench.inprocess import InProcessRunner
-    from sae.clients.bench.served import describe_served
-    from sae.clients.bench.workloads import path_inputs
+    from sae.serving.bench.grpc_runner import GrpcRunner
+    from sae.serving.bench.inprocess import InProcessRunner
+    from sae.serving.bench.served import describe_served
+    from sae.serving.bench.workloads import path_inputs
 
     config = BenchConfig(url=triton.grpc_url, repo=exported_repo)
     local = InProcessRunner(exported_repo, config)
@@ -303,7 +303,7 @@ def _bench_report(encode_b1=(1.4, 0.5), hybrid_b1=(2.0, 1.0), b64=1.02, encode_c
 
 
 def test_serving_targets_are_read_from_the_interleaved_ratios_and_the_concurrency_8_cells():
-    from sae.clients.bench.targets import judge
+    from sae.serving.bench.targets import judge
 
     targets = {t["target"]: t for t in judge(_bench_report())}
     assert targets["encode_b1_added_ms"]["value"] == pytest.approx(0.9)
@@ -318,8 +318,8 @@ def test_serving_targets_are_read_from_the_interleaved_ratios_and_the_concurrenc
 
 
 def test_a_comparison_table_puts_the_repositories_side_by_side_with_each_target_judged():
-    from sae.clients.bench.compare import markdown, merge
-    from sae.clients.bench.targets import judge
+    from sae.serving.bench.compare import markdown, merge
+    from sae.serving.bench.targets import judge
 
     def per_path(path, grpc_ms):
         cell = {"path": path, "model": path, "batch_size": 1, "concurrency": 1, "p50_ms": grpc_ms,
@@ -341,12 +341,12 @@ def test_a_comparison_table_puts_the_repositories_side_by_side_with_each_target_
     assert "| decode batch 1 p50 added by serving (ms) | <= 0.6 | 2.000 (not met) | 0.400 (met) |" in table
     assert "not measured" in table  # hybrid_sample was not in this grid
     with pytest.raises(ValueError, match="at least two"):
-        from sae.clients.bench.compare import run_compare
+        from sae.serving.bench.compare import run_compare
         run_compare([])
 
 
 def test_device_info_is_null_on_the_cpu_and_a_wrong_device_is_refused_by_name(monkeypatch):
-    from sae.clients.bench import device
+    from sae.serving.bench import device
 
     cpu = device.device_info("cpu")
     assert cpu["device"] == "cpu"

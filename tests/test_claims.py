@@ -2,7 +2,7 @@
 it is inconclusive and one where it is not testable (its models below the gate); plus the paired and approximate
 rules, and the report's gate lines.
 
-The cells come from ``tests/report_cells.py``: by default every claim agrees and every model passes the gate.
+The cells come from ``tests/helpers/report_cells.py``: by default every claim agrees and every model passes the gate.
 """
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import json
 
 import pytest
 
-from sae.serving.experiment.aggregate import summarise
-from sae.serving.experiment.cell_results import read_cells
-from sae.serving.experiment.claims import (NOT_TESTABLE, evaluate_claims, mean_position)
-from sae.serving.experiment.comparisons import (AGREES, DISAGREES, C6_TOLERANCE, compare_paired)
-from sae.serving.experiment.gate import GateLine
-from sae.serving.experiment.model_groups import MODEL_ORDER
-from sae.serving.experiment.report import build_report
-from report_cells import FACTORS, build, sae12_importance, verdicts, write_grid
+from sae.experiment.aggregate import summarise
+from sae.experiment.cell_results import read_cells
+from sae.experiment.claims import (NOT_TESTABLE, evaluate_claims, mean_position)
+from sae.experiment.comparisons import (AGREES, DISAGREES, C6_TOLERANCE, compare_paired)
+from sae.experiment.gate import GateLine
+from sae.experiment.model_groups import MODEL_ORDER
+from sae.experiment.report import build_report
+from helpers.report_cells import FACTORS, build, sae12_importance, verdicts, write_grid
 
 
 def evaluate(tmp_path, gate_lines=None, **grid) -> dict:

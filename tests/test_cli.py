@@ -119,7 +119,7 @@ class LoadingServer:
 
 
 def test_a_loading_model_is_waited_for_then_reported_not_ready():
-    from sae.clients.errors import ModelNotReadyError
+    from sae.core.errors import ModelNotReadyError
     from sae.clients.triton_client import SAEClient
 
     client = SAEClient("127.0.0.1:1", model="tiny")
@@ -133,7 +133,7 @@ def test_a_loading_model_is_waited_for_then_reported_not_ready():
 
 @pytest.mark.parametrize("reason,step", [("unloaded", "load it"), ("failed to load: bad onnx", "sae validate")])
 def test_an_unloaded_or_failed_model_is_not_served_at_once(reason, step):
-    from sae.clients.errors import ModelNotServedError
+    from sae.core.errors import ModelNotServedError
     from sae.clients.triton_client import SAEClient
 
     client = SAEClient("127.0.0.1:1", model="tiny")
@@ -145,7 +145,7 @@ def test_an_unloaded_or_failed_model_is_not_served_at_once(reason, step):
 
 
 def test_a_missing_model_names_the_served_sets():
-    from sae.clients.errors import ModelNotServedError
+    from sae.core.errors import ModelNotServedError
     from sae.clients.triton_client import SAEClient
 
     client = SAEClient("127.0.0.1:1", model="other")

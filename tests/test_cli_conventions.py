@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from sae.cli import build_parser, main, output
-from sae.clients import errors
-from sae.clients.wire import DEFAULT_URL
+from sae.core import errors
+from sae.core.wire import DEFAULT_URL
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_FOLDERS = ("clients", "training", "export", "repository", "serving", "sae")
@@ -96,9 +96,9 @@ def test_every_error_of_the_package_has_one_root():
     outside = [f"{where} {name}" for name, (where, _) in sorted(classes.items())
                if not rooted(name) and not name.startswith("_") and not where.startswith("repository/templates/")]
     assert len(classes) > 20, "the scan sees the package's errors"
-    assert outside == [], "subclass sae.clients.errors.SAEError"
+    assert outside == [], "subclass sae.core.errors.SAEError"
     from sae.repository.configs import ConfigError
-    from sae.serving.experiment.grid_spec import GridError
+    from sae.experiment.grid_spec import GridError
     from sae.training.checkpoint import CheckpointError
     from sae.training.overrides import OverrideError
 
@@ -255,7 +255,7 @@ def test_sample_json_names_the_files_it_wrote(triton, tmp_path, capsys):
 
 @pytest.mark.server
 def test_encode_json_reports_the_job(triton, shapes_file, tmp_path, capsys):
-    from sae.clients.datasets import open_dataset
+    from sae.core.datasets import open_dataset
 
     document = _json_of(["encode", str(shapes_file), "--out", str(tmp_path / "z.h5"), "--url", triton.grpc_url,
                          "--batch-size", "512"], capsys)

@@ -18,7 +18,7 @@ from tritonclient.utils import InferenceServerException
 
 from sae import clients
 from sae.clients.aio import AsyncSAEClient
-from sae.clients.errors import (ClientError, ClientTimeoutError, InferenceError, InvalidInputError, ModelNotServedError,
+from sae.core.errors import (ClientError, ClientTimeoutError, InferenceError, InvalidInputError, ModelNotServedError,
                             ServerUnavailableError)
 from sae.clients.triton_client import (ModelInfo, Retrier, RetryPolicy, SAEClient, check_images, part_seed, plan_sample,
                                    plan_traverse, sample_limit)

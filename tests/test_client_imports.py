@@ -30,6 +30,12 @@ def imports_without_torch(*packages: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
+def test_every_core_module_imports_where_torch_raises():
+    out = imports_without_torch("sae.core")
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout.strip()) >= 10
+
+
 def test_every_clients_module_imports_where_torch_raises():
     out = imports_without_torch("sae.clients")
     assert out.returncode == 0, out.stderr
@@ -49,6 +55,6 @@ def test_the_torch_block_catches_a_module_that_needs_torch():
 
 def test_sample_command_needs_no_torch():
     code = BLOCK_TORCH.split("import importlib")[0] + "from sae.cli import build_parser; from sae.cli.client import cmd_sample\n" \
-        "import sae.clients.triton_client, sae.clients.png\nassert 'torch' not in sys.modules\n"
+        "import sae.clients.triton_client, sae.core.png\nassert 'torch' not in sys.modules\n"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

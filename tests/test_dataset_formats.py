@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sae.clients.datasets import (
+from sae.core.datasets import (
     MPI3D_FACTOR_NAMES, MPI3D_FACTOR_SIZES, DatasetError, ImageSource, JpegFolder, NpzImages, batches_in_order,
     dataset_splits, open_dataset, shuffled_batches, split_indices, uncompress_npz,
 )

@@ -2,11 +2,11 @@ import h5py
 import numpy as np
 import pytest
 
-from sae.clients.datasets import (
+from sae.core.datasets import (
     SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES, DatasetError, H5Images, ImageSource,
     NpzImages, batches_in_order, dataset_splits, open_dataset, parse_exclude, shuffled_batches, split_indices,
 )
-from sae.training.data import procedural
+from sae.core.datasets import procedural
 
 
 def _write(path, n=100, size=8, dtype=np.uint8):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sae.cli import main
-from sae.clients import wire
+from sae.core import wire
 from sae.training.config import get_config
 
 from conftest import copy_repository

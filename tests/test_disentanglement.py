@@ -24,8 +24,8 @@ import pytest
 
 import sklearn  # noqa: E402,F401  (the eval extra; `make` installs it, so a missing one is a failure)
 
-from sae.clients.evaluation import disentanglement as dm  # noqa: E402
-from sae.clients.evaluation.disentanglement.dci_metric import _dci_scores  # noqa: E402
+from sae.evaluation import disentanglement as dm  # noqa: E402
+from sae.evaluation.disentanglement.dci_metric import _dci_scores  # noqa: E402
 
 SIZES = (4, 6, 8, 10, 5)
 NOISE = 0.05
@@ -286,7 +286,7 @@ def test_package_imports_without_sklearn_scipy_or_torch():
         "    sys.modules[m] = None\n"
         "import numpy as np\n"
         "from sae import clients\n"
-        "from sae.clients.evaluation import mig, irs\n"
+        "from sae.evaluation import mig, irs\n"
         "f = np.random.default_rng(0).integers(0, 4, (500, 2))\n"
         "print(round(mig(f * 1.0, f)['mig'], 6), round(irs(f * 1.0, f)['irs'], 6))\n"
     )

@@ -3,7 +3,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from sae.clients.draw import DISTINCT, DRAW_MODES, INDEPENDENT, PER_DIMENSION, bounded, key_hash, mix, source_index
+from sae.core.draw import DISTINCT, DRAW_MODES, INDEPENDENT, PER_DIMENSION, bounded, key_hash, mix, source_index
 from sae.export.draw_graph import draw_model
 
 SAE4 = np.repeat(np.arange(4), 3)
@@ -86,7 +86,7 @@ def test_graph_refuses_a_distinct_draw_the_bank_cannot_serve():
     assert INDEPENDENT == DRAW_MODES[0]
 
 
-# SOURCE_INDEX pinned as literals (computed once from clients/draw.py, bank of 128, latent of 12; 4 groups otherwise):
+# SOURCE_INDEX pinned as literals (computed once from core/draw.py, bank of 128, latent of 12; 4 groups otherwise):
 # a change to the draw made alike in numpy and in the ONNX graph still fails here.
 PINNED_SOURCE_INDEX = {
     (INDEPENDENT, 0, 4): [[17, 33, 73, 104], [74, 86, 122, 94], [15, 100, 44, 19], [31, 30, 64, 41]],

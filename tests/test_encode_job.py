@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sae.clients.datasets import H5Images
-from sae.clients.encode_job import (EncodeJobConfig, ServerPool, _create, fingerprint, identity_of,
+from sae.core.datasets import H5Images
+from sae.clients.jobs.encode_job import (EncodeJobConfig, ServerPool, _create, fingerprint, identity_of,
                                 run_encode_job)
-from sae.clients.errors import EncodeJobError, InvalidInputError
-from sae.clients.metrics import EncodeMetrics
+from sae.core.errors import EncodeJobError, InvalidInputError
+from sae.clients.jobs.metrics import EncodeMetrics
 from sae.clients.triton_client import RetryPolicy, SAEClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_in_a_log_is_tqdm_meter_lines_and_on_a_terminal_a_bar():
-    from sae.clients.progress_bar import progress_bar
+    from sae.core.progress_bar import progress_bar
 
     log = io.StringIO()
     progress = progress_bar(1000, "encode", unit="images", stream=log, initial=200, log_every_s=0.0)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sae.clients.evaluation import figures
-from sae.clients.evaluation.figures import chunk_masks, mix_variables, read_bank, traversal_latents
+from sae.evaluation import figures
+from sae.evaluation.figures import chunk_masks, mix_variables, read_bank, traversal_latents
 from sae.clients.triton_client import SAEClient
 from sae.cli import main
 
@@ -194,7 +194,7 @@ def test_fid_path_records_the_network_file_it_used(triton, shapes_file, tmp_path
     """The harness's FID path with a tiny TorchScript stand-in for the Inception file (the real one costs about
     100 ms per image and minutes per 2048x2048 square root; tests/test_frechet.py runs it on a few images)."""
     torch = pytest.importorskip("torch")
-    from sae.clients.evaluation import inception
+    from sae.evaluation import inception
 
     class Tiny(torch.nn.Module):
         def forward(self, x):

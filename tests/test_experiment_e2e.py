@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sae.cli import main
-from sae.serving.experiment.cellfile import METRIC_KEYS
+from sae.experiment.cellfile import METRIC_KEYS
 from tests.test_experiment_report import SPREAD_CELL, VERDICT, tables, verdicts
 
 ROOT = Path(__file__).resolve().parents[1]

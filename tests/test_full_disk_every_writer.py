@@ -29,12 +29,12 @@ target = Path(sys.argv[1])
 """
 WRITERS = {
     "procedural dataset (.h5)": """
-        from sae.training.data.procedural import write_shapes3d_h5
+        from sae.core.datasets.procedural import write_shapes3d_h5
         write_shapes3d_h5(target, n=64, seed=0)
     """,
     "hybrid samples (.npz)": """
         from sae.clients.results import HybridSamples
-        from sae.clients.sample_writer import write_npz
+        from sae.clients.jobs.sample_writer import write_npz
         n = 64
         chunk = HybridSamples(np.random.rand(n, 64, 64, 3).astype("float32"), np.zeros((n, 12), "float32"),
                               np.zeros((n, 12), "int64"), "independent")
@@ -42,26 +42,26 @@ WRITERS = {
     """,
     "hybrid samples (.h5)": """
         from sae.clients.results import HybridSamples
-        from sae.clients.sample_writer import write_h5
+        from sae.clients.jobs.sample_writer import write_h5
         n = 64
         chunk = HybridSamples(np.random.rand(n, 64, 64, 3).astype("float32"), np.zeros((n, 12), "float32"),
                               np.zeros((n, 12), "int64"), "independent")
         write_h5(target, iter([chunk]), n)
     """,
     "sample grid (.png)": """
-        from sae.clients.png import write_png
+        from sae.core.png import write_png
         write_png(target, np.random.randint(0, 256, (256, 256, 3), dtype=np.uint8))
     """,
     "latents file (.h5)": """
-        from sae.clients.latents_file import create_latents_file
+        from sae.core.latents_file import create_latents_file
         create_latents_file(target, {"model": "x"}, rows=8192, dim=12, labels=None)
     """,
     "bench report (.json)": """
-        from sae.clients.bench.harness import write_report
+        from sae.serving.bench.harness import write_report
         write_report({"cells": [{"p50_ms": float(i), "path": "decode"} for i in range(4000)]}, target)
     """,
     "experiment result (.json)": """
-        from sae.serving.experiment.markers import write_atomic
+        from sae.experiment.markers import write_atomic
         write_atomic(target, b"{" + b" " * (1 << 20) + b"}")
     """,
     "run weights (model.safetensors)": """

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sae.serving.experiment import gate
-from sae.serving.experiment.aggregate import summarise
-from sae.serving.experiment.cell_results import read_cells
-from sae.serving.experiment.claims import NOT_TESTABLE, evaluate_claims
-from sae.training.data.procedural import (FACTOR_NAMES, FACTOR_SIZES, Shapes3DRenderer, factor_indices_from_flat,
+from sae.experiment import gate
+from sae.experiment.aggregate import summarise
+from sae.experiment.cell_results import read_cells
+from sae.experiment.claims import NOT_TESTABLE, evaluate_claims
+from sae.core.datasets.procedural import (FACTOR_NAMES, FACTOR_SIZES, Shapes3DRenderer, factor_indices_from_flat,
                                           labels_from_factor_indices, subset_flat_indices)
-from report_cells import write_grid
+from helpers.report_cells import write_grid
 
 
 @pytest.fixture(scope="module")

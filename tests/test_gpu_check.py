@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py: its --cpu-tiny mode end to end (the CI stand-in for the GPU run), and its pieces."""
+"""``python -m benchmarks.gpu_check``: its --cpu-tiny mode end to end (the CI stand-in for the GPU run), and its pieces."""
 import json
 import math
 import subprocess
@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 
 
 def _is_number(value) -> bool:
@@ -19,7 +18,7 @@ def _is_number(value) -> bool:
 @pytest.mark.server
 def test_cpu_tiny_writes_numbers_for_every_measured_cell_and_skips_cuda_modes(tmp_path):
     out = tmp_path / "gpu.json"
-    done = subprocess.run([sys.executable, str(SCRIPT), "--cpu-tiny", "--out", str(out)], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--cpu-tiny", "--out", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
@@ -62,7 +61,7 @@ def test_cpu_tiny_writes_numbers_for_every_measured_cell_and_skips_cuda_modes(tm
 def test_the_torch_runtime_decodes_like_the_eager_model_and_refuses_what_the_onnx_template_refuses(tmp_path):
     import torch
 
-    from benchmarks.gpu_check import synthetic_bank, untrained_model
+    from benchmarks.gpu_check.check import synthetic_bank, untrained_model
     from sae.export.graphs import DecodeGraph, graph_specs
     from sae.export.torchscript import export_torchscript
     from sae.repository.templates import ONNX_MODEL
@@ -93,7 +92,7 @@ def test_the_torch_runtime_decodes_like_the_eager_model_and_refuses_what_the_onn
 
 
 def test_targets_are_judged_from_the_report_and_missing_values_are_not_met_or_failed():
-    from benchmarks.gpu_check import judge_targets
+    from benchmarks.gpu_check.check import judge_targets
 
     report = {"train": [{"compile": False, "images_per_second": 12_000.0}, {"compile": True, "skipped": "x"}],
               "served": {"cells": [

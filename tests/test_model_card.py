@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sae.clients.version import git_commit
+from sae.core.version import git_commit
 from sae.export.model_set import checkpoint_file
-from sae.serving import load_model
+from sae import load_model
 from sae.training.checkpoint import Checkpoint, CheckpointError
 from sae.training.model_card import CARD_FILE, refresh_model_card
 from sae.training.options import TrainerOptions
@@ -132,7 +132,7 @@ def test_sae_eval_into_the_run_folder_adds_its_headline_metrics_to_the_card(micr
               "disentanglement": {"summary": {"dci_regressor": "lasso", "dci_disentanglement": 0.25,
                                               "dci_completeness": 0.5, "mig": 0.125, "sap": 0.0625}}}
     from sae.cli import main
-    from sae.clients.evaluation import harness
+    from sae.evaluation import harness
 
     def evaluate(config):  # the harness's files without a server: eval.json in --out
         config.out.mkdir(parents=True, exist_ok=True)

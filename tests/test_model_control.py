@@ -6,8 +6,8 @@ import pytest
 
 from sae.cli import main
 from conftest import start_explicit_server
-from sae.clients import wire
-from sae.clients.errors import ModelNotServedError
+from sae.core import wire
+from sae.core.errors import ModelNotServedError
 from sae.clients.triton_client import SAEClient
 
 pytestmark = pytest.mark.server

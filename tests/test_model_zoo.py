@@ -339,7 +339,7 @@ def test_vlae_rungs_pair_deep_encoder_blocks_with_deep_decoder_slots():
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def procedural_images() -> torch.Tensor:
-    from sae.training.data.procedural import FACTOR_SIZES, Shapes3DRenderer
+    from sae.core.datasets.procedural import FACTOR_SIZES, Shapes3DRenderer
 
     rng = np.random.default_rng(0)
     factors = np.stack([rng.integers(0, s, 16) for s in FACTOR_SIZES], axis=1)

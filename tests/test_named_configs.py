@@ -13,7 +13,7 @@ RFD_STEPS = 3
 
 @pytest.fixture(scope="module")
 def small_shapes_file(tmp_path_factory):
-    from sae.training.data.procedural import write_shapes3d_h5
+    from sae.core.datasets.procedural import write_shapes3d_h5
 
     path = tmp_path_factory.mktemp("shapes") / "shapes3d.h5"
     write_shapes3d_h5(path, n=IMAGES, seed=1)
@@ -25,7 +25,7 @@ def celeba_folder(tmp_path_factory):
     """Procedural scenes rendered at 128 px and saved as JPEGs: the CelebA reader's input format."""
     from PIL import Image
 
-    from sae.training.data.procedural import FACTOR_SIZES, Shapes3DRenderer
+    from sae.core.datasets.procedural import FACTOR_SIZES, Shapes3DRenderer
 
     folder = tmp_path_factory.mktemp("celeba")
     rng = np.random.default_rng(0)
@@ -38,7 +38,7 @@ def celeba_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rfd_folder(tmp_path_factory):
     """A small robot_finger_datasets/ folder in the dataset's format (tar of PNGs, npz labels and info)."""
-    from rfd_files import write_rfd
+    from helpers.rfd_files import write_rfd
 
     return write_rfd(tmp_path_factory.mktemp("rfd"), n=IMAGES)
 

@@ -8,8 +8,8 @@ import pytest
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2 as pb
 
-from sae.clients.draw import source_index, to_uint8
-from sae.clients.errors import InvalidInputError
+from sae.core.draw import source_index, to_uint8
+from sae.core.errors import InvalidInputError
 from sae.clients.triton_client import ModelInfo, plan_sample
 from sae.export.bank import Bank
 from sae.export.composed import check_reconstruction

@@ -3,9 +3,9 @@ a client can recompute, and the uint8 image output."""
 import numpy as np
 import pytest
 
-from sae.clients.datasets import H5Images
-from sae.clients.draw import source_index, to_uint8
-from sae.clients.errors import InvalidInputError
+from sae.core.datasets import H5Images
+from sae.core.draw import source_index, to_uint8
+from sae.core.errors import InvalidInputError
 from sae.export.bank import Bank
 
 pytestmark = pytest.mark.server

@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from sae.clients.png import encode_png, image_grid, write_png
-from sae.training.data.procedural import (
+from sae.core.png import encode_png, image_grid, write_png
+from sae.core.datasets.procedural import (
     FACTOR_NAMES,
     FACTOR_SIZES,
     FACTOR_VALUES,

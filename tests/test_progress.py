@@ -1,8 +1,8 @@
-"""progress_bar (clients/progress_bar.py): a tqdm bar on a terminal, meter lines in a log when asked, else silence."""
+"""progress_bar (core/progress_bar.py): a tqdm bar on a terminal, meter lines in a log when asked, else silence."""
 import io
 import sys
 
-from sae.clients.progress_bar import _NoBar, progress_bar
+from sae.core.progress_bar import _NoBar, progress_bar
 
 
 class Terminal(io.StringIO):
@@ -41,7 +41,7 @@ def test_off_a_terminal_a_job_gets_plain_meter_lines():
 
 
 def test_eval_stages_move_one_bar_with_the_stage_as_description():
-    from sae.clients.evaluation.harness import _Timer
+    from sae.evaluation.harness import _Timer
 
     class Recorder(_NoBar):
         def __init__(self):

@@ -23,12 +23,12 @@ if os.environ.get("CI") == "true":
 else:
     ray = pytest.importorskip("ray", reason="the scale extra (Ray) is not installed")
 
-from sae.clients.datasets import open_dataset
-from sae.clients.encode_job import EncodeJobConfig, ServerPool, run_encode_job
-from sae.clients.ray_encode.actor import ShardEncoder
-from sae.clients.ray_encode.config import RayEncodeConfig
-from sae.clients.ray_encode.job import _manifest_for, run_ray_encode
-from sae.clients.ray_encode.shards import complete_shards, merge_shards, read_manifest, shard_path
+from sae.core.datasets import open_dataset
+from sae.clients.jobs.encode_job import EncodeJobConfig, ServerPool, run_encode_job
+from sae.clients.jobs.ray_encode.actor import ShardEncoder
+from sae.clients.jobs.ray_encode.config import RayEncodeConfig
+from sae.clients.jobs.ray_encode.job import _manifest_for, run_ray_encode
+from sae.clients.jobs.ray_encode.shards import complete_shards, merge_shards, read_manifest, shard_path
 from sae.clients.triton_client import SAEClient
 from tests.conftest import FIXTURE_IMAGES, pid_alive, pids_mentioning
 from tests.test_encode_job import free_port

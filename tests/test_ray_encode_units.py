@@ -11,11 +11,11 @@ import h5py
 import numpy as np
 import pytest
 
-from sae.clients.datasets import H5Images
-from sae.clients.encode_job import fingerprint, identity_of, label_column
-from sae.clients.errors import EncodeJobError
-from sae.clients.ray_encode.config import RayEncodeConfig, resolve_url
-from sae.clients.ray_encode.shards import (Manifest, Shard, check_manifest, complete_shards, merge_shards,
+from sae.core.datasets import H5Images
+from sae.clients.jobs.encode_job import fingerprint, identity_of, label_column
+from sae.core.errors import EncodeJobError
+from sae.clients.jobs.ray_encode.config import RayEncodeConfig, resolve_url
+from sae.clients.jobs.ray_encode.shards import (Manifest, Shard, check_manifest, complete_shards, merge_shards,
                                        missing_shards, plan_shards, read_manifest, shard_path, write_manifest,
                                        write_shard)
 
@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_no_core_or_client_module_imports_ray():
     code = ("import sys\n"
-            "import sae.clients.triton_client, sae.clients.encode_job, sae.clients.datasets, sae.cli; from sae import clients\n"
-            "import sae.clients.ray_encode, sae.clients.ray_encode.config, sae.clients.ray_encode.shards\n"
-            "import sae.clients.ray_encode.actor, sae.clients.ray_encode.job\n"
+            "import sae.clients.triton_client, sae.clients.jobs.encode_job, sae.core.datasets, sae.cli; from sae import clients\n"
+            "import sae.clients.jobs.ray_encode, sae.clients.jobs.ray_encode.config, sae.clients.jobs.ray_encode.shards\n"
+            "import sae.clients.jobs.ray_encode.actor, sae.clients.jobs.ray_encode.job\n"
             "sae.cli.build_parser()\n"
             "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray was imported'\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -136,7 +136,7 @@ def test_merge_joins_shards_into_one_file_of_every_row(data, tmp_path):
 
 
 def test_the_report_names_every_failed_row_range():
-    from sae.clients.ray_encode.job import RayEncodeReport
+    from sae.clients.jobs.ray_encode.job import RayEncodeReport
 
     report = RayEncodeReport(Path("out"), 2048, 8, 2, 5, 1280, 2.0,
                              failed=[{"start": 512, "stop": 768, "error": "no server could encode them"}])

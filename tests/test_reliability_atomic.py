@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from sae.clients.atomic import atomic_write, write_text_atomic
+from sae.core.atomic import atomic_write, write_text_atomic
 from conftest import ROOT
 
 SIZE = 32 << 20  # bytes the writer writes, 1 MiB at a time
 WRITER = r"""
 import sys
 from pathlib import Path
-from sae.clients.atomic import atomic_write
+from sae.core.atomic import atomic_write
 
 target, mode = Path(sys.argv[1]), sys.argv[2]
 piece = b"\x01" * (1 << 20)

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from sae.clients.encode_job import EncodeJobConfig, run_encode_job
-from sae.clients.metrics import EncodeMetrics
+from sae.clients.jobs.encode_job import EncodeJobConfig, run_encode_job
+from sae.clients.jobs.metrics import EncodeMetrics
 from sae.serving.triton import ServerConfig, TritonServer
 from sae.serving.triton.process_group import _free_ports
 from test_encode_job import BATCH, N, assert_same_file, kill_server, run_in_thread

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from reliability_helpers import run_load
+from helpers.reliability import run_load
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
-from sae.clients.errors import InferenceError, InvalidInputError
+from sae.core.errors import InferenceError, InvalidInputError
 from sae.clients.triton_client import SAEClient
-from reliability_helpers import raw_infer, stub_pids
+from helpers.reliability import raw_infer, stub_pids
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

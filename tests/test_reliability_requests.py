@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from reliability_helpers import refusal, raw_infer, resident_bytes, server_processes, stub_pids
+from helpers.reliability import refusal, raw_infer, resident_bytes, server_processes, stub_pids
 
 pytestmark = pytest.mark.server
 

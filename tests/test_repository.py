@@ -96,7 +96,7 @@ def sample_inputs(n: int, seed: int, **extra) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def test_images(shapes_file) -> np.ndarray:
-    from sae.clients.datasets import H5Images, split_indices
+    from sae.core.datasets import H5Images, split_indices
 
     data = H5Images(shapes_file)
     return data.read(split_indices(len(data))["test"][:6])
@@ -274,7 +274,7 @@ def test_prior_sample_is_seeded_standard_normal_and_decoded(client, eager, two_m
 
 @pytest.mark.server
 def test_only_the_model_with_a_prior_serves_prior_samples(server):
-    from sae.clients.errors import ModelNotServedError
+    from sae.core.errors import ModelNotServedError
     from sae.clients.triton_client import SAEClient
 
     with SAEClient(server.grpc_url, model="vae") as vae, SAEClient(server.grpc_url, model="sae4") as sae:

@@ -1,13 +1,13 @@
-"""The Robot Finger Dataset reader (clients.datasets.rfd), on small folders written here in the dataset's own format."""
+"""The Robot Finger Dataset reader (sae.core.datasets.rfd), on small folders written here in the dataset's own format."""
 import gzip
 import shutil
 
 import numpy as np
 import pytest
-from rfd_files import finger_images, png_bytes, random_factors, write_finger_real, write_finger_variant, write_rfd
+from helpers.rfd_files import finger_images, png_bytes, random_factors, write_finger_real, write_finger_variant, write_rfd
 
-from sae.clients.datasets import DatasetError, ImageSource, dataset_splits, open_dataset, shuffled_batches, varying_factors
-from sae.clients.datasets.rfd import RFD_FACTOR_NAMES, RFD_FACTOR_SIZES, FingerRealImages, FingerTarImages
+from sae.core.datasets import DatasetError, ImageSource, dataset_splits, open_dataset, shuffled_batches, varying_factors
+from sae.core.datasets.rfd import RFD_FACTOR_NAMES, RFD_FACTOR_SIZES, FingerRealImages, FingerTarImages
 
 N = 20
 
@@ -193,7 +193,7 @@ def test_compressed_or_missing_tar_is_named(tmp_path):
 
 
 def test_unknown_variant_is_named(rfd):
-    from sae.clients.datasets.rfd import rfd_variant_folder
+    from sae.core.datasets.rfd import rfd_variant_folder
 
     with pytest.raises(ValueError, match="RFD variant 'finger_fake' is not one of"):
         rfd_variant_folder(rfd, "finger_fake")
@@ -206,7 +206,7 @@ def test_unknown_variant_is_named(rfd):
 def test_disentanglement_metrics_skip_the_constant_factors():
     """Scores with RFD's constant shape and size columns equal the scores without them."""
     pytest.importorskip("sklearn")
-    from sae.clients.evaluation.disentanglement import dci, evaluate_all
+    from sae.evaluation.disentanglement import dci, evaluate_all
 
     rng = np.random.default_rng(0)
     factors = random_factors(600, seed=5)

@@ -1,4 +1,4 @@
-"""Streamed `sae sample` (clients/sample_writer.py): content equal to one client.sample call, bounded memory, and
+"""Streamed `sae sample` (clients/jobs/sample_writer.py): content equal to one client.sample call, bounded memory, and
 clear errors for bad outputs."""
 import tracemalloc
 from pathlib import Path
@@ -7,7 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from sae.clients import sample_writer as sw
+from sae.clients.jobs import sample_writer as sw
 from sae.clients.triton_client import HybridSamples, part_seed
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from sae.clients.errors import InferenceError, InvalidInputError
+from sae.core.errors import InferenceError, InvalidInputError
 from sae.clients.triton_client import SAEClient
 from conftest import pid_alive, pids_mentioning
 from sae.export.bank import Bank
-from sae.clients.datasets import H5Images, split_indices
+from sae.core.datasets import H5Images, split_indices
 
 pytestmark = pytest.mark.server
 
@@ -115,7 +115,7 @@ def test_server_stops_and_leaves_no_process(exported_repo, tmp_path):
 
 
 def test_a_dead_server_gives_a_clear_error(exported_repo, tmp_path):
-    from sae.clients.errors import ServerUnavailableError
+    from sae.core.errors import ServerUnavailableError
     from sae.serving.triton import ServerConfig, TritonServer
 
     server = TritonServer(ServerConfig(repository=exported_repo), log_path=tmp_path / "log").start()

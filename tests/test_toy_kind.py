@@ -1,4 +1,4 @@
-"""A model kind added in one file (``tests/toy_kind.py``), registered at test time, with nothing else edited:
+"""A model kind added in one file (``tests/helpers/toy_kind.py``), registered at test time, with nothing else edited:
 its config round-trips, it trains, exports and is served by a real Triton server, hybrid samples drawing its chunks
 and prior samples from its prior; then it is gone from the registry again."""
 from __future__ import annotations
@@ -24,12 +24,12 @@ VARIABLES = 4  # of 3 dimensions each
 def toy():
     """The toy kind's module, imported (so registered) for this module's tests only."""
     assert find_kind("toyvsae") is None, "registered only while these tests run"
-    module = importlib.import_module("toy_kind")
+    module = importlib.import_module("helpers.toy_kind")
     yield module
     from sae.training.models.registry import unregister_model
 
     unregister_model(module.KIND)
-    sys.modules.pop("toy_kind", None)
+    sys.modules.pop("helpers.toy_kind", None)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def toy_server(toy_run, tmp_path_factory):
 
 @pytest.mark.server
 def test_the_toy_kind_is_exported_and_served(toy_server, shapes_file):
-    from sae.clients.datasets import H5Images, split_indices
+    from sae.core.datasets import H5Images, split_indices
     from sae.clients.triton_client import SAEClient
 
     server, report = toy_server

@@ -253,7 +253,7 @@ def test_cuda_run_uses_bf16_and_channels_last_and_loads_on_cpu(tmp_path, shapes_
 
 
 def test_excluded_factor_values_never_reach_training_and_export_uses_the_same_rows(tmp_path, shapes_file):
-    from sae.clients.datasets import open_dataset
+    from sae.core.datasets import open_dataset
     from sae.training.checkpoint import Checkpoint
     from sae.training.trainer import Trainer, TrainerOptions
 

@@ -1,7 +1,7 @@
 """Config files with values of the wrong type: refused at the file, naming the key and the expected type.
 
 TOML grid files (``sae experiment G.toml``) and a run's ``config.json`` (``ExperimentConfig.from_dict``, which also
-builds ``ModelConfig``) go through one checker, :mod:`sae.clients.typed_fields`."""
+builds ``ModelConfig``) go through one checker, :mod:`sae.core.typed_fields`."""
 from __future__ import annotations
 
 import json
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from sae.cli import main
-from sae.clients.typed_fields import matches
-from sae.serving.experiment.grid import GridError, load_toml
+from sae.core.typed_fields import matches
+from sae.experiment.grid import GridError, load_toml
 from sae.training.config import ExperimentConfig, get_config
 
 from test_experiment_grid import TOML_GRID

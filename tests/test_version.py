@@ -1,4 +1,4 @@
-"""Semantic versions: one number (``clients/version.py``, read by pyproject.toml and ``sae.__version__``), the CHANGELOG's latest release, and
+"""Semantic versions: one number (``core/version.py``, read by pyproject.toml and ``sae.__version__``), the CHANGELOG's latest release, and
 ``sae --version`` naming the commit when the package runs from a git checkout."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import sae
-from sae.clients import version as sae_version
+from sae.core import version as sae_version
 from sae.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ def test_one_semantic_version_read_by_pyproject_and_released_in_the_changelog():
     assert SEMVER.match(sae.__version__) and sae.__version__ == sae_version.__version__
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
-    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "sae.clients.version.__version__"}
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "sae.core.version.__version__"}
     releases = re.findall(r"^## \[(\d[^\]]*)\]", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
     assert releases and releases[0] == sae.__version__, "the newest CHANGELOG entry is this version"
 

@@ -1,4 +1,4 @@
-"""The wire contract (clients/wire.py) against the generated configs, and the bank file (clients/bank_file.py)."""
+"""The wire contract (core/wire.py) against the generated configs, and the bank file (core/bank_file.py)."""
 from __future__ import annotations
 
 import h5py
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from tritonclient.grpc import model_config_pb2 as pb
 
-from sae.clients import wire
-from sae.clients.bank_file import BankFile, BankFileError
+from sae.core import wire
+from sae.core.bank_file import BankFile, BankFileError
 from sae.repository.configs import RepositoryOptions, ServedShapes, model_configs
 
 SHAPES = (ServedShapes(64, 12, 4, bank_size=128, has_prior=True), ServedShapes(32, 10, 10, has_prior=False))
@@ -157,7 +157,7 @@ def test_bank_file_names_the_file_and_the_fault(tmp_path):
 
 
 def test_the_evaluation_figures_read_the_bank_through_bank_file(tmp_path):
-    from sae.clients.evaluation.figures import read_bank
+    from sae.evaluation.figures import read_bank
 
     path = tmp_path / "bank.h5"
     _bank().write(path)
@@ -200,8 +200,8 @@ def test_gather_inputs_refuses_each_bad_request_alone():
 
 
 def test_config_pbtxt_is_parsed_by_one_function(tmp_path):
-    from sae.clients.bench.inprocess import read_config as bench_config
-    from sae.clients.model_config import config_dict
+    from sae.serving.bench.inprocess import read_config as bench_config
+    from sae.core.model_config import config_dict
     from sae.repository.configs import config_text
     from sae.repository.validate import read_config
 

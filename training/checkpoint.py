@@ -1,6 +1,6 @@
 """Checkpoints: plain dicts of tensors, numbers and a config JSON string, so ``torch.load(weights_only=True)`` reads them.
 
-A run's weights may also be read from ``model.safetensors`` beside its ``config.json`` (``training.weights_file``):
+A run's weights may also be read from ``model.safetensors`` beside its ``config.json`` (``sae.training.weights_file``):
 ``Checkpoint.load`` takes either form, so do ``load_model`` and ``sae export``.
 """
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from sae.clients.atomic import write_bytes_atomic
-from sae.clients.errors import SAEError
+from sae.core.atomic import write_bytes_atomic
+from sae.core.errors import SAEError
 from sae.training.config import ExperimentConfig
 from sae.training.models.zoo import build_model
 from sae.training.weights_file import SAFETENSORS_FILE, SAFETENSORS_SUFFIX, CheckpointError, load_safetensors

@@ -1,6 +1,6 @@
 """Training configs and the named configs of the paper (``{model}-{dataset}``) and their CPU-sized twins (``-tiny``).
 
-What a model is lives in ``training.model_config`` (``ModelConfig``: a registered kind, its backbone, its regulariser
+What a model is lives in ``sae.training.model_config`` (``ModelConfig``: a registered kind, its backbone, its regulariser
 settings); the kinds are in ``training/models/zoo/``, one module each, and importing this module registers them
 (see ``../shared/notes/paper-architecture.md``):
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sae.clients.typed_fields import check_types
+from sae.core.typed_fields import check_types
 
 
 def from_json_dict(cls, d: dict[str, Any]):

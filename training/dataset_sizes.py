@@ -1,5 +1,5 @@
 """The dataset kinds a config can expect, and the size of each one's training split (70%,
-``clients.datasets.split_indices``): what estimators over the whole training set, such as β-TCVAE's, take as N."""
+``sae.core.datasets.split_indices``): what estimators over the whole training set, such as β-TCVAE's, take as N."""
 from __future__ import annotations
 
 DATASET_KINDS = ("shapes3d", "mpi3d", "celeba", "rfd")

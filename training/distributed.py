@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from sae.clients.errors import SAEError
+from sae.core.errors import SAEError
 
 
 class DistributedSetupError(SAEError, RuntimeError):

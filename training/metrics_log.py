@@ -9,7 +9,7 @@ import csv
 import math
 from pathlib import Path
 
-from sae.clients.atomic import atomic_write
+from sae.core.atomic import atomic_write
 
 METRICS_CSV = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"

@@ -16,9 +16,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sae.clients.atomic import write_text_atomic
-from sae.clients.datasets import open_dataset
-from sae.clients.version import __version__, git_commit
+from sae.core.atomic import write_text_atomic
+from sae.core.datasets import open_dataset
+from sae.core.version import __version__, git_commit
 from sae.training.metrics_log import read_metrics
 from sae.training.weights_file import read_metadata, run_weights, save_safetensors
 
@@ -37,7 +37,7 @@ def write_shared_run(run_dir: Path, data_source: Any = None) -> Path | None:
 
     ``data_source``: the training ``ImageSource``, for the procedural/real label (default: the checkpoint's data path).
     """
-    from sae.clients.evaluation.harness import is_procedural  # the client's modules: imported when used
+    from sae.evaluation.harness import is_procedural  # the client's modules: imported when used
     from sae.training.checkpoint import LAST, Checkpoint, run_checkpoint  # torch
 
     run_dir = Path(run_dir)
@@ -155,7 +155,7 @@ def render_card(run_dir: Path) -> str:
         lines.append("Not evaluated yet: `sae eval --data DATA --model NAME --out RUN/eval` against the exported, "
                      "served model adds its headline metrics here.")
     else:
-        from sae.clients.evaluation.harness import summary_lines
+        from sae.evaluation.harness import summary_lines
 
         path, result = evaluation
         where = path.relative_to(run_dir)
@@ -173,7 +173,7 @@ def render_card(run_dir: Path) -> str:
         "- `model.safetensors`: the weights at the step above (safetensors; the step, data and commit in its metadata).",
         "- `config.json`: the config; `metrics.csv`, `loss_curve.png`, `tensorboard/`: the training curves.",
         "- `checkpoints/last.pt`, `best.pt`: full checkpoints with optimiser state, to resume training.",
-        "", "## Use", "", "```python", "from sae.serving import load_model",
+        "", "## Use", "", "```python", "from sae import load_model",
         "model = load_model(\"RUN\")  # checkpoints/last.pt, or model.safetensors with config.json", "```", "",
         "`sae export RUN --repo model_repository` serves it with Triton; either weights file will do.", "",
     ]

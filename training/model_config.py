@@ -1,5 +1,5 @@
 """What a model is: the backbone, the VLAE ladder and :class:`ModelConfig`, whose ``kind`` names a registered model
-kind (``training.models.registry``; the built-in ones are in ``training/models/zoo/``, see
+kind (``sae.training.models.registry``; the built-in ones are in ``training/models/zoo/``, see
 ``../shared/notes/paper-architecture.md``).
 
 A kind's regulariser settings live beside its model; ``ModelConfig.regulariser`` holds an instance of the kind's own
@@ -96,7 +96,7 @@ class LadderConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    kind: str = "sae"  # a registered model kind (training.models.registry.model_kinds())
+    kind: str = "sae"  # a registered model kind (sae.training.models.registry.model_kinds())
     latent_dim: int = 12
     num_variables: int = 12  # SAE-k / VLAE-k: k; ignored by kinds that do not place variables in the decoder
     strtfm_hidden: tuple[int, ...] = (64, 128)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from sae.clients.errors import SAEError
+from sae.core.errors import SAEError
 
 FREEZABLE = ("encoder", "decoder")
 PRECISIONS = ("fp32", "bf16")  # fp32: no autocast; bf16: torch.autocast(device, bfloat16), weights stay fp32

@@ -1,4 +1,4 @@
-"""Field overrides of an :class:`~training.config.ExperimentConfig`: ``train.lr=1e-3`` (``sae train --set``) and TOML
+"""Field overrides of an :class:`~sae.training.config.ExperimentConfig`: ``train.lr=1e-3`` (``sae train --set``) and TOML
 files whose dotted tables mirror the dataclasses (``sae train --config FILE.toml``).
 
 Written here rather than taken from OmegaConf (2.4 is on the package index; tyro is not): the configs are frozen
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sae.training.config import ExperimentConfig
-from sae.clients.errors import SAEError
+from sae.core.errors import SAEError
 
 
 class OverrideError(SAEError, ValueError):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sae.clients.datasets import ImageSource, batches_in_order, dataset_splits, open_dataset, shuffled_batches
+from sae.core.datasets import ImageSource, batches_in_order, dataset_splits, open_dataset, shuffled_batches
 from sae.training.config import ExperimentConfig
 from sae.training.models.autoencoder import Autoencoder
 from sae.training.options import TrainingDataError

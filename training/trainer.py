@@ -9,8 +9,8 @@ every K steps, in fp32 whatever the precision (so validation losses compare acro
 end. An interrupted run resumes from ``last.pt`` with the same data order and random numbers, so it ends with
 the same weights, logs and best checkpoint as an uninterrupted one.
 
-The loop is all this module holds: the data and its batches are ``training.pipeline``'s, the model, optimisers and
-their checkpoint ``training.train_state``'s.
+The loop is all this module holds: the data and its batches are ``sae.training.pipeline``'s, the model, optimisers and
+their checkpoint ``sae.training.train_state``'s.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from sae.clients.atomic import write_text_atomic
+from sae.core.atomic import write_text_atomic
 from sae.training import distributed
 from sae.training.checkpoint import BEST, LAST, Checkpoint, run_checkpoint
 from sae.training.config import ExperimentConfig

@@ -13,8 +13,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from sae.clients.atomic import write_bytes_atomic
-from sae.clients.errors import SAEError
+from sae.core.atomic import write_bytes_atomic
+from sae.core.errors import SAEError
 
 SAFETENSORS_FILE = "model.safetensors"  # RUN/model.safetensors: the last state's weights, for sharing
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -28,7 +28,7 @@ class CheckpointError(SAEError, ValueError):
 
 
 def save_safetensors(ckpt, path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write the model weights of ``ckpt`` (a ``training.checkpoint.Checkpoint``) to ``path`` atomically; ``metadata`` adds string entries to the header."""
+    """Write the model weights of ``ckpt`` (a ``sae.training.checkpoint.Checkpoint``) to ``path`` atomically; ``metadata`` adds string entries to the header."""
     from safetensors.torch import save
 
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in ckpt.model_state.items()}

@@ -13,8 +13,8 @@ TEMPLATES = Path(__file__).resolve().parent
 ONNX_MODEL = TEMPLATES / "onnx_model.py"
 SAMPLER_MODEL = TEMPLATES / "sampler_model.py"
 TRAVERSE_MODEL = TEMPLATES / "traverse_model.py"
-TORCH_MODEL = TEMPLATES / "torch_model.py"  # TorchScript with PyTorch in the python backend (benchmarks/gpu_check.py)
-CLIENTS = TEMPLATES.parent.parent / "clients"
+TORCH_MODEL = TEMPLATES / "torch_model.py"  # TorchScript with PyTorch in the python backend (benchmarks/gpu_check/check.py)
+CORE = TEMPLATES.parent.parent / "core"  # the torch-free base: sae.core, in a source tree and in a wheel
 BLS = TEMPLATES / "bls.py"
-COMPANIONS = {"sae_draw.py": CLIENTS / "draw.py", "sae_onnx_model.py": ONNX_MODEL, "sae_wire.py": CLIENTS / "wire.py",
-              "sae_bank_file.py": CLIENTS / "bank_file.py", "sae_bls.py": BLS}
+COMPANIONS = {"sae_draw.py": CORE / "draw.py", "sae_onnx_model.py": ONNX_MODEL, "sae_wire.py": CORE / "wire.py",
+              "sae_bank_file.py": CORE / "bank_file.py", "sae_bls.py": BLS}

@@ -19,10 +19,10 @@ python-backend model file. The config parameter ``latents_from`` picks the role:
   from the model's prior N(prior_mean, diag(prior_std²)), both stored in the bank file; one
   ``numpy.random.Generator`` per request, seeded from SEED.
 
-The bank draw is the counter-based one of ``clients/draw.py`` (integer arithmetic keyed on SEED, sample and
+The bank draw is the counter-based one of ``core/draw.py`` (integer arithmetic keyed on SEED, sample and
 variable), which ``sae export`` copies beside this file as ``sae_draw.py``, so a client can recompute SOURCE_INDEX.
-The tensor names and limits come from the wire contract (``clients/wire.py``, copied as ``sae_wire.py``) and the
-bank from ``clients/bank_file.py`` (``sae_bank_file.py``).
+The tensor names and limits come from the wire contract (``core/wire.py``, copied as ``sae_wire.py``) and the
+bank from ``core/bank_file.py`` (``sae_bank_file.py``).
 
 The sampling models (``NAME_hybrid_sample``, ``NAME_prior_sample``) also decode their latents, one of two ways:
 
@@ -59,9 +59,9 @@ def companion(copied: str, packaged: str):
     return module
 
 
-draw = companion("sae_draw", "sae.clients.draw")
-wire = companion("sae_wire", "sae.clients.wire")
-bank_file = companion("sae_bank_file", "sae.clients.bank_file")
+draw = companion("sae_draw", "sae.core.draw")
+wire = companion("sae_wire", "sae.core.wire")
+bank_file = companion("sae_bank_file", "sae.core.bank_file")
 bls = companion("sae_bls", "sae.repository.templates.bls")
 onnx_model = companion("sae_onnx_model", "sae.repository.templates.onnx_model")  # the decoder's session and checks
 INDEPENDENT, DISTINCT, PER_DIMENSION, DRAW_MODES = draw.INDEPENDENT, draw.DISTINCT, draw.PER_DIMENSION, draw.DRAW_MODES
@@ -74,7 +74,7 @@ def draw_hybrid(bank: np.ndarray, variable_of_dim: np.ndarray, num_samples: int,
 
     ``variable_of_dim[d]`` is the variable that latent dimension d belongs to. The groups are the variables
     (``independent``, ``distinct``: the dimensions of one variable come from the same stored vector) or the single
-    dimensions (``per_dimension``); :func:`clients.draw.source_index` chooses each group's stored vector.
+    dimensions (``per_dimension``); :func:`sae.core.draw.source_index` chooses each group's stored vector.
     """
     if mode not in DRAW_MODES:
         raise ValueError(f"draw mode must be one of {', '.join(DRAW_MODES)}, got {mode!r}")

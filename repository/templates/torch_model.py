@@ -45,7 +45,7 @@ def parse_batch_sizes(text: str) -> list[int]:
 
 class TorchRunner:
     """One graph (a TorchScript or eager module, already on ``device``) with host arrays in and out; optional
-    autocast and CUDA graphs for fixed batch sizes. benchmarks/gpu_check.py runs its in-process modes with it."""
+    autocast and CUDA graphs for fixed batch sizes. benchmarks/gpu_check/check.py runs its in-process modes with it."""
 
     def __init__(self, module, device: str, precision: str = "fp32", graph_batch_sizes=(), example=None):
         import torch

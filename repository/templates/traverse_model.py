@@ -29,10 +29,10 @@ def companion(copied: str, packaged: str):
     return module
 
 
-wire = companion("sae_wire", "sae.clients.wire")
+wire = companion("sae_wire", "sae.core.wire")
 bls = companion("sae_bls", "sae.repository.templates.bls")
 onnx_model = companion("sae_onnx_model", "sae.repository.templates.onnx_model")  # its refusal text
-bank_file = companion("sae_bank_file", "sae.clients.bank_file")
+bank_file = companion("sae_bank_file", "sae.core.bank_file")
 
 
 def traversal(latent: np.ndarray, dimension: int, steps: int, dim_min: np.ndarray,

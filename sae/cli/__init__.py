@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from sae.clients.errors import SAEError
+from sae.core.errors import SAEError
 from sae.cli import arguments as arg
 from sae.cli import client, completion, demo, explore, export, measure, serve, train
 from sae.cli import output

@@ -138,8 +138,8 @@ def config_name(text: str) -> str:
 
 
 def grid_name(text: str) -> str:
-    """A named grid of serving/experiment/grid.py, or a TOML grid file."""
-    from sae.serving.experiment.grid import NAMED_GRIDS
+    """A named grid of sae/experiment/grid.py, or a TOML grid file."""
+    from sae.experiment.grid import NAMED_GRIDS
 
     if text in NAMED_GRIDS or text.endswith(".toml") or Path(text).is_file():
         return text
@@ -160,7 +160,7 @@ def add_url(parser: argparse.ArgumentParser, help: str = "gRPC address of the se
             **kwargs) -> None:
     """``--url``: default ``$SAE_URL``, else the package's DEFAULT_URL (``start_server``: else None, and the command
     starts its own server). A repeatable ``--url`` (``action="append"``) reads the variable in :func:`urls_or_env`."""
-    from sae.clients.wire import DEFAULT_URL
+    from sae.core.wire import DEFAULT_URL
 
     value = None if kwargs.get("action") == "append" else env_default(URL_VARIABLE, None if start_server else DEFAULT_URL)
     parser.add_argument("--url", type=grpc_url, default=value, help=f"{help} (env {URL_VARIABLE})", **kwargs)
@@ -180,7 +180,7 @@ def add_repo(parser: argparse.ArgumentParser, help: str, default: Path | None = 
 
 def urls_or_env(given: list[str] | None) -> tuple[str, ...]:
     """The servers of a repeatable ``--url``: the flags, else ``$SAE_URL``, else DEFAULT_URL."""
-    from sae.clients.wire import DEFAULT_URL
+    from sae.core.wire import DEFAULT_URL
 
     if given:
         return tuple(given)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from sae.cli import arguments as arg
 from sae.cli import output
-from sae.clients.wire import DEFAULT_URL
+from sae.core.wire import DEFAULT_URL
 
 
 def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: bool = False,
                       draw: str | None = None, model: str = "") -> Path:
-    from sae.clients.png import image_grid, write_png
+    from sae.core.png import image_grid, write_png
     from sae.clients.triton_client import SAEClient, to_uint8
 
     with SAEClient(url, model=model) as client:
@@ -25,8 +25,8 @@ def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: boo
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    """Hybrid samples streamed to --out (format by suffix: clients/sample_writer.py), one request at a time."""
-    from sae.clients.sample_writer import SampleRun, sample_format, stream_samples
+    """Hybrid samples streamed to --out (format by suffix: clients/jobs/sample_writer.py), one request at a time."""
+    from sae.clients.jobs.sample_writer import SampleRun, sample_format, stream_samples
     from sae.clients.triton_client import SAEClient
 
     suffix = sample_format(args.out, args.n)  # a ValueError: exit 2, before any request
@@ -71,7 +71,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if args.merge is not None:
         if args.data is not None:
             raise ValueError("give either DATA (to encode) or --merge DIR (to join its shards), not both")
-        from sae.clients.ray_encode.shards import merge_shards
+        from sae.clients.jobs.ray_encode.shards import merge_shards
 
         merged = merge_shards(args.merge, _encode_output_file(args.out))
         output.result(merged.summary(), _report_document(merged), args.json)
@@ -82,8 +82,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         if args.shared_memory or args.metrics_port is not None:
             raise ValueError("--shared-memory and --metrics-port are options of --engine local")
-        from sae.clients.ray_encode.config import RayEncodeConfig
-        from sae.clients.ray_encode.job import run_ray_encode
+        from sae.clients.jobs.ray_encode.config import RayEncodeConfig
+        from sae.clients.jobs.ray_encode.job import run_ray_encode
 
         config = RayEncodeConfig(data=args.data, out=args.out, model=args.model, urls=urls, address=args.address,
                                  actors=args.actors, batch_size=args.batch_size, shard_rows=args.shard_rows,
@@ -92,7 +92,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         report = run_ray_encode(config)
         output.result(report.summary(), _report_document(report), args.json)
         return output.FAILURE if report.failed else output.OK
-    from sae.clients.encode_job import EncodeJobConfig, run_encode_job
+    from sae.clients.jobs.encode_job import EncodeJobConfig, run_encode_job
 
     config = EncodeJobConfig(data=args.data, out=_encode_output_file(args.out), model=args.model, urls=urls,
                              in_flight=args.in_flight, batch_size=args.batch_size, timeout_s=args.timeout,

@@ -15,7 +15,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sae.export.model_set import export_run
     from sae.serving.triton import ServerConfig, TritonServer
     from sae.training.config import get_config
-    from sae.training.data.procedural import write_shapes3d_h5
+    from sae.core.datasets.procedural import write_shapes3d_h5
     from sae.training.trainer import Trainer
 
     out: Path = args.out

@@ -5,7 +5,7 @@ import argparse
 
 from sae.cli import arguments as arg
 from sae.cli import output
-from sae.clients.wire import is_loopback
+from sae.core.wire import is_loopback
 
 DEFAULT_PORT = 8765
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sae.clients.errors import UsageError
+from sae.core.errors import UsageError
 from sae.cli import arguments as arg
 from sae.cli import output
 

@@ -9,8 +9,8 @@ from sae.cli import output
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Latency harness (clients.bench); with --url it measures that server, else it starts one on --repo."""
-    from sae.clients.bench.command import config_from_args, default_metrics_url, run_and_write
+    """Latency harness (sae.serving.bench); with --url it measures that server, else it starts one on --repo."""
+    from sae.serving.bench.command import config_from_args, default_metrics_url, run_and_write
 
     if args.url:
         metrics = args.metrics_url or default_metrics_url(args.url)
@@ -26,7 +26,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _bench_result(report: dict, path: Path, failed: list[dict], as_json: bool) -> int:
     """The table (or the report as JSON) on stdout, one line per failed cell; exit 1 when some request failed."""
-    from sae.clients.bench.table import format_table
+    from sae.serving.bench.table import format_table
 
     output.result(f"{format_table(report)}\nwrote {path} ({report['wall_s']:.0f} s)", report, as_json)
     for cell in failed:
@@ -36,8 +36,8 @@ def _bench_result(report: dict, path: Path, failed: list[dict], as_json: bool) -
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluation harness (clients.evaluation.harness): eval.json, report.md and figures in --out."""
-    from sae.clients.evaluation.harness import EvalConfig, evaluate, summary_lines
+    """Evaluation harness (sae.evaluation.harness): eval.json, report.md and figures in --out."""
+    from sae.evaluation.harness import EvalConfig, evaluate, summary_lines
 
     result = evaluate(EvalConfig(
         data=args.data, out=args.out, url=args.url, model=args.model, fast=args.fast, inception=args.inception,
@@ -53,11 +53,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
-    """Train, export, serve and evaluate every cell of a grid, then build the report (serving.experiment)."""
+    """Train, export, serve and evaluate every cell of a grid, then build the report (sae.experiment)."""
     import shlex
 
-    from sae.serving.experiment.grid import load_grid, parse_shard
-    from sae.serving.experiment.runner import ExperimentRunner, RunnerOptions, build_report, plan_lines, selected_cells
+    from sae.experiment.grid import load_grid, parse_shard
+    from sae.experiment.runner import ExperimentRunner, RunnerOptions, build_report, plan_lines, selected_cells
 
     grid = load_grid(args.grid)
     if args.shard:

@@ -9,7 +9,7 @@ from sae.cli import output
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from sae.training.data.procedural import write_shapes3d_h5
+    from sae.core.datasets.procedural import write_shapes3d_h5
 
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "shapes3d.h5"
@@ -22,7 +22,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Also the command each process runs under torchrun (one process per GPU, any number of nodes)."""
     from sae.training.trainer import Trainer, TrainerOptions, with_batch_size
 
-    from sae.clients.datasets import parse_exclude
+    from sae.core.datasets import parse_exclude
 
     options = TrainerOptions(val_every=args.val_every, val_batches=args.val_batches, compile=args.compile,
                              freeze=args.freeze, init_from=args.init, precision=args.precision,

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sae.clients.errors import InvalidInputError, SAEError
+from sae.core.errors import InvalidInputError, SAEError
 from sae.serving.explorer import calls
 from sae.serving.explorer.sets import ModelSets
 from sae.serving.explorer.uploads import MAX_UPLOAD_BYTES, UploadError, check_bytes, read_upload

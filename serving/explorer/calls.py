@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from sae.clients import wire
-from sae.clients.png import encode_png
+from sae.core import wire
+from sae.core.png import encode_png
 from sae.clients.triton_client import SAEClient, to_uint8
 
 MIN_SAMPLES, MAX_SAMPLES = 4, 64  # a grid of the page

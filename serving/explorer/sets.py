@@ -7,8 +7,8 @@ import threading
 
 import numpy as np
 
-from sae.clients import wire
-from sae.clients.errors import ModelNotServedError
+from sae.core import wire
+from sae.core.errors import ModelNotServedError
 from sae.clients.triton_client import SAEClient
 from sae.serving.served_sets import ServedSet, describe_sets
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sae.clients.errors import SAEError
+from sae.core.errors import SAEError
 
 MAX_UPLOAD_BYTES = 4 << 20  # 4 MiB
 MAX_PIXELS = 4096 * 4096  # decoded width x height; a larger image (or a decompression bomb) is refused

@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from sae.clients.wire import is_loopback
+from sae.core.wire import is_loopback
 
 
 @dataclass(frozen=True)

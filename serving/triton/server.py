@@ -14,7 +14,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from sae.clients.errors import SAEError
+from sae.core.errors import SAEError
 from sae.serving.triton.config import ServerConfig, gpu_count, memory_pool_flags
 from sae.serving.triton.install import TritonInstall, _link_python_backend, _server_env, find_tritonserver
 from sae.serving.triton.process_group import _die_with_parent, _free_ports, _group_members, _signal_group

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from sae.clients.bench import BenchConfig, format_table, quick, run_bench, write_report
-from sae.clients.bench.grpc_runner import GrpcRunner
-from sae.clients.bench.inprocess import InProcessRunner
-from sae.clients.bench.served import describe_served
-from sae.clients.bench.workloads import path_inputs
+from sae.serving.bench import BenchConfig, format_table, quick, run_bench, write_report
+from sae.serving.bench.grpc_runner import GrpcRunner
+from sae.serving.bench.inprocess import InProcessRunner
+from sae.serving.bench.served import describe_served
+from sae.serving.bench.workloads import path_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = ("encode", "decode", "reconstruct", "hybrid_sample")

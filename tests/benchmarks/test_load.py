@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sae.clients.atomic import write_text_atomic
-from reliability_helpers import run_load
+from sae.core.atomic import write_text_atomic
+from helpers.reliability import run_load
 
 # Minutes of load: out of the default run (`make test`), run by `make bench-load`, which sets SAE_LOAD_OUT.
 pytestmark = [pytest.mark.server, pytest.mark.slow,
@@ -75,7 +75,7 @@ def test_cpu_arena_bounds_memory_after_large_batches(exported_repo, tmp_path):
     import numpy as np
 
     from sae.clients.triton_client import SAEClient
-    from reliability_helpers import resident_bytes, server_processes
+    from helpers.reliability import resident_bytes, server_processes
     from sae.serving.triton import ServerConfig, TritonServer
 
     results = {}

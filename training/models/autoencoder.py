@@ -10,7 +10,7 @@ The contract the trainer, the exporter and the bank rely on:
 * ``auxiliary_modules() -> {name: module}`` trained by their own optimiser through ``auxiliary_loss(name)``, called
   right after the main step (only FactorVAE has one);
 * the capabilities below, as class attributes; a kind with ``has_prior`` defines
-  ``prior_sample(n, generator=None) -> [n, D]`` (``training.models.prior``).
+  ``prior_sample(n, generator=None) -> [n, D]`` (``sae.training.models.prior``).
 
 The base is an hourglass autoencoder trained on pixel BCE alone; kinds override ``_build_encoder``,
 ``_build_decoder`` and ``training_loss`` (``training/models/zoo/``).
@@ -20,14 +20,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sae.clients.wire import UINT8_SCALE
+from sae.core.wire import UINT8_SCALE
 from sae.training.losses import bce_with_logits_loss
 from sae.training.model_config import ModelConfig
 from sae.training.models.backbone import Encoder, HourglassDecoder
 
 
 class Autoencoder(nn.Module):
-    # Capabilities of the kind (training.models.registry.ModelKind reads them; the configs ask it).
+    # Capabilities of the kind (sae.training.models.registry.ModelKind reads them; the configs ask it).
     has_prior = False  # prior_sample(n, generator) draws codes from the model's prior
     variational = False  # posterior(x) gives mean and log-variance; encode is the mean
     structured = False  # the decoder is the structural one (Str-Tfm layers)
@@ -51,7 +51,7 @@ class Autoencoder(nn.Module):
 
     @staticmethod
     def preprocess(images: torch.Tensor) -> torch.Tensor:
-        """uint8 NHWC pixels -> float NCHW intensities in [0, 1] (``clients.wire.to_float_images`` in torch); the
+        """uint8 NHWC pixels -> float NCHW intensities in [0, 1] (``sae.core.wire.to_float_images`` in torch); the
         permuted view is channels_last in memory."""
         return images.permute(0, 3, 1, 2).float().div(UINT8_SCALE)
 

@@ -7,16 +7,16 @@ A kind is one model class under one name, with the regulariser settings it takes
     class VariationalAutoencoder(StandardNormalPrior, Autoencoder): ...
 
 What a kind can do (has a prior, draws its latent in chunks, ...) is a class attribute of its model
-(``training.models.autoencoder.Autoencoder`` lists them); :class:`ModelKind` reads them for the configs, which never
+(``sae.training.models.autoencoder.Autoencoder`` lists them); :class:`ModelKind` reads them for the configs, which never
 import a model. This module imports only the package's error root: the built-in kinds register when
-``training.models.zoo`` is imported (``training.config`` does).
+``sae.training.models.zoo`` is imported (``sae.training.config`` does).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
-from sae.clients.errors import SAEError
+from sae.core.errors import SAEError
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def _add(kind: ModelKind) -> None:
     missing = [c for c in CAPABILITIES if not hasattr(cls, c)]
     if missing:
         raise TypeError(f"model kind {kind.name!r}: {cls.__name__} lacks the capability attributes {missing}; "
-                        "derive it from training.models.autoencoder.Autoencoder")
+                        "derive it from sae.training.models.autoencoder.Autoencoder")
     if kind.has_prior != callable(getattr(cls, "prior_sample", None)):
         raise TypeError(f"model kind {kind.name!r}: {cls.__name__}.has_prior is {kind.has_prior} but it "
                         f"{'lacks' if kind.has_prior else 'defines'} prior_sample(n, generator)")

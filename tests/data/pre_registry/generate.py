@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from training.config import (BackboneConfig, BetaTCVAEConfig, ExperimentConfig, FactorVAEConfig, LadderConfig,
+from sae.training.config import (BackboneConfig, BetaTCVAEConfig, ExperimentConfig, FactorVAEConfig, LadderConfig,
                              ModelConfig, TrainConfig)
-from training.data.procedural import write_shapes3d_h5
-from training.models.autoencoder import build_model
-from training.trainer import Trainer, TrainerOptions
+from sae.core.datasets.procedural import write_shapes3d_h5
+from sae.training.models.autoencoder import build_model
+from sae.training.trainer import Trainer, TrainerOptions
 
 HERE = Path(__file__).resolve().parent
 MICRO_BACKBONE = BackboneConfig(channels=8, groups=4, encoder_blocks=6, encoder_pool_after=(1, 2, 3, 4, 5),

@@ -1,5 +1,5 @@
 """The built-in model kinds, one module each (its regulariser settings beside its model); importing this package
-registers them all. A new kind is one module that registers itself with ``training.models.registry.register_model``
+registers them all. A new kind is one module that registers itself with ``sae.training.models.registry.register_model``
 (imported here to be built in, or anywhere before its configs are used)."""
 from __future__ import annotations
 

@@ -1,0 +1,167 @@
+"""What every reader shares: its interface (:class:`ImageSource`), its error, its rows and ``exclude``."""
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from sae.core.errors import SAEError
+
+
+
+_FACTOR_BLOCK = 65536  # rows per block when scanning factors for ``exclude``
+
+
+
+class DatasetError(SAEError, ValueError):
+    """A data file is missing, corrupt or not in the expected format."""
+
+
+Exclude = Mapping[str, Sequence[int]]
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """What every reader offers. ``read`` takes a slice or increasing row indices and returns uint8 [n, H, W, 3]."""
+
+    path: Path
+    shape: tuple[int, ...]
+    has_labels: bool
+    slice_reads: bool  # True: reading a contiguous slice and selecting rows beats reading just the rows
+    factor_names: tuple[str, ...]
+    factor_sizes: tuple[int, ...]
+
+    def __len__(self) -> int: ...
+    @property
+    def image_size(self) -> int: ...
+    @property
+    def rows(self) -> np.ndarray: ...
+    def read(self, indices: np.ndarray | slice) -> np.ndarray: ...
+    def read_labels(self, indices: np.ndarray | slice) -> np.ndarray: ...
+    def read_factors(self, indices: np.ndarray | slice) -> np.ndarray: ...
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Excluding factor values
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _check_exclude(exclude: Exclude | None, source) -> dict[int, np.ndarray]:
+    """{factor column: excluded indices}; ValueError naming the factor or value that is wrong."""
+    if not exclude:
+        return {}
+    if not isinstance(exclude, Mapping):
+        raise ValueError(f"exclude must map factor names to lists of factor indices, got {type(exclude).__name__}")
+    if not source.factor_names:
+        raise ValueError(f"exclude={dict(exclude)} but {source.path} has no factors to exclude values of")
+    spec = {}
+    for name, values in exclude.items():
+        if name not in source.factor_names:
+            raise ValueError(f"exclude: unknown factor {name!r} for {source.path}; "
+                             f"its factors are {list(source.factor_names)}")
+        k = source.factor_names.index(name)
+        size = source.factor_sizes[k]
+        if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+            raise ValueError(f"exclude[{name!r}] must be a list of factor indices, got {values!r}")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"exclude[{name!r}]: {v!r} is not a factor index; values are indices "
+                                 f"0…{size - 1} (not label values)")
+            if not 0 <= int(v) < size:
+                raise ValueError(f"exclude[{name!r}]: index {int(v)} is out of range; {name!r} has {size} values "
+                                 f"(indices 0…{size - 1})")
+        chosen = np.unique(np.asarray(values, dtype=np.int64))
+        if len(chosen) == size:
+            raise ValueError(f"exclude[{name!r}] leaves out all {size} values of {name!r}; nothing would remain")
+        if len(chosen):
+            spec[k] = chosen
+    return spec
+
+
+def parse_exclude(items: Sequence[str]) -> dict[str, list[int]]:
+    """Command-line spelling → ``exclude``: ``["shape=2", "floor_hue=0,1"]`` → ``{"shape": [2], "floor_hue": [0, 1]}``."""
+    exclude: dict[str, list[int]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip() or not values.strip():
+            raise ValueError(f"--exclude {item!r}: expected FACTOR=INDEX[,INDEX...], e.g. shape=2")
+        try:
+            indices = [int(v) for v in values.split(",")]
+        except ValueError:
+            raise ValueError(f"--exclude {item!r}: values must be factor indices (integers), e.g. shape=2") from None
+        exclude.setdefault(name.strip(), []).extend(indices)
+    return exclude
+
+
+def usable_rows(source, exclude: Exclude | None) -> np.ndarray:
+    """Sorted row indices (int64, read-only) whose factors take none of the excluded values."""
+    spec = _check_exclude(exclude, source)
+    n = len(source)
+    if not spec:
+        rows = np.arange(n, dtype=np.int64)
+    else:
+        kept = []
+        for lo in range(0, n, _FACTOR_BLOCK):
+            hi = min(lo + _FACTOR_BLOCK, n)
+            factors = source.read_factors(slice(lo, hi))
+            drop = np.zeros(hi - lo, dtype=bool)
+            for k, values in spec.items():
+                drop |= np.isin(factors[:, k], values)
+            kept.append(lo + np.flatnonzero(~drop))
+        rows = np.concatenate(kept).astype(np.int64) if kept else np.empty(0, np.int64)
+        if len(rows) == 0:
+            raise ValueError(f"exclude={dict(exclude)} leaves no images in {source.path}")
+    rows.setflags(write=False)
+    return rows
+
+
+def row_range(indices: np.ndarray | slice, n: int, path: Path) -> np.ndarray:
+    """Row numbers a slice or index array selects, with a clear error for rows outside the file."""
+    if isinstance(indices, slice):
+        return np.arange(n)[indices]
+    idx = np.asarray(indices)
+    if idx.size and (not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= n):
+        raise IndexError(f"{path}: row indices must be integers in 0…{n - 1}, got {idx.dtype} "
+                         f"{idx.min() if idx.size else ''}…{idx.max() if idx.size else ''}")
+    return idx.astype(np.int64, copy=False)
+
+
+
+class ImageFile:
+    """What every reader shares: ``shape`` (N, H, W, 3) and ``_rows`` are set by the reader's ``__post_init__``."""
+
+    shape: tuple[int, ...]
+    _rows: np.ndarray
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def image_size(self) -> int:
+        return self.shape[1]
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Sorted usable row indices: every row, less those ``exclude`` leaves out."""
+        return self._rows
+
+
+class OpenedLazily:
+    """A reader whose file handle ``_file`` is opened on first read, closed by ``close()`` and never pickled, so each
+    process of a data loader (or Ray worker) opens its own."""
+
+    _file = None
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_file"] = None
+        return state
+
