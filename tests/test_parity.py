@@ -55,7 +55,7 @@ def test_runtime_matches_eager_at_batch_1_7_256(results, graph, runtime):
 
 
 def test_fp16_graph_keeps_io_types_and_runs_normalisation_and_exp_in_fp32(exported):
-    for graph, (_, files) in exported.items():
+    for _graph, (_, files) in exported.items():
         fp32, fp16 = onnx.load(files["onnx"]), onnx.load(files["onnx_fp16"])
         io = lambda m: [(v.name, v.type.tensor_type.elem_type) for v in [*m.graph.input, *m.graph.output]]  # noqa: E731
         assert io(fp16) == io(fp32)

@@ -175,7 +175,7 @@ def _check_answer(model: str, inputs: dict, result) -> None:
 
 
 def _burst(raw, requests, count: int, expect_error: bool) -> None:
-    for i, (model, inputs) in zip(range(count), itertools.cycle(requests)):
+    for _, (model, inputs) in zip(range(count), itertools.cycle(requests)):
         if expect_error:
             assert str(refusal(raw, model, inputs).status()) == "StatusCode.INVALID_ARGUMENT"
         else:
