@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 BLOCK_TORCH = """
@@ -30,22 +32,11 @@ def imports_without_torch(*packages: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-def test_every_core_module_imports_where_torch_raises():
-    out = imports_without_torch("sae.core")
+@pytest.mark.parametrize(("package", "at_least"), [("sae.core", 10), ("sae.clients", 5), ("sae.repository", 6)])
+def test_every_module_of_the_torch_free_packages_imports_where_torch_raises(package, at_least):
+    out = imports_without_torch(package)
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) >= 10
-
-
-def test_every_clients_module_imports_where_torch_raises():
-    out = imports_without_torch("sae.clients")
-    assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) >= 5
-
-
-def test_every_repository_module_imports_where_torch_raises():
-    out = imports_without_torch("sae.repository")
-    assert out.returncode == 0, out.stderr
-    assert int(out.stdout.strip()) >= 6
+    assert int(out.stdout.strip()) >= at_least  # walked: the count of modules imported
 
 
 def test_the_torch_block_catches_a_module_that_needs_torch():
