@@ -91,3 +91,16 @@ def test_importing_the_api_loads_neither_torch_nor_tritonclient():
             "assert 'tritonclient.grpc' not in sys.modules, 'tritonclient'; from sae import SAEClient; "
             "from sae.clients.triton_client import SAEClient as C; assert SAEClient is C; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_from_sae_import_export_calls_the_api_after_the_export_package_is_imported(monkeypatch):
+    """Importing any module of ``sae.export`` binds the name ``sae.export`` to the package: it is callable too."""
+    import sae.api
+    import sae.export.model_set  # noqa: F401  (binds sae.export to the package)
+
+    calls = []
+    monkeypatch.setattr(sae.api, "export", lambda *args, **kwargs: calls.append((args, kwargs)) or "report")
+    from sae import export
+
+    assert export("run", "repo", name="x") == "report"
+    assert calls == [(("run", "repo"), {"name": "x"})]
