@@ -28,7 +28,7 @@ PACKAGE_FOLDERS = ("core", "clients", "evaluation", "training", "repository", "e
 # Names the documents show in a call's shape that are neither the package's nor an importable module's.
 SYSTEM_CALLS = {"renameat2"}  # Linux's atomic exchange of two paths (repository/install.py calls it through ctypes)
 
-FENCE = re.compile(r"^```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^```[ \t]*$", re.S | re.M)
+FENCE = re.compile(r"^```(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 SPAN = re.compile(r"`((?:[^`\n]|\n(?!\n))+)`")  # a span may wrap a line, never a paragraph
 DOTTED = re.compile(r"(?<![\w./-])sae(?:\.[A-Za-z_]\w*)+")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
