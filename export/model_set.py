@@ -5,11 +5,11 @@ Writes ``NAME_encode``, ``NAME_decode`` (ONNX fp32 + fp16 + TorchScript, each ch
 ``NAME_traverse`` (python backend + the bank), and ``NAME_hybrid_sample`` (python flavour: the sampler's code with the
 bank, decoding through ``NAME_decode``, or with the decoder graphs beside it; native: one ONNX graph of draw and
 decoder), with configs generated for the model's
-real dims (``repository.configs``). Models with a prior (the bank records it) also get ``NAME_prior_sampler`` and
+real dims (``sae.repository.configs``). Models with a prior (the bank records it) also get ``NAME_prior_sampler`` and
 ``NAME_prior_sample``; re-exporting a name as a model without a prior removes that name's old prior models.
 
 This module makes the artefacts; the repository package lays them out, checks them and swaps them in
-(``repository.install``: atomic per model folder, versioned, reversible with ``sae export --rollback``).
+(``sae.repository.install``: atomic per model folder, versioned, reversible with ``sae export --rollback``).
 """
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def train(config, data: str | Path, out: str | Path, steps: int | None = None, *
 def export(run: str | Path, repo: str | Path, name: str = "", **options: Any):
     """Export a run folder or checkpoint into the Triton repository ``repo`` as the set ``name`` (``NAME_encode``,
     ...), checked by ``sae validate`` before it is swapped in. ``options``: the other arguments of
-    ``export.model_set.export_run`` (``flavour``, ``bank_size``, ``data_path``, ...). Returns its ExportReport."""
+    ``sae.export.model_set.export_run`` (``flavour``, ``bank_size``, ``data_path``, ...). Returns its ExportReport."""
     from sae.export.model_set import export_run
 
     return export_run(Path(run), Path(repo), name=name, **options)

@@ -24,8 +24,8 @@ def load_grid(spec: str) -> GridSpec:
     if spec in grids:
         return grids[spec].validate()
     if spec == "paper-rfd":
-        raise GridError("grid paper-rfd: no named config ends in -rfd yet (training/config.py); add the RFD configs "
-                        "first")
+        raise GridError("grid paper-rfd has no models: no named config ends in -rfd (training/config.py makes them "
+                        "for every dataset kind of training/dataset_sizes.py, rfd among them)")
     path = Path(spec)
     if path.suffix == ".toml" or path.is_file():
         return load_toml(path)
