@@ -110,6 +110,24 @@ def triton(exported_repo, tmp_path_factory):
     server.stop()
 
 
+def module_server(repository: Path, tmp_path_factory, label: str):
+    """A real tritonserver on ``repository``, its log in a fresh folder named ``label`` (``with`` starts and stops it):
+    a test module's own server, so that its stub processes and memory are that module's alone."""
+    from sae.serving.triton import ServerConfig, TritonServer
+
+    return TritonServer(ServerConfig(repository=repository), log_path=tmp_path_factory.mktemp(label) / "server.log")
+
+
+@pytest.fixture(scope="module")
+def raw(server):
+    """A plain ``tritonclient.grpc`` client of the ``server`` fixture that the asking test module defines."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    yield client
+    client.close()
+
+
 def start_explicit_server(repository: Path, log_dir: Path):
     """A real tritonserver on ``repository`` in explicit model-control mode (every model loaded at start), started."""
     from sae.cli.serve import model_control_args

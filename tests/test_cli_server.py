@@ -6,7 +6,7 @@ import time
 import pytest
 
 from sae.cli import main
-from tests.conftest import copy_repository
+from tests.conftest import copy_repository, module_server
 
 pytestmark = pytest.mark.server
 
@@ -22,10 +22,7 @@ def named_export(tmp_path_factory, trained_run):
 
 @pytest.fixture(scope="module")
 def named_server(named_export, tmp_path_factory):
-    from sae.serving.triton import ServerConfig, TritonServer
-
-    log = tmp_path_factory.mktemp("named_triton") / "server.log"
-    with TritonServer(ServerConfig(repository=named_export[0]), log_path=log) as server:
+    with module_server(named_export[0], tmp_path_factory, "named_triton") as server:
         yield server
 
 

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from helpers.reliability import run_load
+from conftest import module_server
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -14,10 +15,7 @@ CLIENTS, REQUESTS, TIME_CAP_S = 8, 1500, 15.0
 
 @pytest.fixture(scope="module")
 def server(exported_repo, tmp_path_factory):
-    from sae.serving.triton import ServerConfig, TritonServer
-
-    log = tmp_path_factory.mktemp("load") / "server.log"
-    with TritonServer(ServerConfig(repository=exported_repo), log_path=log) as started:
+    with module_server(exported_repo, tmp_path_factory, "load") as started:
         yield started
 
 

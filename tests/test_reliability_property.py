@@ -13,6 +13,7 @@ from tritonclient.utils import InferenceServerException
 from sae.core.errors import InferenceError, InvalidInputError
 from sae.clients.triton_client import SAEClient
 from helpers.reliability import raw_infer, stub_pids
+from conftest import module_server
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -83,10 +84,7 @@ def check_answer(outputs: dict[str, np.ndarray]) -> None:
 
 @pytest.fixture(scope="module")
 def server(exported_repo, tmp_path_factory):
-    from sae.serving.triton import ServerConfig, TritonServer
-
-    log = tmp_path_factory.mktemp("property") / "server.log"
-    with TritonServer(ServerConfig(repository=exported_repo), log_path=log) as started:
+    with module_server(exported_repo, tmp_path_factory, "property") as started:
         yield started
 
 

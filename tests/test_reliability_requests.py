@@ -7,9 +7,9 @@ import re
 
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
 
 from helpers.reliability import refusal, raw_infer, resident_bytes, server_processes, stub_pids
+from conftest import module_server
 
 pytestmark = pytest.mark.server
 
@@ -81,18 +81,8 @@ BAD_REQUESTS = [
 @pytest.fixture(scope="module")
 def server(exported_repo, tmp_path_factory):
     """A server of this module's own, so that its stub processes and memory are this module's alone."""
-    from sae.serving.triton import ServerConfig, TritonServer
-
-    log = tmp_path_factory.mktemp("reliability") / "server.log"
-    with TritonServer(ServerConfig(repository=exported_repo), log_path=log) as started:
+    with module_server(exported_repo, tmp_path_factory, "reliability") as started:
         yield started
-
-
-@pytest.fixture(scope="module")
-def raw(server):
-    client = grpcclient.InferenceServerClient(server.grpc_url)
-    yield client
-    client.close()
 
 
 @pytest.mark.parametrize("model,inputs,match", BAD_REQUESTS,

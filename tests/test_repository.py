@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import copy_repository, short_run
+from conftest import copy_repository, module_server, short_run
 from sae.export.bank import Bank
 from sae.export.graphs import graph_specs
 from sae.repository.configs import RepositoryOptions
@@ -61,23 +61,11 @@ def eager(runs) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def server(two_model_repo, tmp_path_factory):
-    from sae.serving.triton import ServerConfig, TritonServer
-
-    log = tmp_path_factory.mktemp("two-models-server") / "server.log"
-    with TritonServer(ServerConfig(repository=two_model_repo), log_path=log) as s:
+    with module_server(two_model_repo, tmp_path_factory, "two-models-server") as s:
         yield s
 
 
-@pytest.fixture(scope="module")
-def client(server):
-    import tritonclient.grpc as grpcclient
-
-    c = grpcclient.InferenceServerClient(server.grpc_url)
-    yield c
-    c.close()
-
-
-def infer(client, model: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+def infer(raw, model: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import np_to_triton_dtype
 
@@ -86,7 +74,7 @@ def infer(client, model: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
         t = grpcclient.InferInput(key, list(array.shape), np_to_triton_dtype(array.dtype))
         t.set_data_from_numpy(array)
         tensors.append(t)
-    result = client.infer(model, tensors)
+    result = raw.infer(model, tensors)
     return {o["name"]: result.as_numpy(o["name"]) for o in result.get_response(as_json=True)["outputs"]}
 
 
@@ -129,23 +117,23 @@ def test_both_models_are_in_one_valid_repository(two_model_repo):
 
 @pytest.mark.server
 @pytest.mark.parametrize("name", MODELS)
-def test_encode_decode_reconstruct_match_the_eager_model(client, eager, name, test_images):
-    latents = infer(client, f"{name}_encode", IMAGE=test_images)["LATENT"]
+def test_encode_decode_reconstruct_match_the_eager_model(raw, eager, name, test_images):
+    latents = infer(raw, f"{name}_encode", IMAGE=test_images)["LATENT"]
     assert latents.shape == (6, 12) and latents.dtype == np.float32
     assert np.allclose(latents, eager[name]["encode"](test_images), atol=ATOL)
-    images = infer(client, f"{name}_decode", LATENT=latents)["IMAGE"]
+    images = infer(raw, f"{name}_decode", LATENT=latents)["IMAGE"]
     assert images.shape == (6, 64, 64, 3) and 0 <= images.min() and images.max() <= 1
     assert np.allclose(images, eager[name]["decode"](latents), atol=ATOL)
-    recon = infer(client, f"{name}_reconstruct", IMAGE=test_images)["RECONSTRUCTION"]
+    recon = infer(raw, f"{name}_reconstruct", IMAGE=test_images)["RECONSTRUCTION"]
     assert np.allclose(recon, eager[name]["decode"](eager[name]["encode"](test_images)), atol=ATOL)
 
 
 @pytest.mark.server
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("mode", DRAW_MODES)
-def test_hybrid_sample_draws_from_the_bank_and_decodes(client, eager, two_model_repo, name, mode):
+def test_hybrid_sample_draws_from_the_bank_and_decodes(raw, eager, two_model_repo, name, mode):
     bank = bank_of(two_model_repo, name)
-    out = infer(client, f"{name}_hybrid_sample", **sample_inputs(5, 3, DRAW=np.array([mode.encode()], np.object_)))
+    out = infer(raw, f"{name}_hybrid_sample", **sample_inputs(5, 3, DRAW=np.array([mode.encode()], np.object_)))
     expected_latents, expected_source = draw_hybrid(bank.latents, bank.variable_of_dim, 5, 3, mode)
     assert np.array_equal(out["LATENT"], expected_latents) and np.array_equal(out["SOURCE_INDEX"], expected_source)
     assert out["SOURCE_INDEX"].shape == (5, 12 if mode == "per_dimension" else bank.num_variables)
@@ -159,8 +147,8 @@ def test_hybrid_sample_draws_from_the_bank_and_decodes(client, eager, two_model_
     ({"PER_DIMENSION": np.array([True])}, b"per_dimension"),
     ({"PER_DIMENSION": np.array([True]), "DRAW": np.array([b"per_dimension"], np.object_)}, b"per_dimension"),
 ])
-def test_draw_mode_defaults_to_independent_and_per_dimension_still_works(client, inputs, mode):
-    assert infer(client, "sae4_hybrid_sample", **sample_inputs(3, 1, **inputs))["DRAW_MODE"].tolist() == [mode]
+def test_draw_mode_defaults_to_independent_and_per_dimension_still_works(raw, inputs, mode):
+    assert infer(raw, "sae4_hybrid_sample", **sample_inputs(3, 1, **inputs))["DRAW_MODE"].tolist() == [mode]
 
 
 @pytest.mark.server
@@ -176,10 +164,10 @@ def test_the_client_reports_the_mode_the_server_drew_with(server):
 
 @pytest.mark.server
 @pytest.mark.parametrize("name", MODELS)
-def test_traverse_sweeps_one_dimension_between_its_training_range(client, eager, two_model_repo, name):
+def test_traverse_sweeps_one_dimension_between_its_training_range(raw, eager, two_model_repo, name):
     bank = bank_of(two_model_repo, name)
     start = bank.latents[0]
-    out = infer(client, f"{name}_traverse", LATENT=start, DIMENSION=np.array([5], np.int64),
+    out = infer(raw, f"{name}_traverse", LATENT=start, DIMENSION=np.array([5], np.int64),
                 STEPS=np.array([7], np.int64))
     assert np.array_equal(out["LATENT"], traversal(start, 5, 7, bank.dim_min, bank.dim_max))
     assert out["LATENT"][0, 5] == bank.dim_min[5] and out["LATENT"][-1, 5] == bank.dim_max[5]
@@ -193,12 +181,12 @@ def test_traverse_sweeps_one_dimension_between_its_training_range(client, eager,
 @pytest.mark.server
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("mode", DRAW_MODES)
-def test_mask_with_every_variable_reproduces_hybrid_sample(client, two_model_repo, name, mode):
+def test_mask_with_every_variable_reproduces_hybrid_sample(raw, two_model_repo, name, mode):
     k = bank_of(two_model_repo, name).num_variables
     draw = np.array([mode.encode()], np.object_)
-    plain = infer(client, f"{name}_hybrid_sample", **sample_inputs(4, 11, DRAW=draw))
+    plain = infer(raw, f"{name}_hybrid_sample", **sample_inputs(4, 11, DRAW=draw))
     base = np.random.default_rng(0).normal(size=(1, 12)).astype(np.float32)
-    masked = infer(client, f"{name}_hybrid_sample", **sample_inputs(4, 11, DRAW=draw, BASE=base,
+    masked = infer(raw, f"{name}_hybrid_sample", **sample_inputs(4, 11, DRAW=draw, BASE=base,
                                                                      MASK=np.ones(k, bool)))
     for key in ("IMAGE", "LATENT", "SOURCE_INDEX", "DRAW_MODE"):
         assert np.array_equal(plain[key], masked[key]), key
@@ -206,20 +194,20 @@ def test_mask_with_every_variable_reproduces_hybrid_sample(client, two_model_rep
 
 @pytest.mark.server
 @pytest.mark.parametrize("name", MODELS)
-def test_mask_with_no_variable_returns_the_decoded_base(client, two_model_repo, name):
+def test_mask_with_no_variable_returns_the_decoded_base(raw, two_model_repo, name):
     k = bank_of(two_model_repo, name).num_variables
     bases = bank_of(two_model_repo, name).latents[[3, 9, 27]]  # one base per sample
-    out = infer(client, f"{name}_hybrid_sample", **sample_inputs(3, 0, BASE=bases, MASK=np.zeros(k, bool)))
+    out = infer(raw, f"{name}_hybrid_sample", **sample_inputs(3, 0, BASE=bases, MASK=np.zeros(k, bool)))
     assert np.array_equal(out["LATENT"], bases) and (out["SOURCE_INDEX"] == -1).all()
-    assert np.allclose(out["IMAGE"], infer(client, f"{name}_decode", LATENT=bases)["IMAGE"], atol=1e-6)
+    assert np.allclose(out["IMAGE"], infer(raw, f"{name}_decode", LATENT=bases)["IMAGE"], atol=1e-6)
 
 
 @pytest.mark.server
-def test_masked_variables_are_redrawn_and_the_others_kept(client, two_model_repo):
+def test_masked_variables_are_redrawn_and_the_others_kept(raw, two_model_repo):
     bank = bank_of(two_model_repo, "sae4")  # 4 variables of 3 dimensions
     base = bank.latents[:1]
     mask = np.array([False, True, False, True])
-    out = infer(client, "sae4_hybrid_sample", **sample_inputs(8, 5, BASE=base, MASK=mask))
+    out = infer(raw, "sae4_hybrid_sample", **sample_inputs(8, 5, BASE=base, MASK=mask))
     source = out["SOURCE_INDEX"]
     assert (source[:, [0, 2]] == -1).all() and (source[:, [1, 3]] >= 0).all()
     for v in range(4):
@@ -246,23 +234,23 @@ def test_masked_variables_are_redrawn_and_the_others_kept(client, two_model_repo
     ("vae_traverse", {"LATENT": np.zeros(12, np.float32), "DIMENSION": np.array([0]), "STEPS": np.array([65])},
      "STEPS must be in 2..64"),
 ])
-def test_bad_requests_get_errors_naming_the_input(client, model, inputs, names):
+def test_bad_requests_get_errors_naming_the_input(raw, model, inputs, names):
     from tritonclient.utils import InferenceServerException
 
     with pytest.raises(InferenceServerException, match=names):
-        infer(client, model, **inputs)
-    assert client.is_server_live() and client.is_model_ready(model)
+        infer(raw, model, **inputs)
+    assert raw.is_server_live() and raw.is_model_ready(model)
 
 
 # --------------------------------------------------------------------------------------------- prior samples
 
 
 @pytest.mark.server
-def test_prior_sample_is_seeded_standard_normal_and_decoded(client, eager, two_model_repo):
+def test_prior_sample_is_seeded_standard_normal_and_decoded(raw, eager, two_model_repo):
     bank = bank_of(two_model_repo, "vae")
-    a, b = infer(client, "vae_prior_sample", **sample_inputs(256, 4)), infer(client, "vae_prior_sample",
+    a, b = infer(raw, "vae_prior_sample", **sample_inputs(256, 4)), infer(raw, "vae_prior_sample",
                                                                              **sample_inputs(256, 4))
-    other = infer(client, "vae_prior_sample", **sample_inputs(256, 5))
+    other = infer(raw, "vae_prior_sample", **sample_inputs(256, 5))
     assert a["IMAGE"].shape == (256, 64, 64, 3) and a["LATENT"].shape == (256, 12)
     assert np.array_equal(a["IMAGE"], b["IMAGE"]) and np.array_equal(a["LATENT"], b["LATENT"])
     assert not np.allclose(a["IMAGE"], other["IMAGE"])
