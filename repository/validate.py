@@ -103,8 +103,8 @@ class _Checker:
                 self.configs[folder.name] = read_config(path)
             except (text_format.ParseError, UnicodeDecodeError) as e:
                 self.add(folder.name, "config.pbtxt", f"does not parse as a Triton ModelConfig: {e}")
-        for folder, config in self.configs.items():
-            self.check_model(folder, config)
+        for name, config in self.configs.items():
+            self.check_model(name, config)
         return self.problems
 
     # ------------------------------------------------------------------------------------------- one model

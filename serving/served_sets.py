@@ -58,7 +58,8 @@ def describe_sets(url: str) -> list[ServedSet]:
     described = []
     for set_name in sorted(sets):
         members = tuple(sorted((m for m in models if _belongs(m.name, set_name, sets)), key=lambda m: m.name))
-        draw_modes, max_samples, max_batch = (), 0, 0
+        draw_modes: tuple[str, ...] = ()
+        max_samples, max_batch = 0, 0
         if all(m.state == READY for m in members):
             with SAEClient(url, model=set_name) as client:
                 hybrid = client.model_info("hybrid_sample")

@@ -85,13 +85,13 @@ def cmd_encode(args: argparse.Namespace) -> int:
         from sae.clients.jobs.ray_encode.config import RayEncodeConfig
         from sae.clients.jobs.ray_encode.job import run_ray_encode
 
-        config = RayEncodeConfig(data=args.data, out=args.out, model=args.model, urls=urls, address=args.address,
-                                 actors=args.actors, batch_size=args.batch_size, shard_rows=args.shard_rows,
-                                 timeout_s=args.timeout, max_images_per_second=args.max_rate,
-                                 outage_wait_s=args.outage_wait)
-        report = run_ray_encode(config)
-        output.result(report.summary(), _report_document(report), args.json)
-        return output.FAILURE if report.failed else output.OK
+        ray_config = RayEncodeConfig(data=args.data, out=args.out, model=args.model, urls=urls,
+                                     address=args.address, actors=args.actors, batch_size=args.batch_size,
+                                     shard_rows=args.shard_rows, timeout_s=args.timeout,
+                                     max_images_per_second=args.max_rate, outage_wait_s=args.outage_wait)
+        ray_report = run_ray_encode(ray_config)
+        output.result(ray_report.summary(), _report_document(ray_report), args.json)
+        return output.FAILURE if ray_report.failed else output.OK
     from sae.clients.jobs.encode_job import EncodeJobConfig, run_encode_job
 
     config = EncodeJobConfig(data=args.data, out=_encode_output_file(args.out), model=args.model, urls=urls,

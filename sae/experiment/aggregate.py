@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sae.experiment.cell_results import FINE_TUNE_MODES, MAIN_METRIC_KEYS, CellFileError, CellResult
+from sae.experiment.cell_results import FINE_TUNE_MODES, MAIN_METRIC_KEYS, CellFileError, CellResult, Extrapolation
 from sae.experiment.model_groups import model_sort_key
 
 __all__ = ["Spread", "VariableImportance", "ExperimentSummary", "variable_importance", "summarise"]
@@ -85,6 +85,20 @@ class ExperimentSummary:
     gate: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)  # model -> seed -> the cell's gate numbers
 
 
+def _metrics_of(cell: CellResult) -> dict[str, float | None]:
+    """A main cell's metrics (``read_cell`` requires them of every main cell)."""
+    if cell.metrics is None:
+        raise CellFileError(f"{cell.path}: a main cell without its 'metrics' object")
+    return cell.metrics
+
+
+def _extrapolation_of(cell: CellResult) -> Extrapolation:
+    """An extrapolation cell's arm and numbers (``read_cell`` requires them of every extrapolation cell)."""
+    if cell.extrapolation is None:
+        raise CellFileError(f"{cell.path}: an extrapolation cell without its 'extrapolation' object")
+    return cell.extrapolation
+
+
 def _variable_matrix(cell: CellResult) -> np.ndarray:
     importance = np.asarray(cell.dci_importance, dtype=np.float64)
     variables = np.asarray(cell.variable_of_dim)
@@ -108,6 +122,8 @@ def variable_importance(cells: Sequence[CellResult]) -> VariableImportance | Non
     for c, m in zip(cells[1:], matrices[1:]):
         if c.factor_names != first.factor_names or m.shape != matrices[0].shape:
             raise CellFileError(f"{c.path}: its factors or variables differ from those of {first.path}")
+    if first.factor_names is None:
+        raise CellFileError(f"{first.path}: 'dci_importance' without the 'factor_names' of its columns")
     as_tuple = lambda m: tuple(tuple(float(v) for v in row) for row in m)  # noqa: E731
     return VariableImportance(factor_names=tuple(first.factor_names), seeds=tuple(c.seed for c in cells),
                               shares=as_tuple(np.mean(matrices, axis=0)),
@@ -136,25 +152,25 @@ def summarise(cells: Sequence[CellResult]) -> ExperimentSummary:
         if c.kind == "main":
             main[c.model].append(c)
         else:
-            arms[c.extrapolation.arm][c.model].append(c)
+            arms[_extrapolation_of(c).arm][c.model].append(c)
     models, has_prior, seeds, importance = {}, {}, {}, {}
     for model in sorted(main, key=model_sort_key):
         group = sorted(main[model], key=lambda c: c.seed)
         has_prior[model] = _check_consistent_prior(group)
         seeds[model] = tuple(c.seed for c in group)
-        models[model] = {key: _spread_of_recorded(c.metrics[key] for c in group) for key in MAIN_METRIC_KEYS}
+        models[model] = {key: _spread_of_recorded(_metrics_of(c)[key] for c in group) for key in MAIN_METRIC_KEYS}
         found = variable_importance(group)
         if found is not None:
             importance[model] = found
     extrapolation = {
         arm: {model: {mode: spread for mode in FINE_TUNE_MODES
-                      if (spread := _spread_of_recorded(c.extrapolation.heldout_mse_x1000.get(mode)
+                      if (spread := _spread_of_recorded(_extrapolation_of(c).heldout_mse_x1000.get(mode)
                                                         for c in by_model[model])) is not None}
               for model in sorted(by_model, key=model_sort_key)}
         for arm, by_model in sorted(arms.items())}
     extrapolation_seeds = {arm: {model: tuple(sorted(c.seed for c in by_model[model])) for model in table}
                            for arm, table in extrapolation.items() for by_model in (arms[arm],)}
-    per_seed = {model: {key: {c.seed: c.metrics[key] for c in main[model] if c.metrics[key] is not None}
+    per_seed = {model: {key: {c.seed: value for c in main[model] if (value := _metrics_of(c)[key]) is not None}
                         for key in MAIN_METRIC_KEYS} for model in models}
 
     def by_seed(attribute: str) -> dict[str, dict[str, dict[str, dict[int, float]]]]:

@@ -19,7 +19,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NoReturn, overload
 from sae.core.errors import SAEError
 
 __all__ = ["SCHEMA", "MAIN_METRIC_KEYS", "FINE_TUNE_MODES", "CellFileError", "Extrapolation", "CellResult", "GridPlan",
@@ -97,7 +97,7 @@ class _Reader:
         if not isinstance(data, dict):
             self.fail(f"expected a JSON object, got {type(data).__name__}")
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str) -> NoReturn:
         place = f" at {self.where!r}" if self.where else ""
         raise CellFileError(f"{self.path}: {message}{place}")
 
@@ -119,6 +119,12 @@ class _Reader:
         """A key the report can do without: None when absent or null."""
         return self.get(key, types, nullable=True) if key in self.data else None
 
+    @overload
+    def number(self, key: str, *, nullable: Literal[False] = False) -> float: ...
+
+    @overload
+    def number(self, key: str, *, nullable: bool) -> float | None: ...
+
     def number(self, key: str, *, nullable: bool = False) -> float | None:
         value = self.get(key, (int, float), nullable=nullable)
         if value is None:
@@ -126,6 +132,12 @@ class _Reader:
         if not math.isfinite(value):
             raise CellFileError(f"{self.path}: {self._key(key)!r} must be a finite number, got {value!r}")
         return float(value)
+
+    @overload
+    def sub(self, key: str, *, nullable: Literal[False] = False) -> _Reader: ...
+
+    @overload
+    def sub(self, key: str, *, nullable: bool) -> _Reader | None: ...
 
     def sub(self, key: str, *, nullable: bool = False) -> _Reader | None:
         value = self.get(key, (dict,), nullable=nullable)

@@ -116,7 +116,8 @@ def claim_c1(summary: ExperimentSummary) -> ClaimResult:
                    "per seed, the mean over the group's models; the group mean over seeds beats the VAE family's on "
                    "MSE and BCE (spread rule over the seeds' group means)", comparisons)
     parts = (part_a, part_b, part_c)
-    group_numbers = "; ".join(f"group means on {_metric_label(c.metric)}: {format_spread(c.a)} vs {format_spread(c.b)}"
+    group_numbers = "; ".join(f"group means on {_metric_label(c.metric)}: "
+                              + " vs ".join(format_spread(s) for s in c.spreads())
                               for c in comparisons if c.outcome != MISSING)
     numbers = _metric_numbers(summary, MODEL_ORDER, metrics) + (f"; {group_numbers}" if group_numbers else "")
     return _claim("C1", "SAE-12 reconstructs better than the hourglass baselines and than AE, VLAE-12 better than VAE, "
@@ -147,10 +148,11 @@ def claim_c3(summary: ExperimentSummary) -> ClaimResult:
                           + _missing_inputs(summary.models, (model,), "fid_prior"))
         comparisons.append(_paired(f"{model_label(model)} hybrid", values.get("fid_hybrid"),
                                    f"{model_label(model)} prior", values.get("fid_prior"), "fid", True, missing))
-    present = [m for m in with_prior if None not in (summary.models.get(m, {}).get("fid_hybrid"),
-                                                     summary.models.get(m, {}).get("fid_prior"))]
-    numbers = "; ".join(f"{model_label(m)} hybrid {format_spread(summary.models[m]['fid_hybrid'])} vs prior "
-                        f"{format_spread(summary.models[m]['fid_prior'])}" for m in present) or "no model with a prior"
+    present = {m: (hybrid, prior) for m in with_prior
+               if (hybrid := summary.models.get(m, {}).get("fid_hybrid")) is not None
+               and (prior := summary.models.get(m, {}).get("fid_prior")) is not None}
+    numbers = "; ".join(f"{model_label(m)} hybrid {format_spread(hybrid)} vs prior {format_spread(prior)}"
+                        for m, (hybrid, prior) in present.items()) or "no model with a prior"
     part = _part("hybrid beats prior", "for each model with a prior, hybrid FID below prior FID (paired rule)",
                  comparisons)
     return _claim("C3", "Models with a prior generate better samples by hybrid than by prior sampling (figures 3, 6b).",
@@ -242,7 +244,7 @@ def claim_c5(summary: ExperimentSummary) -> ClaimResult:
     missing = ("sae12" if "sae12" not in summary.models else "sae12 DCI importance" if importance is None else
                ", ".join(f"factor {f}" for f in absent))
     unused = _unused_lines(summary)
-    if missing:
+    if missing or importance is None:  # importance is None only where missing names it
         return ClaimResult("C5", statement, rule, "no importance matrix for SAE-12",
                            Verdict(INCONCLUSIVE, f"missing: {missing}"), details=tuple(unused), quote=QUOTES["C5"])
     seeds_text, holds, details = [], [], []

@@ -68,11 +68,19 @@ class Comparison:
             return f"{self.a_label} vs {self.b_label} on {metric}: missing {', '.join(self.missing)}"
         direction = "lower" if self.lower_is_better else "higher"
         if self.test == "spread":
-            return (f"{self.a_label} {format_spread(self.a)} vs {self.b_label} {format_spread(self.b)} "
+            a, b = self.spreads()
+            return (f"{self.a_label} {format_spread(a)} vs {self.b_label} {format_spread(b)} "
                     f"on {metric} ({direction} is better): {self.outcome}")
         seeds = ", ".join(f"seed {s}: {a:.4g} vs {b:.4g}" for s, a, b in self.pairs)
         relation = f"≈ within {C6_TOLERANCE:.0%}" if self.test == "approx" else f"paired, {direction} is better"
         return f"{self.a_label} vs {self.b_label} on {metric} ({relation}; {seeds}): {self.outcome}"
+
+    def spreads(self) -> tuple[Spread, Spread]:
+        """Both spreads of a comparison that has an outcome (a missing one lacks at least one)."""
+        if self.a is None or self.b is None:
+            raise ValueError(f"{self.a_label} vs {self.b_label} on {self.metric}: no spreads to compare "
+                             f"(missing {', '.join(self.missing) or 'a spread'})")
+        return self.a, self.b
 
     def to_json(self) -> dict[str, Any]:
         return {"a": self.a_label, "b": self.b_label, "metric": self.metric, "lower_is_better": self.lower_is_better,
@@ -290,8 +298,8 @@ def _model_pairs(summary: ExperimentSummary, subjects: Sequence[str], others: Se
 def _metric_numbers(summary: ExperimentSummary, models: Sequence[str], metrics: Sequence[str]) -> str:
     parts = []
     for metric in metrics:
-        values = [f"{model_label(m)} {format_spread(summary.models[m][metric])}" for m in models
-                  if m in summary.models and summary.models[m].get(metric) is not None]
+        values = [f"{model_label(m)} {format_spread(spread)}" for m in models
+                  if m in summary.models and (spread := summary.models[m].get(metric)) is not None]
         parts.append(f"{_metric_label(metric)}: " + (", ".join(values) if values else "none"))
     return "; ".join(parts)
 

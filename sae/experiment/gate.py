@@ -48,7 +48,7 @@ def mean_geometry_weights(renderer: Shapes3DRenderer | None = None) -> np.ndarra
     """The renderer's per-pixel weights (floor, wall, object, specular) averaged over all 480 geometries:
     float64 [4, H, W]."""
     renderer = renderer or Shapes3DRenderer()
-    total = None
+    total: np.ndarray | None = None
     count = 0
     for scale in range(FACTOR_SIZES[3]):
         for shape in range(FACTOR_SIZES[4]):
@@ -56,6 +56,8 @@ def mean_geometry_weights(renderer: Shapes3DRenderer | None = None) -> np.ndarra
                 w = renderer.geometry_weights(scale, shape, orientation).astype(np.float64)
                 total = w if total is None else total + w
                 count += 1
+    if total is None:
+        raise ValueError("the renderer's factor sizes leave no geometry to average over")
     return total / count
 
 

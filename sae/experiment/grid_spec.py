@@ -159,6 +159,13 @@ class CellSpec:
         return base if self.arm is None else f"{base}-{self.arm.name}"
 
     @property
+    def extrapolation_arm(self) -> ArmSpec:
+        """The arm of an extrapolation cell; a main cell has none."""
+        if self.arm is None:
+            raise GridError(f"{self.cell_id}: a main cell has no extrapolation arm")
+        return self.arm
+
+    @property
     def export_base(self) -> str:
         """Triton-safe prefix of this cell's model sets (letters, digits, '_')."""
         return re.sub(r"[^A-Za-z0-9_]", "_", self.cell_id)

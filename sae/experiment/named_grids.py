@@ -10,8 +10,9 @@ from sae.training.config import NAMED_CONFIGS
 PAPER_MODELS = ("sae12", "sae3", "adaae12", "ae", "vae", "betavae", "betatcvae", "factorvae", "wae", "vlae12")
 CELEBA_MODELS = ("sae16", "adaae16", "ae", "vae", "betavae", "betatcvae", "factorvae", "wae", "vlae16")
 ARM_MODELS = ("sae12", "vae", "betavae")
-NO_BALL = {"shape": (2,)}  # 3D-Shapes shape index 2 is the sphere
-EXTREME_ORIENTATIONS = {"orientation": (0, 1, 13, 14)}  # the two most extreme of 15 on each side
+NO_BALL: dict[str, tuple[int, ...]] = {"shape": (2,)}  # 3D-Shapes shape index 2 is the sphere
+# the two most extreme of the 15 orientations on each side
+EXTREME_ORIENTATIONS: dict[str, tuple[int, ...]] = {"orientation": (0, 1, 13, 14)}
 
 GPU_COST = CostModel(train_images_per_second=2500.0, export_minutes=1.0, bank_images_per_second=20_000.0,
                      fid_seconds_per_image=0.002,

@@ -103,7 +103,7 @@ def _spreads_json(values: dict) -> dict:
 
 
 def results_json(facts: RunFacts, summary: ExperimentSummary, claims: list[ClaimResult],
-                 charts: list[Chart], gates: list[ModelGate] = ()) -> dict[str, Any]:
+                 charts: list[Chart], gates: list[ModelGate] | None = None) -> dict[str, Any]:
     """The aggregated numbers and verdicts, machine-readable."""
     importance = summary.importance.get("sae12")
     c5 = None
@@ -126,7 +126,7 @@ def results_json(facts: RunFacts, summary: ExperimentSummary, claims: list[Claim
         "extrapolation": {arm: {m: {"seeds": list(summary.extrapolation_seeds[arm][m]),
                                     "heldout_mse_x1000": _spreads_json(modes)} for m, modes in table.items()}
                           for arm, table in summary.extrapolation.items()},
-        "c5_importance": c5, "gate": [g.to_json() for g in gates], "comparison_rule": COMPARISON_RULE,
+        "c5_importance": c5, "gate": [g.to_json() for g in gates or []], "comparison_rule": COMPARISON_RULE,
         "paired_rule": PAIRED_RULE, "approximate_rule": APPROX_RULE, "combining_rule": COMBINING_RULE,
         "claims": [c.to_json() for c in claims],
         "figures": [{"title": c.title, "path": c.path} for c in charts]}

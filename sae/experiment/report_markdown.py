@@ -143,11 +143,11 @@ def _figures(out_dir: Path, cells: Sequence[CellResult], charts: Sequence[Chart]
             title = f"{model_label(model)} traversals, seed {cell.seed}"
             lines += [f"**{title}**", "", _link(out_dir, cell.thumbnails.get("traversals"), title), ""]
     models = sorted({c.model for c in cells if c.kind == "main"}, key=model_sort_key)
-    if models:
+    first_cells = [cell for model in models if (cell := _first_seed(cells, model)) is not None]
+    if first_cells:
         lines += ["### Hybrid and prior samples (first seed of each model)", ""]
-        for model in models:
-            cell = _first_seed(cells, model)
-            title = f"{model_label(model)}, seed {cell.seed}"
+        for cell in first_cells:
+            title = f"{model_label(cell.model)}, seed {cell.seed}"
             prior = (_link(out_dir, cell.thumbnails.get("prior_samples"), f"{title}: prior samples")
                      if cell.has_prior else "no prior")
             hybrid = _link(out_dir, cell.thumbnails.get("hybrid_samples"), f"{title}: hybrid samples")

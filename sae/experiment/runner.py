@@ -86,7 +86,7 @@ class ExperimentRunner(CellStages):
         from sae.experiment.thumbs import thumbnail_of
 
         events = self.progress.event
-        arm = cell.arm
+        arm = cell.extrapolation_arm
         pre_dir = self.layout.run_dir(cell, "pretrain")
         events(cell.cell_id, f"pretrain without {dict(arm.exclude)}")
         trained = {"none": self.train(cell, pre_dir, cell.pretrain_steps, exclude=arm.exclude)}

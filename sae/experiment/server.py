@@ -96,14 +96,15 @@ class ExperimentServer:
                  if (self.repository / name / "config.pbtxt").is_file()]
         if not names:
             raise ModelSetError(f"set {export_name}: no model folders in {self.repository}")
-        client = grpcclient.InferenceServerClient(self.url)
+        server = self.ensure_started()
+        client = grpcclient.InferenceServerClient(server.grpc_url)
         try:
             for name in names:
                 try:
                     client.load_model(name)
                 except InferenceServerException as e:
                     raise ModelSetError(f"model {name} of set {export_name} failed to load: {e.message()}\n"
-                                        f"{self.server.log_tail()}") from None
+                                        f"{server.log_tail()}") from None
                 self._loaded.append(name)
             not_ready = [name for name in names if not client.is_model_ready(name)]
             if not_ready:

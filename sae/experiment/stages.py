@@ -7,7 +7,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from sae.core.wire import to_float_images
 from sae.experiment.grid import CellSpec, GridSpec
 from sae.experiment.layout import Layout, RunnerOptions
 from sae.experiment.markers import read_json, write_json
+
+if TYPE_CHECKING:
+    from sae.experiment.server import ExperimentServer
 
 _log = logging.getLogger(__name__)
 
@@ -28,7 +31,7 @@ class CellStages:
         self.grid = grid
         self.options = options
         self.layout = Layout(Path(options.out), options.work_dir)
-        self._server = None
+        self._server: ExperimentServer | None = None
         self._data: Path | None = None
 
     # ------------------------------------------------------------------------------------------------ helpers
@@ -36,7 +39,7 @@ class CellStages:
         _log.info(message)
 
     @property
-    def server(self):
+    def server(self) -> ExperimentServer:
         from sae.experiment.server import ExperimentServer
 
         if self._server is None:
@@ -161,7 +164,7 @@ class CellStages:
             factors = source.read_factors(test)
             names = list(source.factor_names)
             held = np.zeros(len(test), bool)
-            for name, values in cell.arm.exclude.items():
+            for name, values in cell.extrapolation_arm.exclude.items():
                 held |= np.isin(factors[:, names.index(name)], values)
         finally:
             source.close()
@@ -171,7 +174,7 @@ class CellStages:
             rows = np.sort(np.random.default_rng(cell.seed).choice(rows, size=limit, replace=False))
         if not len(rows):
             raise ValueError(f"{cell.cell_id}: the test split of {self.data_path()} holds no images with "
-                             f"{dict(cell.arm.exclude)}; use a larger data file")
+                             f"{dict(cell.extrapolation_arm.exclude)}; use a larger data file")
         return rows
 
     def heldout_errors(self, cell: CellSpec, steps: dict[str, int]) -> tuple[dict[str, Any], float]:
@@ -191,7 +194,7 @@ class CellStages:
         examples: dict[str, np.ndarray] = {}
         shown = rows[np.unique(np.linspace(0, len(rows) - 1, HELDOUT_THUMB_IMAGES).astype(int))]
         try:
-            for mode in cell.arm.modes:
+            for mode in cell.extrapolation_arm.modes:
                 name = cell.export_name(mode)
                 self.server.load_set(name)
                 try:
@@ -212,11 +215,11 @@ class CellStages:
                 examples["original"] = np.concatenate(originals)
         finally:
             source.close()
-        result = {"checkpoint_steps": steps, "heldout_mse_x1000": mse, "heldout_images": int(len(rows)),
-                  "seconds": time.perf_counter() - started}
+        result: dict[str, Any] = {"checkpoint_steps": steps, "heldout_mse_x1000": mse,
+                                  "heldout_images": int(len(rows)), "seconds": time.perf_counter() - started}
         from sae.experiment.thumbs import grid_thumbnail
 
-        ordered = [examples["original"]] + [examples[m] for m in cell.arm.modes]
+        ordered = [examples["original"]] + [examples[m] for m in cell.extrapolation_arm.modes]
         grid_thumbnail(self.layout.eval_dir(cell) / "heldout_reconstructions.png", np.concatenate(ordered),
                        ncols=len(examples["original"]))
         write_json(path, result)

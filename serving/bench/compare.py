@@ -48,6 +48,11 @@ def merge(reports: list[dict]) -> dict:
     return merged
 
 
+def _prefixed(log: Callable[[str], None], label: str) -> Callable[[str], None]:
+    """``log`` with each line prefixed by ``[label]``."""
+    return lambda line: log(f"[{label}] {line}")
+
+
 def run_compare(sides: list[Side], log: Callable[[str], None] | None = None) -> dict:
     if len(sides) < 2:
         raise ValueError(f"comparing needs at least two repositories, got {len(sides)}")
@@ -61,7 +66,7 @@ def run_compare(sides: list[Side], log: Callable[[str], None] | None = None) -> 
         for side in sides:
             log(f"[{side.label}] {path}")
             config = replace(side.config, paths=(path,), use_perf_analyzer=False)
-            per_side[side.label].append(run_bench(config, log=lambda line, s=side: log(f"[{s.label}] {line}")))
+            per_side[side.label].append(run_bench(config, log=_prefixed(log, side.label)))
     reports = {label: merge(parts) for label, parts in per_side.items()}
     return {"schema": SCHEMA, "labels": labels,
             "repositories": {s.label: str(s.config.repo) for s in sides},
@@ -98,11 +103,11 @@ def markdown(result: dict) -> str:
         for label in labels:
             cell = _cells_by_key(reports[label]).get(key)
             ratio = _ratios_by_key(reports[label]).get(key[:2])
-            paired = ratio is not None and key[2] == ratio["grpc_concurrency"]
-            row += [_fmt(cell and cell["p50_ms"]),
-                    f"{ratio['grpc_over_in_process_p50']:.2f}x" if paired else "",
-                    _fmt(ratio["grpc_p50_ms"] - ratio["in_process_p50_ms"]) if paired else "",
-                    _fmt(cell and cell["items_per_s"])]
+            paired = ratio if ratio is not None and key[2] == ratio["grpc_concurrency"] else None
+            row += [_fmt(None if cell is None else cell["p50_ms"]),
+                    f"{paired['grpc_over_in_process_p50']:.2f}x" if paired is not None else "",
+                    _fmt(paired["grpc_p50_ms"] - paired["in_process_p50_ms"]) if paired is not None else "",
+                    _fmt(None if cell is None else cell["items_per_s"])]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "| target | bound | " + " | ".join(labels) + " |",
               "| --- | --- | " + " | ".join("---" for _ in labels) + " |"]

@@ -37,7 +37,7 @@ SCHEMA = "sae-bench/1"
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    found = {}
+    found: dict[str, str | None] = {}
     for package in ("tritonclient", "onnxruntime", "numpy"):
         try:
             found[package] = version(package)
@@ -86,7 +86,7 @@ class _ServerTimes:
         self.error: str | None = None if metrics_url else "no metrics URL given"
 
     def before(self, models: list[str]):
-        if self.error:
+        if self.url is None or self.error:  # no URL: ``error`` says so
             return None
         try:
             return scrape_settled(self.url, models)
@@ -95,7 +95,7 @@ class _ServerTimes:
             return None
 
     def after(self, before, requests: int, models: list[str]) -> dict | None:
-        if before is None or self.error:
+        if before is None or self.url is None or self.error:
             return None
         try:
             return server_times(before, scrape_after(self.url, before, models, requests), models)

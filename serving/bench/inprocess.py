@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -57,6 +58,8 @@ def ensemble_steps(config: dict) -> list[str]:
 def load_sampler_module(path: Path) -> ModuleType:
     """The served sampler's model.py, as a module (its Triton import happens inside initialize(), not at import)."""
     spec = importlib.util.spec_from_file_location(f"_served_sampler_{abs(hash(str(path)))}", path)
+    if spec is None or spec.loader is None:
+        raise RepositoryError(f"{path} cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -74,12 +77,13 @@ class OnnxModel:
     path: Path
     intra_op_threads: int
     allow_spinning: str | None  # the config's allow_spinning parameter; None: ONNX Runtime's default
-    session: object  # onnxruntime.InferenceSession
+    session: Any  # onnxruntime.InferenceSession (ONNX Runtime ships no type information)
     input_name: str
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
 
     def run(self, array: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: array})[0]
+        outputs: list[np.ndarray] = self.session.run(None, {self.input_name: array})
+        return outputs[0]
 
     def settings(self) -> dict:
         return {"model": self.name, "file": str(self.path), "intra_op_threads": self.intra_op_threads,

@@ -55,13 +55,14 @@ def target_values(report: dict) -> dict[str, float | None]:
     """Each target's measured value in ``report`` (None where the grid did not measure it)."""
     values: dict[str, float | None] = {}
     hybrid = _ratio(report, "hybrid_sample", 1)
-    values["hybrid_sample_b1_p50_ratio"] = hybrid and hybrid["grpc_over_in_process_p50"]
+    values["hybrid_sample_b1_p50_ratio"] = None if hybrid is None else hybrid["grpc_over_in_process_p50"]
     for path in ("encode", "decode"):
         entry = _ratio(report, path, 1)
-        values[f"{path}_b1_added_ms"] = entry and entry["grpc_p50_ms"] - entry["in_process_p50_ms"]
+        values[f"{path}_b1_added_ms"] = (None if entry is None
+                                         else entry["grpc_p50_ms"] - entry["in_process_p50_ms"])
     for path in PATHS:
         entry = _ratio(report, path, 64)
-        values[f"{path}_b64_c1_p50_ratio"] = entry and entry["grpc_over_in_process_p50"]
+        values[f"{path}_b64_c1_p50_ratio"] = None if entry is None else entry["grpc_over_in_process_p50"]
     values["encode_b64_c8_items_per_s"] = _served_rate(report, "encode", 64, 8)
     values["hybrid_sample_b64_c8_items_per_s"] = _served_rate(report, "hybrid_sample", 64, 8)
     return values

@@ -116,8 +116,10 @@ def run_paired(first: Callable[[], object], second: Callable[[], object], batch_
             busy[side] += elapsed
         if any(errors):
             break
-    return tuple(summarize(timings[s], busy[s], batch_size, 1, int(errors[s] is not None), errors[s])
-                 for s in (0, 1))
+    def stats(side: int) -> CellStats:
+        return summarize(timings[side], busy[side], batch_size, 1, int(errors[side] is not None), errors[side])
+
+    return stats(0), stats(1)
 
 
 def warm_up(call: Callable[[], object], requests: int) -> None:
