@@ -19,7 +19,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypedDict
 
 import h5py
 import numpy as np
@@ -46,7 +46,17 @@ def fingerprint(data: ImageSource) -> str:
     return digest.hexdigest()
 
 
-def identity_of(model: str, data: ImageSource, source_fingerprint: str) -> dict[str, object]:
+class LatentsIdentity(TypedDict):
+    """What ties a latents file to its input and model (the attributes :func:`identity_of` gives)."""
+
+    format: str
+    model: str
+    source_images: int
+    source_fingerprint: str
+    image_shape: list[int]
+
+
+def identity_of(model: str, data: ImageSource, source_fingerprint: str) -> LatentsIdentity:
     """What a latents file records to tell its input and model from others (checked on resume and merge)."""
     return {"format": FORMAT, "model": model, "source_images": len(data),
             "source_fingerprint": source_fingerprint, "image_shape": list(data.shape[1:])}
