@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 

@@ -7,12 +7,12 @@ import struct
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, ClassVar, cast
+from typing import IO, Any, ClassVar, cast
 
 import numpy as np
-import numpy.typing as npt
 
 
 from sae.core.datasets.base import (DatasetError, Exclude, FactorArray, ImageArray, ImageFile, LabelArray, RowSelection,
@@ -47,8 +47,9 @@ def _npy_header(f: IO[bytes]) -> _NpyHeader:
         return cast(_ReadHeader, np.lib.format.read_array_header_1_0)(f)
     if version == (2, 0):
         return cast(_ReadHeader, np.lib.format.read_array_header_2_0)(f)
+    # 3.0: no public reader in numpy 1.x; the private one is not in the stubs
     read_header = cast(Callable[[IO[bytes], tuple[int, int]], _NpyHeader],
-                       getattr(np.lib.format, "_read_array_header"))  # 3.0: no public reader in numpy 1.x
+                       np.lib.format._read_array_header)  # type: ignore[attr-defined]
     return read_header(f, version)
 
 

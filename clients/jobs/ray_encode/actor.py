@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 import zlib
-from typing import Callable, cast
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
