@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sae.core import wire
 from sae.core.errors import ClientError, ModelNotServedError, ServerNotFoundError
+
+if TYPE_CHECKING:
+    import tritonclient.grpc as grpcclient
+
+IndexEntry = dict[str, str]  # one model of the repository index: name, version, state, reason
 
 
 UNLOAD_WAIT_S = 60.0  # Triton's unload returns before the instances finish: how long to wait for them to go
@@ -26,22 +32,24 @@ class SetChange:
     models: tuple[str, ...]  # served model names, in the order they were loaded or unloaded
 
 
-def set_members(index: list[dict], name: str) -> tuple[str, ...]:
+def set_members(index: list[IndexEntry], name: str) -> tuple[str, ...]:
     """The served models of set ``name`` in a repository index, leaves first (``wire.ROLES``' order)."""
     present = {m.get("name", "") for m in index}
     return tuple(wire.served_name(name, role) for role in wire.ROLES if wire.served_name(name, role) in present)
 
 
-def repository_sets(index: list[dict]) -> list[str]:
+def repository_sets(index: list[IndexEntry]) -> list[str]:
     """Every set a repository index lists, loaded or not."""
     return sorted({s for s in (wire.set_of(m.get("name", "")) for m in index) if s is not None})
 
 
-def _index(client) -> list[dict]:
-    return client.get_model_repository_index(as_json=True).get("models", [])
+def _index(client: grpcclient.InferenceServerClient) -> list[IndexEntry]:
+    models: list[IndexEntry] = client.get_model_repository_index(as_json=True).get("models", [])
+    return models
 
 
-def _wait_unloaded(client, url: str, models: tuple[str, ...], timeout_s: float = UNLOAD_WAIT_S) -> None:
+def _wait_unloaded(client: grpcclient.InferenceServerClient, url: str, models: tuple[str, ...],
+                   timeout_s: float = UNLOAD_WAIT_S) -> None:
     """Until none of ``models`` is READY or UNLOADING in the server's index (an unload request only starts it)."""
     deadline = time.monotonic() + timeout_s
     while True:

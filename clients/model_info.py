@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sae.core.errors import InvalidInputError
 
@@ -26,10 +27,10 @@ class ModelInfo:
     steps: tuple[str, ...] = ()  # an ensemble's component models, in order
 
     @classmethod
-    def from_config(cls, config: dict) -> ModelInfo:
+    def from_config(cls, config: dict[str, Any]) -> ModelInfo:
         """From ``get_model_config(..., as_json=True)["config"]`` (protobuf JSON: int64 dims come as strings)."""
 
-        def specs(entries):
+        def specs(entries: list[dict[str, Any]]) -> dict[str, TensorSpec]:
             return {e["name"]: TensorSpec(e["name"], e.get("data_type", "TYPE_INVALID").removeprefix("TYPE_"),
                                           tuple(int(d) for d in e.get("dims", ())), bool(e.get("optional", False)))
                     for e in entries}

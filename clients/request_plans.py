@@ -3,9 +3,11 @@ sent (errors name the model and the input), and a call is planned as the request
 limits, each split sample seeded from the call's SEED). Shared by the sync and asyncio clients."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeGuard, cast
 
 import numpy as np
+import numpy.typing as npt
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import np_to_triton_dtype
 
@@ -15,11 +17,11 @@ from sae.core.errors import InvalidInputError
 from sae.clients.model_info import ModelInfo
 from sae.clients.results import HybridSamples
 
-def _is_int(value) -> bool:
+def _is_int(value: object) -> TypeGuard[int | np.integer[Any]]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def check_images(info: ModelInfo, images, input_name: str = wire.IMAGE) -> np.ndarray:
+def check_images(info: ModelInfo, images: npt.ArrayLike, input_name: str = wire.IMAGE) -> npt.NDArray[np.uint8]:
     """uint8 [N > 0, *dims], as a contiguous array."""
     images = np.asarray(images)
     dims = list(info.input(input_name).dims)
@@ -32,8 +34,8 @@ def check_images(info: ModelInfo, images, input_name: str = wire.IMAGE) -> np.nd
     return np.ascontiguousarray(images)
 
 
-def check_latents(info: ModelInfo, latents, input_name: str = wire.LATENT, dim: int | None = None,
-                  rows: Sequence[int] | None = None) -> np.ndarray:
+def check_latents(info: ModelInfo, latents: npt.ArrayLike, input_name: str = wire.LATENT, dim: int | None = None,
+                  rows: Sequence[int] | None = None) -> npt.NDArray[np.float32]:
     """Finite float [N, D] -> float32. ``rows``: the allowed row counts (default: any N > 0)."""
     latents = np.asarray(latents)
     dim = dim if dim is not None else info.input(input_name).dims[-1]
@@ -51,7 +53,7 @@ def check_latents(info: ModelInfo, latents, input_name: str = wire.LATENT, dim: 
     return np.ascontiguousarray(latents, dtype=np.float32)
 
 
-def _check_int(model: str, name: str, value, low: int, high: int) -> int:
+def _check_int(model: str, name: str, value: object, low: int, high: int) -> int:
     if not _is_int(value) or not low <= value <= high:
         raise InvalidInputError(f"{model}: input {name} must be an integer in {low}..{high}, got {value!r}",
                                 model, name)
@@ -61,16 +63,17 @@ def _check_int(model: str, name: str, value, low: int, high: int) -> int:
 # --------------------------------------------------------------------------------------------------- request plans
 
 
-Request = dict  # input name -> numpy array: one inference request
+Array = npt.NDArray[np.generic]  # a tensor of any dtype, as a request sends it or a response returns it
+Request = dict[str, Array]  # input name -> numpy array: one inference request
 
 
-def split_rows(input_name: str, array: np.ndarray, limit: int) -> list[Request]:
+def split_rows(input_name: str, array: Array, limit: int) -> list[Request]:
     """Requests of at most ``limit`` rows (``limit`` 0: one request)."""
     limit = limit or len(array)
     return [{input_name: array[i:i + limit]} for i in range(0, len(array), limit)]
 
 
-def join_outputs(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def join_outputs(parts: list[dict[str, Array]]) -> dict[str, Array]:
     """Concatenate split requests' outputs along the batch axis (BYTES outputs: the first request's)."""
     return {k: parts[0][k] if parts[0][k].dtype == np.object_ else np.concatenate([p[k] for p in parts])
             for k in parts[0]}
@@ -88,7 +91,7 @@ def sample_parts(n: int, seed: int, limit: int) -> list[tuple[int, int]]:
     return [(min(limit, n - start), part_seed(seed, part)) for part, start in enumerate(range(0, n, limit))]
 
 
-def draw_mode(model: str, draw: str | None, per_dimension) -> str | None:
+def draw_mode(model: str, draw: str | None, per_dimension: bool | np.bool_) -> str | None:
     """The draw mode asked for by ``draw`` and the boolean ``per_dimension``; None when neither asks."""
     if not isinstance(per_dimension, (bool, np.bool_)):
         raise InvalidInputError(f"{model}: input PER_DIMENSION must be a bool, got {per_dimension!r}",
@@ -103,7 +106,7 @@ def draw_mode(model: str, draw: str | None, per_dimension) -> str | None:
     return draw
 
 
-def plan_draws(info: ModelInfo, limit: int, n, seed) -> list[Request]:
+def plan_draws(info: ModelInfo, limit: int, n: int, seed: int) -> list[Request]:
     """NUM_SAMPLES/SEED requests for ``n`` samples, each at most ``limit``; part p is seeded ``part_seed(seed, p)``."""
     n = _check_int(info.name, wire.NUM_SAMPLES, n, 1, wire.MAX_SAMPLES_PER_CALL)
     seed = _check_int(info.name, wire.SEED, seed, 0, wire.MAX_SEED)
@@ -111,7 +114,8 @@ def plan_draws(info: ModelInfo, limit: int, n, seed) -> list[Request]:
             for count, request_seed in sample_parts(n, seed, limit)]
 
 
-def plan_sample(info: ModelInfo, limit: int, n, seed, base=None, mask=None, per_dimension=False,
+def plan_sample(info: ModelInfo, limit: int, n: int, seed: int, base: npt.ArrayLike | None = None,
+                mask: npt.ArrayLike | None = None, per_dimension: bool = False,
                 draw: str | None = None) -> list[Request]:
     """hybrid_sample requests for ``n`` samples, each at most ``limit`` (see :meth:`SAEClient.sample`)."""
     model = info.name
@@ -155,7 +159,7 @@ def plan_sample(info: ModelInfo, limit: int, n, seed, base=None, mask=None, per_
     return requests
 
 
-def plan_traverse(info: ModelInfo, latent, dimension, steps) -> Request:
+def plan_traverse(info: ModelInfo, latent: npt.ArrayLike, dimension: int, steps: int) -> Request:
     latent = np.asarray(latent)
     dim = info.input(wire.LATENT).dims[-1]
     start = check_latents(info, latent[None] if latent.ndim == 1 else latent, wire.LATENT, dim=dim, rows=(1,))
@@ -179,7 +183,7 @@ def sample_outputs(info: ModelInfo, image_dtype: str = "float32") -> list[str]:
     return [o for o in info.outputs if o == wanted or o not in wire.IMAGE_OUTPUTS.values()]
 
 
-def samples_from(outputs: dict[str, np.ndarray], requests: list[Request]) -> HybridSamples:
+def samples_from(outputs: Mapping[str, Array], requests: list[Request]) -> HybridSamples:
     """HybridSamples of joined outputs; the mode is the server's DRAW_MODE, else what the requests asked for."""
     mode = outputs.get(wire.DRAW_MODE)
     if mode is not None and mode.size:
@@ -189,7 +193,10 @@ def samples_from(outputs: dict[str, np.ndarray], requests: list[Request]) -> Hyb
     else:
         name = PER_DIMENSION if requests[0].get(wire.PER_DIMENSION, [False])[0] else DRAW_MODES[0]
     images = outputs[wire.IMAGE] if wire.IMAGE in outputs else outputs[wire.IMAGE_U8]
-    return HybridSamples(images, outputs[wire.LATENT], outputs[wire.SOURCE_INDEX], name)
+    # the dtypes the wire contract gives these outputs (FP32 or UINT8 images, FP32 latents, INT64 indices)
+    return HybridSamples(cast("npt.NDArray[np.float32] | npt.NDArray[np.uint8]", images),
+                         cast("npt.NDArray[np.float32]", outputs[wire.LATENT]),
+                         cast("npt.NDArray[np.int64]", outputs[wire.SOURCE_INDEX]), name)
 
 
 def sample_limit(hybrid: ModelInfo, step_infos: Sequence[ModelInfo]) -> int:
@@ -206,7 +213,7 @@ def sample_limit(hybrid: ModelInfo, step_infos: Sequence[ModelInfo]) -> int:
 
 
 def make_inputs(request: Request) -> list[grpcclient.InferInput]:
-    inputs = []
+    inputs: list[grpcclient.InferInput] = []
     for name, array in request.items():
         tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
         tensor.set_data_from_numpy(np.ascontiguousarray(array))

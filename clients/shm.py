@@ -6,6 +6,7 @@ import os
 import threading
 
 import numpy as np
+import numpy.typing as npt
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import np_to_triton_dtype, triton_to_np_dtype
 
@@ -39,7 +40,7 @@ class ShmSlot:
         return [(self.input_name, f"/{self.input_name}", self.input_bytes),
                 (self.output_name, f"/{self.output_name}", self.output_bytes)]
 
-    def inputs(self, input_name: str, array: np.ndarray) -> list[grpcclient.InferInput]:
+    def inputs(self, input_name: str, array: npt.NDArray[np.generic]) -> list[grpcclient.InferInput]:
         self._shm.set_shared_memory_region(self.input, [np.ascontiguousarray(array)])
         tensor = grpcclient.InferInput(input_name, list(array.shape), np_to_triton_dtype(array.dtype))
         tensor.set_shared_memory(self.input_name, array.nbytes)
@@ -50,10 +51,10 @@ class ShmSlot:
         output.set_shared_memory(self.output_name, self.output_bytes)
         return [output]
 
-    def read(self, result, output_name: str) -> np.ndarray:
+    def read(self, result: grpcclient.InferResult, output_name: str) -> npt.NDArray[np.generic]:
         meta = result.get_output(output_name)
         view = self._shm.get_contents_as_numpy(self.output, triton_to_np_dtype(meta.datatype), list(meta.shape))
-        array = view.copy()
+        array: npt.NDArray[np.generic] = view.copy()
         del view  # the mapping cannot be closed while a view of it exists
         return array
 
@@ -68,7 +69,7 @@ class ShmSlot:
 class ShmPool:
     """Slots per model, handed out to one request at a time (thread-safe; slots are reused, never shrunk)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._free: dict[str, list[ShmSlot]] = {}
         self._all: list[ShmSlot] = []
         self._lock = threading.Lock()

@@ -13,9 +13,12 @@ Layout: datasets ``latents`` float32 [N, D], ``variable_of_dim`` int64 [D], ``so
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from sae.core.errors import SAEError
 
 BANK_FILE = "bank.h5"  # in the version folder of each model that reads the bank
@@ -32,19 +35,19 @@ class BankFileError(SAEError, ValueError):
 
 @dataclass
 class BankFile:
-    latents: np.ndarray  # float32 [N, D]
-    variable_of_dim: np.ndarray  # int64 [D]: which variable each latent dimension belongs to
-    source_indices: np.ndarray  # int64 [N]: rows of the data file the latents were encoded from
+    latents: npt.NDArray[np.float32]  # float32 [N, D]
+    variable_of_dim: npt.NDArray[np.int64]  # int64 [D]: which variable each latent dimension belongs to
+    source_indices: npt.NDArray[np.int64]  # int64 [N]: rows of the data file the latents were encoded from
     seed: int  # of the uniform draw of source_indices from the training split
     model_name: str  # the training config's name
-    dim_min: np.ndarray  # float32 [D]: each dimension's minimum over the training split
-    dim_max: np.ndarray  # float32 [D]
+    dim_min: npt.NDArray[np.float32]  # float32 [D]: each dimension's minimum over the training split
+    dim_max: npt.NDArray[np.float32]  # float32 [D]
     data_sha256: str  # of the data file
     checkpoint_sha256: str  # of the checkpoint file
     checkpoint_step: int
     num_train_images: int  # how many training images dim_min/dim_max were taken over
-    prior_mean: np.ndarray | None = None  # float32 [D], models with a prior only
-    prior_std: np.ndarray | None = None
+    prior_mean: npt.NDArray[np.float32] | None = None  # float32 [D], models with a prior only
+    prior_std: npt.NDArray[np.float32] | None = None
 
     @property
     def latent_dim(self) -> int:
@@ -55,11 +58,11 @@ class BankFile:
         return int(self.variable_of_dim.max()) + 1
 
     @property
-    def prior(self) -> tuple[np.ndarray, np.ndarray] | None:
+    def prior(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
         """(prior_mean, prior_std), or None when the model has no prior."""
         return None if self.prior_mean is None or self.prior_std is None else (self.prior_mean, self.prior_std)
 
-    def write(self, path) -> None:
+    def write(self, path: str | os.PathLike[str]) -> None:
         """Write the file at ``path`` (callers wanting an atomic replace write to a temporary path first)."""
         import h5py
 
@@ -73,7 +76,7 @@ class BankFile:
                 f.attrs[key] = getattr(self, key)
 
     @classmethod
-    def read(cls, path) -> "BankFile":
+    def read(cls, path: str | os.PathLike[str]) -> "BankFile":
         """Read a bank, checking each array's declared shape and dtype before reading it (a file may declare
         sizes far beyond what it holds); BankFileError names the file and the array or attribute at fault."""
         import h5py
@@ -97,7 +100,7 @@ class BankFile:
                    arrays.get("prior_mean"), arrays.get("prior_std"))
 
 
-def check_layout(path, layout: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+def check_layout(path: str | os.PathLike[str], layout: dict[str, tuple[tuple[int, ...], np.dtype[Any]]]) -> None:
     """BankFileError unless the declared shapes and dtypes (``{dataset: (shape, dtype)}``) are those of a bank of
     sane size."""
     shape, dtype = layout["latents"]

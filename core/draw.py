@@ -26,7 +26,12 @@ The draw modes (the counter is the group index: a variable, or a dimension in ``
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 INDEPENDENT, DISTINCT, PER_DIMENSION = "independent", "distinct", "per_dimension"
 DRAW_MODES = (INDEPENDENT, DISTINCT, PER_DIMENSION)  # the first is the default
@@ -40,11 +45,11 @@ MAX_STORED = 1 << 32  # bounded(h, n) is exact for n below this
 MAX_SEED = (1 << 63) - 1  # SEED travels as int64
 
 
-def _u64(value) -> np.ndarray:
+def _u64(value: npt.ArrayLike) -> npt.NDArray[np.uint64]:
     return np.asarray(value).astype(np.uint64)
 
 
-def mix(x: np.ndarray) -> np.ndarray:
+def mix(x: npt.ArrayLike) -> npt.NDArray[np.uint64]:
     """splitmix64: one step of its state (add the golden gamma) and its finaliser, elementwise on uint64."""
     a, b = (np.uint64(m) for m in MIX_MULTIPLIERS)
     s1, s2, s3 = (np.uint64(s) for s in MIX_SHIFTS)
@@ -55,7 +60,7 @@ def mix(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> s3)
 
 
-def key_hash(seed: int, sample: np.ndarray, counter: np.ndarray) -> np.ndarray:
+def key_hash(seed: int, sample: npt.ArrayLike, counter: npt.ArrayLike) -> npt.NDArray[np.uint64]:
     """The 64-bit hash of (seed, sample, counter); ``sample`` and ``counter`` broadcast."""
     if not 0 <= int(seed) <= MAX_SEED:
         raise ValueError(f"seed must be in 0..2^63-1, got {seed}")
@@ -63,7 +68,7 @@ def key_hash(seed: int, sample: np.ndarray, counter: np.ndarray) -> np.ndarray:
         return mix(mix(mix(_u64(int(seed))) + _u64(sample)) + _u64(counter))
 
 
-def bounded(h: np.ndarray, n) -> np.ndarray:
+def bounded(h: npt.ArrayLike, n: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """``floor(h * n / 2^64)`` exactly, as int64 in [0, n): the multiply-high reduction (bias <= n / 2^64)."""
     n = _u64(n)
     if (n < 1).any() or (n >= np.uint64(MAX_STORED)).any():
@@ -71,11 +76,12 @@ def bounded(h: np.ndarray, n) -> np.ndarray:
     h = _u64(h)
     hi, lo = h >> np.uint64(32), h & np.uint64(LOW_32)
     with np.errstate(over="ignore"):
-        return ((hi * n + ((lo * n) >> np.uint64(32))) >> np.uint64(32)).astype(np.int64)
+        index: npt.NDArray[np.int64] = ((hi * n + ((lo * n) >> np.uint64(32))) >> np.uint64(32)).astype(np.int64)
+    return index
 
 
 def source_index(seed: int, num_samples: int, num_groups: int, num_stored: int,
-                 mode: str = INDEPENDENT) -> np.ndarray:
+                 mode: str = INDEPENDENT) -> npt.NDArray[np.int64]:
     """int64 [num_samples, num_groups]: the stored vector each group of each sample comes from."""
     if mode not in DRAW_MODES:
         raise ValueError(f"draw mode must be one of {', '.join(DRAW_MODES)}, got {mode!r}")
@@ -97,8 +103,9 @@ def source_index(seed: int, num_samples: int, num_groups: int, num_stored: int,
     return order[:, :num_groups]
 
 
-def to_uint8(images: np.ndarray) -> np.ndarray:
+def to_uint8(images: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     """Float images in [0, 1] -> uint8 ``round(clip(x, 0, 1) * 255)`` in float32 arithmetic, rounding half to even
     (numpy's rint, ONNX's Round): the served ``IMAGE_U8`` is exactly this of the served ``IMAGE``."""
     clipped = np.clip(np.asarray(images, np.float32), np.float32(0), np.float32(1))
-    return np.rint(clipped * np.float32(255)).astype(np.uint8)
+    pixels: npt.NDArray[np.uint8] = np.rint(clipped * np.float32(255)).astype(np.uint8)
+    return pixels

@@ -19,12 +19,14 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, TypedDict
 
 import h5py
 import numpy as np
+import numpy.typing as npt
 
 from sae.core.atomic import atomic_write
+from sae.core.datasets.base import ImageSource
 from sae.core.errors import EncodeInputError
 
 FORMAT = "sae-latents/1"
@@ -32,7 +34,7 @@ FINGERPRINT_IMAGES = 64  # images hashed at each end of the dataset, and spread 
 LABEL_WINDOW = 65536  # labels copied this many rows at a time
 
 
-def fingerprint(data) -> str:
+def fingerprint(data: ImageSource) -> str:
     """SHA-1 of the dataset's size, its first and last images and images spread evenly between: tells one input
     from another, cheaply."""
     n = len(data)
@@ -44,13 +46,23 @@ def fingerprint(data) -> str:
     return digest.hexdigest()
 
 
-def identity_of(model: str, data, source_fingerprint: str) -> dict:
+class LatentsIdentity(TypedDict):
+    """What ties a latents file to its input and model (the attributes :func:`identity_of` gives)."""
+
+    format: str
+    model: str
+    source_images: int
+    source_fingerprint: str
+    image_shape: list[int]
+
+
+def identity_of(model: str, data: ImageSource, source_fingerprint: str) -> LatentsIdentity:
     """What a latents file records to tell its input and model from others (checked on resume and merge)."""
     return {"format": FORMAT, "model": model, "source_images": len(data),
             "source_fingerprint": source_fingerprint, "image_shape": list(data.shape[1:])}
 
 
-def check_identity(path: Path, found: Mapping, wanted: dict) -> None:
+def check_identity(path: Path, found: Mapping[str, object], wanted: Mapping[str, object]) -> None:
     """Refuse an output (its HDF5 attributes or manifest: ``found``) that belongs to another input or model, naming
     what differs."""
     differs = []
@@ -72,11 +84,11 @@ class LabelColumn:
     from the row index (MPI3D), ``factors``; ``read`` takes a slice of rows."""
 
     key: str
-    read: Callable[[slice], np.ndarray]
+    read: Callable[[slice], npt.NDArray[np.number[Any]]]
     factor_names: tuple[str, ...] = ()
 
 
-def label_column(data) -> LabelColumn | None:
+def label_column(data: ImageSource) -> LabelColumn | None:
     """The dataset's labels (or row-index factors) to store beside its latents; None for a dataset with neither."""
     if data.has_labels:
         return LabelColumn("labels", data.read_labels, tuple(data.factor_names))
@@ -85,13 +97,14 @@ def label_column(data) -> LabelColumn | None:
     return None
 
 
-def latents_attrs(identity: dict, source_path: Path, probe_latent: np.ndarray) -> dict:
+def latents_attrs(identity: Mapping[str, object], source_path: Path,
+                  probe_latent: npt.ArrayLike) -> dict[str, object]:
     """The attributes of a latents file, in the order they are written."""
     return {**identity, "source_path": str(Path(source_path).resolve()),
             "probe_latent": np.asarray(probe_latent, np.float32)}
 
 
-def write_latents_layout(path: Path, attrs: dict, rows: int, dim: int, labels: LabelColumn | None,
+def write_latents_layout(path: Path, attrs: Mapping[str, object], rows: int, dim: int, labels: LabelColumn | None,
                          first_row: int = 0) -> None:
     """An HDF5 file of ``rows`` latents in the layout of the module docstring, written at ``path``: the attributes,
     ``latents`` (NaN) and ``committed`` (0) allocated at full size, and the labels of dataset rows
@@ -115,7 +128,8 @@ def write_latents_layout(path: Path, attrs: dict, rows: int, dim: int, labels: L
                 column.attrs["factor_names"] = list(labels.factor_names)
 
 
-def create_latents_file(path: Path, attrs: dict, rows: int, dim: int, labels: LabelColumn | None) -> None:
+def create_latents_file(path: Path, attrs: Mapping[str, object], rows: int, dim: int,
+                        labels: LabelColumn | None) -> None:
     """:func:`write_latents_layout` under a temporary name, then renamed to ``path``: creation is atomic."""
     with atomic_write(path) as tmp:
         write_latents_layout(tmp, attrs, rows, dim, labels)
@@ -127,10 +141,10 @@ class _RawDataset:
 
     fd: int
     offset: int
-    dtype: np.dtype
+    dtype: np.dtype[Any]
     row_bytes: int
 
-    def write(self, row: int, values: np.ndarray) -> None:
+    def write(self, row: int, values: npt.ArrayLike) -> None:
         data = np.ascontiguousarray(values, self.dtype).tobytes()
         position, view = self.offset + row * self.row_bytes, memoryview(data)
         while view:
@@ -163,5 +177,5 @@ class RawDatasets:
     def __enter__(self) -> "RawDatasets":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         os.close(self.fd)

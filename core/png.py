@@ -10,6 +10,7 @@ import struct
 import zlib
 
 import numpy as np
+import numpy.typing as npt
 
 from sae.core.atomic import write_bytes_atomic
 
@@ -23,7 +24,7 @@ def _chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
 
-def _as_hwc_uint8(image: np.ndarray) -> np.ndarray:
+def _as_hwc_uint8(image: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise TypeError(f"expected a uint8 image, got dtype {image.dtype}")
@@ -36,7 +37,7 @@ def _as_hwc_uint8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def encode_png(image_uint8_hwc: np.ndarray, level: int = 6) -> bytes:
+def encode_png(image_uint8_hwc: npt.NDArray[np.uint8], level: int = 6) -> bytes:
     """Encode an 8-bit image (H×W, H×W×1/2/3/4) as PNG bytes (filter type 0 on every row)."""
     image = _as_hwc_uint8(image_uint8_hwc)
     height, width, channels = image.shape
@@ -51,12 +52,13 @@ def encode_png(image_uint8_hwc: np.ndarray, level: int = 6) -> bytes:
     )
 
 
-def write_png(path: str | os.PathLike, image_uint8_hwc: np.ndarray) -> None:
+def write_png(path: str | os.PathLike[str], image_uint8_hwc: npt.NDArray[np.uint8]) -> None:
     """Write an 8-bit image (H×W gray, or H×W×C with C in 1..4) to ``path`` as PNG."""
     write_bytes_atomic(path, encode_png(image_uint8_hwc))
 
 
-def image_grid(images_nhwc_uint8: np.ndarray, ncols: int, pad: int = 2, pad_value: int = 255) -> np.ndarray:
+def image_grid(images_nhwc_uint8: npt.NDArray[np.uint8], ncols: int, pad: int = 2,
+               pad_value: int = 255) -> npt.NDArray[np.uint8]:
     """Tile N images (N×H×W×C uint8, or N×H×W) into one H'×W'×C uint8 image, row-major.
 
     ``pad`` pixels of ``pad_value`` separate the tiles and frame the grid; missing cells in the last row stay

@@ -12,11 +12,37 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from types import TracebackType
+from typing import TYPE_CHECKING, NoReturn, Protocol, TextIO
 
 from tqdm import tqdm
 
+if TYPE_CHECKING:
+    from typing import Self  # Python 3.11; annotations only
+
 JOB_LOG_EVERY_S = 5.0  # a long job's progress line in a log, off a terminal
+
+
+class ProgressDisplay(Protocol):
+    """What ``progress_bar`` returns, whichever display it picked: a tqdm bar, a line meter or the silent one."""
+
+    @property
+    def n(self) -> float: ...
+
+    def update(self, count: int = 1, /) -> object: ...
+
+    def update_to(self, done: int, /) -> None: ...
+
+    def set_description(self, text: str, /) -> None: ...
+
+    def write(self, text: str, /) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
+                 /) -> None: ...
 
 
 class _NoBar:
@@ -37,10 +63,10 @@ class _NoBar:
     def close(self) -> None:
         pass
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -78,17 +104,23 @@ class _LineMeter(_NoBar):
             self.write(self.line())
 
 
-class _Bar(tqdm):
+if TYPE_CHECKING:
+    _Tqdm = tqdm[NoReturn]  # a bar without an iterable (tqdm is generic only in its stubs)
+else:
+    _Tqdm = tqdm
+
+
+class _Bar(_Tqdm):
     def update_to(self, done: int) -> None:
         """Move to an absolute count (jobs that commit in chunks know how much is done, not how much is new)."""
         self.update(done - self.n)
 
-    def write(self, text: str) -> None:  # type: ignore[override]  (an instance method, like the stand-ins')
+    def write(self, text: str) -> None:  # type: ignore[override]  # an instance method, like the stand-ins'
         tqdm.write(text, file=self.fp)
 
 
 def progress_bar(total: int, desc: str, unit: str = "it", enabled: bool = True, stream: TextIO | None = None,
-                 initial: int = 0, log_every_s: float | None = None):
+                 initial: int = 0, log_every_s: float | None = None) -> ProgressDisplay:
     """A progress display of ``total`` steps on ``stream`` (stderr); see the module docstring for which one."""
     stream = stream or sys.stderr
     if not enabled:

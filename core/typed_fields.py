@@ -58,7 +58,7 @@ def matches(value: Any, hint: Any) -> bool:
         return isinstance(value, dict) and all(matches(k, key_hint) and matches(v, value_hint)
                                                for k, v in value.items())
     if dataclasses.is_dataclass(hint):
-        return isinstance(value, (dict, hint))
+        return isinstance(value, (dict, typing.cast(type, hint)))  # an annotation that is a dataclass is its class
     if isinstance(hint, type):
         return isinstance(value, hint)
     return True  # an annotation this checker does not model (a Protocol, a Literal): left to the dataclass

@@ -13,8 +13,14 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+_Float = TypeVar("_Float", bound="np.floating[Any]")
 
 # ---------------------------------------------------------------------------------------------------- roles
 
@@ -57,7 +63,7 @@ UINT8_SCALE = 255.0  # uint8 pixel value of intensity 1.0 (IMAGE_U8, the encoder
 class Tensor:
     name: str
     dtype: str  # Triton's config type: TYPE_UINT8, TYPE_FP32, TYPE_INT64, TYPE_BOOL, TYPE_STRING
-    dims: tuple  # the config's dims, with the symbols H, D, K and N (see the module docstring)
+    dims: tuple[int | str, ...]  # the config's dims, with the symbols H, D, K and N (see the module docstring)
     optional: bool = False  # a request may leave it out (inputs); a flavour may not serve it (see RoleTensors)
 
 
@@ -95,7 +101,7 @@ ROLE_TENSORS: dict[str, RoleTensors] = {
 IMAGE_OUTPUTS = {"float32": IMAGE, "uint8": IMAGE_U8}  # the image output a sample call asks for, by its dtype
 
 
-def resolve_dims(dims: tuple, image_size: int, latent_dim: int, num_variables: int) -> list[int]:
+def resolve_dims(dims: tuple[int | str, ...], image_size: int, latent_dim: int, num_variables: int) -> list[int]:
     """A shape rule's dims for one model: ``("N", "D")`` -> ``[-1, latent_dim]``."""
     values = {"H": image_size, "D": latent_dim, "K": num_variables, "N": -1}
     resolved = []
@@ -138,7 +144,14 @@ def set_of(served: str) -> str | None:
     return None
 
 
-def to_float_images(images: np.ndarray, dtype=np.float32) -> np.ndarray:
+@overload
+def to_float_images(images: npt.ArrayLike) -> npt.NDArray[np.float32]: ...
+@overload
+def to_float_images(images: npt.ArrayLike, dtype: type[_Float]) -> npt.NDArray[_Float]: ...
+
+
+def to_float_images(images: npt.ArrayLike, dtype: type[np.floating[Any]] = np.float32) -> npt.NDArray[np.floating[Any]]:
     """uint8 pixels (or their means) -> intensities in [0, 1] (``x / 255``) of ``dtype``: what the encoder graph
     (``export/graphs.py``) and the training pipeline (``training/pipeline.py``) do first, in torch."""
-    return np.asarray(images).astype(dtype) / np.dtype(dtype).type(UINT8_SCALE)
+    intensities: npt.NDArray[np.floating[Any]] = np.asarray(images).astype(dtype) / np.dtype(dtype).type(UINT8_SCALE)
+    return intensities

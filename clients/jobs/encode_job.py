@@ -24,13 +24,15 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TextIO
 
 import h5py
 import numpy as np
+import numpy.typing as npt
 
 from sae.core import wire
-from sae.core.datasets import open_dataset
+from sae.core.datasets import ImageSource, open_dataset
 from sae.core.progress_bar import JOB_LOG_EVERY_S, progress_bar
 from sae.clients.jobs.encode_servers import OUTAGE_BACKOFF_S, PROBE_ATOL, PROBE_RTOL, ServerPool, check_probe, throttle
 from sae.core.errors import ClientError, EncodeInputError, EncodeJobError, InvalidInputError, ServerUnavailableError
@@ -38,7 +40,8 @@ from sae.core.latents_file import (FINGERPRINT_IMAGES, FORMAT, LABEL_WINDOW, Lab
                                   create_latents_file, fingerprint, identity_of, label_column, latents_attrs,
                                   write_latents_layout)
 from sae.clients.jobs.metrics import EncodeMetrics, MetricsServer
-from sae.clients.triton_client import DEFAULT_URL, RetryPolicy, SAEClient
+from sae.clients.retry import RetryPolicy
+from sae.clients.triton_client import DEFAULT_URL, SAEClient
 
 __all__ = ["EncodeJobConfig", "EncodeReport", "run_encode_job", "connect_servers",
            # defined in the modules imported above; importable from here too
@@ -109,15 +112,17 @@ class EncodeReport:
                 f"{self.failures})")
 
 
-def _create(path: Path, config: EncodeJobConfig, data, identity: dict, probe_latent: np.ndarray) -> None:
+def _create(path: Path, config: EncodeJobConfig, data: ImageSource, identity: Mapping[str, object],
+            probe_latent: npt.NDArray[np.float32]) -> None:
     """The job's full-size output for ``data`` (labels copied from it), created atomically at ``path``."""
     create_latents_file(path, latents_attrs(identity, config.data, probe_latent), len(data), len(probe_latent),
                         label_column(data))
 
 
-def connect_servers(config: EncodeJobConfig, data) -> list[SAEClient]:
+def connect_servers(config: EncodeJobConfig, data: ImageSource) -> list[SAEClient]:
     """Clients for the servers that answer, each checked to serve an encoder for these images."""
-    clients, errors = [], []
+    clients: list[SAEClient] = []
+    errors: list[str] = []
     for url in config.urls:
         client = SAEClient(url, model=config.model, timeout_s=config.timeout_s, retry=config.retry,
                            shared_memory=config.shared_memory)
@@ -154,7 +159,8 @@ def run_encode_job(config: EncodeJobConfig, progress_stream: TextIO | None = Non
         data.close()
 
 
-def _run(config: EncodeJobConfig, data, progress_stream, metrics) -> EncodeReport:
+def _run(config: EncodeJobConfig, data: ImageSource, progress_stream: TextIO | None,
+         metrics: EncodeMetrics | None) -> EncodeReport:
     n = len(data)
     if n == 0:
         raise EncodeInputError(f"{config.data} holds no images")
@@ -184,7 +190,7 @@ def _run(config: EncodeJobConfig, data, progress_stream, metrics) -> EncodeRepor
     return report
 
 
-def _read_existing(path: Path, identity: dict) -> np.ndarray:
+def _read_existing(path: Path, identity: Mapping[str, object]) -> npt.NDArray[np.float32]:
     """Check that an existing output belongs to this run; return its probe latent."""
     try:
         with h5py.File(path, "r") as f:
@@ -195,8 +201,8 @@ def _read_existing(path: Path, identity: dict) -> np.ndarray:
                              "another --out") from e
 
 
-def _encode_chunks(config: EncodeJobConfig, data, pool: ServerPool, metrics: EncodeMetrics,
-                   progress_stream) -> EncodeReport:
+def _encode_chunks(config: EncodeJobConfig, data: ImageSource, pool: ServerPool, metrics: EncodeMetrics,
+                   progress_stream: TextIO | None) -> EncodeReport:
     n = len(data)
     started = time.monotonic()
     with RawDatasets(config.partial) as f:
@@ -208,7 +214,7 @@ def _encode_chunks(config: EncodeJobConfig, data, pool: ServerPool, metrics: Enc
                                 initial=committed, log_every_s=JOB_LOG_EVERY_S)
         if committed:
             progress.write(f"resuming {config.partial} at image {committed:,} of {n:,}")
-        pending: deque[tuple[int, int, Future]] = deque()
+        pending: deque[tuple[int, int, Future[npt.NDArray[np.float32]]]] = deque()
         executor = ThreadPoolExecutor(max_workers=config.in_flight, thread_name_prefix="sae-encode")
         next_start = committed
         try:

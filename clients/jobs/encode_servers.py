@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from sae.core.errors import ClientError, EncodeJobError, ServerUnavailableError
 from sae.clients.jobs.metrics import EncodeMetrics
@@ -87,7 +88,7 @@ class ServerPool:
                 if s.url == url:
                     s.down_until = time.monotonic() + self.cooldown_s
 
-    def encode(self, images: np.ndarray, what: str = "") -> np.ndarray:
+    def encode(self, images: npt.NDArray[np.uint8], what: str = "") -> npt.NDArray[np.float32]:
         """Latents of ``images`` from the first server that answers; EncodeJobError when none does."""
         tried: set[str] = set()
         errors: list[str] = []
@@ -138,7 +139,8 @@ class ServerPool:
             client.close()
 
 
-def check_probe(pool: ServerPool, probe_image: np.ndarray, stored: np.ndarray | None, where: Path) -> np.ndarray:
+def check_probe(pool: ServerPool, probe_image: npt.NDArray[np.uint8], stored: npt.NDArray[np.float32] | None,
+                where: Path) -> npt.NDArray[np.float32]:
     """The probe image's latent from every live server; all must agree (with each other and with ``stored``)."""
     reference = stored
     for server in pool.servers:

@@ -12,12 +12,19 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from sae.core.atomic import atomic_write
+from sae.core.draw import to_uint8
 from sae.core.png import image_grid, write_png
-from sae.clients.triton_client import HybridSamples, sample_parts, to_uint8
+from sae.clients.request_plans import sample_parts
+from sae.clients.results import HybridSamples
+
+if TYPE_CHECKING:
+    from sae.core.progress_bar import ProgressDisplay
 
 FORMATS = (".png", ".h5", ".npz")
 NPZ_MAX_SAMPLES = 16_384  # 64x64 RGB uint8: about 200 MB held in memory before the file is written
@@ -64,7 +71,7 @@ def png_tile_paths(out: Path, n: int, tile: int | None = None) -> list[Path]:
     return [Path(out).with_name(f"{Path(out).stem}_{i:04d}{Path(out).suffix}") for i in range(count)]
 
 
-def sample_chunks(sampler: Sampler, run: SampleRun, progress=None) -> Iterator[HybridSamples]:
+def sample_chunks(sampler: Sampler, run: SampleRun, progress: ProgressDisplay | None = None) -> Iterator[HybridSamples]:
     """One request's samples at a time, part p seeded ``part_seed(run.seed, p)``; ``progress.update`` per chunk."""
     for part, (count, seed) in enumerate(sample_parts(run.n, run.seed, run.limit)):
         chunk = sampler(count, seed)
@@ -108,7 +115,7 @@ def write_npz(out: Path, chunks: Iterator[HybridSamples], n: int) -> list[Path]:
 def write_png_tiles(out: Path, chunks: Iterator[HybridSamples], n: int, tile: int | None = None) -> list[Path]:
     tile = tile or PNG_TILE_SAMPLES
     paths = png_tile_paths(out, n, tile)
-    pending: list[np.ndarray] = []
+    pending: list[npt.NDArray[np.uint8]] = []
     written: list[Path] = []
 
     def flush() -> None:

@@ -44,7 +44,7 @@ __all__ = ["DatasetError", "Exclude", "ImageSource", "parse_exclude", "MPI3D_FAC
            "dataset_splits", "shuffled_batches", "split_indices", "varying_factors", "open_dataset"]
 
 
-def open_dataset(path: str | os.PathLike, *, exclude: Exclude | None = None,
+def open_dataset(path: str | os.PathLike[str], *, exclude: Exclude | None = None,
                  celeba_size: int = CELEBA_IMAGE_SIZE) -> ImageSource:
     """The reader for ``path``: ``.h5``/``.hdf5`` (3D-Shapes), ``.npz`` (MPI3D), an RFD folder (see
     :mod:`sae.core.datasets.rfd`; the dataset's own folder means its ``finger`` training variant) or a folder of JPEGs (CelebA).

@@ -4,9 +4,10 @@ from __future__ import annotations
 import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+import numpy.typing as npt
 from sae.core.errors import SAEError
 
 
@@ -20,6 +21,11 @@ class DatasetError(SAEError, ValueError):
 
 
 Exclude = Mapping[str, Sequence[int]]
+ImageArray = npt.NDArray[np.uint8]  # uint8 [n, H, W, 3]
+RowIndices = npt.NDArray[np.int64]  # sorted row numbers of a file
+RowSelection = npt.NDArray[np.integer[Any]] | slice  # what ``read`` takes: increasing row indices or a slice
+LabelArray = npt.NDArray[np.number[Any]]  # stored label values [n, K] (float64 in 3D-Shapes, indices elsewhere)
+FactorArray = npt.NDArray[np.int64]  # factor indices [n, K]
 
 
 @runtime_checkable
@@ -29,7 +35,6 @@ class ImageSource(Protocol):
     path: Path
     shape: tuple[int, ...]
     has_labels: bool
-    slice_reads: bool  # True: reading a contiguous slice and selecting rows beats reading just the rows
     factor_names: tuple[str, ...]
     factor_sizes: tuple[int, ...]
 
@@ -37,10 +42,12 @@ class ImageSource(Protocol):
     @property
     def image_size(self) -> int: ...
     @property
-    def rows(self) -> np.ndarray: ...
-    def read(self, indices: np.ndarray | slice) -> np.ndarray: ...
-    def read_labels(self, indices: np.ndarray | slice) -> np.ndarray: ...
-    def read_factors(self, indices: np.ndarray | slice) -> np.ndarray: ...
+    def slice_reads(self) -> bool: ...  # True: reading a contiguous slice and selecting rows beats reading the rows
+    @property
+    def rows(self) -> RowIndices: ...
+    def read(self, indices: RowSelection) -> ImageArray: ...
+    def read_labels(self, indices: RowSelection) -> LabelArray: ...
+    def read_factors(self, indices: RowSelection) -> FactorArray: ...
     def close(self) -> None: ...
 
 
@@ -49,7 +56,7 @@ class ImageSource(Protocol):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _check_exclude(exclude: Exclude | None, source) -> dict[int, np.ndarray]:
+def _check_exclude(exclude: Exclude | None, source: ImageSource) -> dict[int, npt.NDArray[np.int64]]:
     """{factor column: excluded indices}; ValueError naming the factor or value that is wrong."""
     if not exclude:
         return {}
@@ -57,7 +64,7 @@ def _check_exclude(exclude: Exclude | None, source) -> dict[int, np.ndarray]:
         raise ValueError(f"exclude must map factor names to lists of factor indices, got {type(exclude).__name__}")
     if not source.factor_names:
         raise ValueError(f"exclude={dict(exclude)} but {source.path} has no factors to exclude values of")
-    spec = {}
+    spec: dict[int, npt.NDArray[np.int64]] = {}
     for name, values in exclude.items():
         if name not in source.factor_names:
             raise ValueError(f"exclude: unknown factor {name!r} for {source.path}; "
@@ -96,7 +103,7 @@ def parse_exclude(items: Sequence[str]) -> dict[str, list[int]]:
     return exclude
 
 
-def usable_rows(source, exclude: Exclude | None) -> np.ndarray:
+def usable_rows(source: ImageSource, exclude: Exclude | None) -> RowIndices:
     """Sorted row indices (int64, read-only) whose factors take none of the excluded values."""
     spec = _check_exclude(exclude, source)
     n = len(source)
@@ -113,12 +120,12 @@ def usable_rows(source, exclude: Exclude | None) -> np.ndarray:
             kept.append(lo + np.flatnonzero(~drop))
         rows = np.concatenate(kept).astype(np.int64) if kept else np.empty(0, np.int64)
         if len(rows) == 0:
-            raise ValueError(f"exclude={dict(exclude)} leaves no images in {source.path}")
+            raise ValueError(f"exclude={dict(exclude or {})} leaves no images in {source.path}")
     rows.setflags(write=False)
     return rows
 
 
-def row_range(indices: np.ndarray | slice, n: int, path: Path) -> np.ndarray:
+def row_range(indices: RowSelection, n: int, path: Path) -> RowIndices:
     """Row numbers a slice or index array selects, with a clear error for rows outside the file."""
     if isinstance(indices, slice):
         return np.arange(n)[indices]
@@ -134,7 +141,7 @@ class ImageFile:
     """What every reader shares: ``shape`` (N, H, W, 3) and ``_rows`` are set by the reader's ``__post_init__``."""
 
     shape: tuple[int, ...]
-    _rows: np.ndarray
+    _rows: RowIndices
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -144,23 +151,30 @@ class ImageFile:
         return self.shape[1]
 
     @property
-    def rows(self) -> np.ndarray:
+    def rows(self) -> RowIndices:
         """Sorted usable row indices: every row, less those ``exclude`` leaves out."""
         return self._rows
 
 
-class OpenedLazily:
-    """A reader whose file handle ``_file`` is opened on first read, closed by ``close()`` and never pickled, so each
-    process of a data loader (or Ray worker) opens its own."""
+class _Closeable(Protocol):
+    def close(self) -> None: ...
 
-    _file = None
+
+_Handle = TypeVar("_Handle", bound=_Closeable)
+
+
+class OpenedLazily(Generic[_Handle]):
+    """A reader whose file handle ``_file`` (of type ``_Handle``) is opened on first read, closed by ``close()`` and
+    never pickled, so each process of a data loader (or Ray worker) opens its own."""
+
+    _file: _Handle | None = None
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_file"] = None
         return state

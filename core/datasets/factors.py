@@ -3,11 +3,13 @@ values to factor indices: the one home of these facts for the readers, the proce
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 
-def _readonly(values: np.ndarray) -> np.ndarray:
+def _readonly(values: npt.ArrayLike) -> npt.NDArray[np.float64]:
     values = np.asarray(values, dtype=np.float64)
     values.setflags(write=False)
     return values
@@ -15,7 +17,7 @@ def _readonly(values: np.ndarray) -> np.ndarray:
 
 # 3D-Shapes (Burgess & Kim 2018): row-major over the factors, orientation fastest, 480,000 images.
 SHAPES3D_FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
-SHAPES3D_FACTOR_VALUES: tuple[np.ndarray, ...] = (
+SHAPES3D_FACTOR_VALUES: tuple[npt.NDArray[np.float64], ...] = (
     _readonly(np.arange(10) / 10.0),  # floor_hue 0.0 … 0.9
     _readonly(np.arange(10) / 10.0),  # wall_hue
     _readonly(np.arange(10) / 10.0),  # object_hue
@@ -34,7 +36,8 @@ MPI3D_FACTOR_SIZES = (6, 6, 2, 3, 3, 40, 40)
 MPI3D_NUM_IMAGES = int(np.prod(MPI3D_FACTOR_SIZES))  # 1,036,800
 
 
-def nearest_factor_indices(labels: np.ndarray, grids: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def nearest_factor_indices(labels: npt.ArrayLike, grids: Sequence[npt.NDArray[np.floating[Any]]]
+                           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Label values [..., K] → (factor indices [..., K] int64, each the nearest value of its column's grid;
     the absolute distance [..., K] from each label to that value), so a reader can refuse labels off the grid."""
     labels = np.asarray(labels, dtype=np.float64)

@@ -7,9 +7,11 @@ from typing import ClassVar
 
 import h5py
 import numpy as np
+import numpy.typing as npt
 
 
-from sae.core.datasets.base import DatasetError, Exclude, ImageFile, OpenedLazily, usable_rows
+from sae.core.datasets.base import (DatasetError, Exclude, FactorArray, ImageArray, ImageFile, LabelArray, OpenedLazily,
+                                    RowSelection, usable_rows)
 from sae.core.datasets.factors import (SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES,
                                       nearest_factor_indices)
 
@@ -19,7 +21,7 @@ _LABEL_TOLERANCE = 1e-4  # how far a stored label may lie from its grid value
 
 
 @dataclass
-class H5Images(OpenedLazily, ImageFile):
+class H5Images(OpenedLazily[h5py.File], ImageFile):
     """Random access to an HDF5 image file. Opened lazily so it can be handed to worker processes.
 
     Factors: a file with 6 label columns and no ``factor_names`` attribute (the real ``3dshapes.h5``), or with the
@@ -57,7 +59,7 @@ class H5Images(OpenedLazily, ImageFile):
         if self.has_labels and (len(label_shape) != 2 or label_shape[0] != self.shape[0]):
             raise DatasetError(f"{self.path}: '{self.labels_key}' must be [N, K] with N = {self.shape[0]} images, "
                                f"got {list(label_shape)}")
-        self._grid: tuple[np.ndarray, ...] | None = None
+        self._grid: tuple[npt.NDArray[np.float64], ...] | None = None
         n_labels = label_shape[1] if self.has_labels else 0
         if n_labels == 6 and names in ((), SHAPES3D_FACTOR_NAMES):
             names, sizes, self._grid = SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES
@@ -74,23 +76,25 @@ class H5Images(OpenedLazily, ImageFile):
             self._file = h5py.File(self.path, "r")
         return self._file
 
-    def read(self, indices: np.ndarray | slice) -> np.ndarray:
+    def read(self, indices: RowSelection) -> ImageArray:
         """uint8 [n, H, W, 3]. ``indices`` must be increasing (h5py's rule for fancy reads)."""
         try:
-            return self._handle()[self.images_key][indices]
+            images: ImageArray = self._handle()[self.images_key][indices]
+            return images
         except (OSError, RuntimeError) as e:  # h5py raises these for damaged chunks
             raise DatasetError(f"{self.path}: cannot read images ({e}); the file may be truncated or corrupt") from e
 
-    def read_labels(self, indices: np.ndarray | slice) -> np.ndarray:
+    def read_labels(self, indices: RowSelection) -> LabelArray:
         """The stored label values [n, K] (float64 in 3D-Shapes)."""
         if not self.has_labels:
             raise DatasetError(f"{self.path} has no '{self.labels_key}' dataset")
         try:
-            return self._handle()[self.labels_key][indices]
+            labels: LabelArray = self._handle()[self.labels_key][indices]
+            return labels
         except (OSError, RuntimeError) as e:
             raise DatasetError(f"{self.path}: cannot read labels ({e}); the file may be truncated or corrupt") from e
 
-    def read_factors(self, indices: np.ndarray | slice) -> np.ndarray:
+    def read_factors(self, indices: RowSelection) -> FactorArray:
         """Factor indices int64 [n, K]: each label matched to its factor's value grid."""
         if self._grid is None:
             raise DatasetError(f"{self.path} has no factors: it needs a '{self.labels_key}' dataset with either the 6 "

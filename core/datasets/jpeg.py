@@ -4,13 +4,18 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
 
-from sae.core.datasets.base import DatasetError, Exclude, ImageFile, row_range, usable_rows
+from sae.core.datasets.base import (DatasetError, Exclude, FactorArray, ImageArray, ImageFile, LabelArray, RowSelection,
+                                    row_range, usable_rows)
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 
 CELEBA_IMAGE_SIZE = 128
@@ -18,7 +23,7 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
 
-def centre_crop_resize(image, size: int):
+def centre_crop_resize(image: Image, size: int) -> Image:
     """A PIL image → the largest centred square, resized to ``size``×``size`` RGB (bicubic, antialiased)."""
     from PIL import Image
 
@@ -72,7 +77,7 @@ class JpegFolder(ImageFile):
         return sorted((p for p in folder.iterdir() if p.suffix.lower() in JPEG_SUFFIXES and p.is_file()),
                       key=lambda p: p.name)
 
-    def _decode(self, file: Path) -> np.ndarray:
+    def _decode(self, file: Path) -> ImageArray:
         try:
             from PIL import Image, UnidentifiedImageError
         except ImportError as e:
@@ -84,12 +89,13 @@ class JpegFolder(ImageFile):
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise DatasetError(f"{file}: unreadable JPEG ({e})") from e
 
-    def read(self, indices: np.ndarray | slice) -> np.ndarray:
+    def read(self, indices: RowSelection) -> ImageArray:
         """uint8 [n, S, S, 3], decoded now."""
         rows = row_range(indices, len(self), self.path)
         out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
         files = [self.files[r] for r in rows]
-        if self.threads == 1 or len(files) < 4 * self.threads:
+        decoded: Iterator[ImageArray]
+        if self.threads == 1 or len(files) < 4 * cast(int, self.threads):  # __post_init__ resolved it
             decoded = map(self._decode, files)
         else:
             if self._pool is None:
@@ -99,10 +105,10 @@ class JpegFolder(ImageFile):
             out[i] = image
         return out
 
-    def read_labels(self, indices: np.ndarray | slice) -> np.ndarray:
+    def read_labels(self, indices: RowSelection) -> LabelArray:
         raise DatasetError(f"{self.path} (a folder of JPEGs) has no labels")
 
-    def read_factors(self, indices: np.ndarray | slice) -> np.ndarray:
+    def read_factors(self, indices: RowSelection) -> FactorArray:
         raise DatasetError(f"{self.path} (a folder of JPEGs) has no factors")
 
     def close(self) -> None:
@@ -110,7 +116,7 @@ class JpegFolder(ImageFile):
             self._pool.shutdown()
             self._pool = None
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_pool"] = None
         return state

@@ -7,14 +7,16 @@ import struct
 import warnings
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import IO, Any, ClassVar, cast
 
 import numpy as np
 
 
-from sae.core.datasets.base import DatasetError, Exclude, ImageFile, row_range, usable_rows
+from sae.core.datasets.base import (DatasetError, Exclude, FactorArray, ImageArray, ImageFile, LabelArray, RowSelection,
+                                    row_range, usable_rows)
 from sae.core.datasets.factors import MPI3D_FACTOR_NAMES, MPI3D_FACTOR_SIZES, MPI3D_NUM_IMAGES
 
 
@@ -34,16 +36,24 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise _npz_error(path, f"not a readable .npz (zip) file ({e}); it may be truncated") from e
 
 
-def _npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
-    version = np.lib.format.read_magic(f)
+_NpyHeader = tuple[tuple[int, ...], bool, np.dtype[Any]]  # (shape, fortran_order, dtype) of a .npy header
+# numpy's stubs leave np.lib.format untyped: these are the signatures of numpy/lib/format.py
+_ReadHeader = Callable[[IO[bytes]], _NpyHeader]
+
+
+def _npy_header(f: IO[bytes]) -> _NpyHeader:
+    version = cast(Callable[[IO[bytes]], tuple[int, int]], np.lib.format.read_magic)(f)
     if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(f)
+        return cast(_ReadHeader, np.lib.format.read_array_header_1_0)(f)
     if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(f)
-    return np.lib.format._read_array_header(f, version)  # 3.0: no public reader in numpy 1.x
+        return cast(_ReadHeader, np.lib.format.read_array_header_2_0)(f)
+    # 3.0: no public reader in numpy 1.x; the private one is not in the stubs
+    read_header = cast(Callable[[IO[bytes], tuple[int, int]], _NpyHeader],
+                       np.lib.format._read_array_header)  # type: ignore[attr-defined]
+    return read_header(f, version)
 
 
-def uncompress_npz(src: str | os.PathLike, dst: str | os.PathLike, chunk_bytes: int = 16 * 2**20) -> Path:
+def uncompress_npz(src: str | os.PathLike[str], dst: str | os.PathLike[str], chunk_bytes: int = 16 * 2**20) -> Path:
     """Copy an .npz with every member stored uncompressed, streaming (memory stays at ``chunk_bytes``).
 
     For a compressed MPI3D file (``np.savez_compressed``), which cannot be memory-mapped."""
@@ -81,7 +91,7 @@ class NpzImages(ImageFile):
         self.path = Path(self.path)
         if not self.path.is_file():
             raise DatasetError(f"data file {self.path} does not exist")
-        self._images: np.ndarray | None = None
+        self._images: ImageArray | None = None
         self._inflated = False
         images = self._open()  # validates the file now
         self.shape = tuple(images.shape)
@@ -91,7 +101,7 @@ class NpzImages(ImageFile):
         self._strides = np.array([int(np.prod(MPI3D_FACTOR_SIZES[k + 1:])) for k in range(7)], dtype=np.int64)
         self._rows = usable_rows(self, self.exclude)
 
-    def _open(self) -> np.ndarray:
+    def _open(self) -> ImageArray:
         if self._images is not None:
             return self._images
         member = f"{self.images_key}.npy"
@@ -127,7 +137,7 @@ class NpzImages(ImageFile):
                                  order="F" if fortran else "C")
         return self._images
 
-    def _inflate(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    def _inflate(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> ImageArray:
         if info.file_size > self.inflate_limit:
             raise _npz_error(self.path, f"'{self.images_key}' is compressed ({info.file_size / 2**20:.0f} MiB "
                              "uncompressed), so it cannot be memory-mapped; re-save it uncompressed with "
@@ -138,47 +148,48 @@ class NpzImages(ImageFile):
                       "into memory (re-save with np.savez to memory-map it)", stacklevel=4)
         try:
             with zf.open(info) as fin:
-                array = np.lib.format.read_array(fin)
+                array = cast(Callable[[IO[bytes]], ImageArray], np.lib.format.read_array)(fin)  # checked below
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
             raise _npz_error(self.path, f"'{self.images_key}' cannot be decompressed ({e}); the file is corrupt") from e
         self._check_array(array.shape, array.dtype)
         self._inflated = True
         return array
 
-    def _check_array(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    def _check_array(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
         if len(shape) != 4 or shape[-1] != 3 or shape[1] != shape[2] or dtype != np.uint8:
             raise _npz_error(self.path, f"'{self.images_key}' must be uint8 [N, H, W, 3] with H = W (MPI3D: "
                                         f"[{MPI3D_NUM_IMAGES}, 64, 64, 3]), got {dtype} {list(shape)}")
 
     @property
-    def images(self) -> np.ndarray:
+    def images(self) -> ImageArray:
         """The whole image array: a read-only ``np.memmap`` unless the member was compressed."""
         return self._open()
 
-    def read(self, indices: np.ndarray | slice) -> np.ndarray:
+    def read(self, indices: RowSelection) -> ImageArray:
         """uint8 [n, H, W, 3], copied out of the mapping (only these rows are read from disk)."""
         images = self._open()
         if not isinstance(indices, slice):
             indices = row_range(indices, len(self), self.path)
         try:
             out = images[indices]
-            return np.array(out) if isinstance(indices, slice) else np.asarray(out)
+            copied: ImageArray = np.array(out) if isinstance(indices, slice) else np.asarray(out)
+            return copied
         except OSError as e:
             raise _npz_error(self.path, f"cannot read images ({e})") from e
 
-    def read_factors(self, indices: np.ndarray | slice) -> np.ndarray:
+    def read_factors(self, indices: RowSelection) -> FactorArray:
         """Factor indices int64 [n, 7], computed from the row index."""
         rows = row_range(indices, len(self), self.path)
         return (rows[:, None] // self._strides) % np.asarray(MPI3D_FACTOR_SIZES, dtype=np.int64)
 
-    def read_labels(self, indices: np.ndarray | slice) -> np.ndarray:
+    def read_labels(self, indices: RowSelection) -> LabelArray:
         """MPI3D's labels are its factor indices (int64 [n, 7])."""
         return self.read_factors(indices)
 
     def close(self) -> None:
         self._images = None  # drops the mapping once no view of it is left
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         if not self._inflated:
             state["_images"] = None

@@ -24,10 +24,11 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import numpy.typing as npt
 
 from sae.core.datasets.factors import (SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES,
                                       SHAPES3D_NUM_IMAGES, SHAPES3D_SHAPE_NAMES, nearest_factor_indices)
-from sae.core.datasets.ray_casting import bounding_sphere, hits_sphere, normalize, ray_object
+from sae.core.datasets.ray_casting import Floats, bounding_sphere, hits_sphere, normalize, ray_object
 
 __all__ = [
     "FACTOR_NAMES",
@@ -63,33 +64,37 @@ _SIZES = np.array(FACTOR_SIZES, dtype=np.int64)
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def factor_indices_from_flat(flat_index: np.ndarray) -> np.ndarray:
+def factor_indices_from_flat(flat_index: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Flat indices [N] (0 ≤ i < 480,000) → factor indices [N, 6] (int64), row-major, orientation fastest."""
     flat = np.asarray(flat_index, dtype=np.int64)
     if flat.size and (flat.min() < 0 or flat.max() >= NUM_IMAGES):
         raise ValueError(f"flat indices must lie in [0, {NUM_IMAGES})")
-    return (flat[..., None] // _STRIDES) % _SIZES
+    indices: npt.NDArray[np.int64] = (flat[..., None] // _STRIDES) % _SIZES
+    return indices
 
 
-def flat_from_factor_indices(idx: np.ndarray) -> np.ndarray:
+def flat_from_factor_indices(idx: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Factor indices [N, 6] → flat indices [N] (int64); inverse of :func:`factor_indices_from_flat`."""
     idx = _check_factor_indices(idx)
-    return idx @ _STRIDES
+    flat: npt.NDArray[np.int64] = idx @ _STRIDES
+    return flat
 
 
-def labels_from_factor_indices(idx: np.ndarray) -> np.ndarray:
+def labels_from_factor_indices(idx: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Factor indices [N, 6] (int) → label values [N, 6] (float64), as stored in the real ``labels`` dataset."""
     idx = _check_factor_indices(idx)
-    return np.stack([FACTOR_VALUES[k][idx[..., k]] for k in range(6)], axis=-1).astype(np.float64)
+    labels: npt.NDArray[np.float64] = np.stack([FACTOR_VALUES[k][idx[..., k]] for k in range(6)],
+                                               axis=-1).astype(np.float64)
+    return labels
 
 
-def factor_indices_from_labels(labels: np.ndarray) -> np.ndarray:
+def factor_indices_from_labels(labels: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Label values [N, 6] (float) → factor indices [N, 6] (int64), matching each value to the nearest grid value."""
     return nearest_factor_indices(labels, FACTOR_VALUES)[0]
 
 
-def _check_factor_indices(idx: np.ndarray) -> np.ndarray:
-    idx = np.asarray(idx)
+def _check_factor_indices(indices: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    idx = np.asarray(indices)
     if idx.shape[-1:] != (6,):
         raise ValueError(f"factor indices must have shape [..., 6], got {idx.shape}")
     if not np.issubdtype(idx.dtype, np.integer):
@@ -97,14 +102,16 @@ def _check_factor_indices(idx: np.ndarray) -> np.ndarray:
     idx = idx.astype(np.int64, copy=False)
     if idx.size and ((idx < 0).any() or (idx >= _SIZES).any()):
         raise ValueError(f"factor indices out of range for sizes {FACTOR_SIZES}")
-    return idx
+    checked: npt.NDArray[np.int64] = idx
+    return checked
 
 
-def hue_to_rgb(hue: np.ndarray, saturation: float = 1.0, value: float = 1.0) -> np.ndarray:
+def hue_to_rgb(hue: npt.ArrayLike, saturation: float = 1.0, value: float = 1.0) -> npt.NDArray[np.float64]:
     """HSV → RGB in [0, 1] for hues in [0, 1) (vectorised); returns [..., 3] float64."""
     h = (np.asarray(hue, dtype=np.float64) % 1.0) * 6.0
     k = (np.array([5.0, 3.0, 1.0]) + h[..., None]) % 6.0
-    return value - value * saturation * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+    rgb: npt.NDArray[np.float64] = value - value * saturation * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+    return rgb
 
 
 class Shapes3DRenderer:
@@ -129,7 +136,7 @@ class Shapes3DRenderer:
     SPECULAR = 0.45
     SHININESS = 40.0
 
-    def __init__(self, image_size: int = 64, supersample: int = 2):
+    def __init__(self, image_size: int = 64, supersample: int = 2) -> None:
         if image_size < 4 or supersample < 1:
             raise ValueError("image_size must be ≥ 4 and supersample ≥ 1")
         self.image_size = int(image_size)
@@ -149,13 +156,14 @@ class Shapes3DRenderer:
     # -- geometry ---------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def geometry_index(scale_idx, shape_idx, orientation_idx) -> np.ndarray:
+    def geometry_index(scale_idx: npt.ArrayLike, shape_idx: npt.ArrayLike,
+                       orientation_idx: npt.ArrayLike) -> npt.NDArray[np.int64]:
         """Index 0…479 of a (scale, shape, orientation) combination (same row-major order as the flat index)."""
-        return (np.asarray(scale_idx) * FACTOR_SIZES[4] + np.asarray(shape_idx)) * FACTOR_SIZES[5] + np.asarray(
-            orientation_idx
-        )
+        index: npt.NDArray[np.int64] = ((np.asarray(scale_idx) * FACTOR_SIZES[4] + np.asarray(shape_idx))
+                                        * FACTOR_SIZES[5] + np.asarray(orientation_idx))
+        return index
 
-    def _camera_rays(self, orientation_deg: float):
+    def _camera_rays(self, orientation_deg: float) -> tuple[Floats, Floats]:
         """Camera position and unit ray directions [(H·s)², 3] (row-major pixels, s×s sub-pixels each)."""
         az = np.deg2rad(self.CAM_AZIMUTH + orientation_deg)
         el = np.deg2rad(self.CAM_ELEVATION)
@@ -166,7 +174,7 @@ class Shapes3DRenderer:
         up = np.cross(right, fwd)
         return eye, self._cam_dirs @ np.stack([right, up, fwd])
 
-    def _room(self, o, d):
+    def _room(self, o: Floats, d: Floats) -> tuple[Floats, npt.NDArray[np.int64]]:
         """Nearest hit of the floor (y = 0) or the back walls (x = ROOM, z = ROOM).
 
         Returns (t, surface) with surface 0 = floor, 1 = wall x = ROOM, 2 = wall z = ROOM; a ray that hits nothing
@@ -181,7 +189,7 @@ class Shapes3DRenderer:
         k[~np.isfinite(t)] = 2
         return t, k
 
-    def _trace(self, scale_idx: int, shape_idx: int, orientation_idx: int):
+    def _trace(self, scale_idx: int, shape_idx: int, orientation_idx: int) -> tuple[Floats, npt.NDArray[np.bool_]]:
         """Cast the s×s sub-pixel rays of one geometry.
 
         Returns (weights [(H·s)², 4] float64: floor, wall, object shading and specular; object hit mask)."""
@@ -224,17 +232,19 @@ class Shapes3DRenderer:
         w[obj, 3] = np.where(lam_o > 0.0, spec, 0.0)
         return w, is_obj
 
-    def _downsample(self, a: np.ndarray) -> np.ndarray:
+    def _downsample(self, a: Floats) -> Floats:
         """Box-filter s×s sub-pixel values [(H·s)², ...] to pixels [H, W, ...]."""
         s, n = self.supersample, self.image_size
-        return a.reshape(n, s, n, s, *a.shape[1:]).mean(axis=(1, 3))
+        pixels: Floats = a.reshape(n, s, n, s, *a.shape[1:]).mean(axis=(1, 3))
+        return pixels
 
-    def _cast(self, scale_idx: int, shape_idx: int, orientation_idx: int) -> np.ndarray:
+    def _cast(self, scale_idx: int, shape_idx: int, orientation_idx: int) -> npt.NDArray[np.float32]:
         """Ray-cast one geometry; returns [H*W, 4] float32 weights (floor, wall, object, specular)."""
         w, _ = self._trace(scale_idx, shape_idx, orientation_idx)
-        return self._downsample(w).reshape(-1, 4).astype(np.float32)
+        weights: npt.NDArray[np.float32] = self._downsample(w).reshape(-1, 4).astype(np.float32)
+        return weights
 
-    def _ensure(self, geo: np.ndarray) -> None:
+    def _ensure(self, geo: npt.NDArray[np.int64]) -> None:
         todo = np.unique(geo[~self._ready[geo]])
         for g in todo:
             g = int(g)
@@ -248,26 +258,28 @@ class Shapes3DRenderer:
         """Ray-cast all 480 geometries now (otherwise each is cast on first use)."""
         self._ensure(np.arange(self._ready.size))
 
-    def geometry_weights(self, scale_idx: int, shape_idx: int, orientation_idx: int) -> np.ndarray:
+    def geometry_weights(self, scale_idx: int, shape_idx: int, orientation_idx: int) -> npt.NDArray[np.float32]:
         """Cached weights [4, H, W] float32: floor, wall and object coverage × shading, and the specular term."""
         g = int(self.geometry_index(scale_idx, shape_idx, orientation_idx))
         self._ensure(np.array([g]))
         n = self.image_size
-        return self._weights[g].T.reshape(4, n, n).copy()
+        weights: npt.NDArray[np.float32] = self._weights[g].T.reshape(4, n, n).copy()
+        return weights
 
-    def object_mask(self, scale_idx: int, shape_idx: int, orientation_idx: int, threshold: float = 0.5) -> np.ndarray:
+    def object_mask(self, scale_idx: int, shape_idx: int, orientation_idx: int,
+                    threshold: float = 0.5) -> npt.NDArray[np.bool_]:
         """Boolean [H, W]: pixels at least ``threshold`` covered by the object."""
         obj = self._coverage(scale_idx, shape_idx, orientation_idx)
         return obj >= threshold
 
-    def _coverage(self, scale_idx: int, shape_idx: int, orientation_idx: int) -> np.ndarray:
+    def _coverage(self, scale_idx: int, shape_idx: int, orientation_idx: int) -> Floats:
         """Fraction [H, W] of each pixel's rays that hit the object."""
         _, is_obj = self._trace(scale_idx, shape_idx, orientation_idx)
         return self._downsample(is_obj.astype(np.float64))
 
     # -- rendering --------------------------------------------------------------------------------------------------
 
-    def render(self, factor_idx: np.ndarray, batch: int = 512) -> np.ndarray:
+    def render(self, factor_idx: npt.ArrayLike, batch: int = 512) -> npt.NDArray[np.uint8]:
         """Factor indices [N, 6] (int) → images uint8 [N, H, W, 3]."""
         idx = _check_factor_indices(factor_idx)
         single = idx.ndim == 1
@@ -288,7 +300,7 @@ class Shapes3DRenderer:
             out[i:j] = img.astype(np.uint8).reshape(j - i, n, n, 3)
         return out[0] if single else out
 
-    def render_flat(self, flat_index: np.ndarray) -> np.ndarray:
+    def render_flat(self, flat_index: npt.ArrayLike) -> npt.NDArray[np.uint8]:
         """Flat indices [N] → images uint8 [N, H, W, 3] (image ``i`` of the full 480k grid)."""
         return self.render(factor_indices_from_flat(flat_index))
 
@@ -298,7 +310,7 @@ class Shapes3DRenderer:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def subset_flat_indices(n: int | None, seed: int = 0) -> np.ndarray:
+def subset_flat_indices(n: int | None, seed: int = 0) -> npt.NDArray[np.int64]:
     """Flat indices written by :func:`write_shapes3d_h5`: all of them, or ``n`` distinct ones, sorted, from ``seed``."""
     if n is None:
         return np.arange(NUM_IMAGES, dtype=np.int64)
@@ -309,7 +321,7 @@ def subset_flat_indices(n: int | None, seed: int = 0) -> np.ndarray:
 
 
 def write_shapes3d_h5(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     n: int | None = None,
     seed: int = 0,
     chunk: int = 4096,
@@ -360,7 +372,7 @@ def write_shapes3d_h5(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def example_grid(path: str | os.PathLike, seed: int = 0) -> None:
+def example_grid(path: str | os.PathLike[str], seed: int = 0) -> None:
     """Write a PNG grid (15 columns of 64×64 tiles): rows 1–6 sweep one factor each over all its values
     (floor hue, wall hue, object hue, scale, shape, orientation) from a base point drawn with ``seed``; row 7 shows
     15 random images."""

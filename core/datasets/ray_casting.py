@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 _EPS = 1e-6
 
+Floats = npt.NDArray[np.float64]
+Hit = tuple[Floats, Floats]  # (t [...] with inf where missed, unit normal [..., 3])
 
-def normalize(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+def normalize(v: Floats) -> Floats:
+    unit: Floats = v / np.linalg.norm(v, axis=-1, keepdims=True)
+    return unit
 
 
-def _ray_sphere(o, d, center, radius):
+def _ray_sphere(o: Floats, d: Floats, center: npt.ArrayLike, radius: float) -> Hit:
     """Nearest t > 0 of rays o + t d (d unit) with a sphere; inf where missed. Returns (t, normal)."""
     oc = o - np.asarray(center)
     b = np.einsum("...i,...i->...", oc, d)
@@ -24,14 +29,14 @@ def _ray_sphere(o, d, center, radius):
     return t, (p - np.asarray(center)) / radius
 
 
-def _ray_vertical_cylinder(o, d, radius, y0, y1, top_cap: bool):
+def _ray_vertical_cylinder(o: Floats, d: Floats, radius: float, y0: float, y1: float, top_cap: bool) -> Hit:
     """Rays against a y-axis cylinder x² + z² = r², y0 ≤ y ≤ y1 (side, plus optional top disk)."""
     ox, oy, oz = o[..., 0], o[..., 1], o[..., 2]
     dx, dy, dz = d[..., 0], d[..., 1], d[..., 2]
     a = dx * dx + dz * dz
     b = ox * dx + oz * dz
     c = ox * ox + oz * oz - radius * radius
-    disc = b * b - a * c
+    disc: Floats = b * b - a * c
     ok = (disc >= 0.0) & (a > 1e-12)
     t = (-b - np.sqrt(np.where(ok, disc, 0.0))) / np.where(ok, a, 1.0)
     y = oy + t * dy
@@ -50,7 +55,7 @@ def _ray_vertical_cylinder(o, d, radius, y0, y1, top_cap: bool):
     return np.where(use_cap, t_cap, t_side), np.where(use_cap[..., None], n_cap, n_side)
 
 
-def _ray_box(o, d, lo, hi):
+def _ray_box(o: Floats, d: Floats, lo: npt.ArrayLike, hi: npt.ArrayLike) -> Hit:
     """Slab test against an axis-aligned box; returns (t, normal) with t = inf where missed."""
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -70,7 +75,7 @@ def _ray_box(o, d, lo, hi):
     return t, normal
 
 
-def _nearest(*hits):
+def _nearest(*hits: Hit) -> Hit:
     ts = np.stack([h[0] for h in hits])
     k = np.argmin(ts, axis=0)
     t = np.take_along_axis(ts, k[None], axis=0)[0]
@@ -90,7 +95,7 @@ def _capsule_dims(h: float) -> tuple[float, float, float]:
     return r, r, r + 1.35 * h
 
 
-def bounding_sphere(shape: int, scale: float) -> tuple[np.ndarray, float]:
+def bounding_sphere(shape: int, scale: float) -> tuple[Floats, float]:
     """A sphere enclosing the object (for culling rays before the exact test)."""
     h = _object_size(scale)
     if shape == 3:
@@ -100,16 +105,17 @@ def bounding_sphere(shape: int, scale: float) -> tuple[np.ndarray, float]:
     return np.array([0.0, h, 0.0]), 1.001 * radius
 
 
-def hits_sphere(o, d, center, radius) -> np.ndarray:
+def hits_sphere(o: Floats, d: Floats, center: Floats, radius: float) -> npt.NDArray[np.bool_]:
     """Boolean: does the ray o + t d (t > 0, d unit) meet the sphere (conservative culling test)?"""
     oc = o - center
     b = np.einsum("...i,...i->...", oc, d)
     c = np.einsum("...i,...i->...", oc, oc) - radius * radius
     disc = b * b - c
-    return (disc >= 0.0) & ((b < 0.0) | (c < 0.0))
+    hit: npt.NDArray[np.bool_] = (disc >= 0.0) & ((b < 0.0) | (c < 0.0))
+    return hit
 
 
-def ray_object(o, d, shape: int, scale: float):
+def ray_object(o: Floats, d: Floats, shape: int, scale: float) -> Hit:
     """Rays against the object standing on the floor at the origin; returns (t, normal)."""
     h = _object_size(scale)
     if shape == 0:  # cube, edge 2h, resting on the floor, axis-aligned with the walls

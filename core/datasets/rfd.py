@@ -30,11 +30,13 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
-from sae.core.datasets.base import DatasetError, Exclude, ImageFile, OpenedLazily, row_range, usable_rows
+from sae.core.datasets.base import (DatasetError, Exclude, FactorArray, ImageArray, ImageFile, LabelArray, OpenedLazily,
+                                    RowSelection, row_range, usable_rows)
 from sae.core.datasets.npz import NpzImages
 
 RFD_ROOT_NAME = "robot_finger_datasets"
@@ -45,7 +47,7 @@ RFD_FACTOR_SIZES = (1, 8, 1, 30, 30, 30, 30, 30, 10)
 RFD_IMAGE_SIZE = 128
 
 
-def rfd_variant_folder(path: str | os.PathLike, variant: str | None = None) -> tuple[Path, str]:
+def rfd_variant_folder(path: str | os.PathLike[str], variant: str | None = None) -> tuple[Path, str]:
     """(variant folder, variant name) for a variant folder or the ``robot_finger_datasets/`` folder.
 
     Given the dataset's folder, ``variant`` picks one (default ``finger``, the training set); given a variant folder,
@@ -64,7 +66,7 @@ def rfd_variant_folder(path: str | os.PathLike, variant: str | None = None) -> t
     return path / chosen, chosen
 
 
-def is_rfd_folder(path: str | os.PathLike) -> bool:
+def is_rfd_folder(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is the RFD's folder or one of its variant folders (by the names the dataset ships with)."""
     path = Path(path)
     if not path.is_dir():
@@ -73,7 +75,7 @@ def is_rfd_folder(path: str | os.PathLike) -> bool:
             or any((path / v / f"{v}_labels.npz").is_file() for v in RFD_VARIANTS))
 
 
-def open_rfd(path: str | os.PathLike, variant: str | None = None,
+def open_rfd(path: str | os.PathLike[str], variant: str | None = None,
              exclude: Exclude | None = None) -> FingerTarImages | FingerRealImages:
     """The reader for one RFD variant: the tar of PNGs for the simulated ones, the ``.npz`` for ``finger_real``."""
     folder, name = rfd_variant_folder(path, variant)
@@ -87,7 +89,7 @@ def open_rfd(path: str | os.PathLike, variant: str | None = None,
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _numeric_member(path: Path, key: str) -> np.ndarray:
+def _numeric_member(path: Path, key: str) -> npt.NDArray[np.number[Any]]:
     """One numeric array of an ``.npz``, read with ``allow_pickle=False``; DatasetError naming the file otherwise."""
     if not path.is_file():
         raise DatasetError(f"RFD file {path} does not exist")
@@ -95,7 +97,7 @@ def _numeric_member(path: Path, key: str) -> np.ndarray:
         with np.load(path, allow_pickle=False) as npz:
             if key not in npz.files:
                 raise DatasetError(f"{path} has no '{key}' array (found: {sorted(npz.files)})")
-            array = npz[key]
+            array: npt.NDArray[np.number[Any]] = npz[key]  # checked numeric below
     except DatasetError:
         raise
     except ValueError as e:
@@ -110,7 +112,7 @@ def _numeric_member(path: Path, key: str) -> np.ndarray:
     return array
 
 
-def _finger_factors(folder: Path, prefix: str, num_images: int) -> tuple[np.ndarray, tuple[int, ...]]:
+def _finger_factors(folder: Path, prefix: str, num_images: int) -> tuple[FactorArray, tuple[int, ...]]:
     """(factor indices int64 [N, 9], factor sizes) from ``PREFIX_labels.npz`` and ``PREFIX_info.npz``."""
     info_path = folder / f"{prefix}_info.npz"
     sizes = tuple(int(s) for s in _numeric_member(info_path, "num_factor_values").reshape(-1))
@@ -143,13 +145,16 @@ class _FingerFactors:
     """Labels of an RFD variant: its factor indices, held in memory (9 small integers per image)."""
 
     path: Path
-    _factors: np.ndarray
+    _factors: FactorArray
 
-    def read_factors(self, indices: np.ndarray | slice) -> np.ndarray:
+    if TYPE_CHECKING:
+        def __len__(self) -> int: ...  # the reader's (ImageFile's): its number of images
+
+    def read_factors(self, indices: RowSelection) -> FactorArray:
         """Factor indices int64 [n, 9]."""
         return self._factors[row_range(indices, len(self), self.path)]
 
-    def read_labels(self, indices: np.ndarray | slice) -> np.ndarray:
+    def read_labels(self, indices: RowSelection) -> LabelArray:
         """RFD's labels are its factor indices (int64 [n, 9])."""
         return self.read_factors(indices)
 
@@ -167,15 +172,18 @@ def _row_of_member(name: str) -> int | None:
     return int(stem)
 
 
-def index_tar(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def index_tar(path: Path) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(data offset, size) of each numbered PNG member, by row; one pass over the tar's headers.
 
     DatasetError naming the tar if it cannot be read, is compressed, repeats a row or misses one."""
-    rows, offsets, sizes = [], [], []
+    rows: list[int] = []
+    offsets: list[int] = []
+    sizes: list[int] = []
     try:
         with tarfile.open(path, mode="r:") as tar:
             while (member := tar.next()) is not None:
-                tar.members.clear()  # the index below is all that is kept: 1M TarInfo objects would take GBs
+                tar.members.clear()  # type: ignore[attr-defined]  # TarFile.members exists; typeshed omits it
+                # the index below is all that is kept: 1M TarInfo objects would take GBs
                 row = _row_of_member(member.name) if member.isreg() else None
                 if row is not None:
                     rows.append(row)
@@ -198,7 +206,7 @@ def index_tar(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(offsets, dtype=np.int64)[order], np.asarray(sizes, dtype=np.int64)[order]
 
 
-def decode_png(data: bytes, where: str) -> np.ndarray:
+def decode_png(data: bytes, where: str) -> ImageArray:
     """PNG bytes → uint8 [H, W, 3] (alpha dropped); DatasetError naming ``where`` if it is not a readable PNG."""
     try:
         from PIL import Image, UnidentifiedImageError
@@ -215,7 +223,7 @@ def decode_png(data: bytes, where: str) -> np.ndarray:
 
 
 @dataclass
-class FingerTarImages(_FingerFactors, OpenedLazily, ImageFile):
+class FingerTarImages(_FingerFactors, OpenedLazily[io.BufferedReader], ImageFile):
     """A simulated RFD variant (``finger/`` or ``finger_heldout_colors/``): PNGs read by row from its tar, labels
     from the ``.npz`` files beside it."""
 
@@ -241,7 +249,7 @@ class FingerTarImages(_FingerFactors, OpenedLazily, ImageFile):
         self._factors, self.factor_sizes = _finger_factors(folder, folder.name, len(self._offsets))
         self._rows = usable_rows(self, self.exclude)
 
-    def _decode_row(self, row: int) -> np.ndarray:
+    def _decode_row(self, row: int) -> ImageArray:
         if self._file is None:
             self._file = open(self.path, "rb")
         size = int(self._sizes[row])
@@ -251,7 +259,7 @@ class FingerTarImages(_FingerFactors, OpenedLazily, ImageFile):
             raise DatasetError(f"{where}: the tar ends before the member does; it is truncated")
         return decode_png(data, where)
 
-    def read(self, indices: np.ndarray | slice) -> np.ndarray:
+    def read(self, indices: RowSelection) -> ImageArray:
         """uint8 [n, 128, 128, 3], decoded now."""
         rows = row_range(indices, len(self), self.path)
         out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
@@ -289,7 +297,7 @@ class FingerRealImages(_FingerFactors, NpzImages):
         self._factors, self.factor_sizes = _finger_factors(folder, folder.name, self.shape[0])
         self._rows = usable_rows(self, self.exclude)
 
-    def _check_array(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    def _check_array(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
         if tuple(shape[1:]) != (RFD_IMAGE_SIZE, RFD_IMAGE_SIZE, 3) or len(shape) != 4 or dtype != np.uint8:
             raise DatasetError(f"{self.path}: '{self.images_key}' must be uint8 [N, {RFD_IMAGE_SIZE}, "
                                f"{RFD_IMAGE_SIZE}, 3], got {dtype} {list(shape)}")

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import numpy as np
 
 
-from sae.core.datasets.base import DatasetError, ImageSource
+from sae.core.datasets.base import DatasetError, ImageArray, ImageSource, RowIndices
 
 
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
@@ -19,7 +19,7 @@ def varying_factors(source: ImageSource) -> tuple[int, ...]:
     return tuple(k for k, size in enumerate(source.factor_sizes) if size > 1)
 
 
-def split_indices(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+def split_indices(n: int, seed: int = 0) -> dict[str, RowIndices]:
     """Deterministic 70/10/20 train/val/test split of ``range(n)``; each split sorted."""
     order = np.random.default_rng(seed).permutation(n)
     n_train = int(round(n * SPLIT_FRACTIONS["train"]))
@@ -28,7 +28,7 @@ def split_indices(n: int, seed: int = 0) -> dict[str, np.ndarray]:
     return {k: np.sort(v) for k, v in parts.items()}
 
 
-def dataset_splits(source: ImageSource, seed: int = 0) -> dict[str, np.ndarray]:
+def dataset_splits(source: ImageSource, seed: int = 0) -> dict[str, RowIndices]:
     """:func:`split_indices` over the whole file, restricted to ``source.rows``.
 
     An image keeps the split it has without ``exclude``, so leaving values out never moves an image between train
@@ -41,15 +41,16 @@ def dataset_splits(source: ImageSource, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 
-def _read_rows(data: ImageSource, rows: np.ndarray) -> np.ndarray:
+def _read_rows(data: ImageSource, rows: RowIndices) -> ImageArray:
     """Images of sorted ``rows``: one slice then a selection where the reader prefers slices, else just the rows."""
     if getattr(data, "slice_reads", True):
-        return data.read(slice(int(rows[0]), int(rows[-1]) + 1))[rows - rows[0]]
+        images: ImageArray = data.read(slice(int(rows[0]), int(rows[-1]) + 1))[rows - rows[0]]
+        return images
     return data.read(rows)
 
 
-def shuffled_batches(data: ImageSource, indices: np.ndarray, batch_size: int, rng: np.random.Generator,
-                     block: int = 256, blocks_per_buffer: int = 64) -> Iterator[np.ndarray]:
+def shuffled_batches(data: ImageSource, indices: RowIndices, batch_size: int, rng: np.random.Generator,
+                     block: int = 256, blocks_per_buffer: int = 64) -> Iterator[ImageArray]:
     """One epoch of shuffled uint8 batches over ``indices`` (sorted).
 
     Dataset files are stored in factor-grid order (3D-Shapes: floor hue slowest), so a contiguous stretch of rows
@@ -74,8 +75,8 @@ def shuffled_batches(data: ImageSource, indices: np.ndarray, batch_size: int, rn
         carry = images[full:]
 
 
-def batches_in_order(data: ImageSource, indices: np.ndarray,
-                     batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def batches_in_order(data: ImageSource, indices: RowIndices,
+                     batch_size: int) -> Iterator[tuple[RowIndices, ImageArray]]:
     """(indices, images) batches in file order, the last one partial: for evaluation and encoding."""
     for start in range(0, len(indices), batch_size):
         rows = indices[start:start + batch_size]

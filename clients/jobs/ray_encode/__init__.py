@@ -13,10 +13,17 @@ Ray at import time, so the core and client installs (without the ``scale`` extra
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported on first use by __getattr__; named here for the type checker
+    from sae.clients.jobs.ray_encode.config import RayEncodeConfig
+    from sae.clients.jobs.ray_encode.job import run_ray_encode
+    from sae.clients.jobs.ray_encode.shards import merge_shards
+
 __all__ = ["RayEncodeConfig", "merge_shards", "run_ray_encode"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     if name == "RayEncodeConfig":
         from sae.clients.jobs.ray_encode.config import RayEncodeConfig
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 
 from sae.core.datasets import open_dataset
 from sae.clients.jobs.encode_job import ServerPool, check_probe, connect_servers, label_column, throttle
@@ -23,9 +26,12 @@ from sae.clients.jobs.ray_encode.shards import Manifest, Shard, write_shard
 
 BLOCK_RETRY_PAUSE_S = (0.5, 4.0)  # first and longest pause before a failed block is tried again
 
+Batch = dict[str, npt.NDArray[np.generic]]  # a numpy batch of Ray Data: column name -> values
+ResultRow = Batch  # start, stop, status, error, seconds, request_seconds, finished_at: one value each
+
 
 def result_row(shard: Shard, status: str, error: str = "", seconds: float = 0.0,
-               request_seconds: float = 0.0) -> dict[str, np.ndarray]:
+               request_seconds: float = 0.0) -> ResultRow:
     """One block's outcome, the only thing that travels back to the driver."""
     return {"start": np.array([shard.start], np.int64), "stop": np.array([shard.stop], np.int64),
             "status": np.array([status]), "error": np.array([error]),
@@ -38,14 +44,15 @@ def _this_node_and_actor() -> tuple[str, str]:
     import ray
 
     context = ray.get_runtime_context()
-    return ray.util.get_node_ip_address(), context.get_actor_id() or ""
+    node_ip = cast(Callable[[], str], ray.util.get_node_ip_address)()  # untyped in Ray
+    return node_ip, context.get_actor_id() or ""
 
 
 class ShardEncoder:
     """The callable class that ``map_batches`` runs in each actor."""
 
     def __init__(self, config: RayEncodeConfig, manifest: Manifest, node_ip: str | None = None,
-                 actor_id: str | None = None):
+                 actor_id: str | None = None) -> None:
         if node_ip is None or actor_id is None:
             node_ip, actor_id = _this_node_and_actor()
         self.config, self.manifest = config, manifest
@@ -62,22 +69,22 @@ class ShardEncoder:
                     config.out)
         self.started, self.sent = time.monotonic(), 0  # for --max-rate
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: Batch) -> ResultRow:
         rows = np.asarray(batch["row"], np.int64)
         shard = self.plan.get(int(rows[0])) if len(rows) else None
         if shard is None or len(rows) != shard.rows or not np.array_equal(rows, np.arange(shard.start, shard.stop)):
             span = Shard(int(rows.min()), int(rows.max()) + 1) if len(rows) else Shard(0, 0)
             return result_row(span, "failed", f"{span.describe()}: a block must hold exactly one planned shard's "
                                               "rows in order")
-        return self.encode_shard(shard, batch["image"])
+        return self.encode_shard(shard, cast("npt.NDArray[np.uint8]", batch["image"]))  # the reader's uint8
 
-    def encode_shard(self, shard: Shard, images: np.ndarray) -> dict[str, np.ndarray]:
+    def encode_shard(self, shard: Shard, images: npt.NDArray[np.uint8]) -> ResultRow:
         started = time.monotonic()
         error, pause = "", BLOCK_RETRY_PAUSE_S[0]
         for attempt in range(1, self.config.block_attempts + 1):
             request_seconds = 0.0
             try:
-                parts = []
+                parts: list[npt.NDArray[np.float32]] = []
                 for lo in range(0, shard.rows, self.config.batch_size):
                     hi = min(shard.rows, lo + self.config.batch_size)
                     throttle(self.started, self.sent, self.config.max_images_per_second)

@@ -20,20 +20,26 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO, cast
 
 import numpy as np
 
-from sae.core.datasets import open_dataset
+from sae.core.datasets import ImageSource, open_dataset
 from sae.clients.jobs.encode_job import (ServerPool, check_probe, connect_servers, fingerprint, identity_of,
                                 label_column)
 from sae.core.errors import EncodeJobError
 from sae.core.progress_bar import JOB_LOG_EVERY_S, progress_bar
 from sae.clients.jobs.ray_encode.config import RayEncodeConfig, resolve_url
-from sae.clients.jobs.ray_encode.shards import (Manifest, Shard, check_manifest, describe_ranges, missing_shards,
-                                       read_manifest, write_manifest)
+from sae.clients.jobs.ray_encode.shards import (FailedShard, Manifest, Shard, check_manifest, describe_ranges,
+                                       missing_shards, read_manifest, write_manifest)
+
+if TYPE_CHECKING:
+    from ray.data import Datasource, ReadTask
+    from ray.data.block import Block
+    from ray.data.context import DataContext
 
 ACTOR_CPUS = 0.25  # an encoder actor mostly waits for its server; the rest of the CPUs read and decode blocks
 TASKS_QUEUED_PER_ACTOR = 2  # one block being encoded, the next one waiting beside it
@@ -52,7 +58,7 @@ class RayEncodeReport:
     request_seconds: list[float] = field(default_factory=list)  # per block, waiting for the servers
     block_finished_at: list[float] = field(default_factory=list)  # per block, time.time() in its actor
     started_at: float = 0.0  # time.time() when the pipeline started
-    failed: list[dict] = field(default_factory=list)  # {"start", "stop", "error"}
+    failed: list[FailedShard] = field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -83,7 +89,7 @@ def run_ray_encode(config: RayEncodeConfig, progress_stream: TextIO | None = Non
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=config.address, include_dashboard=False, log_to_driver=False,
-                 logging_level="WARNING")
+                 logging_level="WARNING")  # type: ignore[arg-type]  # Ray takes level names too (its default is "info")
     try:
         return _run(config, progress_stream)
     finally:
@@ -91,7 +97,7 @@ def run_ray_encode(config: RayEncodeConfig, progress_stream: TextIO | None = Non
             ray.shutdown()
 
 
-def _manifest_for(config: RayEncodeConfig, data) -> Manifest:
+def _manifest_for(config: RayEncodeConfig, data: ImageSource) -> Manifest:
     """This run's manifest, without its probe latent yet (the servers give it)."""
     labels = label_column(data)
     return Manifest(identity=identity_of(config.model, data, fingerprint(data)),
@@ -100,16 +106,19 @@ def _manifest_for(config: RayEncodeConfig, data) -> Manifest:
                     factor_names=list(labels.factor_names) if labels else [])
 
 
-def _probe(config: RayEncodeConfig, data, stored: list[float] | None) -> list[float]:
+def _probe(config: RayEncodeConfig, data: ImageSource, stored: list[float] | None) -> list[float]:
     """The probe image's latent from the servers the driver reaches (``node:PORT`` on its own node), checked
     against the manifest's when it has one; every actor checks its own servers the same way."""
     import ray
 
-    urls = tuple(resolve_url(u, ray.util.get_node_ip_address()) for u in config.urls)
+    node_ip = cast(Callable[[], str], ray.util.get_node_ip_address)()  # untyped in Ray
+    urls = tuple(resolve_url(u, node_ip) for u in config.urls)
     pool = ServerPool(connect_servers(config.job_config(urls), data))
     try:
         reference = None if stored is None else np.asarray(stored, np.float32)
-        return check_probe(pool, data.read(slice(0, 1)), reference, config.out).astype(np.float32).tolist()
+        probe = check_probe(pool, data.read(slice(0, 1)), reference, config.out)
+        latent: list[float] = probe.astype(np.float32).tolist()
+        return latent
     finally:
         pool.close()
 
@@ -193,13 +202,13 @@ def _encode(config: RayEncodeConfig, manifest: Manifest, todo: list[Shard], imag
 
 
 @functools.lru_cache(maxsize=4)
-def _reader(data_path: Path):
+def _reader(data_path: Path) -> ImageSource:
     """One reader per dataset per Ray worker process: its workers run many read tasks, and opening a reader costs
     (a JPEG folder is listed, the usable rows are computed)."""
     return open_dataset(data_path)
 
 
-def _read_block(data_path: Path, shard: Shard):
+def _read_block(data_path: Path, shard: Shard) -> Iterator[Block]:
     """One read task: the shard's rows, by the dataset's own reader, as one block (row numbers beside images)."""
     from ray.data.block import BlockAccessor
 
@@ -207,7 +216,7 @@ def _read_block(data_path: Path, shard: Shard):
     yield BlockAccessor.batch_to_block({"row": np.arange(shard.start, shard.stop, dtype=np.int64), "image": images})
 
 
-def shard_datasource(data_path: Path, shards: list[Shard], image_shape: tuple[int, ...]):
+def shard_datasource(data_path: Path, shards: list[Shard], image_shape: tuple[int, ...]) -> Datasource:
     """A Ray Data source with one read task per shard (defined here, so that importing this module needs no Ray)."""
     from ray.data import Datasource, ReadTask
     from ray.data.block import BlockMetadata
@@ -218,7 +227,8 @@ def shard_datasource(data_path: Path, shards: list[Shard], image_shape: tuple[in
         def estimate_inmemory_data_size(self) -> int:
             return sum(s.rows for s in shards) * (image_bytes + 8)
 
-        def get_read_tasks(self, parallelism: int, per_task_row_limit=None, data_context=None) -> list:
+        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
+                           data_context: DataContext | None = None) -> list[ReadTask]:
             return [ReadTask(functools.partial(_read_block, data_path, s),
                              BlockMetadata(num_rows=s.rows, size_bytes=s.rows * (image_bytes + 8), exec_stats=None,
                                            input_files=None))
@@ -227,4 +237,4 @@ def shard_datasource(data_path: Path, shards: list[Shard], image_shape: tuple[in
         def get_name(self) -> str:
             return "ShardedImages"
 
-    return ShardSource()
+    return cast(Callable[[], "Datasource"], ShardSource)()  # Ray's Datasource leaves __init__ unannotated

@@ -23,14 +23,17 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypedDict
 
 import h5py
 import numpy as np
+import numpy.typing as npt
 
 from sae.core.atomic import atomic_write, write_text_atomic
 from sae.clients.jobs.encode_job import (LabelColumn, RawDatasets, check_identity, create_latents_file, latents_attrs,
                                 write_latents_layout)
 from sae.core.errors import EncodeJobError
+from sae.core.latents_file import LatentsIdentity
 
 MANIFEST_FORMAT = "sae-latent-shards/1"
 MANIFEST_NAME = "manifest.json"
@@ -62,18 +65,26 @@ def plan_shards(images: int, shard_rows: int) -> list[Shard]:
     return [Shard(start, min(images, start + shard_rows)) for start in range(0, images, shard_rows)]
 
 
+class FailedShard(TypedDict):
+    """A shard that a run could not encode: its row range and why."""
+
+    start: int
+    stop: int
+    error: str
+
+
 @dataclass
 class Manifest:
     """What the driver keeps: no images, no latents."""
 
-    identity: dict  # sae.core.latents_file.identity_of: format, model, source size, fingerprint, image shape
+    identity: LatentsIdentity  # sae.core.latents_file.identity_of: format, model, source size, fingerprint, image shape
     source_path: str
     probe_latent: list[float]
     batch_size: int
     shard_rows: int
     label_key: str | None  # "labels", "factors" or None (as in the single file)
     factor_names: list[str] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)  # {"start", "stop", "error"} of the last run
+    failed: list[FailedShard] = field(default_factory=list)  # of the last run
     format: str = MANIFEST_FORMAT
 
     @property
@@ -87,11 +98,11 @@ class Manifest:
     def shards(self) -> list[Shard]:
         return plan_shards(self.images, self.shard_rows)
 
-    def attrs(self) -> dict:
+    def attrs(self) -> dict[str, object]:
         """The attributes of the single latents file (and, with their row range, of every shard)."""
         return latents_attrs(self.identity, Path(self.source_path), np.asarray(self.probe_latent, np.float32))
 
-    def settings(self) -> dict:
+    def settings(self) -> dict[str, object]:
         """What a rerun must share with the run that wrote the manifest."""
         return {**self.identity, "batch_size": self.batch_size, "shard_rows": self.shard_rows}
 
@@ -153,7 +164,7 @@ def describe_ranges(shards: list[Shard], limit: int = 8) -> str:
     return text + (f" and {len(shards) - limit} more" if len(shards) > limit else "")
 
 
-def write_shard(folder: Path, manifest: Manifest, shard: Shard, latents: np.ndarray,
+def write_shard(folder: Path, manifest: Manifest, shard: Shard, latents: npt.NDArray[np.float32],
                 labels: LabelColumn | None) -> Path:
     """One complete shard file, atomically: the layout over ``shard``'s rows, its latents, ``committed`` = its rows."""
     if latents.shape != (shard.rows, manifest.latent_dim):
@@ -172,12 +183,12 @@ def write_shard(folder: Path, manifest: Manifest, shard: Shard, latents: np.ndar
 class _ShardColumn:
     """A label column read across shard files, for the merge (a slice may span several shards)."""
 
-    def __init__(self, folder: Path, shards: list[Shard], key: str):
+    def __init__(self, folder: Path, shards: list[Shard], key: str) -> None:
         self.folder, self.shards, self.key = folder, shards, key
         self.starts = [s.start for s in shards]
 
-    def __call__(self, rows: slice) -> np.ndarray:
-        parts = []
+    def __call__(self, rows: slice) -> npt.NDArray[np.number[Any]]:
+        parts: list[npt.NDArray[np.number[Any]]] = []
         first = bisect.bisect_right(self.starts, rows.start) - 1
         for shard in self.shards[first:]:
             if shard.start >= rows.stop:
