@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from typing import Any
 
 
@@ -76,6 +77,17 @@ def result(human: str, document: Any = None, as_json: bool = False) -> None:
 def error(command: str, message: str) -> None:
     """The one line a failed command prints: ``sae CMD: error: MESSAGE``."""
     print(f"sae {command}: error: {message}", file=sys.stderr, flush=True)
+
+
+def traceback_of(error: BaseException) -> None:
+    """The full traceback of ``error`` on stderr (a bug's, or with ``--debug`` an error's)."""
+    traceback.print_exception(error, file=sys.stderr)
+    sys.stderr.flush()
+
+
+def internal_error(command: str, message: str) -> None:
+    """The line after the traceback of a bug (an exception that is no error of the package): exit 1."""
+    print(f"sae {command}: internal error: {message}", file=sys.stderr, flush=True)
 
 
 def warning(command: str, message: str) -> None:
