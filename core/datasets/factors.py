@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sae.core.datasets.base import DatasetError
+
 
 def _readonly(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
@@ -39,7 +41,7 @@ def nearest_factor_indices(labels: np.ndarray, grids: Sequence[np.ndarray]) -> t
     the absolute distance [..., K] from each label to that value), so a reader can refuse labels off the grid."""
     labels = np.asarray(labels, dtype=np.float64)
     if labels.shape[-1:] != (len(grids),):
-        raise ValueError(f"labels must have {len(grids)} columns, got shape {labels.shape}")
+        raise DatasetError(f"labels must have {len(grids)} columns, got shape {labels.shape}")
     indices = np.empty(labels.shape, dtype=np.int64)
     distance = np.empty(labels.shape, dtype=np.float64)
     for k, grid in enumerate(grids):
