@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from sae.core.errors import UsageError
+
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -48,12 +50,16 @@ class EncodeMetrics:
 
     def serve(self, port: int, host: str = "127.0.0.1") -> MetricsServer:
         """Serve ``/metrics`` on ``host:port`` (port 0: a free one; see the returned ``port``)."""
-        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
-            raise ValueError(f"metrics host {host!r} is not a loopback address")
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a name other than localhost
+            loopback = False
+        if not loopback:
+            raise UsageError(f"metrics host {host!r} is not a loopback address")
         if not 0 <= port <= 65535:
-            raise ValueError(f"--metrics-port {port} is not a port number")
+            raise UsageError(f"--metrics-port {port} is not a port number")
         try:
             server, _thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as e:
-            raise ValueError(f"cannot serve metrics on {host}:{port}: {e}") from e
+            raise UsageError(f"cannot serve metrics on {host}:{port}: {e}") from e
         return MetricsServer(host, server.server_port, server)
