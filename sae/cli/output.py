@@ -15,6 +15,8 @@ import sys
 import traceback
 from typing import Any
 
+from sae.core.errors import UsageError
+
 
 OK, FAILURE, USAGE, INTERRUPTED = 0, 1, 2, 130
 EXIT_CODES = {
@@ -44,7 +46,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """One handler on stderr for the ``sae`` loggers: ``text`` prints each message as it is (the lines people read
     today), ``json`` one object a line with time, level, logger and message."""
     if level not in LOG_LEVELS or fmt not in LOG_FORMATS:
-        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)} and format one of "
+        raise UsageError(f"log level must be one of {', '.join(LOG_LEVELS)} and format one of "
                          f"{', '.join(LOG_FORMATS)}, got {level!r} / {fmt!r}")
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
