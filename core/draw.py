@@ -98,7 +98,7 @@ def source_index(seed: int, num_samples: int, num_groups: int, num_stored: int,
         return bounded(hashes, num_stored)
     if num_groups > num_stored:
         raise DrawError(f"the distinct draw needs at least as many stored latents as variables ({num_groups}); "
-                         f"the bank has {num_stored}")
+                        f"the bank has {num_stored}")
     order = np.broadcast_to(np.arange(num_stored, dtype=np.int64), (num_samples, num_stored)).copy()
     rows = np.arange(num_samples)
     for g in range(num_groups):

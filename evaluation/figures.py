@@ -20,9 +20,10 @@ import numpy as np
 
 from sae.core import wire
 from sae.core.bank_file import BankFile, BankFileError
-from sae.core.errors import ClientError, ModelNotServedError
+from sae.core.errors import ModelNotServedError
 from sae.core.png import image_grid
 from sae.clients.triton_client import SAEClient, to_uint8
+from sae.evaluation.eval_config import EvaluationError
 
 __all__ = ["LocalBank", "read_bank", "variable_of_dim", "traversal_latents", "chunk_masks", "mix_variables",
            "grouped_grid", "serves", "traversal_figure", "hybridised_chunks_figure"]
@@ -43,9 +44,9 @@ def read_bank(path: Path) -> LocalBank:
 
 def variable_of_dim(latent_dim: int, num_variables: int) -> np.ndarray:
     """Which variable each latent dimension belongs to (equal-sized consecutive chunks, as the SAE's); a served
-    latent that does not split into the served variables is a ClientError (the server's models disagree)."""
+    latent that does not split into the served variables is an EvaluationError (the served models disagree)."""
     if num_variables < 1 or latent_dim % num_variables:
-        raise ClientError(f"latent dim {latent_dim} does not split into {num_variables} equal variables")
+        raise EvaluationError(f"latent dim {latent_dim} does not split into {num_variables} equal variables")
     return np.repeat(np.arange(num_variables), latent_dim // num_variables)
 
 

@@ -103,7 +103,7 @@ def test_every_error_of_the_package_has_one_root():
     from sae.core.datasets import DatasetError
     from sae.core.draw import DrawError
     from sae.evaluation.disentanglement import MetricInputError
-    from sae.evaluation.eval_config import EvalConfigError
+    from sae.evaluation.eval_config import EvaluationError
     from sae.repository.configs import ConfigError
     from sae.experiment.grid_spec import GridError
     from sae.serving.bench.config import BenchConfigError
@@ -115,7 +115,7 @@ def test_every_error_of_the_package_has_one_root():
 
     # the errors of a user's input, file, config or flag: SAEErrors, and ValueErrors for the callers that catch those
     for cls in (ConfigError, GridError, CheckpointError, OverrideError, DatasetError, DrawError, MetricInputError,
-                EvalConfigError, BenchConfigError, RequestError, ServerConfigError, TrainingConfigError,
+                EvaluationError, BenchConfigError, RequestError, ServerConfigError, TrainingConfigError,
                 errors.UsageError):
         assert issubclass(cls, (errors.SAEError, ValueError)) and output.exit_code_for(cls("x")) == output.USAGE
     assert output.exit_code_for(errors.MissingDependencyError("pip install x")) == output.FAILURE

@@ -50,13 +50,13 @@ class ExperimentConfig:
             raise TrainingConfigError(f"bad training settings: {self.train}")
         if self.dataset not in DATASET_KINDS:
             raise TrainingConfigError(f"ExperimentConfig.dataset: unknown dataset {self.dataset!r}; choose one of "
-                             f"{', '.join(DATASET_KINDS)}")
+                                      f"{', '.join(DATASET_KINDS)}")
         if self.model.regulariser is not None:
             self.model.regulariser.validate_batch(self.train.batch_size)
         needed = self.model.model_kind.min_batch_size
         if self.train.batch_size < needed:
-            raise TrainingConfigError(f"TrainConfig.batch_size={self.train.batch_size}: {self.model.kind} estimates its "
-                             f"regulariser over the batch and needs at least {needed}")
+            raise TrainingConfigError(f"TrainConfig.batch_size={self.train.batch_size}: {self.model.kind} estimates "
+                                      f"its regulariser over the batch and needs at least {needed}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,4 +170,5 @@ def get_config(name: str) -> ExperimentConfig:
     try:
         return NAMED_CONFIGS[name].validate()
     except KeyError:
-        raise TrainingConfigError(f"unknown config {name!r}; named configs: {', '.join(sorted(NAMED_CONFIGS))}") from None
+        raise TrainingConfigError(f"unknown config {name!r}; named configs: "
+                                  f"{', '.join(sorted(NAMED_CONFIGS))}") from None

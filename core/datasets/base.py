@@ -61,7 +61,7 @@ def _check_exclude(exclude: Exclude | None, source) -> dict[int, np.ndarray]:
     for name, values in exclude.items():
         if name not in source.factor_names:
             raise DatasetError(f"exclude: unknown factor {name!r} for {source.path}; "
-                             f"its factors are {list(source.factor_names)}")
+                               f"its factors are {list(source.factor_names)}")
         k = source.factor_names.index(name)
         size = source.factor_sizes[k]
         if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
@@ -69,10 +69,10 @@ def _check_exclude(exclude: Exclude | None, source) -> dict[int, np.ndarray]:
         for v in values:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 raise DatasetError(f"exclude[{name!r}]: {v!r} is not a factor index; values are indices "
-                                 f"0…{size - 1} (not label values)")
+                                   f"0…{size - 1} (not label values)")
             if not 0 <= int(v) < size:
                 raise DatasetError(f"exclude[{name!r}]: index {int(v)} is out of range; {name!r} has {size} values "
-                                 f"(indices 0…{size - 1})")
+                                   f"(indices 0…{size - 1})")
         chosen = np.unique(np.asarray(values, dtype=np.int64))
         if len(chosen) == size:
             raise DatasetError(f"exclude[{name!r}] leaves out all {size} values of {name!r}; nothing would remain")

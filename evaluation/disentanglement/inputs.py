@@ -21,7 +21,8 @@ class MetricInputError(SAEError, ValueError):
 def _check_matrix_shape(arr: np.ndarray, name: str, axes: str, column: str) -> None:
     """``arr`` is 2-D with at least 2 rows (samples) and 1 column (``column``: what a column holds)."""
     if arr.ndim != 2:
-        raise MetricInputError(f"{name} must be a 2-D array of shape {axes}; got {arr.ndim}-D array of shape {arr.shape}")
+        raise MetricInputError(f"{name} must be a 2-D array of shape {axes}; got {arr.ndim}-D array of shape "
+                               f"{arr.shape}")
     if arr.shape[0] < 2:
         raise MetricInputError(f"{name} needs at least 2 rows (samples); got shape {arr.shape}")
     if arr.shape[1] < 1:
@@ -90,7 +91,7 @@ def _varying_factors(factors_train: np.ndarray) -> tuple[np.ndarray, list[int]]:
     varying = np.array([np.unique(col).size > 1 for col in factors_train.T])
     if not varying.any():
         raise MetricInputError(f"every factor takes a single value in factors_train (shape {factors_train.shape}); "
-                         "there is nothing to measure")
+                               "there is nothing to measure")
     return np.flatnonzero(varying), [int(k) for k in np.flatnonzero(~varying)]
 
 

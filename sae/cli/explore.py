@@ -20,7 +20,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     try:
         from sae.serving.explorer.app import serve
     except ImportError as e:
-        raise MissingDependencyError(f"the explorer needs the explore extra (pip install 'sae-serving[explore]'): {e}") from None
+        raise MissingDependencyError(f"the explorer needs the explore extra (pip install 'sae-serving[explore]'): "
+                                     f"{e}") from None
     if not is_loopback(args.host):
         output.warning("explore", f"binding {args.host} (--host), not loopback: anyone who reaches it can use the "
                        "page and the model server behind it")

@@ -174,7 +174,7 @@ class CellStages:
             rows = np.sort(np.random.default_rng(cell.seed).choice(rows, size=limit, replace=False))
         if not len(rows):
             raise DatasetError(f"{cell.cell_id}: the test split of {self.data_path()} holds no images with "
-                             f"{dict(cell.arm.exclude)}; use a larger data file")
+                               f"{dict(cell.arm.exclude)}; use a larger data file")
         return rows
 
     def heldout_errors(self, cell: CellSpec, steps: dict[str, int]) -> tuple[dict[str, Any], float]:

@@ -37,7 +37,7 @@ class ServerConfig:
         if not is_loopback(self.host):
             if not self.allow_external:
                 raise ServerConfigError(f"host {self.host!r} is not a loopback address; binding it makes the server "
-                                 "reachable from other machines and needs allow_external=True (sae serve --host)")
+                                        "reachable from other machines and needs allow_external=True (sae serve --host)")
             try:
                 ipaddress.IPv4Address(self.host)
             except ValueError:

@@ -61,7 +61,7 @@ class RayEncodeConfig:
                              "sends together")
         if self.out.suffix.lower() in (".h5", ".hdf5"):
             raise EncodeInputError(f"encode --engine ray: --out {self.out} must be a folder for the shards and their "
-                             "manifest; `sae encode --merge DIR --out latents.h5` writes the single file")
+                                   "manifest; `sae encode --merge DIR --out latents.h5` writes the single file")
 
     def job_config(self, urls: tuple[str, ...] | None = None) -> EncodeJobConfig:
         """The single-process job's settings for the same servers and batches: its server checks and probe are

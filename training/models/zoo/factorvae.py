@@ -31,7 +31,7 @@ class FactorVAEConfig(RegulariserConfig):
     def validate(self) -> None:
         if self.discriminator_lr <= 0 or self.discriminator_hidden < 1:
             raise TrainingConfigError(f"ModelConfig.regulariser: discriminator_lr ({self.discriminator_lr}) and "
-                             f"discriminator_hidden ({self.discriminator_hidden}) must be positive")
+                                      f"discriminator_hidden ({self.discriminator_hidden}) must be positive")
         super().validate()
 
 

@@ -26,7 +26,8 @@ class WAEConfig(RegulariserConfig):
     def validate(self) -> None:
         super().validate()
         if self.kernel_scale is not None and self.kernel_scale <= 0:
-            raise TrainingConfigError(f"ModelConfig.regulariser.kernel_scale={self.kernel_scale} must be positive (or None)")
+            raise TrainingConfigError(f"ModelConfig.regulariser.kernel_scale={self.kernel_scale} must be positive "
+                                      "(or None)")
 
 
 @register_model("wae", regulariser=WAEConfig())
