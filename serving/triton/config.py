@@ -36,8 +36,9 @@ class ServerConfig:
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
         if not is_loopback(self.host):
             if not self.allow_external:
-                raise ServerConfigError(f"host {self.host!r} is not a loopback address; binding it makes the server "
-                                        "reachable from other machines and needs allow_external=True (sae serve --host)")
+                raise ServerConfigError(f"host {self.host!r} is not a loopback address; binding it makes the "
+                                        "server reachable from other machines and needs allow_external=True "
+                                        "(sae serve --host)")
             try:
                 ipaddress.IPv4Address(self.host)
             except ValueError:
