@@ -21,7 +21,8 @@ from sae.core.errors import UsageError
 OK, FAILURE, USAGE, INTERRUPTED = 0, 1, 2, 130
 EXIT_CODES = {
     OK: "success",
-    FAILURE: "runtime failure: the server gone or refusing mid-job, a model or export failure, a full disk",
+    FAILURE: "runtime failure: the server gone or refusing mid-job, a model or export failure, a full disk; "
+             "or an internal error (a bug, printed with its traceback)",
     USAGE: "usage or input error: a bad flag or value, a missing or corrupt input file, a config of the wrong type",
     INTERRUPTED: "interrupted (Ctrl-C / SIGINT)",
 }
