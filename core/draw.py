@@ -3,7 +3,7 @@
 Every random choice is a pure function of (SEED, sample index, counter), so the draw is the same in numpy (here),
 in the python-backend sampler and in the ONNX graph of the native flavour (``export/draw_graph.py`` builds the same
 arithmetic from ``uint64`` Add/Mul/BitShift/BitwiseXor/BitwiseAnd nodes), and a client can recompute
-``SOURCE_INDEX`` from ``SEED`` alone. Needs numpy only.
+``SOURCE_INDEX`` from ``SEED`` alone. Needs numpy only (the package's error root where it is importable).
 
 * ``key_hash(seed, sample, counter)``: splitmix64's finaliser applied three times, mixing in one key word each time:
   ``h = mix(mix(mix(seed) + sample) + counter)``, where ``mix(x)`` adds the golden gamma ``0x9E3779B97F4A7C15`` and
@@ -33,6 +33,11 @@ import numpy as np
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+try:
+    from sae.core.errors import SAEError
+except ImportError:  # copied beside a python-backend model.py as sae_draw.py, where the package may be absent
+    SAEError = type("SAEError", (Exception,), {})
+
 INDEPENDENT, DISTINCT, PER_DIMENSION = "independent", "distinct", "per_dimension"
 DRAW_MODES = (INDEPENDENT, DISTINCT, PER_DIMENSION)  # the first is the default
 NATIVE_DRAW_MODES = (INDEPENDENT,)  # what the one-graph native NAME_hybrid_sample serves (no DRAW input)
@@ -43,6 +48,11 @@ MIX_SHIFTS = (30, 27, 31)
 LOW_32 = 0xFFFFFFFF
 MAX_STORED = 1 << 32  # bounded(h, n) is exact for n below this
 MAX_SEED = (1 << 63) - 1  # SEED travels as int64
+
+
+class DrawError(SAEError, ValueError):
+    """A draw that cannot be made: a seed out of range, an unknown draw mode, a bank too small for the distinct
+    draw, or counts out of range."""
 
 
 def _u64(value: npt.ArrayLike) -> npt.NDArray[np.uint64]:
@@ -63,7 +73,7 @@ def mix(x: npt.ArrayLike) -> npt.NDArray[np.uint64]:
 def key_hash(seed: int, sample: npt.ArrayLike, counter: npt.ArrayLike) -> npt.NDArray[np.uint64]:
     """The 64-bit hash of (seed, sample, counter); ``sample`` and ``counter`` broadcast."""
     if not 0 <= int(seed) <= MAX_SEED:
-        raise ValueError(f"seed must be in 0..2^63-1, got {seed}")
+        raise DrawError(f"seed must be in 0..2^63-1, got {seed}")
     with np.errstate(over="ignore"):
         return mix(mix(mix(_u64(int(seed))) + _u64(sample)) + _u64(counter))
 
@@ -72,7 +82,7 @@ def bounded(h: npt.ArrayLike, n: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """``floor(h * n / 2^64)`` exactly, as int64 in [0, n): the multiply-high reduction (bias <= n / 2^64)."""
     n = _u64(n)
     if (n < 1).any() or (n >= np.uint64(MAX_STORED)).any():
-        raise ValueError(f"the range of an index must be in 1..2^32-1, got {n}")
+        raise DrawError(f"the range of an index must be in 1..2^32-1, got {n}")
     h = _u64(h)
     hi, lo = h >> np.uint64(32), h & np.uint64(LOW_32)
     with np.errstate(over="ignore"):
@@ -84,17 +94,17 @@ def source_index(seed: int, num_samples: int, num_groups: int, num_stored: int,
                  mode: str = INDEPENDENT) -> npt.NDArray[np.int64]:
     """int64 [num_samples, num_groups]: the stored vector each group of each sample comes from."""
     if mode not in DRAW_MODES:
-        raise ValueError(f"draw mode must be one of {', '.join(DRAW_MODES)}, got {mode!r}")
+        raise DrawError(f"draw mode must be one of {', '.join(DRAW_MODES)}, got {mode!r}")
     if num_samples < 0 or num_groups < 1:
-        raise ValueError(f"num_samples must be >= 0 and num_groups >= 1, got {num_samples} and {num_groups}")
+        raise DrawError(f"num_samples must be >= 0 and num_groups >= 1, got {num_samples} and {num_groups}")
     samples = np.arange(num_samples, dtype=np.uint64)[:, None]
     groups = np.arange(num_groups, dtype=np.uint64)[None, :]
     hashes = key_hash(seed, samples, groups)
     if mode != DISTINCT:
         return bounded(hashes, num_stored)
     if num_groups > num_stored:
-        raise ValueError(f"the distinct draw needs at least as many stored latents as variables ({num_groups}); "
-                         f"the bank has {num_stored}")
+        raise DrawError(f"the distinct draw needs at least as many stored latents as variables ({num_groups}); "
+                        f"the bank has {num_stored}")
     order = np.broadcast_to(np.arange(num_stored, dtype=np.int64), (num_samples, num_stored)).copy()
     rows = np.arange(num_samples)
     for g in range(num_groups):

@@ -14,6 +14,11 @@ class UsageError(SAEError, ValueError):
     """A command's arguments that argparse cannot check alone: missing, or contradicting each other (exit 2)."""
 
 
+class MissingDependencyError(SAEError, RuntimeError):
+    """An optional dependency (an extra such as ``[cli]`` or ``[explore]``, or the Triton wheel) is not installed:
+    the message names what to install (exit 1)."""
+
+
 class ClientError(SAEError, RuntimeError):
     """Base class for everything the client raises."""
 

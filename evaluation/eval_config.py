@@ -7,6 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sae.clients.triton_client import DEFAULT_URL, DRAW_MODES
+from sae.core.errors import SAEError
+
+
+class EvaluationError(SAEError, ValueError):
+    """An evaluation that cannot run as set up: an :class:`EvalConfig` setting out of range (image counts, batch
+    size, draw mode, traversal steps), or served models whose latent does not split into the served variables."""
 
 
 def default_stats_cache() -> Path:
@@ -51,15 +57,16 @@ class EvalConfig:
     def validate(self) -> None:
         for name in ("num_images", "fid_images", "train_codes", "classifier_images"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise EvaluationError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.num_images < 2:
-            raise ValueError(f"num_images must be at least 2 (a covariance needs two images), got {self.num_images}")
+            raise EvaluationError(f"num_images must be at least 2 (a covariance needs two images), "
+                                  f"got {self.num_images}")
         if self.fid_images == 1:
-            raise ValueError("fid_images must be 0 (skip FID) or at least 2")
+            raise EvaluationError("fid_images must be 0 (skip FID) or at least 2")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+            raise EvaluationError(f"batch_size must be positive, got {self.batch_size}")
         if self.draw not in DRAW_MODES:
-            raise ValueError(f"draw must be one of {', '.join(DRAW_MODES)}, got {self.draw!r}")
+            raise EvaluationError(f"draw must be one of {', '.join(DRAW_MODES)}, got {self.draw!r}")
         if not 2 <= self.traversal_steps <= 64:
-            raise ValueError(f"traversal_steps must be in 2..64 (the traverse model's STEPS), "
-                             f"got {self.traversal_steps}")
+            raise EvaluationError(f"traversal_steps must be in 2..64 (the traverse model's STEPS), "
+                                  f"got {self.traversal_steps}")

@@ -23,6 +23,7 @@ from sae.core.bank_file import BankFile, BankFileError
 from sae.core.errors import ModelNotServedError
 from sae.core.png import image_grid
 from sae.clients.triton_client import SAEClient, to_uint8
+from sae.evaluation.eval_config import EvaluationError
 
 __all__ = ["LocalBank", "read_bank", "variable_of_dim", "traversal_latents", "chunk_masks", "mix_variables",
            "grouped_grid", "serves", "traversal_figure", "hybridised_chunks_figure"]
@@ -34,17 +35,18 @@ LocalBank = BankFile  # what the local fallbacks use of an exported bank.h5: lat
 
 
 def read_bank(path: Path) -> LocalBank:
-    """The bank file at ``path`` (``--bank``); ValueError names the option and the file."""
+    """The bank file at ``path`` (``--bank``); the BankFileError names the option and the file."""
     try:
         return BankFile.read(Path(path))
     except BankFileError as e:
-        raise ValueError(f"--bank {e}") from e
+        raise BankFileError(f"--bank {e}") from e
 
 
 def variable_of_dim(latent_dim: int, num_variables: int) -> np.ndarray:
-    """Which variable each latent dimension belongs to (equal-sized consecutive chunks, as the SAE's)."""
+    """Which variable each latent dimension belongs to (equal-sized consecutive chunks, as the SAE's); a served
+    latent that does not split into the served variables is an EvaluationError (the served models disagree)."""
     if num_variables < 1 or latent_dim % num_variables:
-        raise ValueError(f"latent dim {latent_dim} does not split into {num_variables} equal variables")
+        raise EvaluationError(f"latent dim {latent_dim} does not split into {num_variables} equal variables")
     return np.repeat(np.arange(num_variables), latent_dim // num_variables)
 
 

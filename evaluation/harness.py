@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sae.core.datasets import ImageSource, dataset_splits, open_dataset
+from sae.core.datasets import DatasetError, ImageSource, dataset_splits, open_dataset
 from sae.evaluation.distances import ReferenceStatsCache
 from sae.evaluation.eval_config import EvalConfig, default_stats_cache
 from sae.evaluation.eval_figures import write_figures
@@ -86,7 +86,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     source = open_dataset(cfg.data)
     splits = dataset_splits(source, seed=0)
     if len(splits["test"]) < 2:
-        raise ValueError(f"{cfg.data}: the test split has {len(splits['test'])} images; evaluation needs at least 2")
+        raise DatasetError(f"{cfg.data}: the test split has {len(splits['test'])} images; evaluation needs at least 2")
     procedural = is_procedural(source)
     data_label = "procedural" if procedural else "real"
     cache = ReferenceStatsCache(cfg.stats_cache)

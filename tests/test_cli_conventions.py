@@ -17,12 +17,13 @@ from sae.core import errors
 from sae.core.wire import DEFAULT_URL
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_FOLDERS = ("clients", "training", "export", "repository", "serving", "sae")
+PACKAGE_FOLDERS = ("core", "clients", "evaluation", "training", "export", "repository", "serving", "sae")
 OUTPUT_LAYER = ROOT / "sae" / "cli" / "output.py"
 
 
 def _package_modules() -> list[Path]:
-    return sorted(p for folder in PACKAGE_FOLDERS for p in (ROOT / folder).rglob("*.py"))
+    # sae/<folder> are symlinks to the root folders: the scan reads each module once, under its root folder
+    return sorted({p.resolve() for folder in PACKAGE_FOLDERS for p in (ROOT / folder).rglob("*.py")})
 
 
 def test_no_module_but_the_output_layer_calls_print():
@@ -97,13 +98,27 @@ def test_every_error_of_the_package_has_one_root():
                if not rooted(name) and not name.startswith("_") and not where.startswith("repository/templates/")]
     assert len(classes) > 20, "the scan sees the package's errors"
     assert outside == [], "subclass sae.core.errors.SAEError"
+    assert {"core/errors.py", "core/draw.py", "evaluation/eval_config.py"} <= {w.split(":")[0] for w, _ in
+                                                                             classes.values()}
+    from sae.core.datasets import DatasetError
+    from sae.core.draw import DrawError
+    from sae.evaluation.disentanglement import MetricInputError
+    from sae.evaluation.eval_config import EvaluationError
     from sae.repository.configs import ConfigError
     from sae.experiment.grid_spec import GridError
+    from sae.serving.bench.config import BenchConfigError
+    from sae.serving.explorer.calls import RequestError
+    from sae.serving.triton.config import ServerConfigError
     from sae.training.checkpoint import CheckpointError
+    from sae.training.config_error import TrainingConfigError
     from sae.training.overrides import OverrideError
 
-    for cls in (ConfigError, GridError, CheckpointError, OverrideError):
-        assert issubclass(cls, errors.SAEError) and output.exit_code_for(cls("x")) == output.USAGE
+    # the errors of a user's input, file, config or flag: SAEErrors, and ValueErrors for the callers that catch those
+    for cls in (ConfigError, GridError, CheckpointError, OverrideError, DatasetError, DrawError, MetricInputError,
+                EvaluationError, BenchConfigError, RequestError, ServerConfigError, TrainingConfigError,
+                errors.UsageError):
+        assert issubclass(cls, (errors.SAEError, ValueError)) and output.exit_code_for(cls("x")) == output.USAGE
+    assert output.exit_code_for(errors.MissingDependencyError("pip install x")) == output.FAILURE
 
 
 def test_exit_codes_through_main(tmp_path, capsys, monkeypatch):
@@ -123,12 +138,15 @@ def test_exit_codes_through_main(tmp_path, capsys, monkeypatch):
     assert main(["models"]) == output.INTERRUPTED
 
 
-def test_a_runtime_failure_is_one_line_and_with_debug_a_traceback(capsys):
+def test_a_runtime_failure_is_one_line_and_with_debug_a_traceback(capsys, monkeypatch):
+    monkeypatch.delenv("SAE_DEBUG", raising=False)
     assert main(["models", "--url", "127.0.0.1:1"]) == output.FAILURE
     err = capsys.readouterr().err.strip()
     assert err.startswith("sae models: error: no server at 127.0.0.1:1") and len(err.splitlines()) == 1
-    with pytest.raises(errors.ServerNotFoundError):
-        main(["--debug", "models", "--url", "127.0.0.1:1"])
+    assert main(["--debug", "models", "--url", "127.0.0.1:1"]) == output.FAILURE
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):" and "ServerNotFoundError" in lines[-2]
+    assert lines[-1].startswith("sae models: error: no server at 127.0.0.1:1")
 
 
 def test_a_failed_json_command_still_prints_a_document(capsys):

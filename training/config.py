@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sae.training.config_error import TrainingConfigError
 from sae.training.config_json import from_json_dict
 from sae.training.dataset_sizes import DATASET_KINDS, TRAIN_SIZES
 from sae.training.model_config import BackboneConfig, LadderConfig, ModelConfig
@@ -46,16 +47,16 @@ class ExperimentConfig:
     def validate(self) -> "ExperimentConfig":
         self.model.validate()
         if self.train.batch_size < 1 or self.train.steps < 0 or self.train.lr <= 0:
-            raise ValueError(f"bad training settings: {self.train}")
+            raise TrainingConfigError(f"bad training settings: {self.train}")
         if self.dataset not in DATASET_KINDS:
-            raise ValueError(f"ExperimentConfig.dataset: unknown dataset {self.dataset!r}; choose one of "
-                             f"{', '.join(DATASET_KINDS)}")
+            raise TrainingConfigError(f"ExperimentConfig.dataset: unknown dataset {self.dataset!r}; choose one of "
+                                      f"{', '.join(DATASET_KINDS)}")
         if self.model.regulariser is not None:
             self.model.regulariser.validate_batch(self.train.batch_size)
         needed = self.model.model_kind.min_batch_size
         if self.train.batch_size < needed:
-            raise ValueError(f"TrainConfig.batch_size={self.train.batch_size}: {self.model.kind} estimates its "
-                             f"regulariser over the batch and needs at least {needed}")
+            raise TrainingConfigError(f"TrainConfig.batch_size={self.train.batch_size}: {self.model.kind} estimates "
+                                      f"its regulariser over the batch and needs at least {needed}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,4 +170,5 @@ def get_config(name: str) -> ExperimentConfig:
     try:
         return NAMED_CONFIGS[name].validate()
     except KeyError:
-        raise ValueError(f"unknown config {name!r}; named configs: {', '.join(sorted(NAMED_CONFIGS))}") from None
+        raise TrainingConfigError(f"unknown config {name!r}; named configs: "
+                                  f"{', '.join(sorted(NAMED_CONFIGS))}") from None

@@ -5,6 +5,7 @@ import dataclasses
 from typing import Any
 
 from sae.core.typed_fields import check_types
+from sae.training.config_error import TrainingConfigError
 
 
 def from_json_dict(cls, d: dict[str, Any]):
@@ -13,8 +14,8 @@ def from_json_dict(cls, d: dict[str, Any]):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
-    check_types(cls, d, cls.__name__)
+        raise TrainingConfigError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    check_types(cls, d, cls.__name__, TrainingConfigError)
     return cls(**{k: json_tuples(v) for k, v in d.items()})
 
 

@@ -20,7 +20,7 @@ from sae.core.atomic import write_text_atomic
 from sae.core.datasets import open_dataset
 from sae.core.version import __version__, git_commit
 from sae.training.metrics_log import read_metrics
-from sae.training.weights_file import read_metadata, run_weights, save_safetensors
+from sae.training.weights_file import CheckpointError, read_metadata, run_weights, save_safetensors
 
 CARD_FILE = "README.md"
 CARD_MARK = "<!-- sae-serving model card"  # near the top of a card this module wrote (and may rewrite)
@@ -100,9 +100,15 @@ def _evaluation(run_dir: Path) -> tuple[Path, dict] | None:
 def render_card(run_dir: Path) -> str:
     """The card's Markdown, from the run folder's files (no torch)."""
     run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except ValueError as e:  # a config.json edited by hand
+        raise CheckpointError(f"{run_dir / 'config.json'} is not JSON ({e})") from e
     meta = read_metadata(run_weights(run_dir))
-    extra = json.loads(meta.get("extra", "{}") or "{}")
+    try:
+        extra = json.loads(meta.get("extra", "{}") or "{}")
+    except ValueError as e:
+        raise CheckpointError(f"the metadata of {run_weights(run_dir)} is not readable ({e})") from e
     model, train = config.get("model", {}), config.get("train", {})
     kind = model.get("kind", meta.get("kind", "?"))
     name = config.get("name", meta.get("config_name", "?"))

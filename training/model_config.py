@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from sae.training.config_error import TrainingConfigError
 from sae.training.config_json import from_json_dict
 from sae.training.models.registry import ModelKind, RegulariserConfig, UnknownModelKind, find_kind, model_kind
 
@@ -46,15 +47,17 @@ class BackboneConfig:
 
     def validate(self) -> None:
         if self.image_size % (1 << len(self.encoder_pool_after)) or self.encoder_final_size < 1:
-            raise ValueError(f"image_size {self.image_size} cannot be max-pooled {len(self.encoder_pool_after)} times")
+            raise TrainingConfigError(f"image_size {self.image_size} cannot be max-pooled "
+                                      f"{len(self.encoder_pool_after)} times")
         if self.image_size % (1 << (len(self.decoder_upsample_before) + 1)):
-            raise ValueError(f"image_size {self.image_size} is not a power-of-two multiple of the decoder's start")
+            raise TrainingConfigError(f"image_size {self.image_size} is not a power-of-two multiple of the "
+                                      "decoder's start")
         if self.channels % self.groups:
-            raise ValueError(f"channels {self.channels} must be divisible by GroupNorm groups {self.groups}")
+            raise TrainingConfigError(f"channels {self.channels} must be divisible by GroupNorm groups {self.groups}")
         for name, blocks, total in (("encoder_pool_after", self.encoder_pool_after, self.encoder_blocks),
                                     ("decoder_upsample_before", self.decoder_upsample_before, self.decoder_blocks)):
             if any(not 1 <= b <= total for b in blocks):
-                raise ValueError(f"{name}={blocks} names blocks outside 1..{total}")
+                raise TrainingConfigError(f"{name}={blocks} names blocks outside 1..{total}")
 
 
 @dataclass(frozen=True)
@@ -87,11 +90,11 @@ class LadderConfig:
     def validate(self, groups: int) -> None:
         convs = [c for net in self.encoder_rung_convs for c in net]
         if any(c < 1 or c % groups for c in convs):
-            raise ValueError(f"ModelConfig.ladder.encoder_rung_convs={self.encoder_rung_convs}: every channel count "
-                             f"must be positive and divisible by GroupNorm groups {groups}")
+            raise TrainingConfigError(f"ModelConfig.ladder.encoder_rung_convs={self.encoder_rung_convs}: every "
+                                      f"channel count must be positive and divisible by GroupNorm groups {groups}")
         if min(self.encoder_rung_width, self.features, *self.encoder_hidden, *self.decoder_hidden) < 1:
-            raise ValueError(f"ModelConfig.ladder: encoder_rung_width, features and the hidden widths must be "
-                             f"positive, got {self}")
+            raise TrainingConfigError(f"ModelConfig.ladder: encoder_rung_width, features and the hidden widths must be "
+                                      f"positive, got {self}")
 
 
 @dataclass(frozen=True)
@@ -138,20 +141,21 @@ class ModelConfig:
     def validate(self) -> None:
         kind = self.model_kind
         if self.latent_dim < 1:
-            raise ValueError(f"ModelConfig.latent_dim must be positive, got {self.latent_dim}")
+            raise TrainingConfigError(f"ModelConfig.latent_dim must be positive, got {self.latent_dim}")
         if kind.places_variables:
             k = self.num_variables
             if k < 1 or self.latent_dim % k:
-                raise ValueError(f"ModelConfig.latent_dim={self.latent_dim} is not divisible by "
-                                 f"ModelConfig.num_variables={k}: pick k that divides the latent")
+                raise TrainingConfigError(f"ModelConfig.latent_dim={self.latent_dim} is not divisible by "
+                                          f"ModelConfig.num_variables={k}: pick k that divides the latent")
             if k > self.backbone.decoder_slots:
-                raise ValueError(f"ModelConfig.num_variables={k} exceeds the decoder's {self.backbone.decoder_slots} "
-                                 f"slots (decoder_blocks + 1); use fewer variables or more decoder blocks")
+                raise TrainingConfigError(f"ModelConfig.num_variables={k} exceeds the decoder's "
+                                          f"{self.backbone.decoder_slots} slots (decoder_blocks + 1); use fewer "
+                                          "variables or more decoder blocks")
         expected = kind.regulariser_type
         if not isinstance(self.regulariser, expected or type(None)):
-            raise ValueError(f"ModelConfig.regulariser: kind {self.kind!r} takes "
-                             f"{'no regulariser' if expected is None else expected.__name__}, "
-                             f"got {type(self.regulariser).__name__}")
+            raise TrainingConfigError(f"ModelConfig.regulariser: kind {self.kind!r} takes "
+                                      f"{'no regulariser' if expected is None else expected.__name__}, "
+                                      f"got {type(self.regulariser).__name__}")
         if self.regulariser is not None:
             self.regulariser.validate()
         if kind.reads_ladder:
@@ -167,7 +171,7 @@ class ModelConfig:
         kind = _registered(m.get("kind", "sae"))
         reg = m.get("regulariser")
         if reg is not None and kind.regulariser_type is None:
-            raise ValueError(f"ModelConfig.regulariser: kind {kind.name!r} takes no regulariser, got {reg}")
+            raise TrainingConfigError(f"ModelConfig.regulariser: kind {kind.name!r} takes no regulariser, got {reg}")
         m["regulariser"] = None if reg is None else from_json_dict(kind.regulariser_type, reg)
         if "ladder" in m:
             m["ladder"] = from_json_dict(LadderConfig, m["ladder"])

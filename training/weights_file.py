@@ -80,6 +80,8 @@ def load_safetensors(path: Path, map_location: Any = "cpu") -> tuple[Any, dict, 
         raise CheckpointError(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from e
     try:
         config = ExperimentConfig.from_dict(json.loads(config_path.read_text()))
+    except KeyError as e:  # a config JSON without its name, model, train or backbone part
+        raise CheckpointError(f"{config_path}: no {e} field") from e
     except (OSError, ValueError, TypeError) as e:
         raise CheckpointError(f"{config_path}: {e}") from e
     try:

@@ -35,7 +35,8 @@ from sae.core import wire
 from sae.core.datasets import ImageSource, open_dataset
 from sae.core.progress_bar import JOB_LOG_EVERY_S, progress_bar
 from sae.clients.jobs.encode_servers import OUTAGE_BACKOFF_S, PROBE_ATOL, PROBE_RTOL, ServerPool, check_probe, throttle
-from sae.core.errors import ClientError, EncodeInputError, EncodeJobError, InvalidInputError, ServerUnavailableError
+from sae.core.errors import (ClientError, EncodeInputError, EncodeJobError, InvalidInputError, ServerUnavailableError,
+                             UsageError)
 from sae.core.latents_file import (FINGERPRINT_IMAGES, FORMAT, LABEL_WINDOW, LabelColumn, RawDatasets, check_identity,
                                   create_latents_file, fingerprint, identity_of, label_column, latents_attrs,
                                   write_latents_layout)
@@ -73,15 +74,15 @@ class EncodeJobConfig:
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "urls", tuple(dict.fromkeys(self.urls)))  # each server once
         if not self.urls:
-            raise ValueError("encode: give at least one --url")
+            raise UsageError("encode: give at least one --url")
         if self.in_flight < 1:
-            raise ValueError(f"encode: --in-flight must be >= 1, got {self.in_flight}")
+            raise UsageError(f"encode: --in-flight must be >= 1, got {self.in_flight}")
         if self.batch_size < 1:
-            raise ValueError(f"encode: --batch-size must be >= 1, got {self.batch_size}")
+            raise UsageError(f"encode: --batch-size must be >= 1, got {self.batch_size}")
         if self.max_images_per_second is not None and self.max_images_per_second <= 0:
-            raise ValueError(f"encode: --max-rate must be positive, got {self.max_images_per_second}")
+            raise UsageError(f"encode: --max-rate must be positive, got {self.max_images_per_second}")
         if not self.outage_wait_s >= 0:
-            raise ValueError(f"encode: --outage-wait must be >= 0 seconds, got {self.outage_wait_s}")
+            raise UsageError(f"encode: --outage-wait must be >= 0 seconds, got {self.outage_wait_s}")
 
     @property
     def partial(self) -> Path:

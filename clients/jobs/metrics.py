@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from sae.core.errors import UsageError
+
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
@@ -52,12 +54,16 @@ class EncodeMetrics:
 
     def serve(self, port: int, host: str = "127.0.0.1") -> MetricsServer:
         """Serve ``/metrics`` on ``host:port`` (port 0: a free one; see the returned ``port``)."""
-        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
-            raise ValueError(f"metrics host {host!r} is not a loopback address")
+        try:
+            loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a name other than localhost
+            loopback = False
+        if not loopback:
+            raise UsageError(f"metrics host {host!r} is not a loopback address")
         if not 0 <= port <= 65535:
-            raise ValueError(f"--metrics-port {port} is not a port number")
+            raise UsageError(f"--metrics-port {port} is not a port number")
         try:
             server, _thread = start_http_server(port, addr=host, registry=self.registry)
         except OSError as e:
-            raise ValueError(f"cannot serve metrics on {host}:{port}: {e}") from e
+            raise UsageError(f"cannot serve metrics on {host}:{port}: {e}") from e
         return MetricsServer(host, server.server_port, server)

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from sae.core.atomic import atomic_write
 from sae.core.draw import to_uint8
+from sae.core.errors import InferenceError, UsageError
 from sae.core.png import image_grid, write_png
 from sae.clients.request_plans import sample_parts
 from sae.clients.results import HybridSamples
@@ -43,9 +44,9 @@ class SampleRun:
     def __post_init__(self) -> None:
         for name in ("n", "limit"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.seed < 0:
-            raise ValueError(f"seed must be non-negative, got {self.seed}")
+            raise UsageError(f"seed must be non-negative, got {self.seed}")
 
     @property
     def requests(self) -> int:
@@ -56,9 +57,9 @@ def sample_format(out: Path, n: int) -> str:
     """The format of ``out`` by its suffix; a clear error for an unknown suffix or an .npz over the cap."""
     suffix = Path(out).suffix.lower()
     if suffix not in FORMATS:
-        raise ValueError(f"--out {out}: unknown format {suffix or '(no suffix)'!r}; use one of {', '.join(FORMATS)}")
+        raise UsageError(f"--out {out}: unknown format {suffix or '(no suffix)'!r}; use one of {', '.join(FORMATS)}")
     if suffix == ".npz" and n > NPZ_MAX_SAMPLES:
-        raise ValueError(f"--out {out}: .npz holds every sample in memory and is capped at {NPZ_MAX_SAMPLES:,} "
+        raise UsageError(f"--out {out}: .npz holds every sample in memory and is capped at {NPZ_MAX_SAMPLES:,} "
                          f"samples, got {n:,}; write .h5 instead (streamed chunk by chunk)")
     return suffix
 
@@ -76,7 +77,7 @@ def sample_chunks(sampler: Sampler, run: SampleRun, progress: ProgressDisplay | 
     for part, (count, seed) in enumerate(sample_parts(run.n, run.seed, run.limit)):
         chunk = sampler(count, seed)
         if len(chunk.images) != count:
-            raise ValueError(f"sampler returned {len(chunk.images)} samples for part {part}, asked for {count}")
+            raise InferenceError(f"sampler returned {len(chunk.images)} samples for part {part}, asked for {count}")
         yield chunk
         if progress is not None:
             progress.update(count)

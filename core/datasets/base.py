@@ -61,28 +61,28 @@ def _check_exclude(exclude: Exclude | None, source: ImageSource) -> dict[int, np
     if not exclude:
         return {}
     if not isinstance(exclude, Mapping):
-        raise ValueError(f"exclude must map factor names to lists of factor indices, got {type(exclude).__name__}")
+        raise DatasetError(f"exclude must map factor names to lists of factor indices, got {type(exclude).__name__}")
     if not source.factor_names:
-        raise ValueError(f"exclude={dict(exclude)} but {source.path} has no factors to exclude values of")
+        raise DatasetError(f"exclude={dict(exclude)} but {source.path} has no factors to exclude values of")
     spec: dict[int, npt.NDArray[np.int64]] = {}
     for name, values in exclude.items():
         if name not in source.factor_names:
-            raise ValueError(f"exclude: unknown factor {name!r} for {source.path}; "
-                             f"its factors are {list(source.factor_names)}")
+            raise DatasetError(f"exclude: unknown factor {name!r} for {source.path}; "
+                               f"its factors are {list(source.factor_names)}")
         k = source.factor_names.index(name)
         size = source.factor_sizes[k]
         if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
-            raise ValueError(f"exclude[{name!r}] must be a list of factor indices, got {values!r}")
+            raise DatasetError(f"exclude[{name!r}] must be a list of factor indices, got {values!r}")
         for v in values:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-                raise ValueError(f"exclude[{name!r}]: {v!r} is not a factor index; values are indices "
-                                 f"0…{size - 1} (not label values)")
+                raise DatasetError(f"exclude[{name!r}]: {v!r} is not a factor index; values are indices "
+                                   f"0…{size - 1} (not label values)")
             if not 0 <= int(v) < size:
-                raise ValueError(f"exclude[{name!r}]: index {int(v)} is out of range; {name!r} has {size} values "
-                                 f"(indices 0…{size - 1})")
+                raise DatasetError(f"exclude[{name!r}]: index {int(v)} is out of range; {name!r} has {size} values "
+                                   f"(indices 0…{size - 1})")
         chosen = np.unique(np.asarray(values, dtype=np.int64))
         if len(chosen) == size:
-            raise ValueError(f"exclude[{name!r}] leaves out all {size} values of {name!r}; nothing would remain")
+            raise DatasetError(f"exclude[{name!r}] leaves out all {size} values of {name!r}; nothing would remain")
         if len(chosen):
             spec[k] = chosen
     return spec
@@ -94,11 +94,11 @@ def parse_exclude(items: Sequence[str]) -> dict[str, list[int]]:
     for item in items:
         name, sep, values = item.partition("=")
         if not sep or not name.strip() or not values.strip():
-            raise ValueError(f"--exclude {item!r}: expected FACTOR=INDEX[,INDEX...], e.g. shape=2")
+            raise DatasetError(f"--exclude {item!r}: expected FACTOR=INDEX[,INDEX...], e.g. shape=2")
         try:
             indices = [int(v) for v in values.split(",")]
         except ValueError:
-            raise ValueError(f"--exclude {item!r}: values must be factor indices (integers), e.g. shape=2") from None
+            raise DatasetError(f"--exclude {item!r}: values must be factor indices (integers), e.g. shape=2") from None
         exclude.setdefault(name.strip(), []).extend(indices)
     return exclude
 
@@ -120,7 +120,7 @@ def usable_rows(source: ImageSource, exclude: Exclude | None) -> RowIndices:
             kept.append(lo + np.flatnonzero(~drop))
         rows = np.concatenate(kept).astype(np.int64) if kept else np.empty(0, np.int64)
         if len(rows) == 0:
-            raise ValueError(f"exclude={dict(exclude or {})} leaves no images in {source.path}")
+            raise DatasetError(f"exclude={dict(exclude or {})} leaves no images in {source.path}")
     rows.setflags(write=False)
     return rows
 

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sae.core.datasets.base import DatasetError
+
 
 def _readonly(values: npt.ArrayLike) -> npt.NDArray[np.float64]:
     values = np.asarray(values, dtype=np.float64)
@@ -42,7 +44,7 @@ def nearest_factor_indices(labels: npt.ArrayLike, grids: Sequence[npt.NDArray[np
     the absolute distance [..., K] from each label to that value), so a reader can refuse labels off the grid."""
     labels = np.asarray(labels, dtype=np.float64)
     if labels.shape[-1:] != (len(grids),):
-        raise ValueError(f"labels must have {len(grids)} columns, got shape {labels.shape}")
+        raise DatasetError(f"labels must have {len(grids)} columns, got shape {labels.shape}")
     indices = np.empty(labels.shape, dtype=np.int64)
     distance = np.empty(labels.shape, dtype=np.float64)
     for k, grid in enumerate(grids):

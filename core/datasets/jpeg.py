@@ -64,11 +64,11 @@ class JpegFolder(ImageFile):
             found = sorted(p.name for p in self.path.iterdir())[:10]
             raise DatasetError(f"{self.path} holds no JPEG files ({'/'.join(JPEG_SUFFIXES)}); found {found}")
         if self.size < 1:
-            raise ValueError(f"JpegFolder size must be ≥ 1 pixel, got {self.size}")
+            raise DatasetError(f"JpegFolder size must be ≥ 1 pixel, got {self.size}")
         self.shape = (len(self.files), self.size, self.size, 3)
         self.threads = int(self.threads) if self.threads is not None else min(8, os.cpu_count() or 1)
         if self.threads < 1:
-            raise ValueError(f"JpegFolder threads must be ≥ 1, got {self.threads}")
+            raise DatasetError(f"JpegFolder threads must be ≥ 1, got {self.threads}")
         self._pool: ThreadPoolExecutor | None = None
         self._rows = usable_rows(self, self.exclude)
 

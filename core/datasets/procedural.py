@@ -26,6 +26,7 @@ import os
 import numpy as np
 import numpy.typing as npt
 
+from sae.core.datasets.base import DatasetError
 from sae.core.datasets.factors import (SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES,
                                       SHAPES3D_NUM_IMAGES, SHAPES3D_SHAPE_NAMES, nearest_factor_indices)
 from sae.core.datasets.ray_casting import Floats, bounding_sphere, hits_sphere, normalize, ray_object
@@ -68,7 +69,7 @@ def factor_indices_from_flat(flat_index: npt.ArrayLike) -> npt.NDArray[np.int64]
     """Flat indices [N] (0 ≤ i < 480,000) → factor indices [N, 6] (int64), row-major, orientation fastest."""
     flat = np.asarray(flat_index, dtype=np.int64)
     if flat.size and (flat.min() < 0 or flat.max() >= NUM_IMAGES):
-        raise ValueError(f"flat indices must lie in [0, {NUM_IMAGES})")
+        raise DatasetError(f"flat indices must lie in [0, {NUM_IMAGES})")
     indices: npt.NDArray[np.int64] = (flat[..., None] // _STRIDES) % _SIZES
     return indices
 
@@ -96,12 +97,12 @@ def factor_indices_from_labels(labels: npt.ArrayLike) -> npt.NDArray[np.int64]:
 def _check_factor_indices(indices: npt.ArrayLike) -> npt.NDArray[np.int64]:
     idx = np.asarray(indices)
     if idx.shape[-1:] != (6,):
-        raise ValueError(f"factor indices must have shape [..., 6], got {idx.shape}")
+        raise DatasetError(f"factor indices must have shape [..., 6], got {idx.shape}")
     if not np.issubdtype(idx.dtype, np.integer):
         raise TypeError(f"factor indices must be integers, got dtype {idx.dtype}")
     idx = idx.astype(np.int64, copy=False)
     if idx.size and ((idx < 0).any() or (idx >= _SIZES).any()):
-        raise ValueError(f"factor indices out of range for sizes {FACTOR_SIZES}")
+        raise DatasetError(f"factor indices out of range for sizes {FACTOR_SIZES}")
     checked: npt.NDArray[np.int64] = idx
     return checked
 
@@ -138,7 +139,7 @@ class Shapes3DRenderer:
 
     def __init__(self, image_size: int = 64, supersample: int = 2) -> None:
         if image_size < 4 or supersample < 1:
-            raise ValueError("image_size must be ≥ 4 and supersample ≥ 1")
+            raise DatasetError("image_size must be ≥ 4 and supersample ≥ 1")
         self.image_size = int(image_size)
         self.supersample = int(supersample)
         ngeo = FACTOR_SIZES[3] * FACTOR_SIZES[4] * FACTOR_SIZES[5]
@@ -315,7 +316,7 @@ def subset_flat_indices(n: int | None, seed: int = 0) -> npt.NDArray[np.int64]:
     if n is None:
         return np.arange(NUM_IMAGES, dtype=np.int64)
     if not 0 < n <= NUM_IMAGES:
-        raise ValueError(f"n must be in 1…{NUM_IMAGES} or None")
+        raise DatasetError(f"n must be in 1…{NUM_IMAGES} or None")
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(NUM_IMAGES, size=int(n), replace=False)).astype(np.int64)
 

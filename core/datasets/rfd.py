@@ -54,10 +54,10 @@ def rfd_variant_folder(path: str | os.PathLike[str], variant: str | None = None)
     ``variant`` may be left out or must name it."""
     path = Path(path)
     if variant is not None and variant not in RFD_VARIANTS:
-        raise ValueError(f"RFD variant {variant!r} is not one of {', '.join(RFD_VARIANTS)}")
+        raise DatasetError(f"RFD variant {variant!r} is not one of {', '.join(RFD_VARIANTS)}")
     if path.name in RFD_VARIANTS:
         if variant not in (None, path.name):
-            raise ValueError(f"{path} is the {path.name!r} variant, not {variant!r}")
+            raise DatasetError(f"{path} is the {path.name!r} variant, not {variant!r}")
         return path, path.name
     chosen = variant or RFD_VARIANTS[0]
     if not (path / chosen).is_dir():

@@ -27,6 +27,7 @@ the histograms and information measures in ``information``. Every name is import
 from .all_metrics import evaluate_all
 from .dci_metric import dci
 from .information import discrete_entropy, discrete_mutual_info, histogram_discretize
+from .inputs import MetricInputError
 from .irs_metric import irs
 from .mig_metric import mig
 from .modularity_metric import modularity_explicitness
@@ -42,4 +43,5 @@ __all__ = [
     "histogram_discretize",
     "discrete_mutual_info",
     "discrete_entropy",
+    "MetricInputError",
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .inputs import _check_train_test, _floats, _skip_note, _standardise, _varying_factors
+from .inputs import MetricInputError, _check_train_test, _floats, _skip_note, _standardise, _varying_factors
 
 _EPS_ENTROPY = 1e-11  # added to importances before the entropy, as disentanglement_lib does
 
@@ -105,7 +105,7 @@ def dci(
     """
     ctr, ftr, cte, fte = _check_train_test(codes_train, factors_train, codes_test, factors_test)
     if regressor not in ("gbt", "lasso"):
-        raise ValueError(f"regressor must be 'gbt' or 'lasso'; got {regressor!r}")
+        raise MetricInputError(f"regressor must be 'gbt' or 'lasso'; got {regressor!r}")
     kept, skipped = _varying_factors(ftr)
     ftr, fte = ftr[:, kept], fte[:, kept]
     num_codes, num_factors = ctr.shape[1], ftr.shape[1]

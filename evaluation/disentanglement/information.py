@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .inputs import MetricInputError
+
 
 def histogram_discretize(x: np.ndarray, num_bins: int = 20) -> np.ndarray:
     """Discretise every column of ``x`` [N, D] into ``num_bins`` equal-width bins over its own [min, max].
@@ -13,9 +15,9 @@ def histogram_discretize(x: np.ndarray, num_bins: int = 20) -> np.ndarray:
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"x must be 2-D [N, D]; got shape {x.shape}")
+        raise MetricInputError(f"x must be 2-D [N, D]; got shape {x.shape}")
     if int(num_bins) < 1:
-        raise ValueError(f"num_bins must be >= 1; got {num_bins}")
+        raise MetricInputError(f"num_bins must be >= 1; got {num_bins}")
     out = np.empty(x.shape, dtype=np.int64)
     for j in range(x.shape[1]):
         edges = np.histogram(x[:, j], bins=int(num_bins))[1]

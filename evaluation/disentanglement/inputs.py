@@ -10,26 +10,34 @@ from typing import Any
 
 import numpy as np
 
+from sae.core.errors import SAEError
+
+
+class MetricInputError(SAEError, ValueError):
+    """Codes or factors a metric cannot be computed on (a shape, a dtype, a NaN, no varying factor), or a metric
+    setting out of range; the message names the array or argument."""
+
 
 def _check_matrix_shape(arr: np.ndarray, name: str, axes: str, column: str) -> None:
     """``arr`` is 2-D with at least 2 rows (samples) and 1 column (``column``: what a column holds)."""
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of shape {axes}; got {arr.ndim}-D array of shape {arr.shape}")
+        raise MetricInputError(f"{name} must be a 2-D array of shape {axes}; got {arr.ndim}-D array of shape "
+                               f"{arr.shape}")
     if arr.shape[0] < 2:
-        raise ValueError(f"{name} needs at least 2 rows (samples); got shape {arr.shape}")
+        raise MetricInputError(f"{name} needs at least 2 rows (samples); got shape {arr.shape}")
     if arr.shape[1] < 1:
-        raise ValueError(f"{name} needs at least 1 column ({column}); got shape {arr.shape}")
+        raise MetricInputError(f"{name} needs at least 1 column ({column}); got shape {arr.shape}")
 
 
 def _as_codes(x: Any, name: str) -> np.ndarray:
     try:
         arr = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array of shape [N, D]: {exc}") from exc
+        raise MetricInputError(f"{name} must be a numeric array of shape [N, D]: {exc}") from exc
     _check_matrix_shape(arr, name, "[N, D]", "code dimension")
     if not np.all(np.isfinite(arr)):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+        raise MetricInputError(f"{name} contains {bad} NaN or infinite value(s)")
     return arr
 
 
@@ -40,13 +48,13 @@ def _as_factors(x: Any, name: str) -> np.ndarray:
         or np.issubdtype(arr.dtype, np.bool_)
         or np.issubdtype(arr.dtype, np.floating)
     ):
-        raise ValueError(f"{name} must be an integer-coded array of shape [N, K]; got dtype {arr.dtype}")
+        raise MetricInputError(f"{name} must be an integer-coded array of shape [N, K]; got dtype {arr.dtype}")
     _check_matrix_shape(arr, name, "[N, K]", "factor")
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} contains NaN or infinite values")
+            raise MetricInputError(f"{name} contains NaN or infinite values")
         if not np.all(arr == np.rint(arr)):
-            raise ValueError(
+            raise MetricInputError(
                 f"{name} must hold integer class indices per factor (e.g. np.unique(..., return_inverse=True) "
                 f"per column); got non-integer values"
             )
@@ -57,7 +65,7 @@ def _check_pair(codes: Any, factors: Any, codes_name: str, factors_name: str) ->
     c = _as_codes(codes, codes_name)
     f = _as_factors(factors, factors_name)
     if c.shape[0] != f.shape[0]:
-        raise ValueError(
+        raise MetricInputError(
             f"{codes_name} has {c.shape[0]} rows but {factors_name} has {f.shape[0]}; they must describe the same samples"
         )
     return c, f
@@ -69,9 +77,9 @@ def _check_train_test(
     ctr, ftr = _check_pair(codes_train, factors_train, "codes_train", "factors_train")
     cte, fte = _check_pair(codes_test, factors_test, "codes_test", "factors_test")
     if cte.shape[1] != ctr.shape[1]:
-        raise ValueError(f"codes_test has {cte.shape[1]} columns but codes_train has {ctr.shape[1]}")
+        raise MetricInputError(f"codes_test has {cte.shape[1]} columns but codes_train has {ctr.shape[1]}")
     if fte.shape[1] != ftr.shape[1]:
-        raise ValueError(f"factors_test has {fte.shape[1]} columns but factors_train has {ftr.shape[1]}")
+        raise MetricInputError(f"factors_test has {fte.shape[1]} columns but factors_train has {ftr.shape[1]}")
     return ctr, ftr, cte, fte
 
 
@@ -82,8 +90,8 @@ def _varying_factors(factors_train: np.ndarray) -> tuple[np.ndarray, list[int]]:
     inflate informativeness and modularity and deflate SAP."""
     varying = np.array([np.unique(col).size > 1 for col in factors_train.T])
     if not varying.any():
-        raise ValueError(f"every factor takes a single value in factors_train (shape {factors_train.shape}); "
-                         "there is nothing to measure")
+        raise MetricInputError(f"every factor takes a single value in factors_train (shape {factors_train.shape}); "
+                               "there is nothing to measure")
     return np.flatnonzero(varying), [int(k) for k in np.flatnonzero(~varying)]
 
 

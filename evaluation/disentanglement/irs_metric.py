@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .information import histogram_discretize
-from .inputs import _check_pair, _floats, _skip_note, _varying_factors
+from .inputs import MetricInputError, _check_pair, _floats, _skip_note, _varying_factors
 
 
 def irs(codes: Any, factors: Any, diff_quantile: float = 0.99, factor_bins: int | None = 20) -> dict[str, Any]:
@@ -30,7 +30,7 @@ def irs(codes: Any, factors: Any, diff_quantile: float = 0.99, factor_bins: int 
     """
     c, f = _check_pair(codes, factors, "codes", "factors")
     if not 0.0 <= float(diff_quantile) <= 1.0:
-        raise ValueError(f"diff_quantile must be in [0, 1]; got {diff_quantile}")
+        raise MetricInputError(f"diff_quantile must be in [0, 1]; got {diff_quantile}")
     kept, skipped = _varying_factors(f)
     f = f[:, kept]
     gen = histogram_discretize(f.astype(np.float64), factor_bins) if factor_bins is not None else f

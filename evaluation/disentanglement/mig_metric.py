@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .information import discrete_entropy, discrete_mutual_info, histogram_discretize
-from .inputs import _check_pair, _floats
+from .inputs import MetricInputError, _check_pair, _floats
 
 
 def mig(codes: Any, factors: Any, num_bins: int = 20) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def mig(codes: Any, factors: Any, num_bins: int = 20) -> dict[str, Any]:
     """
     c, f = _check_pair(codes, factors, "codes", "factors")
     if int(num_bins) < 2:
-        raise ValueError(f"num_bins must be >= 2; got {num_bins}")
+        raise MetricInputError(f"num_bins must be >= 2; got {num_bins}")
     m = discrete_mutual_info(histogram_discretize(c, num_bins), f)
     h = discrete_entropy(f)
     sorted_m = np.sort(m, axis=0)[::-1]

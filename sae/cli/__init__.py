@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="messages of the sae.* loggers on stderr at this level and above (env SAE_LOG_LEVEL)")
     p.add_argument("--log-format", choices=output.LOG_FORMATS, default="text",
                    help="text: each message as a line; json: one JSON object a line (for services)")
-    p.add_argument("--debug", action="store_true", help="on an error, the full traceback instead of one line")
+    p.add_argument("--debug", action="store_true", default=os.environ.get("SAE_DEBUG", "") not in ("", "0"),
+                   help="on an error, the full traceback before its line (env SAE_DEBUG=1)")
     p.set_defaults(root_parser=p)  # `sae completion` renders it without importing this package (no import cycle)
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:
@@ -33,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 success, 1 runtime failure, 2 usage or input error, 130 interrupted (sae/cli/output.py)."""
+    """Exit codes: 0 success, 1 runtime failure or internal error, 2 usage or input error, 130 interrupted
+    (sae/cli/output.py). The package's errors (:class:`SAEError`) and OSErrors print one line; any other exception
+    is a bug and prints its traceback with ``sae CMD: internal error: TYPE: MESSAGE``."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # a bad argument (argparse printed "sae CMD: error: argument --FLAG: ...") or --help
@@ -43,14 +46,23 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return output.INTERRUPTED
-    except (SAEError, OSError, ValueError, RuntimeError) as e:
+    except (SAEError, OSError) as e:
+        # One line: the package's errors name what is wrong, and an OSError (a missing, unreadable or corrupt
+        # file, a full disk, a refused permission) is the user's environment, not a bug.
         if args.debug:
-            raise
-        # One line, no traceback: every error of the package, and every OSError (a missing, unreadable or
-        # corrupt file, a full disk), names what is wrong.
-        message = " ".join(str(e).split("\n", 1)[0].split())
-        output.error(args.command, message or type(e).__name__)
-        code = output.exit_code_for(e)
-        if getattr(args, "json", False):  # a script parsing stdout gets a document on failure too
-            output.result("", {"error": message or type(e).__name__, "exit_code": code}, as_json=True)
-        return code
+            output.traceback_of(e)
+        message = " ".join(str(e).split("\n", 1)[0].split()) or type(e).__name__
+        output.error(args.command, message)
+        return _failed(args, message, output.exit_code_for(e))
+    except Exception as e:  # anything else is a bug of the package: always its traceback
+        output.traceback_of(e)
+        detail = " ".join(str(e).split())
+        message = f"{type(e).__name__}: {detail}" if detail else type(e).__name__
+        output.internal_error(args.command, message)
+        return _failed(args, f"internal error: {message}", output.FAILURE)
+
+
+def _failed(args: argparse.Namespace, message: str, code: int) -> int:
+    if getattr(args, "json", False):  # a script parsing stdout gets a document on failure too
+        output.result("", {"error": message, "exit_code": code}, as_json=True)
+    return code

@@ -9,6 +9,8 @@ import re
 from collections.abc import Collection
 from pathlib import Path
 
+from sae.core.errors import UsageError
+
 _DEVICE = re.compile(r"^(cpu|cuda(:\d{1,3})?)$")
 
 
@@ -190,7 +192,7 @@ def urls_or_env(given: list[str] | None) -> tuple[str, ...]:
     try:
         return (grpc_url(value),)
     except argparse.ArgumentTypeError as e:
-        raise ValueError(f"${URL_VARIABLE}: {e}") from None
+        raise UsageError(f"${URL_VARIABLE}: {e}") from None
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:

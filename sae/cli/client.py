@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sae.cli import arguments as arg
 from sae.cli import output
+from sae.core.errors import UsageError
 from sae.core.wire import DEFAULT_URL
 
 
@@ -58,7 +59,7 @@ def cmd_model_control(args: argparse.Namespace) -> int:
     from sae.clients.model_control import change_sets
 
     if args.all == (args.name is not None):
-        raise ValueError("name one model set (NAME; '' is the unprefixed set) or pass --all")
+        raise UsageError("name one model set (NAME; '' is the unprefixed set) or pass --all")
     load = args.command == "load"
     for change in change_sets(args.url, None if args.all else [args.name], load=load):
         label = repr(change.name) if change.name else "the unprefixed set"
@@ -70,18 +71,18 @@ def cmd_encode(args: argparse.Namespace) -> int:
     """One process (``--engine local``), a Ray cluster (``--engine ray``: shards in a folder), or ``--merge``."""
     if args.merge is not None:
         if args.data is not None:
-            raise ValueError("give either DATA (to encode) or --merge DIR (to join its shards), not both")
+            raise UsageError("give either DATA (to encode) or --merge DIR (to join its shards), not both")
         from sae.clients.jobs.ray_encode.shards import merge_shards
 
         merged = merge_shards(args.merge, _encode_output_file(args.out))
         output.result(merged.summary(), _report_document(merged), args.json)
         return output.OK
     if args.data is None:
-        raise ValueError("give the dataset to encode (DATA), or --merge DIR")
+        raise UsageError("give the dataset to encode (DATA), or --merge DIR")
     urls = arg.urls_or_env(args.url)
     if args.engine == "ray":
         if args.shared_memory or args.metrics_port is not None:
-            raise ValueError("--shared-memory and --metrics-port are options of --engine local")
+            raise UsageError("--shared-memory and --metrics-port are options of --engine local")
         from sae.clients.jobs.ray_encode.config import RayEncodeConfig
         from sae.clients.jobs.ray_encode.job import run_ray_encode
 
@@ -112,7 +113,7 @@ def _encode_output_file(path: Path) -> Path:
     try:
         return arg.output_file(str(path))
     except argparse.ArgumentTypeError as e:
-        raise ValueError(f"--out: {e}") from None
+        raise UsageError(f"--out: {e}") from None
 
 
 def add_parsers(sub) -> None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from sae.core.errors import MissingDependencyError
+
 SHELLS = ("bash", "zsh", "tcsh")
 
 
@@ -10,7 +12,7 @@ def cmd_completion(args: argparse.Namespace) -> int:
     try:
         import shtab
     except ImportError:
-        raise RuntimeError("shell completion needs shtab: pip install 'sae-serving[cli]'") from None
+        raise MissingDependencyError("shell completion needs shtab: pip install 'sae-serving[cli]'") from None
     from sae.cli import output
 
     output.result(shtab.complete(args.root_parser, shell=args.shell))

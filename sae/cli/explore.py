@@ -5,6 +5,7 @@ import argparse
 
 from sae.cli import arguments as arg
 from sae.cli import output
+from sae.core.errors import MissingDependencyError
 from sae.core.wire import is_loopback
 
 DEFAULT_PORT = 8765
@@ -19,7 +20,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     try:
         from sae.serving.explorer.app import serve
     except ImportError as e:
-        raise RuntimeError(f"the explorer needs the explore extra (pip install 'sae-serving[explore]'): {e}") from None
+        raise MissingDependencyError(f"the explorer needs the explore extra (pip install 'sae-serving[explore]'): "
+                                     f"{e}") from None
     if not is_loopback(args.host):
         output.warning("explore", f"binding {args.host} (--host), not loopback: anyone who reaches it can use the "
                        "page and the model server behind it")

@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from typing import Any
+
+from sae.core.errors import UsageError
 
 
 OK, FAILURE, USAGE, INTERRUPTED = 0, 1, 2, 130
 EXIT_CODES = {
     OK: "success",
-    FAILURE: "runtime failure: the server gone or refusing mid-job, a model or export failure, a full disk",
+    FAILURE: "runtime failure: the server gone or refusing mid-job, a model or export failure, a full disk; "
+             "or an internal error (a bug, printed with its traceback)",
     USAGE: "usage or input error: a bad flag or value, a missing or corrupt input file, a config of the wrong type",
     INTERRUPTED: "interrupted (Ctrl-C / SIGINT)",
 }
@@ -43,7 +47,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """One handler on stderr for the ``sae`` loggers: ``text`` prints each message as it is (the lines people read
     today), ``json`` one object a line with time, level, logger and message."""
     if level not in LOG_LEVELS or fmt not in LOG_FORMATS:
-        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)} and format one of "
+        raise UsageError(f"log level must be one of {', '.join(LOG_LEVELS)} and format one of "
                          f"{', '.join(LOG_FORMATS)}, got {level!r} / {fmt!r}")
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -76,6 +80,17 @@ def result(human: str, document: Any = None, as_json: bool = False) -> None:
 def error(command: str, message: str) -> None:
     """The one line a failed command prints: ``sae CMD: error: MESSAGE``."""
     print(f"sae {command}: error: {message}", file=sys.stderr, flush=True)
+
+
+def traceback_of(error: BaseException) -> None:
+    """The full traceback of ``error`` on stderr (a bug's, or with ``--debug`` an error's)."""
+    traceback.print_exception(error, file=sys.stderr)
+    sys.stderr.flush()
+
+
+def internal_error(command: str, message: str) -> None:
+    """The line after the traceback of a bug (an exception that is no error of the package): exit 1."""
+    print(f"sae {command}: internal error: {message}", file=sys.stderr, flush=True)
 
 
 def warning(command: str, message: str) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sae.cli import arguments as arg
 from sae.cli import output
+from sae.core.errors import UsageError
 
 
 def poll_args(seconds: int | None) -> tuple[str, ...]:
@@ -39,7 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sae.serving.triton import serve_forever
 
     if args.poll is not None and args.model_control == "explicit":
-        raise ValueError("--poll and --model-control explicit are two different model-control modes: choose one")
+        raise UsageError("--poll and --model-control explicit are two different model-control modes: choose one")
     return serve_forever(server_config(args), log_path=args.log)
 
 

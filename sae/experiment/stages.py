@@ -11,10 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sae.core.datasets.base import DatasetError
+from sae.core.errors import UsageError
 from sae.core.wire import to_float_images
 from sae.experiment.grid import CellSpec, GridSpec
 from sae.experiment.layout import Layout, RunnerOptions
 from sae.experiment.markers import read_json, write_json
+from sae.training.options import TrainingError
 
 if TYPE_CHECKING:
     from sae.experiment.server import ExperimentServer
@@ -54,7 +57,7 @@ class CellStages:
         if path is None:
             spec = self.grid.dataset
             if spec.kind != "shapes3d" or spec.procedural_images is None:
-                raise ValueError(f"grid {self.grid.name} runs on the real {spec.kind} data: pass --data PATH (e.g. "
+                raise UsageError(f"grid {self.grid.name} runs on the real {spec.kind} data: pass --data PATH (e.g. "
                                  "3dshapes.h5, mpi3d_real.npz, a folder of aligned CelebA JPEGs)")
             path = self.layout.work / "data" / f"shapes3d-procedural-{spec.procedural_images}-s{spec.procedural_seed}.h5"
             if not path.exists():
@@ -106,7 +109,7 @@ class CellStages:
         finally:
             trainer.close()
         if result.step != steps:
-            raise RuntimeError(f"{cell.cell_id}: training {run_dir} stopped at step {result.step} of {steps}")
+            raise TrainingError(f"{cell.cell_id}: training {run_dir} stopped at step {result.step} of {steps}")
         marker = {"step": result.step, "seconds": time.perf_counter() - started, "config": cfg.name}
         write_json(marker_path, marker)
         return marker
@@ -173,8 +176,8 @@ class CellStages:
         if len(rows) > limit:
             rows = np.sort(np.random.default_rng(cell.seed).choice(rows, size=limit, replace=False))
         if not len(rows):
-            raise ValueError(f"{cell.cell_id}: the test split of {self.data_path()} holds no images with "
-                             f"{dict(cell.extrapolation_arm.exclude)}; use a larger data file")
+            raise DatasetError(f"{cell.cell_id}: the test split of {self.data_path()} holds no images with "
+                               f"{dict(cell.extrapolation_arm.exclude)}; use a larger data file")
         return rows
 
     def heldout_errors(self, cell: CellSpec, steps: dict[str, int]) -> tuple[dict[str, Any], float]:

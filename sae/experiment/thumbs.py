@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from sae.core.png import encode_png, image_grid
+from sae.experiment.cell_results import CellFileError
 from sae.experiment.markers import write_atomic
 
 MAX_THUMB_BYTES = 60_000
@@ -18,25 +19,31 @@ def read_png(path: Path) -> np.ndarray:
     """Decode an 8-bit, non-interlaced PNG whose rows all use filter 0, as ``sae.core.png`` writes them."""
     data = Path(path).read_bytes()
     if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise ValueError(f"{path} is not a PNG file")
+        raise CellFileError(f"{path} is not a PNG file")
     pos, header, idat = 8, None, []
-    while pos < len(data):
-        length, tag = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if tag == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif tag == b"IDAT":
-            idat.append(body)
-        pos += 12 + length
+    try:
+        while pos < len(data):
+            length, tag = struct.unpack(">I4s", data[pos:pos + 8])
+            body = data[pos + 8:pos + 8 + length]
+            if tag == b"IHDR":
+                header = struct.unpack(">IIBBBBB", body)
+            elif tag == b"IDAT":
+                idat.append(body)
+            pos += 12 + length
+    except struct.error as e:
+        raise CellFileError(f"{path}: a truncated PNG chunk ({e})") from e
     if header is None:
-        raise ValueError(f"{path}: no IHDR chunk")
+        raise CellFileError(f"{path}: no IHDR chunk")
     width, height, depth, colour, _, _, interlace = header
     if depth != 8 or interlace or colour not in _CHANNELS:
-        raise ValueError(f"{path}: only 8-bit non-interlaced gray/RGB(A) PNGs are read here")
+        raise CellFileError(f"{path}: only 8-bit non-interlaced gray/RGB(A) PNGs are read here")
     channels = _CHANNELS[colour]
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(height, 1 + width * channels)
+    try:
+        raw = np.frombuffer(zlib.decompress(b"".join(idat)), np.uint8).reshape(height, 1 + width * channels)
+    except (zlib.error, ValueError) as e:  # ValueError: the pixels do not fill the IHDR's width x height
+        raise CellFileError(f"{path}: corrupt PNG pixel data ({e})") from e
     if raw[:, 0].any():
-        raise ValueError(f"{path}: rows use PNG filters other than 0, which this reader does not undo")
+        raise CellFileError(f"{path}: rows use PNG filters other than 0, which this reader does not undo")
     return raw[:, 1:].reshape(height, width, channels).copy()
 
 

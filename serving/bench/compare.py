@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sae.core.atomic import write_text_atomic
-from sae.serving.bench.config import BenchConfig
+from sae.serving.bench.config import BenchConfig, BenchConfigError
 from sae.serving.bench.harness import compute_ratios, run_bench
 from sae.serving.bench.targets import judge
 
@@ -55,11 +55,11 @@ def _prefixed(log: Callable[[str], None], label: str) -> Callable[[str], None]:
 
 def run_compare(sides: list[Side], log: Callable[[str], None] | None = None) -> dict:
     if len(sides) < 2:
-        raise ValueError(f"comparing needs at least two repositories, got {len(sides)}")
+        raise BenchConfigError(f"comparing needs at least two repositories, got {len(sides)}")
     log = log or _log.info
     labels = [s.label for s in sides]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"the repositories' labels must differ, got {labels}")
+        raise BenchConfigError(f"the repositories' labels must differ, got {labels}")
     started = time.time()
     per_side: dict[str, list[dict]] = {s.label: [] for s in sides}
     for path in sides[0].config.paths:

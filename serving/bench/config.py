@@ -5,7 +5,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sae.core import wire
+from sae.core.errors import SAEError
 from sae.serving.bench.device import check_device
+
+
+class BenchConfigError(SAEError, ValueError):
+    """A bench setting out of range (cell limits, paths, batch sizes, concurrency, budget, model name, a list flag
+    that is not integers, fewer than two repositories to compare); the message names the setting."""
+
 
 PATHS = (wire.ENCODE, wire.DECODE, wire.RECONSTRUCT, wire.HYBRID_SAMPLE)
 
@@ -24,13 +31,13 @@ class CellLimits:
 
     def __post_init__(self) -> None:
         if not self.max_seconds > 0:
-            raise ValueError(f"max_seconds must be positive, got {self.max_seconds}")
+            raise BenchConfigError(f"max_seconds must be positive, got {self.max_seconds}")
         if self.max_requests < 1:
-            raise ValueError(f"max_requests must be at least 1, got {self.max_requests}")
+            raise BenchConfigError(f"max_requests must be at least 1, got {self.max_requests}")
         if self.warmup_requests < 0:
-            raise ValueError(f"warmup_requests must be non-negative, got {self.warmup_requests}")
+            raise BenchConfigError(f"warmup_requests must be non-negative, got {self.warmup_requests}")
         if self.max_in_flight_items < 1:
-            raise ValueError(f"max_in_flight_items must be at least 1, got {self.max_in_flight_items}")
+            raise BenchConfigError(f"max_in_flight_items must be at least 1, got {self.max_in_flight_items}")
 
 
 @dataclass(frozen=True)
@@ -57,16 +64,16 @@ class BenchConfig:
             object.__setattr__(self, "repo", Path(self.repo))
         unknown = [p for p in self.paths if p not in PATHS]
         if unknown or not self.paths:
-            raise ValueError(f"paths must be a non-empty subset of {', '.join(PATHS)}; got {list(self.paths)}")
+            raise BenchConfigError(f"paths must be a non-empty subset of {', '.join(PATHS)}; got {list(self.paths)}")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise ValueError(f"batch sizes must be positive integers, got {list(self.batch_sizes)}")
+            raise BenchConfigError(f"batch sizes must be positive integers, got {list(self.batch_sizes)}")
         if not self.concurrency or min(self.concurrency) < 1:
-            raise ValueError(f"concurrency levels must be positive integers, got {list(self.concurrency)}")
+            raise BenchConfigError(f"concurrency levels must be positive integers, got {list(self.concurrency)}")
         if self.perf_analyzer_budget_s < 0:
-            raise ValueError(f"perf_analyzer_budget_s must be non-negative, got {self.perf_analyzer_budget_s}")
+            raise BenchConfigError(f"perf_analyzer_budget_s must be non-negative, got {self.perf_analyzer_budget_s}")
         check_device(self.device)
         if self.model and not self.model.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(f"model name {self.model!r} may hold letters, digits, '-' and '_' only")
+            raise BenchConfigError(f"model name {self.model!r} may hold letters, digits, '-' and '_' only")
 
     def model_name(self, path: str) -> str:
         """The served model of ``path`` under this config's prefix (the wire contract: ``NAME_encode``, ...)."""
@@ -84,7 +91,7 @@ def parse_int_list(text: str, what: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
-        raise ValueError(f"{what} must be comma-separated integers, got {text!r}") from None
+        raise BenchConfigError(f"{what} must be comma-separated integers, got {text!r}") from None
     if not values:
-        raise ValueError(f"{what} must list at least one integer, got {text!r}")
+        raise BenchConfigError(f"{what} must list at least one integer, got {text!r}")
     return values

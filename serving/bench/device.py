@@ -5,13 +5,15 @@ from __future__ import annotations
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 
+from sae.core.errors import UsageError
+
 DEVICES = ("cpu", "cuda")
 ORT_PACKAGES = ("onnxruntime-gpu", "onnxruntime")  # whichever is installed; the GPU build first
 
 
 def check_device(device: str) -> str:
     if device not in DEVICES:
-        raise ValueError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
+        raise UsageError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
     return device
 
 

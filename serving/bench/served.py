@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import tritonclient.grpc as grpcclient
 
 from sae.core import wire
+from sae.core.errors import ModelNotServedError
 from sae.serving.bench.config import BenchConfig
 
 
@@ -41,7 +42,7 @@ def _dims(config: dict, kind: str, name: str) -> list[int]:
     for tensor in config.get(kind, []):
         if tensor["name"] == name:
             return [int(d) for d in tensor["dims"]]
-    raise ValueError(f"model {config.get('name')!r} has no {kind} tensor {name}")
+    raise ModelNotServedError(f"model {config.get('name')!r} has no {kind} tensor {name}", model=config.get("name", ""))
 
 
 def _max_items(config: dict) -> int:
@@ -64,7 +65,8 @@ def describe_served(client: grpcclient.InferenceServerClient, config: BenchConfi
             try:
                 cache[name] = client.get_model_config(name, as_json=True)["config"]
             except InferenceServerException as e:
-                raise ValueError(f"model {name!r}: no config from the server at {config.url}: {e.message()}") from e
+                raise ModelNotServedError(f"model {name!r}: no config from the server at {config.url}: {e.message()}",
+                                          model=name) from e
         return cache[name]
 
     paths: dict[str, ServedPath] = {}

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from sae.core.errors import InvalidInputError, SAEError
 from sae.serving.explorer import calls
+from sae.serving.explorer.calls import RequestError
 from sae.serving.explorer.sets import ModelSets
 from sae.serving.explorer.uploads import MAX_UPLOAD_BYTES, UploadError, check_bytes, read_upload
 
@@ -57,19 +58,19 @@ async def _body(request: Request, limit: int) -> bytes:
 async def _json(request: Request) -> dict:
     # JSON only: a form or text/plain POST from another site (a "simple" request, sent without asking) is refused.
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        raise ValueError("the request must be JSON (Content-Type: application/json)")
+        raise RequestError("the request must be JSON (Content-Type: application/json)")
     try:
         body = json.loads(await _body(request, MAX_JSON_BYTES) or b"{}")
     except json.JSONDecodeError as e:
-        raise ValueError(f"the request is not JSON ({e.msg})") from None
+        raise RequestError(f"the request is not JSON ({e.msg})") from None
     if not isinstance(body, dict):
-        raise ValueError("the request must be a JSON object")
+        raise RequestError("the request must be a JSON object")
     return body
 
 
 def _error(e: Exception) -> JSONResponse:
     message = " ".join(str(e).split()) or type(e).__name__
-    if isinstance(e, (UploadError, BodyTooLarge, InvalidInputError)) or \
+    if isinstance(e, (RequestError, UploadError, BodyTooLarge, InvalidInputError)) or \
             (isinstance(e, ValueError) and not isinstance(e, SAEError)):
         status = 413 if isinstance(e, BodyTooLarge) or "too large" in message else 400
     else:

@@ -14,8 +14,14 @@ import time
 import numpy as np
 
 from sae.core import wire
+from sae.core.errors import SAEError
 from sae.core.png import encode_png
 from sae.clients.triton_client import SAEClient, to_uint8
+
+class RequestError(SAEError, ValueError):
+    """A request body outside the page's limits (not JSON, a count, seed, draw mode or latent out of range): the
+    app answers 400 with the message."""
+
 
 MIN_SAMPLES, MAX_SAMPLES = 4, 64  # a grid of the page
 TRAVERSE_STEPS = 8  # images per traversal strip
@@ -35,7 +41,7 @@ def data_urls(images: np.ndarray) -> list[str]:
 def _int(body: dict, key: str, low: int, high: int, default: int | None = None) -> int:
     value = body.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{key} must be a whole number from {low} to {high}, got {value!r}")
+        raise RequestError(f"{key} must be a whole number from {low} to {high}, got {value!r}")
     return value
 
 
@@ -43,12 +49,12 @@ def _latent(body: dict, key: str, dim: int) -> np.ndarray:
     value = body.get(key)
     if not isinstance(value, list) or not 0 < len(value) <= MAX_LATENT_DIM or \
             not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise ValueError(f"{key} must be a list of numbers (one per latent dimension)")
+        raise RequestError(f"{key} must be a list of numbers (one per latent dimension)")
     latent = np.asarray(value, dtype=np.float32)
     if dim and latent.shape[0] != dim:
-        raise ValueError(f"{key} has {latent.shape[0]} values; this model's latent has {dim}")
+        raise RequestError(f"{key} has {latent.shape[0]} values; this model's latent has {dim}")
     if not np.isfinite(latent).all():
-        raise ValueError(f"{key} must hold finite numbers")
+        raise RequestError(f"{key} must hold finite numbers")
     return latent
 
 
@@ -69,13 +75,13 @@ def hybrid(client: SAEClient, body: dict) -> dict:
     seed = _int(body, "seed", 0, wire.MAX_SEED, 0)
     draw = body.get("draw") or None
     if draw is not None and not isinstance(draw, str):
-        raise ValueError("draw must be the name of a draw mode")
+        raise RequestError("draw must be the name of a draw mode")
     base = mask = None
     if body.get("base") is not None:
         base = _latent(body, "base", latent_dim(client))
         mask_list = body.get("mask")
         if not isinstance(mask_list, list) or not all(isinstance(m, bool) for m in mask_list):
-            raise ValueError("mask must be a list of true/false, one per variable (true = re-draw)")
+            raise RequestError("mask must be a list of true/false, one per variable (true = re-draw)")
         mask = np.asarray(mask_list, dtype=bool)
     samples, served_ms = _timed(lambda: client.sample(n, seed=seed, base=base, mask=mask, draw=draw,
                                                       image_dtype="uint8"))
@@ -127,12 +133,12 @@ def npz_bytes(body: dict) -> bytes:
     (-1: kept from the base), and the request that drew them."""
     latents = body.get("latents")
     if not isinstance(latents, list) or not 0 < len(latents) <= MAX_SAMPLES:
-        raise ValueError(f"latents must be a list of 1 to {MAX_SAMPLES} latents")
+        raise RequestError(f"latents must be a list of 1 to {MAX_SAMPLES} latents")
     arrays = {"latents": np.stack([_latent({"l": row}, "l", 0) for row in latents])}
     if body.get("source_index") is not None:
         index = np.asarray(body["source_index"], dtype=np.int64)
         if index.ndim != 2 or index.shape[0] != len(latents):
-            raise ValueError("source_index must hold one row per latent")
+            raise RequestError("source_index must hold one row per latent")
         arrays["source_index"] = index
     arrays["seed"] = np.int64(_int(body, "seed", 0, wire.MAX_SEED, 0))
     arrays["model"] = np.str_(str(body.get("model", ""))[:200])

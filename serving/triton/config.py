@@ -8,7 +8,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from sae.core.errors import SAEError
 from sae.core.wire import is_loopback
+
+
+class ServerConfigError(SAEError, ValueError):
+    """A :class:`ServerConfig` the server cannot be started with: an address it must not or cannot bind, a port
+    out of range, a timeout or GPU count that is not positive."""
 
 
 @dataclass(frozen=True)
@@ -30,20 +36,21 @@ class ServerConfig:
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
         if not is_loopback(self.host):
             if not self.allow_external:
-                raise ValueError(f"host {self.host!r} is not a loopback address; binding it makes the server "
-                                 "reachable from other machines and needs allow_external=True (sae serve --host)")
+                raise ServerConfigError(f"host {self.host!r} is not a loopback address; binding it makes the "
+                                        "server reachable from other machines and needs allow_external=True "
+                                        "(sae serve --host)")
             try:
                 ipaddress.IPv4Address(self.host)
             except ValueError:
-                raise ValueError(f"host {self.host!r} is not an IPv4 address") from None
+                raise ServerConfigError(f"host {self.host!r} is not an IPv4 address") from None
         if ":" in self.host:
-            raise ValueError(f"host {self.host!r}: only IPv4 addresses (127.x.x.x, localhost) are supported")
+            raise ServerConfigError(f"host {self.host!r}: only IPv4 addresses (127.x.x.x, localhost) are supported")
         for name in ("grpc_port", "http_port", "metrics_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
-                raise ValueError(f"{name}={port} is not a port number")
+                raise ServerConfigError(f"{name}={port} is not a port number")
         if self.startup_timeout_s <= 0:
-            raise ValueError("startup_timeout_s must be positive")
+            raise ServerConfigError("startup_timeout_s must be positive")
 
     @property
     def bind_address(self) -> str:
@@ -88,7 +95,7 @@ def memory_pool_flags(gpus: int) -> list[str]:
     machine); with GPUs, a pinned host pool and one CUDA pool per GPU (Triton's ``--cuda-memory-pool-byte-size``
     takes ``DEVICE:BYTES`` once per device)."""
     if gpus < 0:
-        raise ValueError(f"gpus must be >= 0, got {gpus}")
+        raise ServerConfigError(f"gpus must be >= 0, got {gpus}")
     if gpus == 0:
         return ["--allow-gpu-metrics=false", "--pinned-memory-pool-byte-size=0", "--cuda-memory-pool-byte-size=0:0"]
     return [f"--pinned-memory-pool-byte-size={PINNED_POOL_BYTES}",

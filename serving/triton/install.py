@@ -9,6 +9,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from sae.core.errors import MissingDependencyError
+
 _STUB_NAME = "triton_python_backend_stub"
 
 
@@ -24,7 +26,7 @@ def find_tritonserver() -> TritonInstall:
     """Locate the Triton binary, python backend and stub inside the installed nvidia-pytriton wheel."""
     spec = importlib.util.find_spec("pytriton")  # finds the package without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
+        raise MissingDependencyError(
             "tritonserver not found: the package nvidia-pytriton is not installed in this environment "
             f"({sys.prefix}). Install the serving extra: pip install 'sae-serving[serve]'."
         )
@@ -43,7 +45,7 @@ def find_tritonserver() -> TritonInstall:
     required = [install.binary, install.python_backend_dir / "libtriton_python.so", install.stub]
     missing = [str(path) for path in required if not path.exists()]
     if missing:
-        raise RuntimeError(
+        raise MissingDependencyError(
             f"incomplete nvidia-pytriton install under {package} (Python {version}); missing: {', '.join(missing)}"
         )
     return install

@@ -8,7 +8,7 @@ A kind is one model class under one name, with the regulariser settings it takes
 
 What a kind can do (has a prior, draws its latent in chunks, ...) is a class attribute of its model
 (``sae.training.models.autoencoder.Autoencoder`` lists them); :class:`ModelKind` reads them for the configs, which never
-import a model. This module imports only the package's error root: the built-in kinds register when
+import a model. This module imports only the package's errors: the built-in kinds register when
 ``sae.training.models.zoo`` is imported (``sae.training.config`` does).
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 from sae.core.errors import SAEError
+from sae.training.config_error import TrainingConfigError
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class RegulariserConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and value < 0:
-                raise ValueError(f"ModelConfig.regulariser.{f.name}={value} must not be negative")
+                raise TrainingConfigError(f"ModelConfig.regulariser.{f.name}={value} must not be negative")
 
     def validate_batch(self, batch_size: int) -> None:
         """Checks that need the training batch size; none by default."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from sae.clients.jobs.encode_job import EncodeJobConfig
 from sae.clients.retry import RetryPolicy
 from sae.clients.triton_client import DEFAULT_URL
+from sae.core.errors import EncodeInputError, UsageError
 
 NODE_URL_PREFIX = "node:"  # "node:8001": the server listening on port 8001 of each actor's own Ray node
 
@@ -17,7 +18,7 @@ def resolve_url(url: str, node_ip: str) -> str:
         return url
     port = url[len(NODE_URL_PREFIX):]
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"encode: --url {url!r}: expected node:PORT with a port in 1..65535")
+        raise UsageError(f"encode: --url {url!r}: expected node:PORT with a port in 1..65535")
     return f"{node_ip}:{port}"
 
 
@@ -44,24 +45,24 @@ class RayEncodeConfig:
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "urls", tuple(dict.fromkeys(self.urls)))
         if not self.urls:
-            raise ValueError("encode: give at least one --url")
+            raise UsageError("encode: give at least one --url")
         for url in self.urls:
             resolve_url(url, "127.0.0.1")  # a malformed node:PORT is refused here, not in an actor
         for name, value in (("--actors", self.actors), ("--batch-size", self.batch_size),
                             ("--shard-rows", self.shard_rows), ("--block-attempts", self.block_attempts)):
             if value < 1:
-                raise ValueError(f"encode: {name} must be >= 1, got {value}")
+                raise UsageError(f"encode: {name} must be >= 1, got {value}")
         if self.actor_restarts < 0:
-            raise ValueError(f"encode: --actor-restarts must be >= 0, got {self.actor_restarts}")
+            raise UsageError(f"encode: --actor-restarts must be >= 0, got {self.actor_restarts}")
         if self.max_images_per_second is not None and self.max_images_per_second <= 0:
-            raise ValueError(f"encode: --max-rate must be positive, got {self.max_images_per_second}")
+            raise UsageError(f"encode: --max-rate must be positive, got {self.max_images_per_second}")
         if self.shard_rows % self.batch_size:
-            raise ValueError(f"encode: --shard-rows ({self.shard_rows}) must be a multiple of --batch-size "
+            raise UsageError(f"encode: --shard-rows ({self.shard_rows}) must be a multiple of --batch-size "
                              f"({self.batch_size}), so that every request holds the images a single-process run "
                              "sends together")
         if self.out.suffix.lower() in (".h5", ".hdf5"):
-            raise ValueError(f"encode --engine ray: --out {self.out} must be a folder for the shards and their "
-                             "manifest; `sae encode --merge DIR --out latents.h5` writes the single file")
+            raise EncodeInputError(f"encode --engine ray: --out {self.out} must be a folder for the shards and their "
+                                   "manifest; `sae encode --merge DIR --out latents.h5` writes the single file")
 
     def job_config(self, urls: tuple[str, ...] | None = None) -> EncodeJobConfig:
         """The single-process job's settings for the same servers and batches: its server checks and probe are

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sae.training.config_error import TrainingConfigError
 from sae.training.dataset_sizes import SHAPES3D_TRAIN_SIZE
 from sae.training.losses import beta_tcvae_terms
 from sae.training.models.registry import RegulariserConfig, register_model
@@ -25,13 +26,13 @@ class BetaTCVAEConfig(RegulariserConfig):
     def validate(self) -> None:
         super().validate()
         if self.dataset_size < 2:
-            raise ValueError(f"ModelConfig.regulariser.dataset_size={self.dataset_size}: give the training split's "
-                             "size")
+            raise TrainingConfigError(f"ModelConfig.regulariser.dataset_size={self.dataset_size}: give the training "
+                                      "split's size")
 
     def validate_batch(self, batch_size: int) -> None:
         if self.dataset_size <= batch_size - 1:
-            raise ValueError(f"ModelConfig.regulariser.dataset_size={self.dataset_size} must exceed "
-                             f"TrainConfig.batch_size - 1 = {batch_size - 1}")
+            raise TrainingConfigError(f"ModelConfig.regulariser.dataset_size={self.dataset_size} must exceed "
+                                      f"TrainConfig.batch_size - 1 = {batch_size - 1}")
 
 
 @register_model("betatcvae", regulariser=BetaTCVAEConfig())

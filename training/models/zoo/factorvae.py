@@ -7,10 +7,12 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from sae.training.config_error import TrainingConfigError
 from sae.training.losses import FactorDiscriminator, factorvae_discriminator_loss, factorvae_tc_estimate, gaussian_kl
 from sae.training.model_config import ModelConfig
 from sae.training.models.registry import RegulariserConfig, register_model
 from sae.training.models.zoo.vae import VariationalAutoencoder
+from sae.training.options import TrainingDataError
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,8 @@ class FactorVAEConfig(RegulariserConfig):
 
     def validate(self) -> None:
         if self.discriminator_lr <= 0 or self.discriminator_hidden < 1:
-            raise ValueError(f"ModelConfig.regulariser: discriminator_lr ({self.discriminator_lr}) and "
-                             f"discriminator_hidden ({self.discriminator_hidden}) must be positive")
+            raise TrainingConfigError(f"ModelConfig.regulariser: discriminator_lr ({self.discriminator_lr}) and "
+                                      f"discriminator_hidden ({self.discriminator_hidden}) must be positive")
         super().validate()
 
 
@@ -69,5 +71,5 @@ class FactorVAE(VariationalAutoencoder):
             raise RuntimeError("FactorVAE.auxiliary_loss('discriminator') needs the latents of a training_loss call; "
                                "call training_loss(x) first")
         if self._last_latents.shape[0] < 2:
-            raise ValueError("FactorVAE's discriminator needs a batch of at least 2 latents to permute")
+            raise TrainingDataError("FactorVAE's discriminator needs a batch of at least 2 latents to permute")
         return factorvae_discriminator_loss(self.discriminator, self._last_latents, self._last_latents)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sae.training.config_error import TrainingConfigError
 from sae.training.losses import mmd_imq
 from sae.training.models.autoencoder import Autoencoder
 from sae.training.models.prior import StandardNormalPrior
@@ -25,7 +26,8 @@ class WAEConfig(RegulariserConfig):
     def validate(self) -> None:
         super().validate()
         if self.kernel_scale is not None and self.kernel_scale <= 0:
-            raise ValueError(f"ModelConfig.regulariser.kernel_scale={self.kernel_scale} must be positive (or None)")
+            raise TrainingConfigError(f"ModelConfig.regulariser.kernel_scale={self.kernel_scale} must be positive "
+                                      "(or None)")
 
 
 @register_model("wae", regulariser=WAEConfig())
