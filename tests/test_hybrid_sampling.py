@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from sae.clients.triton_client import DRAW_MODES as CLIENT_DRAW_MODES
+from sae.core.draw import DRAW_MODES as CLIENT_DRAW_MODES
 from sae.repository.templates.sampler_model import (DISTINCT, DRAW_MODES, INDEPENDENT, PER_DIMENSION, BadRequest,
                                                    draw_controlled, draw_hybrid, draw_mode, draw_prior)
 from sae.repository.templates.traverse_model import traversal

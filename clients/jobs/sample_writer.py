@@ -17,7 +17,9 @@ import numpy as np
 
 from sae.core.atomic import atomic_write
 from sae.core.png import image_grid, write_png
-from sae.clients.triton_client import HybridSamples, sample_parts, to_uint8
+from sae.clients.request_plans import sample_parts
+from sae.clients.results import HybridSamples
+from sae.core.draw import to_uint8
 
 FORMATS = (".png", ".h5", ".npz")
 NPZ_MAX_SAMPLES = 16_384  # 64x64 RGB uint8: about 200 MB held in memory before the file is written

@@ -15,7 +15,8 @@ import numpy as np
 
 from sae.core import wire
 from sae.core.png import encode_png
-from sae.clients.triton_client import SAEClient, to_uint8
+from sae.clients.triton_client import SAEClient
+from sae.core.draw import to_uint8
 
 MIN_SAMPLES, MAX_SAMPLES = 4, 64  # a grid of the page
 TRAVERSE_STEPS = 8  # images per traversal strip

@@ -28,8 +28,8 @@ import h5py
 import numpy as np
 
 from sae.core.atomic import atomic_write, write_text_atomic
-from sae.clients.jobs.encode_job import (LabelColumn, RawDatasets, check_identity, create_latents_file, latents_attrs,
-                                write_latents_layout)
+from sae.core.latents_file import (LabelColumn, RawDatasets, check_identity, create_latents_file, latents_attrs,
+                                  write_latents_layout)
 from sae.core.errors import EncodeJobError
 
 MANIFEST_FORMAT = "sae-latent-shards/1"
