@@ -60,8 +60,8 @@ class AsyncSAEClient(ClientBase):
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def wait_ready(self, timeout_s: float = 60.0, model: str = wire.HYBRID_SAMPLE) -> None:
-        served = self.served_name(model)
+    async def wait_ready(self, timeout_s: float = 60.0, role: str = wire.HYBRID_SAMPLE) -> None:
+        served = self.served_name(role)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while loop.time() < deadline:
@@ -84,14 +84,14 @@ class AsyncSAEClient(ClientBase):
             self._remember(served, config)
         return self._infos[served]
 
-    async def model_info(self, model: str) -> ModelInfo:
-        return await self._info(self.served_name(model))
+    async def model_info(self, role: str) -> ModelInfo:
+        return await self._info(self.served_name(role))
 
-    async def max_batch_size(self, model: str) -> int:
-        return (await self.model_info(model)).max_batch_size
+    async def max_batch_size(self, role: str) -> int:
+        return (await self.model_info(role)).max_batch_size
 
-    async def max_samples(self, model: str = wire.HYBRID_SAMPLE) -> int:
-        ensemble = await self.model_info(model)
+    async def max_samples(self, role: str = wire.HYBRID_SAMPLE) -> int:
+        ensemble = await self.model_info(role)
         try:
             steps = [await self._info(step) for step in ensemble.steps]
         except InferenceError:
@@ -164,8 +164,8 @@ class AsyncSAEClient(ClientBase):
         parts = await self._gather(one(r) for r in split_rows(input_name, array, info.max_batch_size))
         return join_outputs(parts)[output_name]
 
-    async def infer(self, model: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        info = await self.model_info(model)
+    async def infer(self, role: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        info = await self.model_info(role)
         return await self._send(info.name, inputs, list(outputs or info.outputs))
 
     # ---------------------------------------------------------------- the models

@@ -98,9 +98,9 @@ class ClientBase:
         self._shm = ShmPool()
         self._closed = False
 
-    def served_name(self, model: str) -> str:
+    def served_name(self, role: str) -> str:
         """``encode`` -> ``NAME_encode`` (unchanged when the client's model name is empty)."""
-        return wire.served_name(self.model, model)
+        return wire.served_name(self.model, role)
 
     def _retrier(self, served: str) -> Retrier:
         if self._closed:
@@ -151,11 +151,11 @@ class SAEClient(ClientBase):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def wait_ready(self, timeout_s: float = 60.0, model: str = wire.HYBRID_SAMPLE) -> None:
-        """Wait until ``model`` is ready. Raises at once what waiting cannot mend: ServerNotFoundError (nothing
+    def wait_ready(self, timeout_s: float = 60.0, role: str = wire.HYBRID_SAMPLE) -> None:
+        """Wait until the set's ``role`` model is ready. Raises at once what waiting cannot mend: ServerNotFoundError (nothing
         listens at the address) and ModelNotServedError (the repository has no such model, it failed to load, or it
         is unloaded under explicit model control); ModelNotReadyError after ``timeout_s`` while it is still loading."""
-        served = self.served_name(model)
+        served = self.served_name(role)
         deadline = time.monotonic() + timeout_s
         state = "the server is not ready"
         while True:
@@ -206,21 +206,21 @@ class SAEClient(ClientBase):
             self._remember(served, config)
         return self._infos[served]
 
-    def model_info(self, model: str) -> ModelInfo:
-        """The served configuration of ``model`` (a name without the prefix: ``encode``, ``hybrid_sample``, ...)."""
-        return self._info(self.served_name(model))
+    def model_info(self, role: str) -> ModelInfo:
+        """The served configuration of the set's ``role`` model (``encode``, ``hybrid_sample``, ...)."""
+        return self._info(self.served_name(role))
 
-    def model_config(self, model: str) -> dict:
-        """The raw configuration (protobuf JSON) of ``model``."""
-        self.model_info(model)
-        return self._raw_configs[self.served_name(model)]
+    def model_config(self, role: str) -> dict:
+        """The raw configuration (protobuf JSON) of the set's ``role`` model."""
+        self.model_info(role)
+        return self._raw_configs[self.served_name(role)]
 
-    def max_batch_size(self, model: str) -> int:
-        return self.model_info(model).max_batch_size
+    def max_batch_size(self, role: str) -> int:
+        return self.model_info(role).max_batch_size
 
-    def max_samples(self, model: str = wire.HYBRID_SAMPLE) -> int:
-        """Samples per request of ``model`` (hybrid_sample or prior_sample; larger calls are split)."""
-        ensemble = self.model_info(model)
+    def max_samples(self, role: str = wire.HYBRID_SAMPLE) -> int:
+        """Samples per request of ``role`` (hybrid_sample or prior_sample; larger calls are split)."""
+        ensemble = self.model_info(role)
         try:
             steps = [self._info(step) for step in ensemble.steps]
         except InferenceError:  # a component's config cannot be read: the contract's default
@@ -280,9 +280,10 @@ class SAEClient(ClientBase):
                 parts.append(self._send(info.name, request, [output_name]))
         return join_outputs(parts)[output_name]
 
-    def infer(self, model: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """One raw request to ``model`` (prefix applied), with retries; ``outputs`` default to all of them."""
-        info = self.model_info(model)
+    def infer(self, role: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """One raw request to the set's ``role`` model (prefix applied), with retries; ``outputs`` default to all of
+        them."""
+        info = self.model_info(role)
         return self._send(info.name, inputs, list(outputs or info.outputs))
 
     # ---------------------------------------------------------------- the models
