@@ -64,7 +64,6 @@ bls = common.companion("sae_bls", "sae.repository.templates.bls")
 # the decoder's session and checks
 onnx_model = common.companion("sae_onnx_model", "sae.repository.templates.onnx_model")
 INDEPENDENT, DISTINCT, PER_DIMENSION, DRAW_MODES = draw.INDEPENDENT, draw.DISTINCT, draw.PER_DIMENSION, draw.DRAW_MODES
-FROM_BANK, FROM_PRIOR = "bank", "prior"  # values of the config parameter latents_from
 
 
 def draw_hybrid(bank: np.ndarray, variable_of_dim: np.ndarray, num_samples: int, seed: int,
@@ -140,11 +139,11 @@ class TritonPythonModel:
         self.model_name = args["model_name"]
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.max_samples = int(params.get("max_samples", wire.DEFAULT_MAX_SAMPLES))
-        self.latents_from = params.get("latents_from", FROM_BANK)
-        if self.latents_from not in (FROM_BANK, FROM_PRIOR):
-            raise pb_utils.TritonModelException(f"{self.model_name}: parameter latents_from must be {FROM_BANK} or "
-                                                f"{FROM_PRIOR}, got {self.latents_from!r}")
+        self.max_samples = int(params.get(wire.MAX_SAMPLES_PARAM, wire.DEFAULT_MAX_SAMPLES))
+        self.latents_from = params.get(wire.LATENTS_FROM_PARAM, wire.FROM_BANK)
+        if self.latents_from not in (wire.FROM_BANK, wire.FROM_PRIOR):
+            raise pb_utils.TritonModelException(f"{self.model_name}: parameter {wire.LATENTS_FROM_PARAM} must be "
+                                                f"{wire.FROM_BANK} or {wire.FROM_PRIOR}, got {self.latents_from!r}")
         path = os.path.join(args["model_repository"], args["model_version"], bank_file.BANK_FILE)
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} is missing; run `sae export` first")
@@ -153,11 +152,11 @@ class TritonPythonModel:
         self.variable_of_dim = np.asarray(bank.variable_of_dim, np.int64)
         self.num_variables = bank.num_variables
         self.prior = None if bank.prior is None else tuple(np.asarray(a, np.float32) for a in bank.prior)
-        if self.latents_from == FROM_PRIOR and self.prior is None:
+        if self.latents_from == wire.FROM_PRIOR and self.prior is None:
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} holds no prior (prior_mean, prior_std): "
                                                 "the model has none to sample from")
         self.session = None  # the decoder graph, for the sampling models that decode in this process
-        self.decode_model = params.get("decode_model")  # or the served decoder they call (BLS)
+        self.decode_model = params.get(wire.DECODE_MODEL_PARAM)  # or the served decoder they call (BLS)
         self.image_outputs = {o["name"] for o in config["output"]} & {wire.IMAGE, wire.IMAGE_U8}
         if "onnx_file" in params and self.decode_model is None:
             self.session = onnx_model.open_session(args, params, self.model_name)
@@ -213,7 +212,7 @@ class TritonPythonModel:
         no output)."""
         pb = self.pb
         wanted = (set(request.requested_output_names()) or self.image_outputs) & self.image_outputs
-        cause = wire.BASE if self.latents_from == FROM_BANK else wire.SEED
+        cause = wire.BASE if self.latents_from == wire.FROM_BANK else wire.SEED
         if self.decode_model is not None:
             try:
                 images = bls.call(pb, self.decode_model, wire.LATENT, latents, wire.IMAGE, (onnx_model.TOO_LARGE,))
@@ -230,7 +229,7 @@ class TritonPythonModel:
 
     def _respond(self, request):
         pb = self.pb
-        if self.latents_from == FROM_PRIOR:
+        if self.latents_from == wire.FROM_PRIOR:
             n, seed = self._count_and_seed(request)
             latents = draw_prior(*self.prior, n, seed)
             tensors = [pb.Tensor(wire.LATENT, latents)]

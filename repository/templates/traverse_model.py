@@ -49,9 +49,10 @@ class TritonPythonModel:
         self.model_name = args["model_name"]
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.decode_model = params["decode_model"]
+        self.decode_model = params[wire.DECODE_MODEL_PARAM]
         low, high = wire.TRAVERSE_STEPS
-        self.min_steps, self.max_steps = int(params.get("min_steps", low)), int(params.get("max_steps", high))
+        self.min_steps = int(params.get(wire.MIN_STEPS_PARAM, low))
+        self.max_steps = int(params.get(wire.MAX_STEPS_PARAM, high))
         path = os.path.join(args["model_repository"], args["model_version"], bank_file.BANK_FILE)
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} is missing; run `sae export` first")
@@ -72,7 +73,7 @@ class TritonPythonModel:
         dim = len(self.dim_min)
         latent = self.pb.get_input_tensor_by_name(request, wire.LATENT)
         if latent is None:
-            raise common.BadRequest("input LATENT is required")
+            raise common.BadRequest(f"input {wire.LATENT} is required")
         latent = latent.as_numpy().reshape(-1)
         if latent.size != dim or not np.isfinite(latent).all():
             raise common.BadRequest(f"LATENT must hold {dim} finite values, got {latent.size} values"
