@@ -18,16 +18,20 @@ from tritonclient.utils import InferenceServerException
 
 from sae.core import wire
 from sae.core.errors import InferenceError, ModelNotServedError, ServerUnavailableError
-from sae.clients.triton_client import (DEFAULT_URL, ClientBase, HybridSamples, ModelInfo, PriorSamples, Request,
-                                   RetryPolicy, ShmSlot, Traversal, check_images, check_latents, client_error,
-                                   join_outputs, make_inputs, plan_draws, plan_sample, plan_traverse, sample_limit,
-                                   sample_outputs, samples_from, slot_sizes, split_rows)
+from sae.clients.model_info import ModelInfo
+from sae.clients.request_plans import (Request, check_images, check_latents, join_outputs, make_inputs, plan_draws,
+                                       plan_sample, plan_traverse, sample_limit, sample_outputs, samples_from,
+                                       split_rows)
+from sae.clients.results import HybridSamples, PriorSamples, Traversal
+from sae.clients.retry import RetryPolicy, call_with_retries_async, client_error
+from sae.clients.shm import ShmSlot, slot_sizes
+from sae.clients.triton_client import ClientBase
 
 
 class AsyncSAEClient(ClientBase):
     """asyncio client for one model set; see :class:`sae.clients.triton_client.SAEClient` for the arguments."""
 
-    def __init__(self, url: str = DEFAULT_URL, model: str = "", timeout_s: float = 60.0,
+    def __init__(self, url: str = wire.DEFAULT_URL, model: str = "", timeout_s: float = 60.0,
                  retry: RetryPolicy | None = None, shared_memory: bool = False, max_concurrency: int = 4):
         super().__init__(url, model, timeout_s, retry, shared_memory)
         if max_concurrency < 1:
@@ -56,8 +60,8 @@ class AsyncSAEClient(ClientBase):
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def wait_ready(self, timeout_s: float = 60.0, model: str = wire.HYBRID_SAMPLE) -> None:
-        served = self.served_name(model)
+    async def wait_ready(self, timeout_s: float = 60.0, role: str = wire.HYBRID_SAMPLE) -> None:
+        served = self.served_name(role)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while loop.time() < deadline:
@@ -74,25 +78,20 @@ class AsyncSAEClient(ClientBase):
 
     async def _info(self, served: str) -> ModelInfo:
         if served not in self._infos:
-            retrier = self._retrier(served)
-            while True:
-                try:
-                    config = (await self._client.get_model_config(served, as_json=True,
-                                                                  client_timeout=retrier.remaining_s()))["config"]
-                    break
-                except InferenceServerException as e:
-                    await asyncio.sleep(retrier.next_delay(e))
+            config = (await call_with_retries_async(
+                lambda timeout_s: self._client.get_model_config(served, as_json=True, client_timeout=timeout_s),
+                self._retrier(served)))["config"]
             self._remember(served, config)
         return self._infos[served]
 
-    async def model_info(self, model: str) -> ModelInfo:
-        return await self._info(self.served_name(model))
+    async def model_info(self, role: str) -> ModelInfo:
+        return await self._info(self.served_name(role))
 
-    async def max_batch_size(self, model: str) -> int:
-        return (await self.model_info(model)).max_batch_size
+    async def max_batch_size(self, role: str) -> int:
+        return (await self.model_info(role)).max_batch_size
 
-    async def max_samples(self, model: str = wire.HYBRID_SAMPLE) -> int:
-        ensemble = await self.model_info(model)
+    async def max_samples(self, role: str = wire.HYBRID_SAMPLE) -> int:
+        ensemble = await self.model_info(role)
         try:
             steps = [await self._info(step) for step in ensemble.steps]
         except InferenceError:
@@ -112,13 +111,12 @@ class AsyncSAEClient(ClientBase):
         retrier = self._retrier(served)
         inputs = make_inputs(request)
         requested = [grpcclient.InferRequestedOutput(o) for o in outputs]
-        while True:
-            try:
-                result = await self._client.infer(served, inputs, outputs=requested,
-                                                  client_timeout=retrier.remaining_s())
-                return {o: result.as_numpy(o) for o in outputs}
-            except InferenceServerException as e:
-                await asyncio.sleep(retrier.next_delay(e))
+
+        async def call(timeout_s: float) -> dict[str, np.ndarray]:
+            result = await self._client.infer(served, inputs, outputs=requested, client_timeout=timeout_s)
+            return {o: result.as_numpy(o) for o in outputs}
+
+        return await call_with_retries_async(call, retrier)
 
     async def _slot(self, info: ModelInfo, input_name: str, output_name: str) -> ShmSlot:
         slot = self._shm.take(info.name)
@@ -138,13 +136,12 @@ class AsyncSAEClient(ClientBase):
         try:
             retrier = self._retrier(info.name)
             inputs, outputs = slot.inputs(input_name, array), slot.outputs(output_name)
-            while True:
-                try:
-                    result = await self._client.infer(info.name, inputs, outputs=outputs,
-                                                      client_timeout=retrier.remaining_s())
-                    return slot.read(result, output_name)
-                except InferenceServerException as e:
-                    await asyncio.sleep(retrier.next_delay(e))
+
+            async def call(timeout_s: float) -> np.ndarray:
+                result = await self._client.infer(info.name, inputs, outputs=outputs, client_timeout=timeout_s)
+                return slot.read(result, output_name)
+
+            return await call_with_retries_async(call, retrier)
         finally:
             self._shm.give_back(slot)
 
@@ -167,8 +164,8 @@ class AsyncSAEClient(ClientBase):
         parts = await self._gather(one(r) for r in split_rows(input_name, array, info.max_batch_size))
         return join_outputs(parts)[output_name]
 
-    async def infer(self, model: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        info = await self.model_info(model)
+    async def infer(self, role: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        info = await self.model_info(role)
         return await self._send(info.name, inputs, list(outputs or info.outputs))
 
     # ---------------------------------------------------------------- the models

@@ -1,10 +1,14 @@
 """Bounded, jittered retries of UNAVAILABLE and DEADLINE_EXCEEDED, and the client error each final gRPC error
-becomes (shared by the sync and asyncio clients)."""
+becomes (shared by the sync and asyncio clients): :func:`call_with_retries` and its asyncio twin
+:func:`call_with_retries_async` drive one call through the same :class:`Retrier` decisions."""
 from __future__ import annotations
 
+import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tritonclient.utils import InferenceServerException
 
@@ -12,6 +16,7 @@ from sae.core.errors import (ClientError, ClientTimeoutError, InferenceError, Mo
                             ServerUnavailableError)
 
 _RETRYABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,25 @@ class Retrier:
             if time.monotonic() + delay < self.deadline:
                 return delay
         raise client_error(error, self.model, self.url, self.tries, self.timeout_s)
+
+
+def call_with_retries(call: Callable[[float], T], retrier: Retrier) -> T:
+    """``call(timeout_s)`` until it returns, given the time left before the deadline; a gRPC error is retried after
+    the retrier's backoff, or raised as its client error when the retrier says it is final."""
+    while True:
+        try:
+            return call(retrier.remaining_s())
+        except InferenceServerException as e:
+            time.sleep(retrier.next_delay(e))
+
+
+async def call_with_retries_async(call: Callable[[float], Awaitable[T]], retrier: Retrier) -> T:
+    """The asyncio twin of :func:`call_with_retries`: ``await call(timeout_s)``, backing off with ``asyncio.sleep``."""
+    while True:
+        try:
+            return await call(retrier.remaining_s())
+        except InferenceServerException as e:
+            await asyncio.sleep(retrier.next_delay(e))
 
 
 def _tries(n: int) -> str:

@@ -28,23 +28,14 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from sae.core import wire
-# The client's public names, importable from here as before the split into modules of one job each:
-from sae.core.draw import DRAW_MODES, to_uint8  # noqa: F401
 from sae.core.errors import ClientError, InferenceError, ModelNotReadyError, ModelNotServedError, ServerNotFoundError
-from sae.clients.model_info import ModelInfo, TensorSpec  # noqa: F401
-from sae.clients.request_plans import (Request, check_images, check_latents, draw_mode, join_outputs,  # noqa: F401
-                                   make_inputs, part_seed, plan_draws, plan_sample, plan_traverse, sample_limit,
-                                   sample_outputs, sample_parts, samples_from, split_rows)
-from sae.clients.results import HybridSamples, PriorSamples, Traversal  # noqa: F401
-from sae.clients.retry import Retrier, RetryPolicy, client_error  # noqa: F401
-from sae.clients.shm import ShmPool, ShmSlot, slot_sizes  # noqa: F401
-
-DEFAULT_MAX_SAMPLES = wire.DEFAULT_MAX_SAMPLES  # hybrid_sample's per-request limit when its config does not say
-MAX_SAMPLES = wire.MAX_SAMPLES_PER_CALL  # one call's ceiling
-TRAVERSE_STEPS = wire.TRAVERSE_STEPS
-IMAGE_DTYPES = wire.IMAGE_OUTPUTS  # the image output a sample call asks for
-SET_ROLES = wire.SET_ROLES
-DEFAULT_URL = wire.DEFAULT_URL
+from sae.clients.model_info import ModelInfo
+from sae.clients.request_plans import (Request, check_images, check_latents, join_outputs, make_inputs, plan_draws,
+                                       plan_sample, plan_traverse, sample_limit, sample_outputs, samples_from,
+                                       split_rows)
+from sae.clients.results import HybridSamples, PriorSamples, Traversal
+from sae.clients.retry import Retrier, RetryPolicy, call_with_retries, client_error
+from sae.clients.shm import ShmPool, ShmSlot, slot_sizes
 
 
 def channel_args() -> list[tuple[str, int]]:
@@ -92,7 +83,7 @@ def served_sets(model_names: Sequence[str]) -> set[str]:
 class ClientBase:
     """What the sync and asyncio clients share: names, cached model configurations, the retry policy."""
 
-    def __init__(self, url: str = DEFAULT_URL, model: str = "", timeout_s: float = 60.0,
+    def __init__(self, url: str = wire.DEFAULT_URL, model: str = "", timeout_s: float = 60.0,
                  retry: RetryPolicy | None = None, shared_memory: bool = False):
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
@@ -107,9 +98,9 @@ class ClientBase:
         self._shm = ShmPool()
         self._closed = False
 
-    def served_name(self, model: str) -> str:
+    def served_name(self, role: str) -> str:
         """``encode`` -> ``NAME_encode`` (unchanged when the client's model name is empty)."""
-        return wire.served_name(self.model, model)
+        return wire.served_name(self.model, role)
 
     def _retrier(self, served: str) -> Retrier:
         if self._closed:
@@ -133,7 +124,7 @@ class SAEClient(ClientBase):
     message (the server must be on this host). Thread-safe: one client can serve many threads.
     """
 
-    def __init__(self, url: str = DEFAULT_URL, model: str = "", timeout_s: float = 60.0,
+    def __init__(self, url: str = wire.DEFAULT_URL, model: str = "", timeout_s: float = 60.0,
                  retry: RetryPolicy | None = None, shared_memory: bool = False):
         super().__init__(url, model, timeout_s, retry, shared_memory)
         self._client = grpcclient.InferenceServerClient(url, channel_args=channel_args())
@@ -160,11 +151,11 @@ class SAEClient(ClientBase):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def wait_ready(self, timeout_s: float = 60.0, model: str = wire.HYBRID_SAMPLE) -> None:
-        """Wait until ``model`` is ready. Raises at once what waiting cannot mend: ServerNotFoundError (nothing
+    def wait_ready(self, timeout_s: float = 60.0, role: str = wire.HYBRID_SAMPLE) -> None:
+        """Wait until the set's ``role`` model is ready. Raises at once what waiting cannot mend: ServerNotFoundError (nothing
         listens at the address) and ModelNotServedError (the repository has no such model, it failed to load, or it
         is unloaded under explicit model control); ModelNotReadyError after ``timeout_s`` while it is still loading."""
-        served = self.served_name(model)
+        served = self.served_name(role)
         deadline = time.monotonic() + timeout_s
         state = "the server is not ready"
         while True:
@@ -209,32 +200,27 @@ class SAEClient(ClientBase):
 
     def _info(self, served: str) -> ModelInfo:
         if served not in self._infos:
-            retrier = self._retrier(served)
-            while True:
-                try:
-                    config = self._client.get_model_config(served, as_json=True,
-                                                           client_timeout=retrier.remaining_s())["config"]
-                    break
-                except InferenceServerException as e:
-                    time.sleep(retrier.next_delay(e))
+            config = call_with_retries(
+                lambda timeout_s: self._client.get_model_config(served, as_json=True, client_timeout=timeout_s),
+                self._retrier(served))["config"]
             self._remember(served, config)
         return self._infos[served]
 
-    def model_info(self, model: str) -> ModelInfo:
-        """The served configuration of ``model`` (a name without the prefix: ``encode``, ``hybrid_sample``, ...)."""
-        return self._info(self.served_name(model))
+    def model_info(self, role: str) -> ModelInfo:
+        """The served configuration of the set's ``role`` model (``encode``, ``hybrid_sample``, ...)."""
+        return self._info(self.served_name(role))
 
-    def model_config(self, model: str) -> dict:
-        """The raw configuration (protobuf JSON) of ``model``."""
-        self.model_info(model)
-        return self._raw_configs[self.served_name(model)]
+    def model_config(self, role: str) -> dict:
+        """The raw configuration (protobuf JSON) of the set's ``role`` model."""
+        self.model_info(role)
+        return self._raw_configs[self.served_name(role)]
 
-    def max_batch_size(self, model: str) -> int:
-        return self.model_info(model).max_batch_size
+    def max_batch_size(self, role: str) -> int:
+        return self.model_info(role).max_batch_size
 
-    def max_samples(self, model: str = wire.HYBRID_SAMPLE) -> int:
-        """Samples per request of ``model`` (hybrid_sample or prior_sample; larger calls are split)."""
-        ensemble = self.model_info(model)
+    def max_samples(self, role: str = wire.HYBRID_SAMPLE) -> int:
+        """Samples per request of ``role`` (hybrid_sample or prior_sample; larger calls are split)."""
+        ensemble = self.model_info(role)
         try:
             steps = [self._info(step) for step in ensemble.steps]
         except InferenceError:  # a component's config cannot be read: the contract's default
@@ -255,12 +241,12 @@ class SAEClient(ClientBase):
         retrier = self._retrier(served)
         inputs = make_inputs(request)
         requested = [grpcclient.InferRequestedOutput(o) for o in outputs]
-        while True:
-            try:
-                result = self._client.infer(served, inputs, outputs=requested, client_timeout=retrier.remaining_s())
-                return {o: result.as_numpy(o) for o in outputs}
-            except InferenceServerException as e:
-                time.sleep(retrier.next_delay(e))
+
+        def call(timeout_s: float) -> dict[str, np.ndarray]:
+            result = self._client.infer(served, inputs, outputs=requested, client_timeout=timeout_s)
+            return {o: result.as_numpy(o) for o in outputs}
+
+        return call_with_retries(call, retrier)
 
     def _slot(self, info: ModelInfo, input_name: str, output_name: str) -> ShmSlot:
         slot = self._shm.take(info.name)
@@ -280,13 +266,8 @@ class SAEClient(ClientBase):
         try:
             retrier = self._retrier(info.name)
             inputs, outputs = slot.inputs(input_name, array), slot.outputs(output_name)
-            while True:
-                try:
-                    result = self._client.infer(info.name, inputs, outputs=outputs,
-                                                client_timeout=retrier.remaining_s())
-                    return slot.read(result, output_name)
-                except InferenceServerException as e:
-                    time.sleep(retrier.next_delay(e))
+            return call_with_retries(lambda timeout_s: slot.read(
+                self._client.infer(info.name, inputs, outputs=outputs, client_timeout=timeout_s), output_name), retrier)
         finally:
             self._shm.give_back(slot)
 
@@ -299,9 +280,10 @@ class SAEClient(ClientBase):
                 parts.append(self._send(info.name, request, [output_name]))
         return join_outputs(parts)[output_name]
 
-    def infer(self, model: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """One raw request to ``model`` (prefix applied), with retries; ``outputs`` default to all of them."""
-        info = self.model_info(model)
+    def infer(self, role: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """One raw request to the set's ``role`` model (prefix applied), with retries; ``outputs`` default to all of
+        them."""
+        info = self.model_info(role)
         return self._send(info.name, inputs, list(outputs or info.outputs))
 
     # ---------------------------------------------------------------- the models
@@ -330,7 +312,8 @@ class SAEClient(ClientBase):
         latents) or ``"per_dimension"`` (each dimension on its own; ``per_dimension=True`` asks for it too).
         ``base``: float [D] or [n, D], latents whose variables ``mask`` (bool [k], one per variable) keeps where
         false and re-draws from the bank where true. Calls above the server's per-request limit go out in parts;
-        part 0 uses ``seed``, the others seeds derived from it (:func:`part_seed`). ``image_dtype="uint8"``
+        part 0 uses ``seed``, the others seeds derived from it
+        (:func:`~sae.clients.request_plans.part_seed`). ``image_dtype="uint8"``
         asks the server for ``IMAGE_U8`` (a quarter of the bytes; exactly ``to_uint8`` of the fp32 images).
         """
         info = self.model_info(wire.HYBRID_SAMPLE)

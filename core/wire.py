@@ -38,6 +38,17 @@ NUM_SAMPLES, SEED, PER_DIMENSION, DRAW, BASE, MASK = "NUM_SAMPLES", "SEED", "PER
 SOURCE_INDEX, DRAW_MODE = "SOURCE_INDEX", "DRAW_MODE"
 DIMENSION, STEPS = "DIMENSION", "STEPS"
 
+# ---------------------------------------------------------------------------------------------------- config parameters
+
+# Names in the generated configs' ``parameters`` that the templates read and the validator checks.
+MAX_SAMPLES_PARAM = "max_samples"  # a sampling model's NUM_SAMPLES ceiling per request
+MIN_STEPS_PARAM, MAX_STEPS_PARAM = "min_steps", "max_steps"  # traverse's STEPS range
+BANK_SIZE_PARAM = "bank_size"  # the stored latents of the model's bank, where recorded
+LATENTS_FROM_PARAM = "latents_from"  # which latents a sampler draws: FROM_BANK or FROM_PRIOR
+FROM_BANK, FROM_PRIOR = "bank", "prior"  # hybrid samples from the bank; samples of the model's prior
+DRAW_MODES_PARAM = "draw_modes"  # the draw modes a hybrid_sample model serves, comma-separated
+DECODE_MODEL_PARAM = "decode_model"  # the served decoder a python model calls through BLS
+
 # ---------------------------------------------------------------------------------------------------- limits
 
 DEFAULT_URL = "127.0.0.1:8001"  # gRPC address of a server that `sae serve` starts with its defaults

@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sae.clients.triton_client import DEFAULT_URL, DRAW_MODES
+from sae.core.draw import DRAW_MODES
+from sae.core.wire import DEFAULT_URL
 from sae.core.errors import SAEError
 
 

@@ -18,7 +18,9 @@ from sae.evaluation.factor_features import FactorClassifierConfig, FactorClassif
 from sae.evaluation.frechet import FeatureMoments
 from sae.evaluation.inception import InceptionFeatures, InceptionFile
 from sae.evaluation.randconv import RandConvFeatures
-from sae.clients.triton_client import SAEClient, part_seed, to_uint8
+from sae.clients.request_plans import part_seed
+from sae.clients.triton_client import SAEClient
+from sae.core.draw import to_uint8
 from sae.core.wire import to_float_images
 
 BCE_EPS = 1e-6  # reconstructions are clipped to [eps, 1 - eps] before the log

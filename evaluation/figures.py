@@ -22,7 +22,8 @@ from sae.core import wire
 from sae.core.bank_file import BankFile, BankFileError
 from sae.core.errors import ModelNotServedError
 from sae.core.png import image_grid
-from sae.clients.triton_client import SAEClient, to_uint8
+from sae.clients.triton_client import SAEClient
+from sae.core.draw import to_uint8
 from sae.evaluation.eval_config import EvaluationError
 
 __all__ = ["LocalBank", "read_bank", "variable_of_dim", "traversal_latents", "chunk_masks", "mix_variables",

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sae.core import wire
 from sae.core.datasets import DatasetError, ImageSource, dataset_splits, open_dataset
 from sae.evaluation.distances import ReferenceStatsCache
 from sae.evaluation.eval_config import EvalConfig, default_stats_cache
@@ -103,7 +104,7 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
                           "comparable with the paper's numbers on the real dataset") if procedural else ""},
     }
     with SAEClient(cfg.url, model=cfg.model, timeout_s=cfg.timeout_s) as client:
-        client.wait_ready(timeout_s=min(cfg.timeout_s, 30.0), model="reconstruct")
+        client.wait_ready(timeout_s=min(cfg.timeout_s, 30.0), role=wire.RECONSTRUCT)
         factor_record: dict[str, Any] = {}
         with timer("setup_feature_extractors"):
             extractors = setup_extractors(source, splits, cfg, test_rows, inception, cache, factor_record)

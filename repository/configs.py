@@ -37,7 +37,6 @@ from tritonclient.grpc import model_config_pb2 as pb
 from sae.core import wire
 from sae.core.draw import DRAW_MODES, NATIVE_DRAW_MODES
 from sae.repository.layout import HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, ONNX_FILE, ONNX_FP16_FILE, TORCHSCRIPT_FILE
-from sae.repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
 from sae.core.errors import SAEError
 
 ROLES, PRIOR_ROLES = wire.ROLES, wire.PRIOR_ROLES  # leaves before ensembles; served only with a prior
@@ -46,6 +45,7 @@ NATIVE_RUNTIMES = ("onnxruntime", "libtorch")
 GPU_PRECISIONS = ("fp16", "fp32")
 BLS, IN_PROCESS = "bls", "in_process"
 SAMPLE_DECODINGS = (BLS, IN_PROCESS)  # how the python flavour's sampling models decode (ServingSettings)
+ENSEMBLE_LATENT = "latent"  # the libtorch reconstruct ensemble's tensor between encode and decode (internal)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -124,7 +124,7 @@ class RepositoryOptions:
                 raise ConfigError(f"{arg} {value!r}: choose one of {', '.join(allowed)}")
         if self.tensorrt and (self.flavour != "native" or self.native_runtime != "onnxruntime"):
             raise ConfigError("--tensorrt applies to the native flavour with the onnxruntime runtime only")
-        for role in ("encode", "decode", "reconstruct"):
+        for role in (wire.ENCODE, wire.DECODE, wire.RECONSTRUCT):
             s: BatchedModelSettings = getattr(self.serving, role)
             if s.max_batch_size < 1 or s.instances < 1 or s.max_queue_delay_us < 0:
                 raise ConfigError(f"{role}: max_batch_size and instances must be positive, queue delay >= 0: {s}")
@@ -160,9 +160,16 @@ def _output(name: str, dtype: str, dims: list[int]) -> pb.ModelOutput:
     return pb.ModelOutput(name=name, data_type=pb.DataType.Value(dtype), dims=dims)
 
 
-def _params(config: pb.ModelConfig, **values) -> None:
+def _params(config: pb.ModelConfig, values: dict[str, object]) -> None:
     for key, value in values.items():
         config.parameters[key].string_value = str(value)
+
+
+def _onnx_runtime_params(options: RepositoryOptions, s: BatchedModelSettings) -> dict[str, object]:
+    """The ONNX Runtime runner's parameters (``repository/templates/onnx_model.py``): the fp32 graph for CPU
+    instances, the GPU graph and the intra-op threads."""
+    gpu_file = ONNX_FP16_FILE if options.gpu_precision == "fp16" else ONNX_FILE
+    return {"onnx_file": ONNX_FILE, "gpu_onnx_file": gpu_file, "intra_op_threads": s.intra_op_threads}
 
 
 def _step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> pb.ModelEnsembling.Step:
@@ -217,8 +224,7 @@ def _graph_model(options: RepositoryOptions, role: str, shapes: ServedShapes,
     if options.flavour == "python":
         config.backend = "python"
         config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_AUTO, count=s.instances))
-        _params(config, onnx_file=ONNX_FILE, gpu_onnx_file=ONNX_FP16_FILE if options.gpu_precision == "fp16"
-                else ONNX_FILE, intra_op_threads=s.intra_op_threads)
+        _params(config, _onnx_runtime_params(options, s))
     else:
         config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_GPU, count=s.instances))
         if options.native_runtime == "libtorch":
@@ -248,28 +254,28 @@ def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str,
     configs = {role: _graph_model(options, role, shapes, getattr(s, role)) for role in (wire.ENCODE, wire.DECODE)}
 
     sampler = _python_cpu_model(options, wire.SAMPLER, shapes, s.sampler_instances)
-    _params(sampler, latents_from=FROM_BANK, max_samples=options.max_samples)
+    _params(sampler, {wire.LATENTS_FROM_PARAM: wire.FROM_BANK, wire.MAX_SAMPLES_PARAM: options.max_samples})
     if shapes.bank_size:
-        _params(sampler, bank_size=shapes.bank_size)
-    configs["sampler"] = sampler
+        _params(sampler, {wire.BANK_SIZE_PARAM: shapes.bank_size})
+    configs[wire.SAMPLER] = sampler
 
     traverse = _python_cpu_model(options, wire.TRAVERSE, shapes, s.traverse_instances)
-    _params(traverse, decode_model=names["decode"], min_steps=wire.TRAVERSE_STEPS[0],
-            max_steps=options.max_traverse_steps)
-    configs["traverse"] = traverse
+    _params(traverse, {wire.DECODE_MODEL_PARAM: names[wire.DECODE], wire.MIN_STEPS_PARAM: wire.TRAVERSE_STEPS[0],
+                       wire.MAX_STEPS_PARAM: options.max_traverse_steps})
+    configs[wire.TRAVERSE] = traverse
 
-    configs["reconstruct"] = _reconstruct(options, shapes)
-    configs["hybrid_sample"] = _hybrid_sample(options, shapes, sampler)
+    configs[wire.RECONSTRUCT] = _reconstruct(options, shapes)
+    configs[wire.HYBRID_SAMPLE] = _hybrid_sample(options, shapes, sampler)
     if shapes.has_prior:
         prior = _python_cpu_model(options, wire.PRIOR_SAMPLER, shapes, s.prior_sampler_instances)
-        _params(prior, latents_from=FROM_PRIOR, max_samples=options.max_samples)
-        configs["prior_sampler"] = prior
+        _params(prior, {wire.LATENTS_FROM_PARAM: wire.FROM_PRIOR, wire.MAX_SAMPLES_PARAM: options.max_samples})
+        configs[wire.PRIOR_SAMPLER] = prior
         if options.flavour == "python":
-            configs["prior_sample"] = _one_hop_sampler(options, wire.PRIOR_SAMPLE, shapes, prior,
-                                                       s.prior_sample_instances)
+            configs[wire.PRIOR_SAMPLE] = _one_hop_sampler(options, wire.PRIOR_SAMPLE, shapes, prior,
+                                                          s.prior_sample_instances)
         else:
-            configs["prior_sample"] = sampling_ensemble(names["prior_sample"], names["prior_sampler"],
-                                                         names["decode"], prior, image)
+            configs[wire.PRIOR_SAMPLE] = sampling_ensemble(names[wire.PRIOR_SAMPLE], names[wire.PRIOR_SAMPLER],
+                                                           names[wire.DECODE], prior, image)
     for config in configs.values():
         config.version_policy.latest.num_versions = 1  # the newest version folder: each re-export adds one
     return {names[role]: configs[role] for role in shapes.roles()}
@@ -282,13 +288,13 @@ def _reconstruct(options: RepositoryOptions, shapes: ServedShapes) -> pb.ModelCo
     if options.flavour == "python" or options.native_runtime == "onnxruntime":
         return _graph_model(options, wire.RECONSTRUCT, shapes, options.serving.reconstruct)
     s = options.serving
-    config = pb.ModelConfig(name=names["reconstruct"], platform="ensemble",
+    config = pb.ModelConfig(name=names[wire.RECONSTRUCT], platform="ensemble",
                             max_batch_size=min(s.encode.max_batch_size, s.decode.max_batch_size),
                             input=_tensors(wire.RECONSTRUCT, "input", shapes),
                             output=_tensors(wire.RECONSTRUCT, "output", shapes))
     config.ensemble_scheduling.step.extend([
-        _step(names["encode"], {wire.IMAGE: wire.IMAGE}, {wire.LATENT: "latent"}),
-        _step(names["decode"], {wire.LATENT: "latent"}, {wire.IMAGE: wire.RECONSTRUCTION})])
+        _step(names[wire.ENCODE], {wire.IMAGE: wire.IMAGE}, {wire.LATENT: ENSEMBLE_LATENT}),
+        _step(names[wire.DECODE], {wire.LATENT: ENSEMBLE_LATENT}, {wire.IMAGE: wire.RECONSTRUCTION})])
     return config
 
 
@@ -304,11 +310,10 @@ def _one_hop_sampler(options: RepositoryOptions, role: str, shapes: ServedShapes
         config.parameters[key].string_value = value.string_value
     if options.serving.sample_decoding == BLS:
         config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU, count=instances))
-        _params(config, decode_model=options.model_name(wire.DECODE))
+        _params(config, {wire.DECODE_MODEL_PARAM: options.model_name(wire.DECODE)})
         return config
     config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_AUTO, count=instances))
-    _params(config, onnx_file=ONNX_FILE, gpu_onnx_file=ONNX_FP16_FILE if options.gpu_precision == "fp16" else
-            ONNX_FILE, intra_op_threads=options.serving.decode.intra_op_threads)
+    _params(config, _onnx_runtime_params(options, options.serving.decode))
     return config
 
 
@@ -316,19 +321,20 @@ def _hybrid_sample(options: RepositoryOptions, shapes: ServedShapes, sampler: pb
     s = options.serving
     if options.flavour == "python":
         config = _one_hop_sampler(options, wire.HYBRID_SAMPLE, shapes, sampler, s.hybrid_sample_instances)
-        _params(config, draw_modes=",".join(DRAW_MODES))
+        _params(config, {wire.DRAW_MODES_PARAM: ",".join(DRAW_MODES)})
         return config
     required = tuple(t.name for t in wire.ROLE_TENSORS[wire.HYBRID_SAMPLE].inputs if not t.optional)
-    config = pb.ModelConfig(name=options.model_name("hybrid_sample"), platform="onnxruntime_onnx", max_batch_size=0,
+    config = pb.ModelConfig(name=options.model_name(wire.HYBRID_SAMPLE), platform="onnxruntime_onnx",
+                            max_batch_size=0,
                             input=_tensors(wire.HYBRID_SAMPLE, "input", shapes, required),
                             output=_tensors(wire.HYBRID_SAMPLE, "output", shapes))
     fp16_graph = options.gpu_precision == "fp16"
     config.default_model_filename = HYBRID_ONNX_FP16_FILE if fp16_graph else HYBRID_ONNX_FILE
     config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_GPU,
                                                        count=s.hybrid_sample_instances))
-    _params(config, draw_modes=",".join(NATIVE_DRAW_MODES), max_samples=options.max_samples)
+    _params(config, {wire.DRAW_MODES_PARAM: ",".join(NATIVE_DRAW_MODES), wire.MAX_SAMPLES_PARAM: options.max_samples})
     if shapes.bank_size:
-        _params(config, bank_size=shapes.bank_size)
+        _params(config, {wire.BANK_SIZE_PARAM: shapes.bank_size})
     return config
 
 
@@ -345,19 +351,20 @@ def sampling_ensemble(name: str, sampler_name: str, decode_name: str, sampler: p
 
 
 DESCRIPTIONS = {
-    "encode": "images (uint8 HWC, the datasets' layout) -> latents; the graph converts to float NCHW itself",
-    "decode": "latents -> images, float32 HWC in [0, 1] (sigmoid of the decoder's logits)",
-    "sampler": "hybrid sampling from the bank (1/bank.h5): DRAW independent (default), distinct or per_dimension, "
+    wire.ENCODE: "images (uint8 HWC, the datasets' layout) -> latents; the graph converts to float NCHW itself",
+    wire.DECODE: "latents -> images, float32 HWC in [0, 1] (sigmoid of the decoder's logits)",
+    wire.SAMPLER: "hybrid sampling from the bank (1/bank.h5): DRAW independent (default), distinct or per_dimension, "
                "with BASE/MASK control",
-    "prior_sampler": "latents from the model's prior N(prior_mean, prior_std^2), both stored in 1/bank.h5",
-    "traverse": "one latent, one dimension swept from its training-set min to max in STEPS steps, decoded",
-    "reconstruct": "images -> decode(encode(images)), the two graphs joined into one",
-    "hybrid_sample": "hybrid sampling and decoding in one model (same SEED, same images); IMAGE fp32 and/or IMAGE_U8",
-    "prior_sample": "prior sampling and decoding in one model (same SEED, same images)",
+    wire.PRIOR_SAMPLER: "latents from the model's prior N(prior_mean, prior_std^2), both stored in 1/bank.h5",
+    wire.TRAVERSE: "one latent, one dimension swept from its training-set min to max in STEPS steps, decoded",
+    wire.RECONSTRUCT: "images -> decode(encode(images)), the two graphs joined into one",
+    wire.HYBRID_SAMPLE: "hybrid sampling and decoding in one model (same SEED, same images); IMAGE fp32 and/or "
+                        "IMAGE_U8",
+    wire.PRIOR_SAMPLE: "prior sampling and decoding in one model (same SEED, same images)",
 }
 ENSEMBLE_DESCRIPTIONS = {
-    "reconstruct": "ensemble: encode -> decode",
-    "prior_sample": "ensemble: prior_sampler -> decode (same SEED, same images)",
+    wire.RECONSTRUCT: "ensemble: encode -> decode",
+    wire.PRIOR_SAMPLE: "ensemble: prior_sampler -> decode (same SEED, same images)",
 }
 
 
@@ -372,9 +379,9 @@ def batching_policy(config: pb.ModelConfig) -> str:
         delay = config.dynamic_batching.max_queue_delay_microseconds
         return (f"batching: dynamic, concurrent requests merged into one run of up to {config.max_batch_size} rows "
                 f"(queue delay {delay} us, FIFO, no priority levels), {instances} instances")
-    if "decode_model" in params:
+    if wire.DECODE_MODEL_PARAM in params:
         return (f"batching: none here; {instances} instances take each request alone and decode it through "
-                f"{params['decode_model']}'s dynamic batcher (BLS), which merges concurrent requests (FIFO)")
+                f"{params[wire.DECODE_MODEL_PARAM]}'s dynamic batcher (BLS), which merges concurrent requests (FIFO)")
     return f"batching: none, each request alone (FIFO), {instances} instances"
 
 

@@ -22,14 +22,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sae.core import wire
 from sae.core.errors import SAEError
 from sae.repository.configs import RepositoryOptions, config_text
 from sae.repository.layout import CONFIG_COPY, CONFIG_FILE, PYTHON_FILE, read_manifest, versions
-from sae.repository.templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
+from sae.repository.templates import COMMON, COMMON_FILE, COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
 from sae.repository.validate import check_repository
 
 KEPT_VERSIONS = 3  # version folders a model keeps: the newest and two to roll back to
-BANK_ROLES = ("sampler", "prior_sampler", "traverse", "hybrid_sample", "prior_sample")  # python models reading bank.h5
+# the python models that read bank.h5
+BANK_ROLES = (wire.SAMPLER, wire.PRIOR_SAMPLER, wire.TRAVERSE, wire.HYBRID_SAMPLE, wire.PRIOR_SAMPLE)
 
 
 class InstallError(SAEError, RuntimeError):
@@ -161,12 +163,13 @@ def bank_roles(python_roles: set[str]) -> list[str]:
 
 def write_python_backend(role: str, version_dir: Path) -> None:
     """``model.py`` of a python model (the traverser, a sampler that reads the bank, or the ONNX Runtime runner),
-    with the companion modules the sampler and the traverser import beside it."""
-    template = TRAVERSE_MODEL if role == "traverse" else SAMPLER_MODEL if role in BANK_ROLES else ONNX_MODEL
+    with the companion modules it imports beside it: all of them for the sampler and the traverser, the templates'
+    common module for the ONNX Runtime runner."""
+    template = TRAVERSE_MODEL if role == wire.TRAVERSE else SAMPLER_MODEL if role in BANK_ROLES else ONNX_MODEL
     shutil.copyfile(template, version_dir / PYTHON_FILE)
-    if template in (SAMPLER_MODEL, TRAVERSE_MODEL):
-        for name, source in COMPANIONS.items():
-            shutil.copyfile(source, version_dir / name)
+    companions = COMPANIONS if template in (SAMPLER_MODEL, TRAVERSE_MODEL) else {COMMON_FILE: COMMON}
+    for name, source in companions.items():
+        shutil.copyfile(source, version_dir / name)
 
 
 def write_config(model_dir: Path, version_dir: Path, config, role: str, source: str) -> None:

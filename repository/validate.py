@@ -32,7 +32,6 @@ from sae.core.draw import DRAW_MODES
 from sae.core.errors import SAEError
 from sae.core.model_config import read_config
 from sae.repository.templates import COMPANIONS
-from sae.repository.templates.sampler_model import FROM_BANK, FROM_PRIOR
 
 # Triton data types -> ONNX TensorProto element types (onnx.TensorProto values)
 _ONNX_TYPES = {"TYPE_BOOL": 9, "TYPE_UINT8": 2, "TYPE_INT8": 3, "TYPE_INT16": 5, "TYPE_INT32": 6, "TYPE_INT64": 7,
@@ -245,50 +244,52 @@ class _Checker:
     # ------------------------------------------------------------------------------------------- python backend
 
     def check_draw_modes(self, name: str, config: pb.ModelConfig) -> None:
-        if "draw_modes" not in config.parameters:
+        if wire.DRAW_MODES_PARAM not in config.parameters:
             return
-        modes = config.parameters["draw_modes"].string_value.split(",")
+        field = f"parameters.{wire.DRAW_MODES_PARAM}"
+        modes = config.parameters[wire.DRAW_MODES_PARAM].string_value.split(",")
         unknown = [m for m in modes if m not in DRAW_MODES]
         if unknown or not modes:
-            self.add(name, "parameters.draw_modes", f"{unknown or modes}: each must be one of {', '.join(DRAW_MODES)}")
+            self.add(name, field, f"{unknown or modes}: each must be one of {', '.join(DRAW_MODES)}")
         elif len(modes) > 1 and not any(t.name == wire.DRAW for t in config.input):
-            self.add(name, "parameters.draw_modes", f"lists {', '.join(modes)}, but without a DRAW input a request "
+            self.add(name, field, f"lists {', '.join(modes)}, but without a DRAW input a request "
                                                     "cannot choose one")
 
     def check_python(self, name: str, config: pb.ModelConfig, version: Path) -> None:
         self._file(name, "backend", version / "model.py")
         params = {k: v.string_value for k, v in config.parameters.items()}
-        samples = "max_samples" in params
+        samples = wire.MAX_SAMPLES_PARAM in params
         for key in ("onnx_file", "gpu_onnx_file"):
             if key in params and samples:
                 self.check_decoder(name, config, version / params[key], f"parameters.{key}")
             elif key in params:
                 self.check_onnx(name, config, version / params[key], f"parameters.{key}")
-        if samples and ("onnx_file" in params or "decode_model" in params):
+        if samples and ("onnx_file" in params or wire.DECODE_MODEL_PARAM in params):
             for companion in COMPANIONS:
                 self._file(name, "backend", version / companion)
-        if params.get("latents_from", FROM_BANK) not in (FROM_BANK, FROM_PRIOR):
-            self.add(name, "parameters.latents_from",
-                     f"{params['latents_from']!r}: must be {FROM_BANK} or {FROM_PRIOR}")
-        if "max_samples" in params or "decode_model" in params:
+        if params.get(wire.LATENTS_FROM_PARAM, wire.FROM_BANK) not in (wire.FROM_BANK, wire.FROM_PRIOR):
+            self.add(name, f"parameters.{wire.LATENTS_FROM_PARAM}",
+                     f"{params[wire.LATENTS_FROM_PARAM]!r}: must be {wire.FROM_BANK} or {wire.FROM_PRIOR}")
+        if samples or wire.DECODE_MODEL_PARAM in params:
             self.check_bank(name, config, version / BANK_FILE)
-        if "decode_model" in params:
-            self.check_bls_target(name, config, params["decode_model"])
+        if wire.DECODE_MODEL_PARAM in params:
+            self.check_bls_target(name, config, params[wire.DECODE_MODEL_PARAM])
 
     def check_decoder(self, name: str, config: pb.ModelConfig, path: Path, field: str) -> None:
         """The decoder graph of a sampler that decodes: LATENT [batch, D] -> IMAGE [batch, H, W, 3], the dims of
         the model's own LATENT and IMAGE outputs; IMAGE_U8 (uint8) has IMAGE's dims."""
         outputs = {t.name: t for t in config.output}
         if wire.LATENT not in outputs or wire.IMAGE not in outputs:
-            self.add(name, "output", "a sampler with a decoder graph must declare outputs LATENT and IMAGE")
+            self.add(name, "output", f"a sampler with a decoder graph must declare outputs {wire.LATENT} and "
+                                     f"{wire.IMAGE}")
             return
         image = outputs[wire.IMAGE]
         u8_type = wire.tensor(wire.HYBRID_SAMPLE, "output", wire.IMAGE_U8).dtype
         if wire.IMAGE_U8 in outputs and (list(outputs[wire.IMAGE_U8].dims) != list(image.dims)
                                          or dtype_name(outputs[wire.IMAGE_U8].data_type) != u8_type):
-            self.add(name, "output IMAGE_U8", f"must be {u8_type} with IMAGE's dims {list(image.dims)}, config "
-                                              f"{dtype_name(outputs[wire.IMAGE_U8].data_type)} "
-                                              f"{list(outputs[wire.IMAGE_U8].dims)}")
+            self.add(name, f"output {wire.IMAGE_U8}", f"must be {u8_type} with {wire.IMAGE}'s dims {list(image.dims)}, "
+                                                     f"config {dtype_name(outputs[wire.IMAGE_U8].data_type)} "
+                                                     f"{list(outputs[wire.IMAGE_U8].dims)}")
         latent = outputs[wire.LATENT]
         decoder = pb.ModelConfig(name=name, max_batch_size=1, input=[
             pb.ModelInput(name=wire.LATENT, data_type=latent.data_type, dims=list(latent.dims)[1:])], output=[
@@ -313,12 +314,13 @@ class _Checker:
                     self.add(name, f"{kind} {t.name} dims", f"config {list(t.dims)}, {path.name} holds "
                                                             f"{dim}-dimensional latents")
                 if t.name == wire.MASK and list(t.dims) != [bank.num_variables]:
-                    self.add(name, f"{kind} MASK dims", f"config {list(t.dims)}, {path.name} has "
+                    self.add(name, f"{kind} {wire.MASK} dims", f"config {list(t.dims)}, {path.name} has "
                                                         f"{bank.num_variables} variables")
-        if "bank_size" in params and params["bank_size"] != str(num_stored):
-            self.add(name, "parameters.bank_size", f"config {params['bank_size']}, {path.name} holds {num_stored} "
-                                                   "latents")
-        if params.get("latents_from") == FROM_PRIOR:
+        size = params.get(wire.BANK_SIZE_PARAM)
+        if size is not None and size != str(num_stored):
+            self.add(name, f"parameters.{wire.BANK_SIZE_PARAM}", f"config {size}, {path.name} holds {num_stored} "
+                                                                 "latents")
+        if params.get(wire.LATENTS_FROM_PARAM) == wire.FROM_PRIOR:
             prior = {k: np.asarray(getattr(bank, k)) for k in ("prior_mean", "prior_std")
                      if getattr(bank, k) is not None}
             shapes = {k: v.shape for k, v in prior.items()}
@@ -330,7 +332,7 @@ class _Checker:
                 self.add(name, "bank", f"{path.name}: prior_mean must be finite and prior_std finite and positive")
 
     def check_bls_target(self, name: str, config: pb.ModelConfig, target: str) -> None:
-        field = "parameters.decode_model"
+        field = f"parameters.{wire.DECODE_MODEL_PARAM}"
         other = self.configs.get(target)
         if other is None:
             self.add(name, field, f"names model {target!r}, which is not in the repository")
@@ -338,9 +340,9 @@ class _Checker:
         latent_in = next((t for t in other.input if t.name == wire.LATENT), None)
         latent_out = next((t for t in config.output if t.name == wire.LATENT), None)
         if latent_in is None:
-            self.add(name, field, f"{target} has no LATENT input")
+            self.add(name, field, f"{target} has no {wire.LATENT} input")
         elif latent_out is not None and not shapes_compatible(full_shape(other, latent_in.dims), list(latent_out.dims)):
-            self.add(name, field, f"{target} takes LATENT {full_shape(other, latent_in.dims)}, this model makes "
+            self.add(name, field, f"{target} takes {wire.LATENT} {full_shape(other, latent_in.dims)}, this model makes "
                                   f"{list(latent_out.dims)}")
 
     # ------------------------------------------------------------------------------------------- ensembles

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from sae.core import wire
 from sae.core.errors import InferenceError
-from sae.clients.triton_client import DRAW_MODES, READY, SAEClient, no_server_error, served_sets
+from sae.clients.triton_client import READY, SAEClient, no_server_error, served_sets
+from sae.core.draw import DRAW_MODES
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,10 @@ from sae import clients
 from sae.clients.aio import AsyncSAEClient
 from sae.core.errors import (ClientError, ClientTimeoutError, InferenceError, InvalidInputError, ModelNotServedError,
                             ServerUnavailableError)
-from sae.clients.triton_client import (ModelInfo, Retrier, RetryPolicy, SAEClient, check_images, part_seed, plan_sample,
-                                   plan_traverse, sample_limit)
+from sae.clients.model_info import ModelInfo
+from sae.clients.request_plans import check_images, part_seed, plan_sample, plan_traverse, sample_limit
+from sae.clients.retry import Retrier, RetryPolicy
+from sae.clients.triton_client import SAEClient
 
 D, K = 12, 4  # a contract-shaped SAE-4 with 12 latent dimensions
 

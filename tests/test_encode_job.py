@@ -18,11 +18,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sae.core.datasets import H5Images
-from sae.clients.jobs.encode_job import (EncodeJobConfig, ServerPool, _create, fingerprint, identity_of,
-                                run_encode_job)
+from sae.clients.jobs.encode_job import EncodeJobConfig, _create, run_encode_job
+from sae.clients.jobs.encode_servers import ServerPool
+from sae.core.latents_file import fingerprint, identity_of
 from sae.core.errors import EncodeJobError, InvalidInputError
 from sae.clients.jobs.metrics import EncodeMetrics
-from sae.clients.triton_client import RetryPolicy, SAEClient
+from sae.clients.retry import RetryPolicy
+from sae.clients.triton_client import SAEClient
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 256  # images in the test dataset

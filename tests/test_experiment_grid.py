@@ -8,8 +8,10 @@ import pytest
 
 from sae.cli import main
 from sae.experiment.cellfile import METRIC_KEYS, draw_mode, main_metrics
-from sae.experiment.grid import (GridError, expand, load_grid, load_toml, named_grids, parse_shard, select,
-                                     shard)
+from sae.experiment.grid import load_grid
+from sae.experiment.grid_spec import GridError, expand, parse_shard, select, shard
+from sae.experiment.grid_toml import load_toml
+from sae.experiment.named_grids import named_grids
 from sae.experiment.markers import read_json, write_json
 from sae.experiment.thumbs import MAX_THUMB_BYTES, read_png, write_thumbnail
 from sae.training.config import NAMED_CONFIGS, get_config

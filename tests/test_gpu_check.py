@@ -82,7 +82,7 @@ def test_the_torch_runtime_decodes_like_the_eager_model_and_refuses_what_the_onn
         load_request_checks(str(tmp_path))
     (tmp_path / "onnx_model.py").write_text(ONNX_MODEL.read_text())
     checks = load_request_checks(str(tmp_path))
-    with pytest.raises(checks.BadRequest, match="LATENT must hold finite values; 1 of 2 rows"):
+    with pytest.raises(checks.common.BadRequest, match="LATENT must hold finite values; 1 of 2 rows"):
         checks.check_input("LATENT", np.array([[0.0] * 12, [np.nan] * 12], np.float32), [12])
     assert parse_batch_sizes("64, 1,64") == [1, 64] and parse_batch_sizes("") == []
     with pytest.raises(ValueError, match="cuda_graph_batch_sizes"):

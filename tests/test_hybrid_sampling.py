@@ -4,9 +4,10 @@ import math
 import numpy as np
 import pytest
 
-from sae.clients.triton_client import DRAW_MODES as CLIENT_DRAW_MODES
-from sae.repository.templates.sampler_model import (DISTINCT, DRAW_MODES, INDEPENDENT, PER_DIMENSION, BadRequest,
-                                                   draw_controlled, draw_hybrid, draw_mode, draw_prior)
+from sae.core.draw import DRAW_MODES as CLIENT_DRAW_MODES
+from sae.repository.templates.common import BadRequest
+from sae.repository.templates.sampler_model import (DISTINCT, DRAW_MODES, INDEPENDENT, PER_DIMENSION, draw_controlled,
+                                                   draw_hybrid, draw_mode, draw_prior)
 from sae.repository.templates.traverse_model import traversal
 
 SAE4 = np.repeat(np.arange(4), 3)  # SAE-4: 4 variables of 3 dimensions

@@ -10,7 +10,8 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from sae.core.draw import source_index, to_uint8
 from sae.core.errors import InvalidInputError
-from sae.clients.triton_client import ModelInfo, plan_sample
+from sae.clients.model_info import ModelInfo
+from sae.clients.request_plans import plan_sample
 from sae.export.bank import Bank
 from sae.export.composed import check_reconstruction
 from sae.repository.configs import RepositoryOptions, ServedShapes, ServingSettings, model_configs

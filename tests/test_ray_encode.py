@@ -24,7 +24,8 @@ else:
     ray = pytest.importorskip("ray", reason="the scale extra (Ray) is not installed")
 
 from sae.core.datasets import open_dataset
-from sae.clients.jobs.encode_job import EncodeJobConfig, ServerPool, run_encode_job
+from sae.clients.jobs.encode_job import EncodeJobConfig, run_encode_job
+from sae.clients.jobs.encode_servers import ServerPool
 from sae.clients.jobs.ray_encode.actor import ShardEncoder
 from sae.clients.jobs.ray_encode.config import RayEncodeConfig
 from sae.clients.jobs.ray_encode.job import _manifest_for, run_ray_encode

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sae.core.datasets import H5Images
-from sae.clients.jobs.encode_job import fingerprint, identity_of, label_column
+from sae.core.latents_file import fingerprint, identity_of, label_column
 from sae.core.errors import EncodeJobError
 from sae.clients.jobs.ray_encode.config import RayEncodeConfig, resolve_url
 from sae.clients.jobs.ray_encode.shards import (Manifest, Shard, check_manifest, complete_shards, merge_shards,

@@ -41,7 +41,7 @@ def clients(server):
 
     made = [SAEClient(server.grpc_url, model=NAME) for _ in range(CLIENTS)]
     made[0].wait_ready(timeout_s=60)
-    made[0].wait_ready(timeout_s=60, model="prior_sample")
+    made[0].wait_ready(timeout_s=60, role="prior_sample")
     yield made
     for c in made:
         c.close()

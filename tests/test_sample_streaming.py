@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from sae.clients.jobs import sample_writer as sw
-from sae.clients.triton_client import HybridSamples, part_seed
+from sae.clients.request_plans import part_seed
+from sae.clients.results import HybridSamples
 
 
 def fake_sampler(size: int = 8, dim: int = 4):
@@ -89,7 +90,8 @@ def test_peak_memory_is_bounded_by_a_chunk_not_by_n(tmp_path, monkeypatch, suffi
 
 @pytest.mark.server
 def test_streamed_h5_equals_one_client_sample_call(triton, tmp_path):
-    from sae.clients.triton_client import SAEClient, to_uint8
+    from sae.clients.triton_client import SAEClient
+    from sae.core.draw import to_uint8
 
     with SAEClient(triton.grpc_url) as client:
         limit = client.max_samples()

@@ -12,7 +12,8 @@ import pytest
 
 from sae.cli import main
 from sae.core.typed_fields import matches
-from sae.experiment.grid import GridError, load_toml
+from sae.experiment.grid_spec import GridError
+from sae.experiment.grid_toml import load_toml
 from sae.training.config import ExperimentConfig, get_config
 
 from test_experiment_grid import TOML_GRID

@@ -30,7 +30,7 @@ def build_served_repository(repo: Path, model, bank, plan: CheckPlan) -> dict[st
     from sae.export.torchscript import export_torchscript
     from sae.repository.configs import RepositoryOptions, ServedShapes, model_configs, sampling_ensemble
     from sae.repository.layout import BANK_FILE, PYTHON_FILE, TORCHSCRIPT_FILE
-    from sae.repository.templates import COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TORCH_MODEL
+    from sae.repository.templates import COMMON, COMMON_FILE, COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TORCH_MODEL
     from sae.repository.templates.torch_model import REQUEST_CHECKS_FILE
 
     cpu_model = untrained_model(plan.model_config, "cpu")
@@ -47,6 +47,7 @@ def build_served_repository(repo: Path, model, bank, plan: CheckPlan) -> dict[st
     export_torchscript(graph_specs(cpu_model)["decode"], decode_dir / TORCHSCRIPT_FILE)
     shutil.copyfile(TORCH_MODEL, decode_dir / PYTHON_FILE)
     shutil.copyfile(ONNX_MODEL, decode_dir / REQUEST_CHECKS_FILE)
+    shutil.copyfile(COMMON, decode_dir / COMMON_FILE)  # the request checks' BadRequest
     sampler_dir = repo / names["sampler"] / "1"
     shutil.copyfile(SAMPLER_MODEL, sampler_dir / PYTHON_FILE)
     for companion, source in COMPANIONS.items():

@@ -34,22 +34,16 @@ import numpy.typing as npt
 from sae.core import wire
 from sae.core.datasets import ImageSource, open_dataset
 from sae.core.progress_bar import JOB_LOG_EVERY_S, progress_bar
-from sae.clients.jobs.encode_servers import OUTAGE_BACKOFF_S, PROBE_ATOL, PROBE_RTOL, ServerPool, check_probe, throttle
+from sae.clients.jobs.encode_servers import ServerPool, check_probe, throttle
 from sae.core.errors import (ClientError, EncodeInputError, EncodeJobError, InvalidInputError, ServerUnavailableError,
                              UsageError)
-from sae.core.latents_file import (FINGERPRINT_IMAGES, FORMAT, LABEL_WINDOW, LabelColumn, RawDatasets, check_identity,
-                                  create_latents_file, fingerprint, identity_of, label_column, latents_attrs,
-                                  write_latents_layout)
+from sae.core.latents_file import (RawDatasets, check_identity, create_latents_file, fingerprint, identity_of,
+                                  label_column, latents_attrs)
 from sae.clients.jobs.metrics import EncodeMetrics, MetricsServer
 from sae.clients.retry import RetryPolicy
-from sae.clients.triton_client import DEFAULT_URL, SAEClient
+from sae.clients.triton_client import SAEClient
 
-__all__ = ["EncodeJobConfig", "EncodeReport", "run_encode_job", "connect_servers",
-           # defined in the modules imported above; importable from here too
-           "FORMAT", "FINGERPRINT_IMAGES", "LABEL_WINDOW", "LabelColumn", "RawDatasets", "check_identity",
-           "create_latents_file", "fingerprint", "identity_of", "label_column", "latents_attrs",
-           "write_latents_layout", "OUTAGE_BACKOFF_S", "PROBE_ATOL", "PROBE_RTOL", "ServerPool", "check_probe",
-           "throttle"]
+__all__ = ["EncodeJobConfig", "EncodeReport", "run_encode_job", "connect_servers"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +51,7 @@ class EncodeJobConfig:
     data: Path
     out: Path
     model: str = ""  # the name the model set was exported under ("" = unprefixed)
-    urls: tuple[str, ...] = (DEFAULT_URL,)
+    urls: tuple[str, ...] = (wire.DEFAULT_URL,)
     in_flight: int = 4  # requests sent and not yet answered, over all servers
     batch_size: int = 256  # images per request, and per committed chunk
     timeout_s: float = 60.0  # per request, retries included

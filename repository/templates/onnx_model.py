@@ -10,31 +10,38 @@ INVALID_ARGUMENT errors that name the input. What it cannot check is checked her
 request of a dynamic batch fails alone: an empty batch, NaN or infinite values in a float input (a NaN latent
 would decode to a NaN image), and a non-finite output (a finite but huge latent can overflow the decoder).
 """
+import importlib.util
 import json
 import os
+import sys
 
 import numpy as np
 
 
-class BadRequest(ValueError):
-    """A request error; the message names the input."""
-
-
-def bad_request(pb, message: str):
-    """A TritonError with status INVALID_ARGUMENT where the python backend supports codes (else INTERNAL)."""
-    code = getattr(pb.TritonError, "INVALID_ARG", None)
-    return pb.TritonError(message) if code is None else pb.TritonError(message, code)
+# The templates' shared helpers (repository/templates/common.py): copied beside this file as sae_common.py and
+# loaded by path once per folder (this model and its companions share one BadRequest), or the package's module.
+_COMMON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sae_common.py")
+if not os.path.isfile(_COMMON):
+    from sae.repository.templates import common
+elif getattr(sys.modules.get("sae_common"), "__file__", None) == _COMMON:
+    common = sys.modules["sae_common"]
+else:
+    _spec = importlib.util.spec_from_file_location("sae_common", _COMMON)
+    common = sys.modules["sae_common"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(common)
 
 
 def check_input(name: str, array: np.ndarray, dims: list[int]) -> None:
-    """Raise BadRequest unless ``array`` is a non-empty batch [N >= 1, *dims] of finite values (floats)."""
+    """Raise common.BadRequest unless ``array`` is a non-empty batch [N >= 1, *dims] of finite values (floats)."""
     if array.ndim != 1 + len(dims) or any(d >= 0 and s != d for s, d in zip(array.shape[1:], dims)):
-        raise BadRequest(f"input {name} must have shape [N, {', '.join(map(str, dims))}], got {list(array.shape)}")
+        raise common.BadRequest(f"input {name} must have shape [N, {', '.join(map(str, dims))}], "
+                                f"got {list(array.shape)}")
     if array.shape[0] == 0:
-        raise BadRequest(f"input {name} is an empty batch (shape {list(array.shape)}); send at least one row")
+        raise common.BadRequest(f"input {name} is an empty batch (shape {list(array.shape)}); send at least one row")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int(array.shape[0] - np.isfinite(array.reshape(len(array), -1)).all(axis=1).sum())
-        raise BadRequest(f"input {name} must hold finite values; {bad} of {len(array)} rows contain NaN or infinity")
+        raise common.BadRequest(f"input {name} must hold finite values; {bad} of {len(array)} rows contain NaN or "
+                                "infinity")
 
 
 def gather_inputs(pb, requests, input_name: str, dims: list[int], refuse) -> tuple[list, list[int], list]:
@@ -47,10 +54,10 @@ def gather_inputs(pb, requests, input_name: str, dims: list[int], refuse) -> tup
         tensor = pb.get_input_tensor_by_name(request, input_name)
         try:
             if tensor is None:
-                raise BadRequest(f"input {input_name} is required")
+                raise common.BadRequest(f"input {input_name} is required")
             array = tensor.as_numpy()
             check_input(input_name, array, dims)
-        except BadRequest as e:
+        except common.BadRequest as e:
             responses[i] = refuse(str(e))
             continue
         good.append(i)
@@ -63,8 +70,8 @@ TOO_LARGE = "the values are too large for the model"  # how a refusal of finite 
 
 def check_output(input_name: str, output_name: str, array: np.ndarray) -> None:
     if not is_finite(array):
-        raise BadRequest(f"input {input_name}: {TOO_LARGE}, its output {output_name} is not finite; send values in "
-                         "the range the encoder produces")
+        raise common.BadRequest(f"input {input_name}: {TOO_LARGE}, its output {output_name} is not finite; send "
+                                "values in the range the encoder produces")
 
 
 def is_finite(array: np.ndarray) -> bool:
@@ -128,7 +135,8 @@ class TritonPythonModel:
 
     def _error(self, message: str, invalid: bool = True):
         text = f"{self.model_name}: {message}"
-        return self.pb.InferenceResponse(error=bad_request(self.pb, text) if invalid else self.pb.TritonError(text))
+        error = common.bad_request(self.pb, text) if invalid else self.pb.TritonError(text)
+        return self.pb.InferenceResponse(error=error)
 
     def execute(self, requests):
         pb = self.pb
@@ -152,6 +160,6 @@ class TritonPythonModel:
                 if not all_finite:
                     check_output(self.input_name, self.output_name, part)
                 responses[i] = pb.InferenceResponse([pb.Tensor(self.output_name, part)])
-            except BadRequest as e:
+            except common.BadRequest as e:
                 responses[i] = self._error(str(e))
         return responses

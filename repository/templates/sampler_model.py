@@ -37,7 +37,6 @@ The sampling models (``NAME_hybrid_sample``, ``NAME_prior_sample``) also decode 
 
 Either way the model answers ``IMAGE`` (fp32) and, when requested, ``IMAGE_U8`` (``round(clip(IMAGE, 0, 1) * 255)``).
 """
-import importlib
 import importlib.util
 import json
 import os
@@ -46,26 +45,25 @@ import sys
 import numpy as np
 
 
-def companion(copied: str, packaged: str):
-    """A module ``sae export`` copies beside this model.py (``copied``.py, loaded by path: nothing depends on
-    sys.path), or, where this file is imported from the package (tests, benchmarks), the package's module."""
-    beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{copied}.py")
-    if not os.path.isfile(beside):
-        return importlib.import_module(packaged)
-    spec = importlib.util.spec_from_file_location(copied, beside)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[copied] = module  # registered before it runs: dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+# The templates' shared helpers (repository/templates/common.py): copied beside this file as sae_common.py and
+# loaded by path once per folder (this model and its companions share one BadRequest), or the package's module.
+_COMMON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sae_common.py")
+if not os.path.isfile(_COMMON):
+    from sae.repository.templates import common
+elif getattr(sys.modules.get("sae_common"), "__file__", None) == _COMMON:
+    common = sys.modules["sae_common"]
+else:
+    _spec = importlib.util.spec_from_file_location("sae_common", _COMMON)
+    common = sys.modules["sae_common"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(common)
 
-
-draw = companion("sae_draw", "sae.core.draw")
-wire = companion("sae_wire", "sae.core.wire")
-bank_file = companion("sae_bank_file", "sae.core.bank_file")
-bls = companion("sae_bls", "sae.repository.templates.bls")
-onnx_model = companion("sae_onnx_model", "sae.repository.templates.onnx_model")  # the decoder's session and checks
+draw = common.companion("sae_draw", "sae.core.draw")
+wire = common.companion("sae_wire", "sae.core.wire")
+bank_file = common.companion("sae_bank_file", "sae.core.bank_file")
+bls = common.companion("sae_bls", "sae.repository.templates.bls")
+# the decoder's session and checks
+onnx_model = common.companion("sae_onnx_model", "sae.repository.templates.onnx_model")
 INDEPENDENT, DISTINCT, PER_DIMENSION, DRAW_MODES = draw.INDEPENDENT, draw.DISTINCT, draw.PER_DIMENSION, draw.DRAW_MODES
-FROM_BANK, FROM_PRIOR = "bank", "prior"  # values of the config parameter latents_from
 
 
 def draw_hybrid(bank: np.ndarray, variable_of_dim: np.ndarray, num_samples: int, seed: int,
@@ -109,25 +107,15 @@ def draw_prior(mean: np.ndarray, std: np.ndarray, num_samples: int, seed: int) -
     return (np.asarray(mean, np.float64) + np.asarray(std, np.float64) * noise).astype(np.float32)
 
 
-class BadRequest(ValueError):
-    """A request error; the message names the input."""
-
-
-def bad_request(pb, message: str):
-    """A TritonError with status INVALID_ARGUMENT where the python backend supports codes (else INTERNAL)."""
-    code = getattr(pb.TritonError, "INVALID_ARG", None)
-    return pb.TritonError(message) if code is None else pb.TritonError(message, code)
-
-
 def read_scalar(pb, request, name, default=None):
     tensor = pb.get_input_tensor_by_name(request, name)
     if tensor is None:
         if default is None:
-            raise BadRequest(f"input {name} is required")
+            raise common.BadRequest(f"input {name} is required")
         return default
     value = tensor.as_numpy().reshape(-1)
     if value.size != 1:
-        raise BadRequest(f"input {name} must hold exactly one value, got shape {list(tensor.as_numpy().shape)}")
+        raise common.BadRequest(f"input {name} must hold exactly one value, got shape {list(tensor.as_numpy().shape)}")
     return value[0]
 
 
@@ -137,9 +125,9 @@ def draw_mode(draw, per_dimension: bool) -> str:
         return PER_DIMENSION if per_dimension else INDEPENDENT
     mode = draw.decode(errors="replace") if isinstance(draw, bytes) else str(draw)
     if mode not in DRAW_MODES:
-        raise BadRequest(f"DRAW must be one of {', '.join(DRAW_MODES)}, got {mode!r}")
+        raise common.BadRequest(f"DRAW must be one of {', '.join(DRAW_MODES)}, got {mode!r}")
     if per_dimension and mode != PER_DIMENSION:
-        raise BadRequest(f"PER_DIMENSION=true asks for the per_dimension draw, but DRAW asks for {mode}")
+        raise common.BadRequest(f"PER_DIMENSION=true asks for the per_dimension draw, but DRAW asks for {mode}")
     return mode
 
 
@@ -151,11 +139,11 @@ class TritonPythonModel:
         self.model_name = args["model_name"]
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.max_samples = int(params.get("max_samples", wire.DEFAULT_MAX_SAMPLES))
-        self.latents_from = params.get("latents_from", FROM_BANK)
-        if self.latents_from not in (FROM_BANK, FROM_PRIOR):
-            raise pb_utils.TritonModelException(f"{self.model_name}: parameter latents_from must be {FROM_BANK} or "
-                                                f"{FROM_PRIOR}, got {self.latents_from!r}")
+        self.max_samples = int(params.get(wire.MAX_SAMPLES_PARAM, wire.DEFAULT_MAX_SAMPLES))
+        self.latents_from = params.get(wire.LATENTS_FROM_PARAM, wire.FROM_BANK)
+        if self.latents_from not in (wire.FROM_BANK, wire.FROM_PRIOR):
+            raise pb_utils.TritonModelException(f"{self.model_name}: parameter {wire.LATENTS_FROM_PARAM} must be "
+                                                f"{wire.FROM_BANK} or {wire.FROM_PRIOR}, got {self.latents_from!r}")
         path = os.path.join(args["model_repository"], args["model_version"], bank_file.BANK_FILE)
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} is missing; run `sae export` first")
@@ -164,11 +152,11 @@ class TritonPythonModel:
         self.variable_of_dim = np.asarray(bank.variable_of_dim, np.int64)
         self.num_variables = bank.num_variables
         self.prior = None if bank.prior is None else tuple(np.asarray(a, np.float32) for a in bank.prior)
-        if self.latents_from == FROM_PRIOR and self.prior is None:
+        if self.latents_from == wire.FROM_PRIOR and self.prior is None:
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} holds no prior (prior_mean, prior_std): "
                                                 "the model has none to sample from")
         self.session = None  # the decoder graph, for the sampling models that decode in this process
-        self.decode_model = params.get("decode_model")  # or the served decoder they call (BLS)
+        self.decode_model = params.get(wire.DECODE_MODEL_PARAM)  # or the served decoder they call (BLS)
         self.image_outputs = {o["name"] for o in config["output"]} & {wire.IMAGE, wire.IMAGE_U8}
         if "onnx_file" in params and self.decode_model is None:
             self.session = onnx_model.open_session(args, params, self.model_name)
@@ -178,10 +166,11 @@ class TritonPythonModel:
         pb = self.pb
         n = int(read_scalar(pb, request, wire.NUM_SAMPLES))
         if not 1 <= n <= self.max_samples:
-            raise BadRequest(f"{wire.NUM_SAMPLES} must be in 1..{self.max_samples}, got {n}; split larger requests")
+            raise common.BadRequest(f"{wire.NUM_SAMPLES} must be in 1..{self.max_samples}, got {n}; split larger "
+                                    "requests")
         seed = int(read_scalar(pb, request, wire.SEED))
         if seed < 0:
-            raise BadRequest(f"{wire.SEED} must be non-negative, got {seed}")
+            raise common.BadRequest(f"{wire.SEED} must be non-negative, got {seed}")
         return n, seed
 
     def _hybrid_request(self, request):
@@ -192,26 +181,29 @@ class TritonPythonModel:
         mode = draw_mode(None if draw_t is None else read_scalar(pb, request, wire.DRAW), per_dim)
         groups = self.bank.shape[1] if mode == PER_DIMENSION else self.num_variables
         if mode == DISTINCT and groups > len(self.bank):
-            raise BadRequest(f"DRAW distinct needs at least {groups} stored latents (one per variable); the bank "
-                             f"has {len(self.bank)}")
+            raise common.BadRequest(f"DRAW distinct needs at least {groups} stored latents (one per variable); the "
+                                    f"bank has {len(self.bank)}")
         base_t = pb.get_input_tensor_by_name(request, wire.BASE)
         mask_t = pb.get_input_tensor_by_name(request, wire.MASK)
         base = mask = None
         if mask_t is not None:
             if base_t is None:
-                raise BadRequest("MASK needs BASE: the latent(s) whose unmasked variables are kept")
+                raise common.BadRequest("MASK needs BASE: the latent(s) whose unmasked variables are kept")
             mask = mask_t.as_numpy().reshape(-1).astype(bool)
             if mask.size != self.num_variables:
-                raise BadRequest(f"MASK must have one entry per variable ({self.num_variables}), got {mask.size}")
+                raise common.BadRequest(f"MASK must have one entry per variable ({self.num_variables}), "
+                                        f"got {mask.size}")
         if base_t is not None:
             if mask is None:
-                raise BadRequest("BASE needs MASK: say which variables to re-draw (true) and which to keep (false)")
+                raise common.BadRequest("BASE needs MASK: say which variables to re-draw (true) and which to keep "
+                                        "(false)")
             base = base_t.as_numpy()
             dim = self.bank.shape[1]
             if base.ndim != 2 or base.shape[1] != dim or base.shape[0] not in (1, n):
-                raise BadRequest(f"BASE must have shape [1, {dim}] or [NUM_SAMPLES={n}, {dim}], got {list(base.shape)}")
+                raise common.BadRequest(f"BASE must have shape [1, {dim}] or [NUM_SAMPLES={n}, {dim}], "
+                                        f"got {list(base.shape)}")
             if not np.isfinite(base).all():
-                raise BadRequest("BASE contains NaN or infinite values")
+                raise common.BadRequest("BASE contains NaN or infinite values")
             base = base.astype(np.float32)
         return n, seed, mode, base, mask
 
@@ -220,19 +212,16 @@ class TritonPythonModel:
         no output)."""
         pb = self.pb
         wanted = (set(request.requested_output_names()) or self.image_outputs) & self.image_outputs
-        cause = wire.BASE if self.latents_from == FROM_BANK else wire.SEED
+        cause = wire.BASE if self.latents_from == wire.FROM_BANK else wire.SEED
         if self.decode_model is not None:
             try:
                 images = bls.call(pb, self.decode_model, wire.LATENT, latents, wire.IMAGE, (onnx_model.TOO_LARGE,))
             except bls.Refused as e:  # the decoder refused the latents drawn from this request's inputs
-                raise BadRequest(f"input {cause}: {e}") from None
+                raise common.BadRequest(f"input {cause}: {e}") from None
             images = images.astype(np.float32, copy=False)
         else:
             images = self.session.run(None, {self.graph_input: latents})[0].astype(np.float32, copy=False)
-            try:
-                onnx_model.check_output(cause, wire.IMAGE, images)
-            except onnx_model.BadRequest as e:
-                raise BadRequest(str(e)) from None
+            onnx_model.check_output(cause, wire.IMAGE, images)  # its BadRequest is this model's (one sae_common)
         tensors = [pb.Tensor(wire.IMAGE, images)] if wire.IMAGE in wanted else []
         if wire.IMAGE_U8 in wanted:
             tensors.append(pb.Tensor(wire.IMAGE_U8, draw.to_uint8(images)))
@@ -240,7 +229,7 @@ class TritonPythonModel:
 
     def _respond(self, request):
         pb = self.pb
-        if self.latents_from == FROM_PRIOR:
+        if self.latents_from == wire.FROM_PRIOR:
             n, seed = self._count_and_seed(request)
             latents = draw_prior(*self.prior, n, seed)
             tensors = [pb.Tensor(wire.LATENT, latents)]
@@ -259,8 +248,8 @@ class TritonPythonModel:
         for request in requests:
             try:
                 responses.append(self._respond(request))
-            except BadRequest as e:
-                responses.append(pb.InferenceResponse(error=bad_request(pb, f"{self.model_name}: {e}")))
+            except common.BadRequest as e:
+                responses.append(pb.InferenceResponse(error=common.bad_request(pb, f"{self.model_name}: {e}")))
             except Exception as e:  # a decoder failure must not take the instance down
                 responses.append(pb.InferenceResponse(error=pb.TritonError(f"{self.model_name}: {e}")))
         return responses

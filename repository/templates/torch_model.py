@@ -22,7 +22,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def load_request_checks(folder: str):
-    """The ONNX template's gather_inputs, check_output, BadRequest and bad_request, loaded from ``folder``."""
+    """The ONNX template's gather_inputs and check_output (and through it ``common``: BadRequest, bad_request),
+    loaded from ``folder``."""
     path = os.path.join(folder, REQUEST_CHECKS_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} is missing: the torch runtime shares the ONNX template's request checks")
@@ -132,7 +133,7 @@ class TritonPythonModel:
 
     def _error(self, message: str, invalid: bool = True):
         text = f"{self.model_name}: {message}"
-        error = self.checks.bad_request(self.pb, text) if invalid else self.pb.TritonError(text)
+        error = self.checks.common.bad_request(self.pb, text) if invalid else self.pb.TritonError(text)
         return self.pb.InferenceResponse(error=error)
 
     def execute(self, requests):
@@ -154,6 +155,6 @@ class TritonPythonModel:
             try:
                 checks.check_output(self.input_name, self.output_name, part)
                 responses[i] = pb.InferenceResponse([pb.Tensor(self.output_name, part)])
-            except checks.BadRequest as e:
+            except checks.common.BadRequest as e:
                 responses[i] = self._error(str(e))
         return responses

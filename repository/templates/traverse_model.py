@@ -7,7 +7,6 @@ input and output share the name LATENT with different shapes ([D] in, [STEPS, D]
 each ensemble tensor name. The call (``repository/templates/bls.py``, copied as ``sae_bls.py``) goes through
 decode's dynamic batcher, which merges it with concurrent decode work.
 """
-import importlib
 import importlib.util
 import json
 import os
@@ -16,23 +15,22 @@ import sys
 import numpy as np
 
 
-def companion(copied: str, packaged: str):
-    """A module ``sae export`` copies beside this model.py, loaded by path (as the sampler template loads its
-    companions), or the package's module where this file is imported from the package."""
-    beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{copied}.py")
-    if not os.path.isfile(beside):
-        return importlib.import_module(packaged)
-    spec = importlib.util.spec_from_file_location(copied, beside)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[copied] = module  # registered before it runs: dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+# The templates' shared helpers (repository/templates/common.py): copied beside this file as sae_common.py and
+# loaded by path once per folder (this model and its companions share one BadRequest), or the package's module.
+_COMMON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sae_common.py")
+if not os.path.isfile(_COMMON):
+    from sae.repository.templates import common
+elif getattr(sys.modules.get("sae_common"), "__file__", None) == _COMMON:
+    common = sys.modules["sae_common"]
+else:
+    _spec = importlib.util.spec_from_file_location("sae_common", _COMMON)
+    common = sys.modules["sae_common"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(common)
 
-
-wire = companion("sae_wire", "sae.core.wire")
-bls = companion("sae_bls", "sae.repository.templates.bls")
-onnx_model = companion("sae_onnx_model", "sae.repository.templates.onnx_model")  # its refusal text
-bank_file = companion("sae_bank_file", "sae.core.bank_file")
+wire = common.companion("sae_wire", "sae.core.wire")
+bls = common.companion("sae_bls", "sae.repository.templates.bls")
+onnx_model = common.companion("sae_onnx_model", "sae.repository.templates.onnx_model")  # its refusal text
+bank_file = common.companion("sae_bank_file", "sae.core.bank_file")
 
 
 def traversal(latent: np.ndarray, dimension: int, steps: int, dim_min: np.ndarray,
@@ -43,16 +41,6 @@ def traversal(latent: np.ndarray, dimension: int, steps: int, dim_min: np.ndarra
     return latents
 
 
-class BadRequest(ValueError):
-    """A request error; the message names the input."""
-
-
-def bad_request(pb, message: str):
-    """A TritonError with status INVALID_ARGUMENT where the python backend supports codes (else INTERNAL)."""
-    code = getattr(pb.TritonError, "INVALID_ARG", None)
-    return pb.TritonError(message) if code is None else pb.TritonError(message, code)
-
-
 class TritonPythonModel:
     def initialize(self, args):
         import triton_python_backend_utils as pb_utils
@@ -61,9 +49,10 @@ class TritonPythonModel:
         self.model_name = args["model_name"]
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.decode_model = params["decode_model"]
+        self.decode_model = params[wire.DECODE_MODEL_PARAM]
         low, high = wire.TRAVERSE_STEPS
-        self.min_steps, self.max_steps = int(params.get("min_steps", low)), int(params.get("max_steps", high))
+        self.min_steps = int(params.get(wire.MIN_STEPS_PARAM, low))
+        self.max_steps = int(params.get(wire.MAX_STEPS_PARAM, high))
         path = os.path.join(args["model_repository"], args["model_version"], bank_file.BANK_FILE)
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} is missing; run `sae export` first")
@@ -73,36 +62,37 @@ class TritonPythonModel:
     def _scalar(self, request, name) -> int:
         tensor = self.pb.get_input_tensor_by_name(request, name)
         if tensor is None:
-            raise BadRequest(f"input {name} is required")
+            raise common.BadRequest(f"input {name} is required")
         value = tensor.as_numpy().reshape(-1)
         if value.size != 1:
-            raise BadRequest(f"input {name} must hold exactly one value, got shape {list(tensor.as_numpy().shape)}")
+            raise common.BadRequest(f"input {name} must hold exactly one value, "
+                                    f"got shape {list(tensor.as_numpy().shape)}")
         return int(value[0])
 
     def _latents(self, request) -> np.ndarray:
         dim = len(self.dim_min)
         latent = self.pb.get_input_tensor_by_name(request, wire.LATENT)
         if latent is None:
-            raise BadRequest("input LATENT is required")
+            raise common.BadRequest(f"input {wire.LATENT} is required")
         latent = latent.as_numpy().reshape(-1)
         if latent.size != dim or not np.isfinite(latent).all():
-            raise BadRequest(f"LATENT must hold {dim} finite values, got {latent.size} values"
+            raise common.BadRequest(f"LATENT must hold {dim} finite values, got {latent.size} values"
                              f"{'' if np.isfinite(latent).all() else ' with NaN or infinity'}")
         dimension = self._scalar(request, wire.DIMENSION)
         if not 0 <= dimension < dim:
-            raise BadRequest(f"DIMENSION must be in 0..{dim - 1}, got {dimension}")
+            raise common.BadRequest(f"DIMENSION must be in 0..{dim - 1}, got {dimension}")
         steps = self._scalar(request, wire.STEPS)
         if not self.min_steps <= steps <= self.max_steps:
-            raise BadRequest(f"STEPS must be in {self.min_steps}..{self.max_steps}, got {steps}")
+            raise common.BadRequest(f"STEPS must be in {self.min_steps}..{self.max_steps}, got {steps}")
         return traversal(latent, dimension, steps, self.dim_min, self.dim_max)
 
     def _decode(self, latents: np.ndarray) -> np.ndarray:
         try:
             images = bls.call(self.pb, self.decode_model, wire.LATENT, latents, wire.IMAGE, (onnx_model.TOO_LARGE,))
         except bls.Refused as e:
-            raise BadRequest(str(e)) from None  # the decoder refused these latents: still the client's input
+            raise common.BadRequest(str(e)) from None  # the decoder refused these latents: still the client's input
         if not np.isfinite(images).all():
-            raise BadRequest("LATENT: the decoded traversal is not finite; send values in the range the encoder "
+            raise common.BadRequest("LATENT: the decoded traversal is not finite; send values in the range the encoder "
                              "produces")
         return images
 
@@ -115,8 +105,8 @@ class TritonPythonModel:
                 images = self._decode(latents)
                 responses.append(pb.InferenceResponse([pb.Tensor(wire.IMAGE, images),
                                                        pb.Tensor(wire.LATENT, latents)]))
-            except BadRequest as e:
-                responses.append(pb.InferenceResponse(error=bad_request(pb, f"{self.model_name}: {e}")))
+            except common.BadRequest as e:
+                responses.append(pb.InferenceResponse(error=common.bad_request(pb, f"{self.model_name}: {e}")))
             except RuntimeError as e:
                 responses.append(pb.InferenceResponse(error=pb.TritonError(f"{self.model_name}: {e}")))
         return responses

@@ -58,12 +58,12 @@ def non_negative_float(text: str) -> float:
 
 def sample_count(text: str) -> int:
     """1..the client's per-call ceiling; counts above the server's per-request limit are sent in parts."""
-    from sae.clients.triton_client import MAX_SAMPLES
+    from sae.core.wire import MAX_SAMPLES_PER_CALL
 
     value = positive_int(text)
-    if value > MAX_SAMPLES:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_SAMPLES:,} (requests are split by the server's "
-                                         f"limit and .h5/.png output is streamed), got {value:,}")
+    if value > MAX_SAMPLES_PER_CALL:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SAMPLES_PER_CALL:,} (requests are split by the "
+                                         f"server's limit and .h5/.png output is streamed), got {value:,}")
     return value
 
 
@@ -141,7 +141,7 @@ def config_name(text: str) -> str:
 
 def grid_name(text: str) -> str:
     """A named grid of sae/experiment/grid.py, or a TOML grid file."""
-    from sae.experiment.grid import NAMED_GRIDS
+    from sae.experiment.named_grids import NAMED_GRIDS
 
     if text in NAMED_GRIDS or text.endswith(".toml") or Path(text).is_file():
         return text

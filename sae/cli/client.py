@@ -15,7 +15,8 @@ from sae.core.wire import DEFAULT_URL
 def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: bool = False,
                       draw: str | None = None, model: str = "") -> Path:
     from sae.core.png import image_grid, write_png
-    from sae.clients.triton_client import SAEClient, to_uint8
+    from sae.clients.triton_client import SAEClient
+    from sae.core.draw import to_uint8
 
     with SAEClient(url, model=model) as client:
         client.wait_ready(timeout_s=30)

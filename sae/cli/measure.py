@@ -56,8 +56,11 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     """Train, export, serve and evaluate every cell of a grid, then build the report (sae.experiment)."""
     import shlex
 
-    from sae.experiment.grid import load_grid, parse_shard
-    from sae.experiment.runner import ExperimentRunner, RunnerOptions, build_report, plan_lines, selected_cells
+    from sae.experiment.grid import load_grid
+    from sae.experiment.grid_spec import parse_shard
+    from sae.experiment.layout import RunnerOptions
+    from sae.experiment.plan import plan_lines, selected_cells
+    from sae.experiment.runner import ExperimentRunner, build_report
 
     grid = load_grid(args.grid)
     if args.shard:

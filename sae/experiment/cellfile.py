@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sae.core import version as clients_version
-from sae.experiment.grid import CellSpec
+from sae.experiment.grid_spec import CellSpec
 from sae.training.config import ExperimentConfig
 
 SCHEMA = 1

@@ -1,21 +1,15 @@
-"""Experiment grids: the grid and cell dataclasses (:mod:`sae.experiment.grid_spec`), the named grids
-(:mod:`sae.experiment.named_grids`) and TOML grid files (:mod:`sae.experiment.grid_toml`), each importable
-from here; :func:`load_grid` picks a named grid or reads a file."""
+"""Loading an experiment grid: :func:`load_grid` picks a named grid (:mod:`sae.experiment.named_grids`) or reads a
+TOML grid file (:mod:`sae.experiment.grid_toml`); the grid and cell dataclasses are in
+:mod:`sae.experiment.grid_spec`."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from sae.experiment.grid_spec import (FINETUNE_MODES, FREEZE_OF_MODE, TRAIN_FRACTION, TRAIN_SIZES, ArmSpec,
-                                          CellSpec, CostModel, DatasetSpec, EvalSpec, GridError, GridSpec,
-                                          config_name, expand, parse_shard, select, shard)
+from sae.experiment.grid_spec import GridError, GridSpec
 from sae.experiment.grid_toml import load_toml
-from sae.experiment.named_grids import (ARM_MODELS, CELEBA_MODELS, CPU_SHAPES3D_DOC, EXTREME_ORIENTATIONS,
-                                            GPU_COST, NAMED_GRIDS, NO_BALL, PAPER_MODELS, named_grids)
+from sae.experiment.named_grids import NAMED_GRIDS, named_grids
 
-__all__ = ["FINETUNE_MODES", "FREEZE_OF_MODE", "TRAIN_FRACTION", "TRAIN_SIZES", "ArmSpec", "CellSpec", "CostModel",
-           "DatasetSpec", "EvalSpec", "GridError", "GridSpec", "config_name", "expand", "parse_shard", "select",
-           "shard", "load_toml", "ARM_MODELS", "CELEBA_MODELS", "CPU_SHAPES3D_DOC", "EXTREME_ORIENTATIONS",
-           "GPU_COST", "NAMED_GRIDS", "NO_BALL", "PAPER_MODELS", "named_grids", "load_grid"]
+__all__ = ["load_grid"]
 
 
 def load_grid(spec: str) -> GridSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sae.experiment.grid import CellSpec
+from sae.experiment.grid_spec import CellSpec
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sae.experiment.grid import CellSpec, GridSpec, expand, select, shard
+from sae.experiment.grid_spec import CellSpec, GridSpec, expand, select, shard
 from sae.experiment.layout import RunnerOptions
 from sae.experiment.progress import format_minutes
 

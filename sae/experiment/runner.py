@@ -26,18 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from sae.experiment.cellfile import cell_record
-from sae.experiment.grid import FREEZE_OF_MODE, CellSpec, GridSpec
-from sae.experiment.layout import Layout, RunnerOptions
+from sae.experiment.grid_spec import FREEZE_OF_MODE, CellSpec, GridSpec
+from sae.experiment.layout import RunnerOptions
 from sae.experiment.markers import read_json, write_json
-from sae.experiment.plan import dataset_images, grid_plan, plan_lines, selected_cells
+from sae.experiment.plan import grid_plan, selected_cells
 from sae.experiment.progress import Progress
-from sae.experiment.stages import HELDOUT_THUMB_IMAGES, CellStages
+from sae.experiment.stages import CellStages
 from sae.training.config import get_config
 
-__all__ = ["ExperimentRunner", "build_report",
-           # defined in the modules imported above; importable from here too
-           "RunnerOptions", "Layout", "selected_cells", "dataset_images", "plan_lines", "grid_plan",
-           "HELDOUT_THUMB_IMAGES"]
+__all__ = ["ExperimentRunner", "build_report"]
 
 HYBRID_THUMB_SAMPLES = 16  # the first rows of the eval's hybrid-sample grid that hold at least this many
 

@@ -14,7 +14,7 @@ import numpy as np
 from sae.core.datasets.base import DatasetError
 from sae.core.errors import UsageError
 from sae.core.wire import to_float_images
-from sae.experiment.grid import CellSpec, GridSpec
+from sae.experiment.grid_spec import CellSpec, GridSpec
 from sae.experiment.layout import Layout, RunnerOptions
 from sae.experiment.markers import read_json, write_json
 from sae.training.options import TrainingError
@@ -188,7 +188,8 @@ class CellStages:
             self.log(f"{cell.cell_id}: held-out evaluation done already ({path}), skipped")
             return done, float(done.get("seconds", 0.0))
         from sae.core.datasets import batches_in_order, open_dataset
-        from sae.clients.triton_client import SAEClient, to_uint8
+        from sae.clients.triton_client import SAEClient
+        from sae.core.draw import to_uint8
 
         started = time.perf_counter()
         rows = self.heldout_rows(cell)

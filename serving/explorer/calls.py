@@ -16,7 +16,8 @@ import numpy as np
 from sae.core import wire
 from sae.core.errors import SAEError
 from sae.core.png import encode_png
-from sae.clients.triton_client import SAEClient, to_uint8
+from sae.clients.triton_client import SAEClient
+from sae.core.draw import to_uint8
 
 class RequestError(SAEError, ValueError):
     """A request body outside the page's limits (not JSON, a count, seed, draw mode or latent out of range): the

@@ -19,7 +19,9 @@ import numpy as np
 import numpy.typing as npt
 
 from sae.core.datasets import open_dataset
-from sae.clients.jobs.encode_job import ServerPool, check_probe, connect_servers, label_column, throttle
+from sae.clients.jobs.encode_job import connect_servers
+from sae.clients.jobs.encode_servers import ServerPool, check_probe, throttle
+from sae.core.latents_file import label_column
 from sae.core.errors import ClientError, InvalidInputError
 from sae.clients.jobs.ray_encode.config import RayEncodeConfig, resolve_url
 from sae.clients.jobs.ray_encode.shards import Manifest, Shard, write_shard

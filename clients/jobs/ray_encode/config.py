@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sae.clients.jobs.encode_job import EncodeJobConfig
 from sae.clients.retry import RetryPolicy
-from sae.clients.triton_client import DEFAULT_URL
+from sae.core.wire import DEFAULT_URL
 from sae.core.errors import EncodeInputError, UsageError
 
 NODE_URL_PREFIX = "node:"  # "node:8001": the server listening on port 8001 of each actor's own Ray node

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, TextIO, cast
 import numpy as np
 
 from sae.core.datasets import ImageSource, open_dataset
-from sae.clients.jobs.encode_job import (ServerPool, check_probe, connect_servers, fingerprint, identity_of,
-                                label_column)
+from sae.clients.jobs.encode_job import connect_servers
+from sae.clients.jobs.encode_servers import ServerPool, check_probe
+from sae.core.latents_file import fingerprint, identity_of, label_column
 from sae.core.errors import EncodeJobError
 from sae.core.progress_bar import JOB_LOG_EVERY_S, progress_bar
 from sae.clients.jobs.ray_encode.config import RayEncodeConfig, resolve_url

@@ -30,8 +30,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sae.core.atomic import atomic_write, write_text_atomic
-from sae.clients.jobs.encode_job import (LabelColumn, RawDatasets, check_identity, create_latents_file, latents_attrs,
-                                write_latents_layout)
+from sae.core.latents_file import (LabelColumn, RawDatasets, check_identity, create_latents_file, latents_attrs,
+                                  write_latents_layout)
 from sae.core.errors import EncodeJobError
 from sae.core.latents_file import LatentsIdentity
 
