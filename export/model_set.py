@@ -35,8 +35,8 @@ from sae.export.graphs import ONNX_OPSET, export_onnx, graph_specs
 from sae.export.parity import ParityResult, compare
 from sae.export.torchscript import export_torchscript
 from sae.repository.configs import RepositoryOptions, ServedShapes, model_configs
-from sae.repository.install import (bank_roles, check_ownership, install_model_set, next_version, staging_folder,
-                                write_config, write_python_backend)
+from sae.repository.install import (bank_roles, check_ownership, finish_interrupted, install_model_set, next_version,
+                                    staging_folder, write_config, write_python_backend)
 from sae.repository.layout import (BANK_FILE, HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, MANIFEST_FILE, ONNX_FILE,
                                ONNX_FP16_FILE, TORCHSCRIPT_FILE)
 from sae.repository.validate import check_repository
@@ -191,6 +191,7 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
     if data.image_size != cfg.model.backbone.image_size:
         raise ExportError(f"{data_path} has {data.image_size}px images; {cfg.name} takes "
                           f"{cfg.model.backbone.image_size}px")
+    finish_interrupted(repo)  # a set half installed when a kill came: whole again before the next version
     if repo.exists():
         check_ownership(repo, options)
 

@@ -10,6 +10,11 @@ the set, keeps the previous ``KEPT_VERSIONS - 1`` version folders where the mode
 no copies) and serves the newest (``version_policy: latest 1``). Each version folder keeps the config it was exported
 with (``CONFIG_COPY``), so :func:`rollback` removes the newest version and puts the previous config back, again one
 atomic folder swap per model.
+
+A kill between two folder swaps leaves some models of the set new and the rest old, each whole (and, between the two
+renames of the fallback, one model's folder out of the repository); the plan each install leaves in its staging
+folder (``repository.install_plan``) lets the next export, rollback or ``sae validate`` finish it
+(:func:`finish_interrupted`).
 """
 from __future__ import annotations
 
@@ -17,14 +22,15 @@ import ctypes
 import errno
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from sae.core import wire
 from sae.core.errors import SAEError
 from sae.repository.configs import RepositoryOptions, config_text
+from sae.repository.install_plan import (InstallPlan, abandoned_staging, inode, locked_staging, read_plan, remove_plan,
+                                         write_plan)
 from sae.repository.layout import CONFIG_COPY, CONFIG_FILE, PYTHON_FILE, read_manifest, versions
 from sae.repository.templates import COMMON, COMMON_FILE, COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
 from sae.repository.validate import check_repository
@@ -66,27 +72,65 @@ def check_ownership(repo: Path, options: RepositoryOptions) -> None:
                                f"{options.name!r}; pick another --name")
 
 
-@contextmanager
-def staging_folder(repo: Path, purpose: str = "export") -> Iterator[Path]:
-    """An empty folder beside ``repo`` (so that moving out of it is a rename), removed with whatever is left in it."""
-    repo.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{repo.name}.{purpose}-", dir=repo.parent))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def staging_folder(repo: Path, purpose: str = "export") -> AbstractContextManager[Path]:
+    """An empty folder beside ``repo`` (so that moving out of it is a rename), removed with whatever is left in it;
+    locked while in use, so that :func:`finish_interrupted` tells it from the folder of an install that died."""
+    return locked_staging(repo, purpose)
 
 
-def install(staging: Path, repo: Path, models: list[str]) -> None:
-    """Move each staged model folder into ``repo``, replacing the old one atomically; old folders end in staging."""
+def _move_in(staging: Path, repo: Path, model: str, staged_inode: int) -> None:
+    """Put the staged folder of ``model`` (known by its inode) in the repository, replacing the old one atomically
+    (the old folder ends in staging); nothing to do where it is in already. Repeatable after a kill at any point."""
+    new, final = staging / model, repo / model
+    if inode(final) == staged_inode:
+        return
+    if inode(new) != staged_inode:
+        raise InstallError(f"the staged folder of {model} is missing from {staging}")
+    if not final.exists():  # a new model, or the second rename of an interrupted fallback
+        os.rename(new, final)
+    elif not _exchange(new, final):
+        os.rename(final, staging / f"{model}.old")
+        os.rename(new, final)
+
+
+def _carry_out(staging: Path, repo: Path, plan: InstallPlan) -> None:
+    for model, retired_inode in plan.retired.items():
+        if inode(repo / model) == retired_inode:
+            os.rename(repo / model, staging / f"{model}.retired")
+    for model in plan.models:
+        _move_in(staging, repo, model, plan.staged[model])
+
+
+def install(staging: Path, repo: Path, models: list[str], retired: list[str] = ()) -> None:
+    """Move the folders ``retired`` out of ``repo``, then each staged model folder in, replacing the old one
+    atomically; old folders end in staging. The plan written first lets :func:`finish_interrupted` complete an
+    install killed at any step."""
     repo.mkdir(parents=True, exist_ok=True)
-    for model in models:
-        new, final = staging / model, repo / model
-        if not final.exists():
-            os.rename(new, final)
-        elif not _exchange(new, final):
-            os.rename(final, staging / f"{model}.old")
-            os.rename(new, final)
+    plan = InstallPlan(str(repo.resolve()), list(models), {m: inode(staging / m) for m in models},
+                       {m: inode(repo / m) for m in retired})
+    missing = [m for m, staged_inode in plan.staged.items() if staged_inode is None]
+    if missing:
+        raise InstallError(f"nothing staged for {', '.join(missing)} in {staging}")
+    write_plan(staging, plan)
+    _carry_out(staging, repo, plan)
+    remove_plan(staging)
+
+
+def finish_interrupted(repo: Path) -> list[str]:
+    """Complete each install into ``repo`` that a kill interrupted (its staging folder is left beside ``repo``,
+    with its plan and no live owner), so that the repository holds that whole new set; remove the staging folders
+    of installs that died before moving anything. Returns the models of the installs finished."""
+    repo = Path(repo)
+    finished = []
+    for staging in abandoned_staging(repo):
+        plan = read_plan(staging)
+        if plan is not None:
+            if Path(plan.repo) != repo.resolve():
+                continue
+            _carry_out(staging, repo, plan)
+            finished += plan.models
+        shutil.rmtree(staging, ignore_errors=True)
+    return finished
 
 
 def next_version(repo: Path, options: RepositoryOptions) -> int:
@@ -117,8 +161,9 @@ def keep_previous(repo: Path, staging: Path, models: list[str], version: int) ->
 def rollback(repo: Path, name: str) -> tuple[int, int, list[str]]:
     """Serve the previous version of the export ``name`` again: drop every model's newest version folder and restore
     that version's config. Returns (from version, to version, models). Refused, changing nothing, when a model has
-    no earlier version or the earlier one has no saved config."""
+    no earlier version or the earlier one has no saved config. An install a kill interrupted is finished first."""
     repo = Path(repo)
+    finish_interrupted(repo)
     owned = sorted(p.name for p in repo.iterdir() if p.is_dir() and (read_manifest(p) or {}).get("export_name") == name) \
         if repo.is_dir() else []
     if not owned:
@@ -143,17 +188,16 @@ def rollback(repo: Path, name: str) -> tuple[int, int, list[str]]:
     return newest, previous, owned
 
 
-def retire(repo: Path, staging: Path, options: RepositoryOptions, roles: tuple[str, ...]) -> list[str]:
-    """Move this export name's folders for ``roles`` (ensembles first) out of ``repo`` into ``staging``, where they
-    are deleted with it; folders another export name wrote stay. Returns the models removed."""
-    removed = []
+def to_retire(repo: Path, options: RepositoryOptions, roles: tuple[str, ...]) -> list[str]:
+    """This export name's folders for ``roles`` (ensembles first) in ``repo``: what :func:`install` moves out into
+    staging, where they are deleted with it; folders another export name wrote stay."""
+    retired = []
     for role in reversed(roles):
         model = options.model_name(role)
         manifest = read_manifest(repo / model)
         if manifest is not None and manifest.get("export_name") == options.name:
-            os.rename(repo / model, staging / f"{model}.retired")
-            removed.append(model)
-    return removed
+            retired.append(model)
+    return retired
 
 
 def bank_roles(python_roles: set[str]) -> list[str]:
@@ -188,6 +232,5 @@ def install_model_set(staging: Path, repo: Path, options: RepositoryOptions, rol
     names = options.model_names()
     order = [names[role] for role in roles]
     keep_previous(repo, staging, order, version)
-    retire(repo, staging, options, tuple(r for r in names if r not in roles))
-    install(staging, repo, order)
+    install(staging, repo, order, to_retire(repo, options, tuple(r for r in names if r not in roles)))
     return order

@@ -76,6 +76,42 @@ def test_only_the_newest_versions_are_kept(tmp_path, exports, kept):
     assert (staging / "m" / "3" / "f").stat().st_ino == (repo / "m" / "3" / "f").stat().st_ino  # a link, not a copy
 
 
+def wait_until_serving(url: str, name: str, version: str, seconds: float = 90) -> None:
+    """Until every model of the set ``name`` is READY at ``version`` and none is loading or unloading."""
+    import time
+
+    import tritonclient.grpc as grpcclient
+
+    deadline = time.monotonic() + seconds
+    with grpcclient.InferenceServerClient(url) as raw:
+        while time.monotonic() < deadline:
+            index = [m for m in raw.get_model_repository_index(as_json=True)["models"]
+                     if m["name"].startswith(f"{name}_")]
+            names = {m["name"] for m in index}
+            ready = {m["name"] for m in index if m.get("state") == "READY" and m.get("version") == version}
+            busy = [m for m in index if m.get("state") in ("LOADING", "UNLOADING")]
+            if names and ready == names and not busy:  # every model at that version; old ones "unloaded"
+                return
+            time.sleep(0.5)
+    raise AssertionError(f"the set was not served whole at version {version}: {index}")
+
+
+def wait_for_answer(url: str, name: str, answer, wanted, seconds: float = 90):
+    """``answer(client)`` of a client of the set ``name``, asked until ``wanted`` of it is true."""
+    import time
+
+    from sae.clients.triton_client import SAEClient
+
+    deadline = time.monotonic() + seconds
+    with SAEClient(url, model=name, timeout_s=30) as client:
+        while time.monotonic() < deadline:
+            now = answer(client)
+            if wanted(now):
+                return now
+            time.sleep(0.5)
+    raise AssertionError("the server did not pick up the change")
+
+
 @pytest.mark.server
 def test_a_polling_server_under_load_moves_to_the_new_version_and_back(tmp_path, trained_run, capsys):
     """Re-export (another bank: version 2) and roll back while a client samples without pause: no request fails,
@@ -105,31 +141,8 @@ def test_a_polling_server_under_load_moves_to_the_new_version_and_back(tmp_path,
                 except Exception as e:  # every failure is a finding: collected and asserted below
                     errors.append(e)
 
-    def wait_until_serving(url: str, version: str, seconds: float = 90) -> None:
-        import tritonclient.grpc as grpcclient
-
-        deadline = time.monotonic() + seconds
-        with grpcclient.InferenceServerClient(url) as raw:
-            while time.monotonic() < deadline:
-                index = [m for m in raw.get_model_repository_index(as_json=True)["models"]
-                         if m["name"].startswith("v_")]
-                names = {m["name"] for m in index}
-                ready = {m["name"] for m in index if m.get("state") == "READY" and m.get("version") == version}
-                busy = [m for m in index if m.get("state") in ("LOADING", "UNLOADING")]
-                if names and ready == names and not busy:  # every model at that version; old ones "unloaded"
-                    return
-                time.sleep(0.5)
-        raise AssertionError(f"the set was not served whole at version {version}: {index}")
-
-    def wait_for(url: str, wanted, seconds: float = 90) -> tuple[bytes, bytes]:
-        deadline = time.monotonic() + seconds
-        with SAEClient(url, model="v", timeout_s=30) as client:
-            while time.monotonic() < deadline:
-                now = answer(client)
-                if wanted(now):
-                    return now
-                time.sleep(0.5)
-        raise AssertionError("the server did not pick up the change")
+    def wait_for(url: str, wanted) -> tuple[bytes, bytes]:
+        return wait_for_answer(url, "v", answer, wanted)
 
     with TritonServer(config, log_path=tmp_path / "server.log") as server:
         with SAEClient(server.grpc_url, model="v") as client:
@@ -142,7 +155,7 @@ def test_a_polling_server_under_load_moves_to_the_new_version_and_back(tmp_path,
             version_2 = wait_for(server.grpc_url, lambda now: now != version_1)
             # hybrid_sample may answer from version 2 while the set's other models still load it; a rollback
             # that swaps their folders mid-load fails that load, which is another scenario than this one
-            wait_until_serving(server.grpc_url, "2")
+            wait_until_serving(server.grpc_url, "v", "2")
             assert main(["export", "--rollback", "v", "--repo", str(repo)]) == 0
             wait_for(server.grpc_url, lambda now: now == version_1)
             time.sleep(1.0)
@@ -153,3 +166,142 @@ def test_a_polling_server_under_load_moves_to_the_new_version_and_back(tmp_path,
     assert len(answers) > 10
     assert {a for a in answers} <= {version_1, version_2}
     assert version_2 in answers and answers[-1] == version_1
+
+
+SERVED_ROLES = ("encode", "decode", "reconstruct", "hybrid_sample", "traverse", "prior_sample")
+SELF_DECODING_ROLES = ("encode", "decode", "reconstruct")  # the rest decode through NAME_decode by BLS
+
+
+def ask(client, role: str, images, latents) -> bytes:
+    """One fixed request to ``role`` of the set, its whole answer as bytes (the same request gives the same bytes)."""
+    if role == "encode":
+        return client.encode(images).tobytes()
+    if role == "decode":
+        return client.decode(latents).tobytes()
+    if role == "reconstruct":
+        return client.reconstruct(images).tobytes()
+    if role == "hybrid_sample":
+        samples = client.sample(4, seed=0)
+        return samples.latents.tobytes() + samples.images.tobytes()
+    if role == "traverse":
+        traversal = client.traverse(latents[0], 0, 5)
+        return traversal.latents.tobytes() + traversal.images.tobytes()
+    samples = client.prior_sample(4, seed=0)
+    return samples.latents.tobytes() + samples.images.tobytes()
+
+
+@pytest.fixture(scope="module")
+def two_trainings(tmp_path_factory, shapes_file):
+    """A betavae-tiny run (a kind with a prior, so a set with every role) and a copy trained 5 steps more: the
+    same interface, other weights."""
+    import dataclasses
+    import shutil
+
+    from sae.training.config import get_config
+    from sae.training.trainer import Trainer
+    from tests.conftest import short_run
+
+    steps = 20
+    first = short_run(tmp_path_factory, shapes_file, "betavae-tiny", steps)
+    second = shutil.copytree(first, tmp_path_factory.mktemp("more-steps") / "run")
+    cfg = get_config("betavae-tiny")
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=steps, log_every=steps))
+    trainer = Trainer(cfg, shapes_file, second, device="cpu")
+    try:
+        trainer.fit(steps=steps + 5, progress=False)
+    finally:
+        getattr(trainer, "close", lambda: None)()
+    return first, second
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_a_rollback_under_load_on_every_role_answers_as_one_version_or_the_other(two_trainings, shapes_file,
+                                                                                 tmp_path, capsys):
+    """Version 2 of the set has other weights; `sae export --rollback` while one client asks every role in turn
+    of `sae serve --poll`: each answer is exactly version 1's or version 2's answer to the same request (recorded
+    from each version alone), and the only errors are the ones the client documents as retryable."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import h5py
+    import numpy as np
+
+    from sae.clients.triton_client import SAEClient
+    from sae.core.errors import ClientTimeoutError, ServerUnavailableError
+    from sae.serving.triton.process_group import _free_ports
+    from tests.conftest import ROOT
+
+    first, second = two_trainings
+    repo = copy_repository(tmp_path / "model_repository")
+    export_r = ["export", "--repo", str(repo), "--name", "r", "--bank-size", "16"]
+    assert main([*export_r[:1], str(first), *export_r[1:]]) == 0
+    with h5py.File(shapes_file, "r") as f:
+        images = f["images"][:4]
+    grpc, http, metrics = _free_ports("127.0.0.1", 3)
+    said = tmp_path / "serve.out"
+    with open(said, "wb") as out:
+        serve = subprocess.Popen([sys.executable, "-m", "sae", "serve", "--repo", str(repo), "--poll", "1",
+                                  "--grpc-port", str(grpc), "--http-port", str(http), "--metrics-port", str(metrics),
+                                  "--log", str(tmp_path / "triton.log")],
+                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    url = f"127.0.0.1:{grpc}"
+    answers: list[tuple[str, bytes | Exception]] = []
+    stop = threading.Event()
+
+    def load(latents) -> None:
+        with SAEClient(url, model="r", timeout_s=30) as client:
+            while not stop.is_set():
+                for role in SERVED_ROLES:
+                    try:
+                        answers.append((role, ask(client, role, images, latents)))
+                    except Exception as e:  # every failure is a finding: collected and asserted below
+                        answers.append((role, e))
+
+    try:
+        deadline = time.monotonic() + 120
+        while "Press Ctrl-C" not in said.read_text():
+            assert serve.poll() is None and time.monotonic() < deadline, said.read_text()
+            time.sleep(0.2)
+        with SAEClient(url, model="r", timeout_s=30) as client:
+            client.wait_ready(timeout_s=60)
+            assert client.has_prior()
+            latents = np.random.default_rng(0).standard_normal((4, client.encode(images).shape[1]), np.float32)
+            version_1 = {role: ask(client, role, images, latents) for role in SERVED_ROLES}
+            assert main([*export_r[:1], str(second), *export_r[1:]]) == 0
+            assert "version 2" in capsys.readouterr().out
+            wait_until_serving(url, "r", "2")
+            version_2 = {role: ask(client, role, images, latents) for role in SERVED_ROLES}
+        assert [r for r in SERVED_ROLES if version_1[r] == version_2[r]] == [], "other weights: other answers"
+        loader = threading.Thread(target=load, args=(latents,))
+        loader.start()
+        try:
+            time.sleep(1.0)
+            assert main(["export", "--rollback", "r", "--repo", str(repo)]) == 0
+            wait_until_serving(url, "r", "1")
+            wait_for_answer(url, "r", lambda c: {r: ask(c, r, images, latents) for r in SERVED_ROLES},
+                            lambda now: now == version_1)
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            loader.join(timeout=60)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=60)
+    assert "restarting" not in said.read_text(), said.read_text()  # a version's unload is no dead stub
+    errors = [(role, a) for role, a in answers if isinstance(a, Exception)]
+    assert all(isinstance(e, (ServerUnavailableError, ClientTimeoutError)) for _, e in errors), errors[:3]
+    mixed = [role for role, a in answers if not isinstance(a, Exception) and a not in (version_1[role],
+                                                                                       version_2[role])]
+    # hybrid_sample, prior_sample and traverse decode through NAME_decode's newest version (BLS,
+    # repository/templates/bls.py): while the rollback reloads the set, one of them can decode with the other
+    # version's decoder, an answer of neither version. Counted and printed; the roles that decode themselves never.
+    assert [role for role in mixed if role in SELF_DECODING_ROLES] == [], mixed
+    print(f"answers of neither version, all from BLS-decoding roles: {len(mixed)} of {len(answers)} "
+          f"({sorted(set(mixed))})")
+    for role in SERVED_ROLES:
+        mine = [a for r, a in answers if r == role and not isinstance(a, Exception)]
+        assert version_2[role] in mine and mine[-1] == version_1[role], role

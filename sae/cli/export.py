@@ -42,8 +42,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from sae.repository.install import finish_interrupted
     from sae.repository.validate import validate_repository
 
+    finished = finish_interrupted(args.repo)  # an export killed mid-install: its set completed before the check
+    if finished:
+        output.result(f"finished an interrupted install of {', '.join(finished)}")
     problems = validate_repository(args.repo)
     for problem in problems:
         output.result(f"{problem.severity}: {problem}")
@@ -81,6 +85,7 @@ def add_parsers(sub) -> None:
                    "instead of the whole training split (faster export of large datasets)")
     e.set_defaults(func=cmd_export)
 
-    v = sub.add_parser("validate", help="check every config.pbtxt of a repository against its files and ensembles")
+    v = sub.add_parser("validate", help="check every config.pbtxt of a repository against its files and ensembles "
+                       "(first finishing an install that a kill interrupted)")
     arg.add_repo(v, "Triton model repository to check")
     v.set_defaults(func=cmd_validate)

@@ -1,11 +1,10 @@
-"""Process helpers of the server: free ports, a child that dies with its parent, and the members and signalling of
-a process group (the server and its python-backend stubs)."""
+"""Process helpers of the server: free ports and the ports a process listens on, a child that dies with its parent,
+and the members and signalling of a process group (the server and its python-backend stubs)."""
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import socket
+import sys
 
 
 def _free_ports(host: str, count: int) -> list[int]:
@@ -22,21 +21,53 @@ def _free_ports(host: str, count: int) -> list[int]:
             sock.close()
 
 
+_TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
+
+
+def _listening_ports(pid: int) -> set[int] | None:
+    """The TCP ports that process ``pid`` itself listens on (Linux /proc); None where that cannot be read."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    inodes = set()
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed since the listing
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = [line.split() for line in f.readlines()[1:]]
+        except OSError:
+            continue
+        # columns: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
+        ports.update(int(row[1].rsplit(":", 1)[1], 16) for row in rows
+                     if len(row) > 9 and row[3] == _TCP_LISTEN and row[9] in inodes)
+    return ports
+
+
 _PR_SET_PDEATHSIG = 1
+# Run before exec in a small Python of its own, not as a preexec_fn: a preexec_fn forces a fork() of this process,
+# whose gRPC fork handlers (GRPC_ENABLE_FORK_SUPPORT, on by default) can abort the child while a channel of this
+# process is still shutting down, as after a start that failed on a taken port.
+_EXEC_DYING_WITH_PARENT = f"""
+import ctypes, os, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl({_PR_SET_PDEATHSIG}, signal.SIGKILL, 0, 0, 0) != 0 or os.getppid() != int(sys.argv[1]):
+    os._exit(126)  # prctl failed, or the parent died before prctl took effect
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
-def _die_with_parent(parent_pid: int):
-    """A ``preexec_fn``: the child gets SIGKILL when the thread that started it ends (the whole process, for the
+def _dying_with_parent(command: list[str], parent_pid: int) -> list[str]:
+    """``command`` run so that it gets SIGKILL when the thread that started it ends (the whole process, for the
     main thread), so a ``sae serve`` killed with SIGKILL leaves no tritonserver behind (Linux ``prctl``)."""
-
-    def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            os._exit(126)
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os._exit(126)
-
-    return preexec
+    return [sys.executable, "-I", "-S", "-c", _EXEC_DYING_WITH_PARENT, str(parent_pid), *command]
 
 
 def _group_members(pgid: int) -> list[int]:

@@ -17,10 +17,13 @@ from pathlib import Path
 from sae.core.errors import SAEError
 from sae.serving.triton.config import ServerConfig, gpu_count, memory_pool_flags
 from sae.serving.triton.install import TritonInstall, _link_python_backend, _server_env, find_tritonserver
-from sae.serving.triton.process_group import _die_with_parent, _free_ports, _group_members, _signal_group
+from sae.serving.triton.process_group import (_dying_with_parent, _free_ports, _group_members, _listening_ports,
+                                              _signal_group)
 
 LOG_TAIL_LINES = 40
-_ADDRESS_IN_USE = re.compile(r"already in use", re.IGNORECASE)
+START_TRIES = 3  # launches, each with fresh ports, when another process takes a picked port before the server binds it
+_PORT_IN_USE = re.compile(r"Socket '[^']*:(\d+)' already in use")  # main.cc: failed to start <service> service
+SERVICES = ("gRPC", "HTTP", "metrics")  # in the order of TritonServer's ports
 _ERROR_LINE = re.compile(r"^E\d{4} ")  # Triton's glog format: E<MMDD> <time> <tid> <file:line>] "message"
 _CPU_ONLY_NOISE = re.compile(r"CudaDriverHelper|NVML|DCGM|libcuda")
 
@@ -42,6 +45,14 @@ class ServerStartError(SAEError, RuntimeError):
         if log_tail:
             message += f"\n--- last lines of the server log ({log_where}) ---\n{log_tail}"
         super().__init__(message)
+
+
+class PortInUse(ServerStartError):
+    """Another process holds a port the server was to listen on (``ports``: the ones Triton found taken)."""
+
+    def __init__(self, reason: str, ports: tuple[int, ...], errors: str = "", log_tail: str = "", log_where: str = ""):
+        self.ports = ports
+        super().__init__(reason, errors, log_tail, log_where)
 
 
 _running: set[TritonServer] = set()
@@ -86,17 +97,17 @@ class TritonServer:
             self.log_path = self._requested_log_path or self._workdir / "tritonserver.log"
             try:
                 _link_python_backend(install, self._workdir / "backends" / "python")
-                picks_ports = 0 in (self.config.grpc_port, self.config.http_port, self.config.metrics_port)
-                self._launch(install, repository)
-                try:
-                    self._wait_until_ready()
-                except ServerStartError as err:
-                    self._terminate(timeout_s=10.0)
-                    # Another process may have taken a picked port between picking and binding: retry once.
-                    if not (picks_ports and _ADDRESS_IN_USE.search(err.errors + err.log_tail)):
-                        raise
+                for launch in range(1, START_TRIES + 1):
                     self._launch(install, repository)
-                    self._wait_until_ready()
+                    try:
+                        self._wait_until_ready()
+                        break
+                    except PortInUse as err:
+                        # A port picked free can be taken by another process before the server binds it: pick
+                        # fresh ones and launch again; a port the config names is the caller's to change.
+                        self._terminate(timeout_s=10.0)
+                        if launch == START_TRIES or not all(self._picked(port) for port in err.ports):
+                            raise
             except BaseException:
                 self.stop()
                 raise
@@ -172,6 +183,16 @@ class TritonServer:
 
     # ---------------------------------------------------------------- internals
 
+    def _picked(self, port: int) -> bool:
+        """Whether ``port`` is one this start picked (its config field is 0), not one the config names."""
+        configured = (self.config.grpc_port, self.config.http_port, self.config.metrics_port)
+        return any(want == 0 and have == port for want, have in zip(configured, self._ports))
+
+    def _served_ports(self) -> list[int]:
+        """The ports the server listens on once started: all three, less a service the extra args turn off."""
+        flags = ("grpc", "http", "metrics")
+        return [port for port, flag in zip(self._ports, flags) if f"--allow-{flag}=false" not in self.config.extra_args]
+
     def _port(self, index: int) -> int:
         if self._ports is None:
             raise RuntimeError("server not started: ports are known after start()")
@@ -212,16 +233,18 @@ class TritonServer:
         free = iter(_free_ports(cfg.bind_address, 3))
         self._ports = tuple(port or next(free) for port in (cfg.grpc_port, cfg.http_port, cfg.metrics_port))
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        command = self._command(install, repository)
+        if sys.platform == "linux":
+            command = _dying_with_parent(command, os.getpid())
         with open(self.log_path, "wb") as log:
             self._process = subprocess.Popen(
-                self._command(install, repository),
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=_server_env(install),
                 cwd=self._workdir,
                 start_new_session=True,  # own process group: stop() reaches the python stubs too
-                preexec_fn=_die_with_parent(os.getpid()) if sys.platform == "linux" else None,
             )
         with _running_lock:
             _running.add(self)
@@ -241,13 +264,27 @@ class TritonServer:
                 client = grpcclient.InferenceServerClient(self.grpc_url)
                 try:
                     if client.is_server_ready(client_timeout=1.0):
-                        return
+                        return self._wait_for_ports(deadline)
                 finally:
                     client.close()
             except InferenceServerException:
                 pass
             if time.monotonic() > deadline:
                 raise self._start_error(f"tritonserver was not ready after {timeout:g} s")
+            time.sleep(0.1)
+
+    def _wait_for_ports(self, deadline: float) -> None:
+        """Ready over gRPC is not enough: Triton logs an HTTP or metrics port it could not bind and serves on without
+        it. Wait until the server process listens on each of its ports (Linux /proc; elsewhere not checked)."""
+        timeout = self.config.startup_timeout_s
+        while True:
+            listening = _listening_ports(self._process.pid)
+            missing = [port for port in self._served_ports() if listening is not None and port not in listening]
+            if not missing:
+                return
+            error = self._start_error(f"tritonserver was not listening on port {missing[0]} after {timeout:g} s")
+            if isinstance(error, PortInUse) or self._process.poll() is not None or time.monotonic() > deadline:
+                raise error
             time.sleep(0.1)
 
     def _start_error(self, reason: str) -> ServerStartError:
@@ -260,6 +297,14 @@ class TritonServer:
             where = "a temporary file, removed on stop; pass log_path to keep it"
         else:
             where = str(self.log_path)
+        taken = sorted({int(port) for line in errors for port in _PORT_IN_USE.findall(line)} & set(self._ports))
+        if taken:
+            named = ", ".join(f"{port} ({SERVICES[self._ports.index(port)]})" for port in taken)
+            reason = (f"port {named} on {self.config.bind_address} is already in use by another process"
+                      + (f" (ports picked afresh for each of {START_TRIES} launches)" if all(map(self._picked, taken))
+                         else "; choose another port"))
+            return PortInUse(f"{reason} (repository {self.config.repository})", tuple(taken), "\n".join(errors[-20:]),
+                             self.log_tail(), where)
         return ServerStartError(
             f"{reason} (repository {self.config.repository})", "\n".join(errors[-20:]), self.log_tail(), where
         )

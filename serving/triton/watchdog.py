@@ -1,12 +1,16 @@
-"""``sae serve``: a server run until SIGINT/SIGTERM, restarted on the same ports when a python-backend stub dies."""
+"""``sae serve``: a server run until SIGINT/SIGTERM, restarted on the same ports when a python-backend stub dies
+(not when one ends with its model version's unload)."""
 from __future__ import annotations
 
-import logging
 import dataclasses
+import json
+import logging
+import os
 import signal
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,17 +38,67 @@ class _RestartBudget:
         return len(self.times) <= self.limit
 
 
+UNLOAD_GRACE_S = 10.0  # how long a gone stub's model version may still read READY (an unload under way)
+
+
+def _stub_instance(pid: int) -> tuple[str, str, str] | None:
+    """(model, version, instance) a python-backend stub serves, from its command line: argv[1] is
+    MODEL/VERSION/model.py, argv[8] the instance name (MODEL_DEVICE_INDEX). None for another process of the
+    server's group (one forked and not yet a stub, or gone)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if len(args) < 9 or not args[0].endswith(b"triton_python_backend_stub"):
+        return None
+    model_file = Path(os.fsdecode(args[1]))
+    return model_file.parent.parent.name, model_file.parent.name, os.fsdecode(args[8])
+
+
+def _stubs(server: TritonServer, known: dict[int, tuple[str, str, str]]) -> dict[int, tuple[str, str, str]]:
+    """The server's live python-backend stubs and the instance each serves (``known``: those read before)."""
+    found = {pid: known.get(pid) or _stub_instance(pid) for pid in server.stub_pids()}
+    return {pid: instance for pid, instance in found.items() if instance is not None}
+
+
+def _ready_versions(server: TritonServer) -> set[tuple[str, str]] | None:
+    """The (model, version) pairs the server has READY, from its repository index over HTTP; None where that
+    cannot be read."""
+    request = urllib.request.Request(f"http://{server.http_url}/v2/repository/index", data=b"{}", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=5.0) as answer:
+            index = json.loads(answer.read())
+    except (OSError, ValueError):
+        return None
+    return {(m.get("name"), str(m.get("version"))) for m in index if m.get("state") == "READY"}
+
+
 def _watch(server: TritonServer, poll_s: float = 0.5) -> tuple[int, int | None]:
-    """Block until the server exits (its exit code, None) or one of its stubs dies (0, that stub's pid)."""
-    stubs = server.stub_pids()
+    """Block until the server exits (its exit code, None) or one of its stubs dies (0, that stub's pid).
+
+    A stub died when it is gone, no stub of the same instance replaced it, and its model version is still READY
+    ``UNLOAD_GRACE_S`` later (Triton does not restart a dead stub). A stub that ends with its model version's
+    unload or reload (a new version or a rollback picked up in poll mode, ``sae unload``) did not die."""
+    stubs = _stubs(server, {})
+    suspects: dict[int, tuple[tuple[str, str, str], float]] = {}
     while True:
         process = server._process
         code = process.poll() if process is not None else 0
         if code is not None:
             return code, None
-        gone = stubs - server.stub_pids()
-        if gone:
-            return 0, min(gone)
+        now = _stubs(server, stubs)
+        for pid in set(stubs) - set(now):
+            suspects.setdefault(pid, (stubs[pid], time.monotonic()))
+        stubs = now
+        if suspects:
+            ready = _ready_versions(server)
+            for pid, (instance, since) in list(suspects.items()):
+                if ready is None:
+                    return 0, pid  # nothing to tell an unload by: a death, as before
+                if instance[:2] not in ready or instance in stubs.values():
+                    del suspects[pid]  # unloaded, or reloaded as a new stub
+                elif time.monotonic() - since > UNLOAD_GRACE_S:
+                    return 0, pid
         time.sleep(poll_s)
 
 
