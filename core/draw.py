@@ -33,10 +33,13 @@ import numpy as np
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-try:
+if TYPE_CHECKING:
     from sae.core.errors import SAEError
-except ImportError:  # copied beside a python-backend model.py as sae_draw.py, where the package may be absent
-    SAEError = type("SAEError", (Exception,), {})
+else:
+    try:
+        from sae.core.errors import SAEError
+    except ImportError:  # copied beside a python-backend model.py as sae_draw.py, where the package may be absent
+        SAEError = type("SAEError", (Exception,), {})
 
 INDEPENDENT, DISTINCT, PER_DIMENSION = "independent", "distinct", "per_dimension"
 DRAW_MODES = (INDEPENDENT, DISTINCT, PER_DIMENSION)  # the first is the default

@@ -101,16 +101,17 @@ def _carry_out(staging: Path, repo: Path, plan: InstallPlan) -> None:
         _move_in(staging, repo, model, plan.staged[model])
 
 
-def install(staging: Path, repo: Path, models: list[str], retired: list[str] = ()) -> None:
-    """Move the folders ``retired`` out of ``repo``, then each staged model folder in, replacing the old one
-    atomically; old folders end in staging. The plan written first lets :func:`finish_interrupted` complete an
-    install killed at any step."""
+def install(staging: Path, repo: Path, models: list[str], retired: tuple[str, ...] | list[str] = ()) -> None:
+    """Move the folders ``retired`` out of ``repo`` (those that are there), then each staged model folder in,
+    replacing the old one atomically; old folders end in staging. The plan written first lets
+    :func:`finish_interrupted` complete an install killed at any step."""
     repo.mkdir(parents=True, exist_ok=True)
-    plan = InstallPlan(str(repo.resolve()), list(models), {m: inode(staging / m) for m in models},
-                       {m: inode(repo / m) for m in retired})
-    missing = [m for m, staged_inode in plan.staged.items() if staged_inode is None]
+    staged = {m: inode(staging / m) for m in models}
+    missing = [m for m, staged_inode in staged.items() if staged_inode is None]
     if missing:
         raise InstallError(f"nothing staged for {', '.join(missing)} in {staging}")
+    plan = InstallPlan(str(repo.resolve()), list(models), {m: i for m, i in staged.items() if i is not None},
+                       {m: i for m in retired if (i := inode(repo / m)) is not None})
     write_plan(staging, plan)
     _carry_out(staging, repo, plan)
     remove_plan(staging)

@@ -28,6 +28,8 @@ def companion(copied: str, packaged: str):
     if not os.path.isfile(beside):
         return importlib.import_module(packaged)
     spec = importlib.util.spec_from_file_location(copied, beside)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {beside}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[copied] = module  # registered before it runs: dataclasses look their module up there
     spec.loader.exec_module(module)

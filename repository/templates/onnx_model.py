@@ -27,6 +27,8 @@ elif getattr(sys.modules.get("sae_common"), "__file__", None) == _COMMON:
     common = sys.modules["sae_common"]
 else:
     _spec = importlib.util.spec_from_file_location("sae_common", _COMMON)
+    if _spec is None or _spec.loader is None:
+        raise ImportError(f"cannot load {_COMMON}")
     common = sys.modules["sae_common"] = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(common)
 
@@ -111,7 +113,7 @@ def open_session(args, params: dict, model_name: str):
     if not os.path.isfile(path):
         raise pb_utils.TritonModelException(f"{model_name}: {path} is missing; run `sae export` first")
     options = session_options(ort, params)
-    providers = ["CPUExecutionProvider"]
+    providers: list[str | tuple[str, dict[str, int]]] = ["CPUExecutionProvider"]
     if on_gpu:
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": int(args["model_instance_device_id"])}))
     return ort.InferenceSession(path, options, providers=providers)

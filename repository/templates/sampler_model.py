@@ -41,6 +41,7 @@ import importlib.util
 import json
 import os
 import sys
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,8 @@ elif getattr(sys.modules.get("sae_common"), "__file__", None) == _COMMON:
     common = sys.modules["sae_common"]
 else:
     _spec = importlib.util.spec_from_file_location("sae_common", _COMMON)
+    if _spec is None or _spec.loader is None:
+        raise ImportError(f"cannot load {_COMMON}")
     common = sys.modules["sae_common"] = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(common)
 
@@ -94,6 +97,8 @@ def draw_controlled(bank: np.ndarray, variable_of_dim: np.ndarray, num_samples: 
     latents, source = draw_hybrid(bank, variable_of_dim, num_samples, seed, mode)
     if mask is None:
         return latents, source
+    if base is None:  # the request checks refuse a MASK without a BASE
+        raise ValueError("a MASK needs a BASE: the latent(s) whose unmasked variables are kept")
     redrawn_dims = np.asarray(mask, bool)[variable_of_dim]
     latents = np.where(redrawn_dims, latents, np.broadcast_to(base, latents.shape)).astype(np.float32)
     redrawn_groups = redrawn_dims if mode == PER_DIMENSION else np.asarray(mask, bool)
@@ -151,11 +156,13 @@ class TritonPythonModel:
         self.bank = np.asarray(bank.latents, np.float32)
         self.variable_of_dim = np.asarray(bank.variable_of_dim, np.int64)
         self.num_variables = bank.num_variables
-        self.prior = None if bank.prior is None else tuple(np.asarray(a, np.float32) for a in bank.prior)
+        self.prior: tuple[np.ndarray, np.ndarray] | None = None
+        if bank.prior is not None:
+            self.prior = (np.asarray(bank.prior[0], np.float32), np.asarray(bank.prior[1], np.float32))
         if self.latents_from == wire.FROM_PRIOR and self.prior is None:
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} holds no prior (prior_mean, prior_std): "
                                                 "the model has none to sample from")
-        self.session = None  # the decoder graph, for the sampling models that decode in this process
+        self.session: Any = None  # the decoder graph (onnxruntime, untyped), for the models that decode in-process
         self.decode_model = params.get(wire.DECODE_MODEL_PARAM)  # or the served decoder they call (BLS)
         self.image_outputs = {o["name"] for o in config["output"]} & {wire.IMAGE, wire.IMAGE_U8}
         if "onnx_file" in params and self.decode_model is None:
@@ -219,6 +226,8 @@ class TritonPythonModel:
             except bls.Refused as e:  # the decoder refused the latents drawn from this request's inputs
                 raise common.BadRequest(f"input {cause}: {e}") from None
             images = images.astype(np.float32, copy=False)
+        elif self.session is None:  # _respond asks for images only with a decoder
+            raise RuntimeError(f"{self.model_name}: no decoder to make images with")
         else:
             images = self.session.run(None, {self.graph_input: latents})[0].astype(np.float32, copy=False)
             onnx_model.check_output(cause, wire.IMAGE, images)  # its BadRequest is this model's (one sae_common)
@@ -231,7 +240,9 @@ class TritonPythonModel:
         pb = self.pb
         if self.latents_from == wire.FROM_PRIOR:
             n, seed = self._count_and_seed(request)
-            latents = draw_prior(*self.prior, n, seed)
+            if self.prior is None:  # initialize() refuses a prior sampler whose bank holds none
+                raise RuntimeError(f"{self.model_name}: no prior to sample from")
+            latents = draw_prior(self.prior[0], self.prior[1], n, seed)
             tensors = [pb.Tensor(wire.LATENT, latents)]
         else:
             n, seed, mode, base, mask = self._hybrid_request(request)

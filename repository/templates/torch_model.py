@@ -28,6 +28,8 @@ def load_request_checks(folder: str):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} is missing: the torch runtime shares the ONNX template's request checks")
     spec = importlib.util.spec_from_file_location("_sae_request_checks", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

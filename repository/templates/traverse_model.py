@@ -24,6 +24,8 @@ elif getattr(sys.modules.get("sae_common"), "__file__", None) == _COMMON:
     common = sys.modules["sae_common"]
 else:
     _spec = importlib.util.spec_from_file_location("sae_common", _COMMON)
+    if _spec is None or _spec.loader is None:
+        raise ImportError(f"cannot load {_COMMON}")
     common = sys.modules["sae_common"] = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(common)
 

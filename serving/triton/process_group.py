@@ -38,7 +38,7 @@ def _listening_ports(pid: int) -> set[int] | None:
             continue
         if link.startswith("socket:["):
             inodes.add(link[len("socket:["):-1])
-    ports = set()
+    ports: set[int] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:

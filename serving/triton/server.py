@@ -75,7 +75,7 @@ class TritonServer:
         self.config = config
         self._requested_log_path = Path(log_path) if log_path is not None else None
         self.log_path: Path | None = self._requested_log_path
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._ports: tuple[int, int, int] | None = None  # grpc, http, metrics
         self._returncode: int | None = None
@@ -186,26 +186,48 @@ class TritonServer:
     def _picked(self, port: int) -> bool:
         """Whether ``port`` is one this start picked (its config field is 0), not one the config names."""
         configured = (self.config.grpc_port, self.config.http_port, self.config.metrics_port)
-        return any(want == 0 and have == port for want, have in zip(configured, self._ports))
+        return any(want == 0 and have == port for want, have in zip(configured, self._started_ports))
 
     def _served_ports(self) -> list[int]:
         """The ports the server listens on once started: all three, less a service the extra args turn off."""
         flags = ("grpc", "http", "metrics")
-        return [port for port, flag in zip(self._ports, flags) if f"--allow-{flag}=false" not in self.config.extra_args]
+        return [port for port, flag in zip(self._started_ports, flags) if f"--allow-{flag}=false" not in self.config.extra_args]
 
     def _port(self, index: int) -> int:
+        return self._started_ports[index]
+
+    @property
+    def _started_ports(self) -> tuple[int, int, int]:
         if self._ports is None:
             raise RuntimeError("server not started: ports are known after start()")
-        return self._ports[index]
+        return self._ports
+
+    @property
+    def _started_process(self) -> subprocess.Popen[bytes]:
+        if self._process is None:
+            raise RuntimeError("server not started: no tritonserver process")
+        return self._process
+
+    @property
+    def _started_workdir(self) -> Path:
+        if self._workdir is None:
+            raise RuntimeError("server not started: no working folder")
+        return self._workdir
+
+    @property
+    def _started_log_path(self) -> Path:
+        if self.log_path is None:
+            raise RuntimeError("server not started: no log file")
+        return self.log_path
 
     def _command(self, install: TritonInstall, repository: Path) -> list[str]:
         cfg = self.config
-        grpc_port, http_port, metrics_port = self._ports
+        grpc_port, http_port, metrics_port = self._started_ports
         host = cfg.bind_address
         command = [
             str(install.binary),
             f"--model-repository={repository}",
-            f"--backend-directory={self._workdir / 'backends'}",
+            f"--backend-directory={self._started_workdir / 'backends'}",
             "--model-control-mode=none",
             "--disable-auto-complete-config",  # configs are explicit
             f"--exit-on-error={str(cfg.exit_on_error).lower()}",
@@ -226,17 +248,20 @@ class TritonServer:
 
     @property
     def _shm_prefix(self) -> str:
-        return f"{self._workdir.name}_"
+        return f"{self._started_workdir.name}_"
 
     def _launch(self, install: TritonInstall, repository: Path) -> None:
         cfg = self.config
         free = iter(_free_ports(cfg.bind_address, 3))
-        self._ports = tuple(port or next(free) for port in (cfg.grpc_port, cfg.http_port, cfg.metrics_port))
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        grpc_port, http_port, metrics_port = (port or next(free) for port in (cfg.grpc_port, cfg.http_port,
+                                                                               cfg.metrics_port))
+        self._ports = (grpc_port, http_port, metrics_port)
+        log_path = self._started_log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         command = self._command(install, repository)
         if sys.platform == "linux":
             command = _dying_with_parent(command, os.getpid())
-        with open(self.log_path, "wb") as log:
+        with open(log_path, "wb") as log:
             self._process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -256,7 +281,7 @@ class TritonServer:
         timeout = self.config.startup_timeout_s
         deadline = time.monotonic() + timeout
         while True:
-            code = self._process.poll()
+            code = self._started_process.poll()
             if code is not None:
                 raise self._start_error(f"tritonserver exited with code {code} before it was ready")
             try:
@@ -278,12 +303,12 @@ class TritonServer:
         it. Wait until the server process listens on each of its ports (Linux /proc; elsewhere not checked)."""
         timeout = self.config.startup_timeout_s
         while True:
-            listening = _listening_ports(self._process.pid)
+            listening = _listening_ports(self._started_process.pid)
             missing = [port for port in self._served_ports() if listening is not None and port not in listening]
             if not missing:
                 return
             error = self._start_error(f"tritonserver was not listening on port {missing[0]} after {timeout:g} s")
-            if isinstance(error, PortInUse) or self._process.poll() is not None or time.monotonic() > deadline:
+            if isinstance(error, PortInUse) or self._started_process.poll() is not None or time.monotonic() > deadline:
                 raise error
             time.sleep(0.1)
 
@@ -297,9 +322,9 @@ class TritonServer:
             where = "a temporary file, removed on stop; pass log_path to keep it"
         else:
             where = str(self.log_path)
-        taken = sorted({int(port) for line in errors for port in _PORT_IN_USE.findall(line)} & set(self._ports))
+        taken = sorted({int(port) for line in errors for port in _PORT_IN_USE.findall(line)} & set(self._started_ports))
         if taken:
-            named = ", ".join(f"{port} ({SERVICES[self._ports.index(port)]})" for port in taken)
+            named = ", ".join(f"{port} ({SERVICES[self._started_ports.index(port)]})" for port in taken)
             reason = (f"port {named} on {self.config.bind_address} is already in use by another process"
                       + (f" (ports picked afresh for each of {START_TRIES} launches)" if all(map(self._picked, taken))
                          else "; choose another port"))
@@ -311,7 +336,7 @@ class TritonServer:
 
     def _terminate(self, timeout_s: float) -> None:
         """Stop the server and every process of its group (the python stubs), then reap it."""
-        process = self._process
+        process = self._started_process
         pgid = process.pid  # session leader: its pid is the process group id
         _signal_group(pgid, signal.SIGTERM)
         try:
