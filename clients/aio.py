@@ -9,9 +9,11 @@ Same methods, same checks, same request plans and errors; the parts of a split c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Iterable, Sequence
+from typing import TypeVar, cast
 
 import numpy as np
+import numpy.typing as npt
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
@@ -19,13 +21,15 @@ from tritonclient.utils import InferenceServerException
 from sae.core import wire
 from sae.core.errors import InferenceError, ModelNotServedError, ServerUnavailableError
 from sae.clients.model_info import ModelInfo
-from sae.clients.request_plans import (Request, check_images, check_latents, join_outputs, make_inputs, plan_draws,
-                                       plan_sample, plan_traverse, sample_limit, sample_outputs, samples_from,
-                                       split_rows)
+from sae.clients.request_plans import (Array, Request, check_images, check_latents, join_outputs, make_inputs,
+                                       plan_draws, plan_sample, plan_traverse, sample_limit, sample_outputs,
+                                       samples_from, split_rows)
 from sae.clients.results import HybridSamples, PriorSamples, Traversal
 from sae.clients.retry import RetryPolicy, call_with_retries_async, client_error
 from sae.clients.shm import ShmSlot, slot_sizes
 from sae.clients.triton_client import ClientBase
+
+_T = TypeVar("_T")  # what one of the gathered coroutines returns
 
 
 class AsyncSAEClient(ClientBase):
@@ -57,7 +61,7 @@ class AsyncSAEClient(ClientBase):
     async def __aenter__(self) -> AsyncSAEClient:
         return self
 
-    async def __aexit__(self, *exc) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def wait_ready(self, timeout_s: float = 60.0, role: str = wire.HYBRID_SAMPLE) -> None:
@@ -107,12 +111,12 @@ class AsyncSAEClient(ClientBase):
 
     # ---------------------------------------------------------------- requests
 
-    async def _send(self, served: str, request: Request, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+    async def _send(self, served: str, request: Request, outputs: Sequence[str]) -> dict[str, Array]:
         retrier = self._retrier(served)
         inputs = make_inputs(request)
         requested = [grpcclient.InferRequestedOutput(o) for o in outputs]
 
-        async def call(timeout_s: float) -> dict[str, np.ndarray]:
+        async def call(timeout_s: float) -> dict[str, Array]:
             result = await self._client.infer(served, inputs, outputs=requested, client_timeout=timeout_s)
             return {o: result.as_numpy(o) for o in outputs}
 
@@ -131,13 +135,13 @@ class AsyncSAEClient(ClientBase):
             self._shm.add(slot)
         return slot
 
-    async def _send_shm(self, info: ModelInfo, input_name: str, array: np.ndarray, output_name: str) -> np.ndarray:
+    async def _send_shm(self, info: ModelInfo, input_name: str, array: Array, output_name: str) -> Array:
         slot = await self._slot(info, input_name, output_name)
         try:
             retrier = self._retrier(info.name)
             inputs, outputs = slot.inputs(input_name, array), slot.outputs(output_name)
 
-            async def call(timeout_s: float) -> np.ndarray:
+            async def call(timeout_s: float) -> Array:
                 result = await self._client.infer(info.name, inputs, outputs=outputs, client_timeout=timeout_s)
                 return slot.read(result, output_name)
 
@@ -145,44 +149,46 @@ class AsyncSAEClient(ClientBase):
         finally:
             self._shm.give_back(slot)
 
-    async def _gather(self, calls) -> list:
+    async def _gather(self, calls: Iterable[Awaitable[_T]]) -> list[_T]:
         """Run the coroutines, at most ``max_concurrency`` at a time; results in order."""
         gate = asyncio.Semaphore(self.max_concurrency)
 
-        async def gated(call):
+        async def gated(call: Awaitable[_T]) -> _T:
             async with gate:
                 return await call
 
         return await asyncio.gather(*(gated(c) for c in calls))
 
-    async def _batched(self, info: ModelInfo, input_name: str, array: np.ndarray, output_name: str) -> np.ndarray:
-        async def one(request: Request) -> dict[str, np.ndarray]:
+    async def _batched(self, info: ModelInfo, input_name: str, array: Array,
+                       output_name: str) -> npt.NDArray[np.float32]:
+        async def one(request: Request) -> dict[str, Array]:
             if self.shared_memory and info.max_batch_size > 0:
                 return {output_name: await self._send_shm(info, input_name, request[input_name], output_name)}
             return await self._send(info.name, request, [output_name])
 
         parts = await self._gather(one(r) for r in split_rows(input_name, array, info.max_batch_size))
-        return join_outputs(parts)[output_name]
+        # LATENT, IMAGE and RECONSTRUCTION, the outputs batched here, are FP32 in the wire contract
+        return cast("npt.NDArray[np.float32]", join_outputs(parts)[output_name])
 
-    async def infer(self, role: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    async def infer(self, role: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, Array]:
         info = await self.model_info(role)
         return await self._send(info.name, inputs, list(outputs or info.outputs))
 
     # ---------------------------------------------------------------- the models
 
-    async def encode(self, images: np.ndarray) -> np.ndarray:
+    async def encode(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         info = await self.model_info(wire.ENCODE)
         return await self._batched(info, wire.IMAGE, check_images(info, images), wire.LATENT)
 
-    async def decode(self, latents: np.ndarray) -> np.ndarray:
+    async def decode(self, latents: npt.ArrayLike) -> npt.NDArray[np.float32]:
         info = await self.model_info(wire.DECODE)
         return await self._batched(info, wire.LATENT, check_latents(info, latents), wire.IMAGE)
 
-    async def reconstruct(self, images: np.ndarray) -> np.ndarray:
+    async def reconstruct(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         info = await self.model_info(wire.RECONSTRUCT)
         return await self._batched(info, wire.IMAGE, check_images(info, images), wire.RECONSTRUCTION)
 
-    async def sample(self, n: int, seed: int = 0, base: np.ndarray | None = None, mask: np.ndarray | None = None,
+    async def sample(self, n: int, seed: int = 0, base: npt.ArrayLike | None = None, mask: npt.ArrayLike | None = None,
                      per_dimension: bool = False, draw: str | None = None,
                      image_dtype: str = "float32") -> HybridSamples:
         info = await self.model_info(wire.HYBRID_SAMPLE)
@@ -196,9 +202,13 @@ class AsyncSAEClient(ClientBase):
         requests = plan_draws(info, await self.max_samples(wire.PRIOR_SAMPLE), n, seed)
         parts = await self._gather(self._send(info.name, r, [wire.IMAGE, wire.LATENT]) for r in requests)
         out = join_outputs(parts)
-        return PriorSamples(out[wire.IMAGE], out[wire.LATENT])
+        # FP32 images and latents, as the wire contract gives prior_sample's outputs
+        return PriorSamples(cast("npt.NDArray[np.float32]", out[wire.IMAGE]),
+                            cast("npt.NDArray[np.float32]", out[wire.LATENT]))
 
-    async def traverse(self, latent: np.ndarray, dimension: int, steps: int) -> Traversal:
+    async def traverse(self, latent: npt.ArrayLike, dimension: int, steps: int) -> Traversal:
         info = await self.model_info(wire.TRAVERSE)
         out = await self._send(info.name, plan_traverse(info, latent, dimension, steps), [wire.IMAGE, wire.LATENT])
-        return Traversal(out[wire.IMAGE], out[wire.LATENT], int(dimension))
+        # FP32 images and latents, as the wire contract gives traverse's outputs
+        return Traversal(cast("npt.NDArray[np.float32]", out[wire.IMAGE]),
+                         cast("npt.NDArray[np.float32]", out[wire.LATENT]), int(dimension))

@@ -22,17 +22,19 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from sae.core import wire
 from sae.core.errors import ClientError, InferenceError, ModelNotReadyError, ModelNotServedError, ServerNotFoundError
 from sae.clients.model_info import ModelInfo
-from sae.clients.request_plans import (Request, check_images, check_latents, join_outputs, make_inputs, plan_draws,
-                                       plan_sample, plan_traverse, sample_limit, sample_outputs, samples_from,
-                                       split_rows)
+from sae.clients.request_plans import (Array, Request, check_images, check_latents, join_outputs, make_inputs,
+                                       plan_draws, plan_sample, plan_traverse, sample_limit, sample_outputs,
+                                       samples_from, split_rows)
 from sae.clients.results import HybridSamples, PriorSamples, Traversal
 from sae.clients.retry import Retrier, RetryPolicy, call_with_retries, client_error
 from sae.clients.shm import ShmPool, ShmSlot, slot_sizes
@@ -93,7 +95,7 @@ class ClientBase:
         self.retry = retry or RetryPolicy()
         self.shared_memory = shared_memory
         self._infos: dict[str, ModelInfo] = {}
-        self._raw_configs: dict[str, dict] = {}
+        self._raw_configs: dict[str, dict[str, Any]] = {}
         self._rng = random.Random()
         self._shm = ShmPool()
         self._closed = False
@@ -107,7 +109,7 @@ class ClientBase:
             raise ClientError(f"{served}: the client for {self.url} is closed")
         return Retrier(self.retry, self.timeout_s, served, self.url, self._rng)
 
-    def _remember(self, served: str, config: dict) -> ModelInfo:
+    def _remember(self, served: str, config: dict[str, Any]) -> ModelInfo:
         self._raw_configs[served] = config
         self._infos[served] = ModelInfo.from_config(config)
         return self._infos[served]
@@ -148,7 +150,7 @@ class SAEClient(ClientBase):
     def __enter__(self) -> SAEClient:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def wait_ready(self, timeout_s: float = 60.0, role: str = wire.HYBRID_SAMPLE) -> None:
@@ -210,7 +212,7 @@ class SAEClient(ClientBase):
         """The served configuration of the set's ``role`` model (``encode``, ``hybrid_sample``, ...)."""
         return self._info(self.served_name(role))
 
-    def model_config(self, role: str) -> dict:
+    def model_config(self, role: str) -> dict[str, Any]:
         """The raw configuration (protobuf JSON) of the set's ``role`` model."""
         self.model_info(role)
         return self._raw_configs[self.served_name(role)]
@@ -237,12 +239,12 @@ class SAEClient(ClientBase):
 
     # ---------------------------------------------------------------- requests
 
-    def _send(self, served: str, request: Request, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+    def _send(self, served: str, request: Request, outputs: Sequence[str]) -> dict[str, Array]:
         retrier = self._retrier(served)
         inputs = make_inputs(request)
         requested = [grpcclient.InferRequestedOutput(o) for o in outputs]
 
-        def call(timeout_s: float) -> dict[str, np.ndarray]:
+        def call(timeout_s: float) -> dict[str, Array]:
             result = self._client.infer(served, inputs, outputs=requested, client_timeout=timeout_s)
             return {o: result.as_numpy(o) for o in outputs}
 
@@ -261,7 +263,7 @@ class SAEClient(ClientBase):
             self._shm.add(slot)
         return slot
 
-    def _send_shm(self, info: ModelInfo, input_name: str, array: np.ndarray, output_name: str) -> np.ndarray:
+    def _send_shm(self, info: ModelInfo, input_name: str, array: Array, output_name: str) -> Array:
         slot = self._slot(info, input_name, output_name)
         try:
             retrier = self._retrier(info.name)
@@ -271,16 +273,18 @@ class SAEClient(ClientBase):
         finally:
             self._shm.give_back(slot)
 
-    def _batched(self, info: ModelInfo, input_name: str, array: np.ndarray, output_name: str) -> np.ndarray:
-        parts = []
+    def _batched(self, info: ModelInfo, input_name: str, array: Array, output_name: str) -> npt.NDArray[np.float32]:
+        """``array`` split by the model's max_batch_size, sent part by part, the outputs ``output_name`` joined."""
+        parts: list[dict[str, Array]] = []
         for request in split_rows(input_name, array, info.max_batch_size):
             if self.shared_memory and info.max_batch_size > 0:
                 parts.append({output_name: self._send_shm(info, input_name, request[input_name], output_name)})
             else:
                 parts.append(self._send(info.name, request, [output_name]))
-        return join_outputs(parts)[output_name]
+        # LATENT, IMAGE and RECONSTRUCTION, the outputs batched here, are FP32 in the wire contract
+        return cast("npt.NDArray[np.float32]", join_outputs(parts)[output_name])
 
-    def infer(self, role: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def infer(self, role: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, Array]:
         """One raw request to the set's ``role`` model (prefix applied), with retries; ``outputs`` default to all of
         them."""
         info = self.model_info(role)
@@ -288,22 +292,22 @@ class SAEClient(ClientBase):
 
     # ---------------------------------------------------------------- the models
 
-    def encode(self, images: np.ndarray) -> np.ndarray:
+    def encode(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """uint8 [N, H, W, 3] -> float32 latents [N, D]."""
         info = self.model_info(wire.ENCODE)
         return self._batched(info, wire.IMAGE, check_images(info, images), wire.LATENT)
 
-    def decode(self, latents: np.ndarray) -> np.ndarray:
+    def decode(self, latents: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """float [N, D] -> float32 images [N, H, W, 3] in [0, 1]."""
         info = self.model_info(wire.DECODE)
         return self._batched(info, wire.LATENT, check_latents(info, latents), wire.IMAGE)
 
-    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+    def reconstruct(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """uint8 [N, H, W, 3] -> decode(encode(images)), float32 in [0, 1], in one call per batch."""
         info = self.model_info(wire.RECONSTRUCT)
         return self._batched(info, wire.IMAGE, check_images(info, images), wire.RECONSTRUCTION)
 
-    def sample(self, n: int, seed: int = 0, base: np.ndarray | None = None, mask: np.ndarray | None = None,
+    def sample(self, n: int, seed: int = 0, base: npt.ArrayLike | None = None, mask: npt.ArrayLike | None = None,
                per_dimension: bool = False, draw: str | None = None, image_dtype: str = "float32") -> HybridSamples:
         """``n`` hybrid samples; the same arguments give the same samples.
 
@@ -327,10 +331,14 @@ class SAEClient(ClientBase):
         info = self.model_info(wire.PRIOR_SAMPLE)
         requests = plan_draws(info, self.max_samples(wire.PRIOR_SAMPLE), n, seed)
         out = join_outputs([self._send(info.name, r, [wire.IMAGE, wire.LATENT]) for r in requests])
-        return PriorSamples(out[wire.IMAGE], out[wire.LATENT])
+        # FP32 images and latents, as the wire contract gives prior_sample's outputs
+        return PriorSamples(cast("npt.NDArray[np.float32]", out[wire.IMAGE]),
+                            cast("npt.NDArray[np.float32]", out[wire.LATENT]))
 
-    def traverse(self, latent: np.ndarray, dimension: int, steps: int) -> Traversal:
+    def traverse(self, latent: npt.ArrayLike, dimension: int, steps: int) -> Traversal:
         """``steps`` latents equal to ``latent`` but for ``dimension``, swept over its range in the training set."""
         info = self.model_info(wire.TRAVERSE)
         out = self._send(info.name, plan_traverse(info, latent, dimension, steps), [wire.IMAGE, wire.LATENT])
-        return Traversal(out[wire.IMAGE], out[wire.LATENT], int(dimension))
+        # FP32 images and latents, as the wire contract gives traverse's outputs
+        return Traversal(cast("npt.NDArray[np.float32]", out[wire.IMAGE]),
+                         cast("npt.NDArray[np.float32]", out[wire.LATENT]), int(dimension))
