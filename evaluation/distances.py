@@ -23,9 +23,17 @@ __all__ = ["FeatureExtractor", "ReferenceStats", "ReferenceStatsCache", "Referen
 
 
 class FeatureExtractor(Protocol):
-    name: str  # what the distance is called: "FID" only for the Inception network
-    identity: str  # names the network and its weights, for cache keys and the report
-    dim: int
+    @property
+    def name(self) -> str:
+        """What the distance is called: "FID" only for the Inception network."""
+
+    @property
+    def identity(self) -> str:
+        """Names the network and its weights, for cache keys and the report."""
+
+    @property
+    def dim(self) -> int:
+        """The width of the features."""
 
     def features(self, images: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] -> float64 [N, dim]."""
@@ -103,7 +111,7 @@ class ReferenceStatsCache:
     def save(self, extractor: FeatureExtractor, data_sha1: str, count: int, stats: ReferenceStats) -> Path:
         path = self.path(extractor, data_sha1, count)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"meta": np.array(json.dumps(_meta(extractor, data_sha1, count)))}
+        arrays: dict[str, np.ndarray | np.int64] = {"meta": np.array(json.dumps(_meta(extractor, data_sha1, count)))}
         for prefix, part in (("whole", stats.whole), ("half_a", stats.half_a), ("half_b", stats.half_b)):
             arrays |= {f"{prefix}_mean": part.mean, f"{prefix}_cov": part.cov, f"{prefix}_count": np.int64(part.count)}
         with atomic_write(path) as tmp, open(tmp, "wb") as f:

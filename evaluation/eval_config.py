@@ -21,6 +21,16 @@ def default_stats_cache() -> Path:
 
 
 @dataclass(frozen=True)
+class EvalCounts:
+    """How many images and codes a resolved :class:`EvalConfig` uses (``resolved()`` fills every ``None``)."""
+
+    num_images: int
+    fid_images: int
+    train_codes: int
+    classifier_images: int
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """What to evaluate and how much. ``None`` counts take the full (or, with ``fast``, the small) default."""
 
@@ -55,14 +65,23 @@ class EvalConfig:
                                                                                         2_000),
             stats_cache=Path(self.stats_cache) if self.stats_cache else default_stats_cache())
 
+    @property
+    def counts(self) -> EvalCounts:
+        """The counts of a resolved config; a ValueError while one is still ``None`` (before ``resolved()``)."""
+        num, fid, codes, classifier = self.num_images, self.fid_images, self.train_codes, self.classifier_images
+        if num is None or fid is None or codes is None or classifier is None:
+            raise ValueError("EvalConfig: the image counts are not resolved yet (EvalConfig.resolved())")
+        return EvalCounts(num, fid, codes, classifier)
+
     def validate(self) -> None:
+        counts = self.counts
         for name in ("num_images", "fid_images", "train_codes", "classifier_images"):
-            if getattr(self, name) < 0:
-                raise EvaluationError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.num_images < 2:
+            if getattr(counts, name) < 0:
+                raise EvaluationError(f"{name} must be >= 0, got {getattr(counts, name)}")
+        if counts.num_images < 2:
             raise EvaluationError(f"num_images must be at least 2 (a covariance needs two images), "
-                                  f"got {self.num_images}")
-        if self.fid_images == 1:
+                                  f"got {counts.num_images}")
+        if counts.fid_images == 1:
             raise EvaluationError("fid_images must be 0 (skip FID) or at least 2")
         if self.batch_size < 1:
             raise EvaluationError(f"batch_size must be positive, got {self.batch_size}")

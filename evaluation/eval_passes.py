@@ -63,8 +63,9 @@ def factor_extractor(source: ImageSource, splits: dict[str, np.ndarray], cfg: Ev
                      record: dict[str, Any]) -> FactorClassifierFeatures:
     """Train the FD-factor classifier (or load it from the cache, keyed by its training data and settings)."""
     clf_config = FactorClassifierConfig(seed=cfg.seed)
-    train_rows = subset_rows(splits["train"], cfg.classifier_images, cfg.seed + 1)
-    heldout_rows = subset_rows(splits["val"], min(2_000, max(cfg.classifier_images // 4, 200)), cfg.seed + 2)
+    classifier_images = cfg.counts.classifier_images
+    train_rows = subset_rows(splits["train"], classifier_images, cfg.seed + 1)
+    heldout_rows = subset_rows(splits["val"], min(2_000, max(classifier_images // 4, 200)), cfg.seed + 2)
     images = np.concatenate(list(read_in_order(source, train_rows, cfg.batch_size)))
     factors = source.read_factors(train_rows)
     digest = images_digest([images, factors.astype(np.int64)])
@@ -114,7 +115,7 @@ def setup_extractors(source: ImageSource, splits: dict[str, np.ndarray], cfg: Ev
                                             test_rows)
     if inception is not None:
         extractors["FID"] = Extractor(InceptionFeatures(inception),
-                                      subset_rows(test_rows, cfg.fid_images, cfg.seed + 3))
+                                      subset_rows(test_rows, cfg.counts.fid_images, cfg.seed + 3))
     for ex in extractors.values():
         ex.data_sha1 = images_digest(read_in_order(source, ex.rows, cfg.batch_size))
         ex.reference = cache.load(ex.extractor, ex.data_sha1, len(ex.rows))
@@ -180,4 +181,6 @@ def run_sample_pass(draw, limit: int, cfg: EvalConfig, extractors: dict[str, Ext
         for ex in extractors.values():
             if start < len(ex.rows):
                 getattr(ex, moments).update(ex.features(images[:len(ex.rows) - start]))
+    if result is None:
+        raise ValueError("a sample pass needs at least one reference image to draw as many samples for")
     return result

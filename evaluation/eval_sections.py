@@ -3,7 +3,7 @@ disentanglement."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -13,6 +13,7 @@ from sae.core.errors import ModelNotServedError
 from sae.evaluation.disentanglement import dci, evaluate_all
 from sae.evaluation.eval_config import EvalConfig
 from sae.evaluation.eval_passes import BCE_EPS, Extractor, SamplePass, TestPass, read_in_order, subset_rows
+from sae.evaluation.factor_features import FactorClassifierFeatures
 from sae.evaluation.frechet import frechet_distance
 from sae.clients.triton_client import SAEClient
 
@@ -63,27 +64,32 @@ def distances_section(extractors: dict[str, Extractor], data_label: str, incepti
     out: dict[str, Any] = {"data_label": data_label, "reference": "real test images",
                            "prior_samples": PRIOR_SAMPLES if has_prior else PRIOR_NOT_APPLICABLE}
     for name, ex in extractors.items():
-        entry = {
+        reference = ex.reference
+        if reference is None:  # the test pass gives every extractor its reference statistics
+            raise ValueError(f"{name}: no reference statistics; run the test pass first")
+        feature_dim = int(reference.whole.mean.size)
+        entry: dict[str, Any] = {
             "data_label": data_label, "features": ex.extractor.identity,
-            "feature_dim": int(ex.reference.whole.mean.size), "images": int(len(ex.rows)),
+            "feature_dim": feature_dim, "images": int(len(ex.rows)),
             "reference_data_sha1": ex.data_sha1, "reference_cached": ex.reference_cached,
-            "reconstructions": frechet_distance(ex.reconstructions.stats(), ex.reference.whole),
-            "hybrid_samples": frechet_distance(ex.samples.stats(), ex.reference.whole),
-            "prior_samples": (frechet_distance(ex.prior_samples.stats(), ex.reference.whole) if has_prior
+            "reconstructions": frechet_distance(ex.reconstructions.stats(), reference.whole),
+            "hybrid_samples": frechet_distance(ex.samples.stats(), reference.whole),
+            "prior_samples": (frechet_distance(ex.prior_samples.stats(), reference.whole) if has_prior
                               else PRIOR_NOT_APPLICABLE),
-            "real_vs_real_floor": ex.reference.floor(),
+            "real_vs_real_floor": reference.floor(),
             "floor_note": f"Fréchet distance between two halves ({len(ex.rows) // 2} images each) of the real "
                           "reference images: what sampling alone gives",
         }
-        if len(ex.rows) <= entry["feature_dim"]:
-            entry["small_sample_note"] = (f"only {len(ex.rows)} images for {entry['feature_dim']}-d features: the "
+        if len(ex.rows) <= feature_dim:
+            entry["small_sample_note"] = (f"only {len(ex.rows)} images for {feature_dim}-d features: the "
                                           "covariances are singular and the score is strongly biased upwards")
         if name == "FID":
             entry["inception"] = inception.as_record()
             entry["preprocessing"] = "bilinear resize to 299x299 (align_corners=False), scaled to [-1, 1]"
         elif name == "FD-factor":
             entry |= factor_record
-            entry["classifier_heldout_accuracy"] = dict(zip(factor_names, ex.extractor.heldout_accuracy))
+            classifier = cast(FactorClassifierFeatures, ex.extractor)  # setup_extractors' FD-factor network
+            entry["classifier_heldout_accuracy"] = dict(zip(factor_names, classifier.heldout_accuracy))
         out[name] = entry
     if "FID" not in extractors:
         out["FID"] = {"status": "skipped: --fast (pass --fid-images N to compute it)" if cfg.fast and
@@ -98,7 +104,7 @@ def disentanglement_section(client: SAEClient, source: ImageSource, splits: dict
     if passed.factors is None:
         return {"status": "not applicable: the dataset has no ground-truth factors"}
     test_latents, factors_test = passed.latents, passed.factors
-    train_rows = subset_rows(splits["train"], cfg.train_codes, cfg.seed + 4)
+    train_rows = subset_rows(splits["train"], cfg.counts.train_codes, cfg.seed + 4)
     codes_train = np.concatenate([client.encode(images) for images in read_in_order(source, train_rows,
                                                                                      cfg.batch_size)])
     factors_train = source.read_factors(train_rows)

@@ -77,9 +77,12 @@ class FeatureMoments:
     def stats(self) -> GaussianStats:
         if self.count < 2:
             raise ValueError(f"a covariance needs at least 2 feature vectors, got {self.count}")
-        mean_centred = self._sum / self.count
-        cov = (self._outer - self.count * np.outer(mean_centred, mean_centred)) / (self.count - 1)
-        return GaussianStats(self._shift + mean_centred, (cov + cov.T) / 2, self.count)
+        shift, total, outer = self._shift, self._sum, self._outer
+        if shift is None or total is None or outer is None:  # the first update sets all three, with the count
+            raise ValueError("FeatureMoments has a count but no sums")
+        mean_centred = total / self.count
+        cov = (outer - self.count * np.outer(mean_centred, mean_centred)) / (self.count - 1)
+        return GaussianStats(shift + mean_centred, (cov + cov.T) / 2, self.count)
 
 
 def trace_sqrt_product(cov_a: np.ndarray, cov_b: np.ndarray) -> float:

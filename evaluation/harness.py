@@ -82,7 +82,8 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
 
     cfg = config.resolved()
     cfg.validate()
-    inception = resolve_inception(cfg.inception) if cfg.fid_images > 0 else None  # bad files fail before any work
+    counts = cfg.counts
+    inception = resolve_inception(cfg.inception) if counts.fid_images > 0 else None  # bad files fail before any work
     bank = read_bank(cfg.bank) if cfg.bank else None
     source = open_dataset(cfg.data)
     splits = dataset_splits(source, seed=0)
@@ -90,8 +91,10 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
         raise DatasetError(f"{cfg.data}: the test split has {len(splits['test'])} images; evaluation needs at least 2")
     procedural = is_procedural(source)
     data_label = "procedural" if procedural else "real"
+    if cfg.stats_cache is None:  # resolved() sets it
+        raise ValueError("EvalConfig.stats_cache is not resolved")
     cache = ReferenceStatsCache(cfg.stats_cache)
-    test_rows = subset_rows(splits["test"], cfg.num_images, cfg.seed)
+    test_rows = subset_rows(splits["test"], counts.num_images, cfg.seed)
     from sae.core.progress_bar import progress_bar
 
     stages = progress_bar(EVAL_STAGES, "eval", unit="stage", enabled=cfg.progress)

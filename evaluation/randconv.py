@@ -18,7 +18,9 @@ __all__ = ["RandConvFeatures"]
 def _conv3x3_stride2(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """[N, H, W, C] -> [N, ceil(H/2), ceil(W/2), C'] with zero padding 1 (im2col + one matrix product)."""
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))[:, ::2, ::2]
+    # numpy's stubs type ``axis`` as one index; the function takes a tuple of them (its docs and code).
+    windows = np.lib.stride_tricks.sliding_window_view(  # type: ignore[call-overload]
+        padded, (3, 3), axis=(1, 2))[:, ::2, ::2]
     n, h, w = windows.shape[:3]
     return (windows.reshape(n * h * w, -1) @ weight).reshape(n, h, w, weight.shape[1])
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 
 from sae.core.atomic import atomic_write
 from sae.core.bank_file import BankFile, BankFileError
-from sae.core.datasets import H5Images, batches_in_order
+from sae.core.datasets import ImageSource, batches_in_order
 from sae.training.models.autoencoder import Autoencoder
+from sae.training.models.prior import PriorSampler
 
 DEFAULT_BANK_SIZE = 128
 ENCODE_BATCH = 256  # images per forward pass when encoding the training split
@@ -38,7 +40,7 @@ class Bank(BankFile):
     @classmethod
     def load(cls, path: Path) -> "Bank":
         try:
-            return cls.read(path)
+            return cast(Bank, cls.read(path))  # BankFile.read builds a cls
         except BankFileError as e:
             raise BankError(str(e)) from e
 
@@ -62,7 +64,7 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 @torch.no_grad()
-def encode_rows(model: Autoencoder, data: H5Images, rows: np.ndarray, batch_size: int = ENCODE_BATCH) -> np.ndarray:
+def encode_rows(model: Autoencoder, data: ImageSource, rows: np.ndarray, batch_size: int = ENCODE_BATCH) -> np.ndarray:
     """Latents [len(rows), D] of the given (sorted) rows, encoded in batches."""
     model.eval()
     parts = [model.encode(model.preprocess(torch.from_numpy(images))).float().numpy()
@@ -80,14 +82,15 @@ def prior_moments(model: Autoencoder) -> tuple[np.ndarray, np.ndarray] | None:
     """
     if not model.has_prior:
         return None
-    draws = model.prior_sample(PRIOR_CHECK_DRAWS, generator=torch.Generator().manual_seed(0)).double()
+    sampler = cast(PriorSampler, model)  # has_prior: the kind defines prior_sample (the registry checks it)
+    draws = sampler.prior_sample(PRIOR_CHECK_DRAWS, generator=torch.Generator().manual_seed(0)).double()
     mean, std = draws.mean(0).numpy(), draws.std(0).numpy()
     if np.all(np.abs(mean) < 0.05) and np.all(np.abs(std - 1) < 0.05):
         return np.zeros_like(mean, np.float32), np.ones_like(std, np.float32)
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def build_bank(model: Autoencoder, model_name: str, data: H5Images, train_indices: np.ndarray,
+def build_bank(model: Autoencoder, model_name: str, data: ImageSource, train_indices: np.ndarray,
                checkpoint_path: Path, checkpoint_step: int, size: int = DEFAULT_BANK_SIZE, seed: int = 0,
                range_images: int | None = None) -> Bank:
     """Keep ``size`` training latents drawn uniformly without replacement with ``seed``, and each dimension's range

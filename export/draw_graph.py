@@ -31,7 +31,9 @@ class _Builder:
     """Nodes and initializers of one graph, with names under a prefix so they cannot clash with the decoder's."""
 
     def __init__(self, prefix: str = "draw/"):
-        self.prefix, self.nodes, self.initializers, self._count = prefix, [], [], 0
+        self.prefix, self._count = prefix, 0
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
 
     def name(self, hint: str) -> str:
         self._count += 1
@@ -143,8 +145,9 @@ def hybrid_sample_model(decoder: onnx.ModelProto, bank: np.ndarray, variable_of_
     clipped = b.op("Clip", wire.IMAGE, b.const(0, np.float32), b.const(1, np.float32))
     rounded = b.op("Round", b.op("Mul", clipped, b.const(wire.UINT8_SCALE, np.float32)))
     b.op("Cast", rounded, to=TensorProto.UINT8, out=wire.IMAGE_U8)
-    b.nodes.append(helper.make_node("Constant", [], [wire.DRAW_MODE], name="draw/mode",
-                                    value=helper.make_tensor("mode", TensorProto.STRING, [1], [mode.encode()])))
+    # make_tensor takes bytes for a STRING tensor (onnx's code); its annotation lists only numbers.
+    mode_tensor = helper.make_tensor("mode", TensorProto.STRING, [1], [mode.encode()])  # type: ignore[list-item]
+    b.nodes.append(helper.make_node("Constant", [], [wire.DRAW_MODE], name="draw/mode", value=mode_tensor))
     image = ["n", image_size, image_size, 3]
     nodes = b.nodes[:num_draw_nodes] + list(decoder.graph.node) + b.nodes[num_draw_nodes:]
     outputs = [_io(wire.IMAGE, TensorProto.FLOAT, image), _io(wire.IMAGE_U8, TensorProto.UINT8, image),

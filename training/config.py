@@ -122,8 +122,10 @@ def _model(kind: str, latent: int, k: int, backbone: BackboneConfig, dataset: st
            strtfm_hidden: tuple[int, ...] = (64, 128)) -> ModelConfig:
     settings = model_kind(kind)
     regulariser = regulariser or settings.regulariser
-    if dataset is not None and hasattr(regulariser, "dataset_size"):  # β-TCVAE's N: this dataset's training split
-        regulariser = dataclasses.replace(regulariser, dataset_size=TRAIN_SIZES[dataset])
+    if dataset is not None and regulariser is not None and hasattr(regulariser, "dataset_size"):
+        # β-TCVAE's N: this dataset's training split. The field is the kind's own (hasattr above), which the checker
+        # cannot see on the base settings class.
+        regulariser = dataclasses.replace(regulariser, dataset_size=TRAIN_SIZES[dataset])  # type: ignore[call-arg]
     # Only kinds that read `ladder` (VLAE) get it; the others keep the default so that their configs (and checkpoints)
     # stay as they were.
     return ModelConfig(kind, latent, k, strtfm_hidden, backbone, regulariser,
@@ -132,6 +134,7 @@ def _model(kind: str, latent: int, k: int, backbone: BackboneConfig, dataset: st
 
 def _paper_models(dataset: str) -> dict[str, ModelConfig]:
     """Every model of the paper on one dataset, keyed by its name's model part (``sae12``, ``betavae``...)."""
+    structured_k: tuple[int, ...]  # the k of the SAE-k and VLAE-k models
     if dataset in _LARGE_DATASETS:
         (bb, ladder, _), latent, structured_k = _LARGE_DATASETS[dataset], CELEBA_LATENT, (16,)
     else:

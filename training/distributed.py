@@ -7,6 +7,7 @@ gloo on CPU and NCCL on CUDA; each rank trains on ``local_rank``'s GPU.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,7 +127,7 @@ def all_reduce_gradients(module: nn.Module, ctx: DistributedContext) -> None:
         offset += g.numel()
 
 
-def wrap_ddp(module: nn.Module, ctx: DistributedContext, ignore: list[str] = ()) -> nn.Module:
+def wrap_ddp(module: nn.Module, ctx: DistributedContext, ignore: Sequence[str] = ()) -> nn.Module:
     """DistributedDataParallel around ``module`` (the module itself with one process).
 
     ``ignore`` names parameters (as in ``module.named_parameters()``) that DDP must not synchronise: those trained by

@@ -13,6 +13,7 @@ Conventions (see ``/work/shared/notes/paper-architecture.md``, "Backbone" and "B
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -253,7 +254,7 @@ class FactorDiscriminator(nn.Module):
         return self.net(z)
 
 
-def factorvae_tc_estimate(discriminator: nn.Module, z: Tensor) -> Tensor:
+def factorvae_tc_estimate(discriminator: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
     """Density-ratio estimate of the total correlation (Kim & Mnih 2018, eq. 3).
 
     ``TC(z) ≈ mean_i [logit_0(z_i) − logit_1(z_i)] = mean_i log(D(z_i) / (1 − D(z_i)))``, with ``D`` the softmax

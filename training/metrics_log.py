@@ -51,7 +51,7 @@ class MetricsLog:
                                         purge_step=start_step + 1 if start_step else None)
 
     def log(self, step: int, split: str, values: dict[str, float]) -> None:
-        row = {"step": step, "split": split, **values}
+        row: dict[str, float | int | str] = {"step": step, "split": split, **values}
         self.rows.append(row)
         new_columns = _columns([row])
         if set(new_columns) - set(self.columns):
@@ -101,7 +101,7 @@ def write_loss_curve(run_dir: Path, title: str = "") -> Path:
     ax = fig.add_subplot()
     for split in ("train", "val"):
         points = [(r["step"], r["loss"]) for r in rows
-                  if r["split"] == split and math.isfinite(r.get("loss", math.nan))]
+                  if r["split"] == split and math.isfinite(float(r.get("loss", math.nan)))]
         if points:
             steps, losses = zip(*points)
             marker = "o" if split == "val" or len(points) < 50 else None

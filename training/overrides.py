@@ -89,7 +89,7 @@ def _set(obj: Any, keys: Sequence[str], value: Any, path: str) -> Any:
 
 
 def _dataclass_types(hint: Any) -> list[type]:
-    return [t for t in typing.get_args(hint) or (hint,) if dataclasses.is_dataclass(t)]
+    return [t for t in typing.get_args(hint) or (hint,) if isinstance(t, type) and dataclasses.is_dataclass(t)]
 
 
 def _convert(value: Any, hint: Any, path: str) -> Any:

@@ -27,7 +27,7 @@ AUXILIARY_BETAS = (0.5, 0.9)
 
 def auxiliary_adam(cfg: ExperimentConfig, name: str, lr_override: float | None = None) -> dict[str, Any]:
     regulariser = cfg.model.regulariser
-    lr = lr_override or getattr(regulariser, f"{name}_lr", AUXILIARY_LR)
+    lr = lr_override or float(getattr(regulariser, f"{name}_lr", AUXILIARY_LR))
     return {"lr": float(lr), "betas": tuple(getattr(regulariser, f"{name}_betas", AUXILIARY_BETAS))}
 
 
@@ -51,7 +51,8 @@ class TrainState:
         model = build_model(cfg.model).to(device)
         channels_last = options.for_device(device.type).channels_last
         if channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format (torch's docs and code); its typed overloads leave it out.
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         auxiliary = dict(model.auxiliary_modules())
         for module in auxiliary.values():
             module.to(device)
@@ -60,8 +61,9 @@ class TrainState:
         auxiliary_ids = {id(p) for m in auxiliary.values() for p in m.parameters()}
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad and id(p) not in auxiliary_ids],
                                      lr=cfg.train.lr, betas=cfg.train.betas)
-        auxiliary_optimizers = {name: torch.optim.Adam(m.parameters(), **auxiliary_adam(cfg, name, options.auxiliary_lr))
-                                for name, m in auxiliary.items()}
+        auxiliary_optimizers: dict[str, torch.optim.Optimizer] = {
+            name: torch.optim.Adam(m.parameters(), **auxiliary_adam(cfg, name, options.auxiliary_lr))
+            for name, m in auxiliary.items()}
         return cls(cfg, model, optimizer, auxiliary, auxiliary_optimizers, options.freeze)
 
     def auxiliary_tensor_names(self) -> list[str]:

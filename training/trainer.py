@@ -19,7 +19,7 @@ import dataclasses
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +63,11 @@ def step_seed(seed: int, rank: int, step: int, purpose: int = 0) -> int:
 class _TrainingLoss(nn.Module):
     """Routes ``training_loss`` through ``forward`` so DistributedDataParallel and torch.compile see the step."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: Autoencoder):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return self.model.training_loss(x)
 
 
@@ -89,8 +89,9 @@ class Trainer:
             self.state.resume(Checkpoint.load(self.checkpoint_path, map_location=self.device), self.checkpoint_path)
         elif self.options.init_from is not None:
             self.state.initialise_from(Path(self.options.init_from), self.device)
-        self._step_module: nn.Module = distributed.wrap_ddp(_TrainingLoss(self.model), self.dist,
-                                                            self.state.auxiliary_tensor_names())
+        # The step: x -> (loss, terms), through DDP and torch.compile as asked (compile gives back a callable).
+        self._step_module: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]] = (
+            distributed.wrap_ddp(_TrainingLoss(self.model), self.dist, self.state.auxiliary_tensor_names()))
         if self.options.compile:
             self._step_module = torch.compile(self._step_module)
 
@@ -259,8 +260,11 @@ class Trainer:
         if main:
             write_loss_curve(self.run_dir, title=f"{self.cfg.name}: {self.run_dir.name}")
             write_shared_run(self.run_dir, self.data)  # RUN/model.safetensors and the model card RUN/README.md
+        precision, channels_last = self.options.precision, self.options.channels_last
+        if precision is None or channels_last is None:
+            raise TrainingError("the trainer's options were not settled for its device (TrainerOptions.for_device)")
         return TrainResult(self.run_dir, self.step, metrics["loss"], rate, val_loss, self.best_val_loss,
-                           self.options.precision, self.options.channels_last)
+                           precision, channels_last)
 
 
 def with_batch_size(cfg: ExperimentConfig, batch_size: int | None) -> ExperimentConfig:

@@ -14,10 +14,16 @@ import a model. This module imports only the package's errors: the built-in kind
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from sae.core.errors import SAEError
 from sae.training.config_error import TrainingConfigError
+
+if TYPE_CHECKING:  # for the checker only: at run time the registry imports no model
+    from sae.training.models.autoencoder import Autoencoder
+
+ModelClass = TypeVar("ModelClass", bound="type[Autoencoder]")
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class ModelKind:
     """A registered kind: its name, its model class and its default regulariser settings (``None``: it takes none)."""
 
     name: str
-    model_class: type
+    model_class: type[Autoencoder]
     regulariser: RegulariserConfig | None = None
 
     @property
@@ -91,9 +97,9 @@ class UnknownModelKind(SAEError, ValueError):
     pass
 
 
-def register_model(name: str, regulariser: RegulariserConfig | None = None):
+def register_model(name: str, regulariser: RegulariserConfig | None = None) -> Callable[[ModelClass], ModelClass]:
     """Class decorator: register the model class as kind ``name`` with default regulariser settings."""
-    def register(model_class: type) -> type:
+    def register(model_class: ModelClass) -> ModelClass:
         _add(ModelKind(name, model_class, regulariser))
         return model_class
     return register

@@ -9,6 +9,7 @@ applied per channel and broadcast over every pixel, between the conv blocks of t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ class StrTfm(nn.Module):
     def __init__(self, in_dim: int, channels: int, hidden: Sequence[int]):
         super().__init__()
         self.mlp = mlp([in_dim, *hidden, 2 * channels])
-        last = self.mlp[-1]
+        last = cast(nn.Linear, self.mlp[-1])  # mlp ends with its Linear layer
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from sae.training.config_error import TrainingConfigError
 from sae.training.dataset_sizes import SHAPES3D_TRAIN_SIZE
@@ -42,7 +43,7 @@ class BetaTCVAE(VariationalAutoencoder):
     min_batch_size = 2
 
     def regulariser_terms(self, z, mu, logvar):
-        reg: BetaTCVAEConfig = self.cfg.regulariser
+        reg = cast(BetaTCVAEConfig, self.cfg.regulariser)  # cfg.validate() checked it is the kind's class
         t = beta_tcvae_terms(z, mu, logvar, reg.dataset_size, minibatch_stratified=reg.minibatch_stratified)
         weighted = reg.alpha * t["mutual_info"] + reg.beta * t["total_correlation"] + reg.gamma * t["dimwise_kl"]
         return weighted, t

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -49,7 +50,7 @@ class FactorVAE(VariationalAutoencoder):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        reg: FactorVAEConfig = cfg.regulariser
+        reg = cast(FactorVAEConfig, cfg.regulariser)  # cfg.validate() checked it is the kind's class
         self.discriminator = FactorDiscriminator(cfg.latent_dim, reg.discriminator_hidden, reg.discriminator_layers)
         self._last_latents: torch.Tensor | None = None
 
@@ -57,7 +58,7 @@ class FactorVAE(VariationalAutoencoder):
         return {"discriminator": self.discriminator}
 
     def regulariser_terms(self, z, mu, logvar):
-        reg: FactorVAEConfig = self.cfg.regulariser
+        reg = cast(FactorVAEConfig, self.cfg.regulariser)  # cfg.validate() checked it is the kind's class
         self._last_latents = z.detach()
         frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
         tc = factorvae_tc_estimate(lambda v: functional_call(self.discriminator, frozen, (v,)), z).float()

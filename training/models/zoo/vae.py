@@ -7,6 +7,7 @@ bank stores; ``training_loss`` decodes a reparameterised sample. The other varia
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -46,7 +47,7 @@ class VariationalAutoencoder(StandardNormalPrior, Autoencoder):
     def regulariser_terms(self, z: torch.Tensor, mu: torch.Tensor,
                           logvar: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted regulariser and its unweighted named terms."""
-        reg: VariationalConfig = self.cfg.regulariser
+        reg = cast(VariationalConfig, self.cfg.regulariser)  # cfg.validate() checked it is the kind's class
         kl = gaussian_kl(mu, logvar)
         return reg.beta * kl, {"kl": kl}
 

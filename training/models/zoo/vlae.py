@@ -75,7 +75,10 @@ class LadderEncoder(nn.Module):
             for i, after in enumerate(self.rung_after):
                 if after == block_number:
                     out[i] = self.rungs[i](h)
-        mus, log_scales = zip(*(o.chunk(2, dim=1) for o in out))
+        rungs = [o for o in out if o is not None]
+        if len(rungs) != len(out):
+            raise RuntimeError(f"VLAE rungs after blocks {self.rung_after}: a rung follows no encoder block")
+        mus, log_scales = zip(*(o.chunk(2, dim=1) for o in rungs))
         return torch.cat([*mus, *log_scales], dim=1)
 
 

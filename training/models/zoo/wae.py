@@ -3,6 +3,7 @@ N(0, I) by an MMD penalty with the inverse multiquadratic kernel (weight 10, C =
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -35,7 +36,7 @@ class WAE(StandardNormalPrior, Autoencoder):
     min_batch_size = 2  # the MMD compares the batch's codes with as many prior draws
 
     def training_loss(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        reg: WAEConfig = self.cfg.regulariser
+        reg = cast(WAEConfig, self.cfg.regulariser)  # cfg.validate() checked it is the kind's class
         logits, z = self(x)
         z = z.float()
         reconstruction = self.reconstruction_loss(logits, x)
