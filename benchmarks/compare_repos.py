@@ -8,6 +8,7 @@ with the code of that commit (a temporary git worktree), "after" with this check
 repository runs for the whole comparison (the idle one costs nothing); `sae.serving.bench.compare` alternates between
 them path by path. Writes the JSON and a markdown table (``.md``) that states each target met or not.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,17 +31,25 @@ def export_at_commit(commit: str, run: Path, repo: Path) -> None:
     """``sae export RUN --repo REPO`` with the code of ``commit`` (checked out into a temporary worktree)."""
     with tempfile.TemporaryDirectory(prefix="sae-before-") as tmp:
         tree = Path(tmp) / "tree"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit], check=True,
-                       capture_output=True, text=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         try:
             entry = "sae.cli" if (tree / "sae" / "cli").is_dir() else "serving.cli"  # the layout before sae.*
-            code = (f"import sys; sys.path.insert(0, sys.argv[1]); from {entry} import main; "
-                    "sys.exit(main(['export', sys.argv[2], '--repo', sys.argv[3]]))")
-            subprocess.run([sys.executable, "-c", code, str(tree), str(run.resolve()), str(repo.resolve())],
-                           cwd=tree, check=True)
+            code = (
+                f"import sys; sys.path.insert(0, sys.argv[1]); from {entry} import main; "
+                "sys.exit(main(['export', sys.argv[2], '--repo', sys.argv[3]]))"
+            )
+            subprocess.run(
+                [sys.executable, "-c", code, str(tree), str(run.resolve()), str(repo.resolve())], cwd=tree, check=True
+            )
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False,
-                           capture_output=True)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False, capture_output=True
+            )
 
 
 def export_here(run: Path, repo: Path) -> None:
@@ -82,14 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(r) for r in repos if not r.is_dir()]
     if missing:
         p.error(f"--repo {', '.join(missing)}: not a folder")
-    labels = args.label or ["before", "after", *[f"repo{i}" for i in range(3, len(repos) + 1)]][:len(repos)]
+    labels = args.label or ["before", "after", *[f"repo{i}" for i in range(3, len(repos) + 1)]][: len(repos)]
     if len(labels) != len(repos):
         p.error(f"{len(labels)} --label for {len(repos)} --repo")
     try:
-        grid = BenchConfig(url="", model=args.model, batch_sizes=parse_int_list(args.batch_sizes, "--batch-sizes"),
-                           concurrency=parse_int_list(args.concurrency, "--concurrency"), use_perf_analyzer=False,
-                           limits=CellLimits(max_seconds=args.max_seconds, max_requests=args.max_requests,
-                                             warmup_requests=args.warmup))
+        grid = BenchConfig(
+            url="",
+            model=args.model,
+            batch_sizes=parse_int_list(args.batch_sizes, "--batch-sizes"),
+            concurrency=parse_int_list(args.concurrency, "--concurrency"),
+            use_perf_analyzer=False,
+            limits=CellLimits(
+                max_seconds=args.max_seconds, max_requests=args.max_requests, warmup_requests=args.warmup
+            ),
+        )
     except ValueError as e:
         p.error(str(e))
 

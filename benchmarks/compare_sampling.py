@@ -19,6 +19,7 @@ for the whole comparison and the phases alternate between them, so both see the 
 
 Writes the JSON and a markdown table beside it (``.md``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,7 @@ def resident_mib(pid: int) -> float:
                     total += int(line.split()[1]) * 1024
         except OSError:
             continue
-    return round(total / 2 ** 20, 1)
+    return round(total / 2**20, 1)
 
 
 def counts(raw, model: str) -> tuple[int, int]:
@@ -84,7 +85,7 @@ def threads_for(seconds: float, clients: int, call) -> tuple[dict[str, list[floa
                 began = time.perf_counter()
                 try:
                     name = call(client, t, i)
-                except Exception as e:  # noqa: BLE001 - counted: a load run reports every error
+                except Exception as e:
                     with lock:
                         errors.append(f"{type(e).__name__}: {e}")
                     i += 1
@@ -152,13 +153,18 @@ def concurrent_sampling(server, raw, samples: int, seconds: float) -> dict:
     after = {m: counts(raw, m) for m in ("hybrid_sample", "decode")}
     done = len(latencies.get("hybrid_sample", []))
     requests = after["hybrid_sample"][0] - before["hybrid_sample"][0]
-    return {"requests": done, "errors": len(errors), "first_errors": errors[:3],
-            "samples_per_s": round(done * samples / took, 1), "p50_ms": pct(latencies.get("hybrid_sample", []), 50),
-            "p99_ms": pct(latencies.get("hybrid_sample", []), 99),
-            "hybrid_executions_per_request": round((after["hybrid_sample"][1] - before["hybrid_sample"][1])
-                                                   / max(1, requests), 3),
-            "decode_runs_per_sampling_request": round((after["decode"][1] - before["decode"][1]) / max(1, requests),
-                                                      3)}
+    return {
+        "requests": done,
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "samples_per_s": round(done * samples / took, 1),
+        "p50_ms": pct(latencies.get("hybrid_sample", []), 50),
+        "p99_ms": pct(latencies.get("hybrid_sample", []), 99),
+        "hybrid_executions_per_request": round(
+            (after["hybrid_sample"][1] - before["hybrid_sample"][1]) / max(1, requests), 3
+        ),
+        "decode_runs_per_sampling_request": round((after["decode"][1] - before["decode"][1]) / max(1, requests), 3),
+    }
 
 
 def mixed_load(server, raw, clients: int, seconds: float) -> dict:
@@ -168,14 +174,25 @@ def mixed_load(server, raw, clients: int, seconds: float) -> dict:
     time.sleep(0.5)
     after = {m: counts(raw, m) for m in MIXED_CALLS}
     done = sum(len(v) for v in latencies.values())
-    return {"clients": clients, "seconds": round(took, 1), "requests": done, "errors": len(errors),
-            "first_errors": errors[:3], "requests_per_s": round(done / took, 1),
-            "per_model": {m: {"requests": len(latencies.get(m, [])), "p50_ms": pct(latencies.get(m, []), 50),
-                              "p99_ms": pct(latencies.get(m, []), 99),
-                              "executions_per_request": round((after[m][1] - before[m][1])
-                                                              / max(1, after[m][0] - before[m][0]), 3)}
-                          for m in MIXED_CALLS},
-            "memory_before_mib": memory_before, "memory_after_mib": resident_mib(server.pid)}
+    return {
+        "clients": clients,
+        "seconds": round(took, 1),
+        "requests": done,
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "requests_per_s": round(done / took, 1),
+        "per_model": {
+            m: {
+                "requests": len(latencies.get(m, [])),
+                "p50_ms": pct(latencies.get(m, []), 50),
+                "p99_ms": pct(latencies.get(m, []), 99),
+                "executions_per_request": round((after[m][1] - before[m][1]) / max(1, after[m][0] - before[m][0]), 3),
+            }
+            for m in MIXED_CALLS
+        },
+        "memory_before_mib": memory_before,
+        "memory_after_mib": resident_mib(server.pid),
+    }
 
 
 def ratio(a, b) -> str:
@@ -184,30 +201,41 @@ def ratio(a, b) -> str:
 
 def markdown(result: dict) -> str:
     (la, a), (lb, b) = list(result["sides"].items())
-    rows = [f"| measurement | {la} | {lb} | {lb} / {la} |", "| --- | --- | --- | --- |",
-            f"| hybrid_sample p50, 1 client, NUM_SAMPLES 1 (ms) | {a['lone_p50_ms']} | {b['lone_p50_ms']} | "
-            f"{ratio(a['lone_p50_ms'], b['lone_p50_ms'])} |"]
+    rows = [
+        f"| measurement | {la} | {lb} | {lb} / {la} |",
+        "| --- | --- | --- | --- |",
+        f"| hybrid_sample p50, 1 client, NUM_SAMPLES 1 (ms) | {a['lone_p50_ms']} | {b['lone_p50_ms']} | "
+        f"{ratio(a['lone_p50_ms'], b['lone_p50_ms'])} |",
+    ]
     for n in (1, 8):
         key = f"c16_n{n}"
-        rows += [f"| 16 clients, NUM_SAMPLES {n}: samples/s | {a[key]['samples_per_s']} | {b[key]['samples_per_s']} | "
-                 f"{ratio(a[key]['samples_per_s'], b[key]['samples_per_s'])} |",
-                 f"| 16 clients, NUM_SAMPLES {n}: hybrid_sample p50 / p99 (ms) | {a[key]['p50_ms']} / "
-                 f"{a[key]['p99_ms']} | {b[key]['p50_ms']} / {b[key]['p99_ms']} | |",
-                 f"| 16 clients, NUM_SAMPLES {n}: hybrid_sample executions per request | "
-                 f"{a[key]['hybrid_executions_per_request']} | {b[key]['hybrid_executions_per_request']} | |",
-                 f"| 16 clients, NUM_SAMPLES {n}: decoder runs per sampling request | "
-                 f"{a[key]['decode_runs_per_sampling_request'] or '-'} | "
-                 f"{b[key]['decode_runs_per_sampling_request'] or '-'} | |"]
+        rows += [
+            f"| 16 clients, NUM_SAMPLES {n}: samples/s | {a[key]['samples_per_s']} | {b[key]['samples_per_s']} | "
+            f"{ratio(a[key]['samples_per_s'], b[key]['samples_per_s'])} |",
+            f"| 16 clients, NUM_SAMPLES {n}: hybrid_sample p50 / p99 (ms) | {a[key]['p50_ms']} / "
+            f"{a[key]['p99_ms']} | {b[key]['p50_ms']} / {b[key]['p99_ms']} | |",
+            f"| 16 clients, NUM_SAMPLES {n}: hybrid_sample executions per request | "
+            f"{a[key]['hybrid_executions_per_request']} | {b[key]['hybrid_executions_per_request']} | |",
+            f"| 16 clients, NUM_SAMPLES {n}: decoder runs per sampling request | "
+            f"{a[key]['decode_runs_per_sampling_request'] or '-'} | "
+            f"{b[key]['decode_runs_per_sampling_request'] or '-'} | |",
+        ]
     ma, mb = a["mixed"], b["mixed"]
-    rows += [f"| mixed, {ma['clients']} clients: req/s (errors) | {ma['requests_per_s']} ({ma['errors']}) | "
-             f"{mb['requests_per_s']} ({mb['errors']}) | {ratio(ma['requests_per_s'], mb['requests_per_s'])} |"]
+    rows += [
+        f"| mixed, {ma['clients']} clients: req/s (errors) | {ma['requests_per_s']} ({ma['errors']}) | "
+        f"{mb['requests_per_s']} ({mb['errors']}) | {ratio(ma['requests_per_s'], mb['requests_per_s'])} |"
+    ]
     for m in MIXED_CALLS:
         pa, pb_ = ma["per_model"][m], mb["per_model"][m]
-        rows.append(f"| mixed: {m} p50 / p99 (ms), executions per request | {pa['p50_ms']} / {pa['p99_ms']}, "
-                    f"{pa['executions_per_request']} | {pb_['p50_ms']} / {pb_['p99_ms']}, "
-                    f"{pb_['executions_per_request']} | p99 {ratio(pa['p99_ms'], pb_['p99_ms'])} |")
-    rows.append(f"| mixed: server memory start -> end (MiB) | {ma['memory_before_mib']} -> {ma['memory_after_mib']} | "
-                f"{mb['memory_before_mib']} -> {mb['memory_after_mib']} | |")
+        rows.append(
+            f"| mixed: {m} p50 / p99 (ms), executions per request | {pa['p50_ms']} / {pa['p99_ms']}, "
+            f"{pa['executions_per_request']} | {pb_['p50_ms']} / {pb_['p99_ms']}, "
+            f"{pb_['executions_per_request']} | p99 {ratio(pa['p99_ms'], pb_['p99_ms'])} |"
+        )
+    rows.append(
+        f"| mixed: server memory start -> end (MiB) | {ma['memory_before_mib']} -> {ma['memory_after_mib']} | "
+        f"{mb['memory_before_mib']} -> {mb['memory_after_mib']} | |"
+    )
     return "\n".join(rows) + "\n"
 
 
@@ -248,17 +276,22 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         sides = []
         for label, repo in zip(labels, repos):
-            server = stack.enter_context(TritonServer(ServerConfig(repository=repo),
-                                                      log_path=args.out.parent / f"tritonserver-sampling-{label}.log"))
+            server = stack.enter_context(
+                TritonServer(
+                    ServerConfig(repository=repo), log_path=args.out.parent / f"tritonserver-sampling-{label}.log"
+                )
+            )
             raw = grpcclient.InferenceServerClient(server.grpc_url)
             stack.callback(raw.close)
             with SAEClient(server.grpc_url) as c:
                 c.wait_ready(timeout_s=120)
             sides.append((label, server, raw))
-        phases = [("lone_p50_ms", lambda s, r: lone_p50(s.grpc_url, args.lone_requests)),
-                  ("c16_n1", lambda s, r: concurrent_sampling(s, r, 1, args.seconds)),
-                  ("c16_n8", lambda s, r: concurrent_sampling(s, r, 8, args.seconds)),
-                  ("mixed", lambda s, r: mixed_load(s, r, args.mixed_clients, args.seconds))]
+        phases = [
+            ("lone_p50_ms", lambda s, r: lone_p50(s.grpc_url, args.lone_requests)),
+            ("c16_n1", lambda s, r: concurrent_sampling(s, r, 1, args.seconds)),
+            ("c16_n8", lambda s, r: concurrent_sampling(s, r, 8, args.seconds)),
+            ("mixed", lambda s, r: mixed_load(s, r, args.mixed_clients, args.seconds)),
+        ]
         for key, phase in phases:
             for label, server, raw in sides:
                 print(f"{key} {label} ...", file=sys.stderr, flush=True)

@@ -14,6 +14,7 @@ given. The split written out:
 * stub + python: compute infer - the in-process ONNX Runtime mean (IPC to the stub, the model's checks and copies);
 * ONNX Runtime: the in-process mean.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,9 @@ def per_request_ms(before: dict, after: dict) -> dict[str, float]:
     out = {}
     for key in STAT_KEYS:
         count = after[key][0] - before[key][0]
-        out[f"{'request' if key == 'success' else key}_ms"] = (after[key][1] - before[key][1]) / count / 1e6 \
-            if count else float("nan")
+        out[f"{'request' if key == 'success' else key}_ms"] = (
+            (after[key][1] - before[key][1]) / count / 1e6 if count else float("nan")
+        )
     return out
 
 
@@ -66,9 +68,27 @@ def timed_pair(remote, local, requests: int) -> tuple[np.ndarray, np.ndarray]:
 
 def perf_analyzer_cell(binary: Path, url: str, model: str, batch: int, requests: int) -> dict:
     out = Path(f"/tmp/sae-hops-{model}-{batch}.csv")
-    cmd = [str(binary), "-m", model, "-u", url, "-i", "grpc", "-b", str(batch), "--concurrency-range", "1",
-           "--measurement-mode", "count_windows", "--measurement-request-count", str(requests), "--input-data", "zero",
-           "-f", str(out)]
+    cmd = [
+        str(binary),
+        "-m",
+        model,
+        "-u",
+        url,
+        "-i",
+        "grpc",
+        "-b",
+        str(batch),
+        "--concurrency-range",
+        "1",
+        "--measurement-mode",
+        "count_windows",
+        "--measurement-request-count",
+        str(requests),
+        "--input-data",
+        "zero",
+        "-f",
+        str(out),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         return {"error": (done.stderr or done.stdout)[-500:]}
@@ -86,8 +106,11 @@ def measure(repo: Path, url: str, batch_sizes: list[int], requests: int, perf_an
         client = grpc.client(0)
         encode_cfg = client.get_model_config("encode", as_json=True)["config"]
         decode_cfg = client.get_model_config("decode", as_json=True)["config"]
-        shapes = WireShapes(int(encode_cfg["input"][0]["dims"][0]), int(encode_cfg["input"][0]["dims"][1]),
-                            int(decode_cfg["input"][0]["dims"][0]))
+        shapes = WireShapes(
+            int(encode_cfg["input"][0]["dims"][0]),
+            int(encode_cfg["input"][0]["dims"][1]),
+            int(decode_cfg["input"][0]["dims"][0]),
+        )
         for model in ("encode", "decode"):
             local = load_onnx_model(repo, model)
             for batch in batch_sizes:
@@ -100,20 +123,34 @@ def measure(repo: Path, url: str, batch_sizes: list[int], requests: int, perf_an
                 remote, ort = timed_pair(call, lambda a=array: local.run(a), n)
                 time.sleep(0.2)  # the statistics of the last response may land just after it
                 server = per_request_ms(before, server_stats(client, model))
-                row = {"model": model, "batch_size": batch, "requests": n,
-                       "client_p50_ms": float(np.median(remote)), "client_mean_ms": float(remote.mean()),
-                       "in_process_p50_ms": float(np.median(ort)), "in_process_mean_ms": float(ort.mean()),
-                       "server": server}
+                row = {
+                    "model": model,
+                    "batch_size": batch,
+                    "requests": n,
+                    "client_p50_ms": float(np.median(remote)),
+                    "client_mean_ms": float(remote.mean()),
+                    "in_process_p50_ms": float(np.median(ort)),
+                    "in_process_mean_ms": float(ort.mean()),
+                    "server": server,
+                }
                 row["split_ms"] = {
                     "client_and_grpc": row["client_mean_ms"] - server["request_ms"],
-                    "queue": server["queue_ms"], "compute_input": server["compute_input_ms"],
+                    "queue": server["queue_ms"],
+                    "compute_input": server["compute_input_ms"],
                     "stub_and_python": server["compute_infer_ms"] - row["in_process_mean_ms"],
-                    "onnx_runtime": row["in_process_mean_ms"], "compute_output": server["compute_output_ms"]}
+                    "onnx_runtime": row["in_process_mean_ms"],
+                    "compute_output": server["compute_output_ms"],
+                }
                 if perf_analyzer is not None:
                     row["perf_analyzer"] = perf_analyzer_cell(perf_analyzer, url, model, batch, n)
                 rows.append(row)
-                print(json.dumps({k: row[k] for k in ("model", "batch_size", "client_p50_ms", "in_process_p50_ms")}
-                                 | {"split_ms": {k: round(v, 3) for k, v in row["split_ms"].items()}}), flush=True)
+                print(
+                    json.dumps(
+                        {k: row[k] for k in ("model", "batch_size", "client_p50_ms", "in_process_p50_ms")}
+                        | {"split_ms": {k: round(v, 3) for k, v in row["split_ms"].items()}}
+                    ),
+                    flush=True,
+                )
     return rows
 
 

@@ -7,6 +7,7 @@ Per model and batch size, the variants run alternately call by call (so all see 
 the output named, denormals as zero, and IO binding; then the finiteness check of the output, over the whole batch.
 Prints medians in milliseconds as JSON lines.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calls", type=int, default=200, help="per variant at batch 1 (a tenth above)")
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
-    inputs = {"encode": lambda b: rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8),
-              "decode": lambda b: rng.standard_normal((b, 12)).astype(np.float32)}
+    inputs = {
+        "encode": lambda b: rng.integers(0, 256, (b, 64, 64, 3), dtype=np.uint8),
+        "decode": lambda b: rng.standard_normal((b, 12)).astype(np.float32),
+    }
     for model, make in inputs.items():
         path = args.repo / model / "1" / "model.onnx"
         if not path.is_file():
@@ -65,10 +68,15 @@ def main(argv: list[str] | None = None) -> int:
                 return binding.copy_outputs_to_cpu()[0]
 
             calls = args.calls if batch == 1 else max(args.calls // 10, 5)
-            runs = medians_ms({"run": lambda x=x: base.run(None, {name: x}),
-                               "run_named": lambda x=x: base.run([out], {name: x}),
-                               "denormal_as_zero": lambda x=x: denormals.run(None, {name: x}),
-                               "io_binding": io_bound}, calls)
+            runs = medians_ms(
+                {
+                    "run": lambda x=x: base.run(None, {name: x}),
+                    "run_named": lambda x=x: base.run([out], {name: x}),
+                    "denormal_as_zero": lambda x=x: denormals.run(None, {name: x}),
+                    "io_binding": io_bound,
+                },
+                calls,
+            )
             y = base.run(None, {name: x})[0]
             check = medians_ms({"isfinite_all": lambda y=y: np.isfinite(y).all()}, args.calls)
             print(json.dumps({"model": model, "batch_size": batch, "run_ms": runs, "check_ms": check}), flush=True)

@@ -25,6 +25,7 @@ figures are for the global batch, written by rank 0.
 Reference points: the paper trained 100k steps of batch 128 in 3-4 hours on a V100 (about 1,000 images/s); 100k steps
 in under 22 minutes needs about 10,000 images/s.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,8 +53,12 @@ PAPER_V100_IMAGES_PER_SECOND = 100_000 * 128 / (3.5 * 3600)  # 100k steps of 128
 TARGET_IMAGES_PER_SECOND = 10_000  # 100k steps of 128 in under 22 minutes
 DEFAULT_CONFIGS = ("sae12-tiny", "sae12-tiny:model.backbone.channels=32", "sae12-shapes3d")
 # variant name -> (TrainerOptions.precision, TrainerOptions.channels_last)
-VARIANTS = {"fp32": ("fp32", False), "channels_last": ("fp32", True), "bf16": ("bf16", False),
-            "bf16+channels_last": ("bf16", True)}
+VARIANTS = {
+    "fp32": ("fp32", False),
+    "channels_last": ("fp32", True),
+    "bf16": ("bf16", False),
+    "bf16+channels_last": ("bf16", True),
+}
 BASELINE = "fp32"
 
 
@@ -128,20 +133,40 @@ class _Timed:
         ips, step_ips = n * bs / self.seconds, n * bs / self.step_only_seconds
         cuda = trainer.device.type == "cuda"
         return ThroughputResult(
-            config=config, parameters=count_parameters(trainer.model, auxiliary=False), batch_size=bs,
+            config=config,
+            parameters=count_parameters(trainer.model, auxiliary=False),
+            batch_size=bs,
             device=str(torch.cuda.get_device_name(trainer.device) if cuda else platform.processor() or "cpu"),
-            autocast="bf16" if options.precision == "bf16" else "none", channels_last=bool(options.channels_last),
-            compile=options.compile, world_size=trainer.dist.world_size, warmup_steps=warmup, timed_steps=n,
-            seconds=round(self.seconds, 4), images_per_second=round(ips, 2),
-            step_only_images_per_second=round(step_ips, 2), ms_per_step=round(1000 * self.seconds / n, 3),
+            autocast="bf16" if options.precision == "bf16" else "none",
+            channels_last=bool(options.channels_last),
+            compile=options.compile,
+            world_size=trainer.dist.world_size,
+            warmup_steps=warmup,
+            timed_steps=n,
+            seconds=round(self.seconds, 4),
+            images_per_second=round(ips, 2),
+            step_only_images_per_second=round(step_ips, 2),
+            ms_per_step=round(1000 * self.seconds / n, 3),
             data_share=round(1 - ips / step_ips, 4),
             fraction_of_target=round(ips / TARGET_IMAGES_PER_SECOND, 4) if cuda else None,
-            variant=variant, precision=str(options.precision), rounds=rounds, last_loss=self.last_loss)
+            variant=variant,
+            precision=str(options.precision),
+            rounds=rounds,
+            last_loss=self.last_loss,
+        )
 
 
-def measure(config: str, data: Path, device: str | None, warmup: int, steps: int, batch_size: int | None,
-            compile: bool, precision: str | None = None, channels_last: bool | None = None
-            ) -> tuple[ThroughputResult, Trainer]:
+def measure(
+    config: str,
+    data: Path,
+    device: str | None,
+    warmup: int,
+    steps: int,
+    batch_size: int | None,
+    compile: bool,
+    precision: str | None = None,
+    channels_last: bool | None = None,
+) -> tuple[ThroughputResult, Trainer]:
     """One config under one set of options (None: the device's defaults): ``steps`` timed steps end to end, then
     as many on one batch held in memory."""
     cfg = with_batch_size(parse_config(config), batch_size)
@@ -161,9 +186,18 @@ def _rotated(items: list, r: int) -> list:
     return items[k:] + items[:k]
 
 
-def compare(config: str, data: Path, device: str | None, warmup: int, steps: int, rounds: int,
-            batch_size: int | None, compile: bool, variants: list[str], quality_steps: int = 0
-            ) -> list[ThroughputResult]:
+def compare(
+    config: str,
+    data: Path,
+    device: str | None,
+    warmup: int,
+    steps: int,
+    rounds: int,
+    batch_size: int | None,
+    compile: bool,
+    variants: list[str],
+    quality_steps: int = 0,
+) -> list[ThroughputResult]:
     """Every variant of one config, timed in ``rounds`` interleaved rounds of ``steps`` steps each (end to end, then
     on a held batch), with the ratios against the fp32 variant of the same run. With ``quality_steps``, each variant
     then trains on (untimed) to that step and is validated (``Trainer.validate``: fp32, the first 16 val batches),
@@ -174,8 +208,9 @@ def compare(config: str, data: Path, device: str | None, warmup: int, steps: int
         try:
             for name in variants:
                 precision, channels_last = VARIANTS[name]
-                options = TrainerOptions(compile=compile, tensorboard=False, precision=precision,
-                                         channels_last=channels_last)
+                options = TrainerOptions(
+                    compile=compile, tensorboard=False, precision=precision, channels_last=channels_last
+                )
                 timed[name] = _Timed(cfg, data, Path(run_root) / name.replace("+", "_"), device, options)
                 timed[name].run(warmup)
             for r in range(rounds):
@@ -220,26 +255,48 @@ def ratio_table(results: list[dict]) -> dict[str, dict[str, float | None]]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS),
-                   help="names, or NAME:FIELD=VALUE[:...] with sae train --set overrides")
-    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
-                   help="precision / memory-format variants measured side by side (ratios need fp32 among them)")
+    p.add_argument(
+        "--configs",
+        nargs="+",
+        default=list(DEFAULT_CONFIGS),
+        help="names, or NAME:FIELD=VALUE[:...] with sae train --set overrides",
+    )
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        help="precision / memory-format variants measured side by side (ratios need fp32 among them)",
+    )
     p.add_argument("--data", type=Path, default=None, help="HDF5 data file (default: render a procedural one)")
     p.add_argument("--images", type=int, default=2048, help="images in the rendered file when --data is not given")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps per variant (default: 2 on CPU, 20 on CUDA)")
-    p.add_argument("--steps", type=int, default=None,
-                   help="timed steps per variant and round (default: 5 on CPU, 100 on CUDA)")
-    p.add_argument("--rounds", type=int, default=None,
-                   help="interleaved rounds of --steps per variant (default: 2 on CPU, 1 on CUDA)")
+    p.add_argument(
+        "--steps", type=int, default=None, help="timed steps per variant and round (default: 5 on CPU, 100 on CUDA)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds of --steps per variant (default: 2 on CPU, 1 on CUDA)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="override the configs' batch size")
-    p.add_argument("--quality-steps", type=int, default=0,
-                   help="after timing, train each variant on to this step and report its validation loss (fp32) "
-                   "beside fp32's (default 0: not done)")
+    p.add_argument(
+        "--quality-steps",
+        type=int,
+        default=0,
+        help="after timing, train each variant on to this step and report its validation loss (fp32) "
+        "beside fp32's (default 0: not done)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's; on a CPU shared with other work, 1 avoids "
-                   "threads waiting on each other for cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's; on a CPU shared with other work, 1 avoids "
+        "threads waiting on each other for cores)",
+    )
     p.add_argument("--out", type=Path, default=Path("out/bench/train_throughput.json"))
     args = p.parse_args(argv)
     if args.threads is not None:
@@ -261,15 +318,31 @@ def main(argv: list[str] | None = None) -> int:
             write_shapes3d_h5(data, n=args.images, seed=0)
         results = []
         for spec in args.configs:
-            for result in compare(spec, data, args.device, warmup, steps, rounds, args.batch_size, args.compile,
-                                  args.variants, args.quality_steps):
-                print(f"{spec} [{result.variant}]: {result.images_per_second:.1f} images/s end to end "
-                      f"(x{result.ratio_vs_fp32} vs fp32), {result.step_only_images_per_second:.1f} step only "
-                      f"(batch {result.batch_size}, {result.ms_per_step:.1f} ms/step, data share "
-                      f"{result.data_share:.1%}, last loss {result.last_loss:.1f}, {result.device})"
-                      + (f"; val loss at step {result.quality_steps}: {result.val_loss:.1f} "
-                         f"({result.val_loss_rel_diff_vs_fp32:+.3%} vs fp32)" if result.val_loss is not None else ""),
-                      flush=True)
+            for result in compare(
+                spec,
+                data,
+                args.device,
+                warmup,
+                steps,
+                rounds,
+                args.batch_size,
+                args.compile,
+                args.variants,
+                args.quality_steps,
+            ):
+                print(
+                    f"{spec} [{result.variant}]: {result.images_per_second:.1f} images/s end to end "
+                    f"(x{result.ratio_vs_fp32} vs fp32), {result.step_only_images_per_second:.1f} step only "
+                    f"(batch {result.batch_size}, {result.ms_per_step:.1f} ms/step, data share "
+                    f"{result.data_share:.1%}, last loss {result.last_loss:.1f}, {result.device})"
+                    + (
+                        f"; val loss at step {result.quality_steps}: {result.val_loss:.1f} "
+                        f"({result.val_loss_rel_diff_vs_fp32:+.3%} vs fp32)"
+                        if result.val_loss is not None
+                        else ""
+                    ),
+                    flush=True,
+                )
                 results.append(dataclasses.asdict(result))
     main_rank = not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0
     if torch.distributed.is_initialized():  # under torchrun: the first Trainer joined the group
@@ -286,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),  # other work on the machine skews CPU figures
         "paper_v100_images_per_second": round(PAPER_V100_IMAGES_PER_SECOND, 1),
         "target_images_per_second": TARGET_IMAGES_PER_SECOND,
-        "warmup_steps": warmup, "steps_per_round": steps, "rounds": rounds,
+        "warmup_steps": warmup,
+        "steps_per_round": steps,
+        "rounds": rounds,
         "ratio_vs_fp32": ratio_table(results),
         "results": results,
     }

@@ -14,6 +14,7 @@ batch-1 requests from C concurrent clients (throughput and latency); plus the se
 The figures and the choices made from them are in README.md, "Serving configuration". For full latency tables
 (all paths, perf_analyzer, in-process baselines) use ``sae bench``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,21 +47,25 @@ class Variant:
 
 PASSES = {
     # pass 1: from an empty dynamic_batching { } (1 instance, 2 ONNX Runtime threads), one change per variant
-    1: (Variant("no_dynamic_batching", dynamic_batching=False),
+    1: (
+        Variant("no_dynamic_batching", dynamic_batching=False),
         Variant("dynamic_batching_empty"),
         Variant("queue_delay_500us", max_queue_delay_us=500),
         Variant("queue_delay_2000us", max_queue_delay_us=2000),
         Variant("preferred_8_16", preferred_batch_sizes=(8, 16)),
         Variant("instances_2_threads_1", instances=2, intra_op_threads=1),
         Variant("instances_1_threads_1", intra_op_threads=1),
-        Variant("warmup_batch_1_8", warmup=True)),
+        Variant("warmup_batch_1_8", warmup=True),
+    ),
     # pass 2: from pass 1's best (2 instances of 1 thread), one change per variant again
-    2: (Variant("i2_t1", instances=2, intra_op_threads=1),
+    2: (
+        Variant("i2_t1", instances=2, intra_op_threads=1),
         Variant("i2_t1_queue_delay_500us", instances=2, intra_op_threads=1, max_queue_delay_us=500),
         Variant("i2_t1_queue_delay_2000us", instances=2, intra_op_threads=1, max_queue_delay_us=2000),
         Variant("i2_t1_preferred_8_16", instances=2, intra_op_threads=1, preferred_batch_sizes=(8, 16)),
         Variant("i3_t1", instances=3, intra_op_threads=1),
-        Variant("i2_t1_warmup", instances=2, intra_op_threads=1, warmup=True)),
+        Variant("i2_t1_warmup", instances=2, intra_op_threads=1, warmup=True),
+    ),
 }
 VARIANTS = PASSES[1]
 
@@ -109,8 +114,16 @@ def variant_repository(repo: Path, model: str, variants: tuple[Variant, ...], ou
             tensor = config.input[0]
             data = {"zero_data": True}  # as repository/configs.py: random bytes include NaN, which decode refuses
             for b in (1, 8):
-                config.model_warmup.append(pb.ModelWarmup(name=f"batch_{b}", batch_size=b, count=1, inputs={
-                    tensor.name: pb.ModelWarmup.Input(data_type=tensor.data_type, dims=tensor.dims, **data)}))
+                config.model_warmup.append(
+                    pb.ModelWarmup(
+                        name=f"batch_{b}",
+                        batch_size=b,
+                        count=1,
+                        inputs={
+                            tensor.name: pb.ModelWarmup.Input(data_type=tensor.data_type, dims=tensor.dims, **data)
+                        },
+                    )
+                )
         text = text_format.MessageToString(config, use_short_repeated_primitives=True)
         (out / name / "config.pbtxt").write_text(text)
         names[v.name] = name
@@ -132,8 +145,11 @@ def measure(url: str, names: dict[str, str], input_spec: tuple[str, str, list[in
 
     tensor_name, dtype, dims = input_spec
     rng = np.random.default_rng(0)
-    one = (rng.integers(0, 256, [1, *dims]).astype(np.uint8) if dtype == "UINT8"
-           else rng.normal(size=[1, *dims]).astype(np.float32))
+    one = (
+        rng.integers(0, 256, [1, *dims]).astype(np.uint8)
+        if dtype == "UINT8"
+        else rng.normal(size=[1, *dims]).astype(np.float32)
+    )
     clients = [grpcclient.InferenceServerClient(url) for _ in range(plan.concurrency)]
     samples = {v: Samples() for v in names}
     for v, model in names.items():  # the first request after load: what warmup is for
@@ -142,7 +158,7 @@ def measure(url: str, names: dict[str, str], input_spec: tuple[str, str, list[in
     per_client = plan.concurrent_requests // plan.rounds // plan.concurrency
     order = list(names.items())
     for r in range(plan.rounds):
-        for v, model in order[r % len(order):] + order[:r % len(order)]:  # rotated: no variant always goes first
+        for v, model in order[r % len(order) :] + order[: r % len(order)]:  # rotated: no variant always goes first
             s = samples[v]
             s.lone_ms += [_request(clients[0], model, tensor_name, dtype, one) for _ in range(lone)]
             lock = threading.Lock()
@@ -181,16 +197,22 @@ def measure(url: str, names: dict[str, str], input_spec: tuple[str, str, list[in
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sae.serving.triton import ServerConfig, TritonServer
     from sae.repository.validate import read_config
+    from sae.serving.triton import ServerConfig, TritonServer
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repo", type=Path, default=Path("model_repository"), help="an exported repository")
     p.add_argument("--model", default="decode", help="the python-flavour graph model to tune (decode or encode)")
     p.add_argument("--out", type=Path, default=None, help="JSON file for the figures")
     p.add_argument("--rounds", type=int, default=Plan.rounds)
-    p.add_argument("--pass", dest="pass_", type=int, choices=sorted(PASSES), default=1,
-                   help="1: one change from an empty dynamic_batching; 2: one change from pass 1's best")
+    p.add_argument(
+        "--pass",
+        dest="pass_",
+        type=int,
+        choices=sorted(PASSES),
+        default=1,
+        help="1: one change from an empty dynamic_batching; 2: one change from pass 1's best",
+    )
     p.add_argument("--lone-requests", type=int, default=Plan.lone_requests)
     args = p.parse_args(argv)
     config = read_config(args.repo / args.model / "config.pbtxt")
@@ -204,10 +226,20 @@ def main(argv: list[str] | None = None) -> int:
         with TritonServer(ServerConfig(repository=Path(tmp)), log_path=Path(tmp) / "server.log") as server:
             started = time.strftime("%Y-%m-%dT%H:%M:%S")
             figures = measure(server.grpc_url, names, spec, plan)
-    report = {"model": args.model, "repository": str(args.repo), "started": started, "pass": args.pass_,
-              "plan": {"lone_requests": plan.lone_requests, "concurrency": plan.concurrency,
-                       "concurrent_requests": plan.concurrent_requests, "rounds": plan.rounds},
-              "variants": {v.name: v.__dict__ for v in plan.variants}, "figures": figures}
+    report = {
+        "model": args.model,
+        "repository": str(args.repo),
+        "started": started,
+        "pass": args.pass_,
+        "plan": {
+            "lone_requests": plan.lone_requests,
+            "concurrency": plan.concurrency,
+            "concurrent_requests": plan.concurrent_requests,
+            "rounds": plan.rounds,
+        },
+        "variants": {v.name: v.__dict__ for v in plan.variants},
+        "figures": figures,
+    }
     text = json.dumps(report, indent=2, default=list)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 ``SAEClient`` / ``AsyncSAEClient`` are imported on first use, so that importing a sibling (``sae.clients.retry``)
 does not pull in gRPC; the batch jobs built on them are in ``sae.clients.jobs``.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

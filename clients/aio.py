@@ -6,6 +6,7 @@ Same methods, same checks, same request plans and errors; the parts of a split c
     async with AsyncSAEClient("127.0.0.1:8001") as client:
         latents, samples = await asyncio.gather(client.encode(images), client.sample(64, seed=0))
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,16 +19,28 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
-from sae.core import wire
-from sae.core.errors import InferenceError, ModelNotServedError, ServerUnavailableError
 from sae.clients.model_info import ModelInfo
-from sae.clients.request_plans import (Array, Request, check_images, check_latents, join_outputs, make_inputs,
-                                       plan_draws, plan_sample, plan_traverse, sample_limit, sample_outputs,
-                                       samples_from, split_rows)
+from sae.clients.request_plans import (
+    Array,
+    Request,
+    check_images,
+    check_latents,
+    join_outputs,
+    make_inputs,
+    plan_draws,
+    plan_sample,
+    plan_traverse,
+    sample_limit,
+    sample_outputs,
+    samples_from,
+    split_rows,
+)
 from sae.clients.results import HybridSamples, PriorSamples, Traversal
 from sae.clients.retry import RetryPolicy, call_with_retries_async, client_error
 from sae.clients.shm import ShmSlot, slot_sizes
 from sae.clients.triton_client import ClientBase
+from sae.core import wire
+from sae.core.errors import InferenceError, ModelNotServedError, ServerUnavailableError
 
 _T = TypeVar("_T")  # what one of the gathered coroutines returns
 
@@ -35,8 +48,15 @@ _T = TypeVar("_T")  # what one of the gathered coroutines returns
 class AsyncSAEClient(ClientBase):
     """asyncio client for one model set; see :class:`sae.clients.triton_client.SAEClient` for the arguments."""
 
-    def __init__(self, url: str = wire.DEFAULT_URL, model: str = "", timeout_s: float = 60.0,
-                 retry: RetryPolicy | None = None, shared_memory: bool = False, max_concurrency: int = 4):
+    def __init__(
+        self,
+        url: str = wire.DEFAULT_URL,
+        model: str = "",
+        timeout_s: float = 60.0,
+        retry: RetryPolicy | None = None,
+        shared_memory: bool = False,
+        max_concurrency: int = 4,
+    ):
         super().__init__(url, model, timeout_s, retry, shared_memory)
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -70,8 +90,9 @@ class AsyncSAEClient(ClientBase):
         deadline = loop.time() + timeout_s
         while loop.time() < deadline:
             try:
-                if await self._client.is_server_ready(client_timeout=1.0) and \
-                        await self._client.is_model_ready(served, client_timeout=1.0):
+                if await self._client.is_server_ready(client_timeout=1.0) and await self._client.is_model_ready(
+                    served, client_timeout=1.0
+                ):
                     return
             except InferenceServerException:
                 pass
@@ -82,9 +103,12 @@ class AsyncSAEClient(ClientBase):
 
     async def _info(self, served: str) -> ModelInfo:
         if served not in self._infos:
-            config = (await call_with_retries_async(
-                lambda timeout_s: self._client.get_model_config(served, as_json=True, client_timeout=timeout_s),
-                self._retrier(served)))["config"]
+            config = (
+                await call_with_retries_async(
+                    lambda timeout_s: self._client.get_model_config(served, as_json=True, client_timeout=timeout_s),
+                    self._retrier(served),
+                )
+            )["config"]
             self._remember(served, config)
         return self._infos[served]
 
@@ -159,8 +183,9 @@ class AsyncSAEClient(ClientBase):
 
         return await asyncio.gather(*(gated(c) for c in calls))
 
-    async def _batched(self, info: ModelInfo, input_name: str, array: Array,
-                       output_name: str) -> npt.NDArray[np.float32]:
+    async def _batched(
+        self, info: ModelInfo, input_name: str, array: Array, output_name: str
+    ) -> npt.NDArray[np.float32]:
         async def one(request: Request) -> dict[str, Array]:
             if self.shared_memory and info.max_batch_size > 0:
                 return {output_name: await self._send_shm(info, input_name, request[input_name], output_name)}
@@ -188,9 +213,16 @@ class AsyncSAEClient(ClientBase):
         info = await self.model_info(wire.RECONSTRUCT)
         return await self._batched(info, wire.IMAGE, check_images(info, images), wire.RECONSTRUCTION)
 
-    async def sample(self, n: int, seed: int = 0, base: npt.ArrayLike | None = None, mask: npt.ArrayLike | None = None,
-                     per_dimension: bool = False, draw: str | None = None,
-                     image_dtype: str = "float32") -> HybridSamples:
+    async def sample(
+        self,
+        n: int,
+        seed: int = 0,
+        base: npt.ArrayLike | None = None,
+        mask: npt.ArrayLike | None = None,
+        per_dimension: bool = False,
+        draw: str | None = None,
+        image_dtype: str = "float32",
+    ) -> HybridSamples:
         info = await self.model_info(wire.HYBRID_SAMPLE)
         outputs = sample_outputs(info, image_dtype)
         requests = plan_sample(info, await self.max_samples(), n, seed, base, mask, per_dimension, draw)
@@ -203,12 +235,16 @@ class AsyncSAEClient(ClientBase):
         parts = await self._gather(self._send(info.name, r, [wire.IMAGE, wire.LATENT]) for r in requests)
         out = join_outputs(parts)
         # FP32 images and latents, as the wire contract gives prior_sample's outputs
-        return PriorSamples(cast("npt.NDArray[np.float32]", out[wire.IMAGE]),
-                            cast("npt.NDArray[np.float32]", out[wire.LATENT]))
+        return PriorSamples(
+            cast("npt.NDArray[np.float32]", out[wire.IMAGE]), cast("npt.NDArray[np.float32]", out[wire.LATENT])
+        )
 
     async def traverse(self, latent: npt.ArrayLike, dimension: int, steps: int) -> Traversal:
         info = await self.model_info(wire.TRAVERSE)
         out = await self._send(info.name, plan_traverse(info, latent, dimension, steps), [wire.IMAGE, wire.LATENT])
         # FP32 images and latents, as the wire contract gives traverse's outputs
-        return Traversal(cast("npt.NDArray[np.float32]", out[wire.IMAGE]),
-                         cast("npt.NDArray[np.float32]", out[wire.LATENT]), int(dimension))
+        return Traversal(
+            cast("npt.NDArray[np.float32]", out[wire.IMAGE]),
+            cast("npt.NDArray[np.float32]", out[wire.LATENT]),
+            int(dimension),
+        )

@@ -4,6 +4,7 @@ explicit``), through Triton's repository API.
 A set is every served model of ``wire.ROLES`` under one export name. Loading goes leaves first (``wire.ROLES``'
 order), so an ensemble never loads before the models it calls; unloading goes ensembles first.
 """
+
 from __future__ import annotations
 
 import time
@@ -48,13 +49,17 @@ def _index(client: grpcclient.InferenceServerClient) -> list[IndexEntry]:
     return models
 
 
-def _wait_unloaded(client: grpcclient.InferenceServerClient, url: str, models: tuple[str, ...],
-                   timeout_s: float = UNLOAD_WAIT_S) -> None:
+def _wait_unloaded(
+    client: grpcclient.InferenceServerClient, url: str, models: tuple[str, ...], timeout_s: float = UNLOAD_WAIT_S
+) -> None:
     """Until none of ``models`` is READY or UNLOADING in the server's index (an unload request only starts it)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        busy = sorted(m.get("name", "") for m in _index(client)
-                      if m.get("name") in models and m.get("state") in ("READY", "UNLOADING"))
+        busy = sorted(
+            m.get("name", "")
+            for m in _index(client)
+            if m.get("name") in models and m.get("state") in ("READY", "UNLOADING")
+        )
         if not busy:
             return
         if time.monotonic() > deadline:
@@ -72,24 +77,30 @@ def change_sets(url: str, names: list[str] | None, load: bool) -> list[SetChange
         try:
             index = _index(client)
         except InferenceServerException as e:
-            raise ServerNotFoundError(f"no server at {url} ({e.message()}): start one with `sae serve "
-                                      "--model-control explicit`") from None
+            raise ServerNotFoundError(
+                f"no server at {url} ({e.message()}): start one with `sae serve --model-control explicit`"
+            ) from None
         targets = repository_sets(index) if names is None else names
         changes = []
         for name in targets:
             members = set_members(index, name)
             if not members:
                 listed = ", ".join(repr(s) for s in repository_sets(index)) or "none"
-                raise ModelNotServedError(f"no model set {name!r} in the repository of {url} (sets there: {listed})",
-                                          wire.served_name(name, wire.HYBRID_SAMPLE))
+                raise ModelNotServedError(
+                    f"no model set {name!r} in the repository of {url} (sets there: {listed})",
+                    wire.served_name(name, wire.HYBRID_SAMPLE),
+                )
             order = members if load else tuple(reversed(members))
             for served in order:
                 try:
                     client.load_model(served) if load else client.unload_model(served)
                 except InferenceServerException as e:
                     verb = "load" if load else "unload"
-                    hint = (" (the server must run with explicit model control: sae serve --model-control explicit)"
-                            if "explicit" in str(e.message()) or "polling" in str(e.message()) else "")
+                    hint = (
+                        " (the server must run with explicit model control: sae serve --model-control explicit)"
+                        if "explicit" in str(e.message()) or "polling" in str(e.message())
+                        else ""
+                    )
                     raise ModelControlError(f"could not {verb} {served} at {url}: {e.message()}{hint}") from None
             if not load:
                 _wait_unloaded(client, url, order)

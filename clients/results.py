@@ -1,4 +1,5 @@
 """What the sampling and traversal calls of the clients return (numpy arrays with names)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,4 +36,3 @@ class Traversal:
     # float32 [steps, D]: the start latent with `dimension` swept from its min to its max
     latents: npt.NDArray[np.float32]
     dimension: int
-

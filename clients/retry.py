@@ -1,6 +1,7 @@
 """Bounded, jittered retries of UNAVAILABLE and DEADLINE_EXCEEDED, and the client error each final gRPC error
 becomes (shared by the sync and asyncio clients): :func:`call_with_retries` and its asyncio twin
 :func:`call_with_retries_async` drive one call through the same :class:`Retrier` decisions."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +13,7 @@ from typing import TypeVar
 
 from tritonclient.utils import InferenceServerException
 
-from sae.core.errors import (ClientError, ClientTimeoutError, InferenceError, ModelNotServedError,
-                            ServerUnavailableError)
+from sae.core.errors import ClientError, ClientTimeoutError, InferenceError, ModelNotServedError, ServerUnavailableError
 
 _RETRYABLE = ("StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED")
 T = TypeVar("T")
@@ -34,7 +34,7 @@ class RetryPolicy:
             raise ValueError("RetryPolicy needs 0 <= initial_backoff_s <= max_backoff_s")
 
     def backoff_s(self, retry: int, rng: random.Random) -> float:
-        return rng.uniform(0.0, min(self.max_backoff_s, self.initial_backoff_s * 2 ** retry))
+        return rng.uniform(0.0, min(self.max_backoff_s, self.initial_backoff_s * 2**retry))
 
 
 class Retrier:
@@ -82,16 +82,21 @@ def _tries(n: int) -> str:
     return f"{n} try" if n == 1 else f"{n} tries"
 
 
-def client_error(error: InferenceServerException, model: str, url: str, tries: int = 1,
-                 timeout_s: float | None = None) -> ClientError:
+def client_error(
+    error: InferenceServerException, model: str, url: str, tries: int = 1, timeout_s: float | None = None
+) -> ClientError:
     status, message = str(error.status()), error.message() or str(error)
     if status == "StatusCode.UNAVAILABLE":
         return ServerUnavailableError(f"{model}: server at {url} unavailable after {_tries(tries)}: {message}")
     if status == "StatusCode.DEADLINE_EXCEEDED":
-        return ClientTimeoutError(f"{model}: no answer from {url} within the {timeout_s:g} s timeout "
-                                  f"({_tries(tries)}): {message}")
+        return ClientTimeoutError(
+            f"{model}: no answer from {url} within the {timeout_s:g} s timeout ({_tries(tries)}): {message}"
+        )
     if status == "StatusCode.NOT_FOUND" or "unknown model" in message:
-        return ModelNotServedError(f"{model}: not served at {url} ({message}); check the client's model= prefix "
-                                   "and that `sae export --name` wrote it", model, status)
+        return ModelNotServedError(
+            f"{model}: not served at {url} ({message}); check the client's model= prefix "
+            "and that `sae export --name` wrote it",
+            model,
+            status,
+        )
     return InferenceError(f"{model}: server at {url} refused the request: {message}", model, status)
-

@@ -1,4 +1,5 @@
 """System shared-memory slots through which a client moves large batches instead of the gRPC message."""
+
 from __future__ import annotations
 
 import itertools
@@ -25,11 +26,13 @@ class ShmSlot:
         tag = f"sae_{os.getpid()}_{id(self):x}_{next(self._ids)}"
         self.input_name, self.output_name = f"{tag}_in", f"{tag}_out"
         self.input_bytes, self.output_bytes = input_bytes, output_bytes
-        self.input = shm.create_shared_memory_region(self.input_name, f"/{self.input_name}", input_bytes,
-                                                     create_only=True)
+        self.input = shm.create_shared_memory_region(
+            self.input_name, f"/{self.input_name}", input_bytes, create_only=True
+        )
         try:
-            self.output = shm.create_shared_memory_region(self.output_name, f"/{self.output_name}", output_bytes,
-                                                          create_only=True)
+            self.output = shm.create_shared_memory_region(
+                self.output_name, f"/{self.output_name}", output_bytes, create_only=True
+            )
         except Exception:
             shm.destroy_shared_memory_region(self.input)
             raise
@@ -37,8 +40,10 @@ class ShmSlot:
 
     def registrations(self) -> list[tuple[str, str, int]]:
         """(name, key, byte size) for ``register_system_shared_memory``."""
-        return [(self.input_name, f"/{self.input_name}", self.input_bytes),
-                (self.output_name, f"/{self.output_name}", self.output_bytes)]
+        return [
+            (self.input_name, f"/{self.input_name}", self.input_bytes),
+            (self.output_name, f"/{self.output_name}", self.output_bytes),
+        ]
 
     def inputs(self, input_name: str, array: npt.NDArray[np.generic]) -> list[grpcclient.InferInput]:
         self._shm.set_shared_memory_region(self.input, [np.ascontiguousarray(array)])
@@ -100,4 +105,3 @@ def slot_sizes(info: ModelInfo, input_name: str, output_name: str) -> tuple[int,
         return info.max_batch_size * int(np.prod(spec.dims)) * np.dtype(triton_to_np_dtype(spec.datatype)).itemsize
 
     return nbytes(info.inputs[input_name]), nbytes(info.outputs[output_name])
-

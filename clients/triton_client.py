@@ -17,6 +17,7 @@ every call here is idempotent) is retried with bounded, jittered backoff inside 
 (``clients/request_plans.py``), the retries (``clients/retry.py``), the shared-memory slots (``clients/shm.py``)
 and :class:`ClientBase` of this module.
 """
+
 from __future__ import annotations
 
 import random
@@ -29,15 +30,27 @@ import numpy.typing as npt
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from sae.core import wire
-from sae.core.errors import ClientError, InferenceError, ModelNotReadyError, ModelNotServedError, ServerNotFoundError
 from sae.clients.model_info import ModelInfo
-from sae.clients.request_plans import (Array, Request, check_images, check_latents, join_outputs, make_inputs,
-                                       plan_draws, plan_sample, plan_traverse, sample_limit, sample_outputs,
-                                       samples_from, split_rows)
+from sae.clients.request_plans import (
+    Array,
+    Request,
+    check_images,
+    check_latents,
+    join_outputs,
+    make_inputs,
+    plan_draws,
+    plan_sample,
+    plan_traverse,
+    sample_limit,
+    sample_outputs,
+    samples_from,
+    split_rows,
+)
 from sae.clients.results import HybridSamples, PriorSamples, Traversal
 from sae.clients.retry import Retrier, RetryPolicy, call_with_retries, client_error
 from sae.clients.shm import ShmPool, ShmSlot, slot_sizes
+from sae.core import wire
+from sae.core.errors import ClientError, InferenceError, ModelNotReadyError, ModelNotServedError, ServerNotFoundError
 
 
 def channel_args() -> list[tuple[str, int]]:
@@ -48,16 +61,17 @@ def channel_args() -> list[tuple[str, int]]:
     from tritonclient.grpc._client import MAX_GRPC_MESSAGE_SIZE, KeepAliveOptions
 
     keepalive = KeepAliveOptions()
-    return [("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
-            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
-            ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
-            ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
-            ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
-            ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
-            ("grpc.default_compression_algorithm", 0),  # grpc_compression_algorithm GRPC_COMPRESS_NONE
-            ("grpc.enable_http_proxy", 0),
-            ("grpc.http2.bdp_probe", 0)]
-
+    return [
+        ("grpc.max_send_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.default_compression_algorithm", 0),  # grpc_compression_algorithm GRPC_COMPRESS_NONE
+        ("grpc.enable_http_proxy", 0),
+        ("grpc.http2.bdp_probe", 0),
+    ]
 
 
 # --------------------------------------------------------------------------------------------------- the client
@@ -73,8 +87,10 @@ def is_connection_refused(error: InferenceServerException) -> bool:
 
 
 def no_server_error(url: str) -> ServerNotFoundError:
-    return ServerNotFoundError(f"no server at {url} (connection refused): start one with `sae serve --repo "
-                               "model_repository` or give the address of a running one (--url)")
+    return ServerNotFoundError(
+        f"no server at {url} (connection refused): start one with `sae serve --repo "
+        "model_repository` or give the address of a running one (--url)"
+    )
 
 
 def served_sets(model_names: Sequence[str]) -> set[str]:
@@ -85,8 +101,14 @@ def served_sets(model_names: Sequence[str]) -> set[str]:
 class ClientBase:
     """What the sync and asyncio clients share: names, cached model configurations, the retry policy."""
 
-    def __init__(self, url: str = wire.DEFAULT_URL, model: str = "", timeout_s: float = 60.0,
-                 retry: RetryPolicy | None = None, shared_memory: bool = False):
+    def __init__(
+        self,
+        url: str = wire.DEFAULT_URL,
+        model: str = "",
+        timeout_s: float = 60.0,
+        retry: RetryPolicy | None = None,
+        shared_memory: bool = False,
+    ):
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         self.url = url
@@ -126,8 +148,14 @@ class SAEClient(ClientBase):
     message (the server must be on this host). Thread-safe: one client can serve many threads.
     """
 
-    def __init__(self, url: str = wire.DEFAULT_URL, model: str = "", timeout_s: float = 60.0,
-                 retry: RetryPolicy | None = None, shared_memory: bool = False):
+    def __init__(
+        self,
+        url: str = wire.DEFAULT_URL,
+        model: str = "",
+        timeout_s: float = 60.0,
+        retry: RetryPolicy | None = None,
+        shared_memory: bool = False,
+    ):
         super().__init__(url, model, timeout_s, retry, shared_memory)
         self._client = grpcclient.InferenceServerClient(url, channel_args=channel_args())
 
@@ -154,7 +182,8 @@ class SAEClient(ClientBase):
         self.close()
 
     def wait_ready(self, timeout_s: float = 60.0, role: str = wire.HYBRID_SAMPLE) -> None:
-        """Wait until the set's ``role`` model is ready. Raises at once what waiting cannot mend: ServerNotFoundError (nothing
+        """Wait until the set's ``role`` model is ready. Raises at once what waiting cannot mend: ServerNotFoundError
+        (nothing
         listens at the address) and ModelNotServedError (the repository has no such model, it failed to load, or it
         is unloaded under explicit model control); ModelNotReadyError after ``timeout_s`` while it is still loading."""
         served = self.served_name(role)
@@ -170,8 +199,10 @@ class SAEClient(ClientBase):
                     raise no_server_error(self.url) from None
                 state = f"the server did not answer ({e.message()})"
             if time.monotonic() >= deadline:
-                raise ModelNotReadyError(f"{served} at {self.url} not ready after {timeout_s:g} s ({state}): the "
-                                         "server is still starting or loading it; wait and retry, or read its log")
+                raise ModelNotReadyError(
+                    f"{served} at {self.url} not ready after {timeout_s:g} s ({state}): the "
+                    "server is still starting or loading it; wait and retry, or read its log"
+                )
             time.sleep(0.2)
 
     def _readiness(self, served: str) -> str:
@@ -183,18 +214,23 @@ class SAEClient(ClientBase):
         if not entries:
             sets = sorted(served_sets([m.get("name", "") for m in index]))
             listed = ", ".join(repr(name) for name in sets) or "none"
-            raise ModelNotServedError(f"{served} is not served at {self.url} (model sets there: {listed}): pass "
-                                      "the set's name (--model NAME; '' is the unprefixed set) or export it with "
-                                      "`sae export RUN --name NAME`", served)
+            raise ModelNotServedError(
+                f"{served} is not served at {self.url} (model sets there: {listed}): pass "
+                "the set's name (--model NAME; '' is the unprefixed set) or export it with "
+                "`sae export RUN --name NAME`",
+                served,
+            )
         states = {m.get("state", "") for m in entries}
         if READY in states:
             return READY if self._client.is_model_ready(served, client_timeout=1.0) else "loaded, warming up"
         reason = "; ".join(m.get("reason", "") for m in entries if m.get("reason"))
         if "UNAVAILABLE" in states and reason:
             set_arg = self.model or "''"
-            step = (f"load it (`sae load {set_arg}`), or serve without explicit model control"
-                    if "unloaded" in reason
-                    else "fix the model and restart the server; `sae validate --repo REPO` checks the repository")
+            step = (
+                f"load it (`sae load {set_arg}`), or serve without explicit model control"
+                if "unloaded" in reason
+                else "fix the model and restart the server; `sae validate --repo REPO` checks the repository"
+            )
             raise ModelNotServedError(f"{served} at {self.url} is not loaded ({reason}): {step}", served)
         return f"state {'/'.join(sorted(states)) or 'unknown'}{': ' + reason if reason else ''}"
 
@@ -204,7 +240,8 @@ class SAEClient(ClientBase):
         if served not in self._infos:
             config = call_with_retries(
                 lambda timeout_s: self._client.get_model_config(served, as_json=True, client_timeout=timeout_s),
-                self._retrier(served))["config"]
+                self._retrier(served),
+            )["config"]
             self._remember(served, config)
         return self._infos[served]
 
@@ -268,8 +305,12 @@ class SAEClient(ClientBase):
         try:
             retrier = self._retrier(info.name)
             inputs, outputs = slot.inputs(input_name, array), slot.outputs(output_name)
-            return call_with_retries(lambda timeout_s: slot.read(
-                self._client.infer(info.name, inputs, outputs=outputs, client_timeout=timeout_s), output_name), retrier)
+            return call_with_retries(
+                lambda timeout_s: slot.read(
+                    self._client.infer(info.name, inputs, outputs=outputs, client_timeout=timeout_s), output_name
+                ),
+                retrier,
+            )
         finally:
             self._shm.give_back(slot)
 
@@ -307,8 +348,16 @@ class SAEClient(ClientBase):
         info = self.model_info(wire.RECONSTRUCT)
         return self._batched(info, wire.IMAGE, check_images(info, images), wire.RECONSTRUCTION)
 
-    def sample(self, n: int, seed: int = 0, base: npt.ArrayLike | None = None, mask: npt.ArrayLike | None = None,
-               per_dimension: bool = False, draw: str | None = None, image_dtype: str = "float32") -> HybridSamples:
+    def sample(
+        self,
+        n: int,
+        seed: int = 0,
+        base: npt.ArrayLike | None = None,
+        mask: npt.ArrayLike | None = None,
+        per_dimension: bool = False,
+        draw: str | None = None,
+        image_dtype: str = "float32",
+    ) -> HybridSamples:
         """``n`` hybrid samples; the same arguments give the same samples.
 
         ``draw``: ``"independent"`` (default: each variable from its own uniform choice of stored latent, with
@@ -332,13 +381,17 @@ class SAEClient(ClientBase):
         requests = plan_draws(info, self.max_samples(wire.PRIOR_SAMPLE), n, seed)
         out = join_outputs([self._send(info.name, r, [wire.IMAGE, wire.LATENT]) for r in requests])
         # FP32 images and latents, as the wire contract gives prior_sample's outputs
-        return PriorSamples(cast("npt.NDArray[np.float32]", out[wire.IMAGE]),
-                            cast("npt.NDArray[np.float32]", out[wire.LATENT]))
+        return PriorSamples(
+            cast("npt.NDArray[np.float32]", out[wire.IMAGE]), cast("npt.NDArray[np.float32]", out[wire.LATENT])
+        )
 
     def traverse(self, latent: npt.ArrayLike, dimension: int, steps: int) -> Traversal:
         """``steps`` latents equal to ``latent`` but for ``dimension``, swept over its range in the training set."""
         info = self.model_info(wire.TRAVERSE)
         out = self._send(info.name, plan_traverse(info, latent, dimension, steps), [wire.IMAGE, wire.LATENT])
         # FP32 images and latents, as the wire contract gives traverse's outputs
-        return Traversal(cast("npt.NDArray[np.float32]", out[wire.IMAGE]),
-                         cast("npt.NDArray[np.float32]", out[wire.LATENT]), int(dimension))
+        return Traversal(
+            cast("npt.NDArray[np.float32]", out[wire.IMAGE]),
+            cast("npt.NDArray[np.float32]", out[wire.LATENT]),
+            int(dimension),
+        )

@@ -5,6 +5,7 @@ caller writes it by any means (``open``, ``h5py.File``, ``torch.save``, ``onnx.s
 fsynced, renamed over ``path`` and the directory fsynced; on any error the temporary file is removed and ``path``
 is left as it was. Torch-free, so the client and the training side share it.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -11,6 +11,7 @@ Layout: datasets ``latents`` float32 [N, D], ``variable_of_dim`` int64 [D], ``so
 ``dim_min`` / ``dim_max`` float32 [D], optional ``prior_mean`` / ``prior_std`` float32 [D]; attributes ``seed``,
 ``model_name``, ``data_sha256``, ``checkpoint_sha256``, ``checkpoint_step``, ``num_train_images``.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from sae.core.errors import SAEError
 
 BANK_FILE = "bank.h5"  # in the version folder of each model that reads the bank
@@ -76,7 +78,7 @@ class BankFile:
                 f.attrs[key] = getattr(self, key)
 
     @classmethod
-    def read(cls, path: str | os.PathLike[str]) -> "BankFile":
+    def read(cls, path: str | os.PathLike[str]) -> BankFile:
         """Read a bank, checking each array's declared shape and dtype before reading it (a file may declare
         sizes far beyond what it holds); BankFileError names the file and the array or attribute at fault."""
         import h5py
@@ -94,25 +96,49 @@ class BankFile:
         missing = sorted(set(ATTRIBUTES) - set(attrs))
         if missing:
             raise BankFileError(f"{path} lacks the attributes {missing}: re-export the model with `sae export`")
-        return cls(arrays["latents"], arrays["variable_of_dim"], arrays["source_indices"], int(attrs["seed"]),
-                   str(attrs["model_name"]), arrays["dim_min"], arrays["dim_max"], str(attrs["data_sha256"]),
-                   str(attrs["checkpoint_sha256"]), int(attrs["checkpoint_step"]), int(attrs["num_train_images"]),
-                   arrays.get("prior_mean"), arrays.get("prior_std"))
+        return cls(
+            arrays["latents"],
+            arrays["variable_of_dim"],
+            arrays["source_indices"],
+            int(attrs["seed"]),
+            str(attrs["model_name"]),
+            arrays["dim_min"],
+            arrays["dim_max"],
+            str(attrs["data_sha256"]),
+            str(attrs["checkpoint_sha256"]),
+            int(attrs["checkpoint_step"]),
+            int(attrs["num_train_images"]),
+            arrays.get("prior_mean"),
+            arrays.get("prior_std"),
+        )
 
 
 def check_layout(path: str | os.PathLike[str], layout: dict[str, tuple[tuple[int, ...], np.dtype[Any]]]) -> None:
     """BankFileError unless the declared shapes and dtypes (``{dataset: (shape, dtype)}``) are those of a bank of
     sane size."""
     shape, dtype = layout["latents"]
-    if len(shape) != 2 or not (1 <= shape[0] <= MAX_BANK_LATENTS and 1 <= shape[1] <= MAX_LATENT_DIM) \
-            or dtype.kind != "f":
-        raise BankFileError(f"{path}: latents must be float [N, D] with N in 1..{MAX_BANK_LATENTS} and D in "
-                            f"1..{MAX_LATENT_DIM}, the file declares {dtype} {list(shape)}")
+    if (
+        len(shape) != 2
+        or not (1 <= shape[0] <= MAX_BANK_LATENTS and 1 <= shape[1] <= MAX_LATENT_DIM)
+        or dtype.kind != "f"
+    ):
+        raise BankFileError(
+            f"{path}: latents must be float [N, D] with N in 1..{MAX_BANK_LATENTS} and D in "
+            f"1..{MAX_LATENT_DIM}, the file declares {dtype} {list(shape)}"
+        )
     n, dim = shape
-    wanted = {"variable_of_dim": ((dim,), "iu"), "source_indices": ((n,), "iu"), "dim_min": ((dim,), "f"),
-              "dim_max": ((dim,), "f"), "prior_mean": ((dim,), "f"), "prior_std": ((dim,), "f")}
+    wanted = {
+        "variable_of_dim": ((dim,), "iu"),
+        "source_indices": ((n,), "iu"),
+        "dim_min": ((dim,), "f"),
+        "dim_max": ((dim,), "f"),
+        "prior_mean": ((dim,), "f"),
+        "prior_std": ((dim,), "f"),
+    }
     for key, (want_shape, kinds) in wanted.items():
         if key in layout and (layout[key][0] != want_shape or layout[key][1].kind not in kinds):
-            raise BankFileError(f"{path}: {key} must be {'float' if kinds == 'f' else 'integer'} "
-                                f"{list(want_shape)} (latents are {list(shape)}), the file declares "
-                                f"{layout[key][1]} {list(layout[key][0])}")
+            raise BankFileError(
+                f"{path}: {key} must be {'float' if kinds == 'f' else 'integer'} "
+                f"{list(want_shape)} (latents are {list(shape)}), the file declares "
+                f"{layout[key][1]} {list(layout[key][0])}"
+            )

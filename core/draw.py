@@ -24,6 +24,7 @@ The draw modes (the counter is the group index: a variable, or a dimension in ``
   sample come from different stored vectors (needs N >= number of groups), each k-subset in each order equally
   likely up to the bias above.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -93,8 +94,9 @@ def bounded(h: npt.ArrayLike, n: npt.ArrayLike) -> npt.NDArray[np.int64]:
     return index
 
 
-def source_index(seed: int, num_samples: int, num_groups: int, num_stored: int,
-                 mode: str = INDEPENDENT) -> npt.NDArray[np.int64]:
+def source_index(
+    seed: int, num_samples: int, num_groups: int, num_stored: int, mode: str = INDEPENDENT
+) -> npt.NDArray[np.int64]:
     """int64 [num_samples, num_groups]: the stored vector each group of each sample comes from."""
     if mode not in DRAW_MODES:
         raise DrawError(f"draw mode must be one of {', '.join(DRAW_MODES)}, got {mode!r}")
@@ -106,8 +108,10 @@ def source_index(seed: int, num_samples: int, num_groups: int, num_stored: int,
     if mode != DISTINCT:
         return bounded(hashes, num_stored)
     if num_groups > num_stored:
-        raise DrawError(f"the distinct draw needs at least as many stored latents as variables ({num_groups}); "
-                        f"the bank has {num_stored}")
+        raise DrawError(
+            f"the distinct draw needs at least as many stored latents as variables ({num_groups}); "
+            f"the bank has {num_stored}"
+        )
     order = np.broadcast_to(np.arange(num_stored, dtype=np.int64), (num_samples, num_stored)).copy()
     rows = np.arange(num_samples)
     for g in range(num_groups):

@@ -2,6 +2,7 @@
 
 Every client message names the model (the full served name, prefix included) and, where one is at fault, the input.
 """
+
 from __future__ import annotations
 
 

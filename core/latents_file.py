@@ -13,13 +13,15 @@ The file is created complete (every dataset at full size, storage allocated up f
 that only raw bytes of the preallocated contiguous datasets are overwritten, never HDF5 metadata, so a writer killed
 at any moment leaves a readable file.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypedDict
+from typing import Any, TypedDict
 
 import h5py
 import numpy as np
@@ -58,8 +60,13 @@ class LatentsIdentity(TypedDict):
 
 def identity_of(model: str, data: ImageSource, source_fingerprint: str) -> LatentsIdentity:
     """What a latents file records to tell its input and model from others (checked on resume and merge)."""
-    return {"format": FORMAT, "model": model, "source_images": len(data),
-            "source_fingerprint": source_fingerprint, "image_shape": list(data.shape[1:])}
+    return {
+        "format": FORMAT,
+        "model": model,
+        "source_images": len(data),
+        "source_fingerprint": source_fingerprint,
+        "image_shape": list(data.shape[1:]),
+    }
 
 
 def check_identity(path: Path, found: Mapping[str, object], wanted: Mapping[str, object]) -> None:
@@ -74,8 +81,11 @@ def check_identity(path: Path, found: Mapping[str, object], wanted: Mapping[str,
             differs.append(f"{key}: file has {have!r}, this run {value!r}")
     if differs:
         source = found.get("source_path", "?")
-        raise EncodeInputError(f"{path} belongs to another encoding (of {source}, model {found.get('model', '?')!r}): "
-                             + "; ".join(differs) + ". Remove it or choose another --out; nothing was changed.")
+        raise EncodeInputError(
+            f"{path} belongs to another encoding (of {source}, model {found.get('model', '?')!r}): "
+            + "; ".join(differs)
+            + ". Remove it or choose another --out; nothing was changed."
+        )
 
 
 @dataclass(frozen=True)
@@ -97,15 +107,18 @@ def label_column(data: ImageSource) -> LabelColumn | None:
     return None
 
 
-def latents_attrs(identity: Mapping[str, object], source_path: Path,
-                  probe_latent: npt.ArrayLike) -> dict[str, object]:
+def latents_attrs(identity: Mapping[str, object], source_path: Path, probe_latent: npt.ArrayLike) -> dict[str, object]:
     """The attributes of a latents file, in the order they are written."""
-    return {**identity, "source_path": str(Path(source_path).resolve()),
-            "probe_latent": np.asarray(probe_latent, np.float32)}
+    return {
+        **identity,
+        "source_path": str(Path(source_path).resolve()),
+        "probe_latent": np.asarray(probe_latent, np.float32),
+    }
 
 
-def write_latents_layout(path: Path, attrs: Mapping[str, object], rows: int, dim: int, labels: LabelColumn | None,
-                         first_row: int = 0) -> None:
+def write_latents_layout(
+    path: Path, attrs: Mapping[str, object], rows: int, dim: int, labels: LabelColumn | None, first_row: int = 0
+) -> None:
     """An HDF5 file of ``rows`` latents in the layout of the module docstring, written at ``path``: the attributes,
     ``latents`` (NaN) and ``committed`` (0) allocated at full size, and the labels of dataset rows
     ``first_row .. first_row + rows - 1`` copied in.
@@ -128,8 +141,9 @@ def write_latents_layout(path: Path, attrs: Mapping[str, object], rows: int, dim
                 column.attrs["factor_names"] = list(labels.factor_names)
 
 
-def create_latents_file(path: Path, attrs: Mapping[str, object], rows: int, dim: int,
-                        labels: LabelColumn | None) -> None:
+def create_latents_file(
+    path: Path, attrs: Mapping[str, object], rows: int, dim: int, labels: LabelColumn | None
+) -> None:
     """:func:`write_latents_layout` under a temporary name, then renamed to ``path``: creation is atomic."""
     with atomic_write(path) as tmp:
         write_latents_layout(tmp, attrs, rows, dim, labels)
@@ -174,7 +188,7 @@ class RawDatasets:
     def sync(self) -> None:
         os.fdatasync(self.fd)
 
-    def __enter__(self) -> "RawDatasets":
+    def __enter__(self) -> RawDatasets:
         return self
 
     def __exit__(self, *exc: object) -> None:

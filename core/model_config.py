@@ -1,5 +1,6 @@
 """A model's ``config.pbtxt``, parsed with Triton's own protobuf definitions (``tritonclient.grpc.model_config_pb2``);
 torch-free, for ``sae validate`` and the in-process benchmark alike."""
+
 from __future__ import annotations
 
 from pathlib import Path

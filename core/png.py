@@ -57,8 +57,9 @@ def write_png(path: str | os.PathLike[str], image_uint8_hwc: npt.NDArray[np.uint
     write_bytes_atomic(path, encode_png(image_uint8_hwc))
 
 
-def image_grid(images_nhwc_uint8: npt.NDArray[np.uint8], ncols: int, pad: int = 2,
-               pad_value: int = 255) -> npt.NDArray[np.uint8]:
+def image_grid(
+    images_nhwc_uint8: npt.NDArray[np.uint8], ncols: int, pad: int = 2, pad_value: int = 255
+) -> npt.NDArray[np.uint8]:
     """Tile N images (N×H×W×C uint8, or N×H×W) into one H'×W'×C uint8 image, row-major.
 
     ``pad`` pixels of ``pad_value`` separate the tiles and frame the grid; missing cells in the last row stay

@@ -8,6 +8,7 @@
 ``initial`` counts work done before this run (a resumed job): the bar starts there and the rate counts only what
 this run does. tqdm has no dependencies of its own and is a core dependency of the package.
 """
+
 from __future__ import annotations
 
 import sys
@@ -41,8 +42,9 @@ class ProgressDisplay(Protocol):
 
     def __enter__(self) -> Self: ...
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None,
-                 /) -> None: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None, /
+    ) -> None: ...
 
 
 class _NoBar:
@@ -81,8 +83,9 @@ class _LineMeter(_NoBar):
 
     def line(self, now: float | None = None) -> str:
         elapsed = (now if now is not None else time.monotonic()) - self.started
-        return tqdm.format_meter(self.n, self.total, elapsed, prefix=self.desc, unit=f" {self.unit}",
-                                 initial=self.initial, ncols=0)
+        return tqdm.format_meter(
+            self.n, self.total, elapsed, prefix=self.desc, unit=f" {self.unit}", initial=self.initial, ncols=0
+        )
 
     def update(self, count: int = 1) -> None:
         self.update_to(self.n + count)
@@ -119,15 +122,21 @@ class _Bar(_Tqdm):
         tqdm.write(text, file=self.fp)
 
 
-def progress_bar(total: int, desc: str, unit: str = "it", enabled: bool = True, stream: TextIO | None = None,
-                 initial: int = 0, log_every_s: float | None = None) -> ProgressDisplay:
+def progress_bar(
+    total: int,
+    desc: str,
+    unit: str = "it",
+    enabled: bool = True,
+    stream: TextIO | None = None,
+    initial: int = 0,
+    log_every_s: float | None = None,
+) -> ProgressDisplay:
     """A progress display of ``total`` steps on ``stream`` (stderr); see the module docstring for which one."""
     stream = stream or sys.stderr
     if not enabled:
         return _NoBar()
     if getattr(stream, "isatty", lambda: False)():
-        return _Bar(total=total, desc=desc, unit=unit, file=stream, dynamic_ncols=True, leave=False,
-                    initial=initial)
+        return _Bar(total=total, desc=desc, unit=unit, file=stream, dynamic_ncols=True, leave=False, initial=initial)
     if log_every_s is not None:
         return _LineMeter(total, desc, unit, stream, log_every_s, initial)
     return _NoBar()

@@ -4,6 +4,7 @@ TOML and JSON carry their own types (``steps = "100"`` is a string), and a froze
 given, so a wrong type would only fail later, deep inside training or the grid, as a raw ``TypeError``. Checking each
 value against its field's annotation refuses it at the file, with the key and the expected type named.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, Union
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_hints(cls: type) -> dict[str, Any]:
     """The resolved annotations of dataclass ``cls``'s fields (string annotations evaluated in its module)."""
     hints = typing.get_type_hints(cls)
@@ -55,8 +56,9 @@ def matches(value: Any, hint: Any) -> bool:
         return len(args) == len(value) and all(matches(v, a) for v, a in zip(value, args))
     if origin is dict:
         key_hint, value_hint = args or (Any, Any)
-        return isinstance(value, dict) and all(matches(k, key_hint) and matches(v, value_hint)
-                                               for k, v in value.items())
+        return isinstance(value, dict) and all(
+            matches(k, key_hint) and matches(v, value_hint) for k, v in value.items()
+        )
     if dataclasses.is_dataclass(hint):
         return isinstance(value, (dict, typing.cast(type, hint)))  # an annotation that is a dataclass is its class
     if isinstance(hint, type):

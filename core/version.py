@@ -3,6 +3,7 @@
 Versions follow semantic versioning (CHANGELOG.md lists the releases). This is the one place the number is written:
 pyproject.toml reads it, and so do ``sae.__version__``, ``sae --version``, the model card and the experiment cells.
 """
+
 from __future__ import annotations
 
 import subprocess

@@ -9,6 +9,7 @@ Shape rules are the config's ``dims`` written with symbols: ``H`` the image side
 dimension, ``K`` the number of variables of the bank's partition, ``N`` a variable axis (``-1``: the sample count,
 the traversal's steps or the groups of SOURCE_INDEX). A batching role (``batched``) leaves the batch axis out.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -63,6 +64,7 @@ def is_loopback(host: str) -> bool:
     except ValueError:
         return False
 
+
 DEFAULT_MAX_SAMPLES = 256  # NUM_SAMPLES ceiling of hybrid_sample and prior_sample when a config does not say
 MAX_SAMPLES_PER_CALL = 1 << 20  # one client call's ceiling: a million 64x64 images is already 47 GiB of float32
 TRAVERSE_STEPS = (2, 64)  # STEPS range when the traverse config's min_steps/max_steps do not say
@@ -87,10 +89,17 @@ class RoleTensors:
 
 _IMAGE_HWC = ("H", "H", 3)
 _COUNT_AND_SEED = (Tensor(NUM_SAMPLES, "TYPE_INT64", (1,)), Tensor(SEED, "TYPE_INT64", (1,)))
-_HYBRID_CONTROLS = (Tensor(PER_DIMENSION, "TYPE_BOOL", (1,), True), Tensor(DRAW, "TYPE_STRING", (1,), True),
-                    Tensor(BASE, "TYPE_FP32", ("N", "D"), True), Tensor(MASK, "TYPE_BOOL", ("K",), True))
-_HYBRID_DRAW = (Tensor(LATENT, "TYPE_FP32", ("N", "D")), Tensor(SOURCE_INDEX, "TYPE_INT64", ("N", "N")),
-                Tensor(DRAW_MODE, "TYPE_STRING", (1,)))
+_HYBRID_CONTROLS = (
+    Tensor(PER_DIMENSION, "TYPE_BOOL", (1,), True),
+    Tensor(DRAW, "TYPE_STRING", (1,), True),
+    Tensor(BASE, "TYPE_FP32", ("N", "D"), True),
+    Tensor(MASK, "TYPE_BOOL", ("K",), True),
+)
+_HYBRID_DRAW = (
+    Tensor(LATENT, "TYPE_FP32", ("N", "D")),
+    Tensor(SOURCE_INDEX, "TYPE_INT64", ("N", "N")),
+    Tensor(DRAW_MODE, "TYPE_STRING", (1,)),
+)
 _IMAGES = Tensor(IMAGE, "TYPE_FP32", ("N", *_IMAGE_HWC))
 _IMAGES_U8 = Tensor(IMAGE_U8, "TYPE_UINT8", ("N", *_IMAGE_HWC))
 _PRIOR_DRAW = (Tensor(LATENT, "TYPE_FP32", ("N", "D")),)
@@ -99,13 +108,16 @@ _PRIOR_DRAW = (Tensor(LATENT, "TYPE_FP32", ("N", "D")),)
 ROLE_TENSORS: dict[str, RoleTensors] = {
     ENCODE: RoleTensors((Tensor(IMAGE, "TYPE_UINT8", _IMAGE_HWC),), (Tensor(LATENT, "TYPE_FP32", ("D",)),), True),
     DECODE: RoleTensors((Tensor(LATENT, "TYPE_FP32", ("D",)),), (Tensor(IMAGE, "TYPE_FP32", _IMAGE_HWC),), True),
-    RECONSTRUCT: RoleTensors((Tensor(IMAGE, "TYPE_UINT8", _IMAGE_HWC),),
-                             (Tensor(RECONSTRUCTION, "TYPE_FP32", _IMAGE_HWC),), True),
+    RECONSTRUCT: RoleTensors(
+        (Tensor(IMAGE, "TYPE_UINT8", _IMAGE_HWC),), (Tensor(RECONSTRUCTION, "TYPE_FP32", _IMAGE_HWC),), True
+    ),
     SAMPLER: RoleTensors(_COUNT_AND_SEED + _HYBRID_CONTROLS, _HYBRID_DRAW, False),
     PRIOR_SAMPLER: RoleTensors(_COUNT_AND_SEED, _PRIOR_DRAW, False),
-    TRAVERSE: RoleTensors((Tensor(LATENT, "TYPE_FP32", ("D",)), Tensor(DIMENSION, "TYPE_INT64", (1,)),
-                           Tensor(STEPS, "TYPE_INT64", (1,))), (_IMAGES, Tensor(LATENT, "TYPE_FP32", ("N", "D"))),
-                          False),
+    TRAVERSE: RoleTensors(
+        (Tensor(LATENT, "TYPE_FP32", ("D",)), Tensor(DIMENSION, "TYPE_INT64", (1,)), Tensor(STEPS, "TYPE_INT64", (1,))),
+        (_IMAGES, Tensor(LATENT, "TYPE_FP32", ("N", "D"))),
+        False,
+    ),
     HYBRID_SAMPLE: RoleTensors(_COUNT_AND_SEED + _HYBRID_CONTROLS, (_IMAGES, _IMAGES_U8) + _HYBRID_DRAW, False),
     PRIOR_SAMPLE: RoleTensors(_COUNT_AND_SEED, (_IMAGES,) + _PRIOR_DRAW, False),
 }
@@ -151,7 +163,7 @@ def set_of(served: str) -> str | None:
         if served == role:
             return ""
         if served.endswith("_" + role):
-            return served[:-len(role) - 1]
+            return served[: -len(role) - 1]
     return None
 
 

@@ -8,5 +8,14 @@ server) is imported by whoever runs it.
 from .disentanglement import dci, evaluate_all, irs, mig, modularity_explicitness, sap
 from .frechet import FeatureMoments, GaussianStats, frechet_distance
 
-__all__ = ["dci", "mig", "irs", "modularity_explicitness", "sap", "evaluate_all", "frechet_distance",
-           "GaussianStats", "FeatureMoments"]
+__all__ = [
+    "dci",
+    "mig",
+    "irs",
+    "modularity_explicitness",
+    "sap",
+    "evaluate_all",
+    "frechet_distance",
+    "GaussianStats",
+    "FeatureMoments",
+]

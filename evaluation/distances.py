@@ -5,6 +5,7 @@ names its weights) and the image count, so a cached file is reused only for exac
 also holds the statistics of the two halves of the reference set (alternate images): their Fréchet distance is the
 real-vs-real floor that sampling alone gives at half the count, printed beside every score for scale.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -102,8 +103,10 @@ class ReferenceStatsCache:
                 meta = json.loads(str(f["meta"]))
                 if meta != _meta(extractor, data_sha1, count):
                     return None
-                parts = [GaussianStats(f[f"{p}_mean"], f[f"{p}_cov"], int(f[f"{p}_count"]))
-                         for p in ("whole", "half_a", "half_b")]
+                parts = [
+                    GaussianStats(f[f"{p}_mean"], f[f"{p}_cov"], int(f[f"{p}_count"]))
+                    for p in ("whole", "half_a", "half_b")
+                ]
         except (OSError, ValueError, KeyError):
             return None  # a damaged cache entry is recomputed, not trusted
         return ReferenceStats(*parts)

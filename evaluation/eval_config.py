@@ -1,4 +1,5 @@
 """What `sae eval` evaluates and how much: :class:`EvalConfig`, its defaults and its checks."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sae.core.draw import DRAW_MODES
-from sae.core.wire import DEFAULT_URL
 from sae.core.errors import SAEError
+from sae.core.wire import DEFAULT_URL
 
 
 class EvaluationError(SAEError, ValueError):
@@ -55,15 +56,22 @@ class EvalConfig:
     draw: str = DRAW_MODES[0]  # hybrid sampling's draw mode (the sampler's DRAW input)
     progress: bool = True  # a bar over the stages on stderr (only when it is a terminal)
 
-    def resolved(self) -> "EvalConfig":
+    def resolved(self) -> EvalConfig:
         fast = self.fast
-        pick = (lambda value, full, small: value if value is not None else (small if fast else full))
+
+        def pick(value: int | None, full: int, small: int) -> int:
+            return value if value is not None else (small if fast else full)
+
         return dataclasses.replace(
-            self, data=Path(self.data), out=Path(self.out),
-            num_images=pick(self.num_images, 10_000, 512), fid_images=pick(self.fid_images, 10_000, 0),
-            train_codes=pick(self.train_codes, 10_000, 1_000), classifier_images=pick(self.classifier_images, 20_000,
-                                                                                        2_000),
-            stats_cache=Path(self.stats_cache) if self.stats_cache else default_stats_cache())
+            self,
+            data=Path(self.data),
+            out=Path(self.out),
+            num_images=pick(self.num_images, 10_000, 512),
+            fid_images=pick(self.fid_images, 10_000, 0),
+            train_codes=pick(self.train_codes, 10_000, 1_000),
+            classifier_images=pick(self.classifier_images, 20_000, 2_000),
+            stats_cache=Path(self.stats_cache) if self.stats_cache else default_stats_cache(),
+        )
 
     @property
     def counts(self) -> EvalCounts:
@@ -79,8 +87,9 @@ class EvalConfig:
             if getattr(counts, name) < 0:
                 raise EvaluationError(f"{name} must be >= 0, got {getattr(counts, name)}")
         if counts.num_images < 2:
-            raise EvaluationError(f"num_images must be at least 2 (a covariance needs two images), "
-                                  f"got {counts.num_images}")
+            raise EvaluationError(
+                f"num_images must be at least 2 (a covariance needs two images), got {counts.num_images}"
+            )
         if counts.fid_images == 1:
             raise EvaluationError("fid_images must be 0 (skip FID) or at least 2")
         if self.batch_size < 1:
@@ -88,5 +97,6 @@ class EvalConfig:
         if self.draw not in DRAW_MODES:
             raise EvaluationError(f"draw must be one of {', '.join(DRAW_MODES)}, got {self.draw!r}")
         if not 2 <= self.traversal_steps <= 64:
-            raise EvaluationError(f"traversal_steps must be in 2..64 (the traverse model's STEPS), "
-                                  f"got {self.traversal_steps}")
+            raise EvaluationError(
+                f"traversal_steps must be in 2..64 (the traverse model's STEPS), got {self.traversal_steps}"
+            )

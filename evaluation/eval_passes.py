@@ -1,5 +1,6 @@
 """The passes of `sae eval` over the server: the test images (reconstructed and encoded) and the generated samples,
 each fed to every feature extractor of the Fréchet distances."""
+
 from __future__ import annotations
 
 import time
@@ -9,19 +10,24 @@ from typing import Any
 
 import numpy as np
 
+from sae.clients.request_plans import part_seed
+from sae.clients.triton_client import SAEClient
 from sae.core.atomic import atomic_write
 from sae.core.datasets import ImageSource, batches_in_order
-from sae.evaluation.distances import (FeatureExtractor, ReferenceAccumulator, ReferenceStats, ReferenceStatsCache,
-                                          images_digest)
+from sae.core.draw import to_uint8
+from sae.core.wire import to_float_images
+from sae.evaluation.distances import (
+    FeatureExtractor,
+    ReferenceAccumulator,
+    ReferenceStats,
+    ReferenceStatsCache,
+    images_digest,
+)
 from sae.evaluation.eval_config import EvalConfig
 from sae.evaluation.factor_features import FactorClassifierConfig, FactorClassifierFeatures
 from sae.evaluation.frechet import FeatureMoments
 from sae.evaluation.inception import InceptionFeatures, InceptionFile
 from sae.evaluation.randconv import RandConvFeatures
-from sae.clients.request_plans import part_seed
-from sae.clients.triton_client import SAEClient
-from sae.core.draw import to_uint8
-from sae.core.wire import to_float_images
 
 BCE_EPS = 1e-6  # reconstructions are clipped to [eps, 1 - eps] before the log
 
@@ -59,8 +65,9 @@ def read_in_order(source: ImageSource, rows: np.ndarray, batch_size: int):
     return (images for _, images in batches_in_order(source, rows, batch_size))
 
 
-def factor_extractor(source: ImageSource, splits: dict[str, np.ndarray], cfg: EvalConfig, cache: Path,
-                     record: dict[str, Any]) -> FactorClassifierFeatures:
+def factor_extractor(
+    source: ImageSource, splits: dict[str, np.ndarray], cfg: EvalConfig, cache: Path, record: dict[str, Any]
+) -> FactorClassifierFeatures:
     """Train the FD-factor classifier (or load it from the cache, keyed by its training data and settings)."""
     clf_config = FactorClassifierConfig(seed=cfg.seed)
     classifier_images = cfg.counts.classifier_images
@@ -76,8 +83,9 @@ def factor_extractor(source: ImageSource, splits: dict[str, np.ndarray], cfg: Ev
         record["classifier_cached"] = True
         return FactorClassifierFeatures.load(path, clf_config)
     heldout = np.concatenate(list(read_in_order(source, heldout_rows, cfg.batch_size))) if len(heldout_rows) else None
-    extractor = FactorClassifierFeatures.fit(images, factors, clf_config, heldout,
-                                             source.read_factors(heldout_rows) if len(heldout_rows) else None)
+    extractor = FactorClassifierFeatures.fit(
+        images, factors, clf_config, heldout, source.read_factors(heldout_rows) if len(heldout_rows) else None
+    )
     cache.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp, open(tmp, "wb") as f:
         extractor.save(f)
@@ -105,17 +113,23 @@ class TestPass:
     examples: np.ndarray  # uint8 [2n, H, W, 3]: n test images spread over the split, then their reconstructions
 
 
-def setup_extractors(source: ImageSource, splits: dict[str, np.ndarray], cfg: EvalConfig, test_rows: np.ndarray,
-                     inception: InceptionFile | None, cache: ReferenceStatsCache,
-                     factor_record: dict[str, Any]) -> dict[str, Extractor]:
+def setup_extractors(
+    source: ImageSource,
+    splits: dict[str, np.ndarray],
+    cfg: EvalConfig,
+    test_rows: np.ndarray,
+    inception: InceptionFile | None,
+    cache: ReferenceStatsCache,
+    factor_record: dict[str, Any],
+) -> dict[str, Extractor]:
     """The distances to compute, each with its reference rows and, when cached, its reference statistics."""
     extractors = {"FD-randconv": Extractor(RandConvFeatures(seed=cfg.seed), test_rows)}
     if source.factor_sizes:
-        extractors["FD-factor"] = Extractor(factor_extractor(source, splits, cfg, cache.root, factor_record),
-                                            test_rows)
+        extractors["FD-factor"] = Extractor(factor_extractor(source, splits, cfg, cache.root, factor_record), test_rows)
     if inception is not None:
-        extractors["FID"] = Extractor(InceptionFeatures(inception),
-                                      subset_rows(test_rows, cfg.counts.fid_images, cfg.seed + 3))
+        extractors["FID"] = Extractor(
+            InceptionFeatures(inception), subset_rows(test_rows, cfg.counts.fid_images, cfg.seed + 3)
+        )
     for ex in extractors.values():
         ex.data_sha1 = images_digest(read_in_order(source, ex.rows, cfg.batch_size))
         ex.reference = cache.load(ex.extractor, ex.data_sha1, len(ex.rows))
@@ -124,8 +138,14 @@ def setup_extractors(source: ImageSource, splits: dict[str, np.ndarray], cfg: Ev
     return extractors
 
 
-def run_test_pass(client: SAEClient, source: ImageSource, test_rows: np.ndarray, cfg: EvalConfig,
-                  extractors: dict[str, Extractor], cache: ReferenceStatsCache) -> TestPass:
+def run_test_pass(
+    client: SAEClient,
+    source: ImageSource,
+    test_rows: np.ndarray,
+    cfg: EvalConfig,
+    extractors: dict[str, Extractor],
+    cache: ReferenceStatsCache,
+) -> TestPass:
     """Reconstruct and encode the test images; feed real images and reconstructions to every extractor."""
     bce, mse, latents, factors, originals, recons = [], [], [], [], [], []
     example_rows = test_rows[np.unique(np.linspace(0, len(test_rows) - 1, 8).astype(int))]
@@ -152,8 +172,13 @@ def run_test_pass(client: SAEClient, source: ImageSource, test_rows: np.ndarray,
             ex.reference = ex.pending.stats()
             cache.save(ex.extractor, ex.data_sha1, len(ex.rows), ex.reference)
     examples = np.concatenate(originals + recons)
-    return TestPass(np.concatenate(bce), np.concatenate(mse), np.concatenate(latents),
-                     np.concatenate(factors) if factors else None, examples)
+    return TestPass(
+        np.concatenate(bce),
+        np.concatenate(mse),
+        np.concatenate(latents),
+        np.concatenate(factors) if factors else None,
+        examples,
+    )
 
 
 @dataclass
@@ -176,11 +201,15 @@ def run_sample_pass(draw, limit: int, cfg: EvalConfig, extractors: dict[str, Ext
         samples = draw(min(limit, num_samples - start), part_seed(cfg.seed, part))
         images = to_uint8(samples.images)
         if result is None:
-            result = SamplePass(images[:64], num_samples, getattr(samples, "draw_mode", ""),
-                                 int(samples.source_index.shape[1]) if hasattr(samples, "source_index") else 0)
+            result = SamplePass(
+                images[:64],
+                num_samples,
+                getattr(samples, "draw_mode", ""),
+                int(samples.source_index.shape[1]) if hasattr(samples, "source_index") else 0,
+            )
         for ex in extractors.values():
             if start < len(ex.rows):
-                getattr(ex, moments).update(ex.features(images[:len(ex.rows) - start]))
+                getattr(ex, moments).update(ex.features(images[: len(ex.rows) - start]))
     if result is None:
         raise ValueError("a sample pass needs at least one reference image to draw as many samples for")
     return result

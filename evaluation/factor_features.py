@@ -6,6 +6,7 @@ standardised pixels, fitted to the one-hot codes of every factor at once (one mu
 hidden layer serves all factors). Its held-out accuracy per factor is reported, so a reader can see the features
 carry the factors. The weights can be saved and loaded, so the same features are reused between runs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,9 +64,14 @@ class FactorClassifierFeatures:
         return int(self.config.hidden[-1])
 
     @classmethod
-    def fit(cls, images: np.ndarray, codes: np.ndarray, config: FactorClassifierConfig = FactorClassifierConfig(),
-            heldout_images: np.ndarray | None = None, heldout_codes: np.ndarray | None = None
-            ) -> "FactorClassifierFeatures":
+    def fit(
+        cls,
+        images: np.ndarray,
+        codes: np.ndarray,
+        config: FactorClassifierConfig = FactorClassifierConfig(),
+        heldout_images: np.ndarray | None = None,
+        heldout_codes: np.ndarray | None = None,
+    ) -> FactorClassifierFeatures:
         """Train on uint8 images [N, H, W, 3] and integer factor codes [N, K]; score on the held-out pair if given."""
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.neural_network import MLPRegressor
@@ -76,13 +82,24 @@ class FactorClassifierFeatures:
         sizes = tuple(int(c.max()) + 1 for c in codes.T)
         x = pooled_pixels(images, config.pooled_size)
         mean, std = x.mean(axis=0), x.std(axis=0) + 1e-3
-        model = MLPRegressor(hidden_layer_sizes=config.hidden, max_iter=config.max_iter, random_state=config.seed,
-                             batch_size=min(256, len(x)), learning_rate_init=1e-3)
+        model = MLPRegressor(
+            hidden_layer_sizes=config.hidden,
+            max_iter=config.max_iter,
+            random_state=config.seed,
+            batch_size=min(256, len(x)),
+            learning_rate_init=1e-3,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit((x - mean) / std, _one_hot(codes, sizes))
-        extractor = cls(config, mean, std, [w.astype(np.float32) for w in model.coefs_],
-                        [b.astype(np.float32) for b in model.intercepts_], sizes)
+        extractor = cls(
+            config,
+            mean,
+            std,
+            [w.astype(np.float32) for w in model.coefs_],
+            [b.astype(np.float32) for b in model.intercepts_],
+            sizes,
+        )
         if heldout_images is not None and heldout_codes is not None and len(heldout_images):
             extractor.heldout_accuracy = extractor.accuracy(heldout_images, heldout_codes)
         return extractor
@@ -105,22 +122,34 @@ class FactorClassifierFeatures:
         codes = np.asarray(codes, np.int64)
         acc, start = [], 0
         for k, size in enumerate(self.factor_sizes):
-            acc.append(float(np.mean(out[:, start:start + size].argmax(axis=1) == codes[:, k])))
+            acc.append(float(np.mean(out[:, start : start + size].argmax(axis=1) == codes[:, k])))
             start += size
         return acc
 
     def save(self, path: Path | BinaryIO) -> None:
         arrays = {f"w{i}": w for i, w in enumerate(self.weights)} | {f"b{i}": b for i, b in enumerate(self.biases)}
-        np.savez(path, pixel_mean=self.pixel_mean, pixel_std=self.pixel_std, factor_sizes=np.array(self.factor_sizes),
-                 heldout_accuracy=np.array(self.heldout_accuracy, np.float64), **arrays)
+        np.savez(
+            path,
+            pixel_mean=self.pixel_mean,
+            pixel_std=self.pixel_std,
+            factor_sizes=np.array(self.factor_sizes),
+            heldout_accuracy=np.array(self.heldout_accuracy, np.float64),
+            **arrays,
+        )
 
     @classmethod
-    def load(cls, path: Path, config: FactorClassifierConfig) -> "FactorClassifierFeatures":
+    def load(cls, path: Path, config: FactorClassifierConfig) -> FactorClassifierFeatures:
         with np.load(path) as f:
             layers = len(config.hidden) + 1
-            return cls(config, f["pixel_mean"], f["pixel_std"], [f[f"w{i}"] for i in range(layers)],
-                       [f[f"b{i}"] for i in range(layers)], tuple(int(s) for s in f["factor_sizes"]),
-                       [float(a) for a in f["heldout_accuracy"]])
+            return cls(
+                config,
+                f["pixel_mean"],
+                f["pixel_std"],
+                [f[f"w{i}"] for i in range(layers)],
+                [f[f"b{i}"] for i in range(layers)],
+                tuple(int(s) for s in f["factor_sizes"]),
+                [float(a) for a in f["heldout_accuracy"]],
+            )
 
 
 def _one_hot(codes: np.ndarray, sizes: tuple[int, ...]) -> np.ndarray:

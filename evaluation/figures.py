@@ -11,6 +11,7 @@
 
 Each function returns the grid and a sentence saying which path drew it, for the report.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -18,16 +19,26 @@ from pathlib import Path
 
 import numpy as np
 
+from sae.clients.triton_client import SAEClient
 from sae.core import wire
 from sae.core.bank_file import BankFile, BankFileError
+from sae.core.draw import to_uint8
 from sae.core.errors import ModelNotServedError
 from sae.core.png import image_grid
-from sae.clients.triton_client import SAEClient
-from sae.core.draw import to_uint8
 from sae.evaluation.eval_config import EvaluationError
 
-__all__ = ["LocalBank", "read_bank", "variable_of_dim", "traversal_latents", "chunk_masks", "mix_variables",
-           "grouped_grid", "serves", "traversal_figure", "hybridised_chunks_figure"]
+__all__ = [
+    "LocalBank",
+    "read_bank",
+    "variable_of_dim",
+    "traversal_latents",
+    "chunk_masks",
+    "mix_variables",
+    "grouped_grid",
+    "serves",
+    "traversal_figure",
+    "hybridised_chunks_figure",
+]
 
 GROUP_GAP = 6  # extra white pixels between groups of rows
 
@@ -68,8 +79,9 @@ def chunk_masks(num_variables: int, parts: int = 4) -> list[np.ndarray]:
     return masks
 
 
-def mix_variables(base: np.ndarray, mask: np.ndarray, var_of_dim: np.ndarray, pool: np.ndarray, n: int,
-                  rng: np.random.Generator) -> np.ndarray:
+def mix_variables(
+    base: np.ndarray, mask: np.ndarray, var_of_dim: np.ndarray, pool: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
     """``n`` latents equal to ``base`` [D] except the masked variables, each taken whole from a random pool row."""
     latents = np.repeat(np.asarray(base, np.float32)[None], n, axis=0)
     for variable in np.flatnonzero(mask):
@@ -101,8 +113,15 @@ def serves(client: SAEClient, model: str, input_name: str | None = None) -> bool
     return input_name is None or input_name in info.inputs
 
 
-def traversal_figure(client: SAEClient, start: np.ndarray, var_of_dim: np.ndarray, steps: int,
-                     low: np.ndarray, high: np.ndarray, range_source: str) -> tuple[np.ndarray, str]:
+def traversal_figure(
+    client: SAEClient,
+    start: np.ndarray,
+    var_of_dim: np.ndarray,
+    steps: int,
+    low: np.ndarray,
+    high: np.ndarray,
+    range_source: str,
+) -> tuple[np.ndarray, str]:
     """Rows of ``steps`` images per dimension, grouped by variable.
 
     ``low``/``high`` [D]: the range the local fallback sweeps, which ``range_source`` names for the report."""
@@ -113,15 +132,27 @@ def traversal_figure(client: SAEClient, start: np.ndarray, var_of_dim: np.ndarra
             rows.append(client.traverse(start, dimension, steps).images)
         else:
             rows.append(client.decode(traversal_latents(start, dimension, low[dimension], high[dimension], steps)))
-    groups = [to_uint8(np.concatenate([rows[d] for d in np.flatnonzero(var_of_dim == v)]))
-              for v in np.unique(var_of_dim)]
-    source = ("served `traverse` model (range: the training set's, from the bank file)" if served else
-              f"local: latents swept over {range_source}, decoded by the served `decode`")
+    groups = [
+        to_uint8(np.concatenate([rows[d] for d in np.flatnonzero(var_of_dim == v)])) for v in np.unique(var_of_dim)
+    ]
+    source = (
+        "served `traverse` model (range: the training set's, from the bank file)"
+        if served
+        else f"local: latents swept over {range_source}, decoded by the served `decode`"
+    )
     return grouped_grid(groups, ncols=steps), source
 
 
-def hybridised_chunks_figure(client: SAEClient, bases: np.ndarray, var_of_dim: np.ndarray, redraws: int, seed: int,
-                             pool: np.ndarray, pool_source: str, parts: int = 4) -> tuple[np.ndarray, str]:
+def hybridised_chunks_figure(
+    client: SAEClient,
+    bases: np.ndarray,
+    var_of_dim: np.ndarray,
+    redraws: int,
+    seed: int,
+    pool: np.ndarray,
+    pool_source: str,
+    parts: int = 4,
+) -> tuple[np.ndarray, str]:
     """Per base latent, one row per chunk of variables: decode(base), then ``redraws`` re-draws of that chunk.
 
     ``pool`` [M, D]: the latents the local fallback draws variables from, which ``pool_source`` names."""
@@ -139,6 +170,9 @@ def hybridised_chunks_figure(client: SAEClient, bases: np.ndarray, var_of_dim: n
                 images = client.decode(mix_variables(base, mask, var_of_dim, pool, redraws, rng))
             rows.append(np.concatenate([kept, images]))
         groups.append(to_uint8(np.concatenate(rows)))
-    source = ("served `hybrid_sample` with BASE/MASK (re-drawn from the server's bank)" if served else
-              f"local: masked variables taken from random {pool_source}, decoded by the served `decode`")
+    source = (
+        "served `hybrid_sample` with BASE/MASK (re-drawn from the server's bank)"
+        if served
+        else f"local: masked variables taken from random {pool_source}, decoded by the served `decode`"
+    )
     return grouped_grid(groups, ncols=redraws + 1), source

@@ -7,6 +7,7 @@ FD-randconv differ only in the features. It computes what pytorch-fid's ``calcul
 the trace of the matrix square root from symmetric eigendecompositions instead of ``scipy.linalg.sqrtm``: measured
 side by side at 2048 dimensions, 18.7 s instead of 207 s on 2 shared cores, traces equal to about 1e-15.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class GaussianStats:
         object.__setattr__(self, "cov", cov)
 
     @classmethod
-    def of(cls, features: np.ndarray) -> "GaussianStats":
+    def of(cls, features: np.ndarray) -> GaussianStats:
         """Statistics of a feature matrix [N, F] (unbiased covariance, as np.cov and pytorch-fid)."""
         moments = FeatureMoments()
         moments.update(features)
@@ -43,7 +44,7 @@ class GaussianStats:
         np.savez(path, mean=self.mean, cov=self.cov, count=np.int64(self.count))
 
     @classmethod
-    def load(cls, path: Path) -> "GaussianStats":
+    def load(cls, path: Path) -> GaussianStats:
         with np.load(path) as f:
             return cls(f["mean"], f["cov"], int(f["count"]))
 

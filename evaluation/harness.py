@@ -19,6 +19,7 @@ Scores on procedural data carry the label "procedural": they are not comparable 
 The pieces live beside this file: the configuration (``eval_config``), the passes over the server
 (``eval_passes``), the sections of eval.json (``eval_sections``) and the figures (``eval_figures``).
 """
+
 from __future__ import annotations
 
 import json
@@ -26,17 +27,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sae.clients.triton_client import SAEClient
 from sae.core import wire
 from sae.core.datasets import DatasetError, ImageSource, dataset_splits, open_dataset
 from sae.evaluation.distances import ReferenceStatsCache
 from sae.evaluation.eval_config import EvalConfig, default_stats_cache
 from sae.evaluation.eval_figures import write_figures
 from sae.evaluation.eval_passes import run_sample_pass, run_test_pass, setup_extractors, subset_rows
-from sae.evaluation.eval_sections import (PRIOR_NOT_APPLICABLE, bank_num_variables, disentanglement_section,
-                                              distances_section, reconstruction_section, sampling_section)
+from sae.evaluation.eval_sections import (
+    PRIOR_NOT_APPLICABLE,
+    bank_num_variables,
+    disentanglement_section,
+    distances_section,
+    reconstruction_section,
+    sampling_section,
+)
 from sae.evaluation.figures import read_bank
 from sae.evaluation.inception import resolve_inception
-from sae.clients.triton_client import SAEClient
 
 __all__ = ["EvalConfig", "evaluate", "summary_lines", "default_stats_cache", "is_procedural", "PRIOR_NOT_APPLICABLE"]
 
@@ -76,6 +83,7 @@ class _Timer:
 
         return _Span()
 
+
 def evaluate(config: EvalConfig) -> dict[str, Any]:
     """Run the whole evaluation and write ``OUT/eval.json``, ``OUT/report.md`` and ``OUT/figures/*.png``."""
     from sae.evaluation.report import markdown_report
@@ -100,11 +108,24 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
     stages = progress_bar(EVAL_STAGES, "eval", unit="stage", enabled=cfg.progress)
     timer = _Timer(stages)
     result: dict[str, Any] = {
-        "model": cfg.model, "url": cfg.url, "fast": cfg.fast, "seed": cfg.seed,
-        "data": {"path": str(cfg.data), "label": data_label, "procedural": procedural, "images": len(source),
-                 "image_size": int(source.image_size), "factors": list(source.factor_names),
-                 "note": ("procedural 3D-Shapes made by this package: scores are labelled 'procedural' and are not "
-                          "comparable with the paper's numbers on the real dataset") if procedural else ""},
+        "model": cfg.model,
+        "url": cfg.url,
+        "fast": cfg.fast,
+        "seed": cfg.seed,
+        "data": {
+            "path": str(cfg.data),
+            "label": data_label,
+            "procedural": procedural,
+            "images": len(source),
+            "image_size": int(source.image_size),
+            "factors": list(source.factor_names),
+            "note": (
+                "procedural 3D-Shapes made by this package: scores are labelled 'procedural' and are not "
+                "comparable with the paper's numbers on the real dataset"
+            )
+            if procedural
+            else "",
+        },
     }
     with SAEClient(cfg.url, model=cfg.model, timeout_s=cfg.timeout_s) as client:
         client.wait_ready(timeout_s=min(cfg.timeout_s, 30.0), role=wire.RECONSTRUCT)
@@ -115,18 +136,25 @@ def evaluate(config: EvalConfig) -> dict[str, Any]:
             passed = run_test_pass(client, source, test_rows, cfg, extractors, cache)
         result["reconstruction"] = reconstruction_section(passed, source, data_label)
         with timer("hybrid_samples"):
-            hybrid = run_sample_pass(lambda n, seed: client.sample(n, seed=seed, draw=cfg.draw),
-                                     client.max_samples(), cfg, extractors, "samples")
+            hybrid = run_sample_pass(
+                lambda n, seed: client.sample(n, seed=seed, draw=cfg.draw),
+                client.max_samples(),
+                cfg,
+                extractors,
+                "samples",
+            )
         prior = None
         if client.has_prior():
             with timer("prior_samples"):
-                prior = run_sample_pass(client.prior_sample, client.max_samples("prior_sample"), cfg, extractors,
-                                        "prior_samples")
+                prior = run_sample_pass(
+                    client.prior_sample, client.max_samples("prior_sample"), cfg, extractors, "prior_samples"
+                )
         num_variables = bank_num_variables(client, hybrid)
         result["sampling"] = sampling_section(client, cfg, hybrid, prior, num_variables)
         with timer("frechet_distances"):
-            result["distances"] = distances_section(extractors, data_label, inception, factor_record,
-                                                    source.factor_names, cfg, prior is not None)
+            result["distances"] = distances_section(
+                extractors, data_label, inception, factor_record, source.factor_names, cfg, prior is not None
+            )
         with timer("disentanglement"):
             result["disentanglement"] = disentanglement_section(client, source, splits, cfg, passed, data_label)
         with timer("figures"):
@@ -144,8 +172,10 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     """A few lines for the terminal; each distance under its own name, labelled with the data."""
     label = result["data"]["label"]
     rec = result["reconstruction"]
-    lines = [f"reconstruction ({label}, {rec['images']} test images): BCE {rec['bce_per_image']:.1f} per image, "
-             f"MSE {rec['mse_per_pixel']:.5f} per pixel"]
+    lines = [
+        f"reconstruction ({label}, {rec['images']} test images): BCE {rec['bce_per_image']:.1f} per image, "
+        f"MSE {rec['mse_per_pixel']:.5f} per pixel"
+    ]
     for name in ("FID", "FD-factor", "FD-randconv"):
         entry = result["distances"].get(name, {})
         if "status" in entry:
@@ -153,19 +183,27 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
         elif entry:
             prior = entry["prior_samples"]
             prior_text = f"prior samples {prior:.4g}, " if isinstance(prior, float) else ""
-            lines.append(f"{name} ({label}, {entry['images']} images): reconstructions {entry['reconstructions']:.4g}, "
-                         f"hybrid samples {entry['hybrid_samples']:.4g}, {prior_text}real-vs-real floor "
-                         f"{entry['real_vs_real_floor']:.4g}")
+            lines.append(
+                f"{name} ({label}, {entry['images']} images): reconstructions {entry['reconstructions']:.4g}, "
+                f"hybrid samples {entry['hybrid_samples']:.4g}, {prior_text}real-vs-real floor "
+                f"{entry['real_vs_real_floor']:.4g}"
+            )
     sampling = result.get("sampling")
     if sampling:
         bank = f" from a bank of {sampling['bank_size']}" if sampling.get("bank_size") else ""
-        prior = (f"{sampling['prior_samples']} prior samples" if sampling["prior_samples"] else
-                 f"prior samples {sampling['prior']}")
-        lines.append(f"sampling: {sampling['hybrid_samples']} hybrid samples, {sampling['draw_mode']} draw{bank}; "
-                     f"{prior}")
+        prior = (
+            f"{sampling['prior_samples']} prior samples"
+            if sampling["prior_samples"]
+            else f"prior samples {sampling['prior']}"
+        )
+        lines.append(
+            f"sampling: {sampling['hybrid_samples']} hybrid samples, {sampling['draw_mode']} draw{bank}; {prior}"
+        )
     dis = result["disentanglement"]
     if "summary" in dis:
         s = dis["summary"]
-        lines.append(f"disentanglement ({label}): DCI-{s['dci_regressor']} D {s['dci_disentanglement']:.3f} "
-                     f"C {s['dci_completeness']:.3f}, MIG {s['mig']:.3f}, SAP {s['sap']:.3f}")
+        lines.append(
+            f"disentanglement ({label}): DCI-{s['dci_regressor']} D {s['dci_disentanglement']:.3f} "
+            f"C {s['dci_completeness']:.3f}, MIG {s['mig']:.3f}, SAP {s['sap']:.3f}"
+        )
     return lines

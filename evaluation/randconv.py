@@ -5,6 +5,7 @@ Random-network Fréchet distances rank degradations correctly but weakly and dep
 The network is fixed by its seed and layer widths: three 3x3 stride-2 convolutions with He-normal weights, zero
 biases and ReLU; the features are the spatial means of every layer's activations, concatenated (32 + 64 + 128 = 224).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,8 @@ def _conv3x3_stride2(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     # numpy's stubs type ``axis`` as one index; the function takes a tuple of them (its docs and code).
     windows = np.lib.stride_tricks.sliding_window_view(  # type: ignore[call-overload]
-        padded, (3, 3), axis=(1, 2))[:, ::2, ::2]
+        padded, (3, 3), axis=(1, 2)
+    )[:, ::2, ::2]
     n, h, w = windows.shape[:3]
     return (windows.reshape(n * h * w, -1) @ weight).reshape(n, h, w, weight.shape[1])
 
@@ -57,7 +59,7 @@ class RandConvFeatures:
             raise ValueError(f"{self.name}: images must be uint8 [N, H, W, 3], got {images.dtype} {list(images.shape)}")
         out = []
         for start in range(0, len(images), self.batch_size):
-            x = images[start:start + self.batch_size].astype(np.float32) / 127.5 - 1.0
+            x = images[start : start + self.batch_size].astype(np.float32) / 127.5 - 1.0
             pooled = []
             for weight in self.weights:
                 x = np.maximum(_conv3x3_stride2(x, weight), 0.0)

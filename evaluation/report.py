@@ -3,6 +3,7 @@
 Distances are named as they are computed: "FID" appears only on the Inception row; the cheap distances are
 "FD-factor" and "FD-randconv". Every section carries the data label ("procedural" for this package's 3D-Shapes).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,9 +27,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _reconstruction(rec: dict[str, Any]) -> list[str]:
     lines = [f"## Reconstruction on the test split ({rec['data_label']})", ""]
-    lines += _table(["images", "BCE per image", "BCE per pixel", "MSE per pixel"],
-                    [[str(rec["images"]), _num(rec["bce_per_image"], 6), _num(rec["bce_per_pixel"]),
-                      _num(rec["mse_per_pixel"])]])
+    lines += _table(
+        ["images", "BCE per image", "BCE per pixel", "MSE per pixel"],
+        [[str(rec["images"]), _num(rec["bce_per_image"], 6), _num(rec["bce_per_pixel"]), _num(rec["mse_per_pixel"])]],
+    )
     return lines + ["", f"{rec['definition']}.", ""]
 
 
@@ -40,18 +42,28 @@ def _prior(value: Any) -> str:
 def _sampling(sampling: dict[str, Any]) -> list[str]:
     """How the generated sets were drawn, under the distances they were scored with."""
     bank = f"{sampling['bank_size']} stored training latents" if sampling.get("bank_size") else "the bank"
-    lines = [f"Hybrid samples: {sampling['hybrid_samples']}, draw mode **{sampling['draw_mode']}** from {bank} "
-             f"({sampling['num_variables']} variables). Prior samples: "
-             + (f"{sampling['prior_samples']}, {sampling['prior']}." if sampling["prior_samples"] else
-                f"{sampling['prior']}."),
-             f"Seeds: {sampling['seeds']} (seed {sampling['seed']}).", ""]
+    lines = [
+        f"Hybrid samples: {sampling['hybrid_samples']}, draw mode **{sampling['draw_mode']}** from {bank} "
+        f"({sampling['num_variables']} variables). Prior samples: "
+        + (
+            f"{sampling['prior_samples']}, {sampling['prior']}."
+            if sampling["prior_samples"]
+            else f"{sampling['prior']}."
+        ),
+        f"Seeds: {sampling['seeds']} (seed {sampling['seed']}).",
+        "",
+    ]
     return lines
 
 
 def _distances(dist: dict[str, Any]) -> list[str]:
-    lines = [f"## Fréchet distances ({dist['data_label']})", "",
-             f"Each set is compared with the {dist['reference']}; lower is better. The floor is the distance between "
-             "two halves of the real images, i.e. what sampling noise alone gives at half the count.", ""]
+    lines = [
+        f"## Fréchet distances ({dist['data_label']})",
+        "",
+        f"Each set is compared with the {dist['reference']}; lower is better. The floor is the distance between "
+        "two halves of the real images, i.e. what sampling noise alone gives at half the count.",
+        "",
+    ]
     rows, notes = [], []
     for name in DISTANCES:
         entry = dist.get(name, {})
@@ -60,55 +72,104 @@ def _distances(dist: dict[str, Any]) -> list[str]:
             continue
         if not entry:
             continue
-        rows.append([name, f"`{entry['features']}`", str(entry["images"]), _num(entry["reconstructions"]),
-                     _num(entry["hybrid_samples"]), _prior(entry["prior_samples"]), _num(entry["real_vs_real_floor"]),
-                     "yes" if entry["reference_cached"] else "no"])
+        rows.append(
+            [
+                name,
+                f"`{entry['features']}`",
+                str(entry["images"]),
+                _num(entry["reconstructions"]),
+                _num(entry["hybrid_samples"]),
+                _prior(entry["prior_samples"]),
+                _num(entry["real_vs_real_floor"]),
+                "yes" if entry["reference_cached"] else "no",
+            ]
+        )
         if entry.get("small_sample_note"):
             notes.append(f"- {name}: {entry['small_sample_note']}.")
         if name == "FID":
             net = entry["inception"]
-            notes.append(f"- FID network: `{net['path']}` (SHA1 `{net['sha1']}`: {net['description']}); "
-                         f"{entry['preprocessing']}.")
+            notes.append(
+                f"- FID network: `{net['path']}` (SHA1 `{net['sha1']}`: {net['description']}); "
+                f"{entry['preprocessing']}."
+            )
         if name == "FD-factor" and entry.get("classifier_heldout_accuracy"):
             acc = ", ".join(f"{k} {v:.2f}" for k, v in entry["classifier_heldout_accuracy"].items())
-            notes.append(f"- FD-factor: last hidden layer of a factor classifier trained here on "
-                         f"{entry.get('classifier_train_images', '?')} labelled training images; held-out accuracy "
-                         f"per factor: {acc}.")
+            notes.append(
+                f"- FD-factor: last hidden layer of a factor classifier trained here on "
+                f"{entry.get('classifier_train_images', '?')} labelled training images; held-out accuracy "
+                f"per factor: {acc}."
+            )
         if name == "FD-randconv":
-            notes.append("- FD-randconv: a fixed-seed random CNN; ranks degradations but weakly, depends on seed and "
-                         "architecture: read it beside trained features.")
-    lines += _table(["distance", "features", "images", "reconstructions", "hybrid samples", "prior samples",
-                     "real-vs-real floor", "reference cached"], rows)
+            notes.append(
+                "- FD-randconv: a fixed-seed random CNN; ranks degradations but weakly, depends on seed and "
+                "architecture: read it beside trained features."
+            )
+    lines += _table(
+        [
+            "distance",
+            "features",
+            "images",
+            "reconstructions",
+            "hybrid samples",
+            "prior samples",
+            "real-vs-real floor",
+            "reference cached",
+        ],
+        rows,
+    )
     return lines + [""] + notes + [f"- Prior samples: {dist['prior_samples']}.", ""]
 
 
 def _disentanglement(dis: dict[str, Any]) -> list[str]:
     if "status" in dis:
         return ["## Disentanglement", "", f"{dis['status']}.", ""]
-    lines = [f"## Disentanglement ({dis['data_label']})", "",
-             f"Encodings of {dis['train_codes']} training and {dis['test_codes']} test images against the "
-             f"ground-truth factors ({', '.join(dis['factors'])}).", ""]
+    lines = [
+        f"## Disentanglement ({dis['data_label']})",
+        "",
+        f"Encodings of {dis['train_codes']} training and {dis['test_codes']} test images against the "
+        f"ground-truth factors ({', '.join(dis['factors'])}).",
+        "",
+    ]
     rows = []
     for key in ("dci_gbt", "dci_lasso"):
         entry = dis[key]
         if "status" in entry:
             rows.append([f"DCI ({key.removeprefix('dci_')})", entry["status"], "", ""])
         else:
-            rows.append([entry["label"], _num(entry["disentanglement"]), _num(entry["completeness"]),
-                         _num(entry["informativeness_test"]) + f" ({entry['informativeness_kind']})"])
+            rows.append(
+                [
+                    entry["label"],
+                    _num(entry["disentanglement"]),
+                    _num(entry["completeness"]),
+                    _num(entry["informativeness_test"]) + f" ({entry['informativeness_kind']})",
+                ]
+            )
     lines += _table(["DCI", "disentanglement", "completeness", "informativeness (test)"], rows) + [""]
     summary = dis["summary"]
-    lines += _table(["MIG", "IRS", "modularity", "explicitness (test)", "SAP"],
-                    [[_num(summary["mig"]), _num(summary["irs"]), _num(summary["modularity"]),
-                      _num(summary["explicitness_test"]), _num(summary["sap"])]])
+    lines += _table(
+        ["MIG", "IRS", "modularity", "explicitness (test)", "SAP"],
+        [
+            [
+                _num(summary["mig"]),
+                _num(summary["irs"]),
+                _num(summary["modularity"]),
+                _num(summary["explicitness_test"]),
+                _num(summary["sap"]),
+            ]
+        ],
+    )
     return lines + [""]
 
 
 def _figures(figs: dict[str, Any]) -> list[str]:
     lines = ["## Figures", ""]
-    titles = {"hybrid_samples": "Hybrid samples", "prior_samples": "Prior samples",
-              "reconstructions": "Reconstructions", "traversals": "Latent traversals",
-              "hybridised_chunks": "Hybridised chunks"}
+    titles = {
+        "hybrid_samples": "Hybrid samples",
+        "prior_samples": "Prior samples",
+        "reconstructions": "Reconstructions",
+        "traversals": "Latent traversals",
+        "hybridised_chunks": "Hybridised chunks",
+    }
     for key, title in titles.items():
         fig = figs.get(key)
         if not fig:
@@ -123,9 +184,13 @@ def _figures(figs: dict[str, Any]) -> list[str]:
 def markdown_report(result: dict[str, Any]) -> str:
     data = result["data"]
     model = f"`{result['model']}`" if result["model"] else "the unprefixed model set"
-    lines = [f"# Evaluation of {model} at {result['url']}", "",
-             f"Data: `{data['path']}` ({data['images']} images of {data['image_size']}x{data['image_size']}), "
-             f"label **{data['label']}**. Mode: {'fast' if result['fast'] else 'full'}, seed {result['seed']}.", ""]
+    lines = [
+        f"# Evaluation of {model} at {result['url']}",
+        "",
+        f"Data: `{data['path']}` ({data['images']} images of {data['image_size']}x{data['image_size']}), "
+        f"label **{data['label']}**. Mode: {'fast' if result['fast'] else 'full'}, seed {result['seed']}.",
+        "",
+    ]
     if data.get("note"):
         lines += [f"> {data['note']}.", ""]
     lines += _reconstruction(result["reconstruction"])

@@ -4,6 +4,7 @@
 ``sae.export`` to this package as soon as any of its modules is imported, so the package itself is callable, and
 ``export(run, repo, name=...)`` is ``sae.api.export`` whichever of the two a caller got.
 """
+
 from __future__ import annotations
 
 import sys

@@ -5,6 +5,7 @@ data file and of the checkpoint), the variable partition (SAE-k: k variables of 
 one variable per dimension, as in the paper), each dimension's minimum and maximum over the whole training split
 (what traversals sweep), and for models with a prior (VAE family, WAE) its mean and standard deviation.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +39,7 @@ class Bank(BankFile):
             self.write(tmp)
 
     @classmethod
-    def load(cls, path: Path) -> "Bank":
+    def load(cls, path: Path) -> Bank:
         try:
             return cast(Bank, cls.read(path))  # BankFile.read builds a cls
         except BankFileError as e:
@@ -67,8 +68,10 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 def encode_rows(model: Autoencoder, data: ImageSource, rows: np.ndarray, batch_size: int = ENCODE_BATCH) -> np.ndarray:
     """Latents [len(rows), D] of the given (sorted) rows, encoded in batches."""
     model.eval()
-    parts = [model.encode(model.preprocess(torch.from_numpy(images))).float().numpy()
-             for _, images in batches_in_order(data, rows, batch_size)]
+    parts = [
+        model.encode(model.preprocess(torch.from_numpy(images))).float().numpy()
+        for _, images in batches_in_order(data, rows, batch_size)
+    ]
     return np.concatenate(parts).astype(np.float32)
 
 
@@ -90,9 +93,17 @@ def prior_moments(model: Autoencoder) -> tuple[np.ndarray, np.ndarray] | None:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
-def build_bank(model: Autoencoder, model_name: str, data: ImageSource, train_indices: np.ndarray,
-               checkpoint_path: Path, checkpoint_step: int, size: int = DEFAULT_BANK_SIZE, seed: int = 0,
-               range_images: int | None = None) -> Bank:
+def build_bank(
+    model: Autoencoder,
+    model_name: str,
+    data: ImageSource,
+    train_indices: np.ndarray,
+    checkpoint_path: Path,
+    checkpoint_step: int,
+    size: int = DEFAULT_BANK_SIZE,
+    seed: int = 0,
+    range_images: int | None = None,
+) -> Bank:
     """Keep ``size`` training latents drawn uniformly without replacement with ``seed``, and each dimension's range
     over the whole training split, or over ``range_images`` training images drawn with the same seed (always
     including the bank's own rows; ``num_train_images`` records the count)."""
@@ -110,9 +121,18 @@ def build_bank(model: Autoencoder, model_name: str, data: ImageSource, train_ind
     all_latents = encode_rows(model, data, range_rows)
     latents = all_latents[np.searchsorted(range_rows, rows)]
     prior = prior_moments(model)
-    return Bank(latents=latents, variable_of_dim=variable_of_dim(model.cfg.variable_sizes),
-                source_indices=rows.astype(np.int64), seed=seed, model_name=model_name,
-                dim_min=all_latents.min(axis=0), dim_max=all_latents.max(axis=0),
-                data_sha256=file_sha256(data.path), checkpoint_sha256=file_sha256(checkpoint_path),
-                checkpoint_step=checkpoint_step, num_train_images=len(range_rows),
-                prior_mean=None if prior is None else prior[0], prior_std=None if prior is None else prior[1])
+    return Bank(
+        latents=latents,
+        variable_of_dim=variable_of_dim(model.cfg.variable_sizes),
+        source_indices=rows.astype(np.int64),
+        seed=seed,
+        model_name=model_name,
+        dim_min=all_latents.min(axis=0),
+        dim_max=all_latents.max(axis=0),
+        data_sha256=file_sha256(data.path),
+        checkpoint_sha256=file_sha256(checkpoint_path),
+        checkpoint_step=checkpoint_step,
+        num_train_images=len(range_rows),
+        prior_mean=None if prior is None else prior[0],
+        prior_std=None if prior is None else prior[1],
+    )

@@ -5,6 +5,7 @@ decoder's, every internal name prefixed (``encode/``, ``decode/``) so the two ca
 the same export (one opset), and the joined graph runs the same kernels on the same values, so its output equals
 decode(encode(x)) run as two sessions (checked at export, :func:`check_reconstruction`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

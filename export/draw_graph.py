@@ -14,6 +14,7 @@ hybrid sampling on the ``onnxruntime_onnx`` platform with no python step. It can
 no error branch): NUM_SAMPLES and SEED are checked by the client, and BASE/MASK (controllable generation) are left
 to the python flavour.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,17 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper, version_converter
 
 from sae.core import wire
-from sae.core.draw import (DISTINCT, DRAW_MODES, GOLDEN_GAMMA, INDEPENDENT, LOW_32, MAX_STORED, MIX_MULTIPLIERS,
-                          MIX_SHIFTS, PER_DIMENSION)
+from sae.core.draw import (
+    DISTINCT,
+    DRAW_MODES,
+    GOLDEN_GAMMA,
+    INDEPENDENT,
+    LOW_32,
+    MAX_STORED,
+    MIX_MULTIPLIERS,
+    MIX_SHIFTS,
+    PER_DIMENSION,
+)
 
 DRAW_OPSET = 18  # BitwiseXor / BitwiseAnd
 
@@ -80,23 +90,34 @@ def _draw_nodes(b: _Builder, bank: np.ndarray, variable_of_dim: np.ndarray, mode
     group_of_dim = np.arange(dim) if mode == PER_DIMENSION else np.asarray(variable_of_dim, np.int64)
     num_groups = int(group_of_dim.max()) + 1
     if mode == DISTINCT and num_groups > num_stored:
-        raise ValueError(f"the distinct draw needs at least as many stored latents as variables ({num_groups}); "
-                         f"the bank has {num_stored}")
+        raise ValueError(
+            f"the distinct draw needs at least as many stored latents as variables ({num_groups}); "
+            f"the bank has {num_stored}"
+        )
     count = b.op("Squeeze", wire.NUM_SAMPLES, b.const([0], np.int64))
     samples = b.op("Range", b.const(0, np.int64), count, b.const(1, np.int64))  # [n]
     samples = b.op("Unsqueeze", b.op("Cast", samples, to=TensorProto.UINT64), b.const([1], np.int64))  # [n, 1]
     seed_hash = b.mix(b.op("Cast", wire.SEED, to=TensorProto.UINT64))  # [1]
     sample_hash = b.mix(b.op("Add", seed_hash, samples))  # [n, 1]
-    hashes = b.mix(b.op("Add", sample_hash, b.u64(0) if num_groups == 1 else
-                        b.const(np.arange(num_groups)[None, :], np.uint64)))  # [n, G]
+    hashes = b.mix(
+        b.op("Add", sample_hash, b.u64(0) if num_groups == 1 else b.const(np.arange(num_groups)[None, :], np.uint64))
+    )  # [n, G]
     if mode != DISTINCT:
         source = b.op("Identity", b.bounded(hashes, num_stored), out=wire.SOURCE_INDEX)
     else:
         shape = b.op("Shape", hashes)
-        rows_by_stored = b.op("Concat", b.op("Slice", shape, b.const([0], np.int64), b.const([1], np.int64)),
-                              b.const([num_stored], np.int64), axis=0)
-        rows_by_one = b.op("Concat", b.op("Slice", shape, b.const([0], np.int64), b.const([1], np.int64)),
-                           b.const([1], np.int64), axis=0)
+        rows_by_stored = b.op(
+            "Concat",
+            b.op("Slice", shape, b.const([0], np.int64), b.const([1], np.int64)),
+            b.const([num_stored], np.int64),
+            axis=0,
+        )
+        rows_by_one = b.op(
+            "Concat",
+            b.op("Slice", shape, b.const([0], np.int64), b.const([1], np.int64)),
+            b.const([1], np.int64),
+            axis=0,
+        )
         order = b.op("Expand", b.const(np.arange(num_stored)[None, :], np.int64), rows_by_stored)  # [n, N]
         for g in range(num_groups):
             column = b.op("Slice", hashes, b.const([g], np.int64), b.const([g + 1], np.int64), b.const([1], np.int64))
@@ -106,8 +127,14 @@ def _draw_nodes(b: _Builder, bank: np.ndarray, variable_of_dim: np.ndarray, mode
             at_other = b.op("GatherElements", order, other, axis=1)
             order = b.op("ScatterElements", order, other, at_here, axis=1)
             order = b.op("ScatterElements", order, here, at_other, axis=1)
-        source = b.op("Slice", order, b.const([0], np.int64), b.const([num_groups], np.int64),
-                      b.const([1], np.int64), out=wire.SOURCE_INDEX)
+        source = b.op(
+            "Slice",
+            order,
+            b.const([0], np.int64),
+            b.const([num_groups], np.int64),
+            b.const([1], np.int64),
+            out=wire.SOURCE_INDEX,
+        )
     row_of_dim = b.op("Gather", source, b.const(group_of_dim, np.int64), axis=1)  # [n, D]
     flat = b.op("Add", b.op("Mul", row_of_dim, b.const(dim, np.int64)), b.const(np.arange(dim), np.int64))
     b.op("Gather", b.const(np.asarray(bank, np.float32).reshape(-1), np.float32, "bank"), flat, axis=0, out=wire.LATENT)
@@ -125,16 +152,24 @@ def draw_model(bank: np.ndarray, variable_of_dim: np.ndarray, mode: str = INDEPE
     """NUM_SAMPLES, SEED -> LATENT [n, D], SOURCE_INDEX [n, G]: the draw alone."""
     b = _Builder()
     _draw_nodes(b, bank, variable_of_dim, mode)
-    graph = helper.make_graph(b.nodes, "hybrid_draw", _request_inputs(),
-                              [_io(wire.LATENT, TensorProto.FLOAT, ["n", bank.shape[1]]),
-                               _io(wire.SOURCE_INDEX, TensorProto.INT64, ["n", "groups"])], b.initializers)
+    graph = helper.make_graph(
+        b.nodes,
+        "hybrid_draw",
+        _request_inputs(),
+        [
+            _io(wire.LATENT, TensorProto.FLOAT, ["n", bank.shape[1]]),
+            _io(wire.SOURCE_INDEX, TensorProto.INT64, ["n", "groups"]),
+        ],
+        b.initializers,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", DRAW_OPSET)])
     onnx.checker.check_model(model)
     return model
 
 
-def hybrid_sample_model(decoder: onnx.ModelProto, bank: np.ndarray, variable_of_dim: np.ndarray, image_size: int,
-                        mode: str = INDEPENDENT) -> onnx.ModelProto:
+def hybrid_sample_model(
+    decoder: onnx.ModelProto, bank: np.ndarray, variable_of_dim: np.ndarray, image_size: int, mode: str = INDEPENDENT
+) -> onnx.ModelProto:
     """The draw, the decoder (its input LATENT, its output IMAGE), IMAGE_U8 and DRAW_MODE in one graph."""
     decoder = version_converter.convert_version(decoder, DRAW_OPSET)
     if [i.name for i in decoder.graph.input] != [wire.LATENT] or [o.name for o in decoder.graph.output] != [wire.IMAGE]:
@@ -150,11 +185,16 @@ def hybrid_sample_model(decoder: onnx.ModelProto, bank: np.ndarray, variable_of_
     b.nodes.append(helper.make_node("Constant", [], [wire.DRAW_MODE], name="draw/mode", value=mode_tensor))
     image = ["n", image_size, image_size, 3]
     nodes = b.nodes[:num_draw_nodes] + list(decoder.graph.node) + b.nodes[num_draw_nodes:]
-    outputs = [_io(wire.IMAGE, TensorProto.FLOAT, image), _io(wire.IMAGE_U8, TensorProto.UINT8, image),
-               _io(wire.LATENT, TensorProto.FLOAT, ["n", bank.shape[1]]),
-               _io(wire.SOURCE_INDEX, TensorProto.INT64, ["n", "groups"]), _io(wire.DRAW_MODE, TensorProto.STRING, [1])]
-    graph = helper.make_graph(nodes, "hybrid_sample", _request_inputs(), outputs,
-                              b.initializers + list(decoder.graph.initializer))
+    outputs = [
+        _io(wire.IMAGE, TensorProto.FLOAT, image),
+        _io(wire.IMAGE_U8, TensorProto.UINT8, image),
+        _io(wire.LATENT, TensorProto.FLOAT, ["n", bank.shape[1]]),
+        _io(wire.SOURCE_INDEX, TensorProto.INT64, ["n", "groups"]),
+        _io(wire.DRAW_MODE, TensorProto.STRING, [1]),
+    ]
+    graph = helper.make_graph(
+        nodes, "hybrid_sample", _request_inputs(), outputs, b.initializers + list(decoder.graph.initializer)
+    )
     model = helper.make_model(graph, opset_imports=list(decoder.opset_import), ir_version=decoder.ir_version)
     onnx.checker.check_model(model)
     return model

@@ -6,6 +6,7 @@ The graph's inputs and outputs keep their fp32 types (``keep_io_types``: Cast no
 converter's own block list; every other float computation, initializer and constant becomes fp16, with constants
 clamped to the fp16 range, and Cast nodes wherever a tensor crosses between the two.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,18 +16,35 @@ from onnx import TensorProto
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 from onnxruntime.transformers.onnx_model import OnnxModel
 
-FP32_OPS = frozenset({
-    "InstanceNormalization", "BatchNormalization", "LayerNormalization", "GroupNormalization",  # normalisation
-    "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceLogSumExp",
-    "Exp", "Softplus", "Log", "Pow", "Sqrt", "Softmax", "LogSoftmax",  # exp / large dynamic range
-})
+FP32_OPS = frozenset(
+    {
+        "InstanceNormalization",
+        "BatchNormalization",
+        "LayerNormalization",
+        "GroupNormalization",  # normalisation
+        "ReduceMean",
+        "ReduceSum",
+        "ReduceSumSquare",
+        "ReduceLogSumExp",
+        "Exp",
+        "Softplus",
+        "Log",
+        "Pow",
+        "Sqrt",
+        "Softmax",
+        "LogSoftmax",  # exp / large dynamic range
+    }
+)
 OP_BLOCK_LIST = sorted(FP32_OPS | set(DEFAULT_OP_BLOCK_LIST))
 
 
 def convert_to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     """A new model computing in fp16 except the ops of ``OP_BLOCK_LIST``; inputs and outputs keep their types."""
-    model = convert_float_to_float16(onnx.ModelProto.FromString(model.SerializeToString()),  # it converts in place
-                                     keep_io_types=True, op_block_list=OP_BLOCK_LIST)
+    model = convert_float_to_float16(
+        onnx.ModelProto.FromString(model.SerializeToString()),  # it converts in place
+        keep_io_types=True,
+        op_block_list=OP_BLOCK_LIST,
+    )
     OnnxModel.graph_topological_sort(model.graph, is_deterministic=True)  # the converter appends its Cast nodes
     del model.graph.value_info[:]  # the converter's inferred shapes: ONNX Runtime infers them again on load
     onnx.checker.check_model(model)

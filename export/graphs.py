@@ -3,6 +3,7 @@
 encode: uint8 images [B, H, W, 3] (the datasets' own layout) -> latent [B, D]
 decode: latent [B, D] -> float32 images [B, H, W, 3] in [0, 1]
 """
+
 from __future__ import annotations
 
 import warnings
@@ -52,17 +53,26 @@ def graph_specs(model: Autoencoder) -> dict[str, GraphSpec]:
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (2, size, size, 3), dtype=torch.uint8, generator=gen)
     latents = torch.randn(2, model.cfg.latent_dim, generator=gen)
-    return {wire.ENCODE: GraphSpec(EncodeGraph(model).eval(), images, wire.IMAGE, wire.LATENT),
-            wire.DECODE: GraphSpec(DecodeGraph(model).eval(), latents, wire.LATENT, wire.IMAGE)}
+    return {
+        wire.ENCODE: GraphSpec(EncodeGraph(model).eval(), images, wire.IMAGE, wire.LATENT),
+        wire.DECODE: GraphSpec(DecodeGraph(model).eval(), latents, wire.LATENT, wire.IMAGE),
+    }
 
 
 def export_onnx(spec: GraphSpec, path: Path) -> None:
     """Export with a dynamic batch axis (legacy TorchScript-based exporter; opset 17)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(spec.module, (spec.example,), str(path), input_names=[spec.input_name],
-                          output_names=[spec.output_name], opset_version=ONNX_OPSET, dynamo=False,
-                          dynamic_axes={spec.input_name: {0: "batch"}, spec.output_name: {0: "batch"}})
+        torch.onnx.export(
+            spec.module,
+            (spec.example,),
+            str(path),
+            input_names=[spec.input_name],
+            output_names=[spec.output_name],
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+            dynamic_axes={spec.input_name: {0: "batch"}, spec.output_name: {0: "batch"}},
+        )
 
 
 def graph_input(spec: GraphSpec, batch_size: int, seed: int = 0) -> torch.Tensor:

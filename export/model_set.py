@@ -11,6 +11,7 @@ real dims (``sae.repository.configs``). Models with a prior (the bank records it
 This module makes the artefacts; the repository package lays them out, checks them and swaps them in
 (``sae.repository.install``: atomic per model folder, versioned, reversible with ``sae export --rollback``).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,10 +36,25 @@ from sae.export.graphs import ONNX_OPSET, export_onnx, graph_specs
 from sae.export.parity import ParityResult, compare
 from sae.export.torchscript import export_torchscript
 from sae.repository.configs import RepositoryOptions, ServedShapes, model_configs
-from sae.repository.install import (bank_roles, check_ownership, finish_interrupted, install_model_set, next_version,
-                                    staging_folder, write_config, write_python_backend)
-from sae.repository.layout import (BANK_FILE, HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, MANIFEST_FILE, ONNX_FILE,
-                               ONNX_FP16_FILE, TORCHSCRIPT_FILE)
+from sae.repository.install import (
+    bank_roles,
+    check_ownership,
+    finish_interrupted,
+    install_model_set,
+    next_version,
+    staging_folder,
+    write_config,
+    write_python_backend,
+)
+from sae.repository.layout import (
+    BANK_FILE,
+    HYBRID_ONNX_FILE,
+    HYBRID_ONNX_FP16_FILE,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    ONNX_FP16_FILE,
+    TORCHSCRIPT_FILE,
+)
 from sae.repository.validate import check_repository
 from sae.training.checkpoint import LAST, Checkpoint, resolve_checkpoint
 
@@ -65,8 +81,10 @@ class ExportReport:
     @property
     def max_abs_diff(self) -> dict[str, float]:
         """Worst |eager - ONNX Runtime fp32| per graph (the figure `sae export` prints first)."""
-        return {g: max(r.max_abs_diff for r in self.parity if r.graph == g and r.runtime == "onnx")
-                for g in ("encode", "decode")}
+        return {
+            g: max(r.max_abs_diff for r in self.parity if r.graph == g and r.runtime == "onnx")
+            for g in ("encode", "decode")
+        }
 
     def worst(self) -> dict[str, float]:
         """Worst |diff| per graph and runtime."""
@@ -81,41 +99,38 @@ def checkpoint_file(run: Path) -> Path:
     return resolve_checkpoint(Path(run), LAST)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-def _manifest(options: RepositoryOptions, role: str, ckpt: Checkpoint, bank: Bank, parity: list[ParityResult],
-              source: Path) -> str:
+def _manifest(
+    options: RepositoryOptions, role: str, ckpt: Checkpoint, bank: Bank, parity: list[ParityResult], source: Path
+) -> str:
     import onnx
     import onnxruntime
 
-    return json.dumps({
-        "export_name": options.name, "model": options.model_name(role), "role": role, "flavour": options.flavour,
-        "config_name": ckpt.config.name, "model_kind": ckpt.config.model.kind, "checkpoint": str(source),
-        "checkpoint_sha256": bank.checkpoint_sha256, "checkpoint_step": ckpt.step, "data_sha256": bank.data_sha256,
-        "bank_size": int(len(bank.latents)), "bank_seed": bank.seed, "onnx_opset": ONNX_OPSET,
-        "torch_version": torch.__version__, "onnx_version": onnx.__version__,
-        "onnxruntime_version": onnxruntime.__version__, "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "parity": [{"graph": r.graph, "runtime": r.runtime, "batch_size": r.batch_size,
-                    "max_abs_diff": r.max_abs_diff} for r in parity],
-    }, indent=2)
+    return json.dumps(
+        {
+            "export_name": options.name,
+            "model": options.model_name(role),
+            "role": role,
+            "flavour": options.flavour,
+            "config_name": ckpt.config.name,
+            "model_kind": ckpt.config.model.kind,
+            "checkpoint": str(source),
+            "checkpoint_sha256": bank.checkpoint_sha256,
+            "checkpoint_step": ckpt.step,
+            "data_sha256": bank.data_sha256,
+            "bank_size": int(len(bank.latents)),
+            "bank_seed": bank.seed,
+            "onnx_opset": ONNX_OPSET,
+            "torch_version": torch.__version__,
+            "onnx_version": onnx.__version__,
+            "onnxruntime_version": onnxruntime.__version__,
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "parity": [
+                {"graph": r.graph, "runtime": r.runtime, "batch_size": r.batch_size, "max_abs_diff": r.max_abs_diff}
+                for r in parity
+            ],
+        },
+        indent=2,
+    )
 
 
 def _write_graphs(model, version_dirs: dict[str, Path], batch_sizes=EXPORT_PARITY_BATCHES) -> list[ParityResult]:
@@ -123,8 +138,11 @@ def _write_graphs(model, version_dirs: dict[str, Path], batch_sizes=EXPORT_PARIT
     results: list[ParityResult] = []
     for graph, spec in graph_specs(model).items():
         folder = version_dirs[graph]
-        files = {"onnx": folder / ONNX_FILE, "onnx_fp16": folder / ONNX_FP16_FILE,
-                 "torchscript": folder / TORCHSCRIPT_FILE}
+        files = {
+            "onnx": folder / ONNX_FILE,
+            "onnx_fp16": folder / ONNX_FP16_FILE,
+            "torchscript": folder / TORCHSCRIPT_FILE,
+        }
         export_onnx(spec, files["onnx"])
         write_fp16_onnx(files["onnx"], files["onnx_fp16"])
         export_torchscript(spec, files["torchscript"])
@@ -136,8 +154,9 @@ def _write_graphs(model, version_dirs: dict[str, Path], batch_sizes=EXPORT_PARIT
     return results
 
 
-def _write_joined_graphs(options: RepositoryOptions, configs: dict, names: dict[str, str],
-                         version_dirs: dict[str, Path], bank: Bank) -> None:
+def _write_joined_graphs(
+    options: RepositoryOptions, configs: dict, names: dict[str, str], version_dirs: dict[str, Path], bank: Bank
+) -> None:
     """The one-hop models' graphs: the joined reconstruction graph (fp32, fp16); the decoder beside a python
     hybrid/prior sampler that decodes in its own process; the native hybrid_sample graph (draw + decoder)."""
     decode_dir = version_dirs["decode"]
@@ -161,16 +180,28 @@ def _write_joined_graphs(options: RepositoryOptions, configs: dict, names: dict[
                 shutil.copyfile(decode_dir / filename, version_dirs[role] / filename)
             continue
         for decoder, graph in ((ONNX_FILE, HYBRID_ONNX_FILE), (ONNX_FP16_FILE, HYBRID_ONNX_FP16_FILE)):
-            model = hybrid_sample_model(onnx.load(str(decode_dir / decoder)), bank.latents, bank.variable_of_dim,
-                                        config.output[0].dims[1], NATIVE_DRAW_MODES[0])
+            model = hybrid_sample_model(
+                onnx.load(str(decode_dir / decoder)),
+                bank.latents,
+                bank.variable_of_dim,
+                config.output[0].dims[1],
+                NATIVE_DRAW_MODES[0],
+            )
             onnx.save(model, str(version_dirs[role] / graph))
 
 
-def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: int = DEFAULT_BANK_SIZE,
-               bank_seed: int = 0, name: str = "", flavour: str = "python",
-               options: RepositoryOptions | None = None,
-               validate: Callable[[Path], object] | None = check_repository,
-               range_images: int | None = None) -> ExportReport:
+def export_run(
+    run: Path,
+    repo: Path,
+    data_path: Path | None = None,
+    bank_size: int = DEFAULT_BANK_SIZE,
+    bank_seed: int = 0,
+    name: str = "",
+    flavour: str = "python",
+    options: RepositoryOptions | None = None,
+    validate: Callable[[Path], object] | None = check_repository,
+    range_images: int | None = None,
+) -> ExportReport:
     """Export RUN (a run folder or a checkpoint file) into ``repo`` as the model set ``name``.
 
     ``options`` overrides ``name``/``flavour`` and carries the rest (native runtime, TensorRT, batching).
@@ -189,8 +220,9 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
         raise ExportError("the checkpoint does not say which data it was trained on; pass --data FILE")
     data = open_dataset(Path(data_path), exclude=(ckpt.extra or {}).get("exclude"))
     if data.image_size != cfg.model.backbone.image_size:
-        raise ExportError(f"{data_path} has {data.image_size}px images; {cfg.name} takes "
-                          f"{cfg.model.backbone.image_size}px")
+        raise ExportError(
+            f"{data_path} has {data.image_size}px images; {cfg.name} takes {cfg.model.backbone.image_size}px"
+        )
     finish_interrupted(repo)  # a set half installed when a kill came: whole again before the next version
     if repo.exists():
         check_ownership(repo, options)
@@ -202,10 +234,24 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
         for role in ("encode", "decode"):
             version_dirs[role].mkdir(parents=True)
         parity = _write_graphs(model, version_dirs)
-        bank = build_bank(model, cfg.name, data, dataset_splits(data)["train"], source, ckpt.step, bank_size,
-                          bank_seed, range_images=range_images)
-        shapes = ServedShapes(cfg.model.backbone.image_size, cfg.model.latent_dim, bank.num_variables,
-                              bank_size=len(bank.latents), has_prior=bank.prior_mean is not None)
+        bank = build_bank(
+            model,
+            cfg.name,
+            data,
+            dataset_splits(data)["train"],
+            source,
+            ckpt.step,
+            bank_size,
+            bank_seed,
+            range_images=range_images,
+        )
+        shapes = ServedShapes(
+            cfg.model.backbone.image_size,
+            cfg.model.latent_dim,
+            bank.num_variables,
+            bank_size=len(bank.latents),
+            has_prior=bank.prior_mean is not None,
+        )
         roles = shapes.roles()
         for role in roles:
             version_dirs[role].mkdir(parents=True, exist_ok=True)
@@ -219,9 +265,15 @@ def export_run(run: Path, repo: Path, data_path: Path | None = None, bank_size: 
         for role in python_models:
             write_python_backend(role, version_dirs[role])
         for role in roles:
-            write_config(staging / names[role], version_dirs[role], configs[names[role]], role,
-                         f"{cfg.name} step {ckpt.step} (version {version})")
+            write_config(
+                staging / names[role],
+                version_dirs[role],
+                configs[names[role]],
+                role,
+                f"{cfg.name} step {ckpt.step} (version {version})",
+            )
             (version_dirs[role] / MANIFEST_FILE).write_text(_manifest(options, role, ckpt, bank, parity, source))
         order = install_model_set(staging, repo, options, roles, version, validate)
-    return ExportReport(repo, options.name, cfg.name, ckpt.step, options.flavour, order, parity, len(bank.latents),
-                        version)
+    return ExportReport(
+        repo, options.name, cfg.name, ckpt.step, options.flavour, order, parity, len(bank.latents), version
+    )

@@ -4,6 +4,7 @@ An output passes when every element satisfies ``|runtime - eager| <= atol + rtol
 rule). The tolerances are set a decade or more above the differences measured on the tiny models (README, "Export"):
 fp32 runtimes differ from eager by float rounding only; the fp16 graph by fp16 rounding of weights and activations.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,8 +41,10 @@ class ParityResult:
     ok: bool  # every element within atol + rtol * |eager|
 
     def __str__(self) -> str:
-        return (f"{self.graph} {self.runtime} batch {self.batch_size}: max |diff| {self.max_abs_diff:.2e} "
-                f"(atol {self.tolerance.atol:g}, rtol {self.tolerance.rtol:g}) {'ok' if self.ok else 'FAILED'}")
+        return (
+            f"{self.graph} {self.runtime} batch {self.batch_size}: max |diff| {self.max_abs_diff:.2e} "
+            f"(atol {self.tolerance.atol:g}, rtol {self.tolerance.rtol:g}) {'ok' if self.ok else 'FAILED'}"
+        )
 
 
 class Runner:
@@ -68,8 +71,13 @@ class Runner:
         return self.session.run(None, {self.input_name: x.numpy()})[0]
 
 
-def compare(graph: str, spec: GraphSpec, files: dict[str, Path], batch_sizes=(1, 7),
-            tolerances: dict[str, Tolerance] = TOLERANCES) -> list[ParityResult]:
+def compare(
+    graph: str,
+    spec: GraphSpec,
+    files: dict[str, Path],
+    batch_sizes=(1, 7),
+    tolerances: dict[str, Tolerance] = TOLERANCES,
+) -> list[ParityResult]:
     """Each runtime's output against eager, on fresh inputs of each batch size (seeded by the batch size)."""
     runners = {runtime: Runner(runtime, path) for runtime, path in files.items()}
     results = []

@@ -4,6 +4,7 @@ TorchScript is deprecated upstream in favour of ``torch.export``; tracing still 
 Each file records the torch version that made it (an extra file inside the archive, ``torch_version``), and the
 parity test checks it against the torch pinned in pyproject.toml. Load it with the same (or a compatible) libtorch.
 """
+
 from __future__ import annotations
 
 import warnings

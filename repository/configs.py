@@ -26,6 +26,7 @@ The batching values come from measurements (README, "Serving configuration"; ``b
 docs/serving.md, "Batching of the sampling models"). Each generated config.pbtxt states its batching and queue
 policy in its header (:func:`batching_policy`).
 """
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,8 @@ from tritonclient.grpc import model_config_pb2 as pb
 
 from sae.core import wire
 from sae.core.draw import DRAW_MODES, NATIVE_DRAW_MODES
-from sae.repository.layout import HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, ONNX_FILE, ONNX_FP16_FILE, TORCHSCRIPT_FILE
 from sae.core.errors import SAEError
+from sae.repository.layout import HYBRID_ONNX_FILE, HYBRID_ONNX_FP16_FILE, ONNX_FILE, ONNX_FP16_FILE, TORCHSCRIPT_FILE
 
 ROLES, PRIOR_ROLES = wire.ROLES, wire.PRIOR_ROLES  # leaves before ensembles; served only with a prior
 FLAVOURS = ("python", "native")
@@ -113,13 +114,17 @@ class RepositoryOptions:
     max_traverse_steps: int = wire.TRAVERSE_STEPS[1]
     serving: ServingSettings = field(default_factory=ServingSettings)
 
-    def validate(self) -> "RepositoryOptions":
+    def validate(self) -> RepositoryOptions:
         if self.name and not NAME_PATTERN.match(self.name):
-            raise ConfigError(f"--name {self.name!r}: use up to 64 letters, digits, '_' and '-', starting with a "
-                              "letter or digit (it prefixes the model names: NAME_encode, ...)")
-        for arg, value, allowed in (("--flavour", self.flavour, FLAVOURS),
-                                    ("--native-runtime", self.native_runtime, NATIVE_RUNTIMES),
-                                    ("--gpu-precision", self.gpu_precision, GPU_PRECISIONS)):
+            raise ConfigError(
+                f"--name {self.name!r}: use up to 64 letters, digits, '_' and '-', starting with a "
+                "letter or digit (it prefixes the model names: NAME_encode, ...)"
+            )
+        for arg, value, allowed in (
+            ("--flavour", self.flavour, FLAVOURS),
+            ("--native-runtime", self.native_runtime, NATIVE_RUNTIMES),
+            ("--gpu-precision", self.gpu_precision, GPU_PRECISIONS),
+        ):
             if value not in allowed:
                 raise ConfigError(f"{arg} {value!r}: choose one of {', '.join(allowed)}")
         if self.tensorrt and (self.flavour != "native" or self.native_runtime != "onnxruntime"):
@@ -129,17 +134,22 @@ class RepositoryOptions:
             if s.max_batch_size < 1 or s.instances < 1 or s.max_queue_delay_us < 0:
                 raise ConfigError(f"{role}: max_batch_size and instances must be positive, queue delay >= 0: {s}")
         if self.serving.sample_decoding not in SAMPLE_DECODINGS:
-            raise ConfigError(f"sample_decoding {self.serving.sample_decoding!r}: choose one of "
-                              f"{', '.join(SAMPLE_DECODINGS)}")
+            raise ConfigError(
+                f"sample_decoding {self.serving.sample_decoding!r}: choose one of {', '.join(SAMPLE_DECODINGS)}"
+            )
         if min(self.serving.hybrid_sample_instances, self.serving.prior_sample_instances) < 1:
             raise ConfigError("hybrid_sample_instances and prior_sample_instances must be positive")
         if not 1 <= self.max_samples <= self.serving.decode.max_batch_size:
-            raise ConfigError(f"max_samples {self.max_samples} must be in 1..decode max_batch_size "
-                              f"({self.serving.decode.max_batch_size}): the sampler's latents go to decode as one "
-                              "batch")
+            raise ConfigError(
+                f"max_samples {self.max_samples} must be in 1..decode max_batch_size "
+                f"({self.serving.decode.max_batch_size}): the sampler's latents go to decode as one "
+                "batch"
+            )
         if not wire.TRAVERSE_STEPS[0] <= self.max_traverse_steps <= self.serving.decode.max_batch_size:
-            raise ConfigError(f"max_traverse_steps {self.max_traverse_steps} must be in {wire.TRAVERSE_STEPS[0]}.."
-                              "decode max_batch_size")
+            raise ConfigError(
+                f"max_traverse_steps {self.max_traverse_steps} must be in {wire.TRAVERSE_STEPS[0]}.."
+                "decode max_batch_size"
+            )
         return self
 
     def model_name(self, role: str) -> str:
@@ -189,9 +199,14 @@ def _warmup(config: pb.ModelConfig, s: BatchedModelSettings, name: str, dtype: s
         # Zeros, not Triton's random_data: its random bytes read as floats include NaN and values near 1e38,
         # which the models refuse (a NaN latent, a decoder output that overflows), so the warmup would fail.
         data = {"zero_data": True}
-        config.model_warmup.append(pb.ModelWarmup(
-            name=f"batch_{b}", batch_size=b, count=1,
-            inputs={name: pb.ModelWarmup.Input(data_type=pb.DataType.Value(dtype), dims=dims, **data)}))
+        config.model_warmup.append(
+            pb.ModelWarmup(
+                name=f"batch_{b}",
+                batch_size=b,
+                count=1,
+                inputs={name: pb.ModelWarmup.Input(data_type=pb.DataType.Value(dtype), dims=dims, **data)},
+            )
+        )
 
 
 def _tensors(role: str, kind: str, shapes: ServedShapes, names: tuple[str, ...] | None = None) -> list:
@@ -202,21 +217,28 @@ def _tensors(role: str, kind: str, shapes: ServedShapes, names: tuple[str, ...] 
     for t in table.inputs if kind == "input" else table.outputs:
         if names is None or t.name in names:
             dims = wire.resolve_dims(t.dims, shapes.image_size, shapes.latent_dim, shapes.num_variables)
-            made.append(_input(t.name, t.dtype, dims, t.optional) if kind == "input"
-                        else _output(t.name, t.dtype, dims))
+            made.append(
+                _input(t.name, t.dtype, dims, t.optional) if kind == "input" else _output(t.name, t.dtype, dims)
+            )
     return made
 
 
 def _python_cpu_model(options: RepositoryOptions, role: str, shapes: ServedShapes, instances: int) -> pb.ModelConfig:
     """A python-backend model on CPU instances without batching (sampler, prior_sampler, traverse)."""
-    config = pb.ModelConfig(name=options.model_name(role), backend="python", max_batch_size=0,
-                            input=_tensors(role, "input", shapes), output=_tensors(role, "output", shapes))
+    config = pb.ModelConfig(
+        name=options.model_name(role),
+        backend="python",
+        max_batch_size=0,
+        input=_tensors(role, "input", shapes),
+        output=_tensors(role, "output", shapes),
+    )
     config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_CPU, count=instances))
     return config
 
 
-def _graph_model(options: RepositoryOptions, role: str, shapes: ServedShapes,
-                 s: BatchedModelSettings) -> pb.ModelConfig:
+def _graph_model(
+    options: RepositoryOptions, role: str, shapes: ServedShapes, s: BatchedModelSettings
+) -> pb.ModelConfig:
     """A batching graph model (encode, decode, reconstruct): one input, one output."""
     (graph_input,), outputs = _tensors(role, "input", shapes), _tensors(role, "output", shapes)
     config = pb.ModelConfig(name=options.model_name(role), input=[graph_input], output=outputs)
@@ -260,8 +282,14 @@ def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str,
     configs[wire.SAMPLER] = sampler
 
     traverse = _python_cpu_model(options, wire.TRAVERSE, shapes, s.traverse_instances)
-    _params(traverse, {wire.DECODE_MODEL_PARAM: names[wire.DECODE], wire.MIN_STEPS_PARAM: wire.TRAVERSE_STEPS[0],
-                       wire.MAX_STEPS_PARAM: options.max_traverse_steps})
+    _params(
+        traverse,
+        {
+            wire.DECODE_MODEL_PARAM: names[wire.DECODE],
+            wire.MIN_STEPS_PARAM: wire.TRAVERSE_STEPS[0],
+            wire.MAX_STEPS_PARAM: options.max_traverse_steps,
+        },
+    )
     configs[wire.TRAVERSE] = traverse
 
     configs[wire.RECONSTRUCT] = _reconstruct(options, shapes)
@@ -271,11 +299,13 @@ def model_configs(shapes: ServedShapes, options: RepositoryOptions) -> dict[str,
         _params(prior, {wire.LATENTS_FROM_PARAM: wire.FROM_PRIOR, wire.MAX_SAMPLES_PARAM: options.max_samples})
         configs[wire.PRIOR_SAMPLER] = prior
         if options.flavour == "python":
-            configs[wire.PRIOR_SAMPLE] = _one_hop_sampler(options, wire.PRIOR_SAMPLE, shapes, prior,
-                                                          s.prior_sample_instances)
+            configs[wire.PRIOR_SAMPLE] = _one_hop_sampler(
+                options, wire.PRIOR_SAMPLE, shapes, prior, s.prior_sample_instances
+            )
         else:
-            configs[wire.PRIOR_SAMPLE] = sampling_ensemble(names[wire.PRIOR_SAMPLE], names[wire.PRIOR_SAMPLER],
-                                                           names[wire.DECODE], prior, image)
+            configs[wire.PRIOR_SAMPLE] = sampling_ensemble(
+                names[wire.PRIOR_SAMPLE], names[wire.PRIOR_SAMPLER], names[wire.DECODE], prior, image
+            )
     for config in configs.values():
         config.version_policy.latest.num_versions = 1  # the newest version folder: each re-export adds one
     return {names[role]: configs[role] for role in shapes.roles()}
@@ -288,24 +318,36 @@ def _reconstruct(options: RepositoryOptions, shapes: ServedShapes) -> pb.ModelCo
     if options.flavour == "python" or options.native_runtime == "onnxruntime":
         return _graph_model(options, wire.RECONSTRUCT, shapes, options.serving.reconstruct)
     s = options.serving
-    config = pb.ModelConfig(name=names[wire.RECONSTRUCT], platform="ensemble",
-                            max_batch_size=min(s.encode.max_batch_size, s.decode.max_batch_size),
-                            input=_tensors(wire.RECONSTRUCT, "input", shapes),
-                            output=_tensors(wire.RECONSTRUCT, "output", shapes))
-    config.ensemble_scheduling.step.extend([
-        _step(names[wire.ENCODE], {wire.IMAGE: wire.IMAGE}, {wire.LATENT: ENSEMBLE_LATENT}),
-        _step(names[wire.DECODE], {wire.LATENT: ENSEMBLE_LATENT}, {wire.IMAGE: wire.RECONSTRUCTION})])
+    config = pb.ModelConfig(
+        name=names[wire.RECONSTRUCT],
+        platform="ensemble",
+        max_batch_size=min(s.encode.max_batch_size, s.decode.max_batch_size),
+        input=_tensors(wire.RECONSTRUCT, "input", shapes),
+        output=_tensors(wire.RECONSTRUCT, "output", shapes),
+    )
+    config.ensemble_scheduling.step.extend(
+        [
+            _step(names[wire.ENCODE], {wire.IMAGE: wire.IMAGE}, {wire.LATENT: ENSEMBLE_LATENT}),
+            _step(names[wire.DECODE], {wire.LATENT: ENSEMBLE_LATENT}, {wire.IMAGE: wire.RECONSTRUCTION}),
+        ]
+    )
     return config
 
 
-def _one_hop_sampler(options: RepositoryOptions, role: str, shapes: ServedShapes, sampler: pb.ModelConfig,
-                     instances: int) -> pb.ModelConfig:
+def _one_hop_sampler(
+    options: RepositoryOptions, role: str, shapes: ServedShapes, sampler: pb.ModelConfig, instances: int
+) -> pb.ModelConfig:
     """The sampler's python model that also decodes (python flavour): the role's inputs and outputs (IMAGE_U8 too
     for hybrid_sample; prior_sample keeps the contract its native ensemble serves) and the sampler's parameters, and
     either ``decode_model`` (BLS into the batched decode: CPU instances, they only draw and wait) or the decoder
     graph's ``onnx_file`` (in the process: KIND_AUTO, a GPU where the server has one)."""
-    config = pb.ModelConfig(name=options.model_name(role), backend="python", max_batch_size=0,
-                            input=_tensors(role, "input", shapes), output=_tensors(role, "output", shapes))
+    config = pb.ModelConfig(
+        name=options.model_name(role),
+        backend="python",
+        max_batch_size=0,
+        input=_tensors(role, "input", shapes),
+        output=_tensors(role, "output", shapes),
+    )
     for key, value in sampler.parameters.items():
         config.parameters[key].string_value = value.string_value
     if options.serving.sample_decoding == BLS:
@@ -324,29 +366,44 @@ def _hybrid_sample(options: RepositoryOptions, shapes: ServedShapes, sampler: pb
         _params(config, {wire.DRAW_MODES_PARAM: ",".join(DRAW_MODES)})
         return config
     required = tuple(t.name for t in wire.ROLE_TENSORS[wire.HYBRID_SAMPLE].inputs if not t.optional)
-    config = pb.ModelConfig(name=options.model_name(wire.HYBRID_SAMPLE), platform="onnxruntime_onnx",
-                            max_batch_size=0,
-                            input=_tensors(wire.HYBRID_SAMPLE, "input", shapes, required),
-                            output=_tensors(wire.HYBRID_SAMPLE, "output", shapes))
+    config = pb.ModelConfig(
+        name=options.model_name(wire.HYBRID_SAMPLE),
+        platform="onnxruntime_onnx",
+        max_batch_size=0,
+        input=_tensors(wire.HYBRID_SAMPLE, "input", shapes, required),
+        output=_tensors(wire.HYBRID_SAMPLE, "output", shapes),
+    )
     fp16_graph = options.gpu_precision == "fp16"
     config.default_model_filename = HYBRID_ONNX_FP16_FILE if fp16_graph else HYBRID_ONNX_FILE
-    config.instance_group.append(pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_GPU,
-                                                       count=s.hybrid_sample_instances))
+    config.instance_group.append(
+        pb.ModelInstanceGroup(kind=pb.ModelInstanceGroup.KIND_GPU, count=s.hybrid_sample_instances)
+    )
     _params(config, {wire.DRAW_MODES_PARAM: ",".join(NATIVE_DRAW_MODES), wire.MAX_SAMPLES_PARAM: options.max_samples})
     if shapes.bank_size:
         _params(config, {wire.BANK_SIZE_PARAM: shapes.bank_size})
     return config
 
 
-def sampling_ensemble(name: str, sampler_name: str, decode_name: str, sampler: pb.ModelConfig,
-                       image: list[int]) -> pb.ModelConfig:
+def sampling_ensemble(
+    name: str, sampler_name: str, decode_name: str, sampler: pb.ModelConfig, image: list[int]
+) -> pb.ModelConfig:
     """sampler -> decode: the sampler's inputs and outputs, plus the decoded IMAGE."""
-    config = pb.ModelConfig(name=name, platform="ensemble", max_batch_size=0, input=list(sampler.input),
-                            output=[_output(wire.IMAGE, wire.tensor(wire.PRIOR_SAMPLE, "output", wire.IMAGE).dtype,
-                                            [-1, *image]), *sampler.output])
-    config.ensemble_scheduling.step.extend([
-        _step(sampler_name, {t.name: t.name for t in sampler.input}, {t.name: t.name for t in sampler.output}),
-        _step(decode_name, {wire.LATENT: wire.LATENT}, {wire.IMAGE: wire.IMAGE})])
+    config = pb.ModelConfig(
+        name=name,
+        platform="ensemble",
+        max_batch_size=0,
+        input=list(sampler.input),
+        output=[
+            _output(wire.IMAGE, wire.tensor(wire.PRIOR_SAMPLE, "output", wire.IMAGE).dtype, [-1, *image]),
+            *sampler.output,
+        ],
+    )
+    config.ensemble_scheduling.step.extend(
+        [
+            _step(sampler_name, {t.name: t.name for t in sampler.input}, {t.name: t.name for t in sampler.output}),
+            _step(decode_name, {wire.LATENT: wire.LATENT}, {wire.IMAGE: wire.IMAGE}),
+        ]
+    )
     return config
 
 
@@ -354,12 +411,12 @@ DESCRIPTIONS = {
     wire.ENCODE: "images (uint8 HWC, the datasets' layout) -> latents; the graph converts to float NCHW itself",
     wire.DECODE: "latents -> images, float32 HWC in [0, 1] (sigmoid of the decoder's logits)",
     wire.SAMPLER: "hybrid sampling from the bank (1/bank.h5): DRAW independent (default), distinct or per_dimension, "
-               "with BASE/MASK control",
+    "with BASE/MASK control",
     wire.PRIOR_SAMPLER: "latents from the model's prior N(prior_mean, prior_std^2), both stored in 1/bank.h5",
     wire.TRAVERSE: "one latent, one dimension swept from its training-set min to max in STEPS steps, decoded",
     wire.RECONSTRUCT: "images -> decode(encode(images)), the two graphs joined into one",
     wire.HYBRID_SAMPLE: "hybrid sampling and decoding in one model (same SEED, same images); IMAGE fp32 and/or "
-                        "IMAGE_U8",
+    "IMAGE_U8",
     wire.PRIOR_SAMPLE: "prior sampling and decoding in one model (same SEED, same images)",
 }
 ENSEMBLE_DESCRIPTIONS = {
@@ -377,11 +434,15 @@ def batching_policy(config: pb.ModelConfig) -> str:
         return "batching: each step's own (an ensemble adds no queue)"
     if config.HasField("dynamic_batching"):
         delay = config.dynamic_batching.max_queue_delay_microseconds
-        return (f"batching: dynamic, concurrent requests merged into one run of up to {config.max_batch_size} rows "
-                f"(queue delay {delay} us, FIFO, no priority levels), {instances} instances")
+        return (
+            f"batching: dynamic, concurrent requests merged into one run of up to {config.max_batch_size} rows "
+            f"(queue delay {delay} us, FIFO, no priority levels), {instances} instances"
+        )
     if wire.DECODE_MODEL_PARAM in params:
-        return (f"batching: none here; {instances} instances take each request alone and decode it through "
-                f"{params[wire.DECODE_MODEL_PARAM]}'s dynamic batcher (BLS), which merges concurrent requests (FIFO)")
+        return (
+            f"batching: none here; {instances} instances take each request alone and decode it through "
+            f"{params[wire.DECODE_MODEL_PARAM]}'s dynamic batcher (BLS), which merges concurrent requests (FIFO)"
+        )
     return f"batching: none, each request alone (FIFO), {instances} instances"
 
 
@@ -389,6 +450,8 @@ def config_text(config: pb.ModelConfig, role: str, source: str) -> str:
     """config.pbtxt contents: a short header (what the model does, its batching policy, where it came from), then
     the protobuf text format."""
     description = (ENSEMBLE_DESCRIPTIONS if config.platform == "ensemble" else DESCRIPTIONS)[role]
-    header = (f"# {description}\n# {batching_policy(config)}\n"
-              f"# Generated by `sae export` from {source}; do not edit (re-export instead).\n")
+    header = (
+        f"# {description}\n# {batching_policy(config)}\n"
+        f"# Generated by `sae export` from {source}; do not edit (re-export instead).\n"
+    )
     return header + text_format.MessageToString(config, use_short_repeated_primitives=True)

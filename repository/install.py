@@ -16,6 +16,7 @@ renames of the fallback, one model's folder out of the repository); the plan eac
 folder (``repository.install_plan``) lets the next export, rollback or ``sae validate`` finish it
 (:func:`finish_interrupted`).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -29,8 +30,15 @@ from pathlib import Path
 from sae.core import wire
 from sae.core.errors import SAEError
 from sae.repository.configs import RepositoryOptions, config_text
-from sae.repository.install_plan import (InstallPlan, abandoned_staging, inode, locked_staging, read_plan, remove_plan,
-                                         write_plan)
+from sae.repository.install_plan import (
+    InstallPlan,
+    abandoned_staging,
+    inode,
+    locked_staging,
+    read_plan,
+    remove_plan,
+    write_plan,
+)
 from sae.repository.layout import CONFIG_COPY, CONFIG_FILE, PYTHON_FILE, read_manifest, versions
 from sae.repository.templates import COMMON, COMMON_FILE, COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
 from sae.repository.validate import check_repository
@@ -68,8 +76,10 @@ def check_ownership(repo: Path, options: RepositoryOptions) -> None:
     for model in options.model_names().values():
         manifest = read_manifest(repo / model)
         if manifest is not None and manifest.get("export_name") != options.name:
-            raise InstallError(f"{repo / model} belongs to the export named {manifest.get('export_name')!r}, not "
-                               f"{options.name!r}; pick another --name")
+            raise InstallError(
+                f"{repo / model} belongs to the export named {manifest.get('export_name')!r}, not "
+                f"{options.name!r}; pick another --name"
+            )
 
 
 def staging_folder(repo: Path, purpose: str = "export") -> AbstractContextManager[Path]:
@@ -110,8 +120,12 @@ def install(staging: Path, repo: Path, models: list[str], retired: tuple[str, ..
     missing = [m for m, staged_inode in staged.items() if staged_inode is None]
     if missing:
         raise InstallError(f"nothing staged for {', '.join(missing)} in {staging}")
-    plan = InstallPlan(str(repo.resolve()), list(models), {m: i for m, i in staged.items() if i is not None},
-                       {m: i for m in retired if (i := inode(repo / m)) is not None})
+    plan = InstallPlan(
+        str(repo.resolve()),
+        list(models),
+        {m: i for m, i in staged.items() if i is not None},
+        {m: i for m in retired if (i := inode(repo / m)) is not None},
+    )
     write_plan(staging, plan)
     _carry_out(staging, repo, plan)
     remove_plan(staging)
@@ -155,7 +169,7 @@ def keep_previous(repo: Path, staging: Path, models: list[str], version: int) ->
     for model in models:
         if _config_body(repo / model / CONFIG_FILE) != _config_body(staging / model / CONFIG_FILE):
             continue
-        for old in [v for v in versions(repo / model) if v < version][-(KEPT_VERSIONS - 1):]:
+        for old in [v for v in versions(repo / model) if v < version][-(KEPT_VERSIONS - 1) :]:
             shutil.copytree(repo / model / str(old), staging / model / str(old), copy_function=os.link)
 
 
@@ -165,8 +179,11 @@ def rollback(repo: Path, name: str) -> tuple[int, int, list[str]]:
     no earlier version or the earlier one has no saved config. An install a kill interrupted is finished first."""
     repo = Path(repo)
     finish_interrupted(repo)
-    owned = sorted(p.name for p in repo.iterdir() if p.is_dir() and (read_manifest(p) or {}).get("export_name") == name) \
-        if repo.is_dir() else []
+    owned = (
+        sorted(p.name for p in repo.iterdir() if p.is_dir() and (read_manifest(p) or {}).get("export_name") == name)
+        if repo.is_dir()
+        else []
+    )
     if not owned:
         raise RollbackRefused(f"no model of the export named {name!r} in {repo}")
     newest = max(max(versions(repo / m)) for m in owned)
@@ -175,8 +192,10 @@ def rollback(repo: Path, name: str) -> tuple[int, int, list[str]]:
         if not earlier:
             raise RollbackRefused(f"cannot roll back {name!r}: {model} has no version before {newest}")
         if not (repo / model / str(earlier[-1]) / CONFIG_COPY).is_file():
-            raise RollbackRefused(f"cannot roll back {name!r}: {model}/{earlier[-1]} has no {CONFIG_COPY} (exported "
-                               "before versioning); re-export that run instead")
+            raise RollbackRefused(
+                f"cannot roll back {name!r}: {model}/{earlier[-1]} has no {CONFIG_COPY} (exported "
+                "before versioning); re-export that run instead"
+            )
     with staging_folder(repo, "rollback") as staging:
         for model in owned:
             kept = [v for v in versions(repo / model) if v < newest]
@@ -223,8 +242,14 @@ def write_config(model_dir: Path, version_dir: Path, config, role: str, source: 
     shutil.copyfile(model_dir / CONFIG_FILE, version_dir / CONFIG_COPY)
 
 
-def install_model_set(staging: Path, repo: Path, options: RepositoryOptions, roles: tuple[str, ...], version: int,
-                      validate: Callable[[Path], object] | None = check_repository) -> list[str]:
+def install_model_set(
+    staging: Path,
+    repo: Path,
+    options: RepositoryOptions,
+    roles: tuple[str, ...],
+    version: int,
+    validate: Callable[[Path], object] | None = check_repository,
+) -> list[str]:
     """Check the staged set (``validate(staging)`` raises to stop before anything in ``repo`` changes), hard-link
     the versions kept, retire this name's models the set no longer has, and swap each model folder in. Returns the
     installed models, leaves first."""

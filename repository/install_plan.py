@@ -8,6 +8,7 @@ wherever the kill left it: already in the repository, still staged, or staged wh
 The process that makes a staging folder holds a ``flock`` on it for as long as it uses it; the kernel drops that lock
 when the process dies, however it dies, so a staging folder whose lock can be taken belongs to no live install.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -54,8 +55,12 @@ def read_plan(staging: Path) -> InstallPlan | None:
         fields = json.loads((staging / PLAN_FILE).read_text())
     except FileNotFoundError:
         return None
-    return InstallPlan(fields["repo"], list(fields["models"]), {k: int(v) for k, v in fields["staged"].items()},
-                       {k: int(v) for k, v in fields["retired"].items()})
+    return InstallPlan(
+        fields["repo"],
+        list(fields["models"]),
+        {k: int(v) for k, v in fields["staged"].items()},
+        {k: int(v) for k, v in fields["retired"].items()},
+    )
 
 
 def remove_plan(staging: Path) -> None:

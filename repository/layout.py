@@ -1,5 +1,6 @@
 """Where each file of a model set lives in a Triton repository: ``REPO/MODEL/config.pbtxt`` and
 ``REPO/MODEL/VERSION/{model.onnx, model.py, bank.h5, export.json, ...}``."""
+
 from __future__ import annotations
 
 import json

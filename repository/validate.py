@@ -17,6 +17,7 @@ then matched against what it points at:
 
 Each problem names the model and the config field: ``decode: input LATENT dims: config [10], model.onnx [batch, 12]``.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -34,8 +35,20 @@ from sae.core.model_config import read_config
 from sae.repository.templates import COMPANIONS
 
 # Triton data types -> ONNX TensorProto element types (onnx.TensorProto values)
-_ONNX_TYPES = {"TYPE_BOOL": 9, "TYPE_UINT8": 2, "TYPE_INT8": 3, "TYPE_INT16": 5, "TYPE_INT32": 6, "TYPE_INT64": 7,
-               "TYPE_FP16": 10, "TYPE_FP32": 1, "TYPE_FP64": 11, "TYPE_STRING": 8, "TYPE_BF16": 16}
+_ONNX_TYPES = {
+    "TYPE_BOOL": 9,
+    "TYPE_UINT8": 2,
+    "TYPE_INT8": 3,
+    "TYPE_INT16": 5,
+    "TYPE_INT32": 6,
+    "TYPE_INT64": 7,
+    "TYPE_FP16": 10,
+    "TYPE_FP32": 1,
+    "TYPE_FP64": 11,
+    "TYPE_STRING": 8,
+    "TYPE_BF16": 16,
+}
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -137,8 +150,9 @@ class _Checker:
             return
         for version in versions:
             if kind in ("onnxruntime_onnx", "onnxruntime"):
-                self.check_onnx(name, config, version / (config.default_model_filename or "model.onnx"),
-                                "default_model_filename")
+                self.check_onnx(
+                    name, config, version / (config.default_model_filename or "model.onnx"), "default_model_filename"
+                )
             elif kind in ("pytorch_libtorch", "pytorch"):
                 self.check_torchscript(name, config, version / (config.default_model_filename or "model.pt"))
             elif kind == "python":
@@ -165,8 +179,10 @@ class _Checker:
             self.add(name, field, f"{path.name} is not a readable ONNX model: {e}")
             return
         initializers = {i.name for i in graph.initializer}
-        found = {"input": {v.name: v for v in graph.input if v.name not in initializers},
-                 "output": {v.name: v for v in graph.output}}
+        found = {
+            "input": {v.name: v for v in graph.input if v.name not in initializers},
+            "output": {v.name: v for v in graph.output},
+        }
         for kind, tensors in (("input", config.input), ("output", config.output)):
             declared = {t.name for t in tensors}
             for extra in sorted(set(found[kind]) - declared):
@@ -175,24 +191,37 @@ class _Checker:
             for t in tensors:
                 value = found[kind].get(t.name)
                 if value is None:
-                    self.add(name, f"{kind} {t.name}", f"{path.name} has no {kind} of that name "
-                                                        f"(it has {sorted(found[kind])})")
+                    self.add(
+                        name,
+                        f"{kind} {t.name}",
+                        f"{path.name} has no {kind} of that name (it has {sorted(found[kind])})",
+                    )
                     continue
                 tensor_type = value.type.tensor_type
                 want = _ONNX_TYPES.get(dtype_name(t.data_type))
                 if tensor_type.elem_type != want:
                     found_type = onnx.TensorProto.DataType.Name(tensor_type.elem_type)
-                    self.add(name, f"{kind} {t.name} data_type",
-                             f"config {dtype_name(t.data_type)}, {path.name} {found_type}")
+                    self.add(
+                        name,
+                        f"{kind} {t.name} data_type",
+                        f"config {dtype_name(t.data_type)}, {path.name} {found_type}",
+                    )
                 axes = tensor_type.shape.dim
                 onnx_dims = [d.dim_value if d.HasField("dim_value") else -1 for d in axes]
                 shown = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in axes]
                 if config.max_batch_size > 0 and onnx_dims and onnx_dims[0] != -1:
-                    self.add(name, "max_batch_size", f"{config.max_batch_size} > 0 needs a dynamic first axis, but "
-                                                     f"{path.name} fixes {kind} {t.name} to {shown}")
+                    self.add(
+                        name,
+                        "max_batch_size",
+                        f"{config.max_batch_size} > 0 needs a dynamic first axis, but "
+                        f"{path.name} fixes {kind} {t.name} to {shown}",
+                    )
                 elif not shapes_compatible(full_shape(config, t.dims), onnx_dims):
-                    self.add(name, f"{kind} {t.name} dims", f"config {list(t.dims)} (max_batch_size "
-                                                            f"{config.max_batch_size}), {path.name} {shown}")
+                    self.add(
+                        name,
+                        f"{kind} {t.name} dims",
+                        f"config {list(t.dims)} (max_batch_size {config.max_batch_size}), {path.name} {shown}",
+                    )
 
     # ------------------------------------------------------------------------------------------- TorchScript
 
@@ -211,12 +240,17 @@ class _Checker:
         except Exception as e:  # torch raises RuntimeError and others for foreign files
             self.add(name, "default_model_filename", f"{path.name} is not a loadable TorchScript file: {e}")
             return
-        made_with = extra["torch_version"].decode() if isinstance(extra["torch_version"], bytes) else \
-            extra["torch_version"]
+        made_with = (
+            extra["torch_version"].decode() if isinstance(extra["torch_version"], bytes) else extra["torch_version"]
+        )
         if made_with and made_with.split("+")[0] != torch.__version__.split("+")[0]:
-            self.add(name, "default_model_filename", f"{path.name} was made with torch {made_with}, checked with "
-                                                     f"{torch.__version__}; serve it with a matching libtorch",
-                     "warning")
+            self.add(
+                name,
+                "default_model_filename",
+                f"{path.name} was made with torch {made_with}, checked with "
+                f"{torch.__version__}; serve it with a matching libtorch",
+                "warning",
+            )
         inputs = []
         for t in config.input:
             shape = [1 if d == -1 else d for d in full_shape(config, t.dims)]
@@ -225,8 +259,11 @@ class _Checker:
             with torch.no_grad():
                 out = module(*inputs)
         except Exception as e:  # a shape or dtype the traced graph cannot take
-            self.add(name, "input", f"{path.name} fails on zeros of the configured input shapes: "
-                                    f"{str(e).splitlines()[0][:300]}")
+            self.add(
+                name,
+                "input",
+                f"{path.name} fails on zeros of the configured input shapes: {str(e).splitlines()[0][:300]}",
+            )
             return
         outs = list(out) if isinstance(out, (tuple, list)) else [out]
         if len(outs) != len(config.output):
@@ -235,11 +272,17 @@ class _Checker:
         for t, value in zip(config.output, outs):
             want = triton_to_np_dtype(dtype_name(t.data_type)[5:])
             if value.numpy().dtype != want:
-                self.add(name, f"output {t.name} data_type", f"config {dtype_name(t.data_type)}, {path.name} "
-                                                              f"returns {value.dtype}")
+                self.add(
+                    name,
+                    f"output {t.name} data_type",
+                    f"config {dtype_name(t.data_type)}, {path.name} returns {value.dtype}",
+                )
             if not shapes_compatible(full_shape(config, t.dims), list(value.shape)):
-                self.add(name, f"output {t.name} dims", f"config {list(t.dims)}, {path.name} returns "
-                                                        f"{list(value.shape)} for a batch of 1")
+                self.add(
+                    name,
+                    f"output {t.name} dims",
+                    f"config {list(t.dims)}, {path.name} returns {list(value.shape)} for a batch of 1",
+                )
 
     # ------------------------------------------------------------------------------------------- python backend
 
@@ -252,8 +295,7 @@ class _Checker:
         if unknown or not modes:
             self.add(name, field, f"{unknown or modes}: each must be one of {', '.join(DRAW_MODES)}")
         elif len(modes) > 1 and not any(t.name == wire.DRAW for t in config.input):
-            self.add(name, field, f"lists {', '.join(modes)}, but without a DRAW input a request "
-                                                    "cannot choose one")
+            self.add(name, field, f"lists {', '.join(modes)}, but without a DRAW input a request cannot choose one")
 
     def check_python(self, name: str, config: pb.ModelConfig, version: Path) -> None:
         self._file(name, "backend", version / "model.py")
@@ -268,8 +310,11 @@ class _Checker:
             for companion in COMPANIONS:
                 self._file(name, "backend", version / companion)
         if params.get(wire.LATENTS_FROM_PARAM, wire.FROM_BANK) not in (wire.FROM_BANK, wire.FROM_PRIOR):
-            self.add(name, f"parameters.{wire.LATENTS_FROM_PARAM}",
-                     f"{params[wire.LATENTS_FROM_PARAM]!r}: must be {wire.FROM_BANK} or {wire.FROM_PRIOR}")
+            self.add(
+                name,
+                f"parameters.{wire.LATENTS_FROM_PARAM}",
+                f"{params[wire.LATENTS_FROM_PARAM]!r}: must be {wire.FROM_BANK} or {wire.FROM_PRIOR}",
+            )
         if samples or wire.DECODE_MODEL_PARAM in params:
             self.check_bank(name, config, version / BANK_FILE)
         if wire.DECODE_MODEL_PARAM in params:
@@ -280,20 +325,30 @@ class _Checker:
         the model's own LATENT and IMAGE outputs; IMAGE_U8 (uint8) has IMAGE's dims."""
         outputs = {t.name: t for t in config.output}
         if wire.LATENT not in outputs or wire.IMAGE not in outputs:
-            self.add(name, "output", f"a sampler with a decoder graph must declare outputs {wire.LATENT} and "
-                                     f"{wire.IMAGE}")
+            self.add(
+                name, "output", f"a sampler with a decoder graph must declare outputs {wire.LATENT} and {wire.IMAGE}"
+            )
             return
         image = outputs[wire.IMAGE]
         u8_type = wire.tensor(wire.HYBRID_SAMPLE, "output", wire.IMAGE_U8).dtype
-        if wire.IMAGE_U8 in outputs and (list(outputs[wire.IMAGE_U8].dims) != list(image.dims)
-                                         or dtype_name(outputs[wire.IMAGE_U8].data_type) != u8_type):
-            self.add(name, f"output {wire.IMAGE_U8}", f"must be {u8_type} with {wire.IMAGE}'s dims {list(image.dims)}, "
-                                                     f"config {dtype_name(outputs[wire.IMAGE_U8].data_type)} "
-                                                     f"{list(outputs[wire.IMAGE_U8].dims)}")
+        if wire.IMAGE_U8 in outputs and (
+            list(outputs[wire.IMAGE_U8].dims) != list(image.dims)
+            or dtype_name(outputs[wire.IMAGE_U8].data_type) != u8_type
+        ):
+            self.add(
+                name,
+                f"output {wire.IMAGE_U8}",
+                f"must be {u8_type} with {wire.IMAGE}'s dims {list(image.dims)}, "
+                f"config {dtype_name(outputs[wire.IMAGE_U8].data_type)} "
+                f"{list(outputs[wire.IMAGE_U8].dims)}",
+            )
         latent = outputs[wire.LATENT]
-        decoder = pb.ModelConfig(name=name, max_batch_size=1, input=[
-            pb.ModelInput(name=wire.LATENT, data_type=latent.data_type, dims=list(latent.dims)[1:])], output=[
-            pb.ModelOutput(name=wire.IMAGE, data_type=image.data_type, dims=list(image.dims)[1:])])
+        decoder = pb.ModelConfig(
+            name=name,
+            max_batch_size=1,
+            input=[pb.ModelInput(name=wire.LATENT, data_type=latent.data_type, dims=list(latent.dims)[1:])],
+            output=[pb.ModelOutput(name=wire.IMAGE, data_type=image.data_type, dims=list(image.dims)[1:])],
+        )
         self.check_onnx(name, decoder, path, field)
 
     def check_bank(self, name: str, config: pb.ModelConfig, path: Path) -> None:
@@ -311,24 +366,39 @@ class _Checker:
         for kind, tensors in (("input", config.input), ("output", config.output)):
             for t in tensors:
                 if t.name in (wire.LATENT, wire.BASE) and t.dims[-1] != dim:
-                    self.add(name, f"{kind} {t.name} dims", f"config {list(t.dims)}, {path.name} holds "
-                                                            f"{dim}-dimensional latents")
+                    self.add(
+                        name,
+                        f"{kind} {t.name} dims",
+                        f"config {list(t.dims)}, {path.name} holds {dim}-dimensional latents",
+                    )
                 if t.name == wire.MASK and list(t.dims) != [bank.num_variables]:
-                    self.add(name, f"{kind} {wire.MASK} dims", f"config {list(t.dims)}, {path.name} has "
-                                                        f"{bank.num_variables} variables")
+                    self.add(
+                        name,
+                        f"{kind} {wire.MASK} dims",
+                        f"config {list(t.dims)}, {path.name} has {bank.num_variables} variables",
+                    )
         size = params.get(wire.BANK_SIZE_PARAM)
         if size is not None and size != str(num_stored):
-            self.add(name, f"parameters.{wire.BANK_SIZE_PARAM}", f"config {size}, {path.name} holds {num_stored} "
-                                                                 "latents")
+            self.add(
+                name, f"parameters.{wire.BANK_SIZE_PARAM}", f"config {size}, {path.name} holds {num_stored} latents"
+            )
         if params.get(wire.LATENTS_FROM_PARAM) == wire.FROM_PRIOR:
-            prior = {k: np.asarray(getattr(bank, k)) for k in ("prior_mean", "prior_std")
-                     if getattr(bank, k) is not None}
+            prior = {
+                k: np.asarray(getattr(bank, k)) for k in ("prior_mean", "prior_std") if getattr(bank, k) is not None
+            }
             shapes = {k: v.shape for k, v in prior.items()}
             if shapes != {"prior_mean": (dim,), "prior_std": (dim,)}:
-                self.add(name, "bank", f"{path.name} has no prior of {dim} dimensions (prior_mean, prior_std; found "
-                                       f"{shapes or 'none'}): only a model with a prior can serve prior samples")
-            elif not (np.isfinite(prior["prior_mean"]).all() and np.isfinite(prior["prior_std"]).all()
-                      and (prior["prior_std"] > 0).all()):
+                self.add(
+                    name,
+                    "bank",
+                    f"{path.name} has no prior of {dim} dimensions (prior_mean, prior_std; found "
+                    f"{shapes or 'none'}): only a model with a prior can serve prior samples",
+                )
+            elif not (
+                np.isfinite(prior["prior_mean"]).all()
+                and np.isfinite(prior["prior_std"]).all()
+                and (prior["prior_std"] > 0).all()
+            ):
                 self.add(name, "bank", f"{path.name}: prior_mean must be finite and prior_std finite and positive")
 
     def check_bls_target(self, name: str, config: pb.ModelConfig, target: str) -> None:
@@ -342,8 +412,12 @@ class _Checker:
         if latent_in is None:
             self.add(name, field, f"{target} has no {wire.LATENT} input")
         elif latent_out is not None and not shapes_compatible(full_shape(other, latent_in.dims), list(latent_out.dims)):
-            self.add(name, field, f"{target} takes {wire.LATENT} {full_shape(other, latent_in.dims)}, this model makes "
-                                  f"{list(latent_out.dims)}")
+            self.add(
+                name,
+                field,
+                f"{target} takes {wire.LATENT} {full_shape(other, latent_in.dims)}, this model makes "
+                f"{list(latent_out.dims)}",
+            )
 
     # ------------------------------------------------------------------------------------------- ensembles
 
@@ -361,13 +435,19 @@ class _Checker:
                 self.add(name, f"{field}.model_name", f"{step.model_name!r} is not a model in the repository")
                 continue
             if 0 < component.max_batch_size < config.max_batch_size:
-                self.add(name, "max_batch_size", f"{config.max_batch_size} exceeds step {step.model_name}'s "
-                                                 f"{component.max_batch_size}")
+                self.add(
+                    name,
+                    "max_batch_size",
+                    f"{config.max_batch_size} exceeds step {step.model_name}'s {component.max_batch_size}",
+                )
             outputs = {t.name: t for t in component.output}
             for key, tensor in step.output_map.items():
                 if key not in outputs:
-                    self.add(name, f"{field}.output_map[{key}]", f"{step.model_name} has no output {key!r} "
-                                                                 f"(it has {sorted(outputs)})")
+                    self.add(
+                        name,
+                        f"{field}.output_map[{key}]",
+                        f"{step.model_name} has no output {key!r} (it has {sorted(outputs)})",
+                    )
                 elif tensor in producers:
                     self.add(name, f"{field}.output_map[{key}]", f"ensemble tensor {tensor!r} is produced twice")
                 else:
@@ -380,12 +460,16 @@ class _Checker:
             inputs = {t.name: t for t in component.input}
             for t in component.input:
                 if not t.optional and t.name not in step.input_map:
-                    self.add(name, f"{field}.input_map",
-                             f"required input {t.name!r} of {step.model_name} is not mapped")
+                    self.add(
+                        name, f"{field}.input_map", f"required input {t.name!r} of {step.model_name} is not mapped"
+                    )
             for key, tensor in step.input_map.items():
                 if key not in inputs:
-                    self.add(name, f"{field}.input_map[{key}]", f"{step.model_name} has no input {key!r} "
-                                                                f"(it has {sorted(inputs)})")
+                    self.add(
+                        name,
+                        f"{field}.input_map[{key}]",
+                        f"{step.model_name} has no input {key!r} (it has {sorted(inputs)})",
+                    )
                     continue
                 want = (dtype_name(inputs[key].data_type), full_shape(component, inputs[key].dims))
                 if tensor in ensemble_inputs:
@@ -397,23 +481,32 @@ class _Checker:
                     have = (dtype_name(out.data_type), full_shape(producer, out.dims))
                     what = f"{producer_name} output {out.name}"
                 else:
-                    self.add(name, f"{field}.input_map[{key}]", f"maps tensor {tensor!r}, which no step produces and "
-                                                                f"which is not an ensemble input")
+                    self.add(
+                        name,
+                        f"{field}.input_map[{key}]",
+                        f"maps tensor {tensor!r}, which no step produces and which is not an ensemble input",
+                    )
                     continue
                 self._match(name, f"{field}.input_map[{key}]", what, have, f"{step.model_name} input {key}", want)
         consumed = {tensor for step in steps for tensor in step.input_map.values()} | {t.name for t in config.output}
         for tensor, (_, _, producer_name) in sorted(producers.items()):
             if tensor not in consumed:
-                self.add(name, "ensemble_scheduling", f"{producer_name} produces {tensor!r}, which nothing uses",
-                         "warning")
+                self.add(
+                    name, "ensemble_scheduling", f"{producer_name} produces {tensor!r}, which nothing uses", "warning"
+                )
         for t in config.output:
             if t.name not in producers:
                 self.add(name, f"output {t.name}", "no step's output_map produces it")
                 continue
             producer, out, producer_name = producers[t.name]
-            self._match(name, f"output {t.name}", f"{producer_name} output {out.name}",
-                        (dtype_name(out.data_type), full_shape(producer, out.dims)), "the ensemble output",
-                        (dtype_name(t.data_type), full_shape(config, t.dims)))
+            self._match(
+                name,
+                f"output {t.name}",
+                f"{producer_name} output {out.name}",
+                (dtype_name(out.data_type), full_shape(producer, out.dims)),
+                "the ensemble output",
+                (dtype_name(t.data_type), full_shape(config, t.dims)),
+            )
 
     def _match(self, name: str, field: str, what: str, have: tuple, target: str, want: tuple) -> None:
         if have[0] != want[0]:

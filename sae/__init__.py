@@ -11,6 +11,7 @@ runner.
 
 The four names are imported on first use (:mod:`sae.api`), so that ``import sae`` pulls in neither torch nor gRPC.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

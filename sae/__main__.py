@@ -1,4 +1,5 @@
 """``python -m sae CMD ...`` and ``torchrun -m sae train ...``: the `sae` command."""
+
 import sys
 
 from sae.cli import main

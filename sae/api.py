@@ -9,6 +9,7 @@
 
 torch is imported by the calls that need it, not by importing this module.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,16 @@ from sae.clients.triton_client import SAEClient
 __all__ = ["SAEClient", "export", "load_model", "train"]
 
 
-def train(config, data: str | Path, out: str | Path, steps: int | None = None, *, device: str | None = None,
-          progress: bool = True, **overrides: Any):
+def train(
+    config,
+    data: str | Path,
+    out: str | Path,
+    steps: int | None = None,
+    *,
+    device: str | None = None,
+    progress: bool = True,
+    **overrides: Any,
+):
     """Train ``config`` (a named config or an ExperimentConfig) on ``data`` into the run folder ``out``.
 
     ``overrides`` set fields by their dotted path with ``__`` for the dot (``train__lr=1e-3``,

@@ -1,13 +1,14 @@
 """What ``sae models`` prints: the model sets a server serves, grouped by their ``NAME_`` prefix, with each model's
 state and versions (Triton's repository index) and each ready set's draw modes and limits (its model configs)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sae.core import wire
-from sae.core.errors import InferenceError
 from sae.clients.triton_client import READY, SAEClient, no_server_error, served_sets
+from sae.core import wire
 from sae.core.draw import DRAW_MODES
+from sae.core.errors import InferenceError
 
 
 @dataclass(frozen=True)
@@ -53,8 +54,10 @@ def describe_sets(url: str) -> list[ServedSet]:
         raise InferenceError(f"server at {url} did not list its models: {e.message()}") from None
     finally:
         client.close()
-    models = [ServedModel(m.get("name", ""), str(m.get("version", "")), m.get("state", ""), m.get("reason", ""))
-              for m in index]
+    models = [
+        ServedModel(m.get("name", ""), str(m.get("version", "")), m.get("state", ""), m.get("reason", ""))
+        for m in index
+    ]
     sets = served_sets([m.name for m in models])
     described = []
     for set_name in sorted(sets):
@@ -65,8 +68,13 @@ def describe_sets(url: str) -> list[ServedSet]:
             with SAEClient(url, model=set_name) as client:
                 hybrid = client.model_info("hybrid_sample")
                 listed = hybrid.parameters.get("draw_modes")
-                draw_modes = tuple(listed.split(",")) if listed else \
-                    DRAW_MODES if wire.DRAW in hybrid.inputs else DRAW_MODES[::2]
+                draw_modes = (
+                    tuple(listed.split(","))
+                    if listed
+                    else DRAW_MODES
+                    if wire.DRAW in hybrid.inputs
+                    else DRAW_MODES[::2]
+                )
                 max_samples = client.max_samples()
                 max_batch = client.max_batch_size("encode")
         described.append(ServedSet(set_name, members, draw_modes, max_samples, max_batch))
@@ -81,8 +89,10 @@ def set_lines(sets: list[ServedSet]) -> list[str]:
         label = served.name or "(unprefixed)"
         if served.ready:
             versions = sorted({m.version for m in served.models})
-            lines.append(f"{label}: ready, version {', '.join(versions)}; draw {'/'.join(served.draw_modes)}; "
-                         f"up to {served.max_samples} samples and {served.max_batch_size} images per request")
+            lines.append(
+                f"{label}: ready, version {', '.join(versions)}; draw {'/'.join(served.draw_modes)}; "
+                f"up to {served.max_samples} samples and {served.max_batch_size} images per request"
+            )
         else:
             lines.append(f"{label}: not ready")
         for m in served.models:

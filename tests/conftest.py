@@ -2,6 +2,7 @@
 
 They are session-scoped and built once, in order, only by the tests that ask for them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -133,8 +134,9 @@ def start_explicit_server(repository: Path, log_dir: Path):
     from sae.cli.serve import model_control_args
     from sae.serving.triton import ServerConfig, TritonServer
 
-    return TritonServer(ServerConfig(repository=repository, extra_args=model_control_args("explicit")),
-                        log_path=log_dir / "server.log").start()
+    return TritonServer(
+        ServerConfig(repository=repository, extra_args=model_control_args("explicit")), log_path=log_dir / "server.log"
+    ).start()
 
 
 @pytest.fixture(scope="module")

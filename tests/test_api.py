@@ -1,4 +1,5 @@
 """The Python API (sae/api.py): train -> export -> serve -> SAEClient, and load_model, on the tiny model."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,17 @@ def api_run(tmp_path_factory, shapes_file):
     from sae import train
 
     run = tmp_path_factory.mktemp("api") / "run"
-    result = train("sae12-tiny", shapes_file, run, steps=3, device="cpu", progress=False,
-                   train__batch_size=16, train__lr=1e-3, model__strtfm_hidden=(32, 64))
+    result = train(
+        "sae12-tiny",
+        shapes_file,
+        run,
+        steps=3,
+        device="cpu",
+        progress=False,
+        train__batch_size=16,
+        train__lr=1e-3,
+        model__strtfm_hidden=(32, 64),
+    )
     return run, result
 
 
@@ -70,8 +80,8 @@ def test_load_model_names_a_missing_checkpoint(tmp_path):
 @pytest.mark.server
 def test_export_then_serve_then_sample_through_the_client(api_run, tmp_path):
     from sae import SAEClient, export
-    from sae.serving.triton import ServerConfig, TritonServer
     from sae.repository.validate import validate_repository
+    from sae.serving.triton import ServerConfig, TritonServer
 
     run, _ = api_run
     repo = copy_repository(tmp_path / "model_repository")
@@ -87,16 +97,18 @@ def test_export_then_serve_then_sample_through_the_client(api_run, tmp_path):
 
 
 def test_importing_the_api_loads_neither_torch_nor_tritonclient():
-    code = ("import sys, sae.cli; from sae import serving; assert 'torch' not in sys.modules, 'torch'; "
-            "assert 'tritonclient.grpc' not in sys.modules, 'tritonclient'; from sae import SAEClient; "
-            "from sae.clients.triton_client import SAEClient as C; assert SAEClient is C; assert 'torch' not in sys.modules")
+    code = (
+        "import sys, sae.cli; from sae import serving; assert 'torch' not in sys.modules, 'torch'; "
+        "assert 'tritonclient.grpc' not in sys.modules, 'tritonclient'; from sae import SAEClient; "
+        "from sae.clients.triton_client import SAEClient as C; assert SAEClient is C; assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
 def test_from_sae_import_export_calls_the_api_after_the_export_package_is_imported(monkeypatch):
     """Importing any module of ``sae.export`` binds the name ``sae.export`` to the package: it is callable too."""
     import sae.api
-    import sae.export.model_set  # noqa: F401  (binds sae.export to the package)
+    import sae.export.model_set
 
     calls = []
     monkeypatch.setattr(sae.api, "export", lambda *args, **kwargs: calls.append((args, kwargs)) or "report")

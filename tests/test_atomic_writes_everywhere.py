@@ -1,6 +1,7 @@
 """Every file the package writes under a temporary name and renames goes through ``core/atomic.py`` (fsync of the
 file and of its folder, the temporary file removed on error). The listed exceptions rename what is not a fresh
 temporary file."""
+
 from __future__ import annotations
 
 import re
@@ -24,8 +25,9 @@ def test_no_module_renames_a_temporary_file_by_hand():
             relative = str(path.relative_to(ROOT))
             if relative in RENAMES_ALLOWED:
                 continue
-            offenders += [f"{relative}:{n}" for n, line in enumerate(path.read_text().splitlines(), 1)
-                          if RENAME.search(line)]
+            offenders += [
+                f"{relative}:{n}" for n, line in enumerate(path.read_text().splitlines(), 1) if RENAME.search(line)
+            ]
     assert not offenders, f"write through sae.core.atomic instead: {offenders}"
 
 

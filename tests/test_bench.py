@@ -1,4 +1,5 @@
 """The latency harness (`sae bench`): its pieces on known inputs, then a tiny grid against a real server."""
+
 import json
 import os
 import threading
@@ -59,8 +60,9 @@ def test_counters_are_summed_per_model_and_deltas_become_per_request_means():
     assert before["encode"]["failures"] == 3.0 and before["encode"]["requests"] == 3.0
     assert "gpu" not in str(before.keys())
     after = {m: dict(v) for m, v in before.items()}
-    after["encode"].update(requests=5.0, executions=3.0, inferences=10.0, queue_us=210.0 + 3000.0,
-                           compute_infer_us=124817.0 + 40000.0)
+    after["encode"].update(
+        requests=5.0, executions=3.0, inferences=10.0, queue_us=210.0 + 3000.0, compute_infer_us=124817.0 + 40000.0
+    )
     times = server_times(before, after, ["encode", "decode"])
     assert times["encode"]["requests"] == 2 and times["encode"]["failures"] == 0
     assert times["encode"]["queue_ms"] == pytest.approx(1.5)
@@ -111,17 +113,29 @@ def test_a_cell_stops_at_its_time_bound_and_reports_errors():
 
 def test_paired_cells_alternate_their_two_calls():
     order = []
-    a, b = run_paired(lambda: order.append("a"), lambda: order.append("b"), batch_size=1,
-                      limits=CellLimits(max_seconds=5, max_requests=5))
+    a, b = run_paired(
+        lambda: order.append("a"),
+        lambda: order.append("b"),
+        batch_size=1,
+        limits=CellLimits(max_seconds=5, max_requests=5),
+    )
     assert order == ["a", "b"] * 5 and a.requests == b.requests == 5
 
 
 def test_ratios_pair_each_in_process_cell_with_its_interleaved_grpc_cell():
     base = {"path": "decode", "batch_size": 8, "p50_ms": 2.0, "items_per_s": 4000.0}
-    grpc = [{"path": "decode", "batch_size": 8, "concurrency": 1, "p50_ms": 5.0, "items_per_s": 1600.0,
-             "interleaved_with_in_process": True},
-            {"path": "decode", "batch_size": 8, "concurrency": 4, "p50_ms": 9.0, "items_per_s": 3000.0},
-            {"path": "encode", "batch_size": 8, "concurrency": 1, "p50_ms": 1.0, "items_per_s": 1.0}]
+    grpc = [
+        {
+            "path": "decode",
+            "batch_size": 8,
+            "concurrency": 1,
+            "p50_ms": 5.0,
+            "items_per_s": 1600.0,
+            "interleaved_with_in_process": True,
+        },
+        {"path": "decode", "batch_size": 8, "concurrency": 4, "p50_ms": 9.0, "items_per_s": 3000.0},
+        {"path": "encode", "batch_size": 8, "concurrency": 1, "p50_ms": 1.0, "items_per_s": 1.0},
+    ]
     (ratio,) = compute_ratios(grpc, [base])["decode"]
     assert ratio["grpc_over_in_process_p50"] == pytest.approx(2.5) and ratio["interleaved"]
     assert ratio["grpc_best_concurrency"] == 4 and ratio["grpc_over_in_process_throughput"] == pytest.approx(0.75)
@@ -145,11 +159,14 @@ def test_perf_analyzer_runs_share_one_budget_and_cells_that_cannot_fit_are_left_
     limits = CellLimits(max_requests=100)
     assert predicted_seconds(requests_per_s=4.0, concurrency=1, limits=limits) == pytest.approx(10.0)  # 4 x 10 / 4
     assert predicted_seconds(requests_per_s=0.0, concurrency=1, limits=limits) == float("inf")
-    cells = [{"path": "decode", "model": "decode", "batch_size": 256, "concurrency": 4, "requests_per_s": 1.0},
-             {"path": "decode", "model": "decode", "batch_size": 1, "concurrency": 1, "requests_per_s": 0.5}]
+    cells = [
+        {"path": "decode", "model": "decode", "batch_size": 256, "concurrency": 4, "requests_per_s": 1.0},
+        {"path": "decode", "model": "decode", "batch_size": 1, "concurrency": 1, "requests_per_s": 0.5},
+    ]
     never_run = tmp_path / "perf_analyzer"  # every prediction exceeds the budget: the binary is never started
-    out = run_grid(never_run, "127.0.0.1:1", cells, limits, budget_s=5.0, fixed_inputs=lambda c: None,
-                   log=lambda line: None)
+    out = run_grid(
+        never_run, "127.0.0.1:1", cells, limits, budget_s=5.0, fixed_inputs=lambda c: None, log=lambda line: None
+    )
     assert [(c["batch_size"], c["concurrency"]) for c in out] == [(1, 1), (256, 4)]  # cheapest first
     assert all("perf_analyzer budget" in c["skipped"] for c in out)
     assert "predicted 80 s" in out[0]["skipped"]
@@ -173,9 +190,15 @@ def test_bad_grids_are_refused_with_the_argument_named():
 
 @pytest.mark.server
 def test_harness_measures_every_path_beside_in_process_with_server_times(triton, exported_repo):
-    config = BenchConfig(url=triton.grpc_url, metrics_url=triton.metrics_url, repo=exported_repo,
-                         batch_sizes=(1, 2, 300), concurrency=(1, 2), use_perf_analyzer=False,
-                         limits=CellLimits(max_seconds=0.3, max_requests=4, warmup_requests=1, max_in_flight_items=3))
+    config = BenchConfig(
+        url=triton.grpc_url,
+        metrics_url=triton.metrics_url,
+        repo=exported_repo,
+        batch_sizes=(1, 2, 300),
+        concurrency=(1, 2),
+        use_perf_analyzer=False,
+        limits=CellLimits(max_seconds=0.3, max_requests=4, warmup_requests=1, max_in_flight_items=3),
+    )
     lines = []
     report = run_bench(config, log=lines.append)
 
@@ -195,8 +218,9 @@ def test_harness_measures_every_path_beside_in_process_with_server_times(triton,
     assert report["models"]["reconstruct"]["components"] == []  # one model each: no ensemble steps
     assert report["models"]["hybrid_sample"]["components"] == []
     assert report["models"]["hybrid_sample"]["decodes_through"] == "decode"  # BLS: decode's counters are read too
-    assert all(cell["server"]["decode"]["executions_per_request"] <= 1 for cell in cells
-               if cell["path"] == "hybrid_sample")
+    assert all(
+        cell["server"]["decode"]["executions_per_request"] <= 1 for cell in cells if cell["path"] == "hybrid_sample"
+    )
 
     assert set(report["p50_ratio_by_path"]) == set(PATHS)
     for path in PATHS:
@@ -233,9 +257,15 @@ def test_in_process_does_the_servers_work(triton, exported_repo):
 
 @pytest.mark.server
 def test_without_a_repository_the_baseline_is_skipped_and_a_wrong_name_is_named(triton):
-    config = BenchConfig(url=triton.grpc_url, metrics_url=None, paths=("decode",), batch_sizes=(2,),
-                         concurrency=(1,), use_perf_analyzer=False,
-                         limits=CellLimits(max_seconds=0.2, max_requests=2, warmup_requests=0))
+    config = BenchConfig(
+        url=triton.grpc_url,
+        metrics_url=None,
+        paths=("decode",),
+        batch_sizes=(2,),
+        concurrency=(1,),
+        use_perf_analyzer=False,
+        limits=CellLimits(max_seconds=0.2, max_requests=2, warmup_requests=0),
+    )
     report = run_bench(config, log=lambda line: None)
     assert "--repo" in report["in_process"]["skipped"] and report["ratios"] == {}
     assert report["grpc"]["cells"][0]["requests"] == 2 and report["grpc"]["cells"][0]["server"] is None
@@ -247,13 +277,20 @@ def test_without_a_repository_the_baseline_is_skipped_and_a_wrong_name_is_named(
 
 @pytest.mark.server
 def test_perf_analyzer_measures_beside_the_harness_where_its_binary_exists(triton):
-    binary, why = find_perf_analyzer(Path(os.environ["SAE_PERF_ANALYZER"]) if os.environ.get("SAE_PERF_ANALYZER")
-                                     else None)
+    binary, why = find_perf_analyzer(
+        Path(os.environ["SAE_PERF_ANALYZER"]) if os.environ.get("SAE_PERF_ANALYZER") else None
+    )
     if binary is None:  # optional by design (issue 5): the harness says so in its JSON, as checked above
         pytest.skip(why)
-    config = BenchConfig(url=triton.grpc_url, paths=("decode", "hybrid_sample"), batch_sizes=(2,), concurrency=(1,),
-                         perf_analyzer=binary, perf_analyzer_budget_s=60,
-                         limits=CellLimits(max_seconds=0.2, max_requests=5, warmup_requests=1))
+    config = BenchConfig(
+        url=triton.grpc_url,
+        paths=("decode", "hybrid_sample"),
+        batch_sizes=(2,),
+        concurrency=(1,),
+        perf_analyzer=binary,
+        perf_analyzer_budget_s=60,
+        limits=CellLimits(max_seconds=0.2, max_requests=5, warmup_requests=1),
+    )
     section = run_bench(config, log=lambda line: None)["perf_analyzer"]
     assert section["available"] and section["version"]
     assert {c["path"] for c in section["cells"]} == {"decode", "hybrid_sample"}
@@ -267,9 +304,27 @@ def test_sae_bench_starts_its_own_server_and_writes_json(exported_repo, tmp_path
     from sae.cli import main
 
     out = tmp_path / "bench" / "latency.json"
-    code = main(["bench", "--repo", str(exported_repo), "--out", str(out), "--paths", "decode,hybrid_sample",
-                 "--batch-sizes", "4", "--concurrency", "1", "--max-requests", "3", "--warmup", "1",
-                 "--no-perf-analyzer", "--json"])
+    code = main(
+        [
+            "bench",
+            "--repo",
+            str(exported_repo),
+            "--out",
+            str(out),
+            "--paths",
+            "decode,hybrid_sample",
+            "--batch-sizes",
+            "4",
+            "--concurrency",
+            "1",
+            "--max-requests",
+            "3",
+            "--warmup",
+            "1",
+            "--no-perf-analyzer",
+            "--json",
+        ]
+    )
     assert code == 0
     report = json.loads(out.read_text())
     captured = capsys.readouterr()
@@ -287,18 +342,31 @@ def test_sae_bench_starts_its_own_server_and_writes_json(exported_repo, tmp_path
 
 def _bench_report(encode_b1=(1.4, 0.5), hybrid_b1=(2.0, 1.0), b64=1.02, encode_c8=3600.0, hybrid_c8=1400.0):
     """A report holding just what the targets read: interleaved ratios and concurrency-8 cells."""
+
     def ratio(batch, grpc_ms, local_ms):
-        return {"batch_size": batch, "grpc_concurrency": 1, "grpc_p50_ms": grpc_ms, "in_process_p50_ms": local_ms,
-                "grpc_over_in_process_p50": grpc_ms / local_ms}
+        return {
+            "batch_size": batch,
+            "grpc_concurrency": 1,
+            "grpc_p50_ms": grpc_ms,
+            "in_process_p50_ms": local_ms,
+            "grpc_over_in_process_p50": grpc_ms / local_ms,
+        }
 
     ratios = {path: [ratio(64, 10.0 * b64, 10.0)] for path in PATHS}
     ratios["encode"].insert(0, ratio(1, *encode_b1))
     ratios["decode"].insert(0, ratio(1, 2.0, 1.5))
     ratios["hybrid_sample"].insert(0, ratio(1, *hybrid_b1))
-    cells = [{"path": "encode", "batch_size": 64, "concurrency": 8, "requests": 10, "items_per_s": encode_c8,
-              "p50_ms": 5.0},
-             {"path": "hybrid_sample", "batch_size": 64, "concurrency": 8, "requests": 10, "items_per_s": hybrid_c8,
-              "p50_ms": 9.0}]
+    cells = [
+        {"path": "encode", "batch_size": 64, "concurrency": 8, "requests": 10, "items_per_s": encode_c8, "p50_ms": 5.0},
+        {
+            "path": "hybrid_sample",
+            "batch_size": 64,
+            "concurrency": 8,
+            "requests": 10,
+            "items_per_s": hybrid_c8,
+            "p50_ms": 9.0,
+        },
+    ]
     return {"ratios": ratios, "grpc": {"cells": cells}}
 
 
@@ -322,26 +390,51 @@ def test_a_comparison_table_puts_the_repositories_side_by_side_with_each_target_
     from sae.serving.bench.targets import judge
 
     def per_path(path, grpc_ms):
-        cell = {"path": path, "model": path, "batch_size": 1, "concurrency": 1, "p50_ms": grpc_ms,
-                "items_per_s": 1000 / grpc_ms, "requests": 5, "errors": 0, "interleaved_with_in_process": True}
+        cell = {
+            "path": path,
+            "model": path,
+            "batch_size": 1,
+            "concurrency": 1,
+            "p50_ms": grpc_ms,
+            "items_per_s": 1000 / grpc_ms,
+            "requests": 5,
+            "errors": 0,
+            "interleaved_with_in_process": True,
+        }
         base = {"path": path, "batch_size": 1, "concurrency": 1, "p50_ms": 1.0, "items_per_s": 1000.0}
-        return {"schema": "s", "created": "c", "url": "u", "metrics_url": None, "model_prefix": "", "host": {},
-                "grid": {"paths": [path]}, "models": {path: {}}, "in_process": {"cells": [base]},
-                "grpc": {"cells": [cell], "server_times_error": None}, "skipped": [], "wall_s": 1.0}
+        return {
+            "schema": "s",
+            "created": "c",
+            "url": "u",
+            "metrics_url": None,
+            "model_prefix": "",
+            "host": {},
+            "grid": {"paths": [path]},
+            "models": {path: {}},
+            "in_process": {"cells": [base]},
+            "grpc": {"cells": [cell], "server_times_error": None},
+            "skipped": [],
+            "wall_s": 1.0,
+        }
 
     before = merge([per_path("encode", 2.0), per_path("decode", 3.0)])
     after = merge([per_path("encode", 1.5), per_path("decode", 1.4)])
     assert before["grid"]["paths"] == ["encode", "decode"] and len(before["grpc"]["cells"]) == 2
     assert before["ratios"]["decode"][0]["grpc_over_in_process_p50"] == pytest.approx(3.0)
-    result = {"labels": ["before", "after"], "reports": {"before": before, "after": after},
-              "targets": {"before": judge(before), "after": judge(after)}, "load_average_end": [1.0, 2.0, 3.0],
-              "wall_s": 2.0}
+    result = {
+        "labels": ["before", "after"],
+        "reports": {"before": before, "after": after},
+        "targets": {"before": judge(before), "after": judge(after)},
+        "load_average_end": [1.0, 2.0, 3.0],
+        "wall_s": 2.0,
+    }
     table = markdown(result)
     assert "| encode | 1 | 1 | 2.00 | 2.00x | 1.00 | 500 | 1.50 | 1.50x | 0.50 | 667 |" in table
     assert "| decode batch 1 p50 added by serving (ms) | <= 0.6 | 2.000 (not met) | 0.400 (met) |" in table
     assert "not measured" in table  # hybrid_sample was not in this grid
     with pytest.raises(ValueError, match="at least two"):
         from sae.serving.bench.compare import run_compare
+
         run_compare([])
 
 
@@ -360,8 +453,12 @@ def test_device_info_is_null_on_the_cpu_and_a_wrong_device_is_refused_by_name(mo
 
     monkeypatch.setattr(device.subprocess, "run", lambda *a, **k: Listing())
     cuda = device.device_info("cuda")
-    assert (cuda["gpu"], cuda["gpu_driver"], cuda["gpu_memory_mib"], cuda["gpu_count"]) == \
-        ("NVIDIA H200", "570.124.06", 143771, 2)
+    assert (cuda["gpu"], cuda["gpu_driver"], cuda["gpu_memory_mib"], cuda["gpu_count"]) == (
+        "NVIDIA H200",
+        "570.124.06",
+        143771,
+        2,
+    )
     assert cuda["torch"] == device.package_version("torch") and cuda["torch"] is not None
     assert cuda["onnxruntime"] == device.package_version("onnxruntime")
 
@@ -372,18 +469,42 @@ def test_compare_repos_serves_two_repositories_and_writes_json_and_a_judged_tabl
     import sys
 
     out = tmp_path / "compare.json"
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "benchmarks" / "compare_repos.py"),
-                           "--repo", str(exported_repo), "--repo", str(exported_repo), "--label", "a", "--label", "b",
-                           "--batch-sizes", "1", "--concurrency", "1", "--max-requests", "3", "--warmup", "1",
-                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve().parents[1] / "benchmarks" / "compare_repos.py"),
+            "--repo",
+            str(exported_repo),
+            "--repo",
+            str(exported_repo),
+            "--label",
+            "a",
+            "--label",
+            "b",
+            "--batch-sizes",
+            "1",
+            "--concurrency",
+            "1",
+            "--max-requests",
+            "3",
+            "--warmup",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["labels"] == ["a", "b"]
     for label in ("a", "b"):
         report = result["reports"][label]
         assert report["grid"]["paths"] == list(PATHS)
-        assert {(c["path"], c["batch_size"], c["concurrency"]) for c in report["grpc"]["cells"]} == \
-            {(p, 1, 1) for p in PATHS}
+        assert {(c["path"], c["batch_size"], c["concurrency"]) for c in report["grpc"]["cells"]} == {
+            (p, 1, 1) for p in PATHS
+        }
         assert all(c["errors"] == 0 and c["requests"] == 3 for c in report["grpc"]["cells"])
         targets = {t["target"]: t for t in result["targets"][label]}
         assert targets["encode_b1_added_ms"]["value"] is not None and targets["encode_b1_added_ms"]["met"] is not None
@@ -395,10 +516,20 @@ def test_compare_repos_serves_two_repositories_and_writes_json_and_a_judged_tabl
 def test_hop_breakdown_turns_statistics_deltas_into_per_request_milliseconds():
     from benchmarks.hop_breakdown import per_request_ms, timed_pair
 
-    before = {"queue": (10, 1_000_000), "compute_input": (10, 0), "compute_infer": (10, 5_000_000),
-              "compute_output": (10, 0), "success": (10, 9_000_000)}
-    after = {"queue": (14, 1_200_000), "compute_input": (14, 40_000), "compute_infer": (14, 7_000_000),
-             "compute_output": (10, 0), "success": (14, 12_000_000)}
+    before = {
+        "queue": (10, 1_000_000),
+        "compute_input": (10, 0),
+        "compute_infer": (10, 5_000_000),
+        "compute_output": (10, 0),
+        "success": (10, 9_000_000),
+    }
+    after = {
+        "queue": (14, 1_200_000),
+        "compute_input": (14, 40_000),
+        "compute_infer": (14, 7_000_000),
+        "compute_output": (10, 0),
+        "success": (14, 12_000_000),
+    }
     ms = per_request_ms(before, after)
     assert ms["queue_ms"] == pytest.approx(0.05) and ms["compute_infer_ms"] == pytest.approx(0.5)
     assert ms["request_ms"] == pytest.approx(0.75) and ms["compute_input_ms"] == pytest.approx(0.01)

@@ -1,5 +1,6 @@
 """The `sae` command explains itself: help on every option with its default, "did you mean" for names,
 and errors that tell a missing server from a model that is not served from one that is not ready yet."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,11 @@ def documented_actions():
 
 
 def test_every_option_of_every_subcommand_has_help():
-    missing = [f"{command} {'/'.join(a.option_strings) or a.dest}" for command, a in documented_actions()
-               if not (a.help or "").strip()]
+    missing = [
+        f"{command} {'/'.join(a.option_strings) or a.dest}"
+        for command, a in documented_actions()
+        if not (a.help or "").strip()
+    ]
     assert not missing, missing
     assert len(list(documented_actions())) > 80  # every subcommand was walked
 
@@ -37,8 +41,11 @@ def test_defaults_are_shown_in_help(capsys):
         text = " ".join(parser.format_help().split())
         for action in parser._actions:
             default = action.default
-            if action.option_strings and default not in (None, False, "", argparse.SUPPRESS) \
-                    and not isinstance(action, argparse._HelpAction):
+            if (
+                action.option_strings
+                and default not in (None, False, "", argparse.SUPPRESS)
+                and not isinstance(action, argparse._HelpAction)
+            ):
                 assert "default" in (action.help or "") or f"(default: {default})" in text, (command, action.dest)
     sample_help = " ".join(subparsers()["sample"].format_help().split())
     assert "(default: 64)" in sample_help and "(default: 127.0.0.1:8001)" in sample_help
@@ -108,8 +115,12 @@ class LoadingServer:
         return True
 
     def get_model_repository_index(self, as_json=False, client_timeout=None):
-        return {"models": [{"name": "tiny_hybrid_sample", "version": "1", "state": self.state, "reason": self.reason},
-                           {"name": "tiny_encode", "version": "1", "state": "READY"}]}
+        return {
+            "models": [
+                {"name": "tiny_hybrid_sample", "version": "1", "state": self.state, "reason": self.reason},
+                {"name": "tiny_encode", "version": "1", "state": "READY"},
+            ]
+        }
 
     def is_model_ready(self, name, client_timeout=None):
         return self.state == "READY"
@@ -119,22 +130,25 @@ class LoadingServer:
 
 
 def test_a_loading_model_is_waited_for_then_reported_not_ready():
-    from sae.core.errors import ModelNotReadyError
     from sae.clients.triton_client import SAEClient
+    from sae.core.errors import ModelNotReadyError
 
     client = SAEClient("127.0.0.1:1", model="tiny")
     client._client = LoadingServer("LOADING")
     start = time.monotonic()
-    with pytest.raises(ModelNotReadyError, match=r"tiny_hybrid_sample at 127.0.0.1:1 not ready after 0.6 s "
-                                                 r"\(state LOADING\): the server is still starting or loading it"):
+    with pytest.raises(
+        ModelNotReadyError,
+        match=r"tiny_hybrid_sample at 127.0.0.1:1 not ready after 0.6 s "
+        r"\(state LOADING\): the server is still starting or loading it",
+    ):
         client.wait_ready(timeout_s=0.6)
     assert 0.5 < time.monotonic() - start < 30  # it waited its timeout, and then gave up
 
 
 @pytest.mark.parametrize("reason,step", [("unloaded", "load it"), ("failed to load: bad onnx", "sae validate")])
 def test_an_unloaded_or_failed_model_is_not_served_at_once(reason, step):
-    from sae.core.errors import ModelNotServedError
     from sae.clients.triton_client import SAEClient
+    from sae.core.errors import ModelNotServedError
 
     client = SAEClient("127.0.0.1:1", model="tiny")
     client._client = LoadingServer("UNAVAILABLE", reason)
@@ -145,18 +159,36 @@ def test_an_unloaded_or_failed_model_is_not_served_at_once(reason, step):
 
 
 def test_a_missing_model_names_the_served_sets():
-    from sae.core.errors import ModelNotServedError
     from sae.clients.triton_client import SAEClient
+    from sae.core.errors import ModelNotServedError
 
     client = SAEClient("127.0.0.1:1", model="other")
     client._client = LoadingServer("READY")
-    with pytest.raises(ModelNotServedError, match=r"other_hybrid_sample is not served at 127.0.0.1:1 \(model sets "
-                                                  r"there: 'tiny'\): pass the set's name \(--model NAME"):
+    with pytest.raises(
+        ModelNotServedError,
+        match=r"other_hybrid_sample is not served at 127.0.0.1:1 \(model sets "
+        r"there: 'tiny'\): pass the set's name \(--model NAME",
+    ):
         client.wait_ready(timeout_s=30)
 
 
 def test_train_parses_seed_set_and_config_file():
-    args = build_parser().parse_args(["train", "sae12-tiny", "--data", "d", "--out", "o", "--seed", "3",
-                                      "--set", "train.lr=1e-3", "--set", "model.latent_dim=16",
-                                      "--config", "c.toml"])
+    args = build_parser().parse_args(
+        [
+            "train",
+            "sae12-tiny",
+            "--data",
+            "d",
+            "--out",
+            "o",
+            "--seed",
+            "3",
+            "--set",
+            "train.lr=1e-3",
+            "--set",
+            "model.latent_dim=16",
+            "--config",
+            "c.toml",
+        ]
+    )
     assert (args.seed, args.set, str(args.config_file)) == (3, ["train.lr=1e-3", "model.latent_dim=16"], "c.toml")

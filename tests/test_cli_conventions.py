@@ -1,5 +1,6 @@
 """The command line's conventions: exit codes by class of failure, environment defaults, completion, logging
 instead of print, and ``--json`` documents (the served ones against a real server)."""
+
 from __future__ import annotations
 
 import ast
@@ -39,24 +40,30 @@ def test_no_module_but_the_output_layer_calls_print():
 
 
 def test_the_output_layer_is_where_print_is():
-    calls = [n for n in ast.walk(ast.parse(OUTPUT_LAYER.read_text()))
-             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"]
+    calls = [
+        n
+        for n in ast.walk(ast.parse(OUTPUT_LAYER.read_text()))
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"
+    ]
     assert calls, "the scan above would pass vacuously if printing had moved elsewhere under another name"
 
 
-@pytest.mark.parametrize("error, code", [
-    (ValueError("bad value"), output.USAGE),
-    (errors.InvalidInputError("bad image"), output.USAGE),
-    (errors.ModelNotServedError("no model x"), output.USAGE),
-    (FileNotFoundError(errno.ENOENT, "missing", "x.h5"), output.USAGE),
-    (errors.ServerUnavailableError("gone"), output.FAILURE),
-    (errors.ServerNotFoundError("refused"), output.FAILURE),
-    (errors.InferenceError("model failed"), output.FAILURE),
-    (errors.EncodeJobError("every server is down"), output.FAILURE),
-    (OSError(errno.ENOSPC, "No space left on device"), output.FAILURE),
-    (RuntimeError("export failed"), output.FAILURE),
-    (KeyboardInterrupt(), output.INTERRUPTED),
-])
+@pytest.mark.parametrize(
+    "error, code",
+    [
+        (ValueError("bad value"), output.USAGE),
+        (errors.InvalidInputError("bad image"), output.USAGE),
+        (errors.ModelNotServedError("no model x"), output.USAGE),
+        (FileNotFoundError(errno.ENOENT, "missing", "x.h5"), output.USAGE),
+        (errors.ServerUnavailableError("gone"), output.FAILURE),
+        (errors.ServerNotFoundError("refused"), output.FAILURE),
+        (errors.InferenceError("model failed"), output.FAILURE),
+        (errors.EncodeJobError("every server is down"), output.FAILURE),
+        (OSError(errno.ENOSPC, "No space left on device"), output.FAILURE),
+        (RuntimeError("export failed"), output.FAILURE),
+        (KeyboardInterrupt(), output.INTERRUPTED),
+    ],
+)
 def test_each_class_of_failure_has_its_exit_code(error, code):
     assert output.exit_code_for(error) == code
 
@@ -69,8 +76,12 @@ def _exception_classes() -> dict[str, tuple[str, list[str]]]:
             if isinstance(node, ast.ClassDef):
                 bases = [b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "") for b in node.bases]
                 found[node.name] = (f"{path.relative_to(ROOT)}:{node.lineno}", bases)
-    builtin = {n for n in vars(__import__("builtins")) if isinstance(getattr(__import__("builtins"), n), type)
-               and issubclass(getattr(__import__("builtins"), n), BaseException)}
+    builtin = {
+        n
+        for n in vars(__import__("builtins"))
+        if isinstance(getattr(__import__("builtins"), n), type)
+        and issubclass(getattr(__import__("builtins"), n), BaseException)
+    }
     is_exception: dict[str, bool] = {}
 
     def exception(name: str) -> bool:
@@ -94,18 +105,22 @@ def test_every_error_of_the_package_has_one_root():
 
     # _StopRequested is a signal caught where it is raised; the python-backend templates run inside Triton's stub,
     # where the package is not importable, and answer with pb_utils.TritonError
-    outside = [f"{where} {name}" for name, (where, _) in sorted(classes.items())
-               if not rooted(name) and not name.startswith("_") and not where.startswith("repository/templates/")]
+    outside = [
+        f"{where} {name}"
+        for name, (where, _) in sorted(classes.items())
+        if not rooted(name) and not name.startswith("_") and not where.startswith("repository/templates/")
+    ]
     assert len(classes) > 20, "the scan sees the package's errors"
     assert outside == [], "subclass sae.core.errors.SAEError"
-    assert {"core/errors.py", "core/draw.py", "evaluation/eval_config.py"} <= {w.split(":")[0] for w, _ in
-                                                                             classes.values()}
+    assert {"core/errors.py", "core/draw.py", "evaluation/eval_config.py"} <= {
+        w.split(":")[0] for w, _ in classes.values()
+    }
     from sae.core.datasets import DatasetError
     from sae.core.draw import DrawError
     from sae.evaluation.disentanglement import MetricInputError
     from sae.evaluation.eval_config import EvaluationError
-    from sae.repository.configs import ConfigError
     from sae.experiment.grid_spec import GridError
+    from sae.repository.configs import ConfigError
     from sae.serving.bench.config import BenchConfigError
     from sae.serving.explorer.calls import RequestError
     from sae.serving.triton.config import ServerConfigError
@@ -114,9 +129,21 @@ def test_every_error_of_the_package_has_one_root():
     from sae.training.overrides import OverrideError
 
     # the errors of a user's input, file, config or flag: SAEErrors, and ValueErrors for the callers that catch those
-    for cls in (ConfigError, GridError, CheckpointError, OverrideError, DatasetError, DrawError, MetricInputError,
-                EvaluationError, BenchConfigError, RequestError, ServerConfigError, TrainingConfigError,
-                errors.UsageError):
+    for cls in (
+        ConfigError,
+        GridError,
+        CheckpointError,
+        OverrideError,
+        DatasetError,
+        DrawError,
+        MetricInputError,
+        EvaluationError,
+        BenchConfigError,
+        RequestError,
+        ServerConfigError,
+        TrainingConfigError,
+        errors.UsageError,
+    ):
         assert issubclass(cls, (errors.SAEError, ValueError)) and output.exit_code_for(cls("x")) == output.USAGE
     assert output.exit_code_for(errors.MissingDependencyError("pip install x")) == output.FAILURE
 
@@ -124,8 +151,9 @@ def test_every_error_of_the_package_has_one_root():
 def test_exit_codes_through_main(tmp_path, capsys, monkeypatch):
     assert main(["sample", "--n", "0"]) == output.USAGE  # a bad flag
     assert main(["validate", "--repo", str(tmp_path / "none")]) in (output.FAILURE, output.USAGE)
-    assert main(["experiment", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o"),
-                 "--dry-run"]) == output.USAGE  # a missing input file
+    assert (
+        main(["experiment", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o"), "--dry-run"]) == output.USAGE
+    )  # a missing input file
     assert main(["models", "--url", "127.0.0.1:1"]) == output.FAILURE  # nothing listens there
     capsys.readouterr()
 
@@ -169,6 +197,7 @@ def test_environment_defaults_and_the_flag_wins(monkeypatch):
     assert parse("export", "RUN").repo == Path("/srv/models")
     assert parse("bench").url == "127.0.0.1:9101", "bench measures $SAE_URL instead of starting a server"
     from sae.cli.arguments import urls_or_env
+
     assert urls_or_env(parse("encode", "d.h5", "--out", "o.h5").url) == ("127.0.0.1:9101",)
     assert urls_or_env(["127.0.0.1:1", "127.0.0.1:2"]) == ("127.0.0.1:1", "127.0.0.1:2")
 
@@ -193,8 +222,11 @@ def test_a_bad_value_in_the_environment_is_refused_like_a_bad_flag(monkeypatch, 
 
 
 def test_help_names_the_variable(capsys):
-    for command, variables in (("sample", ("SAE_URL", "SAE_MODEL")), ("serve", ("SAE_REPO",)),
-                               ("encode", ("SAE_URL", "SAE_MODEL"))):
+    for command, variables in (
+        ("sample", ("SAE_URL", "SAE_MODEL")),
+        ("serve", ("SAE_REPO",)),
+        ("encode", ("SAE_URL", "SAE_MODEL")),
+    ):
         with pytest.raises(SystemExit):
             build_parser().parse_args([command, "--help"])
         text = " ".join(capsys.readouterr().out.split())
@@ -213,8 +245,11 @@ def test_the_completion_script_is_generated_from_the_parser(shell, marker, capsy
 
 def test_bash_accepts_the_completion_script(tmp_path):
     script = tmp_path / "sae.bash"
-    script.write_text(subprocess.run([sys.executable, "-m", "sae", "completion", "bash"], cwd=ROOT, check=True,
-                                     capture_output=True, text=True).stdout)
+    script.write_text(
+        subprocess.run(
+            [sys.executable, "-m", "sae", "completion", "bash"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
+    )
     probe = subprocess.run(["bash", "-c", f"source {script} && complete -p sae"], capture_output=True, text=True)
     assert probe.returncode == 0 and "sae" in probe.stdout, probe.stderr
 
@@ -229,8 +264,7 @@ def test_logging_goes_to_one_handler_on_stderr_as_text_or_json(capsys):
     logger.info("hidden at WARNING")
     logger.warning("stub died")
     line = json.loads(capsys.readouterr().err)
-    assert (line["message"], line["level"], line["logger"]) == ("stub died", "WARNING",
-                                                                 "sae.serving.triton.watchdog")
+    assert (line["message"], line["level"], line["logger"]) == ("stub died", "WARNING", "sae.serving.triton.watchdog")
     assert len(logging.getLogger("sae").handlers) == 1, "configuring again replaces the handler"
     with pytest.raises(ValueError, match="log level must be one of"):
         output.configure_logging("LOUD", "text")
@@ -275,8 +309,10 @@ def test_sample_json_names_the_files_it_wrote(triton, tmp_path, capsys):
 def test_encode_json_reports_the_job(triton, shapes_file, tmp_path, capsys):
     from sae.core.datasets import open_dataset
 
-    document = _json_of(["encode", str(shapes_file), "--out", str(tmp_path / "z.h5"), "--url", triton.grpc_url,
-                         "--batch-size", "512"], capsys)
+    document = _json_of(
+        ["encode", str(shapes_file), "--out", str(tmp_path / "z.h5"), "--url", triton.grpc_url, "--batch-size", "512"],
+        capsys,
+    )
     assert document["images"] == len(open_dataset(shapes_file)) and document["encoded"] == document["images"]
     assert document["out"] == str(tmp_path / "z.h5") and document["summary"].startswith("encoded")
 
@@ -287,7 +323,9 @@ def test_sae_url_and_sae_model_reach_a_real_server_and_a_flag_wins(triton, monke
     monkeypatch.setenv("SAE_MODEL", "")
     assert _json_of(["models"], capsys)["url"] == triton.grpc_url, "no --url: $SAE_URL"
     monkeypatch.setenv("SAE_MODEL", "nosuch")
-    assert main(["sample", "--n", "2", "--out", str(tmp_path / "x.npz")]) == output.USAGE, "$SAE_MODEL names a set it does not serve"
+    assert main(["sample", "--n", "2", "--out", str(tmp_path / "x.npz")]) == output.USAGE, (
+        "$SAE_MODEL names a set it does not serve"
+    )
     assert "nosuch_hybrid_sample" in capsys.readouterr().err
     monkeypatch.setenv("SAE_URL", "127.0.0.1:1")
     assert _json_of(["models", "--url", triton.grpc_url], capsys)["url"] == triton.grpc_url, "the flag wins"

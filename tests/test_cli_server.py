@@ -1,4 +1,5 @@
 """`sae sample --model`, `sae models` and "model not served" against a real server holding one named set."""
+
 from __future__ import annotations
 
 import time
@@ -41,18 +42,22 @@ def test_sample_of_a_set_that_is_not_served_fails_at_once(named_server, capsys):
     assert main(["sample", "--model", "nope", "--url", named_server.grpc_url]) == 2
     assert time.monotonic() - start < 10
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line.startswith(f"sae sample: error: nope_hybrid_sample is not served at {named_server.grpc_url} "
-                           "(model sets there: 'tiny'): pass the set's name (--model NAME")
+    assert line.startswith(
+        f"sae sample: error: nope_hybrid_sample is not served at {named_server.grpc_url} "
+        "(model sets there: 'tiny'): pass the set's name (--model NAME"
+    )
 
 
 def test_models_lists_the_set_its_state_versions_draw_modes_and_limits(named_server, capsys):
     assert main(["models", "--url", named_server.grpc_url]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0] == ("tiny: ready, version 1; draw independent/distinct/per_dimension; up to 256 samples and "
-                        "256 images per request")
+    assert lines[0] == (
+        "tiny: ready, version 1; draw independent/distinct/per_dimension; up to 256 samples and 256 images per request"
+    )
     listed = {line.split()[0]: line.split()[1:] for line in lines[1:]}
-    assert set(listed) == {f"tiny_{role}" for role in ("encode", "decode", "sampler", "traverse", "reconstruct",
-                                                       "hybrid_sample")}
+    assert set(listed) == {
+        f"tiny_{role}" for role in ("encode", "decode", "sampler", "traverse", "reconstruct", "hybrid_sample")
+    }
     assert all(fields[:3] == ["READY", "version", "1"] for fields in listed.values())
 
 
@@ -86,9 +91,25 @@ def test_serve_keeps_its_log_and_passes_arguments_after_the_double_dash(named_ex
     grpc, http, metrics = _free_ports(3)
     log = tmp_path / "logs" / "triton.log"
     log.parent.mkdir()
-    command = [sys.executable, "-m", "sae", "serve", "--repo", str(named_export[0]), "--grpc-port", str(grpc),
-               "--http-port", str(http), "--metrics-port", str(metrics), "--log", str(log),
-               "--", "--model-control-mode=poll", "--repository-poll-secs=30"]
+    command = [
+        sys.executable,
+        "-m",
+        "sae",
+        "serve",
+        "--repo",
+        str(named_export[0]),
+        "--grpc-port",
+        str(grpc),
+        "--http-port",
+        str(http),
+        "--metrics-port",
+        str(metrics),
+        "--log",
+        str(log),
+        "--",
+        "--model-control-mode=poll",
+        "--repository-poll-secs=30",
+    ]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         lines = []

@@ -1,5 +1,6 @@
 """`sae train CONFIG --seed N --set FIELD=VALUE --config FILE.toml`: dotted, type-checked overrides of any field of
 ExperimentConfig, written to the run's config.json."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,16 +35,19 @@ def test_nested_and_regulariser_fields():
     assert vae.model.regulariser.beta == 4.0
 
 
-@pytest.mark.parametrize("assignment,message", [
-    ("model.latent_dm=16", "model.latent_dm: ModelConfig has no field 'latent_dm'; did you mean latent_dim?"),
-    ("optimizer.lr=1e-3", "optimizer.lr: ExperimentConfig has no field 'optimizer'"),
-    ("train.steps=many", "train.steps: expected int, got 'many'"),
-    ("train.steps=1.5", "train.steps: expected int, got '1.5'"),
-    ("train.betas=0.9", "train.betas: expected 2 values, got 1"),
-    ("model.backbone=3", "model.backbone: ModelConfig.backbone is a table; set its fields"),
-    ("train.lr.x=1", "train.lr.x: TrainConfig.lr is a value, not a table of fields"),
-    ("train.lr", "expected FIELD=VALUE (e.g. train.lr=1e-3), got 'train.lr'"),
-])
+@pytest.mark.parametrize(
+    "assignment,message",
+    [
+        ("model.latent_dm=16", "model.latent_dm: ModelConfig has no field 'latent_dm'; did you mean latent_dim?"),
+        ("optimizer.lr=1e-3", "optimizer.lr: ExperimentConfig has no field 'optimizer'"),
+        ("train.steps=many", "train.steps: expected int, got 'many'"),
+        ("train.steps=1.5", "train.steps: expected int, got '1.5'"),
+        ("train.betas=0.9", "train.betas: expected 2 values, got 1"),
+        ("model.backbone=3", "model.backbone: ModelConfig.backbone is a table; set its fields"),
+        ("train.lr.x=1", "train.lr.x: TrainConfig.lr is a value, not a table of fields"),
+        ("train.lr", "expected FIELD=VALUE (e.g. train.lr=1e-3), got 'train.lr'"),
+    ],
+)
 def test_a_bad_path_or_value_names_the_field(assignment, message):
     with pytest.raises(OverrideError) as error:
         overridden(assignment)
@@ -66,17 +70,52 @@ def test_overrides_round_trip_into_config_json(tmp_path, shapes_file, capsys, on
     toml = tmp_path / "overrides.toml"
     toml.write_text("[train]\nlr = 2e-4\nbatch_size = 16\n\n[model]\nlatent_dim = 16\nnum_variables = 8\n")
     run = tmp_path / "run"
-    assert main(["train", "sae12-tiny", "--data", str(shapes_file), "--out", str(run), "--steps", "1",
-                 "--device", "cpu", "--config", str(toml), "--set", "train.lr=1e-3", "--seed", "7"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "sae12-tiny",
+                "--data",
+                str(shapes_file),
+                "--out",
+                str(run),
+                "--steps",
+                "1",
+                "--device",
+                "cpu",
+                "--config",
+                str(toml),
+                "--set",
+                "train.lr=1e-3",
+                "--seed",
+                "7",
+            ]
+        )
+        == 0
+    )
     written = ExperimentConfig.from_dict(json.loads((run / "config.json").read_text()))
-    expected = overridden("train.lr=1e-3", "train.batch_size=16", "train.seed=7", "model.latent_dim=16",
-                          "model.num_variables=8")
+    expected = overridden(
+        "train.lr=1e-3", "train.batch_size=16", "train.seed=7", "model.latent_dim=16", "model.num_variables=8"
+    )
     assert written == expected  # --set after --config: lr 1e-3, not the file's 2e-4
 
 
 def test_a_bad_override_is_one_line_naming_the_field(tmp_path, shapes_file, capsys):
-    assert main(["train", "sae12-tiny", "--data", str(shapes_file), "--out", str(tmp_path / "run"),
-                 "--set", "model.latent_dm=16"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "sae12-tiny",
+                "--data",
+                str(shapes_file),
+                "--out",
+                str(tmp_path / "run"),
+                "--set",
+                "model.latent_dm=16",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["sae train: error: model.latent_dm: ModelConfig has no field 'latent_dm'; did you mean latent_dim?"]
     assert not (tmp_path / "run" / "checkpoints").exists()

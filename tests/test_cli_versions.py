@@ -1,5 +1,6 @@
 """Versioned re-exports: each `sae export` of a name writes version N+1 of every model of the set (serving the newest),
 keeps two earlier versions, and `sae export --rollback NAME` serves the previous one again."""
+
 from __future__ import annotations
 
 import pytest
@@ -85,8 +86,9 @@ def wait_until_serving(url: str, name: str, version: str, seconds: float = 90) -
     deadline = time.monotonic() + seconds
     with grpcclient.InferenceServerClient(url) as raw:
         while time.monotonic() < deadline:
-            index = [m for m in raw.get_model_repository_index(as_json=True)["models"]
-                     if m["name"].startswith(f"{name}_")]
+            index = [
+                m for m in raw.get_model_repository_index(as_json=True)["models"] if m["name"].startswith(f"{name}_")
+            ]
             names = {m["name"] for m in index}
             ready = {m["name"] for m in index if m.get("state") == "READY" and m.get("version") == version}
             busy = [m for m in index if m.get("state") in ("LOADING", "UNLOADING")]
@@ -216,8 +218,9 @@ def two_trainings(tmp_path_factory, shapes_file):
 
 @pytest.mark.server
 @pytest.mark.slow
-def test_a_rollback_under_load_on_every_role_answers_as_one_version_or_the_other(two_trainings, shapes_file,
-                                                                                 tmp_path, capsys):
+def test_a_rollback_under_load_on_every_role_answers_as_one_version_or_the_other(
+    two_trainings, shapes_file, tmp_path, capsys
+):
     """Version 2 of the set has other weights; `sae export --rollback` while one client asks every role in turn
     of `sae serve --poll`: each answer is exactly version 1's or version 2's answer to the same request (recorded
     from each version alone), and the only errors are the ones the client documents as retryable."""
@@ -244,10 +247,29 @@ def test_a_rollback_under_load_on_every_role_answers_as_one_version_or_the_other
     grpc, http, metrics = _free_ports("127.0.0.1", 3)
     said = tmp_path / "serve.out"
     with open(said, "wb") as out:
-        serve = subprocess.Popen([sys.executable, "-m", "sae", "serve", "--repo", str(repo), "--poll", "1",
-                                  "--grpc-port", str(grpc), "--http-port", str(http), "--metrics-port", str(metrics),
-                                  "--log", str(tmp_path / "triton.log")],
-                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        serve = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sae",
+                "serve",
+                "--repo",
+                str(repo),
+                "--poll",
+                "1",
+                "--grpc-port",
+                str(grpc),
+                "--http-port",
+                str(http),
+                "--metrics-port",
+                str(metrics),
+                "--log",
+                str(tmp_path / "triton.log"),
+            ],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"127.0.0.1:{grpc}"
     answers: list[tuple[str, bytes | Exception]] = []
     stop = threading.Event()
@@ -282,8 +304,9 @@ def test_a_rollback_under_load_on_every_role_answers_as_one_version_or_the_other
             time.sleep(1.0)
             assert main(["export", "--rollback", "r", "--repo", str(repo)]) == 0
             wait_until_serving(url, "r", "1")
-            wait_for_answer(url, "r", lambda c: {r: ask(c, r, images, latents) for r in SERVED_ROLES},
-                            lambda now: now == version_1)
+            wait_for_answer(
+                url, "r", lambda c: {r: ask(c, r, images, latents) for r in SERVED_ROLES}, lambda now: now == version_1
+            )
             time.sleep(1.0)
         finally:
             stop.set()
@@ -294,14 +317,17 @@ def test_a_rollback_under_load_on_every_role_answers_as_one_version_or_the_other
     assert "restarting" not in said.read_text(), said.read_text()  # a version's unload is no dead stub
     errors = [(role, a) for role, a in answers if isinstance(a, Exception)]
     assert all(isinstance(e, (ServerUnavailableError, ClientTimeoutError)) for _, e in errors), errors[:3]
-    mixed = [role for role, a in answers if not isinstance(a, Exception) and a not in (version_1[role],
-                                                                                       version_2[role])]
+    mixed = [
+        role for role, a in answers if not isinstance(a, Exception) and a not in (version_1[role], version_2[role])
+    ]
     # hybrid_sample, prior_sample and traverse decode through NAME_decode's newest version (BLS,
     # repository/templates/bls.py): while the rollback reloads the set, one of them can decode with the other
     # version's decoder, an answer of neither version. Counted and printed; the roles that decode themselves never.
     assert [role for role in mixed if role in SELF_DECODING_ROLES] == [], mixed
-    print(f"answers of neither version, all from BLS-decoding roles: {len(mixed)} of {len(answers)} "
-          f"({sorted(set(mixed))})")
+    print(
+        f"answers of neither version, all from BLS-decoding roles: {len(mixed)} of {len(answers)} "
+        f"({sorted(set(mixed))})"
+    )
     for role in SERVED_ROLES:
         mine = [a for r, a in answers if r == role and not isinstance(a, Exception)]
         assert version_2[role] in mine and mine[-1] == version_1[role], role

@@ -3,6 +3,7 @@
 The first part needs no server: it checks the client against a configuration shaped like the contract's
 hybrid_sample/traverse. The second part calls the real server of the `triton` fixture.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -18,40 +19,59 @@ from tritonclient.utils import InferenceServerException
 
 from sae import clients
 from sae.clients.aio import AsyncSAEClient
-from sae.core.errors import (ClientError, ClientTimeoutError, InferenceError, InvalidInputError, ModelNotServedError,
-                            ServerUnavailableError)
 from sae.clients.model_info import ModelInfo
 from sae.clients.request_plans import check_images, part_seed, plan_sample, plan_traverse, sample_limit
 from sae.clients.retry import Retrier, RetryPolicy
 from sae.clients.triton_client import SAEClient
+from sae.core.errors import (
+    ClientError,
+    ClientTimeoutError,
+    InferenceError,
+    InvalidInputError,
+    ModelNotServedError,
+    ServerUnavailableError,
+)
 
 D, K = 12, 4  # a contract-shaped SAE-4 with 12 latent dimensions
 
 CONTRACT_HYBRID = {
-    "name": "shapes_hybrid_sample", "max_batch_size": 0,
-    "input": [{"name": "NUM_SAMPLES", "data_type": "TYPE_INT64", "dims": ["1"]},
-              {"name": "SEED", "data_type": "TYPE_INT64", "dims": ["1"]},
-              {"name": "PER_DIMENSION", "data_type": "TYPE_BOOL", "dims": ["1"], "optional": True},
-              {"name": "DRAW", "data_type": "TYPE_STRING", "dims": ["1"], "optional": True},
-              {"name": "BASE", "data_type": "TYPE_FP32", "dims": ["-1", str(D)], "optional": True},
-              {"name": "MASK", "data_type": "TYPE_BOOL", "dims": [str(K)], "optional": True}],
-    "output": [{"name": "IMAGE", "data_type": "TYPE_FP32", "dims": ["-1", "64", "64", "3"]},
-               {"name": "LATENT", "data_type": "TYPE_FP32", "dims": ["-1", str(D)]},
-               {"name": "SOURCE_INDEX", "data_type": "TYPE_INT64", "dims": ["-1", str(K)]},
-               {"name": "DRAW_MODE", "data_type": "TYPE_STRING", "dims": ["1"]}],
+    "name": "shapes_hybrid_sample",
+    "max_batch_size": 0,
+    "input": [
+        {"name": "NUM_SAMPLES", "data_type": "TYPE_INT64", "dims": ["1"]},
+        {"name": "SEED", "data_type": "TYPE_INT64", "dims": ["1"]},
+        {"name": "PER_DIMENSION", "data_type": "TYPE_BOOL", "dims": ["1"], "optional": True},
+        {"name": "DRAW", "data_type": "TYPE_STRING", "dims": ["1"], "optional": True},
+        {"name": "BASE", "data_type": "TYPE_FP32", "dims": ["-1", str(D)], "optional": True},
+        {"name": "MASK", "data_type": "TYPE_BOOL", "dims": [str(K)], "optional": True},
+    ],
+    "output": [
+        {"name": "IMAGE", "data_type": "TYPE_FP32", "dims": ["-1", "64", "64", "3"]},
+        {"name": "LATENT", "data_type": "TYPE_FP32", "dims": ["-1", str(D)]},
+        {"name": "SOURCE_INDEX", "data_type": "TYPE_INT64", "dims": ["-1", str(K)]},
+        {"name": "DRAW_MODE", "data_type": "TYPE_STRING", "dims": ["1"]},
+    ],
     "ensemble_scheduling": {"step": [{"model_name": "shapes_sampler"}, {"model_name": "shapes_decode"}]},
 }
 CONTRACT_TRAVERSE = {
-    "name": "shapes_traverse", "max_batch_size": 0,
-    "input": [{"name": "LATENT", "data_type": "TYPE_FP32", "dims": [str(D)]},
-              {"name": "DIMENSION", "data_type": "TYPE_INT64", "dims": ["1"]},
-              {"name": "STEPS", "data_type": "TYPE_INT64", "dims": ["1"]}],
-    "output": [{"name": "IMAGE", "data_type": "TYPE_FP32", "dims": ["-1", "64", "64", "3"]},
-               {"name": "LATENT", "data_type": "TYPE_FP32", "dims": ["-1", str(D)]}],
+    "name": "shapes_traverse",
+    "max_batch_size": 0,
+    "input": [
+        {"name": "LATENT", "data_type": "TYPE_FP32", "dims": [str(D)]},
+        {"name": "DIMENSION", "data_type": "TYPE_INT64", "dims": ["1"]},
+        {"name": "STEPS", "data_type": "TYPE_INT64", "dims": ["1"]},
+    ],
+    "output": [
+        {"name": "IMAGE", "data_type": "TYPE_FP32", "dims": ["-1", "64", "64", "3"]},
+        {"name": "LATENT", "data_type": "TYPE_FP32", "dims": ["-1", str(D)]},
+    ],
 }
-ENCODE = {"name": "encode", "max_batch_size": 256,
-          "input": [{"name": "IMAGE", "data_type": "TYPE_UINT8", "dims": ["64", "64", "3"]}],
-          "output": [{"name": "LATENT", "data_type": "TYPE_FP32", "dims": [str(D)]}]}
+ENCODE = {
+    "name": "encode",
+    "max_batch_size": 256,
+    "input": [{"name": "IMAGE", "data_type": "TYPE_UINT8", "dims": ["64", "64", "3"]}],
+    "output": [{"name": "LATENT", "data_type": "TYPE_FP32", "dims": [str(D)]}],
+}
 
 
 @pytest.fixture
@@ -71,10 +91,17 @@ def free_port() -> int:
 def test_clients_package_exports_both_clients_without_importing_grpc_eagerly():
     import subprocess
 
-    code = "import sys; from sae import clients; assert 'tritonclient' not in sys.modules; print(clients.SAEClient.__name__, " \
-           "clients.AsyncSAEClient.__name__)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                         text=True, timeout=60)
+    code = (
+        "import sys; from sae import clients; assert 'tritonclient' not in sys.modules; "
+        "print(clients.SAEClient.__name__, clients.AsyncSAEClient.__name__)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["SAEClient", "AsyncSAEClient"]
     assert clients.SAEClient is SAEClient and clients.AsyncSAEClient is AsyncSAEClient
@@ -114,10 +141,16 @@ def test_large_samples_are_split_with_base_rows_following_their_samples(hybrid):
     assert plain[0]["DRAW"].tolist() == [b"independent"], "the paper's independent draw is the default"
 
 
-@pytest.mark.parametrize("kwargs,wire", [
-    (dict(), b"independent"), (dict(draw="distinct"), b"distinct"), (dict(draw="per_dimension"), b"per_dimension"),
-    (dict(per_dimension=True), b"per_dimension"), (dict(draw="per_dimension", per_dimension=True), b"per_dimension"),
-])
+@pytest.mark.parametrize(
+    "kwargs,wire",
+    [
+        (dict(), b"independent"),
+        (dict(draw="distinct"), b"distinct"),
+        (dict(draw="per_dimension"), b"per_dimension"),
+        (dict(per_dimension=True), b"per_dimension"),
+        (dict(draw="per_dimension", per_dimension=True), b"per_dimension"),
+    ],
+)
 def test_the_draw_mode_goes_on_the_wire_as_DRAW(hybrid, kwargs, wire):
     (request,) = plan_sample(hybrid, 256, 4, 0, **kwargs)
     assert request["DRAW"].dtype == np.object_ and request["DRAW"].tolist() == [wire]
@@ -125,30 +158,34 @@ def test_the_draw_mode_goes_on_the_wire_as_DRAW(hybrid, kwargs, wire):
 
 
 def test_a_server_without_DRAW_still_gets_per_dimension_through_PER_DIMENSION():
-    older = ModelInfo.from_config({**CONTRACT_HYBRID, "input": [i for i in CONTRACT_HYBRID["input"]
-                                                                if i["name"] != "DRAW"]})
+    older = ModelInfo.from_config(
+        {**CONTRACT_HYBRID, "input": [i for i in CONTRACT_HYBRID["input"] if i["name"] != "DRAW"]}
+    )
     assert plan_sample(older, 256, 4, 0, draw="per_dimension")[0]["PER_DIMENSION"].tolist() == [True]
     assert plan_sample(older, 256, 4, 0)[0]["PER_DIMENSION"].tolist() == [False]
     with pytest.raises(InvalidInputError, match="has no input DRAW"):
         plan_sample(older, 256, 4, 0, draw="distinct")
 
 
-@pytest.mark.parametrize("kwargs,name,match", [
-    (dict(n=0), "NUM_SAMPLES", r"NUM_SAMPLES must be an integer in 1\.\."),
-    (dict(n=True), "NUM_SAMPLES", "NUM_SAMPLES"),
-    (dict(n=2.0), "NUM_SAMPLES", "NUM_SAMPLES"),
-    (dict(seed=-1), "SEED", "SEED must be an integer"),
-    (dict(per_dimension="yes"), "PER_DIMENSION", "PER_DIMENSION must be a bool"),
-    (dict(draw="per_variable"), "DRAW", "DRAW must be one of independent, distinct, per_dimension"),
-    (dict(draw="distinct", per_dimension=True), "DRAW", "contradicts per_dimension=True"),
-    (dict(mask=np.ones(K, bool)), "MASK", "MASK needs BASE"),
-    (dict(base=np.zeros((1, D)), mask=np.ones(K + 1, bool)), "MASK", rf"MASK must have shape \[{K}\]"),
-    (dict(base=np.zeros((1, D)), mask=np.ones(K, np.int64)), "MASK", "MASK must be bool"),
-    (dict(base=np.zeros((1, D + 1))), "BASE", rf"BASE must have shape \[1 or 5, {D}\]"),
-    (dict(base=np.zeros((3, D))), "BASE", r"BASE must have shape \[1 or 5"),
-    (dict(base=np.full((1, D), np.nan)), "BASE", "BASE contains NaN"),
-    (dict(base=np.zeros((1, D), np.int32)), "BASE", "BASE must be floating point"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name,match",
+    [
+        (dict(n=0), "NUM_SAMPLES", r"NUM_SAMPLES must be an integer in 1\.\."),
+        (dict(n=True), "NUM_SAMPLES", "NUM_SAMPLES"),
+        (dict(n=2.0), "NUM_SAMPLES", "NUM_SAMPLES"),
+        (dict(seed=-1), "SEED", "SEED must be an integer"),
+        (dict(per_dimension="yes"), "PER_DIMENSION", "PER_DIMENSION must be a bool"),
+        (dict(draw="per_variable"), "DRAW", "DRAW must be one of independent, distinct, per_dimension"),
+        (dict(draw="distinct", per_dimension=True), "DRAW", "contradicts per_dimension=True"),
+        (dict(mask=np.ones(K, bool)), "MASK", "MASK needs BASE"),
+        (dict(base=np.zeros((1, D)), mask=np.ones(K + 1, bool)), "MASK", rf"MASK must have shape \[{K}\]"),
+        (dict(base=np.zeros((1, D)), mask=np.ones(K, np.int64)), "MASK", "MASK must be bool"),
+        (dict(base=np.zeros((1, D + 1))), "BASE", rf"BASE must have shape \[1 or 5, {D}\]"),
+        (dict(base=np.zeros((3, D))), "BASE", r"BASE must have shape \[1 or 5"),
+        (dict(base=np.full((1, D), np.nan)), "BASE", "BASE contains NaN"),
+        (dict(base=np.zeros((1, D), np.int32)), "BASE", "BASE must be floating point"),
+    ],
+)
 def test_bad_sample_arguments_name_the_model_and_the_input(hybrid, kwargs, name, match):
     args = dict(n=5, seed=0) | kwargs
     with pytest.raises(InvalidInputError, match=match) as err:
@@ -174,9 +211,14 @@ def test_traverse_requests_and_their_checks():
     narrow = ModelInfo.from_config({**CONTRACT_TRAVERSE, "parameters": {"max_steps": {"string_value": "16"}}})
     with pytest.raises(InvalidInputError, match=r"shapes_traverse: input STEPS must be an integer in 2\.\.16"):
         plan_traverse(narrow, np.ones(D), 0, 17)  # the served limit wins over the contract's 64
-    for kwargs, name in [(dict(dimension=D), "DIMENSION"), (dict(dimension=-1), "DIMENSION"),
-                         (dict(steps=1), "STEPS"), (dict(steps=65), "STEPS"),
-                         (dict(latent=np.ones((2, D))), "LATENT"), (dict(latent=np.ones(D - 1)), "LATENT")]:
+    for kwargs, name in [
+        (dict(dimension=D), "DIMENSION"),
+        (dict(dimension=-1), "DIMENSION"),
+        (dict(steps=1), "STEPS"),
+        (dict(steps=65), "STEPS"),
+        (dict(latent=np.ones((2, D))), "LATENT"),
+        (dict(latent=np.ones(D - 1)), "LATENT"),
+    ]:
         args = dict(latent=np.ones(D), dimension=0, steps=8) | kwargs
         with pytest.raises(InvalidInputError, match=f"shapes_traverse: input {name}"):
             plan_traverse(info, **args)
@@ -185,8 +227,11 @@ def test_traverse_requests_and_their_checks():
 def test_images_are_checked_against_the_served_dims():
     info = ModelInfo.from_config(ENCODE)
     assert check_images(info, np.zeros((2, 64, 64, 3), np.uint8)).flags.c_contiguous
-    with pytest.raises(InvalidInputError, match=r"encode: input IMAGE must have shape \[N>0, 64, 64, 3\], "
-                                                r"got \[64, 64, 3\]"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"encode: input IMAGE must have shape \[N>0, 64, 64, 3\], "
+        r"got \[64, 64, 3\]",
+    ):
         check_images(info, np.zeros((64, 64, 3), np.uint8))
 
 
@@ -197,9 +242,11 @@ def _error(status: str) -> InferenceServerException:
 def test_only_unavailable_and_deadline_are_retried_with_bounded_jittered_backoff():
     policy = RetryPolicy(attempts=4, initial_backoff_s=0.1, max_backoff_s=0.25)
     retrier = Retrier(policy, 60.0, "encode", "127.0.0.1:1", random.Random(0))
-    delays = [retrier.next_delay(_error("StatusCode.UNAVAILABLE")),
-              retrier.next_delay(_error("StatusCode.DEADLINE_EXCEEDED")),
-              retrier.next_delay(_error("StatusCode.UNAVAILABLE"))]
+    delays = [
+        retrier.next_delay(_error("StatusCode.UNAVAILABLE")),
+        retrier.next_delay(_error("StatusCode.DEADLINE_EXCEEDED")),
+        retrier.next_delay(_error("StatusCode.UNAVAILABLE")),
+    ]
     assert all(0 <= d <= cap for d, cap in zip(delays, [0.1, 0.2, 0.25])), delays
     assert len(set(delays)) == 3, "jittered"
     with pytest.raises(ServerUnavailableError, match="encode: server at 127.0.0.1:1 unavailable after 4 tries"):
@@ -208,8 +255,9 @@ def test_only_unavailable_and_deadline_are_retried_with_bounded_jittered_backoff
     with pytest.raises(InferenceError, match="encode: server at u refused the request: boom") as err:
         refused.next_delay(_error("StatusCode.INVALID_ARGUMENT"))
     assert err.value.status == "StatusCode.INVALID_ARGUMENT" and refused.tries == 1
-    short = Retrier(RetryPolicy(attempts=10, initial_backoff_s=1.0, max_backoff_s=1.0), 0.01, "decode", "u",
-                    random.Random(1))
+    short = Retrier(
+        RetryPolicy(attempts=10, initial_backoff_s=1.0, max_backoff_s=1.0), 0.01, "decode", "u", random.Random(1)
+    )
     time.sleep(0.02)
     with pytest.raises(ClientTimeoutError, match="decode: no answer from u within the 0.01 s timeout"):
         short.next_delay(_error("StatusCode.DEADLINE_EXCEEDED"))  # no retry starts past the deadline
@@ -342,13 +390,13 @@ def test_async_twin_matches_the_sync_client(triton, client):
 # --------------------------------------------------------------------------------------------------- the new contract
 
 
-
 @pytest.fixture(scope="module")
 def contract(client):
     """The served hybrid_sample's contract: a missing BASE/MASK/DRAW_MODE is a failure, not a skip."""
     info = client.model_info("hybrid_sample")
-    missing = [n for n in ("BASE", "MASK") if n not in info.inputs] + \
-        [n for n in ("DRAW_MODE",) if n not in info.outputs]
+    missing = [n for n in ("BASE", "MASK") if n not in info.inputs] + [
+        n for n in ("DRAW_MODE",) if n not in info.outputs
+    ]
     assert not missing, f"the exported hybrid_sample has no {', '.join(missing)}"
     return info
 
@@ -394,8 +442,7 @@ def test_mask_keeps_the_false_variables_of_base(client, contract, exported_repo)
 def test_server_refuses_mask_without_base_naming_mask(client, contract):
     k = contract.inputs["MASK"].dims[0]
     with pytest.raises(InferenceError, match="MASK"):
-        client.infer("hybrid_sample", {"NUM_SAMPLES": np.array([2]), "SEED": np.array([0]),
-                                       "MASK": np.ones(k, bool)})
+        client.infer("hybrid_sample", {"NUM_SAMPLES": np.array([2]), "SEED": np.array([0]), "MASK": np.ones(k, bool)})
 
 
 @pytest.mark.server

@@ -1,4 +1,5 @@
 """The client side, and the repository code that the server side shares with it, must work without torch."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,10 @@ def test_the_torch_block_catches_a_module_that_needs_torch():
 
 
 def test_sample_command_needs_no_torch():
-    code = BLOCK_TORCH.split("import importlib")[0] + "from sae.cli import build_parser; from sae.cli.client import cmd_sample\n" \
+    code = (
+        BLOCK_TORCH.split("import importlib")[0]
+        + "from sae.cli import build_parser; from sae.cli.client import cmd_sample\n"
         "import sae.clients.triton_client, sae.core.png\nassert 'torch' not in sys.modules\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -1,5 +1,6 @@
 """The committed reproduction report is what its committed cells give: `sae experiment GRID --report-only`, run on a
 copy of ``docs/reproduction/GRID``, rewrites every file of it byte for byte (REPORT.md, results.json, the figures)."""
+
 from __future__ import annotations
 
 import shutil

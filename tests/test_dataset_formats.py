@@ -1,4 +1,5 @@
 """MPI3D (.npz) and CelebA (folder of JPEGs) readers, on small files written here in each real format."""
+
 import tracemalloc
 import warnings
 import zipfile
@@ -8,8 +9,18 @@ import pytest
 from PIL import Image
 
 from sae.core.datasets import (
-    MPI3D_FACTOR_NAMES, MPI3D_FACTOR_SIZES, DatasetError, ImageSource, JpegFolder, NpzImages, batches_in_order,
-    dataset_splits, open_dataset, shuffled_batches, split_indices, uncompress_npz,
+    MPI3D_FACTOR_NAMES,
+    MPI3D_FACTOR_SIZES,
+    DatasetError,
+    ImageSource,
+    JpegFolder,
+    NpzImages,
+    batches_in_order,
+    dataset_splits,
+    open_dataset,
+    shuffled_batches,
+    split_indices,
+    uncompress_npz,
 )
 
 
@@ -49,8 +60,13 @@ def test_mpi3d_npz_reads_images_and_derives_labels_from_the_index(mpi3d):
     assert np.array_equal(data.read(rows), images[rows])
     labels = data.read_labels(rows)
     assert labels.dtype == np.int64
-    assert labels.tolist() == [[0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 39], [0, 0, 0, 0, 0, 1, 0],
-                               [0, 0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 9, 39]]
+    assert labels.tolist() == [
+        [0, 0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0, 39],
+        [0, 0, 0, 0, 0, 1, 0],
+        [0, 0, 0, 0, 0, 1, 1],
+        [0, 0, 0, 0, 0, 9, 39],
+    ]
     every = data.read_factors(slice(None))
     assert np.array_equal(every, np.stack(np.unravel_index(np.arange(400), MPI3D_FACTOR_SIZES), axis=1))
 
@@ -60,10 +76,11 @@ def test_mpi3d_labels_follow_the_full_grid_row_major(tmp_path):
     np.savez(tmp_path / "full.npz", images=np.zeros((1_036_800, 1, 1, 3), np.uint8))
     data = open_dataset(tmp_path / "full.npz")
     rows = np.array([1_036_799, 172_800 + 4800 + 2, 28_800 + 14_400 + 1600 + 40])
-    assert data.read_labels(rows).tolist() == [[5, 5, 1, 2, 2, 39, 39], [1, 0, 0, 1, 0, 0, 2],
-                                               [0, 1, 1, 0, 1, 1, 0]]
-    assert np.array_equal(data.read_factors(slice(None, None, 997)),
-                          np.stack(np.unravel_index(np.arange(0, 1_036_800, 997), MPI3D_FACTOR_SIZES), axis=1))
+    assert data.read_labels(rows).tolist() == [[5, 5, 1, 2, 2, 39, 39], [1, 0, 0, 1, 0, 0, 2], [0, 1, 1, 0, 1, 1, 0]]
+    assert np.array_equal(
+        data.read_factors(slice(None, None, 997)),
+        np.stack(np.unravel_index(np.arange(0, 1_036_800, 997), MPI3D_FACTOR_SIZES), axis=1),
+    )
     with pytest.raises(IndexError, match="full.npz: row indices must be integers in 0…1036799"):
         data.read_labels(np.array([1_036_800]))
 
@@ -106,7 +123,9 @@ def test_batches_stream_rows_of_an_npz(mpi3d):
     path, _ = mpi3d
     data = open_dataset(path, exclude={"vertical_axis": [0]})
     train = dataset_splits(data)["train"]
-    seen = _tags(np.concatenate(list(shuffled_batches(data, train, 16, np.random.default_rng(0), block=16, blocks_per_buffer=2))))
+    seen = _tags(
+        np.concatenate(list(shuffled_batches(data, train, 16, np.random.default_rng(0), block=16, blocks_per_buffer=2)))
+    )
     assert len(seen) == len(train) // 16 * 16 and set(seen) <= set(train) and len(set(seen)) == len(seen)
     in_order = np.concatenate([im for _, im in batches_in_order(data, train, 50)])
     assert np.array_equal(_tags(in_order), train)
@@ -178,8 +197,11 @@ def test_npz_without_images_names_what_it_found(tmp_path):
         open_dataset(tmp_path / "x.npz")
 
 
-@pytest.mark.parametrize("array", [np.zeros((4, 64, 64, 3), np.float32), np.zeros((4, 64, 64), np.uint8),
-                                   np.zeros((4, 64, 32, 3), np.uint8)], ids=["float32", "no-channels", "not-square"])
+@pytest.mark.parametrize(
+    "array",
+    [np.zeros((4, 64, 64, 3), np.float32), np.zeros((4, 64, 64), np.uint8), np.zeros((4, 64, 32, 3), np.uint8)],
+    ids=["float32", "no-channels", "not-square"],
+)
 def test_npz_with_wrong_dtype_or_shape_is_refused(tmp_path, array):
     np.savez(tmp_path / "w.npz", images=array)
     with pytest.raises(DatasetError, match=f"w.npz: 'images' must be uint8 .N, H, W, 3.*got {array.dtype}"):
@@ -197,7 +219,7 @@ def test_corrupt_compressed_member_is_reported(tmp_path):
     rng = np.random.default_rng(0)
     np.savez_compressed(path, images=rng.integers(0, 4, (20, 64, 64, 3), dtype=np.uint8))
     raw = bytearray(path.read_bytes())
-    raw[len(raw) // 2: len(raw) // 2 + 64] = bytes(64)
+    raw[len(raw) // 2 : len(raw) // 2 + 64] = bytes(64)
     path.write_bytes(bytes(raw))
     with pytest.warns(UserWarning), pytest.raises(DatasetError, match="bad.npz: 'images' cannot be decompressed"):
         open_dataset(path)

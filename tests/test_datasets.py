@@ -3,10 +3,21 @@ import numpy as np
 import pytest
 
 from sae.core.datasets import (
-    SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES, DatasetError, H5Images, ImageSource,
-    NpzImages, batches_in_order, dataset_splits, open_dataset, parse_exclude, shuffled_batches, split_indices,
+    SHAPES3D_FACTOR_NAMES,
+    SHAPES3D_FACTOR_SIZES,
+    SHAPES3D_FACTOR_VALUES,
+    DatasetError,
+    H5Images,
+    ImageSource,
+    NpzImages,
+    batches_in_order,
+    dataset_splits,
+    open_dataset,
+    parse_exclude,
+    procedural,
+    shuffled_batches,
+    split_indices,
 )
-from sae.core.datasets import procedural
 
 
 def _write(path, n=100, size=8, dtype=np.uint8):
@@ -78,6 +89,7 @@ def test_file_without_images_names_what_it_found(tmp_path):
 
 
 # --- open_dataset, factors, exclusion and splits ---------------------------------------------------------------------
+
 
 def _write_shapes3d(path, step=800, attrs=False):
     """A small file in the real 3dshapes.h5 layout: every ``step``-th grid point, images tagged with their row."""
@@ -152,14 +164,17 @@ def test_without_exclude_the_splits_are_split_indices(tmp_path):
     assert all(np.array_equal(dataset_splits(data, seed=5)[k], expected[k]) for k in expected)
 
 
-@pytest.mark.parametrize("exclude, message", [
-    ({"colour": [1]}, "unknown factor 'colour'.*floor_hue"),
-    ({"shape": [4]}, "'shape'.*index 4 is out of range.*0…3"),
-    ({"shape": [-1]}, "index -1 is out of range"),
-    ({"scale": [0.75]}, "'scale'.*0.75 is not a factor index"),
-    ({"shape": [0, 1, 2, 3]}, "all 4 values of 'shape'"),
-    ({"shape": 2}, "must be a list"),
-])
+@pytest.mark.parametrize(
+    "exclude, message",
+    [
+        ({"colour": [1]}, "unknown factor 'colour'.*floor_hue"),
+        ({"shape": [4]}, "'shape'.*index 4 is out of range.*0…3"),
+        ({"shape": [-1]}, "index -1 is out of range"),
+        ({"scale": [0.75]}, "'scale'.*0.75 is not a factor index"),
+        ({"shape": [0, 1, 2, 3]}, "all 4 values of 'shape'"),
+        ({"shape": 2}, "must be a list"),
+    ],
+)
 def test_bad_exclude_names_the_factor_or_value(tmp_path, exclude, message):
     path, _ = _write_shapes3d(tmp_path / "3dshapes.h5")
     with pytest.raises(ValueError, match=message):
@@ -205,8 +220,11 @@ def test_readers_pickle_for_worker_processes(tmp_path):
 def test_parse_exclude_reads_the_command_line_spelling(tmp_path):
     assert parse_exclude(["shape=2", "floor_hue=0,1", "shape=3"]) == {"shape": [2, 3], "floor_hue": [0, 1]}
     assert parse_exclude([]) == {}
-    for bad, message in [("shape", "expected FACTOR=INDEX"), ("shape=", "expected FACTOR=INDEX"),
-                         ("scale=0.75", "values must be factor indices")]:
+    for bad, message in [
+        ("shape", "expected FACTOR=INDEX"),
+        ("shape=", "expected FACTOR=INDEX"),
+        ("scale=0.75", "values must be factor indices"),
+    ]:
         with pytest.raises(ValueError, match=f"--exclude '{bad}': {message}"):
             parse_exclude([bad])
     path, idx = _write_shapes3d(tmp_path / "3dshapes.h5")
@@ -219,9 +237,13 @@ def test_shuffled_batches_mix_the_whole_file_not_one_stretch_of_it(tmp_path):
     """Files are in factor-grid order: a batch must not come from one contiguous stretch (one floor hue)."""
     n = 16384
     with h5py.File(tmp_path / "grid.h5", "w") as f:
-        f.create_dataset("images", data=np.repeat((np.arange(n) // 4096).astype(np.uint8), 12).reshape(n, 2, 2, 3),
-                         chunks=(256, 2, 2, 3))
+        f.create_dataset(
+            "images",
+            data=np.repeat((np.arange(n) // 4096).astype(np.uint8), 12).reshape(n, 2, 2, 3),
+            chunks=(256, 2, 2, 3),
+        )
     data = H5Images(tmp_path / "grid.h5")
-    slowest_factor = [len(np.unique(b[:, 0, 0, 0])) for b in
-                      shuffled_batches(data, np.arange(n), 32, np.random.default_rng(0))]
+    slowest_factor = [
+        len(np.unique(b[:, 0, 0, 0])) for b in shuffled_batches(data, np.arange(n), 32, np.random.default_rng(0))
+    ]
     assert np.mean(slowest_factor) > 3.5, "each batch should hold most of the 4 values of the slowest factor"

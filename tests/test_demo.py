@@ -1,14 +1,14 @@
 """`sae demo` end to end on a tiny setting: render, train, export, a real tritonserver, hybrid samples as a PNG."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import copy_repository
 
 from sae.cli import main
 from sae.core import wire
 from sae.training.config import get_config
-
-from conftest import copy_repository
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

@@ -1,6 +1,7 @@
 """deploy/ (NVIDIA's stock Triton image, compose, KServe): what can be checked without pulling the image. The
 native-flavour repository it ships passes `sae validate`, and the Dockerfile, the compose file and the
 InferenceService agree with the package on the ports, the repository path and the model-control mode."""
+
 from __future__ import annotations
 
 import re
@@ -98,8 +99,23 @@ def test_inference_service_matches_the_package():
 
 def test_the_native_flavour_repository_validates(tmp_path, trained_run, capsys):
     repo = copy_repository(tmp_path / "model_repository")
-    assert main(["export", str(trained_run), "--repo", str(repo), "--flavour", "native", "--name", "sae12",
-                 "--bank-size", "16"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(trained_run),
+                "--repo",
+                str(repo),
+                "--flavour",
+                "native",
+                "--name",
+                "sae12",
+                "--bank-size",
+                "16",
+            ]
+        )
+        == 0
+    )
     assert "(native flavour)" in capsys.readouterr().out
     config = (repo / "sae12_encode" / "config.pbtxt").read_text()
     assert 'platform: "onnxruntime_onnx"' in config and "KIND_GPU" in config
@@ -112,11 +128,21 @@ def _tool(name: str) -> str | None:
     return str(local) if local.exists() else shutil.which(name)
 
 
-@pytest.mark.parametrize("tool,argv", [
-    ("hadolint", ["Dockerfile"]),
-    ("yamllint", ["-d", "{extends: default, rules: {line-length: {max: 120}, document-start: disable}}",
-                  "compose.yaml", "inferenceservice.yaml"]),
-])
+@pytest.mark.parametrize(
+    "tool,argv",
+    [
+        ("hadolint", ["Dockerfile"]),
+        (
+            "yamllint",
+            [
+                "-d",
+                "{extends: default, rules: {line-length: {max: 120}, document-start: disable}}",
+                "compose.yaml",
+                "inferenceservice.yaml",
+            ],
+        ),
+    ],
+)
 def test_linters_pass_where_installed(tool, argv):
     binary = _tool(tool)
     if binary is None:

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sklearn  # noqa: F401  (the eval extra; `make` installs it, so a missing one is a failure)
 
-import sklearn  # noqa: E402,F401  (the eval extra; `make` installs it, so a missing one is a failure)
-
-from sae.evaluation import disentanglement as dm  # noqa: E402
-from sae.evaluation.disentanglement.dci_metric import _dci_scores  # noqa: E402
+from sae.evaluation import disentanglement as dm
+from sae.evaluation.disentanglement.dci_metric import _dci_scores
 
 SIZES = (4, 6, 8, 10, 5)
 NOISE = 0.05

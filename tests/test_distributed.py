@@ -1,4 +1,5 @@
 """`torchrun --nproc_per_node 2` on CPU (gloo) trains like one process: same checkpoint, same data, same numbers."""
+
 import os
 import socket
 import subprocess
@@ -7,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, tiny_config
+
 from sae.training.checkpoint import BEST, Checkpoint
 from sae.training.distributed import DistributedContext, DistributedSetupError, check_batch_size, shard
 from sae.training.metrics_log import read_metrics
@@ -26,12 +27,42 @@ def _free_port() -> int:
 
 def torchrun_train(data, out, steps: int) -> subprocess.CompletedProcess:
     """`sae train` under torchrun: 2 CPU processes on 127.0.0.1, gloo over loopback."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
-           "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [TORCHRUN, "--nnodes", "1", "--nproc_per_node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), "-m", "sae",
-           "train", "sae12-tiny", "--data", str(data), "--out", str(out), "--steps", str(steps), "--device", "cpu",
-           "--batch-size", str(BATCH), "--val-every", str(VAL_EVERY), "--val-batches", str(VAL_BATCHES)]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "GLOO_SOCKET_IFNAME": "lo",
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
+    cmd = [
+        TORCHRUN,
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        "-m",
+        "sae",
+        "train",
+        "sae12-tiny",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--steps",
+        str(steps),
+        "--device",
+        "cpu",
+        "--batch-size",
+        str(BATCH),
+        "--val-every",
+        str(VAL_EVERY),
+        "--val-batches",
+        str(VAL_BATCHES),
+    ]
     result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result

@@ -6,6 +6,7 @@ as a code span, ``register_model(name, regulariser=None)``, has the parameters `
 code (names in order, defaults); a call shown as a code span (``SAEClient.sample(..., image_dtype="uint8")``) binds to
 it; and the Python examples import what they use and call it with parameters it takes.
 """
+
 from __future__ import annotations
 
 import ast
@@ -59,6 +60,7 @@ class Document:
 
 
 # ---- the package: its modules and what they define --------------------------------------------------------------
+
 
 @cache
 def definitions() -> dict[str, tuple[str, ...]]:
@@ -119,8 +121,11 @@ def candidates(name: str) -> list[object]:
 def is_external(name: str) -> bool:
     """A call of something outside the package: a builtin, an importable module's attribute or a system call."""
     first = name.split(".")[0]
-    return first in SYSTEM_CALLS or hasattr(builtins, first) or (
-        first != "sae" and importlib.util.find_spec(first) is not None)
+    return (
+        first in SYSTEM_CALLS
+        or hasattr(builtins, first)
+        or (first != "sae" and importlib.util.find_spec(first) is not None)
+    )
 
 
 def takes_self(target: object) -> bool:
@@ -134,7 +139,7 @@ def takes_self(target: object) -> bool:
 def parameters(target: object) -> list[str]:
     """The parameters of a function, method or class as a document writes them: ``name``, ``name=default``,
     ``*args``, ``**kwargs``, and ``*`` / ``/`` where the kinds change; a method's ``self`` left out."""
-    params = list(inspect.signature(target).parameters.values())[1 if takes_self(target) else 0:]
+    params = list(inspect.signature(target).parameters.values())[1 if takes_self(target) else 0 :]
     written = []
     for i, p in enumerate(params):
         if p.kind is p.KEYWORD_ONLY and not any(q.kind in (q.VAR_POSITIONAL, q.KEYWORD_ONLY) for q in params[:i]):
@@ -151,6 +156,7 @@ def parameters(target: object) -> list[str]:
 
 
 # ---- code spans in the shape of a call ----------------------------------------------------------------------------
+
 
 def split_arguments(text: str) -> list[str]:
     """``a, b=f(1, 2), c`` -> ``["a", "b=f(1, 2)", "c"]``: commas outside brackets and strings."""
@@ -216,8 +222,7 @@ def binds(shown: list[str], target: object) -> bool:
             positional += 0 if keywords else 1
     try:
         signature = inspect.signature(target)
-        (signature.bind_partial if elided else signature.bind)(*[None] * (positional + takes_self(target)),
-                                                               **keywords)
+        (signature.bind_partial if elided else signature.bind)(*[None] * (positional + takes_self(target)), **keywords)
     except TypeError:
         return False
     return True
@@ -249,6 +254,7 @@ def span_problems(span: str) -> list[str]:
 
 
 # ---- paths, dotted names and examples ----------------------------------------------------------------------------
+
 
 @cache
 def top_level() -> frozenset[str]:
@@ -303,8 +309,12 @@ def example_problems(code: str) -> list[str]:
         if isinstance(node, ast.With):
             for item in node.items:
                 call, target = item.context_expr, item.optional_vars
-                if isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and isinstance(target, ast.Name) \
-                        and inspect.isclass(names.get(call.func.id)):
+                if (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Name)
+                    and isinstance(target, ast.Name)
+                    and inspect.isclass(names.get(call.func.id))
+                ):
                     instances[target.id] = names[call.func.id]
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):

@@ -1,4 +1,5 @@
 """The counter-based draw: its integer arithmetic, and the numpy reference against the ONNX graph bit for bit."""
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -20,16 +21,16 @@ def test_mix_is_splitmix64():
 
 def test_bounded_is_the_exact_multiply_high():
     rng = np.random.default_rng(0)
-    hashes = rng.integers(0, 2 ** 63, size=2000, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 2000, np.uint64)
-    for n in (1, 2, 7, 128, 1000, 2 ** 20, 2 ** 32 - 1):
+    hashes = rng.integers(0, 2**63, size=2000, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 2000, np.uint64)
+    for n in (1, 2, 7, 128, 1000, 2**20, 2**32 - 1):
         got = bounded(hashes, n)
         assert [int(g) for g in got] == [(int(h) * n) >> 64 for h in hashes]
         assert got.min() >= 0 and got.max() < n
-    assert int(bounded(np.uint64(2 ** 64 - 1), 2 ** 32 - 1)) == 2 ** 32 - 2
+    assert int(bounded(np.uint64(2**64 - 1), 2**32 - 1)) == 2**32 - 2
 
 
 def test_bounded_refuses_a_range_it_cannot_reduce_to():
-    for n in (0, 2 ** 32):
+    for n in (0, 2**32):
         with pytest.raises(ValueError, match="range of an index must be in 1..2"):
             bounded(np.uint64(5), n)
 
@@ -63,16 +64,16 @@ def test_distinct_draw_is_a_uniform_arrangement(num_stored, num_groups):
 def test_onnx_graph_draws_what_numpy_draws(mode):
     """Hundreds of (seed, count) pairs, edge seeds included: identical SOURCE_INDEX and LATENT."""
     bank = np.random.default_rng(1).normal(size=(128, 12)).astype(np.float32)
-    session = ort.InferenceSession(draw_model(bank, SAE4, mode).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(draw_model(bank, SAE4, mode).SerializeToString(), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(2)
-    seeds = [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 63 - 1, *rng.integers(0, 2 ** 63 - 1, size=295)]
+    seeds = [0, 1, 2**32 - 1, 2**32, 2**63 - 1, *rng.integers(0, 2**63 - 1, size=295)]
     counts = [1, 256, *rng.integers(1, 257, size=298)]
     groups = 12 if mode == PER_DIMENSION else 4
     dims = np.arange(12) if mode == PER_DIMENSION else SAE4
     for seed, count in zip(seeds, counts):
-        latents, source = session.run(None, {"NUM_SAMPLES": np.array([count], np.int64),
-                                             "SEED": np.array([seed], np.int64)})
+        latents, source = session.run(
+            None, {"NUM_SAMPLES": np.array([count], np.int64), "SEED": np.array([seed], np.int64)}
+        )
         expected = source_index(int(seed), int(count), groups, 128, mode)
         assert np.array_equal(source, expected), (mode, seed, count)
         assert np.array_equal(latents, bank[expected[:, dims], np.arange(12)])
@@ -93,13 +94,17 @@ PINNED_SOURCE_INDEX = {
     (INDEPENDENT, 12345, 3): [[84, 53, 12, 29], [16, 24, 110, 29], [127, 54, 6, 2]],
     (DISTINCT, 0, 4): [[17, 33, 74, 104], [74, 86, 122, 95], [15, 100, 45, 22], [31, 0, 65, 43]],
     (DISTINCT, 12345, 3): [[84, 54, 13, 31], [16, 25, 111, 31], [127, 55, 8, 5]],
-    (PER_DIMENSION, 0, 4): [[17, 33, 73, 104, 0, 97, 60, 33, 12, 126, 86, 65],
-                            [74, 86, 122, 94, 95, 99, 87, 55, 126, 16, 93, 76],
-                            [15, 100, 44, 19, 77, 103, 71, 91, 58, 78, 116, 91],
-                            [31, 30, 64, 41, 110, 18, 18, 15, 79, 123, 36, 122]],
-    (PER_DIMENSION, 12345, 3): [[84, 53, 12, 29, 115, 38, 111, 47, 46, 20, 120, 22],
-                                [16, 24, 110, 29, 86, 28, 64, 69, 76, 96, 14, 84],
-                                [127, 54, 6, 2, 2, 77, 73, 73, 58, 44, 15, 63]],
+    (PER_DIMENSION, 0, 4): [
+        [17, 33, 73, 104, 0, 97, 60, 33, 12, 126, 86, 65],
+        [74, 86, 122, 94, 95, 99, 87, 55, 126, 16, 93, 76],
+        [15, 100, 44, 19, 77, 103, 71, 91, 58, 78, 116, 91],
+        [31, 30, 64, 41, 110, 18, 18, 15, 79, 123, 36, 122],
+    ],
+    (PER_DIMENSION, 12345, 3): [
+        [84, 53, 12, 29, 115, 38, 111, 47, 46, 20, 120, 22],
+        [16, 24, 110, 29, 86, 28, 64, 69, 76, 96, 14, 84],
+        [127, 54, 6, 2, 2, 77, 73, 73, 58, 44, 15, 63],
+    ],
 }
 
 

@@ -1,4 +1,5 @@
 """`sae encode`: datasets through real servers into HDF5 latents; resumable after SIGKILL, spread over servers."""
+
 from __future__ import annotations
 
 import io
@@ -17,14 +18,14 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sae.core.datasets import H5Images
 from sae.clients.jobs.encode_job import EncodeJobConfig, _create, run_encode_job
 from sae.clients.jobs.encode_servers import ServerPool
-from sae.core.latents_file import fingerprint, identity_of
-from sae.core.errors import EncodeJobError, InvalidInputError
 from sae.clients.jobs.metrics import EncodeMetrics
 from sae.clients.retry import RetryPolicy
 from sae.clients.triton_client import SAEClient
+from sae.core.datasets import H5Images
+from sae.core.errors import EncodeJobError, InvalidInputError
+from sae.core.latents_file import fingerprint, identity_of
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 256  # images in the test dataset
@@ -82,8 +83,12 @@ def committed_in(path: Path) -> int:
 
 
 def test_config_refuses_nonsense():
-    for kwargs, match in [(dict(in_flight=0), "--in-flight"), (dict(batch_size=0), "--batch-size"),
-                          (dict(urls=()), "--url"), (dict(max_images_per_second=0), "--max-rate")]:
+    for kwargs, match in [
+        (dict(in_flight=0), "--in-flight"),
+        (dict(batch_size=0), "--batch-size"),
+        (dict(urls=()), "--url"),
+        (dict(max_images_per_second=0), "--max-rate"),
+    ]:
         with pytest.raises(ValueError, match=match):
             EncodeJobConfig(data=Path("d.h5"), out=Path("o.h5"), **kwargs)
 
@@ -99,8 +104,7 @@ def test_progress_in_a_log_is_tqdm_meter_lines_and_on_a_terminal_a_bar():
     log = io.StringIO()
     progress = progress_bar(1000, "encode", unit="images", stream=log, initial=200, log_every_s=0.0)
     progress.n = 600  # 400 images in 2 s since the (resumed) start: the rate counts only this run's images
-    assert progress.line(now=progress.started + 2.0) == \
-        "encode:  60% 600/1000 [00:02<00:02, 200.00 images/s]"
+    assert progress.line(now=progress.started + 2.0) == "encode:  60% 600/1000 [00:02<00:02, 200.00 images/s]"
     progress.update_to(700)
     progress.close()
     progress.close()
@@ -136,8 +140,15 @@ def test_pool_names_every_server_that_failed():
     with pytest.raises(EncodeJobError, match="encode images 0..1: no server could encode them") as err:
         pool.encode(images, "images 0..1")
     assert all(u in str(err.value) for u in urls)
-    assert sum(metrics.registry.get_sample_value("sae_encode_failures_total",
-                                                 {"server": u, "reason": "ServerUnavailableError"}) for u in urls) == 2
+    assert (
+        sum(
+            metrics.registry.get_sample_value(
+                "sae_encode_failures_total", {"server": u, "reason": "ServerUnavailableError"}
+            )
+            for u in urls
+        )
+        == 2
+    )
     with pytest.raises(EncodeJobError, match="every server failed within the last few seconds"):
         pool.encode(images)  # both are resting: no request at all
     assert pool.failures == 2
@@ -175,6 +186,7 @@ def test_the_command_line_reports_a_refusal_and_an_output_that_is_not_ours(shape
 
 # --------------------------------------------------------------------------------------------------- real servers
 
+
 def job(small_data: Path, out: Path, urls, **kwargs) -> EncodeJobConfig:
     return EncodeJobConfig(data=small_data, out=out, urls=tuple(urls), batch_size=BATCH, progress=False, **kwargs)
 
@@ -193,8 +205,9 @@ def second_server(exported_repo, tmp_path_factory):
     """A second server shared by this module's tests; no test kills it (see ``doomed_server``)."""
     from sae.serving.triton import ServerConfig, TritonServer
 
-    server = TritonServer(ServerConfig(repository=exported_repo),
-                          log_path=tmp_path_factory.mktemp("second") / "server.log").start()
+    server = TritonServer(
+        ServerConfig(repository=exported_repo), log_path=tmp_path_factory.mktemp("second") / "server.log"
+    ).start()
     yield server
     server.stop()
 
@@ -252,10 +265,22 @@ def test_an_uninterrupted_run_holds_the_latents_and_the_labels(reference, small_
 def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_file(reference, small_data, triton, tmp_path):
     out = tmp_path / "latents.h5"
     partial = out.with_name(out.name + ".partial")
-    command = [sys.executable, "-m", "sae", "encode", str(small_data), "--out", str(out),
-               "--url", triton.grpc_url, "--batch-size", str(BATCH), "--in-flight", "1"]
-    proc = subprocess.Popen(command + ["--max-rate", "64"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    command = [
+        sys.executable,
+        "-m",
+        "sae",
+        "encode",
+        str(small_data),
+        "--out",
+        str(out),
+        "--url",
+        triton.grpc_url,
+        "--batch-size",
+        str(BATCH),
+        "--in-flight",
+        "1",
+    ]
+    proc = subprocess.Popen(command + ["--max-rate", "64"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: committed_in(partial) >= 2 * BATCH or proc.poll() is not None, what="two chunks")
     finally:
@@ -303,16 +328,29 @@ def test_images_of_the_wrong_size_are_refused_naming_the_input(triton, tmp_path)
 def test_metrics_endpoint_serves_the_counters_of_a_shared_memory_run(reference, small_data, triton, tmp_path):
     port = free_port()
     metrics = EncodeMetrics()
-    thread, outcome = run_in_thread(job(small_data, tmp_path / "latents.h5", [triton.grpc_url], metrics_port=port,
-                                        max_images_per_second=96, shared_memory=True), metrics)
+    thread, outcome = run_in_thread(
+        job(
+            small_data,
+            tmp_path / "latents.h5",
+            [triton.grpc_url],
+            metrics_port=port,
+            max_images_per_second=96,
+            shared_memory=True,
+        ),
+        metrics,
+    )
 
     def scrape() -> dict[str, float]:
         try:
             text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
         except OSError:
             return {}
-        return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
-                if s.name.startswith("sae_encode")}
+        return {
+            s.name: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name.startswith("sae_encode")
+        }
 
     seen: dict[str, float] = {}
     wait_until(lambda: seen.update(scrape()) or seen.get("sae_encode_images_total", 0) >= BATCH, what="metrics")
@@ -343,28 +381,39 @@ def test_two_servers_share_the_work_and_give_the_same_file(reference, small_data
     after = [_encode_requests(u) for u in urls]
     assert all(report.requests_per_server[u] >= 2 for u in urls), report.requests_per_server
     assert sum(report.requests_per_server.values()) == N // BATCH
-    assert [a - b for a, b in zip(after, before)] == [report.requests_per_server[u] + 1 for u in urls], \
+    assert [a - b for a, b in zip(after, before)] == [report.requests_per_server[u] + 1 for u in urls], (
         "each server answered its share (+1: the probe every server is checked with)"
+    )
     assert_same_file(tmp_path / "latents.h5", reference)
 
 
 @pytest.mark.server
-def test_a_server_that_dies_mid_job_hands_its_chunks_to_the_other(reference, small_data, triton, doomed_server,
-                                                                   tmp_path):
+def test_a_server_that_dies_mid_job_hands_its_chunks_to_the_other(
+    reference, small_data, triton, doomed_server, tmp_path
+):
     metrics = EncodeMetrics()
-    config = job(small_data, tmp_path / "latents.h5", [doomed_server.grpc_url, triton.grpc_url], in_flight=1,
-                 max_images_per_second=96)
+    config = job(
+        small_data,
+        tmp_path / "latents.h5",
+        [doomed_server.grpc_url, triton.grpc_url],
+        in_flight=1,
+        max_images_per_second=96,
+    )
     thread, outcome = run_in_thread(config, metrics)
-    wait_until(lambda: (metrics.registry.get_sample_value("sae_encode_committed_images") or 0) >= 2 * BATCH,
-               what="two chunks")
+    wait_until(
+        lambda: (metrics.registry.get_sample_value("sae_encode_committed_images") or 0) >= 2 * BATCH, what="two chunks"
+    )
     kill_server(doomed_server)
     thread.join(timeout=120)
     assert "error" not in outcome, outcome.get("error")
     report = outcome["report"]
     assert report.failures >= 1 and report.encoded == N
-    assert metrics.registry.get_sample_value("sae_encode_failures_total",
-                                             {"server": doomed_server.grpc_url,
-                                              "reason": "ServerUnavailableError"}) >= 1
+    assert (
+        metrics.registry.get_sample_value(
+            "sae_encode_failures_total", {"server": doomed_server.grpc_url, "reason": "ServerUnavailableError"}
+        )
+        >= 1
+    )
     assert_same_file(config.out, reference)
 
 
@@ -374,12 +423,15 @@ def test_the_only_server_dying_leaves_a_resumable_file(reference, small_data, tr
 
     doomed = TritonServer(ServerConfig(repository=exported_repo), log_path=tmp_path / "doomed.log").start()
     metrics = EncodeMetrics()
-    config = job(small_data, tmp_path / "latents.h5", [doomed.grpc_url], in_flight=1, max_images_per_second=96,
-                 outage_wait_s=1.0)
+    config = job(
+        small_data, tmp_path / "latents.h5", [doomed.grpc_url], in_flight=1, max_images_per_second=96, outage_wait_s=1.0
+    )
     thread, outcome = run_in_thread(config, metrics)
     try:
-        wait_until(lambda: (metrics.registry.get_sample_value("sae_encode_committed_images") or 0) >= 2 * BATCH,
-                   what="two chunks")
+        wait_until(
+            lambda: (metrics.registry.get_sample_value("sae_encode_committed_images") or 0) >= 2 * BATCH,
+            what="two chunks",
+        )
     finally:
         kill_server(doomed)
     thread.join(timeout=120)

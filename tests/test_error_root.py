@@ -1,5 +1,6 @@
 """One error root: ``sae CMD`` prints the package's errors (SAEError) and OSErrors as one line with their exit code,
 and any other exception as the bug it is, with its traceback and "internal error", exit 1."""
+
 from __future__ import annotations
 
 import json
@@ -20,6 +21,7 @@ def models_raises(monkeypatch):
     def set_error(error: BaseException) -> None:
         def handler(args):
             raise error
+
         parser = build_parser()
         parser._subparsers._group_actions[0].choices["models"].set_defaults(func=handler)
         monkeypatch.setattr("sae.cli.build_parser", lambda: parser)
@@ -38,8 +40,9 @@ def test_a_bug_prints_its_traceback_and_internal_error_even_without_debug(models
     assert captured.out == ""
 
 
-@pytest.mark.parametrize("error", [ValueError("bad shape"), RuntimeError("state"), KeyError("latent"),
-                                   TypeError("not a tensor")])
+@pytest.mark.parametrize(
+    "error", [ValueError("bad shape"), RuntimeError("state"), KeyError("latent"), TypeError("not a tensor")]
+)
 def test_a_builtin_error_is_a_bug_not_a_user_error(models_raises, capsys, error):
     models_raises(error)
     assert main(["models"]) == output.FAILURE

@@ -1,4 +1,5 @@
 """`sae eval` end to end against a real Triton server, the figures' local fallbacks, and the FID path's record."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sae.cli import main
+from sae.clients.triton_client import SAEClient
 from sae.evaluation import figures
 from sae.evaluation.figures import chunk_masks, mix_variables, read_bank, traversal_latents
-from sae.clients.triton_client import SAEClient
-from sae.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -25,7 +26,9 @@ def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()
     assert data[:8] == PNG_SIGNATURE, path
     length, tag = struct.unpack(">I4s", data[8:16])
-    assert tag == b"IHDR" and struct.unpack(">I", data[16 + length:20 + length])[0] == zlib.crc32(data[12:16 + length])
+    assert tag == b"IHDR" and struct.unpack(">I", data[16 + length : 20 + length])[0] == zlib.crc32(
+        data[12 : 16 + length]
+    )
     return struct.unpack(">II", data[16:24])
 
 
@@ -71,14 +74,28 @@ def test_local_traversal_and_mixing_change_only_what_they_should():
 def test_eval_refuses_an_inception_file_off_the_allow_list_before_any_work(shapes_file, tmp_path, capsys):
     impostor = tmp_path / "weights.pt"
     impostor.write_bytes(b"\0" * 64)
-    rc = main(["eval", "--data", str(shapes_file), "--out", str(tmp_path / "out"), "--url", "127.0.0.1:1",
-               "--fid-images", "4", "--inception", str(impostor)])
+    rc = main(
+        [
+            "eval",
+            "--data",
+            str(shapes_file),
+            "--out",
+            str(tmp_path / "out"),
+            "--url",
+            "127.0.0.1:1",
+            "--fid-images",
+            "4",
+            "--inception",
+            str(impostor),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "--inception" in err and str(impostor) in err and "SHA1" in err
     assert not (tmp_path / "out").exists()
 
 
 # ------------------------------------------------------------------------------------------------ end to end
+
 
 @pytest.fixture(scope="module")
 def eval_cache(tmp_path_factory) -> Path:
@@ -92,8 +109,25 @@ def fast_eval(triton, shapes_file, tmp_path_factory, eval_cache):
     cache = eval_cache
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        rc = main(["eval", "--data", str(shapes_file), "--url", triton.grpc_url, "--out", str(out), "--fast",
-                   "--num-images", "256", "--train-codes", "500", "--stats-cache", str(cache), "--json"])
+        rc = main(
+            [
+                "eval",
+                "--data",
+                str(shapes_file),
+                "--url",
+                triton.grpc_url,
+                "--out",
+                str(out),
+                "--fast",
+                "--num-images",
+                "256",
+                "--train-codes",
+                "500",
+                "--stats-cache",
+                str(cache),
+                "--json",
+            ]
+        )
     assert rc == 0
     result = json.loads((out / "eval.json").read_text())
     assert json.loads(printed.getvalue()) == result, "--json prints the document eval.json holds"
@@ -118,8 +152,10 @@ def test_fast_eval_writes_json_markdown_and_figures_with_finite_numbers(fast_eva
         assert entry["hybrid_samples"] > 2 * entry["real_vs_real_floor"]
     assert result["distances"]["FID"]["status"].startswith("skipped: --fast")
     assert result["distances"]["prior_samples"].startswith("not applicable")
-    assert all(result["distances"][name]["prior_samples"].startswith("not applicable")  # the SAE has no prior
-               for name in ("FD-factor", "FD-randconv"))
+    assert all(
+        result["distances"][name]["prior_samples"].startswith("not applicable")  # the SAE has no prior
+        for name in ("FD-factor", "FD-randconv")
+    )
     sampling = result["sampling"]
     assert sampling["draw_mode"] == "independent" and sampling["bank_size"] == 128
     assert sampling["num_variables"] == 12 and sampling["hybrid_samples"] == 256 and sampling["prior_samples"] == 0
@@ -143,8 +179,11 @@ def test_fast_eval_writes_json_markdown_and_figures_with_finite_numbers(fast_eva
 @pytest.mark.server
 def test_only_the_inception_distance_is_ever_called_fid(fast_eval):
     out, result, report = fast_eval
-    fid_paths = [p for p, v in walk(result) if any("fid" in str(part).lower() for part in p)
-                 or (isinstance(v, str) and "fid" in v.lower())]
+    fid_paths = [
+        p
+        for p, v in walk(result)
+        if any("fid" in str(part).lower() for part in p) or (isinstance(v, str) and "fid" in v.lower())
+    ]
     assert fid_paths and all(p[:2] == ("distances", "FID") for p in fid_paths), fid_paths
     fid_lines = [line for line in report.splitlines() if "FID" in line]
     assert fid_lines and not [line for line in fid_lines if "FD-" in line or "randconv" in line or "factor" in line]
@@ -155,11 +194,17 @@ def test_only_the_inception_distance_is_ever_called_fid(fast_eval):
 def test_procedural_scores_are_labelled_procedural(fast_eval):
     _, result, report = fast_eval
     assert result["data"]["label"] == "procedural" and result["data"]["procedural"] is True
-    for section in (result["reconstruction"], result["distances"], result["distances"]["FD-factor"],
-                    result["distances"]["FD-randconv"], result["disentanglement"]):
+    for section in (
+        result["reconstruction"],
+        result["distances"],
+        result["distances"]["FD-factor"],
+        result["distances"]["FD-randconv"],
+        result["disentanglement"],
+    ):
         assert section["data_label"] == "procedural"
-    headings = [line for line in report.splitlines() if line.startswith("## ") and "Figures" not in line
-                and "Time" not in line]
+    headings = [
+        line for line in report.splitlines() if line.startswith("## ") and "Figures" not in line and "Time" not in line
+    ]
     assert headings and all("(procedural)" in line for line in headings), headings
 
 
@@ -174,14 +219,16 @@ def test_local_fallback_figures_agree_with_the_served_models(triton, exported_re
         var_of_dim = figures.variable_of_dim(len(start), 12)
         served, served_by = figures.traversal_figure(client, start, var_of_dim, 5, bank.dim_min, bank.dim_max, "-")
         monkeypatch.setattr(figures, "serves", lambda *args, **kwargs: False)  # as against a server without them
-        local, local_by = figures.traversal_figure(client, start, var_of_dim, 5, bank.dim_min, bank.dim_max,
-                                                   "the bank's min/max")
+        local, local_by = figures.traversal_figure(
+            client, start, var_of_dim, 5, bank.dim_min, bank.dim_max, "the bank's min/max"
+        )
         assert served_by.startswith("served") and local_by.startswith("local") and "bank's min/max" in local_by
         assert served.shape == local.shape
         assert np.abs(served.astype(int) - local.astype(int)).max() <= 1  # same latents, same decoder
 
-        grid, chunks_by = figures.hybridised_chunks_figure(client, bank.latents[:1], var_of_dim, 3, 0,
-                                                           bank.latents, "bank latents")
+        grid, chunks_by = figures.hybridised_chunks_figure(
+            client, bank.latents[:1], var_of_dim, 3, 0, bank.latents, "bank latents"
+        )
         assert chunks_by.startswith("local") and grid.shape == (2 + 4 * 66, 2 + 4 * 66, 3)
         base = client.decode(bank.latents[:1])
         first_cells = grid[2:66, 2:66]  # decode(base) starts every row
@@ -189,8 +236,7 @@ def test_local_fallback_figures_agree_with_the_served_models(triton, exported_re
 
 
 @pytest.mark.server
-def test_fid_path_records_the_network_file_it_used(triton, shapes_file, tmp_path, monkeypatch, fast_eval,
-                                                   eval_cache):
+def test_fid_path_records_the_network_file_it_used(triton, shapes_file, tmp_path, monkeypatch, fast_eval, eval_cache):
     """The harness's FID path with a tiny TorchScript stand-in for the Inception file (the real one costs about
     100 ms per image and minutes per 2048x2048 square root; tests/test_frechet.py runs it on a few images)."""
     torch = pytest.importorskip("torch")
@@ -205,9 +251,28 @@ def test_fid_path_records_the_network_file_it_used(triton, shapes_file, tmp_path
     sha1 = inception.file_sha1(stand_in)
     monkeypatch.setitem(inception.ALLOWED_INCEPTION_SHA1, sha1, "test stand-in")
     out = tmp_path / "out"
-    rc = main(["eval", "--data", str(shapes_file), "--url", triton.grpc_url, "--out", str(out), "--fast",
-               "--num-images", "64", "--fid-images", "32", "--train-codes", "100", "--inception", str(stand_in),
-               "--stats-cache", str(eval_cache)])
+    rc = main(
+        [
+            "eval",
+            "--data",
+            str(shapes_file),
+            "--url",
+            triton.grpc_url,
+            "--out",
+            str(out),
+            "--fast",
+            "--num-images",
+            "64",
+            "--fid-images",
+            "32",
+            "--train-codes",
+            "100",
+            "--inception",
+            str(stand_in),
+            "--stats-cache",
+            str(eval_cache),
+        ]
+    )
     assert rc == 0
     distances = json.loads((out / "eval.json").read_text())["distances"]
     assert distances["FD-factor"]["classifier_cached"] is True  # trained by the fast run, keyed by its data

@@ -1,5 +1,6 @@
 """`sae experiment` end to end on tiny grids: train, export, one real server, eval, cell files and the report;
 and a run killed with SIGKILL that resumes without redoing finished cells."""
+
 from __future__ import annotations
 
 import json
@@ -35,14 +36,15 @@ heldout_images = 12
 
 
 def write_grid(path: Path, name: str, models: list[str], steps: int, arms: str = "") -> Path:
-    path.write_text(f'name = "{name}"\nmodels = {json.dumps(models)}\nconfig_suffix = "-tiny"\nseeds = [0]\n'
-                    f"steps = {steps}\nbatch_size = 16\n{EVAL}{arms}")
+    path.write_text(
+        f'name = "{name}"\nmodels = {json.dumps(models)}\nconfig_suffix = "-tiny"\nseeds = [0]\n'
+        f"steps = {steps}\nbatch_size = 16\n{EVAL}{arms}"
+    )
     return path
 
 
 def test_grid_end_to_end_through_one_server(tmp_path, capsys):
-    arm = ('\n[[arms]]\nname = "no_ball"\nexclude = {shape = [2]}\nmodels = ["sae12"]\nseeds = [0]\n'
-           "steps = 10\n")
+    arm = '\n[[arms]]\nname = "no_ball"\nexclude = {shape = [2]}\nmodels = ["sae12"]\nseeds = [0]\nsteps = 10\n'
     grid = write_grid(tmp_path / "e2e.toml", "e2e", ["sae12", "vae"], 20, arm)
     out = tmp_path / "out"
     assert main(["experiment", str(grid), "--out", str(out), "--device", "cpu"]) == 0
@@ -80,8 +82,10 @@ def test_grid_end_to_end_through_one_server(tmp_path, capsys):
     assert extrapolation["heldout_images"] == 12
     # each fine-tuned set is its own export of its own run
     work = out / "work"
-    steps = {mode: json.loads((work / "exports" / f"sae12_s0_no_ball_{mode}.json").read_text())["checkpoint_step"]
-             for mode in mse}
+    steps = {
+        mode: json.loads((work / "exports" / f"sae12_s0_no_ball_{mode}.json").read_text())["checkpoint_step"]
+        for mode in mse
+    }
     assert steps == {"none": 8, "encoder": 2, "decoder": 2, "both": 2}
     assert json.loads((out / "results.json").read_text())["cells"]
     report = out / "REPORT.md"
@@ -140,8 +144,14 @@ def test_kill_and_resume_redoes_no_finished_cell(tmp_path):
     server_survived_kill = _alive(record["pid"])
     if sys.platform == "linux":
         assert not server_survived_kill, "tritonserver outlived its SIGKILLed runner despite PR_SET_PDEATHSIG"
-    kept = {p: _stamp(p) for p in (first, work / "runs" / "sae12-s0" / "checkpoints" / "last.pt",
-                                   work / "eval" / "sae12-s0" / "eval.json")}
+    kept = {
+        p: _stamp(p)
+        for p in (
+            first,
+            work / "runs" / "sae12-s0" / "checkpoints" / "last.pt",
+            work / "eval" / "sae12-s0" / "eval.json",
+        )
+    }
     try:
         with open(log2, "w") as log:
             second = subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=900)

@@ -1,4 +1,5 @@
 """`sae experiment` without training: grids, TOML files, cell selection, dry-runs, markers and cell-file reading."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ from sae.experiment.cellfile import METRIC_KEYS, draw_mode, main_metrics
 from sae.experiment.grid import load_grid
 from sae.experiment.grid_spec import GridError, expand, parse_shard, select, shard
 from sae.experiment.grid_toml import load_toml
-from sae.experiment.named_grids import named_grids
 from sae.experiment.markers import read_json, write_json
+from sae.experiment.named_grids import named_grids
 from sae.experiment.thumbs import MAX_THUMB_BYTES, read_png, write_thumbnail
 from sae.training.config import NAMED_CONFIGS, get_config
 
@@ -75,8 +76,9 @@ def test_paper_grids_use_the_papers_settings():
     grid = load_grid("paper-shapes3d")
     assert grid.steps == 100_000 and grid.seeds == (0, 1, 2) and grid.eval.fid_images == 10_000
     assert {c.config_name for c in expand(grid) if c.arm is None} == {
-        f"{m}-shapes3d" for m in ("sae12", "sae3", "adaae12", "ae", "vae", "betavae", "betatcvae", "factorvae",
-                                  "wae", "vlae12")}
+        f"{m}-shapes3d"
+        for m in ("sae12", "sae3", "adaae12", "ae", "vae", "betavae", "betatcvae", "factorvae", "wae", "vlae12")
+    }
 
 
 def test_cpu_grid_fits_two_cpu_cores():
@@ -159,8 +161,15 @@ def test_shard_and_cells_select_every_nth_and_globs():
     assert [c.cell_id for c in shard(cells, "1/3")] == [c.cell_id for c in cells[1::3]]
     assert {c.cell_id for n in range(4) for c in shard(cells, f"{n}/4")} == {c.cell_id for c in cells}
     picked = select(cells, "vae-*,sae3-s1")
-    assert {c.cell_id for c in picked} == {"sae3-s1", "vae-s0", "vae-s1", "vae-s0-no_ball", "vae-s1-no_ball",
-                                           "vae-s0-extreme_orientations", "vae-s1-extreme_orientations"}
+    assert {c.cell_id for c in picked} == {
+        "sae3-s1",
+        "vae-s0",
+        "vae-s1",
+        "vae-s0-no_ball",
+        "vae-s1-no_ball",
+        "vae-s0-extreme_orientations",
+        "vae-s1-extreme_orientations",
+    }
     with pytest.raises(GridError, match="'nothing-\\*' matches no cell"):
         select(cells, "nothing-*")
 
@@ -188,14 +197,31 @@ def test_thumbnails_round_trip_and_shrink_to_the_limit(tmp_path):
 
 
 def test_metrics_are_read_defensively_from_eval_json():
-    result = {"reconstruction": {"bce_per_image": 1.5, "mse_per_pixel": 0.01},
-              "distances": {"FID": {"reconstructions": 3.0, "hybrid_samples": 4.0, "images": 8,
-                                    "prior_samples": "not applicable: no prior"}},
-              "disentanglement": {"summary": {"dci_regressor": "lasso", "dci_disentanglement": 0.2,
-                                              "dci_completeness": 0.3, "dci_informativeness_test": 0.4, "mig": 0.1,
-                                              "irs": 0.5, "sap": 0.05, "modularity": 0.9,
-                                              "explicitness_test": 0.8},
-                                  "dci_lasso": {"importance_matrix": [[0.5, 0.0], [0.1, 0.2]]}}}
+    result = {
+        "reconstruction": {"bce_per_image": 1.5, "mse_per_pixel": 0.01},
+        "distances": {
+            "FID": {
+                "reconstructions": 3.0,
+                "hybrid_samples": 4.0,
+                "images": 8,
+                "prior_samples": "not applicable: no prior",
+            }
+        },
+        "disentanglement": {
+            "summary": {
+                "dci_regressor": "lasso",
+                "dci_disentanglement": 0.2,
+                "dci_completeness": 0.3,
+                "dci_informativeness_test": 0.4,
+                "mig": 0.1,
+                "irs": 0.5,
+                "sap": 0.05,
+                "modularity": 0.9,
+                "explicitness_test": 0.8,
+            },
+            "dci_lasso": {"importance_matrix": [[0.5, 0.0], [0.1, 0.2]]},
+        },
+    }
     metrics, importance = main_metrics(json.loads(json.dumps(result)))
     assert set(metrics) == set(METRIC_KEYS)
     assert metrics["fid_prior"] is None and metrics["fid_images"] == 8 and metrics["explicitness"] == 0.8

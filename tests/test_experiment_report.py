@@ -1,20 +1,30 @@
 """The report builder of `sae experiment`, claim by claim: cell files in a temporary folder -> REPORT.md and
 results.json, with the verdict rules of C1-C6.
 
-The cells come from the factory in ``tests/helpers/report_cells.py`` (every claim agrees by default); each test changes the
+The cells come from the factory in ``tests/helpers/report_cells.py`` (every claim agrees by default); each test changes
+the
 few numbers that change a verdict, or removes cells, and reads the verdicts back. The rules themselves, claim by
 claim, are tested in ``tests/test_claims.py``.
 """
+
 from __future__ import annotations
 
-
 import pytest
+from helpers.report_cells import (  # noqa: F401 (fixtures: pytest looks them up here)
+    COMMAND,
+    SPREAD_CELL,
+    VERDICT,
+    build,
+    draw_charts,
+    no_charts,
+    sae12_importance,
+    tables,
+    verdicts,
+)
 
 from sae.experiment.aggregate import Spread
-from sae.experiment.comparisons import (compare, combine, _comparison)
+from sae.experiment.comparisons import _comparison, combine, compare
 from sae.experiment.model_groups import MODEL_ORDER, WITH_PRIOR, model_label
-from helpers.report_cells import COMMAND, SPREAD_CELL, VERDICT, build, sae12_importance, tables, verdicts
-from helpers.report_cells import draw_charts, no_charts  # noqa: F401 (fixtures: pytest looks them up here)
 
 
 def test_compare_needs_a_gap_wider_than_both_spreads():
@@ -44,6 +54,7 @@ def test_spread_is_sample_std_and_zero_for_one_seed():
 
 # --- the report ----------------------------------------------------------------------------------------------------
 
+
 def test_paper_direction_grid_agrees_on_every_claim(tmp_path):
     report, results = build(tmp_path)
     assert verdicts(report) == {f"C{i}": "agrees" for i in range(1, 7)}
@@ -69,8 +80,9 @@ def test_every_table_cell_is_a_number_and_dash_only_for_models_without_prior(tmp
             assert row[1] == "3"
             for column, cell in zip(header[2:], row[2:]):
                 if cell == "—":
-                    assert column == "FID prior" and row[0] in {model_label(m) for m in MODEL_ORDER
-                                                                 if m not in WITH_PRIOR}
+                    assert column == "FID prior" and row[0] in {
+                        model_label(m) for m in MODEL_ORDER if m not in WITH_PRIOR
+                    }
                     dashes += 1
                 else:
                     assert SPREAD_CELL.match(cell), (column, cell)

@@ -1,6 +1,7 @@
 """The report builder of `sae experiment` on incomplete and broken input: missing cells, seeds and metrics, figures
 and charts, and cell files that are corrupt or of the wrong schema (cells from ``tests/helpers/report_cells.py``).
 """
+
 from __future__ import annotations
 
 import json
@@ -10,12 +11,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.report_cells import (  # noqa: F401 (fixtures: pytest looks them up here)
+    ARMS,
+    CLAIM_LINE,
+    COMMAND,
+    HELDOUT,
+    SEEDS,
+    build,
+    draw_charts,
+    no_charts,
+    tables,
+    verdicts,
+    write_grid,
+)
 
 from sae.experiment.cell_results import CellFileError
 from sae.experiment.model_groups import MODEL_ORDER
 from sae.experiment.report import build_report
-from helpers.report_cells import ARMS, CLAIM_LINE, COMMAND, HELDOUT, SEEDS, build, tables, verdicts, write_grid
-from helpers.report_cells import draw_charts, no_charts  # noqa: F401 (fixtures: pytest looks them up here)
 
 
 def test_single_seed_says_the_verdicts_rest_on_one_seed(tmp_path):
@@ -42,7 +54,10 @@ def test_missing_cells_are_listed_from_grid_json(tmp_path):
     text = report.read_text()
     section = text.split("## Missing cells", 1)[1]
     assert [line[3:-1] for line in section.splitlines() if line.startswith("- `")] == [
-        "factorvae-s0", "factorvae-s1", "factorvae-s2"]
+        "factorvae-s0",
+        "factorvae-s1",
+        "factorvae-s2",
+    ]
     assert results["missing_cells"] == ["factorvae-s0", "factorvae-s1", "factorvae-s2"]
     assert "A CPU-sized grid." in text and "Grid sizing: 1500 steps, batch 64" in text
     assert "51 of 54 planned present" in text
@@ -117,6 +132,7 @@ def test_charts_are_written_and_linked(tmp_path, draw_charts):
 
 # --- bad input -----------------------------------------------------------------------------------------------------
 
+
 def _break_cell(tmp_path: Path, edit) -> Path:
     write_grid(tmp_path, models=("sae12", "ae"), arms=())
     path = tmp_path / "cells" / "ae-s1.json"
@@ -126,18 +142,21 @@ def _break_cell(tmp_path: Path, edit) -> Path:
     return path
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda c: c.update(schema=2), "schema 2 is not supported"),
-    (lambda c: c["metrics"].pop("mse"), "missing key 'metrics.mse'"),
-    (lambda c: c["metrics"].update(bce="low"), "'metrics.bce' must be int or float"),
-    (lambda c: c["metrics"].update(mig=float("nan")), "'metrics.mig' must be a finite number"),
-    (lambda c: c["metrics"].update(fid_prior=12.0), "'fid_prior' must be null for a model without a prior"),
-    (lambda c: c.update(kind="other"), "'kind' must be one of main, extrapolation"),
-    (lambda c: c.update(cell="ae-s7"), "the file name says cell 'ae-s1'"),
-    (lambda c: c["gate"].pop("floor_bce"), "missing key 'gate.floor_bce'"),
-    (lambda c: c["gate"]["accuracy"].update(shape=float("inf")), "'gate.accuracy.shape' must be a finite number"),
-    (lambda c: c.update(traversal_response=[1.0, -0.5]), "'traversal_response' must be a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(schema=2), "schema 2 is not supported"),
+        (lambda c: c["metrics"].pop("mse"), "missing key 'metrics.mse'"),
+        (lambda c: c["metrics"].update(bce="low"), "'metrics.bce' must be int or float"),
+        (lambda c: c["metrics"].update(mig=float("nan")), "'metrics.mig' must be a finite number"),
+        (lambda c: c["metrics"].update(fid_prior=12.0), "'fid_prior' must be null for a model without a prior"),
+        (lambda c: c.update(kind="other"), "'kind' must be one of main, extrapolation"),
+        (lambda c: c.update(cell="ae-s7"), "the file name says cell 'ae-s1'"),
+        (lambda c: c["gate"].pop("floor_bce"), "missing key 'gate.floor_bce'"),
+        (lambda c: c["gate"]["accuracy"].update(shape=float("inf")), "'gate.accuracy.shape' must be a finite number"),
+        (lambda c: c.update(traversal_response=[1.0, -0.5]), "'traversal_response' must be a non-empty list"),
+    ],
+)
 def test_a_wrong_schema_cell_gives_one_error_naming_the_file(tmp_path, edit, message):
     path = _break_cell(tmp_path, edit)
     with pytest.raises(CellFileError, match=re.escape(str(path))) as error:
@@ -194,6 +213,8 @@ def test_duplicate_cells_and_empty_folders_are_refused(tmp_path):
 
 
 def test_the_report_modules_import_no_torch():
-    code = ("import sys; import sae.experiment.report, sae.experiment.claims; "
-            "assert 'torch' not in sys.modules, 'torch imported'; assert 'matplotlib' not in sys.modules")
+    code = (
+        "import sys; import sae.experiment.report, sae.experiment.claims; "
+        "assert 'torch' not in sys.modules, 'torch imported'; assert 'matplotlib' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -6,6 +6,7 @@ One server, one explorer process and one browser page for the module; the tests 
 Without /usr/bin/chromium (``apt-get install -y chromium chromium-driver``; ``.ci/run`` does it) they fail, naming
 the step, rather than skip.
 """
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import start_explicit_server
+
 from sae.clients.model_control import change_sets
 from sae.clients.triton_client import SAEClient
 from sae.serving.explorer.uploads import MAX_UPLOAD_BYTES
@@ -33,8 +34,16 @@ pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("SAE_CHROMIUM", "/usr/bin/chromium"))  # Debian's; another build by its path
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 LOCKED = (0, 2, 5)  # variables the lock test keeps
 TWIN = "twin"  # the second set: the same run exported under another name
 SCREENSHOT = os.environ.get("SAE_EXPLORER_SCREENSHOT")  # e.g. docs/explorer.png: where the test saves its screenshot
@@ -78,8 +87,24 @@ def explorer(explicit_server, tmp_path_factory):
     port = free_port()
     log = open(tmp_path_factory.mktemp("explorer") / "explorer.log", "w+")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "sae", "explore", "--url", explicit_server.grpc_url,
-                             "--models", f",{TWIN}", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sae",
+            "explore",
+            "--url",
+            explicit_server.grpc_url,
+            "--models",
+            f",{TWIN}",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=ROOT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -102,8 +127,10 @@ def explorer(explicit_server, tmp_path_factory):
 @pytest.fixture(scope="module")  # not session: playwright's sync API keeps an event loop running while it lives,
 def browser():  # and later modules' asyncio.run() would refuse to start
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: the explorer's browser tests need Debian's chromium "
-                    "(apt-get install -y chromium chromium-driver; .ci/run installs it)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: the explorer's browser tests need Debian's chromium "
+            "(apt-get install -y chromium chromium-driver; .ci/run installs it)"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -134,8 +161,9 @@ def renders(page, what: str) -> int:
 def wait_renders(page, what: str, more_than: int, timeout_ms: int = 30_000) -> None:
     """Wait until the page has rendered ``what`` more than ``more_than`` times (a function, not a string: the page's
     Content-Security-Policy forbids evaluating strings)."""
-    page.wait_for_function("([what, n]) => window.explorer && window.explorer.renders[what] > n",
-                           arg=[what, more_than], timeout=timeout_ms)
+    page.wait_for_function(
+        "([what, n]) => window.explorer && window.explorer.renders[what] > n", arg=[what, more_than], timeout=timeout_ms
+    )
 
 
 def after(page, what: str, action, timeout_ms: int = 30_000) -> None:
@@ -215,19 +243,23 @@ def test_a_16_sample_redraw_is_timed_beside_the_served_p50(page, direct):
         in_page.append(grid["page_ms"])
         in_explorer.append(grid["served_ms"])
         fetched.append(grid["fetch_ms"])
-    report = {"served_p50_ms": round(statistics.median(served), 1),
-              "page_redraw_p50_ms": round(statistics.median(in_page), 1),
-              "page_redraw_max_ms": round(max(in_page), 1),
-              "page_fetch_p50_ms": round(statistics.median(fetched), 1),  # the request alone, before the images decode
-              "explorer_call_p50_ms": round(statistics.median(in_explorer), 1),  # its client's call, inside the fetch
-              "redraws": len(in_page), "samples": 16}
+    report = {
+        "served_p50_ms": round(statistics.median(served), 1),
+        "page_redraw_p50_ms": round(statistics.median(in_page), 1),
+        "page_redraw_max_ms": round(max(in_page), 1),
+        "page_fetch_p50_ms": round(statistics.median(fetched), 1),  # the request alone, before the images decode
+        "explorer_call_p50_ms": round(statistics.median(in_explorer), 1),  # its client's call, inside the fetch
+        "redraws": len(in_page),
+        "samples": 16,
+    }
     print(f"\nexplorer redraw latency: {json.dumps(report)}")
     out = os.environ.get("SAE_EXPLORER_LATENCY_OUT")
     if out:
         Path(out).write_text(json.dumps(report, indent=2) + "\n")
     assert report["redraws"] == 16 and all(t > 0 for t in in_page), report
-    assert all(page_ms >= fetch_ms >= call_ms for page_ms, fetch_ms, call_ms in zip(in_page, fetched, in_explorer)), \
+    assert all(page_ms >= fetch_ms >= call_ms for page_ms, fetch_ms, call_ms in zip(in_page, fetched, in_explorer)), (
         "the page's time holds its fetch, and the fetch holds the explorer's call to the server"
+    )
 
 
 def test_the_slider_moves_only_its_variable_and_the_traversals_cover_each_dimension(page, direct):
@@ -238,8 +270,13 @@ def test_the_slider_moves_only_its_variable_and_the_traversals_cover_each_dimens
     assert len(strips) == len(base["latent"]) == len(page.query_selector_all("#traversals > .strip"))
     page.select_option("#slider-dim", "4")
     target = strips[4]["max"]
-    after(page, "slider", lambda: page.eval_on_selector(
-        "#slider", f"s => {{ s.value = {target}; s.dispatchEvent(new Event('input')); }}"))
+    after(
+        page,
+        "slider",
+        lambda: page.eval_on_selector(
+            "#slider", f"s => {{ s.value = {target}; s.dispatchEvent(new Event('input')); }}"
+        ),
+    )
     moved = np.asarray(page.evaluate("window.explorer.slider.latent"), dtype=np.float32)
     start = np.asarray(base["latent"], dtype=np.float32)
     assert np.flatnonzero(moved != start).tolist() == [4]
@@ -268,7 +305,7 @@ def png_bytes(width: int, height: int) -> bytes:
 
     pixels = np.zeros((height, width, 3), dtype=np.uint8)
     pixels[:, : width // 2] = (200, 40, 40)
-    pixels[height // 3:, width // 2:] = (30, 160, 220)
+    pixels[height // 3 :, width // 2 :] = (30, 160, 220)
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, format="PNG")
     return out.getvalue()
@@ -279,25 +316,33 @@ def test_an_uploaded_image_becomes_the_base_and_shows_its_reconstruction(page, d
     from sae.serving.explorer.uploads import read_upload
 
     data = png_bytes(100, 80)
-    after(page, "traversals", lambda: page.set_input_files(
-        "#upload", files=[{"name": "mine.png", "mimeType": "image/png", "buffer": data}]))
+    after(
+        page,
+        "traversals",
+        lambda: page.set_input_files("#upload", files=[{"name": "mine.png", "mimeType": "image/png", "buffer": data}]),
+    )
     assert "resized to 64x64" in page.inner_text("#upload-caption")
     latent = direct.encode(read_upload(data, 64).image[None])
-    np.testing.assert_array_equal(np.asarray(page.evaluate("window.explorer.base.latent"), dtype=np.float32),
-                                  latent[0])
+    np.testing.assert_array_equal(np.asarray(page.evaluate("window.explorer.base.latent"), dtype=np.float32), latent[0])
     assert page.get_attribute("#reconstruction", "src") == data_urls(direct.decode(latent))[0]
     assert page.is_visible("#reconstruction") and "encoded" in page.inner_text("#upload-message")
     assert page.inner_text("#variables tbody tr:first-child td:last-child") == "upload"
 
 
-@pytest.mark.parametrize("name, mime, data, message", [
-    ("huge.png", "image/png", b"\x89PNG\r\n\x1a\n" + bytes(MAX_UPLOAD_BYTES), "too large"),
-    ("notes.png", "image/png", b"just some text, not an image\n" * 10, "not a PNG or JPEG"),
-    ("broken.jpg", "image/jpeg", b"\xff\xd8\xff" + bytes(200), "could not be decoded"),
-])
+@pytest.mark.parametrize(
+    "name, mime, data, message",
+    [
+        ("huge.png", "image/png", b"\x89PNG\r\n\x1a\n" + bytes(MAX_UPLOAD_BYTES), "too large"),
+        ("notes.png", "image/png", b"just some text, not an image\n" * 10, "not a PNG or JPEG"),
+        ("broken.jpg", "image/jpeg", b"\xff\xd8\xff" + bytes(200), "could not be decoded"),
+    ],
+)
 def test_an_oversized_or_non_image_upload_is_refused_with_a_message(page, name, mime, data, message):
-    after(page, "refused", lambda: page.set_input_files(
-        "#upload", files=[{"name": name, "mimeType": mime, "buffer": data}]))
+    after(
+        page,
+        "refused",
+        lambda: page.set_input_files("#upload", files=[{"name": name, "mimeType": mime, "buffer": data}]),
+    )
     text = page.inner_text("#upload-message")
     assert f"{name} refused" in text and message in text, text
 
@@ -341,14 +386,21 @@ def test_the_client_install_pulls_in_no_ui_library_and_the_explorer_no_torch():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     ui = ("starlette", "uvicorn", "gradio", "playwright", "pillow", "fastapi")
     assert not [d for d in project["dependencies"] if d.lower().startswith(ui)]
-    assert {d.split(">")[0].split("=")[0] for d in project["optional-dependencies"]["explore"]} == \
-        {"starlette", "uvicorn", "pillow"}
-    code = ("import sys; import sae.cli, sae.clients.triton_client, sae.serving.served_sets; sae.cli.build_parser(); "
-            "assert not {'starlette', 'uvicorn', 'PIL', 'torch'} & set(sys.modules), sorted(sys.modules)")
+    assert {d.split(">")[0].split("=")[0] for d in project["optional-dependencies"]["explore"]} == {
+        "starlette",
+        "uvicorn",
+        "pillow",
+    }
+    code = (
+        "import sys; import sae.cli, sae.clients.triton_client, sae.serving.served_sets; sae.cli.build_parser(); "
+        "assert not {'starlette', 'uvicorn', 'PIL', 'torch'} & set(sys.modules), sorted(sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    code = ("import sys; import sae.serving.explorer.app, sae.serving.explorer.calls, sae.serving.explorer.uploads; "
-            "import sae.cli.explore; assert 'torch' not in sys.modules, 'the explorer imported torch'")
+    code = (
+        "import sys; import sae.serving.explorer.app, sae.serving.explorer.calls, sae.serving.explorer.uploads; "
+        "import sae.cli.explore; assert 'torch' not in sys.modules, 'the explorer imported torch'"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
 
@@ -359,8 +411,14 @@ def test_loopback_by_default_and_no_path_reaches_the_file_system(explorer):
     args = build_parser().parse_args(["explore"])
     assert args.host == "127.0.0.1" and args.models is None
     assert build_parser().parse_args(["explore", "--models", ",twin"]).models == ("", TWIN)
-    for path in ("/etc/passwd", "/../pyproject.toml", "/static/index.html", "/explorer.js/../app.py",
-                 "/%2e%2e/pyproject.toml", "/api/sets/../../README.md"):
+    for path in (
+        "/etc/passwd",
+        "/../pyproject.toml",
+        "/static/index.html",
+        "/explorer.js/../app.py",
+        "/%2e%2e/pyproject.toml",
+        "/api/sets/../../README.md",
+    ):
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(explorer + path, timeout=10)
         assert refused.value.code == 404, path
@@ -368,8 +426,12 @@ def test_loopback_by_default_and_no_path_reaches_the_file_system(explorer):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(rebound, timeout=10)
     assert refused.value.code == 400
-    form = urllib.request.Request(explorer + "/api/sample", data=b"n=16", method="POST",
-                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    form = urllib.request.Request(
+        explorer + "/api/sample",
+        data=b"n=16",
+        method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(form, timeout=10)
     assert refused.value.code == 400 and "must be JSON" in refused.value.read().decode()

@@ -7,8 +7,8 @@ import pytest
 
 from sae.export.bank import Bank, file_sha256, prior_moments
 from sae.export.model_set import ExportError, checkpoint_file, export_run
-from sae.repository.install import InstallError, check_ownership, install
 from sae.repository.configs import ConfigError, RepositoryOptions
+from sae.repository.install import InstallError, check_ownership, install
 from sae.training.checkpoint import CheckpointError
 
 
@@ -41,10 +41,12 @@ def test_bank_records_its_sources_ranges_and_hashes(exported_repo, trained_run, 
     assert set(bank.source_indices) <= set(train) and len(np.unique(bank.source_indices)) == 128
     assert bank.num_train_images == len(train) and bank.seed == 0 and bank.model_name == "sae12-tiny"
     # dim_min / dim_max are taken over the whole training split: recompute them with the exported encoder
-    session = ort.InferenceSession(str(exported_repo / "encode" / "1" / "model.onnx"),
-                                   providers=["CPUExecutionProvider"])
-    latents = np.concatenate([session.run(None, {"IMAGE": images})[0]
-                              for _, images in batches_in_order(data, train, 512)])
+    session = ort.InferenceSession(
+        str(exported_repo / "encode" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    latents = np.concatenate(
+        [session.run(None, {"IMAGE": images})[0] for _, images in batches_in_order(data, train, 512)]
+    )
     assert np.allclose(bank.dim_min, latents.min(0), atol=1e-4) and np.allclose(bank.dim_max, latents.max(0), atol=1e-4)
     assert (bank.latents >= bank.dim_min).all() and (bank.latents <= bank.dim_max).all()
     assert bank.data_sha256 == file_sha256(shapes_file)
@@ -77,8 +79,9 @@ def test_exactly_the_models_with_a_prior_are_served_prior_samples(config_name, o
     assert (prior is not None) == (config_name in PRIOR_CONFIGS)
     if prior is not None:
         assert np.array_equal(prior[0], np.zeros(cfg.latent_dim)) and np.array_equal(prior[1], np.ones(cfg.latent_dim))
-    configs = model_configs(ServedShapes(64, cfg.latent_dim, len(cfg.variable_sizes), 128, prior is not None),
-                            RepositoryOptions(name="m"))
+    configs = model_configs(
+        ServedShapes(64, cfg.latent_dim, len(cfg.variable_sizes), 128, prior is not None), RepositoryOptions(name="m")
+    )
     has_prior_models = {"m_prior_sample", "m_prior_sampler"} <= set(configs)
     assert has_prior_models == (prior is not None)
     if has_prior_models:
@@ -118,6 +121,7 @@ def test_a_re_export_by_either_install_path_leaves_a_valid_repository(exchange, 
     """Where RENAME_EXCHANGE is unsupported (some file systems), install falls back to two renames per model; a
     re-export that way gives the same valid, versioned repository, and leaves nothing beside it."""
     from conftest import copy_repository
+
     from sae.repository import install as install_module
     from sae.repository.validate import validate_repository
 
@@ -129,8 +133,11 @@ def test_a_re_export_by_either_install_path_leaves_a_valid_repository(exchange, 
     second = export_run(trained_run, repo, bank_seed=1)
     assert (first.version, second.version) == (1, 2)
     assert [str(p) for p in validate_repository(repo) if p.severity == "error"] == []
-    assert all(sorted(p.name for p in (repo / m).iterdir() if p.name.isdigit()) == ["1", "2"] for m in second.models
-               if (repo / m / "1").is_dir())
+    assert all(
+        sorted(p.name for p in (repo / m).iterdir() if p.name.isdigit()) == ["1", "2"]
+        for m in second.models
+        if (repo / m / "1").is_dir()
+    )
     assert set(tmp_path.iterdir()) == before, "no staging folder is left beside the repository"
 
 

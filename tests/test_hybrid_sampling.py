@@ -1,4 +1,5 @@
 """The sampler's draws and the traversal, tested directly on the code the server runs (repository/templates)."""
+
 import math
 
 import numpy as np
@@ -6,8 +7,16 @@ import pytest
 
 from sae.core.draw import DRAW_MODES as CLIENT_DRAW_MODES
 from sae.repository.templates.common import BadRequest
-from sae.repository.templates.sampler_model import (DISTINCT, DRAW_MODES, INDEPENDENT, PER_DIMENSION, draw_controlled,
-                                                   draw_hybrid, draw_mode, draw_prior)
+from sae.repository.templates.sampler_model import (
+    DISTINCT,
+    DRAW_MODES,
+    INDEPENDENT,
+    PER_DIMENSION,
+    draw_controlled,
+    draw_hybrid,
+    draw_mode,
+    draw_prior,
+)
 from sae.repository.templates.traverse_model import traversal
 
 SAE4 = np.repeat(np.arange(4), 3)  # SAE-4: 4 variables of 3 dimensions

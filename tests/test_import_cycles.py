@@ -1,5 +1,6 @@
 """No import cycle among the package's modules: every import counts, those inside functions too (a deferred import
 hides a cycle from Python, not from the design)."""
+
 from __future__ import annotations
 
 import ast
@@ -41,7 +42,7 @@ def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, *([base] if base else [])])
             targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names]
         else:
@@ -135,8 +136,12 @@ LAYERS = {
 
 
 def test_each_package_imports_only_the_layers_below_it():
-    upward = sorted(f"{module} -> {target}" for module, targets in import_graph().items() for target in targets
-                    if (top := package_of(target)) != (own := package_of(module)) and top not in LAYERS[own])
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in import_graph().items()
+        for target in targets
+        if (top := package_of(target)) != (own := package_of(module)) and top not in LAYERS[own]
+    )
     assert upward == []
 
 
@@ -158,7 +163,12 @@ def test_every_import_goes_through_the_sae_namespace():
         if parts[0] in (".venv", "docs", ".git") or parts[:2] == ("tests", "data"):
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level
+                else []
+            )
             bare += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] in BARE_NAMES]
     assert bare == []

@@ -37,7 +37,9 @@ def test_bce_hand_computed_2x1x2x2():
     assert got.shape == ()
     assert got.item() == pytest.approx((s1 + s2) / 2, abs=1e-6)
     # Summed over pixels, not averaged: 8x the per-pixel mean.
-    assert got.item() == pytest.approx(4 * nn.functional.binary_cross_entropy_with_logits(logits, target).item(), abs=1e-6)
+    assert got.item() == pytest.approx(
+        4 * nn.functional.binary_cross_entropy_with_logits(logits, target).item(), abs=1e-6
+    )
 
 
 def test_bce_shape_mismatch_raises():
@@ -91,7 +93,11 @@ def test_log_density_gaussian():
     mu = torch.tensor([0.0, 0.0, 1.0])
     logvar = torch.tensor([0.0, 0.0, math.log(4.0)])
     want = torch.tensor(
-        [-0.5 * math.log(2 * math.pi), -0.5 * math.log(2 * math.pi) - 0.5, -0.5 * (math.log(2 * math.pi) + math.log(4) + 9 / 4)]
+        [
+            -0.5 * math.log(2 * math.pi),
+            -0.5 * math.log(2 * math.pi) - 0.5,
+            -0.5 * (math.log(2 * math.pi) + math.log(4) + 9 / 4),
+        ]
     )
     torch.testing.assert_close(log_density_gaussian(x, mu, logvar), want)
 
@@ -117,7 +123,9 @@ def test_mmd_two_point_different_sets_by_hand():
     # k_zz off 1/2, k_pp off 1/10, cross (1 + 1/10 + 1/2 + 1/5) / 4 = 0.45
     assert mmd_imq(z, p).item() == pytest.approx(0.5 + 0.1 - 0.9, abs=1e-6)
     # explicit scale overrides the default
-    assert mmd_imq(z, p, scale=2.0).item() == pytest.approx(2 / 3 + 2 / 11 - 2 * (1 + 2 / 11 + 2 / 3 + 2 / 6) / 4, abs=1e-6)
+    assert mmd_imq(z, p, scale=2.0).item() == pytest.approx(
+        2 / 3 + 2 / 11 - 2 * (1 + 2 / 11 + 2 / 3 + 2 / 6) / 4, abs=1e-6
+    )
 
 
 def test_mmd_identical_sets_near_zero_closed_form():
@@ -200,7 +208,9 @@ def test_beta_tcvae_loss_weights_terms():
     want = 0.5 * t["mutual_info"] + 3.0 * t["total_correlation"] + 2.0 * t["dimwise_kl"]
     assert got.item() == pytest.approx(want.item(), rel=1e-6)
     default = beta_tcvae_loss(z, mu, logvar, 5000)  # notes: alpha 1, beta 6, gamma 1
-    assert default.item() == pytest.approx((t["mutual_info"] + 6 * t["total_correlation"] + t["dimwise_kl"]).item(), rel=1e-6)
+    assert default.item() == pytest.approx(
+        (t["mutual_info"] + 6 * t["total_correlation"] + t["dimwise_kl"]).item(), rel=1e-6
+    )
 
 
 # ---------------------------------------------------------------- FactorVAE
@@ -261,7 +271,9 @@ class _ConstantLogits(nn.Module):
         self.a = a
 
     def forward(self, z):
-        return torch.stack([torch.full_like(z[:, 0], self.a), torch.zeros_like(z[:, 0])], dim=1) + 0 * z.sum(1, keepdim=True)
+        return torch.stack([torch.full_like(z[:, 0], self.a), torch.zeros_like(z[:, 0])], dim=1) + 0 * z.sum(
+            1, keepdim=True
+        )
 
 
 def test_discriminator_loss_and_tc_with_constant_logits_by_hand():

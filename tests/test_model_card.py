@@ -1,5 +1,6 @@
 """A trained run is a folder others can use: its model card (README.md) and its weights as model.safetensors, which
 load_model and the export read as they read the .pt checkpoint."""
+
 from __future__ import annotations
 
 import json
@@ -10,16 +11,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import copy_repository, tiny_config
 
+from sae import load_model
 from sae.core.version import git_commit
 from sae.export.model_set import checkpoint_file
-from sae import load_model
 from sae.training.checkpoint import Checkpoint, CheckpointError
 from sae.training.model_card import CARD_FILE, refresh_model_card
 from sae.training.options import TrainerOptions
 from sae.training.trainer import Trainer
 from sae.training.weights_file import SAFETENSORS_FILE, read_metadata
-from conftest import copy_repository, tiny_config
 from tests.test_client_imports import BLOCK_TORCH
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,15 +123,26 @@ def test_a_damaged_weights_file_is_one_clear_error(micro_run, tmp_path, damage):
     assert ("config.json" in message) if damage == "no_config" else ("not a readable safetensors file" in message)
 
 
-def test_sae_eval_into_the_run_folder_adds_its_headline_metrics_to_the_card(micro_run, shapes_file, tmp_path,
-                                                                           monkeypatch):
+def test_sae_eval_into_the_run_folder_adds_its_headline_metrics_to_the_card(
+    micro_run, shapes_file, tmp_path, monkeypatch
+):
     run = tmp_path / "run"
     shutil.copytree(micro_run, run)
-    result = {"model": "sae12", "data": {"label": "procedural"},
-              "reconstruction": {"images": 512, "bce_per_image": 1234.5, "mse_per_pixel": 0.0123},
-              "distances": {"FID": {"status": "skipped (--fid-images 0)"}},
-              "disentanglement": {"summary": {"dci_regressor": "lasso", "dci_disentanglement": 0.25,
-                                              "dci_completeness": 0.5, "mig": 0.125, "sap": 0.0625}}}
+    result = {
+        "model": "sae12",
+        "data": {"label": "procedural"},
+        "reconstruction": {"images": 512, "bce_per_image": 1234.5, "mse_per_pixel": 0.0123},
+        "distances": {"FID": {"status": "skipped (--fid-images 0)"}},
+        "disentanglement": {
+            "summary": {
+                "dci_regressor": "lasso",
+                "dci_disentanglement": 0.25,
+                "dci_completeness": 0.5,
+                "mig": 0.125,
+                "sap": 0.0625,
+            }
+        },
+    }
     from sae.cli import main
     from sae.evaluation import harness
 
@@ -157,7 +169,9 @@ def test_a_readme_the_user_wrote_is_left_alone(micro_run, tmp_path):
 
 
 def test_the_card_renders_without_torch(micro_run):
-    code = (BLOCK_TORCH.split("import importlib")[0] + "from sae.training.model_card import render_card\n"
-            f"assert 'procedural' in render_card({str(micro_run)!r})\nassert 'torch' not in sys.modules\n")
+    code = (
+        BLOCK_TORCH.split("import importlib")[0] + "from sae.training.model_card import render_card\n"
+        f"assert 'procedural' in render_card({str(micro_run)!r})\nassert 'torch' not in sys.modules\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -1,14 +1,15 @@
 """`sae load` / `sae unload` against a real tritonserver in explicit model-control mode (`sae serve
 --model-control explicit`), and the client's advice when a set is unloaded."""
+
 from __future__ import annotations
 
 import pytest
+from conftest import start_explicit_server
 
 from sae.cli import main
-from conftest import start_explicit_server
+from sae.clients.triton_client import SAEClient
 from sae.core import wire
 from sae.core.errors import ModelNotServedError
-from sae.clients.triton_client import SAEClient
 
 pytestmark = pytest.mark.server
 
@@ -25,8 +26,9 @@ def ready_models(url: str) -> set[str]:
 
     client = grpcclient.InferenceServerClient(url)
     try:
-        return {m["name"] for m in client.get_model_repository_index(as_json=True)["models"]
-                if m.get("state") == "READY"}
+        return {
+            m["name"] for m in client.get_model_repository_index(as_json=True)["models"] if m.get("state") == "READY"
+        }
     finally:
         client.close()
 
@@ -63,11 +65,14 @@ def test_unload_all_and_load_all(explicit_server, capsys):
     capsys.readouterr()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["load", "nosuch"], "no model set 'nosuch' in the repository of"),
-    (["load", "", "--all"], "name one model set"),
-    (["unload"], "name one model set"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["load", "nosuch"], "no model set 'nosuch' in the repository of"),
+        (["load", "", "--all"], "name one model set"),
+        (["unload"], "name one model set"),
+    ],
+)
 def test_bad_requests_are_one_line_and_exit_2(explicit_server, capsys, argv, message):
     code = main([*argv, "--url", explicit_server.grpc_url])
     err = capsys.readouterr().err.strip()

@@ -3,6 +3,7 @@
 Paper-size models are only built here (cheap); their forward and backward passes are in the ``slow`` tests at the
 end. Everything that runs a model uses the ``-tiny`` twins.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,12 +23,33 @@ from sae.training.models.zoo.vae import VariationalConfig
 from sae.training.models.zoo.wae import WAEConfig
 
 TINY_CONFIGS = sorted(n for n in NAMED_CONFIGS if n.endswith("-tiny"))
-ONE_TINY_PER_KIND = {"sae": "sae12-tiny", "adaae": "adaae12-tiny", "ae": "ae-tiny", "vae": "vae-tiny",
-                     "betavae": "betavae-tiny", "betatcvae": "betatcvae-tiny", "factorvae": "factorvae-tiny",
-                     "wae": "wae-tiny", "vlae": "vlae12-tiny"}
+ONE_TINY_PER_KIND = {
+    "sae": "sae12-tiny",
+    "adaae": "adaae12-tiny",
+    "ae": "ae-tiny",
+    "vae": "vae-tiny",
+    "betavae": "betavae-tiny",
+    "betatcvae": "betatcvae-tiny",
+    "factorvae": "factorvae-tiny",
+    "wae": "wae-tiny",
+    "vlae": "vlae12-tiny",
+}
 BUILT_IN_KINDS = model_kinds()  # at collection, before any test registers a kind of its own
-PAPER_MODELS_64 = ["sae2", "sae3", "sae4", "sae6", "sae12", "adaae12", "ae", "vae", "betavae", "betatcvae",
-                   "factorvae", "wae", "vlae12"]
+PAPER_MODELS_64 = [
+    "sae2",
+    "sae3",
+    "sae4",
+    "sae6",
+    "sae12",
+    "adaae12",
+    "ae",
+    "vae",
+    "betavae",
+    "betatcvae",
+    "factorvae",
+    "wae",
+    "vlae12",
+]
 PAPER_MODELS_CELEBA = ["sae16", "adaae16", "ae", "vae", "betavae", "betatcvae", "factorvae", "wae", "vlae16"]
 
 
@@ -42,8 +64,12 @@ def _batch(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
 # Named configs
 # ----------------------------------------------------------------------------------------------------------------
 def test_named_configs_cover_every_model_on_every_dataset_of_the_paper():
-    for dataset, models in (("shapes3d", PAPER_MODELS_64), ("mpi3d", PAPER_MODELS_64),
-                            ("celeba", PAPER_MODELS_CELEBA), ("rfd", PAPER_MODELS_CELEBA)):
+    for dataset, models in (
+        ("shapes3d", PAPER_MODELS_64),
+        ("mpi3d", PAPER_MODELS_64),
+        ("celeba", PAPER_MODELS_CELEBA),
+        ("rfd", PAPER_MODELS_CELEBA),
+    ):
         for model in models:
             cfg = get_config(f"{model}-{dataset}")
             assert cfg.dataset == dataset and cfg.name == f"{model}-{dataset}"
@@ -86,8 +112,12 @@ def test_rfd_configs_are_celeba_with_doubled_conv_channels_and_a_tenth_of_the_le
     assert (rfd.model.backbone.image_size, rfd.model.latent_dim) == (128, 32)
     assert rfd.train == dataclasses.replace(celeba.train, lr=celeba.train.lr / 10)
     assert (rfd.train.batch_size, rfd.train.steps, rfd.train.lr) == (32, 200_000, 5e-5)
-    assert dataclasses.replace(rfd.model, backbone=celeba.model.backbone, ladder=celeba.model.ladder,
-                               regulariser=celeba.model.regulariser) == celeba.model
+    assert (
+        dataclasses.replace(
+            rfd.model, backbone=celeba.model.backbone, ladder=celeba.model.ladder, regulariser=celeba.model.regulariser
+        )
+        == celeba.model
+    )
     if model == "vlae16":
         convs = lambda m: m.ladder.encoder_rung_convs  # noqa: E731
         assert convs(rfd.model) == tuple(tuple(2 * c for c in net) for net in convs(celeba.model))
@@ -106,10 +136,19 @@ def test_regulariser_defaults_follow_the_issue_and_the_notes():
     assert get_config("sae12-shapes3d").model.regulariser is None
 
 
-@pytest.mark.parametrize("name,sizes", [("sae12-tiny", (1,) * 12), ("sae4-tiny", (3,) * 4),
-                                        ("vlae4-tiny", (3,) * 4), ("vlae12-shapes3d", (1,) * 12),
-                                        ("adaae12-tiny", (1,) * 12), ("vae-tiny", (1,) * 12),
-                                        ("wae-celeba", (1,) * 32), ("sae16-celeba", (2,) * 16)])
+@pytest.mark.parametrize(
+    "name,sizes",
+    [
+        ("sae12-tiny", (1,) * 12),
+        ("sae4-tiny", (3,) * 4),
+        ("vlae4-tiny", (3,) * 4),
+        ("vlae12-shapes3d", (1,) * 12),
+        ("adaae12-tiny", (1,) * 12),
+        ("vae-tiny", (1,) * 12),
+        ("wae-celeba", (1,) * 32),
+        ("sae16-celeba", (2,) * 16),
+    ],
+)
 def test_variable_sizes_give_the_banks_partition(name, sizes):
     assert get_config(name).model.variable_sizes == sizes
 
@@ -183,6 +222,7 @@ def test_encode_is_deterministic_and_decode_gives_image_logits(name):
 
 def test_kind_capabilities_are_those_of_the_paper():
     """Prior: the VAE family and WAE; chunked latent (hybrid sampling draws k variables): SAE-k and VLAE-k."""
+
     def having(capability):
         return {k for k in BUILT_IN_KINDS if getattr(model_kind(k), capability)}
 
@@ -207,14 +247,17 @@ def test_models_with_a_prior_sample_it_reproducibly(kind):
     assert not torch.equal(a, model.prior_sample(5, generator=torch.Generator().manual_seed(2)))
 
 
-@pytest.mark.parametrize("name,weights", [
-    ("vae-tiny", {"kl": 1.0}),
-    ("betavae-tiny", {"kl": 2.0}),
-    ("vlae12-tiny", {"kl": 1.0}),
-    ("betatcvae-tiny", {"mutual_info": 1.0, "total_correlation": 4.0, "dimwise_kl": 1.0}),
-    ("factorvae-tiny", {"kl": 1.0, "total_correlation": 40.0}),
-    ("wae-tiny", {"mmd": 10.0}),
-])
+@pytest.mark.parametrize(
+    "name,weights",
+    [
+        ("vae-tiny", {"kl": 1.0}),
+        ("betavae-tiny", {"kl": 2.0}),
+        ("vlae12-tiny", {"kl": 1.0}),
+        ("betatcvae-tiny", {"mutual_info": 1.0, "total_correlation": 4.0, "dimwise_kl": 1.0}),
+        ("factorvae-tiny", {"kl": 1.0, "total_correlation": 40.0}),
+        ("wae-tiny", {"mmd": 10.0}),
+    ],
+)
 def test_loss_is_reconstruction_plus_the_configured_weights_times_the_terms(name, weights):
     torch.manual_seed(0)
     model = build_model(get_config(name).model)
@@ -280,7 +323,7 @@ def test_vlae_chunk_i_enters_the_decoder_only_through_rung_i():
         model.decoder.rungs[2][-1].weight.zero_()
     z = torch.randn(2, 12, requires_grad=True)
     model.decode(z).sum().backward()
-    per_chunk = [z.grad[:, 3 * i:3 * i + 3].abs().sum().item() for i in range(4)]
+    per_chunk = [z.grad[:, 3 * i : 3 * i + 3].abs().sum().item() for i in range(4)]
     assert per_chunk[2] == 0.0 and all(g > 0 for i, g in enumerate(per_chunk) if i != 2), per_chunk
 
 
@@ -323,8 +366,11 @@ def test_smaller_and_larger_vlae_ladders_are_the_authors_scaled(name):
     assert convs[:3] == [[int(16 * scale), int(8 * scale)], [int(32 * scale)] * 2, [int(32 * scale)]]
     assert all(c == [] for c in convs[3:])
     deep = model.encoder.rungs[shallow_first[-1]]
-    assert _linear_shapes(deep)[:3] == [(cfg.backbone.channels, int(128 * scale)), (int(128 * scale), int(64 * scale)),
-                                       (int(64 * scale), int(32 * scale))]
+    assert _linear_shapes(deep)[:3] == [
+        (cfg.backbone.channels, int(128 * scale)),
+        (int(128 * scale), int(64 * scale)),
+        (int(64 * scale), int(32 * scale)),
+    ]
 
 
 def test_vlae_rungs_pair_deep_encoder_blocks_with_deep_decoder_slots():
@@ -395,16 +441,22 @@ def test_every_model_kind_exports_to_onnx_matching_eager(kind, tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 # Bad configs name the field to change
 # ----------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("bad,match", [
-    (ModelConfig("vqvae", 12, 12), r"ModelConfig\.kind: unknown model kind 'vqvae'"),
-    (ModelConfig("sae", 12, 5), r"latent_dim=12 is not divisible by ModelConfig\.num_variables=5"),
-    (ModelConfig("vlae", 12, 5), r"ModelConfig\.num_variables=5"),
-    (ModelConfig("vae", 12, 12, regulariser=WAEConfig()), r"ModelConfig\.regulariser: kind 'vae' takes "
-                                                          r"VariationalConfig, got WAEConfig"),
-    (ModelConfig("ae", 12, 12, regulariser=VariationalConfig()), r"ModelConfig\.regulariser: kind 'ae' takes no"),
-    (ModelConfig("betavae", regulariser=VariationalConfig(beta=-1.0)), r"regulariser\.beta=-1\.0"),
-    (ModelConfig("factorvae", regulariser=FactorVAEConfig(discriminator_lr=0.0)), "discriminator_lr"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (ModelConfig("vqvae", 12, 12), r"ModelConfig\.kind: unknown model kind 'vqvae'"),
+        (ModelConfig("sae", 12, 5), r"latent_dim=12 is not divisible by ModelConfig\.num_variables=5"),
+        (ModelConfig("vlae", 12, 5), r"ModelConfig\.num_variables=5"),
+        (
+            ModelConfig("vae", 12, 12, regulariser=WAEConfig()),
+            r"ModelConfig\.regulariser: kind 'vae' takes "
+            r"VariationalConfig, got WAEConfig",
+        ),
+        (ModelConfig("ae", 12, 12, regulariser=VariationalConfig()), r"ModelConfig\.regulariser: kind 'ae' takes no"),
+        (ModelConfig("betavae", regulariser=VariationalConfig(beta=-1.0)), r"regulariser\.beta=-1\.0"),
+        (ModelConfig("factorvae", regulariser=FactorVAEConfig(discriminator_lr=0.0)), "discriminator_lr"),
+    ],
+)
 def test_bad_model_configs_raise_value_error_naming_the_field(bad, match):
     with pytest.raises(ValueError, match=match):
         build_model(bad)

@@ -10,9 +10,16 @@ from sae.training.models.structural import StrTfm
 from sae.training.models.zoo import build_model
 
 # The authors' trained models (../shared/notes/paper-architecture.md).
-AUTHORS_PARAMETERS = {"sae12-shapes3d": 1_221_967, "sae6-shapes3d": 1_072_591, "sae4-shapes3d": 1_022_799,
-                      "sae3-shapes3d": 997_903, "sae2-shapes3d": 973_007, "adaae12-shapes3d": 1_230_415,
-                      "ae-shapes3d": 1_022_671, "vae-shapes3d": 1_024_219}
+AUTHORS_PARAMETERS = {
+    "sae12-shapes3d": 1_221_967,
+    "sae6-shapes3d": 1_072_591,
+    "sae4-shapes3d": 1_022_799,
+    "sae3-shapes3d": 997_903,
+    "sae2-shapes3d": 973_007,
+    "adaae12-shapes3d": 1_230_415,
+    "ae-shapes3d": 1_022_671,
+    "vae-shapes3d": 1_024_219,
+}
 TINY_CONFIGS = sorted(n for n in NAMED_CONFIGS if n.endswith("-tiny"))
 SAE_CONFIGS = ["sae2-shapes3d", "sae3-shapes3d", "sae4-shapes3d", "sae6-shapes3d", "sae12-shapes3d", "sae16-celeba"]
 
@@ -64,8 +71,9 @@ def test_strtfm_scale_is_exp_of_its_raw_output():
     assert torch.equal(out, out[:, :, :1, :1].expand_as(out)), "the same per-channel transform at every pixel"
 
 
-@pytest.mark.parametrize("k,slots", [(12, list(range(12))), (6, [0, 2, 4, 6, 8, 10]), (4, [0, 3, 6, 9]),
-                                     (3, [0, 4, 8]), (2, [0, 6])])
+@pytest.mark.parametrize(
+    "k,slots", [(12, list(range(12))), (6, [0, 2, 4, 6, 8, 10]), (4, [0, 3, 6, 9]), (3, [0, 4, 8]), (2, [0, 6])]
+)
 def test_strtfm_placement_follows_the_authors(k, slots):
     assert variable_slots(12, k) == slots
 
@@ -92,8 +100,9 @@ def test_strtfm_resolutions_of_sae16_celeba():
 
 def _narrow(cfg: ModelConfig) -> ModelConfig:
     """The same decoder layout (blocks, slots, upsampling) with 16 channels: the wiring, cheaply."""
-    return dataclasses.replace(cfg, strtfm_hidden=(8, 16),
-                               backbone=dataclasses.replace(cfg.backbone, channels=16, groups=4))
+    return dataclasses.replace(
+        cfg, strtfm_hidden=(8, 16), backbone=dataclasses.replace(cfg.backbone, channels=16, groups=4)
+    )
 
 
 def _randomise_strtfm_outputs(model):
@@ -150,12 +159,15 @@ def test_adaae16_every_variable_reaches_the_output_through_every_layer():
     assert len(grads) == 16 and all(g > 0 for g in grads)
 
 
-@pytest.mark.parametrize("bad,match", [
-    (ModelConfig("sae", 12, 5), "divisible"),
-    (ModelConfig("vqvae", 12, 12), "unknown model kind"),
-    (ModelConfig(backbone=BackboneConfig(channels=60)), "GroupNorm"),
-    (ModelConfig("sae", 26, 13), "num_variables=13 exceeds"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (ModelConfig("sae", 12, 5), "divisible"),
+        (ModelConfig("vqvae", 12, 12), "unknown model kind"),
+        (ModelConfig(backbone=BackboneConfig(channels=60)), "GroupNorm"),
+        (ModelConfig("sae", 26, 13), "num_variables=13 exceeds"),
+    ],
+)
 def test_bad_model_configs_say_what_to_change(bad, match):
     with pytest.raises(ValueError, match=match):
         build_model(bad)

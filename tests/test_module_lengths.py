@@ -2,6 +2,7 @@
 
 The allow-list names the files still over the limit; it can only shrink: a listed file that is gone or back under the
 limit fails the test too, so that its entry is removed."""
+
 from __future__ import annotations
 
 from pathlib import Path

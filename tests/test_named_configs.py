@@ -1,4 +1,5 @@
 """`sae train NAME` works for every named config: a few steps on procedural data, and the loss falls."""
+
 import dataclasses
 
 import numpy as np
@@ -64,13 +65,16 @@ def test_named_config_trains_and_its_loss_falls(name, tmp_path, small_shapes_fil
     steps, batch_size = STEPS, 8
     if cfg.dataset == "rfd":  # 256 channels at 128 px are slow on 2 CPU cores: the same model at 16, fewer steps
         steps, batch_size = RFD_STEPS, 4
-        cfg = dataclasses.replace(cfg, model=dataclasses.replace(
-            cfg.model, backbone=dataclasses.replace(cfg.model.backbone, channels=16)))
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=batch_size, log_every=1,
-                                                             checkpoint_every=1000))
+        cfg = dataclasses.replace(
+            cfg, model=dataclasses.replace(cfg.model, backbone=dataclasses.replace(cfg.model.backbone, channels=16))
+        )
+    cfg = dataclasses.replace(
+        cfg, train=dataclasses.replace(cfg.train, batch_size=batch_size, log_every=1, checkpoint_every=1000)
+    )
     data = {"celeba": celeba_folder, "rfd": rfd_folder}.get(cfg.dataset, small_shapes_file)
-    trainer = Trainer(cfg, data, tmp_path / "run", device="cpu",
-                      options=TrainerOptions(val_every=1000, tensorboard=False))
+    trainer = Trainer(
+        cfg, data, tmp_path / "run", device="cpu", options=TrainerOptions(val_every=1000, tensorboard=False)
+    )
     fixed_batch = trainer.data.read(trainer.splits["train"])
     before = _loss_on(trainer, fixed_batch)
     trainer.fit(steps=steps, progress=False)
@@ -90,8 +94,27 @@ def test_sae_train_runs_a_full_size_rfd_config_on_an_rfd_folder(tmp_path, rfd_fo
     from sae.training.trainer import with_batch_size
 
     run = tmp_path / "run"
-    assert main(["train", "vae-rfd", "--data", str(rfd_folder), "--out", str(run), "--steps", "2",
-                 "--batch-size", "2", "--val-every", "2", "--val-batches", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "vae-rfd",
+                "--data",
+                str(rfd_folder),
+                "--out",
+                str(run),
+                "--steps",
+                "2",
+                "--batch-size",
+                "2",
+                "--val-every",
+                "2",
+                "--val-batches",
+                "1",
+            ]
+        )
+        == 0
+    )
     rows = read_metrics(run)
     assert [r["step"] for r in rows if r["split"] == "train"] == [2]
     assert all(np.isfinite(r["loss"]) for r in rows), rows

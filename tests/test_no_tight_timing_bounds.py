@@ -1,5 +1,6 @@
 """No unit test bounds a wall-clock time by less than 2 s: a loaded 2-core machine misses such bounds. Speed targets
 live in the benchmarks (tests/benchmarks/, exempt); a unit test may keep a loose bound that proves a wait happened."""
+
 from __future__ import annotations
 
 import ast
@@ -26,9 +27,17 @@ def _upper_bounds(compare: ast.Compare) -> list[tuple[ast.AST, float]]:
     found = []
     operands = [compare.left, *compare.comparators]
     for left, op, right in zip(operands, compare.ops, operands[1:]):
-        if isinstance(op, (ast.Lt, ast.LtE)) and isinstance(right, ast.Constant) and isinstance(right.value, (int, float)):
+        if (
+            isinstance(op, (ast.Lt, ast.LtE))
+            and isinstance(right, ast.Constant)
+            and isinstance(right.value, (int, float))
+        ):
             found.append((left, float(right.value)))
-        if isinstance(op, (ast.Gt, ast.GtE)) and isinstance(left, ast.Constant) and isinstance(left.value, (int, float)):
+        if (
+            isinstance(op, (ast.Gt, ast.GtE))
+            and isinstance(left, ast.Constant)
+            and isinstance(left.value, (int, float))
+        ):
             found.append((right, float(left.value)))
     return found
 

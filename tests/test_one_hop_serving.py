@@ -1,5 +1,6 @@
 """The one-hop sampling and reconstruction models against a real Triton server: no ensemble, the counter-based draw
 a client can recompute, and the uint8 image output."""
+
 import numpy as np
 import pytest
 
@@ -23,14 +24,17 @@ def test_sampling_and_reconstruction_are_one_model_each(client):
 def test_a_client_recomputes_source_index_from_the_seed(client, exported_repo, draw):
     bank = Bank.load(exported_repo / "hybrid_sample" / "1" / "bank.h5")
     groups = bank.latent_dim if draw == "per_dimension" else bank.num_variables
-    for seed, n in [(0, 1), (7, 33), (2 ** 63 - 1, 5), (123456789, 256)]:
+    for seed, n in [(0, 1), (7, 33), (2**63 - 1, 5), (123456789, 256)]:
         samples = client.sample(n, seed=seed, draw=draw)
         assert np.array_equal(samples.source_index, source_index(seed, n, groups, len(bank.latents), draw))
 
 
 def test_uint8_images_are_the_rounded_fp32_images(client):
-    both = client.infer("hybrid_sample", {"NUM_SAMPLES": np.array([16], np.int64), "SEED": np.array([4], np.int64)},
-                        ["IMAGE", "IMAGE_U8", "LATENT"])
+    both = client.infer(
+        "hybrid_sample",
+        {"NUM_SAMPLES": np.array([16], np.int64), "SEED": np.array([4], np.int64)},
+        ["IMAGE", "IMAGE_U8", "LATENT"],
+    )
     assert both["IMAGE_U8"].dtype == np.uint8 and both["IMAGE_U8"].shape == both["IMAGE"].shape
     expected = np.rint(np.clip(both["IMAGE"], 0, 1) * 255).astype(np.uint8)
     assert np.array_equal(both["IMAGE_U8"], expected) and np.array_equal(both["IMAGE_U8"], to_uint8(both["IMAGE"]))

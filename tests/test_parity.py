@@ -1,5 +1,6 @@
 """Eager vs TorchScript vs ONNX Runtime (fp32 and fp16) at batch sizes 1, 7 and 256, within export.parity's
 tolerances. fp16 runs on ONNX Runtime's CPU provider here (it has fp16 kernels for every op of these graphs)."""
+
 import re
 from pathlib import Path
 
@@ -27,8 +28,11 @@ def exported(trained_run, tmp_path_factory):
     folder = tmp_path_factory.mktemp("parity")
     out = {}
     for graph, spec in graph_specs(model).items():
-        files = {"onnx": folder / f"{graph}.onnx", "onnx_fp16": folder / f"{graph}_fp16.onnx",
-                 "torchscript": folder / f"{graph}.pt"}
+        files = {
+            "onnx": folder / f"{graph}.onnx",
+            "onnx_fp16": folder / f"{graph}_fp16.onnx",
+            "torchscript": folder / f"{graph}.pt",
+        }
         export_onnx(spec, files["onnx"])
         write_fp16_onnx(files["onnx"], files["onnx_fp16"])
         export_torchscript(spec, files["torchscript"])

@@ -4,6 +4,7 @@
 initial weights under ``torch.manual_seed(0)``, the parameter order, outputs and losses on fixed inputs; and a micro
 FactorVAE checkpoint after two steps with the weights after a third.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _fixed_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     """The inputs generate.py used."""
-    return (torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1)),
-            torch.randn(3, 6, generator=torch.Generator().manual_seed(2)))
+    return (
+        torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1)),
+        torch.randn(3, 6, generator=torch.Generator().manual_seed(2)),
+    )
 
 
 def test_every_kind_of_that_commit_is_recorded():
@@ -78,8 +81,13 @@ def test_a_checkpoint_of_that_commit_resumes_and_takes_the_same_step(tmp_path, s
     shutil.copyfile(DATA / "factorvae-micro-step2.pt", run / "checkpoints" / "last.pt")
     old = Checkpoint.load(run)
     assert old.step == 2 and set(old.auxiliary) == {"discriminator"}
-    trainer = Trainer(old.config, shapes_file, run, device="cpu",
-                      options=TrainerOptions(tensorboard=False, val_every=2, val_batches=1))
+    trainer = Trainer(
+        old.config,
+        shapes_file,
+        run,
+        device="cpu",
+        options=TrainerOptions(tensorboard=False, val_every=2, val_batches=1),
+    )
     assert trainer.step == 2
     trainer.fit(steps=3, progress=False)
     trainer.close()
@@ -88,12 +96,14 @@ def test_a_checkpoint_of_that_commit_resumes_and_takes_the_same_step(tmp_path, s
     assert now.step == 3 and list(now.model_state) == list(expected["model"])
     lr = old.config.model.regulariser.discriminator_lr
     _assert_same_weights(now.model_state, expected["model"], lr, before_norm={"discriminator.net.0.bias"})
-    _assert_same_weights(now.auxiliary["discriminator"]["module"], expected["auxiliary"]["discriminator"], lr,
-                         before_norm={"net.0.bias"})
+    _assert_same_weights(
+        now.auxiliary["discriminator"]["module"], expected["auxiliary"]["discriminator"], lr, before_norm={"net.0.bias"}
+    )
 
 
-def _assert_same_weights(got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], lr: float,
-                         before_norm: set[str]) -> None:
+def _assert_same_weights(
+    got: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], lr: float, before_norm: set[str]
+) -> None:
     """Every tensor as recorded, except that a bias feeding a BatchNorm may differ by a few Adam steps.
 
     BatchNorm subtracts the batch mean, so such a bias has a gradient of zero up to rounding, and Adam divides that

@@ -9,7 +9,6 @@ import h5py
 import numpy as np
 import pytest
 
-from sae.core.png import encode_png, image_grid, write_png
 from sae.core.datasets.procedural import (
     FACTOR_NAMES,
     FACTOR_SIZES,
@@ -25,6 +24,7 @@ from sae.core.datasets.procedural import (
     subset_flat_indices,
     write_shapes3d_h5,
 )
+from sae.core.png import encode_png, image_grid, write_png
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """progress_bar (core/progress_bar.py): a tqdm bar on a terminal, meter lines in a log when asked, else silence."""
+
 import io
-import sys
 
 from sae.core.progress_bar import _NoBar, progress_bar
 

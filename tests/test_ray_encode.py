@@ -4,6 +4,7 @@ encodes only the missing shards.
 
 Ray is the `scale` extra: without it these tests skip, except in CI (CI=true), where they must run.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,6 @@ if os.environ.get("CI") == "true":
 else:
     ray = pytest.importorskip("ray", reason="the scale extra (Ray) is not installed")
 
-from sae.core.datasets import open_dataset
 from sae.clients.jobs.encode_job import EncodeJobConfig, run_encode_job
 from sae.clients.jobs.encode_servers import ServerPool
 from sae.clients.jobs.ray_encode.actor import ShardEncoder
@@ -31,6 +31,7 @@ from sae.clients.jobs.ray_encode.config import RayEncodeConfig
 from sae.clients.jobs.ray_encode.job import _manifest_for, run_ray_encode
 from sae.clients.jobs.ray_encode.shards import complete_shards, merge_shards, read_manifest, shard_path
 from sae.clients.triton_client import SAEClient
+from sae.core.datasets import open_dataset
 from tests.conftest import FIXTURE_IMAGES, pid_alive, pids_mentioning
 from tests.test_encode_job import free_port
 
@@ -46,8 +47,9 @@ pytestmark = pytest.mark.server
 @pytest.fixture(scope="module")
 def ray_cluster():
     """One local cluster for the module; every driver below (in-process or a subprocess) joins it."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-             _node_ip_address="127.0.0.1")
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING", _node_ip_address="127.0.0.1"
+    )
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
@@ -56,14 +58,25 @@ def ray_cluster():
 def reference(triton, shapes_file, tmp_path_factory) -> Path:
     """Today's single-process `sae encode` with the same batch size, one request in flight."""
     out = tmp_path_factory.mktemp("ray-reference") / "latents.h5"
-    run_encode_job(EncodeJobConfig(data=shapes_file, out=out, urls=(triton.grpc_url,), in_flight=1,
-                                   batch_size=BATCH, progress=False))
+    run_encode_job(
+        EncodeJobConfig(
+            data=shapes_file, out=out, urls=(triton.grpc_url,), in_flight=1, batch_size=BATCH, progress=False
+        )
+    )
     return out
 
 
 def ray_config(shapes_file: Path, out: Path, triton, **changes) -> RayEncodeConfig:
-    return RayEncodeConfig(data=shapes_file, out=out, urls=(triton.grpc_url,), actors=2, batch_size=BATCH,
-                           shard_rows=SHARD_ROWS, progress=False, **changes)
+    return RayEncodeConfig(
+        data=shapes_file,
+        out=out,
+        urls=(triton.grpc_url,),
+        actors=2,
+        batch_size=BATCH,
+        shard_rows=SHARD_ROWS,
+        progress=False,
+        **changes,
+    )
 
 
 def wait_until(condition, timeout_s: float = 120.0, what: str = "") -> None:
@@ -89,8 +102,8 @@ def test_merged_shards_equal_the_single_process_file_bitwise(ray_cluster, triton
     assert manifest.images == FIXTURE_IMAGES and manifest.label_key == "labels" and manifest.failed == []
     with h5py.File(shard_path(out, manifest.shards()[1]), "r") as shard, h5py.File(reference, "r") as single:
         assert shard.attrs["rows_start"] == SHARD_ROWS and int(shard["committed"][()]) == SHARD_ROWS
-        assert np.array_equal(shard["latents"][()], single["latents"][SHARD_ROWS:2 * SHARD_ROWS])
-        assert np.array_equal(shard["labels"][()], single["labels"][SHARD_ROWS:2 * SHARD_ROWS])
+        assert np.array_equal(shard["latents"][()], single["latents"][SHARD_ROWS : 2 * SHARD_ROWS])
+        assert np.array_equal(shard["labels"][()], single["labels"][SHARD_ROWS : 2 * SHARD_ROWS])
     merged = tmp_path / "latents.h5"
     assert main(["encode", "--merge", str(out), "--out", str(merged)]) == 0
     assert merged.read_bytes() == reference.read_bytes(), "the merged file is the single-process file"
@@ -98,8 +111,9 @@ def test_merged_shards_equal_the_single_process_file_bitwise(ray_cluster, triton
     assert (again.encoded, again.skipped) == (0, SHARDS), "a finished folder is left alone"
 
 
-def test_an_actor_killed_mid_run_leaves_a_complete_identical_result(ray_cluster, triton, shapes_file, reference,
-                                                                     tmp_path):
+def test_an_actor_killed_mid_run_leaves_a_complete_identical_result(
+    ray_cluster, triton, shapes_file, reference, tmp_path
+):
     out = tmp_path / "shards"
     outcome: dict = {}
     wait_until(lambda: not encoder_actor_pids(), what="the actors of earlier runs to go")  # the victim is this run's
@@ -126,14 +140,34 @@ def test_an_actor_killed_mid_run_leaves_a_complete_identical_result(ray_cluster,
     assert merged.read_bytes() == reference.read_bytes()
 
 
-def test_a_rerun_after_the_driver_is_killed_encodes_only_the_missing_shards(ray_cluster, triton, shapes_file,
-                                                                           reference, tmp_path):
+def test_a_rerun_after_the_driver_is_killed_encodes_only_the_missing_shards(
+    ray_cluster, triton, shapes_file, reference, tmp_path
+):
     out = tmp_path / "shards"
-    command = [sys.executable, "-m", "sae", "encode", str(shapes_file), "--out", str(out), "--engine", "ray",
-               "--address", ray_cluster, "--url", triton.grpc_url, "--batch-size", str(BATCH),
-               "--shard-rows", str(SHARD_ROWS), "--actors", "2"]
-    driver = subprocess.Popen(command + ["--max-rate", str(RATE)], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT)
+    command = [
+        sys.executable,
+        "-m",
+        "sae",
+        "encode",
+        str(shapes_file),
+        "--out",
+        str(out),
+        "--engine",
+        "ray",
+        "--address",
+        ray_cluster,
+        "--url",
+        triton.grpc_url,
+        "--batch-size",
+        str(BATCH),
+        "--shard-rows",
+        str(SHARD_ROWS),
+        "--actors",
+        "2",
+    ]
+    driver = subprocess.Popen(
+        command + ["--max-rate", str(RATE)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         wait_until(lambda: len(complete_shards(out)) >= 2 or driver.poll() is not None, what="two shards")
     finally:
@@ -152,8 +186,7 @@ def test_a_rerun_after_the_driver_is_killed_encodes_only_the_missing_shards(ray_
     assert merge_shards(out, tmp_path / "latents.h5").out.read_bytes() == reference.read_bytes()
 
 
-def test_a_block_whose_servers_keep_failing_comes_back_failed_naming_its_rows(triton, shapes_file, reference,
-                                                                             tmp_path):
+def test_a_block_whose_servers_keep_failing_comes_back_failed_naming_its_rows(triton, shapes_file, reference, tmp_path):
     config = ray_config(shapes_file, tmp_path / "shards", triton, block_attempts=2, outage_wait_s=0.0)
     data = open_dataset(shapes_file)
     manifest = _manifest_for(config, data)
@@ -172,6 +205,6 @@ def test_a_block_whose_servers_keep_failing_comes_back_failed_naming_its_rows(tr
     encoder.pool = live  # the server is back: the same block goes through
     assert encoder(block)["status"][0] == "done"
     with h5py.File(shard_path(config.out, shard), "r") as f, h5py.File(reference, "r") as single:
-        assert np.array_equal(f["latents"][()], single["latents"][shard.start:shard.stop])
+        assert np.array_equal(f["latents"][()], single["latents"][shard.start : shard.stop])
     torn = encoder({"row": block["row"][1:], "image": block["image"][1:]})
     assert torn["status"][0] == "failed" and "exactly one planned shard" in torn["error"][0]

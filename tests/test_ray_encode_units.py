@@ -1,5 +1,6 @@
 """`sae encode --engine ray` without a cluster: no Ray at import time, settings, the shard plan, the manifest's
 refusals, shard files in the single file's layout, and the merge's refusal of a folder with missing shards."""
+
 from __future__ import annotations
 
 import re
@@ -11,24 +12,37 @@ import h5py
 import numpy as np
 import pytest
 
-from sae.core.datasets import H5Images
-from sae.core.latents_file import fingerprint, identity_of, label_column
-from sae.core.errors import EncodeJobError
 from sae.clients.jobs.ray_encode.config import RayEncodeConfig, resolve_url
-from sae.clients.jobs.ray_encode.shards import (Manifest, Shard, check_manifest, complete_shards, merge_shards,
-                                       missing_shards, plan_shards, read_manifest, shard_path, write_manifest,
-                                       write_shard)
+from sae.clients.jobs.ray_encode.shards import (
+    Manifest,
+    Shard,
+    check_manifest,
+    complete_shards,
+    merge_shards,
+    missing_shards,
+    plan_shards,
+    read_manifest,
+    shard_path,
+    write_manifest,
+    write_shard,
+)
+from sae.core.datasets import H5Images
+from sae.core.errors import EncodeJobError
+from sae.core.latents_file import fingerprint, identity_of, label_column
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_no_core_or_client_module_imports_ray():
-    code = ("import sys\n"
-            "import sae.clients.triton_client, sae.clients.jobs.encode_job, sae.core.datasets, sae.cli; from sae import clients\n"
-            "import sae.clients.jobs.ray_encode, sae.clients.jobs.ray_encode.config, sae.clients.jobs.ray_encode.shards\n"
-            "import sae.clients.jobs.ray_encode.actor, sae.clients.jobs.ray_encode.job\n"
-            "sae.cli.build_parser()\n"
-            "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray was imported'\n")
+    code = (
+        "import sys\n"
+        "import sae.clients.triton_client, sae.clients.jobs.encode_job, sae.core.datasets, sae.cli\n"
+        "from sae import clients\n"
+        "import sae.clients.jobs.ray_encode, sae.clients.jobs.ray_encode.config, sae.clients.jobs.ray_encode.shards\n"
+        "import sae.clients.jobs.ray_encode.actor, sae.clients.jobs.ray_encode.job\n"
+        "sae.cli.build_parser()\n"
+        "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray was imported'\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
 
@@ -40,14 +54,21 @@ def test_the_core_and_client_installs_do_not_require_ray():
     assert "ray" not in core.lower()
     rows = {line.split("=", 1)[0].strip(): line for line in extras.splitlines() if "=" in line}
     assert "ray[data]" in rows["scale"] and all("ray" not in rows[k] for k in rows if k != "scale")
-    assert re.search(r'-e "\.\[[a-z,]*\bscale\b', (ROOT / "Makefile").read_text()), "CI (make test) installs the scale extra"
+    assert re.search(r'-e "\.\[[a-z,]*\bscale\b', (ROOT / "Makefile").read_text()), (
+        "CI (make test) installs the scale extra"
+    )
 
 
 def test_settings_refuse_nonsense_naming_the_option(tmp_path):
-    for changes, match in [(dict(actors=0), "--actors"), (dict(shard_rows=300, batch_size=256), "multiple of"),
-                           (dict(urls=("node:http",)), "node:PORT"), (dict(urls=()), "--url"),
-                           (dict(out=tmp_path / "x.h5"), "must be a folder"), (dict(block_attempts=0), "attempts"),
-                           (dict(max_images_per_second=0), "--max-rate")]:
+    for changes, match in [
+        (dict(actors=0), "--actors"),
+        (dict(shard_rows=300, batch_size=256), "multiple of"),
+        (dict(urls=("node:http",)), "node:PORT"),
+        (dict(urls=()), "--url"),
+        (dict(out=tmp_path / "x.h5"), "must be a folder"),
+        (dict(block_attempts=0), "attempts"),
+        (dict(max_images_per_second=0), "--max-rate"),
+    ]:
         with pytest.raises(ValueError, match=match):
             RayEncodeConfig(data=tmp_path / "d.h5", **{"out": tmp_path / "out", **changes})
 
@@ -65,9 +86,15 @@ def test_the_plan_covers_every_row_once():
 
 def small_manifest(data: H5Images, shard_rows: int = 32, model: str = "") -> Manifest:
     labels = label_column(data)
-    return Manifest(identity=identity_of(model, data, fingerprint(data)), source_path=str(data.path.resolve()),
-                    probe_latent=[0.5] * 4, batch_size=16, shard_rows=shard_rows, label_key=labels.key,
-                    factor_names=list(labels.factor_names))
+    return Manifest(
+        identity=identity_of(model, data, fingerprint(data)),
+        source_path=str(data.path.resolve()),
+        probe_latent=[0.5] * 4,
+        batch_size=16,
+        shard_rows=shard_rows,
+        label_key=labels.key,
+        factor_names=list(labels.factor_names),
+    )
 
 
 @pytest.fixture
@@ -125,7 +152,7 @@ def test_merge_joins_shards_into_one_file_of_every_row(data, tmp_path):
     write_manifest(tmp_path, manifest)
     expected = np.random.default_rng(0).normal(size=(len(data), 4)).astype(np.float32)
     for shard in manifest.shards():
-        write_shard(tmp_path, manifest, shard, expected[shard.start:shard.stop], label_column(data))
+        write_shard(tmp_path, manifest, shard, expected[shard.start : shard.stop], label_column(data))
     report = merge_shards(tmp_path / ".", tmp_path / "latents.h5")
     assert report.merged and report.shards == 3
     with h5py.File(report.out, "r") as f:
@@ -138,8 +165,16 @@ def test_merge_joins_shards_into_one_file_of_every_row(data, tmp_path):
 def test_the_report_names_every_failed_row_range():
     from sae.clients.jobs.ray_encode.job import RayEncodeReport
 
-    report = RayEncodeReport(Path("out"), 2048, 8, 2, 5, 1280, 2.0,
-                             failed=[{"start": 512, "stop": 768, "error": "no server could encode them"}])
+    report = RayEncodeReport(
+        Path("out"),
+        2048,
+        8,
+        2,
+        5,
+        1280,
+        2.0,
+        failed=[{"start": 512, "stop": 768, "error": "no server could encode them"}],
+    )
     line = report.summary()
     assert "encoded 5 of 8 shards (1,280 images), 2 were already done" in line
     assert "1 shard FAILED (images 512..767: no server could encode them)" in line
@@ -147,15 +182,17 @@ def test_the_report_names_every_failed_row_range():
 
 
 def test_without_ray_the_engine_says_which_extra_to_install(tmp_path):
-    code = ("import builtins, sys\n"
-            "real = builtins.__import__\n"
-            "def guarded(name, *a, **k):\n"
-            "    if name == 'ray' or name.startswith('ray.'):\n"
-            "        raise ImportError('No module named ray')\n"
-            "    return real(name, *a, **k)\n"
-            "builtins.__import__ = guarded\n"
-            "from sae.cli import main\n"
-            f"sys.exit(main(['encode', 'data.h5', '--out', {str(tmp_path / 'out')!r}, '--engine', 'ray']))\n")
+    code = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def guarded(name, *a, **k):\n"
+        "    if name == 'ray' or name.startswith('ray.'):\n"
+        "        raise ImportError('No module named ray')\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = guarded\n"
+        "from sae.cli import main\n"
+        f"sys.exit(main(['encode', 'data.h5', '--out', {str(tmp_path / 'out')!r}, '--engine', 'ray']))\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1, out.stderr  # a missing extra is no usage error: exit 1, with the install line
     assert "--engine ray needs Ray" in out.stderr and "sae-serving[scale]" in out.stderr

@@ -1,4 +1,5 @@
 """The kind registry refuses kinds it could not serve correctly, and names what to fix."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

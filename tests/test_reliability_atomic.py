@@ -1,5 +1,6 @@
 """Atomic writes: a writer killed mid-write leaves the old file or the new one, never part of one; a full disk
 (RLIMIT_FSIZE) is a clean one-line error that leaves what was committed before intact."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from sae.core.atomic import atomic_write, write_text_atomic
 from conftest import ROOT
 
+from sae.core.atomic import atomic_write, write_text_atomic
+
 SIZE = 32 << 20  # bytes the writer writes, 1 MiB at a time
-WRITER = r"""
+WRITER = rf"""
 import sys
 from pathlib import Path
 from sae.core.atomic import atomic_write
@@ -25,7 +26,7 @@ target, mode = Path(sys.argv[1]), sys.argv[2]
 piece = b"\x01" * (1 << 20)
 
 def write(f):
-    for i in range({pieces}):
+    for i in range({SIZE >> 20}):
         f.write(piece)
         f.flush()
         if i == 0:
@@ -39,12 +40,18 @@ else:
     with open(target, "wb") as f:
         write(f)
 print("finished", flush=True)
-""".format(pieces=SIZE >> 20)
+"""
 
 
 def kill_writer_mid_write(target: Path, mode: str) -> None:
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target), mode], cwd=ROOT, stdout=subprocess.PIPE,
-                              stdin=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target), mode],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert writer.stdout.readline().strip() == "started"
     writer.send_signal(signal.SIGKILL)
     assert writer.wait(timeout=10) == -signal.SIGKILL
@@ -76,8 +83,11 @@ def test_atomic_write_keeps_the_old_file_when_the_block_fails(tmp_path):
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def limited_file_size(limit_bytes: int):
@@ -91,15 +101,15 @@ def limited_file_size(limit_bytes: int):
 
 
 @pytest.mark.slow
-def test_export_on_a_full_disk_is_one_line_and_keeps_the_models_exported_before(exported_repo, trained_run,
-                                                                                  tmp_path):
+def test_export_on_a_full_disk_is_one_line_and_keeps_the_models_exported_before(exported_repo, trained_run, tmp_path):
     import shutil
 
     repo = Path(shutil.copytree(exported_repo, tmp_path / "repo", symlinks=True))
     before = tree_digest(repo)
     command = [sys.executable, "-m", "sae", "export", str(trained_run), "--repo", str(repo)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                            preexec_fn=limited_file_size(64 << 10))
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, preexec_fn=limited_file_size(64 << 10)
+    )
     assert result.returncode != 0, result.stdout
     lines = result.stderr.strip().splitlines()
     assert lines and lines[-1].startswith("sae export: error: ") and "File too large" in lines[-1], result.stderr
@@ -125,19 +135,30 @@ def test_encode_on_a_full_disk_is_one_line_and_keeps_the_committed_chunks(triton
 
     import h5py
     import numpy as np
-
     from test_encode_job import BATCH, N, assert_same_file, write_images
 
     with h5py.File(shapes_file, "r") as f:
         data = write_images(tmp_path / "small.h5", f["images"][:N], f["labels"][:N])
-    base = [sys.executable, "-m", "sae", "encode", str(data), "--url", triton.grpc_url,
-            "--batch-size", str(BATCH), "--in-flight", "1"]
+    base = [
+        sys.executable,
+        "-m",
+        "sae",
+        "encode",
+        str(data),
+        "--url",
+        triton.grpc_url,
+        "--batch-size",
+        str(BATCH),
+        "--in-flight",
+        "1",
+    ]
     reference = tmp_path / "reference.h5"
     subprocess.run(base + ["--out", str(reference)], cwd=ROOT, check=True, capture_output=True, timeout=300)
     out = tmp_path / "latents.h5"
     partial = out.with_name(out.name + ".partial")
-    first = subprocess.Popen(base + ["--out", str(out), "--max-rate", "48"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        base + ["--out", str(out), "--max-rate", "48"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while _committed(partial) < 2 * BATCH:
         assert time.monotonic() < deadline and first.poll() is None
@@ -148,8 +169,14 @@ def test_encode_on_a_full_disk_is_one_line_and_keeps_the_committed_chunks(triton
     with h5py.File(partial, "r") as f:
         limit = f["latents"].id.get_offset() + 5 * BATCH * f["latents"].shape[1] * 4  # room for chunks 0..4
         assert limit < partial.stat().st_size
-    full = subprocess.run(base + ["--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          preexec_fn=limited_file_size(limit))
+    full = subprocess.run(
+        base + ["--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limited_file_size(limit),
+    )
     lines = full.stderr.strip().splitlines()
     assert full.returncode == 1 and lines and "Traceback" not in full.stderr, full.stderr  # a runtime failure
     assert lines[-1].startswith("sae encode: error: ") and "File too large" in lines[-1], full.stderr

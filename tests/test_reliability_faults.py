@@ -1,16 +1,23 @@
 """Faults while serving: the server killed and restarted under `sae encode`, a python-backend stub killed."""
+
 from __future__ import annotations
 
 import time
 
 import pytest
+from test_encode_job import (
+    BATCH,
+    N,
+    assert_same_file,
+    kill_server,
+    run_in_thread,
+    small_data,  # noqa: F401  (a fixture)
+)
 
 from sae.clients.jobs.encode_job import EncodeJobConfig, run_encode_job
 from sae.clients.jobs.metrics import EncodeMetrics
 from sae.serving.triton import ServerConfig, TritonServer
 from sae.serving.triton.process_group import _free_ports
-from test_encode_job import BATCH, N, assert_same_file, kill_server, run_in_thread
-from test_encode_job import small_data  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -18,8 +25,7 @@ OUTAGE_S = 3.0  # how long the server stays dead before it is restarted
 
 
 def _job(data, out, url, **kwargs) -> EncodeJobConfig:
-    return EncodeJobConfig(data=data, out=out, urls=(url,), batch_size=BATCH, in_flight=1, progress=False,
-                           **kwargs)
+    return EncodeJobConfig(data=data, out=out, urls=(url,), batch_size=BATCH, in_flight=1, progress=False, **kwargs)
 
 
 def test_encode_waits_for_a_restarted_server_and_ends_with_the_same_file(exported_repo, small_data, tmp_path):
@@ -48,8 +54,10 @@ def test_encode_waits_for_a_restarted_server_and_ends_with_the_same_file(exporte
         report = outcome["report"]
         assert report.encoded == N and report.failures >= 1, report
         assert_same_file(job.out, reference)
-        print(f"server dead {back - killed:.1f} s (restart to ready {back - killed - OUTAGE_S:.1f} s); job finished "
-              f"{time.monotonic() - back:.1f} s after the restart, {report.failures} failed requests")
+        print(
+            f"server dead {back - killed:.1f} s (restart to ready {back - killed - OUTAGE_S:.1f} s); job finished "
+            f"{time.monotonic() - back:.1f} s after the restart, {report.failures} failed requests"
+        )
     finally:
         server.stop()
         if restarted is not None:

@@ -1,6 +1,7 @@
 """An install killed (SIGKILL) before any of its folder moves leaves every model of the repository whole, old or new
 (one model's folder out of the repository only between the two renames of the fallback), and the next
 `sae validate` or `sae export --rollback` finishes it: the whole new set, nothing left beside the repository."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from sae.cli import main
 
 INSTALLER = r"""
@@ -62,8 +63,11 @@ def digest(folder: Path) -> dict[str, str] | None:
     """Every file under ``folder`` by relative path and content hash; None for a missing folder."""
     if not folder.is_dir():
         return None
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def models_of(repo: Path) -> list[str]:
@@ -87,9 +91,14 @@ def two_sets(exported_repo, trained_run, tmp_path_factory) -> tuple[Path, Path, 
 def install_killed_before(move: int, new: Path, repo: Path, mode: str, roles: list[str]) -> bool:
     """Run an install of ``new``'s set into ``repo`` in a child, SIGKILLed just before its folder move ``move``;
     False when the install made fewer moves and finished."""
-    child = subprocess.Popen([sys.executable, "-c", INSTALLER, str(new), str(repo), str(move), mode, json.dumps(roles)],
-                             cwd=ROOT, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child = subprocess.Popen(
+        [sys.executable, "-c", INSTALLER, str(new), str(repo), str(move), mode, json.dumps(roles)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     line = child.stdout.readline().strip()
     if line.startswith("finished"):
         assert child.wait(timeout=30) == 0
@@ -103,7 +112,8 @@ def install_killed_before(move: int, new: Path, repo: Path, mode: str, roles: li
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["renameat2", "two renames"])
 def test_an_install_killed_at_any_move_leaves_whole_models_and_the_next_command_finishes_it(
-        two_sets, tmp_path, capsys, mode):
+    two_sets, tmp_path, capsys, mode
+):
     old, new, roles = two_sets
     models = models_of(old)
     assert models_of(new) == models
@@ -117,8 +127,15 @@ def test_an_install_killed_at_any_move_leaves_whole_models_and_the_next_command_
         states = {}
         for model in models:
             now = digest(repo / model)
-            states[model] = "old" if now == old_digests[model] else "new" if now == new_digests[model] else \
-                "missing" if now is None else "torn"
+            states[model] = (
+                "old"
+                if now == old_digests[model]
+                else "new"
+                if now == new_digests[model]
+                else "missing"
+                if now is None
+                else "torn"
+            )
         assert "torn" not in states.values(), (move, states)
         missing = [m for m, state in states.items() if state == "missing"]
         if mode == "renameat2" or move % 2 == 0:  # the fallback's first rename of a model is its move 2k

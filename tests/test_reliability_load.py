@@ -1,12 +1,12 @@
 """A short bounded load test on loopback: concurrent clients mixing every served model, zero errors."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-
-from helpers.reliability import run_load
 from conftest import module_server
+from helpers.reliability import run_load
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -24,6 +24,11 @@ def test_concurrent_clients_mixing_every_model_get_no_error(server):
     print(json.dumps({k: v for k, v in report.items() if k != "memory_series_mib"}, indent=1))
     assert report["errors"] == 0, report["first_errors"]
     assert report["requests_done"] > 0 and set(report["per_model"]) == {
-        "encode", "decode", "reconstruct", "hybrid_sample", "traverse"}
+        "encode",
+        "decode",
+        "reconstruct",
+        "hybrid_sample",
+        "traverse",
+    }
     assert report["requests_done"] == REQUESTS or report["seconds"] >= TIME_CAP_S
     assert report["p99_ms"] < 10_000

@@ -1,4 +1,5 @@
 """`sae serve` killed with SIGKILL leaves no tritonserver and no python-backend stub behind, and frees its ports."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, pid_alive
+
 from sae.repository.configs import ServingSettings
 from sae.serving.triton.process_group import _free_ports, _group_members
 
@@ -43,10 +44,23 @@ def wait_for(condition, timeout_s: float) -> float:
 def start_sae_serve(repository: Path) -> tuple[list[int], subprocess.Popen]:
     """`sae serve` of ``repository`` on three free ports, in a session of its own, its output piped."""
     ports = _free_ports("127.0.0.1", 3)
-    command = [sys.executable, "-m", "sae", "serve", "--repo", str(repository),
-               "--grpc-port", str(ports[0]), "--http-port", str(ports[1]), "--metrics-port", str(ports[2])]
-    serve = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "sae",
+        "serve",
+        "--repo",
+        str(repository),
+        "--grpc-port",
+        str(ports[0]),
+        "--http-port",
+        str(ports[1]),
+        "--metrics-port",
+        str(ports[2]),
+    ]
+    serve = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     return ports, serve
 
 
@@ -132,8 +146,10 @@ def test_a_killed_stub_makes_sae_serve_restart_the_server_and_good_requests_succ
                     time.sleep(0.2)
             recovered = time.monotonic() - killed
         assert all(np.allclose(image, expected, atol=1e-5) for image in images)
-        print(f"stub killed -> restart done in {float(restarted.group(2)):.1f} s; good requests again after "
-              f"{recovered:.1f} s")
+        print(
+            f"stub killed -> restart done in {float(restarted.group(2)):.1f} s; good requests again after "
+            f"{recovered:.1f} s"
+        )
     finally:
         os.killpg(serve.pid, signal.SIGTERM)
         try:

@@ -1,19 +1,20 @@
 """Property-based: generated tensors of random shapes, dtypes and values, through `clients.SAEClient` and straight
 through raw `tritonclient.grpc`, to a real server. Each call ends in a correct answer or a clear error (the client's
 InvalidInputError, or INVALID_ARGUMENT from the server), never a hang, a dead stub or a non-finite image."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from conftest import module_server
+from helpers.reliability import raw_infer, stub_pids
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tritonclient.utils import InferenceServerException
 
-from sae.core.errors import InferenceError, InvalidInputError
 from sae.clients.triton_client import SAEClient
-from helpers.reliability import raw_infer, stub_pids
-from conftest import module_server
+from sae.core.errors import InferenceError, InvalidInputError
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -26,12 +27,20 @@ CONTRACT = {
     "encode": [("IMAGE", np.uint8, (H, H, 3), True)],
     "decode": [("LATENT", np.float32, (D,), True)],
     "reconstruct": [("IMAGE", np.uint8, (H, H, 3), True)],
-    "traverse": [("LATENT", np.float32, (D,), False), ("DIMENSION", np.int64, (1,), False),
-                 ("STEPS", np.int64, (1,), False)],
+    "traverse": [
+        ("LATENT", np.float32, (D,), False),
+        ("DIMENSION", np.int64, (1,), False),
+        ("STEPS", np.int64, (1,), False),
+    ],
     "hybrid_sample": [("NUM_SAMPLES", np.int64, (1,), False), ("SEED", np.int64, (1,), False)],
 }
-SETTINGS = settings(max_examples=EXAMPLES, deadline=30_000, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=30_000,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @st.composite
@@ -45,12 +54,19 @@ def arrays(draw, dtype, shape, batched):
         shape = (draw(st.integers(0, 3)),) + tuple(shape)
     if int(np.prod(shape, dtype=np.int64)) > 200_000:
         shape = (1,) + tuple(shape[1:])[:2]
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     kind = draw(st.sampled_from(["zeros", "random", "small", "nan", "inf", "-inf", "huge", "extreme"]))
     if np.issubdtype(dtype, np.floating):
-        values = {"zeros": np.zeros(shape), "random": rng.normal(size=shape), "small": rng.integers(-3, 70, shape),
-                  "nan": np.full(shape, np.nan), "inf": np.full(shape, np.inf), "-inf": np.full(shape, -np.inf),
-                  "huge": rng.normal(size=shape) * 1e30, "extreme": np.full(shape, np.finfo(dtype).max)}[kind]
+        values = {
+            "zeros": np.zeros(shape),
+            "random": rng.normal(size=shape),
+            "small": rng.integers(-3, 70, shape),
+            "nan": np.full(shape, np.nan),
+            "inf": np.full(shape, np.inf),
+            "-inf": np.full(shape, -np.inf),
+            "huge": rng.normal(size=shape) * 1e30,
+            "extreme": np.full(shape, np.finfo(dtype).max),
+        }[kind]
         array = values.astype(dtype)
         if kind == "random" and array.size and rng.random() < 0.3:
             array.flat[rng.integers(array.size)] = np.nan  # one poisoned value among finite ones
@@ -112,8 +128,13 @@ def test_raw_grpc_requests_get_an_answer_or_invalid_argument(server, stubs):
             assert str(e.status()) == "StatusCode.INVALID_ARGUMENT" and e.message(), (e.status(), e.message())
             return
         config = raw.get_model_config(model, as_json=True)["config"]
-        check_answer({o["name"]: result.as_numpy(o["name"]) for o in config["output"]
-                      if result.as_numpy(o["name"]) is not None and o["data_type"] != "TYPE_STRING"})
+        check_answer(
+            {
+                o["name"]: result.as_numpy(o["name"])
+                for o in config["output"]
+                if result.as_numpy(o["name"]) is not None and o["data_type"] != "TYPE_STRING"
+            }
+        )
 
     try:
         one()
@@ -130,10 +151,9 @@ def client_calls(draw):
     if method == "decode":
         return method, (draw(arrays(np.float32, (D,), True)),)
     if method == "traverse":
-        return method, (draw(arrays(np.float32, (D,), False)), draw(st.integers(-3, D + 2)),
-                        draw(st.integers(-3, 70)))
-    n = draw(st.one_of(st.integers(-2, 300), st.floats(allow_nan=True), st.just(2 ** 40)))
-    return method, (n, draw(st.integers(-2, 2 ** 63 - 1)))
+        return method, (draw(arrays(np.float32, (D,), False)), draw(st.integers(-3, D + 2)), draw(st.integers(-3, 70)))
+    n = draw(st.one_of(st.integers(-2, 300), st.floats(allow_nan=True), st.just(2**40)))
+    return method, (n, draw(st.integers(-2, 2**63 - 1)))
 
 
 def test_client_calls_get_an_answer_or_a_clear_error(server, stubs):

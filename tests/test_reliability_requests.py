@@ -1,5 +1,6 @@
 """Hostile requests against every served model of a real server: clear INVALID_ARGUMENT errors naming the input,
 and a server that stays up, keeps its python-backend stubs and does not grow after a burst of them."""
+
 from __future__ import annotations
 
 import itertools
@@ -7,9 +8,8 @@ import re
 
 import numpy as np
 import pytest
-
-from helpers.reliability import refusal, raw_infer, resident_bytes, server_processes, stub_pids
 from conftest import module_server
+from helpers.reliability import raw_infer, refusal, resident_bytes, server_processes, stub_pids
 
 pytestmark = pytest.mark.server
 
@@ -26,8 +26,11 @@ def _images(n, size=H, dtype=np.uint8):
 
 
 def _traverse(latent=None, dimension=0, steps=4):
-    return {"LATENT": np.zeros(D, np.float32) if latent is None else latent,
-            "DIMENSION": np.array([dimension], I64), "STEPS": np.array([steps], I64)}
+    return {
+        "LATENT": np.zeros(D, np.float32) if latent is None else latent,
+        "DIMENSION": np.array([dimension], I64),
+        "STEPS": np.array([steps], I64),
+    }
 
 
 def _sample(n=2, seed=0, **extra):
@@ -45,12 +48,20 @@ BAD_REQUESTS = [
     ("decode", {"LATENT": nan_row}, r"LATENT must hold finite values; 1 of 3 rows"),
     ("decode", {"LATENT": _latents(0)}, r"LATENT is an empty batch|byte size mismatch for input 'LATENT'"),
     ("decode", {"LATENT": np.zeros((2, 5), np.float32)}, r"shape for input 'LATENT'.*Expected \[-1,12\]"),
-    ("decode", {"LATENT": np.zeros((2, D), np.float64)}, r"input 'LATENT' data-type is 'FP64', but model 'decode' "
-                                                         r"expects 'FP32'"),
+    (
+        "decode",
+        {"LATENT": np.zeros((2, D), np.float64)},
+        r"input 'LATENT' data-type is 'FP64', but model 'decode' "
+        r"expects 'FP32'",
+    ),
     ("decode", {"LATENT": _latents(257)}, r"batch-size must be <= 256"),
     ("decode", {"IMAGE": _images(1)}, r"unexpected inference input 'IMAGE' for model 'decode'"),
-    ("encode", {"IMAGE": _images(2, dtype=np.float32)}, r"input 'IMAGE' data-type is 'FP32', but model 'encode' "
-                                                        r"expects 'UINT8'"),
+    (
+        "encode",
+        {"IMAGE": _images(2, dtype=np.float32)},
+        r"input 'IMAGE' data-type is 'FP32', but model 'encode' "
+        r"expects 'UINT8'",
+    ),
     ("encode", {"IMAGE": _images(2, dtype=np.int16)}, r"input 'IMAGE' data-type is 'INT16', .* expects 'UINT8'"),
     ("encode", {"IMAGE": _images(2, size=32)}, r"shape for input 'IMAGE'.*Expected \[-1,64,64,3\]"),
     ("encode", {"IMAGE": np.zeros((2, H, H), np.uint8)}, r"shape for input 'IMAGE'"),
@@ -74,7 +85,11 @@ BAD_REQUESTS = [
     ("hybrid_sample", _sample(seed=-1), r"SEED must be non-negative"),
     ("hybrid_sample", _sample(BASE=_latents(1, np.nan), MASK=np.ones(D, bool)), r"BASE contains NaN"),
     ("hybrid_sample", _sample(MASK=np.ones(D, bool)), r"MASK needs BASE"),
-    ("hybrid_sample", _sample(NUM_SAMPLES=np.array([1.5], np.float32)), r"input 'NUM_SAMPLES' data-type is 'FP32', .* expects 'INT64'"),
+    (
+        "hybrid_sample",
+        _sample(NUM_SAMPLES=np.array([1.5], np.float32)),
+        r"input 'NUM_SAMPLES' data-type is 'FP32', .* expects 'INT64'",
+    ),
 ]
 
 
@@ -85,8 +100,9 @@ def server(exported_repo, tmp_path_factory):
         yield started
 
 
-@pytest.mark.parametrize("model,inputs,match", BAD_REQUESTS,
-                         ids=[f"{m}-{i}" for i, (m, _, _) in enumerate(BAD_REQUESTS)])
+@pytest.mark.parametrize(
+    "model,inputs,match", BAD_REQUESTS, ids=[f"{m}-{i}" for i, (m, _, _) in enumerate(BAD_REQUESTS)]
+)
 def test_every_bad_request_is_an_invalid_argument_naming_the_input(raw, model, inputs, match):
     error = refusal(raw, model, inputs)
     assert str(error.status()) == "StatusCode.INVALID_ARGUMENT", (error.status(), error.message())
@@ -138,8 +154,11 @@ def _expected_outputs(model: str, inputs: dict) -> dict[str, tuple[tuple, np.dty
         return {"RECONSTRUCTION": ((len(inputs["IMAGE"]), *image), np.float32)}
     if model == "hybrid_sample":
         n = int(inputs["NUM_SAMPLES"][0])
-        return {"IMAGE": ((n, *image), np.float32), "LATENT": ((n, D), np.float32),
-                "SOURCE_INDEX": ((n, None), np.int64)}
+        return {
+            "IMAGE": ((n, *image), np.float32),
+            "LATENT": ((n, D), np.float32),
+            "SOURCE_INDEX": ((n, None), np.int64),
+        }
     if model == "traverse":
         steps = int(inputs["STEPS"][0])
         return {"IMAGE": ((steps, *image), np.float32), "LATENT": ((steps, D), np.float32)}
@@ -153,8 +172,9 @@ def _check_answer(model: str, inputs: dict, result) -> None:
         assert array is not None, f"{model} answered without {name}"
         assert array.size > 0, f"{model} answered an empty {name} {array.shape}"
         assert array.dtype == dtype, f"{model} {name} is {array.dtype}, expected {np.dtype(dtype)}"
-        assert array.ndim == len(shape) and all(want is None or got == want for got, want in zip(array.shape, shape)), \
+        assert array.ndim == len(shape) and all(want is None or got == want for got, want in zip(array.shape, shape)), (
             f"{model} {name} has shape {array.shape}, expected {shape}"
+        )
         if np.issubdtype(array.dtype, np.floating):
             assert np.isfinite(array).all(), f"{model} {name} holds non-finite values"
         else:
@@ -196,6 +216,8 @@ def test_a_burst_of_bad_requests_leaves_the_server_as_it_was(raw, server):
     for model, inputs in good:
         _check_answer(model, inputs, raw_infer(raw, model, inputs))
     assert raw.is_server_live() and raw.is_server_ready()
-    print(f"resident memory: {warmed / 2**20:.1f} MiB warmed, {after_good / 2**20:.1f} MiB after {BURST} good requests, "
-          f"{after_bad / 2**20:.1f} MiB after {BURST} bad ones")
+    print(
+        f"resident memory: {warmed / 2**20:.1f} MiB warmed, {after_good / 2**20:.1f} MiB after {BURST} good requests, "
+        f"{after_bad / 2**20:.1f} MiB after {BURST} bad ones"
+    )
     assert after_bad <= after_good * MEMORY_TOLERANCE + MEMORY_SLACK, (after_good, after_bad)

@@ -2,19 +2,19 @@
 flavour), every model of each checked against the eager model; the draw modes of hybrid sampling on the wire;
 controllable generation with MASK; prior samples of the model with a prior (and none for the SAE); `sae eval` on
 the VAE set; the validator on the native flavour and on hand-broken configs."""
-from __future__ import annotations
 
-import shutil
-from pathlib import Path
+from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import copy_repository, module_server, short_run
+
 from sae.export.bank import Bank
 from sae.export.graphs import graph_specs
 from sae.repository.configs import RepositoryOptions
@@ -54,8 +54,10 @@ def eager(runs) -> dict[str, dict]:
         model = build_model(ckpt.config.model)
         model.load_state_dict(ckpt.model_state)
         specs = graph_specs(model.eval())
-        out[name] = {graph: (lambda x, m=spec.module: m(torch.from_numpy(np.array(x))).detach().numpy())
-                     for graph, spec in specs.items()}
+        out[name] = {
+            graph: (lambda x, m=spec.module: m(torch.from_numpy(np.array(x))).detach().numpy())
+            for graph, spec in specs.items()
+        }
     return out
 
 
@@ -142,11 +144,15 @@ def test_hybrid_sample_draws_from_the_bank_and_decodes(raw, eager, two_model_rep
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("inputs,mode", [
-    ({}, b"independent"), ({"PER_DIMENSION": np.array([False])}, b"independent"),
-    ({"PER_DIMENSION": np.array([True])}, b"per_dimension"),
-    ({"PER_DIMENSION": np.array([True]), "DRAW": np.array([b"per_dimension"], np.object_)}, b"per_dimension"),
-])
+@pytest.mark.parametrize(
+    "inputs,mode",
+    [
+        ({}, b"independent"),
+        ({"PER_DIMENSION": np.array([False])}, b"independent"),
+        ({"PER_DIMENSION": np.array([True])}, b"per_dimension"),
+        ({"PER_DIMENSION": np.array([True]), "DRAW": np.array([b"per_dimension"], np.object_)}, b"per_dimension"),
+    ],
+)
 def test_draw_mode_defaults_to_independent_and_per_dimension_still_works(raw, inputs, mode):
     assert infer(raw, "sae4_hybrid_sample", **sample_inputs(3, 1, **inputs))["DRAW_MODE"].tolist() == [mode]
 
@@ -167,8 +173,7 @@ def test_the_client_reports_the_mode_the_server_drew_with(server):
 def test_traverse_sweeps_one_dimension_between_its_training_range(raw, eager, two_model_repo, name):
     bank = bank_of(two_model_repo, name)
     start = bank.latents[0]
-    out = infer(raw, f"{name}_traverse", LATENT=start, DIMENSION=np.array([5], np.int64),
-                STEPS=np.array([7], np.int64))
+    out = infer(raw, f"{name}_traverse", LATENT=start, DIMENSION=np.array([5], np.int64), STEPS=np.array([7], np.int64))
     assert np.array_equal(out["LATENT"], traversal(start, 5, 7, bank.dim_min, bank.dim_max))
     assert out["LATENT"][0, 5] == bank.dim_min[5] and out["LATENT"][-1, 5] == bank.dim_max[5]
     assert out["IMAGE"].shape == (7, 64, 64, 3)
@@ -186,8 +191,7 @@ def test_mask_with_every_variable_reproduces_hybrid_sample(raw, two_model_repo, 
     draw = np.array([mode.encode()], np.object_)
     plain = infer(raw, f"{name}_hybrid_sample", **sample_inputs(4, 11, DRAW=draw))
     base = np.random.default_rng(0).normal(size=(1, 12)).astype(np.float32)
-    masked = infer(raw, f"{name}_hybrid_sample", **sample_inputs(4, 11, DRAW=draw, BASE=base,
-                                                                     MASK=np.ones(k, bool)))
+    masked = infer(raw, f"{name}_hybrid_sample", **sample_inputs(4, 11, DRAW=draw, BASE=base, MASK=np.ones(k, bool)))
     for key in ("IMAGE", "LATENT", "SOURCE_INDEX", "DRAW_MODE"):
         assert np.array_equal(plain[key], masked[key]), key
 
@@ -217,23 +221,35 @@ def test_masked_variables_are_redrawn_and_the_others_kept(raw, two_model_repo):
 
 
 @pytest.mark.server
-@pytest.mark.parametrize("model,inputs,names", [
-    ("sae4_hybrid_sample", sample_inputs(2, 0, MASK=np.ones(4, bool)), "MASK needs BASE"),
-    ("sae4_hybrid_sample", sample_inputs(2, 0, BASE=np.zeros((1, 12), np.float32)), "BASE needs MASK"),
-    ("sae4_hybrid_sample", sample_inputs(2, 0, BASE=np.zeros((1, 12), np.float32), MASK=np.ones(3, bool)), "MASK"),
-    ("sae4_hybrid_sample", sample_inputs(2, 0, BASE=np.zeros((3, 12), np.float32), MASK=np.ones(4, bool)), "BASE"),
-    ("vae_hybrid_sample", sample_inputs(257, 0), "NUM_SAMPLES must be in 1..256"),
-    ("vae_hybrid_sample", sample_inputs(2, -1), "SEED"),
-    ("vae_hybrid_sample", sample_inputs(2, 0, DRAW=np.array([b"groups"], np.object_)), "DRAW must be one of"),
-    ("vae_hybrid_sample", sample_inputs(2, 0, DRAW=np.array([b"distinct"], np.object_),
-                                        PER_DIMENSION=np.array([True])), "PER_DIMENSION=true"),
-    ("vae_prior_sample", sample_inputs(257, 0), "NUM_SAMPLES must be in 1..256"),
-    ("vae_prior_sample", sample_inputs(2, -1), "SEED must be non-negative"),
-    ("vae_traverse", {"LATENT": np.zeros(12, np.float32), "DIMENSION": np.array([12]), "STEPS": np.array([5])},
-     "DIMENSION must be in 0..11"),
-    ("vae_traverse", {"LATENT": np.zeros(12, np.float32), "DIMENSION": np.array([0]), "STEPS": np.array([65])},
-     "STEPS must be in 2..64"),
-])
+@pytest.mark.parametrize(
+    "model,inputs,names",
+    [
+        ("sae4_hybrid_sample", sample_inputs(2, 0, MASK=np.ones(4, bool)), "MASK needs BASE"),
+        ("sae4_hybrid_sample", sample_inputs(2, 0, BASE=np.zeros((1, 12), np.float32)), "BASE needs MASK"),
+        ("sae4_hybrid_sample", sample_inputs(2, 0, BASE=np.zeros((1, 12), np.float32), MASK=np.ones(3, bool)), "MASK"),
+        ("sae4_hybrid_sample", sample_inputs(2, 0, BASE=np.zeros((3, 12), np.float32), MASK=np.ones(4, bool)), "BASE"),
+        ("vae_hybrid_sample", sample_inputs(257, 0), "NUM_SAMPLES must be in 1..256"),
+        ("vae_hybrid_sample", sample_inputs(2, -1), "SEED"),
+        ("vae_hybrid_sample", sample_inputs(2, 0, DRAW=np.array([b"groups"], np.object_)), "DRAW must be one of"),
+        (
+            "vae_hybrid_sample",
+            sample_inputs(2, 0, DRAW=np.array([b"distinct"], np.object_), PER_DIMENSION=np.array([True])),
+            "PER_DIMENSION=true",
+        ),
+        ("vae_prior_sample", sample_inputs(257, 0), "NUM_SAMPLES must be in 1..256"),
+        ("vae_prior_sample", sample_inputs(2, -1), "SEED must be non-negative"),
+        (
+            "vae_traverse",
+            {"LATENT": np.zeros(12, np.float32), "DIMENSION": np.array([12]), "STEPS": np.array([5])},
+            "DIMENSION must be in 0..11",
+        ),
+        (
+            "vae_traverse",
+            {"LATENT": np.zeros(12, np.float32), "DIMENSION": np.array([0]), "STEPS": np.array([65])},
+            "STEPS must be in 2..64",
+        ),
+    ],
+)
 def test_bad_requests_get_errors_naming_the_input(raw, model, inputs, names):
     from tritonclient.utils import InferenceServerException
 
@@ -248,8 +264,10 @@ def test_bad_requests_get_errors_naming_the_input(raw, model, inputs, names):
 @pytest.mark.server
 def test_prior_sample_is_seeded_standard_normal_and_decoded(raw, eager, two_model_repo):
     bank = bank_of(two_model_repo, "vae")
-    a, b = infer(raw, "vae_prior_sample", **sample_inputs(256, 4)), infer(raw, "vae_prior_sample",
-                                                                             **sample_inputs(256, 4))
+    a, b = (
+        infer(raw, "vae_prior_sample", **sample_inputs(256, 4)),
+        infer(raw, "vae_prior_sample", **sample_inputs(256, 4)),
+    )
     other = infer(raw, "vae_prior_sample", **sample_inputs(256, 5))
     assert a["IMAGE"].shape == (256, 64, 64, 3) and a["LATENT"].shape == (256, 12)
     assert np.array_equal(a["IMAGE"], b["IMAGE"]) and np.array_equal(a["LATENT"], b["LATENT"])
@@ -262,8 +280,8 @@ def test_prior_sample_is_seeded_standard_normal_and_decoded(raw, eager, two_mode
 
 @pytest.mark.server
 def test_only_the_model_with_a_prior_serves_prior_samples(server):
-    from sae.core.errors import ModelNotServedError
     from sae.clients.triton_client import SAEClient
+    from sae.core.errors import ModelNotServedError
 
     with SAEClient(server.grpc_url, model="vae") as vae, SAEClient(server.grpc_url, model="sae4") as sae:
         assert vae.has_prior() and not sae.has_prior()
@@ -282,8 +300,10 @@ def test_async_client_draws_the_same_prior_samples(server):
     from sae.clients.triton_client import SAEClient
 
     async def run():
-        async with AsyncSAEClient(server.grpc_url, model="vae") as ac, \
-                AsyncSAEClient(server.grpc_url, model="sae4") as sae:
+        async with (
+            AsyncSAEClient(server.grpc_url, model="vae") as ac,
+            AsyncSAEClient(server.grpc_url, model="sae4") as sae,
+        ):
             return await ac.has_prior(), await sae.has_prior(), await ac.prior_sample(300, seed=8)
 
     has, sae_has, samples = asyncio.run(run())
@@ -297,8 +317,26 @@ def test_fast_eval_of_the_vae_set_scores_its_prior_samples(server, shapes_file, 
     from sae.cli import main
 
     out = tmp_path / "eval"
-    rc = main(["eval", "--data", str(shapes_file), "--url", server.grpc_url, "--model", "vae", "--out", str(out),
-               "--fast", "--num-images", "64", "--train-codes", "100", "--stats-cache", str(tmp_path / "cache")])
+    rc = main(
+        [
+            "eval",
+            "--data",
+            str(shapes_file),
+            "--url",
+            server.grpc_url,
+            "--model",
+            "vae",
+            "--out",
+            str(out),
+            "--fast",
+            "--num-images",
+            "64",
+            "--train-codes",
+            "100",
+            "--stats-cache",
+            str(tmp_path / "cache"),
+        ]
+    )
     assert rc == 0
     result = json.loads((out / "eval.json").read_text())
     assert result["sampling"]["draw_mode"] == "independent" and result["sampling"]["bank_size"] == 128
@@ -327,8 +365,9 @@ def _native(runs: dict[str, Path], repo: Path, name: str, **option_changes) -> N
     """Re-export one model set in the native flavour (`sae export --flavour native`) into ``repo``."""
     from sae.export.model_set import export_run
 
-    export_run(runs[name], repo, options=RepositoryOptions(name=name, flavour="native", **option_changes),
-               range_images=256)
+    export_run(
+        runs[name], repo, options=RepositoryOptions(name=name, flavour="native", **option_changes), range_images=256
+    )
 
 
 @pytest.fixture(scope="module")
@@ -367,12 +406,17 @@ def test_native_libtorch_flavour_validates_by_running_the_torchscript(runs, repo
     _native(runs, repo_copy, "vae", native_runtime="libtorch")
     assert [p for p in validate_repository(repo_copy) if p.severity == "error"] == []
     config = repo_copy / "vae_encode" / "config.pbtxt"
-    config.write_text(config.read_text().replace('name: "LATENT"\n  data_type: TYPE_FP32\n  dims: [12]',
-                                                 'name: "LATENT"\n  data_type: TYPE_FP32\n  dims: [11]'))
+    config.write_text(
+        config.read_text().replace(
+            'name: "LATENT"\n  data_type: TYPE_FP32\n  dims: [12]',
+            'name: "LATENT"\n  data_type: TYPE_FP32\n  dims: [11]',
+        )
+    )
     assert [str(p) for p in validate_repository(repo_copy) if p.model.startswith("vae_")] == [
         "vae_encode: output LATENT dims: config [11], model.pt returns [1, 12] for a batch of 1",
         "vae_reconstruct: ensemble_scheduling.step[1].input_map[LATENT]: vae_encode output LATENT has shape "
-        "[-1, 11], vae_decode input LATENT takes [-1, 12]"]
+        "[-1, 11], vae_decode input LATENT takes [-1, 12]",
+    ]
 
 
 def test_validator_rejects_wrong_dims_naming_model_and_field(repo_copy):
@@ -400,8 +444,10 @@ def test_validator_rejects_an_ensemble_mapping_a_tensor_no_step_produces(native_
     head, tail = text.rsplit('key: "LATENT"\n      value: "LATENT"', 1)
     config.write_text(head + 'key: "LATENT"\n      value: "LATENTS"' + tail)
     messages = [str(p) for p in validate_repository(repo_copy) if p.severity == "error"]
-    assert messages == ["vae_prior_sample: ensemble_scheduling.step[1].input_map[LATENT]: maps tensor 'LATENTS', "
-                        "which no step produces and which is not an ensemble input"]
+    assert messages == [
+        "vae_prior_sample: ensemble_scheduling.step[1].input_map[LATENT]: maps tensor 'LATENTS', "
+        "which no step produces and which is not an ensemble input"
+    ]
 
 
 def test_validator_rejects_unknown_step_models_and_bad_bls_targets(native_copy):
@@ -411,8 +457,10 @@ def test_validator_rejects_unknown_step_models_and_bad_bls_targets(native_copy):
     traverse = repo_copy / "sae4_traverse" / "config.pbtxt"
     traverse.write_text(traverse.read_text().replace('string_value: "sae4_decode"', 'string_value: "nope"'))
     messages = [str(p) for p in validate_repository(repo_copy)]
-    assert "vae_prior_sample: ensemble_scheduling.step[1].model_name: 'vae_decoder' is not a model in the repository" \
+    assert (
+        "vae_prior_sample: ensemble_scheduling.step[1].model_name: 'vae_decoder' is not a model in the repository"
         in messages
+    )
     assert "sae4_traverse: parameters.decode_model: names model 'nope', which is not in the repository" in messages
 
 
@@ -422,8 +470,10 @@ def test_validator_rejects_a_prior_sampler_whose_bank_has_no_prior(repo_copy):
     with h5py.File(repo_copy / "vae_prior_sampler" / "1" / "bank.h5", "a") as f:
         del f["prior_mean"], f["prior_std"]
     messages = [str(p) for p in validate_repository(repo_copy) if p.severity == "error"]
-    assert messages == ["vae_prior_sampler: bank: bank.h5 has no prior of 12 dimensions (prior_mean, prior_std; "
-                        "found none): only a model with a prior can serve prior samples"]
+    assert messages == [
+        "vae_prior_sampler: bank: bank.h5 has no prior of 12 dimensions (prior_mean, prior_std; "
+        "found none): only a model with a prior can serve prior samples"
+    ]
 
 
 def test_validator_rejects_a_broken_prior_sample_ensemble_and_a_wrong_bank_size(native_copy):
@@ -435,8 +485,10 @@ def test_validator_rejects_a_broken_prior_sample_ensemble_and_a_wrong_bank_size(
     sampler.write_text(sampler.read_text().replace('string_value: "128"', 'string_value: "64"'))
     messages = [str(p) for p in validate_repository(repo_copy) if p.severity == "error"]
     assert "vae_prior_sampler: bank: vae_prior_sampler/1/bank.h5 is missing" in messages
-    assert "vae_prior_sample: ensemble_scheduling.step[0].model_name: 'vae_prior' is not a model in the repository" \
+    assert (
+        "vae_prior_sample: ensemble_scheduling.step[0].model_name: 'vae_prior' is not a model in the repository"
         in messages
+    )
     assert "sae4_sampler: parameters.bank_size: config 64, bank.h5 holds 128 latents" in messages
 
 

@@ -1,10 +1,19 @@
-"""The Robot Finger Dataset reader (sae.core.datasets.rfd), on small folders written here in the dataset's own format."""
+"""The Robot Finger Dataset reader (sae.core.datasets.rfd), on small folders written here in the dataset's own
+format."""
+
 import gzip
 import shutil
 
 import numpy as np
 import pytest
-from helpers.rfd_files import finger_images, png_bytes, random_factors, write_finger_real, write_finger_variant, write_rfd
+from helpers.rfd_files import (
+    finger_images,
+    png_bytes,
+    random_factors,
+    write_finger_real,
+    write_finger_variant,
+    write_rfd,
+)
 
 from sae.core.datasets import DatasetError, ImageSource, dataset_splits, open_dataset, shuffled_batches, varying_factors
 from sae.core.datasets.rfd import RFD_FACTOR_NAMES, RFD_FACTOR_SIZES, FingerRealImages, FingerTarImages
@@ -29,8 +38,10 @@ def _written(folder):
     if prefix == "finger_real":
         return np.load(folder / "finger_real_images.npz")["images"], labels
     with tarfile.open(folder / f"{prefix}_images.tar") as tar:
-        images = {int(m.name.split("/")[-1][:-4]): np.asarray(Image.open(io.BytesIO(tar.extractfile(m).read())))
-                  for m in tar.getmembers()}
+        images = {
+            int(m.name.split("/")[-1][:-4]): np.asarray(Image.open(io.BytesIO(tar.extractfile(m).read())))
+            for m in tar.getmembers()
+        }
     return np.stack([images[i] for i in range(len(images))]), labels
 
 
@@ -57,7 +68,14 @@ def test_the_datasets_folder_means_its_training_variant(rfd):
 def test_constant_factors_are_marked_for_the_metrics(rfd):
     source = open_dataset(rfd)
     assert [source.factor_names[k] for k in varying_factors(source)] == [
-        "colour", "joint0", "joint1", "joint2", "x", "y", "angle"]
+        "colour",
+        "joint0",
+        "joint1",
+        "joint2",
+        "x",
+        "y",
+        "angle",
+    ]
 
 
 def test_finger_real_images_are_memory_mapped(rfd):
@@ -125,10 +143,14 @@ def test_corrupt_png_is_named_with_its_member(tmp_path):
         source.read(np.array([2, 3]))
 
 
-@pytest.mark.parametrize("write, count, message", [
-    (write_finger_variant, 3, r"finger_images\.tar: 0\.png is 64×64, RFD images are 128×128"),
-    (write_finger_real, 4, r"finger_real_images\.npz: 'images' must be uint8 \[N, 128, 128, 3\]"),
-], ids=["png-in-tar", "finger-real-npz"])
+@pytest.mark.parametrize(
+    "write, count, message",
+    [
+        (write_finger_variant, 3, r"finger_images\.tar: 0\.png is 64×64, RFD images are 128×128"),
+        (write_finger_real, 4, r"finger_real_images\.npz: 'images' must be uint8 \[N, 128, 128, 3\]"),
+    ],
+    ids=["png-in-tar", "finger-real-npz"],
+)
 def test_images_of_the_wrong_size_are_refused(tmp_path, write, count, message):
     factors = random_factors(count)
     folder = write(tmp_path, finger_images(factors, size=64), factors)

@@ -3,6 +3,7 @@ samples): ``NAME_hybrid_sample`` and ``NAME_prior_sample`` draw each request alo
 ``NAME_decode``'s dynamic batcher (BLS). Under 16 concurrent clients every answer equals the same request served
 alone, a request the decoder refuses fails alone among good ones, and Triton's statistics count fewer decoder runs
 than sampling requests."""
+
 from __future__ import annotations
 
 import threading
@@ -11,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-
 from conftest import copy_repository, short_run
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -87,7 +87,7 @@ def concurrently(clients, work: list, fn) -> list:
         for i in range(t, len(work), CLIENTS):
             try:
                 results[i] = fn(clients[t], work[i])
-            except Exception as e:  # noqa: BLE001 - the test inspects it
+            except Exception as e:
                 results[i] = e
 
     with ThreadPoolExecutor(CLIENTS) as pool:
@@ -146,7 +146,7 @@ def test_concurrent_answers_equal_the_same_requests_served_alone_and_decode_merg
 
 
 def test_a_request_the_decoder_refuses_fails_alone_among_concurrent_good_ones(clients, raw):
-    work = [item for item in calls() if item[0] == "hybrid"][:CLIENTS * 2]
+    work = [item for item in calls() if item[0] == "hybrid"][: CLIENTS * 2]
     huge = np.full((1, D), np.finfo(np.float32).max, np.float32)  # finite, but the decoder overflows on it
     bad = ("hybrid", {"n": 4, "seed": 5, "base": huge, "mask": np.zeros(D, bool)})
     positions = {3, 17, 30}

@@ -1,8 +1,9 @@
 """tritonserver's memory-pool flags for CPU-only and GPU machines (serving/triton/config.py), built without a GPU."""
+
 import pytest
 
-from sae.serving.triton import config as triton
 from sae.cli import build_parser
+from sae.serving.triton import config as triton
 
 
 def test_cpu_only_flags_disable_every_pool():
@@ -25,16 +26,20 @@ def test_negative_gpu_count_is_refused():
         triton.memory_pool_flags(-1)
 
 
-@pytest.mark.parametrize("gpu, found, expected", [(None, 0, 0), (None, 3, 3), (False, 3, 0), (True, 0, 1),
-                                                  (True, 2, 2)])
+@pytest.mark.parametrize(
+    "gpu, found, expected", [(None, 0, 0), (None, 3, 3), (False, 3, 0), (True, 0, 1), (True, 2, 2)]
+)
 def test_override_decides_over_detection(monkeypatch, gpu, found, expected):
     monkeypatch.setattr(triton, "visible_gpu_count", lambda: found)
     assert triton.gpu_count(gpu) == expected
 
 
 def test_cuda_visible_devices_narrows_the_count(monkeypatch):
-    monkeypatch.setattr(triton.subprocess, "run", lambda *a, **k: type("R", (), {
-        "returncode": 0, "stdout": "GPU 0: H200 (UUID: a)\nGPU 1: H200 (UUID: b)\n"})())
+    monkeypatch.setattr(
+        triton.subprocess,
+        "run",
+        lambda *a, **k: type("R", (), {"returncode": 0, "stdout": "GPU 0: H200 (UUID: a)\nGPU 1: H200 (UUID: b)\n"})(),
+    )
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     assert triton.visible_gpu_count() == 1
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
@@ -57,8 +62,11 @@ def test_serve_poll_puts_triton_in_poll_mode_before_the_users_own_arguments():
     from sae.cli.serve import server_config
 
     args = build_parser().parse_args(["serve", "--poll", "5", "--", "--log-verbose=1"])
-    assert server_config(args).extra_args == ("--model-control-mode=poll", "--repository-poll-secs=5",
-                                              "--log-verbose=1")
+    assert server_config(args).extra_args == (
+        "--model-control-mode=poll",
+        "--repository-poll-secs=5",
+        "--log-verbose=1",
+    )
     assert server_config(build_parser().parse_args(["serve"])).extra_args == ()
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--poll", "0"])

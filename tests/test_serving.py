@@ -1,16 +1,17 @@
 """End to end against a real Triton server: hybrid samples and reconstructions over gRPC."""
+
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-
-from sae.core.errors import InferenceError, InvalidInputError
-from sae.clients.triton_client import SAEClient
 from conftest import pid_alive, pids_mentioning
-from sae.export.bank import Bank
+
+from sae.clients.triton_client import SAEClient
 from sae.core.datasets import H5Images, split_indices
+from sae.core.errors import InferenceError, InvalidInputError
+from sae.export.bank import Bank
 
 pytestmark = pytest.mark.server
 
@@ -67,11 +68,14 @@ def test_batches_larger_than_max_batch_size_are_split(client):
     assert np.allclose(latents[290:], client.encode(images[290:]), atol=1e-5)
 
 
-@pytest.mark.parametrize("images,match", [
-    (np.zeros((2, 64, 64, 3), np.float32), "IMAGE must be uint8"),
-    (np.zeros((2, 32, 32, 3), np.uint8), r"IMAGE must have shape \[N>0, 64, 64, 3\]"),
-    (np.zeros((0, 64, 64, 3), np.uint8), "IMAGE must have shape"),
-])
+@pytest.mark.parametrize(
+    "images,match",
+    [
+        (np.zeros((2, 64, 64, 3), np.float32), "IMAGE must be uint8"),
+        (np.zeros((2, 32, 32, 3), np.uint8), r"IMAGE must have shape \[N>0, 64, 64, 3\]"),
+        (np.zeros((0, 64, 64, 3), np.uint8), "IMAGE must have shape"),
+    ],
+)
 def test_bad_images_are_refused_before_sending(client, images, match):
     with pytest.raises(InvalidInputError, match=match):
         client.reconstruct(images)
@@ -130,10 +134,16 @@ def test_sae_sample_takes_a_draw_mode_and_refuses_unknown_ones(triton, tmp_path,
     from sae.cli import main
 
     out = tmp_path / "distinct.png"
-    assert main(["sample", "--n", "4", "--seed", "1", "--url", triton.grpc_url, "--out", str(out),
-                 "--draw", "distinct"]) == 0
+    assert (
+        main(["sample", "--n", "4", "--seed", "1", "--url", triton.grpc_url, "--out", str(out), "--draw", "distinct"])
+        == 0
+    )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["sample", "--n", "4", "--url", triton.grpc_url, "--out", str(tmp_path / "x.png"),
-                 "--draw", "per_variable"]) == 2
+    assert (
+        main(
+            ["sample", "--n", "4", "--url", triton.grpc_url, "--out", str(tmp_path / "x.png"), "--draw", "per_variable"]
+        )
+        == 2
+    )
     assert "DRAW must be one of independent, distinct, per_dimension" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()

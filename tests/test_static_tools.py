@@ -4,6 +4,7 @@ and the benchmarks, and jedi's go-to-definition lands on the source file.
 The imports are gathered from the code (ast) and written into one probe file, so that each tool resolves exactly the
 statements the code holds without type-checking the whole tree (``make lint`` does that).
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,8 +18,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CODE_FOLDERS = ("sae", "core", "clients", "evaluation", "training", "repository", "export", "serving", "tests",
-                "benchmarks")
+CODE_FOLDERS = (
+    "sae",
+    "core",
+    "clients",
+    "evaluation",
+    "training",
+    "repository",
+    "export",
+    "serving",
+    "tests",
+    "benchmarks",
+)
 
 
 def sae_import_statements(root: Path = ROOT) -> list[str]:
@@ -45,16 +56,33 @@ def write_probe(folder: Path) -> Path:
 def test_the_probe_holds_the_imports_of_every_layer():
     statements = sae_import_statements()
     assert len(statements) > 300
-    for expected in ("from sae.core import wire", "from sae.clients.triton_client import SAEClient",
-                     "from sae.training.trainer import Trainer"):
+    for expected in (
+        "from sae.core import wire",
+        "from sae.clients.triton_client import SAEClient",
+        "from sae.training.trainer import Trainer",
+    ):
         assert expected in statements
 
 
 def _mypy(probe: Path, cache: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file=", "--follow-imports=skip", "--no-error-summary",
-         f"--cache-dir={cache}", "--python-version=3.11", str(probe)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "MYPYPATH": str(ROOT)})
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file=",
+            "--follow-imports=skip",
+            "--no-error-summary",
+            f"--cache-dir={cache}",
+            "--python-version=3.11",
+            str(probe),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MYPYPATH": str(ROOT)},
+    )
 
 
 def test_mypy_resolves_every_sae_import(tmp_path):
@@ -80,12 +108,22 @@ def test_pyright_resolves_every_sae_import(tmp_path):
         pytest.skip("basedpyright comes with the lint extra (make lint installs it)")
     probe = write_probe(tmp_path)
     (probe.parent / "bad.py").write_text("import sae.nowhere\n")  # the check must see an unresolved one
-    config = {"include": [str(probe), str(probe.parent / "bad.py")], "typeCheckingMode": "off",
-              "reportMissingImports": "error", "reportAttributeAccessIssue": "error", "extraPaths": [str(ROOT)],
-              "pythonPath": sys.executable}
+    config = {
+        "include": [str(probe), str(probe.parent / "bad.py")],
+        "typeCheckingMode": "off",
+        "reportMissingImports": "error",
+        "reportAttributeAccessIssue": "error",
+        "extraPaths": [str(ROOT)],
+        "pythonPath": sys.executable,
+    }
     (tmp_path / "pyrightconfig.json").write_text(json.dumps(config))
-    done = subprocess.run([pyright, "--project", str(tmp_path / "pyrightconfig.json"), "--outputjson"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [pyright, "--project", str(tmp_path / "pyrightconfig.json"), "--outputjson"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     diagnostics = json.loads(done.stdout)["generalDiagnostics"]
     problems = [f"{Path(d['file']).name}:{d['range']['start']['line'] + 1} {d['message']}" for d in diagnostics]
     assert problems == ['bad.py:1 Import "sae.nowhere" could not be resolved']

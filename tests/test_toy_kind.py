@@ -1,6 +1,7 @@
 """A model kind added in one file (``tests/helpers/toy_kind.py``), registered at test time, with nothing else edited:
 its config round-trips, it trains, exports and is served by a real Triton server, hybrid samples drawing its chunks
 and prior samples from its prior; then it is gone from the registry again."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,8 +11,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import copy_repository
+
 from sae.training.config import TINY_BACKBONE, TINY_TRAIN, ExperimentConfig
 from sae.training.model_config import ModelConfig
 from sae.training.models.registry import find_kind, model_kinds
@@ -95,8 +96,8 @@ def toy_server(toy_run, tmp_path_factory):
 
 @pytest.mark.server
 def test_the_toy_kind_is_exported_and_served(toy_server, shapes_file):
-    from sae.core.datasets import H5Images, split_indices
     from sae.clients.triton_client import SAEClient
+    from sae.core.datasets import H5Images, split_indices
 
     server, report = toy_server
     assert {"toy_encode", "toy_decode", "toy_hybrid_sample", "toy_prior_sample"} <= set(report.models)
@@ -108,7 +109,8 @@ def test_the_toy_kind_is_exported_and_served(toy_server, shapes_file):
         samples = client.sample(5, seed=0)
         prior = client.prior_sample(4, seed=1)
     assert latents.shape == (3, 12) and np.isfinite(latents).all()
-    assert samples.images.shape == (5, 64, 64, 3) and samples.source_index.shape == (5, VARIABLES), \
+    assert samples.images.shape == (5, 64, 64, 3) and samples.source_index.shape == (5, VARIABLES), (
         "one stored latent per variable: the kind's chunks are the draw groups"
+    )
     assert prior.images.shape == (4, 64, 64, 3) and prior.latents.shape == (4, 12)
     assert 0.0 <= samples.images.min() and samples.images.max() <= 1.0

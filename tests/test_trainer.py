@@ -5,8 +5,8 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from sae.cli import main as sae_main
 from sae.training.checkpoint import BEST, Checkpoint, CheckpointError
 from sae.training.metrics_log import read_metrics
@@ -34,7 +34,8 @@ def logged_run(tmp_path_factory, shapes_file):
     run = tmp_path_factory.mktemp("logged") / "run"
     options = TrainerOptions(val_every=10, val_batches=2)
     result = Trainer(tiny_config(batch_size=16, log_every=1), shapes_file, run, device="cpu", options=options).fit(
-        steps=40, progress=False)
+        steps=40, progress=False
+    )
     return run, result
 
 
@@ -70,8 +71,13 @@ def test_csv_tensorboard_and_png_hold_the_logged_steps(logged_run):
 
 
 def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, shapes_file):
-    trainer = Trainer(tiny_config(batch_size=4), shapes_file, tmp_path / "r", device="cpu",
-                      options=TrainerOptions(val_every=1, tensorboard=False))
+    trainer = Trainer(
+        tiny_config(batch_size=4),
+        shapes_file,
+        tmp_path / "r",
+        device="cpu",
+        options=TrainerOptions(val_every=1, tensorboard=False),
+    )
     scripted = iter([7.0, 3.0, 5.0, 4.0])  # validation losses at steps 1..4: the best is step 2
     saved = {}
 
@@ -162,8 +168,13 @@ def test_resuming_with_other_settings_is_refused(tmp_path, shapes_file):
     with pytest.raises(TrainingError, match="resume with --batch-size 8"):
         Trainer(tiny_config(batch_size=4), shapes_file, tmp_path / "r", device="cpu")
     with pytest.raises(TrainingError, match="was trained with no --freeze"):
-        Trainer(tiny_config(batch_size=8), shapes_file, tmp_path / "r", device="cpu",
-                options=TrainerOptions(freeze="encoder"))
+        Trainer(
+            tiny_config(batch_size=8),
+            shapes_file,
+            tmp_path / "r",
+            device="cpu",
+            options=TrainerOptions(freeze="encoder"),
+        )
 
 
 def test_nan_loss_stops_with_advice(tmp_path, shapes_file):
@@ -188,7 +199,8 @@ def test_freezing_the_encoder_keeps_its_weights_exactly(tmp_path, shapes_file, t
     before = _params(trained_run)
     options = TrainerOptions(freeze="encoder", init_from=trained_run, tensorboard=False)
     Trainer(tiny_config(batch_size=8), shapes_file, tmp_path / "ft", device="cpu", options=options).fit(
-        steps=2, progress=False)
+        steps=2, progress=False
+    )
     after = Checkpoint.load(tmp_path / "ft")
     frozen = [k for k in before if k.startswith("encoder.")]
     trained = [k for k in before if k.startswith("decoder.")]
@@ -200,9 +212,30 @@ def test_freezing_the_encoder_keeps_its_weights_exactly(tmp_path, shapes_file, t
 
 def test_sae_train_freezes_the_decoder_from_an_init_run(tmp_path, shapes_file, trained_run, capsys):
     before = _params(trained_run)
-    rc = sae_main(["train", "sae12-tiny", "--data", str(shapes_file), "--out", str(tmp_path / "ft"), "--steps", "2",
-                   "--batch-size", "4", "--val-every", "2", "--val-batches", "1", "--freeze", "decoder",
-                   "--init", str(trained_run), "--device", "cpu"])
+    rc = sae_main(
+        [
+            "train",
+            "sae12-tiny",
+            "--data",
+            str(shapes_file),
+            "--out",
+            str(tmp_path / "ft"),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--val-every",
+            "2",
+            "--val-batches",
+            "1",
+            "--freeze",
+            "decoder",
+            "--init",
+            str(trained_run),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert "best val loss" in capsys.readouterr().out
     after = Checkpoint.load(tmp_path / "ft")
@@ -216,20 +249,32 @@ def test_init_from_another_model_says_which_config_to_use(tmp_path, shapes_file,
     from sae.training.config import get_config
 
     with pytest.raises(TrainingError, match="fine-tune it with config sae12-tiny"):
-        Trainer(get_config("ae-tiny"), shapes_file, tmp_path / "r", device="cpu",
-                options=TrainerOptions(init_from=trained_run))
+        Trainer(
+            get_config("ae-tiny"),
+            shapes_file,
+            tmp_path / "r",
+            device="cpu",
+            options=TrainerOptions(init_from=trained_run),
+        )
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["sae99-nope", "--data", "{data}"], "argument config: unknown config 'sae99-nope'; "),
-    (["sae12-tiny", "--data", "{missing}"], "does not exist; make a procedural 3D-Shapes with `sae data shapes3d"),
-    (["sae12-tiny", "--data", "{small}"], "has 32x32 images but config sae12-tiny expects 64x64"),
-    (["sae12-tiny", "--data", "{few}"], "fewer than batch size 64; use a smaller --batch-size"),
-    (["sae12-tiny", "--data", "{data}", "--batch-size", "0"], "argument --batch-size: must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sae99-nope", "--data", "{data}"], "argument config: unknown config 'sae99-nope'; "),
+        (["sae12-tiny", "--data", "{missing}"], "does not exist; make a procedural 3D-Shapes with `sae data shapes3d"),
+        (["sae12-tiny", "--data", "{small}"], "has 32x32 images but config sae12-tiny expects 64x64"),
+        (["sae12-tiny", "--data", "{few}"], "fewer than batch size 64; use a smaller --batch-size"),
+        (["sae12-tiny", "--data", "{data}", "--batch-size", "0"], "argument --batch-size: must be a positive integer"),
+    ],
+)
 def test_bad_setups_say_what_to_change(tmp_path, shapes_file, capsys, argv, message):
-    paths = {"data": shapes_file, "missing": tmp_path / "nope.h5",
-             "small": _write_images(tmp_path / "small.h5", 16, 32), "few": _write_images(tmp_path / "few.h5", 32, 64)}
+    paths = {
+        "data": shapes_file,
+        "missing": tmp_path / "nope.h5",
+        "small": _write_images(tmp_path / "small.h5", 16, 32),
+        "few": _write_images(tmp_path / "few.h5", 32, 64),
+    }
     argv = [a.format(**paths) for a in argv]
     assert sae_main(["train", *argv, "--out", str(tmp_path / "run"), "--steps", "1", "--device", "cpu"]) == 2
     assert message in capsys.readouterr().err
@@ -243,8 +288,13 @@ def test_unknown_freeze_part_is_refused():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_run_uses_bf16_and_channels_last_and_loads_on_cpu(tmp_path, shapes_file):
-    trainer = Trainer(tiny_config(batch_size=16), shapes_file, tmp_path / "r", device="cuda",
-                      options=TrainerOptions(tensorboard=False))
+    trainer = Trainer(
+        tiny_config(batch_size=16),
+        shapes_file,
+        tmp_path / "r",
+        device="cuda",
+        options=TrainerOptions(tensorboard=False),
+    )
     assert trainer.model.decoder.initial.is_contiguous(memory_format=torch.channels_last)
     result = trainer.fit(steps=3, progress=False)
     assert result.step == 3 and np.isfinite(result.last_loss)
@@ -257,8 +307,13 @@ def test_excluded_factor_values_never_reach_training_and_export_uses_the_same_ro
     from sae.training.checkpoint import Checkpoint
     from sae.training.trainer import Trainer, TrainerOptions
 
-    trainer = Trainer(tiny_config(batch_size=8), shapes_file, tmp_path / "r", device="cpu",
-                      options=TrainerOptions(exclude={"shape": [2]}))
+    trainer = Trainer(
+        tiny_config(batch_size=8),
+        shapes_file,
+        tmp_path / "r",
+        device="cpu",
+        options=TrainerOptions(exclude={"shape": [2]}),
+    )
     for split in ("train", "val", "test"):
         factors = trainer.data.read_factors(trainer.splits[split])
         assert len(factors) and not (factors[:, 4] == 2).any(), split

@@ -1,12 +1,13 @@
 """Training precision and memory format on the CPU: ``TrainerOptions(precision="bf16")`` (autocast) and
 ``channels_last``, the fp32 checkpoints they write, and the values they refuse."""
+
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import tiny_config
+
 from sae.cli import build_parser
 from sae.cli import main as sae_main
 from sae.training.checkpoint import Checkpoint
@@ -28,8 +29,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def _train(run_dir, shapes_file, steps: int = STEPS, **options) -> tuple[Trainer, list[float]]:
     """``steps`` steps of sae12-tiny at batch 8 from where the run is; the trainer (checkpoint saved, data closed)
     and the loss of each step."""
-    trainer = Trainer(tiny_config(batch_size=BATCH), shapes_file, run_dir, device="cpu",
-                      options=TrainerOptions(tensorboard=False, **options))
+    trainer = Trainer(
+        tiny_config(batch_size=BATCH),
+        shapes_file,
+        run_dir,
+        device="cpu",
+        options=TrainerOptions(tensorboard=False, **options),
+    )
     stream = trainer.training_batches()
     trainer.model.train()
     losses = []
@@ -45,10 +51,12 @@ def _train(run_dir, shapes_file, steps: int = STEPS, **options) -> tuple[Trainer
 def runs(tmp_path_factory, shapes_file):
     """Each variant trained for five steps from the seed, on one torch thread (as ``one_torch_thread``)."""
     root = tmp_path_factory.mktemp("precision")
-    variants = {"fp32": {"precision": "fp32", "channels_last": False},
-                "channels_last": {"precision": "fp32", "channels_last": True},
-                "bf16": {"precision": "bf16", "channels_last": False},
-                "bf16+channels_last": {"precision": "bf16", "channels_last": True}}
+    variants = {
+        "fp32": {"precision": "fp32", "channels_last": False},
+        "channels_last": {"precision": "fp32", "channels_last": True},
+        "bf16": {"precision": "bf16", "channels_last": False},
+        "bf16+channels_last": {"precision": "bf16", "channels_last": True},
+    }
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -58,8 +66,13 @@ def runs(tmp_path_factory, shapes_file):
 
 
 def test_cpu_defaults_are_fp32_and_contiguous(tmp_path, shapes_file):
-    trainer = Trainer(tiny_config(batch_size=BATCH), shapes_file, tmp_path / "r", device="cpu",
-                      options=TrainerOptions(tensorboard=False))
+    trainer = Trainer(
+        tiny_config(batch_size=BATCH),
+        shapes_file,
+        tmp_path / "r",
+        device="cpu",
+        options=TrainerOptions(tensorboard=False),
+    )
     assert (trainer.options.precision, trainer.options.channels_last) == ("fp32", False)
     assert trainer.model.decoder.initial.is_contiguous()
     trainer.close()
@@ -116,18 +129,22 @@ def test_a_bf16_checkpoint_resumes_in_fp32_and_records_it(tmp_path, shapes_file)
     assert Checkpoint.load(tmp_path / "r").extra["precision"] == "fp32"
 
 
-@pytest.mark.parametrize("options,message", [
-    ({"precision": "fp16"}, "precision 'fp16' is not supported; use one of fp32, bf16"),
-    ({"precision": "BF16"}, "use one of fp32, bf16"),
-    ({"channels_last": "yes"}, "channels_last must be True, False or None"),
-    ({"channels_last": 1}, "channels_last must be True, False or None"),
-])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"precision": "fp16"}, "precision 'fp16' is not supported; use one of fp32, bf16"),
+        ({"precision": "BF16"}, "use one of fp32, bf16"),
+        ({"channels_last": "yes"}, "channels_last must be True, False or None"),
+        ({"channels_last": 1}, "channels_last must be True, False or None"),
+    ],
+)
 def test_bad_option_values_are_refused(tmp_path, shapes_file, options, message):
     with pytest.raises(ValueError, match=message):
         TrainerOptions(**options).validate()
     with pytest.raises(TrainerOptionError, match=message):
-        Trainer(tiny_config(batch_size=BATCH), shapes_file, tmp_path / "r", device="cpu",
-                options=TrainerOptions(**options))
+        Trainer(
+            tiny_config(batch_size=BATCH), shapes_file, tmp_path / "r", device="cpu", options=TrainerOptions(**options)
+        )
     assert not (tmp_path / "r").exists()
 
 
@@ -149,8 +166,23 @@ def test_bad_precision_flag_exits_2(tmp_path, capsys):
 
 
 def test_sae_train_with_bf16_and_channels_last_records_them(tmp_path, shapes_file, capsys):
-    argv = ["train", "sae12-tiny", "--data", str(shapes_file), "--out", str(tmp_path / "run"), "--steps", "2",
-            "--batch-size", str(BATCH), "--device", "cpu", "--precision", "bf16", "--channels-last"]
+    argv = [
+        "train",
+        "sae12-tiny",
+        "--data",
+        str(shapes_file),
+        "--out",
+        str(tmp_path / "run"),
+        "--steps",
+        "2",
+        "--batch-size",
+        str(BATCH),
+        "--device",
+        "cpu",
+        "--precision",
+        "bf16",
+        "--channels-last",
+    ]
     assert sae_main(argv) == 0
     assert "(bf16, channels_last)" in capsys.readouterr().out
     extra = Checkpoint.load(tmp_path / "run").extra
@@ -161,8 +193,18 @@ def test_throughput_benchmark_measures_the_variants_side_by_side(shapes_file):
     from benchmarks.train_throughput import compare, parse_config, ratio_table
 
     assert parse_config("sae12-tiny:model.backbone.channels=32").model.backbone.channels == 32
-    results = compare("sae12-tiny", shapes_file, "cpu", warmup=0, steps=1, rounds=2, batch_size=BATCH,
-                      compile=False, variants=["fp32", "channels_last", "bf16"], quality_steps=6)
+    results = compare(
+        "sae12-tiny",
+        shapes_file,
+        "cpu",
+        warmup=0,
+        steps=1,
+        rounds=2,
+        batch_size=BATCH,
+        compile=False,
+        variants=["fp32", "channels_last", "bf16"],
+        quality_steps=6,
+    )
     by_variant = {r.variant: r for r in results}
     assert by_variant["fp32"].ratio_vs_fp32 == 1.0 and by_variant["bf16"].precision == "bf16"
     assert by_variant["channels_last"].channels_last and not by_variant["fp32"].channels_last

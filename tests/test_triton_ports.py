@@ -2,14 +2,15 @@
 picks fresh ones and launches again (up to START_TRIES launches); a port the config names, or one taken at every
 launch, fails the start with an error naming the port. Triton logs an HTTP or metrics port it cannot bind and serves
 on over gRPC, so a start is only done once the server listens on all three."""
+
 from __future__ import annotations
 
 import socket
 import urllib.request
 
 import pytest
-
 from conftest import copy_repository, pids_mentioning
+
 from sae.serving.triton import ServerConfig, TritonServer
 from sae.serving.triton import server as server_module
 from sae.serving.triton.process_group import _free_ports, _listening_ports
@@ -61,8 +62,9 @@ def test_a_picked_port_taken_before_the_server_binds_it_is_picked_again(tmp_path
     repository = copy_repository(tmp_path / "models")
     stolen = thief(service, launches=1)
     with TritonServer(ServerConfig(repository=repository), log_path=tmp_path / "server.log") as server:
-        ports = [int(url.rsplit(":", 1)[1].split("/")[0]) for url in (server.grpc_url, server.http_url,
-                                                                     server.metrics_url)]
+        ports = [
+            int(url.rsplit(":", 1)[1].split("/")[0]) for url in (server.grpc_url, server.http_url, server.metrics_url)
+        ]
         assert len(stolen.picks) == 2 and ports == stolen.picks[1], "a second launch, on the fresh picks"
         assert stolen.picks[0][stolen.index] not in ports
         assert set(ports) <= _listening_ports(server.pid), "the server itself listens on all three"
@@ -83,8 +85,9 @@ def test_a_port_the_config_names_fails_the_start_with_its_number(tmp_path, thief
             TritonServer(ServerConfig(repository=repository, http_port=port)).start()
     finally:
         held.close()
-    assert str(failure.value).startswith(f"port {port} (HTTP) on 127.0.0.1 is already in use by another process; "
-                                         "choose another port"), str(failure.value)
+    assert str(failure.value).startswith(
+        f"port {port} (HTTP) on 127.0.0.1 is already in use by another process; choose another port"
+    ), str(failure.value)
     assert failure.value.ports == (port,) and len(stolen.picks) == 1, "no second launch for a port it was given"
     assert pids_mentioning(str(repository)) == []
 
@@ -96,6 +99,8 @@ def test_a_picked_port_taken_at_every_launch_fails_after_the_last_try(tmp_path, 
         TritonServer(ServerConfig(repository=repository), log_path=tmp_path / "server.log").start()
     last = stolen.picks[-1][0]
     assert len(stolen.picks) == server_module.START_TRIES
-    assert str(failure.value).startswith(f"port {last} (gRPC) on 127.0.0.1 is already in use by another process "
-                                         f"(ports picked afresh for each of {server_module.START_TRIES} launches)")
+    assert str(failure.value).startswith(
+        f"port {last} (gRPC) on 127.0.0.1 is already in use by another process "
+        f"(ports picked afresh for each of {server_module.START_TRIES} launches)"
+    )
     assert pids_mentioning(str(repository)) == []

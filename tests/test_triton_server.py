@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import pid_alive, pids_mentioning
+
 from sae.serving.triton import ServerConfig, ServerStartError, TritonServer, find_tritonserver
 
 find_tritonserver()  # a RuntimeError naming the missing serving extra fails the module, it does not skip it

@@ -2,6 +2,7 @@
 
 TOML grid files (``sae experiment G.toml``) and a run's ``config.json`` (``ExperimentConfig.from_dict``, which also
 builds ``ModelConfig``) go through one checker, :mod:`sae.core.typed_fields`."""
+
 from __future__ import annotations
 
 import json
@@ -9,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from test_experiment_grid import TOML_GRID
 
 from sae.cli import main
 from sae.core.typed_fields import matches
@@ -16,13 +18,11 @@ from sae.experiment.grid_spec import GridError
 from sae.experiment.grid_toml import load_toml
 from sae.training.config import ExperimentConfig, get_config
 
-from test_experiment_grid import TOML_GRID
-
 WRONG_TYPES = {  # replaced line -> (key, expected type as the message names it)
     ("steps = 30", 'steps = "100"'): ("steps", "int"),
     ("seeds = [0, 3]", 'seeds = [0, "3"]'): ("seeds", "tuple[int, ...]"),
     ("procedural_images = 2000", "procedural_images = 2000.5"): ("procedural_images", "int | None"),
-    ("dci_regressor = \"lasso\"", "dci_regressor = 3"): ("dci_regressor", "str"),
+    ('dci_regressor = "lasso"', "dci_regressor = 3"): ("dci_regressor", "str"),
     ("exclude = {shape = [2]}", "exclude = {shape = ['two']}"): ("exclude", "dict[str, tuple[int, ...]]"),
 }
 
@@ -47,12 +47,15 @@ def config_dict() -> dict:
     return json.loads(get_config("sae12-tiny").to_json())
 
 
-@pytest.mark.parametrize("section, key, value, expected", [
-    ("train", "steps", "100", "int"),
-    ("train", "lr", "fast", "float"),
-    ("train", "betas", [0.9], "tuple[float, float]"),
-    ("model", "latent_dim", 12.5, "int"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, expected",
+    [
+        ("train", "steps", "100", "int"),
+        ("train", "lr", "fast", "float"),
+        ("train", "betas", [0.9], "tuple[float, float]"),
+        ("model", "latent_dim", 12.5, "int"),
+    ],
+)
 def test_config_json_with_a_wrong_type_names_the_key(section, key, value, expected):
     d = config_dict()
     assert key in d[section]

@@ -1,18 +1,20 @@
-"""Semantic versions: one number (``core/version.py``, read by pyproject.toml and ``sae.__version__``), the CHANGELOG's latest release, and
+"""Semantic versions: one number (``core/version.py``, read by pyproject.toml and ``sae.__version__``), the CHANGELOG's
+latest release, and
 ``sae --version`` naming the commit when the package runs from a git checkout."""
+
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import sae
-from sae.core import version as sae_version
 from sae.cli import main
+from sae.core import version as sae_version
 
 ROOT = Path(__file__).resolve().parents[1]
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?$")
@@ -72,6 +74,11 @@ def test_commit_is_short_clean_or_dirty_and_absent_outside_a_checkout(tmp_path, 
 
 
 def test_version_from_the_command_line():
-    out = subprocess.run([sys.executable, "-m", "sae", "--version"], capture_output=True, text=True, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-m", "sae", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0 and out.stdout.startswith(f"sae {sae.__version__}") and not out.stderr

@@ -1,4 +1,5 @@
 """The wire contract (core/wire.py) against the generated configs, and the bank file (core/bank_file.py)."""
+
 from __future__ import annotations
 
 import h5py
@@ -11,18 +12,36 @@ from sae.core.bank_file import BankFile, BankFileError
 from sae.repository.configs import RepositoryOptions, ServedShapes, model_configs
 
 SHAPES = (ServedShapes(64, 12, 4, bank_size=128, has_prior=True), ServedShapes(32, 10, 10, has_prior=False))
-OPTIONS = (RepositoryOptions(), RepositoryOptions(name="m1", gpu_precision="fp32"),
-           RepositoryOptions(name="nat", flavour="native"), RepositoryOptions(flavour="native", tensorrt=True),
-           RepositoryOptions(name="lt", flavour="native", native_runtime="libtorch"))
+OPTIONS = (
+    RepositoryOptions(),
+    RepositoryOptions(name="m1", gpu_precision="fp32"),
+    RepositoryOptions(name="nat", flavour="native"),
+    RepositoryOptions(flavour="native", tensorrt=True),
+    RepositoryOptions(name="lt", flavour="native", native_runtime="libtorch"),
+)
 
 
 def test_the_contract_names_are_the_readme_names():
-    assert (wire.IMAGE, wire.IMAGE_U8, wire.LATENT, wire.RECONSTRUCTION) == ("IMAGE", "IMAGE_U8", "LATENT",
-                                                                            "RECONSTRUCTION")
+    assert (wire.IMAGE, wire.IMAGE_U8, wire.LATENT, wire.RECONSTRUCTION) == (
+        "IMAGE",
+        "IMAGE_U8",
+        "LATENT",
+        "RECONSTRUCTION",
+    )
     assert (wire.NUM_SAMPLES, wire.SEED, wire.DRAW, wire.PER_DIMENSION, wire.BASE, wire.MASK) == (
-        "NUM_SAMPLES", "SEED", "DRAW", "PER_DIMENSION", "BASE", "MASK")
-    assert (wire.SOURCE_INDEX, wire.DRAW_MODE, wire.DIMENSION, wire.STEPS) == ("SOURCE_INDEX", "DRAW_MODE",
-                                                                               "DIMENSION", "STEPS")
+        "NUM_SAMPLES",
+        "SEED",
+        "DRAW",
+        "PER_DIMENSION",
+        "BASE",
+        "MASK",
+    )
+    assert (wire.SOURCE_INDEX, wire.DRAW_MODE, wire.DIMENSION, wire.STEPS) == (
+        "SOURCE_INDEX",
+        "DRAW_MODE",
+        "DIMENSION",
+        "STEPS",
+    )
     assert set(wire.ROLE_TENSORS) == set(wire.ROLES) and wire.DEFAULT_MAX_SAMPLES == 256
     assert wire.served_name("", "encode") == "encode" and wire.served_name("sae12", "encode") == "sae12_encode"
     assert wire.set_of("sae12_hybrid_sample") == "sae12" and wire.set_of("encode") == ""
@@ -44,8 +63,9 @@ def test_every_generated_config_matches_the_contract_table(shapes, options):
                 assert t.name in rules, f"{role}: {kind} {t.name} is not in the contract"
                 rule = rules[t.name]
                 assert pb.DataType.Name(t.data_type) == rule.dtype, f"{role}: {kind} {t.name}"
-                assert list(t.dims) == wire.resolve_dims(rule.dims, shapes.image_size, shapes.latent_dim,
-                                                         shapes.num_variables), f"{role}: {kind} {t.name}"
+                assert list(t.dims) == wire.resolve_dims(
+                    rule.dims, shapes.image_size, shapes.latent_dim, shapes.num_variables
+                ), f"{role}: {kind} {t.name}"
                 if kind == "input":
                     assert t.optional == rule.optional, f"{role}: input {t.name}"
             names = {t.name for t in served}
@@ -89,13 +109,21 @@ def test_float_images_are_the_training_pipelines_and_the_encoder_graphs_input():
 def _bank(prior: bool = True) -> BankFile:
     rng = np.random.default_rng(1)
     dim = 12
-    return BankFile(latents=rng.standard_normal((8, dim)).astype(np.float32),
-                    variable_of_dim=np.repeat(np.arange(4), 3).astype(np.int64),
-                    source_indices=np.arange(0, 16, 2, dtype=np.int64), seed=3, model_name="sae4-tiny",
-                    dim_min=-np.ones(dim, np.float32), dim_max=np.ones(dim, np.float32), data_sha256="ab" * 32,
-                    checkpoint_sha256="cd" * 32, checkpoint_step=7, num_train_images=100,
-                    prior_mean=np.zeros(dim, np.float32) if prior else None,
-                    prior_std=np.ones(dim, np.float32) if prior else None)
+    return BankFile(
+        latents=rng.standard_normal((8, dim)).astype(np.float32),
+        variable_of_dim=np.repeat(np.arange(4), 3).astype(np.int64),
+        source_indices=np.arange(0, 16, 2, dtype=np.int64),
+        seed=3,
+        model_name="sae4-tiny",
+        dim_min=-np.ones(dim, np.float32),
+        dim_max=np.ones(dim, np.float32),
+        data_sha256="ab" * 32,
+        checkpoint_sha256="cd" * 32,
+        checkpoint_step=7,
+        num_train_images=100,
+        prior_mean=np.zeros(dim, np.float32) if prior else None,
+        prior_std=np.ones(dim, np.float32) if prior else None,
+    )
 
 
 def _write_as_the_exporter_did(bank: BankFile, path) -> None:
@@ -118,8 +146,10 @@ def test_bank_file_round_trips_and_writes_the_same_bytes_as_before(tmp_path, pri
     assert (tmp_path / "new.h5").read_bytes() == (tmp_path / "old.h5").read_bytes()
     back = BankFile.read(tmp_path / "old.h5")
     for key in ("latents", "variable_of_dim", "source_indices", "dim_min", "dim_max"):
-        assert np.array_equal(getattr(back, key), getattr(bank, key)) and getattr(back, key).dtype == \
-            getattr(bank, key).dtype
+        assert (
+            np.array_equal(getattr(back, key), getattr(bank, key))
+            and getattr(back, key).dtype == getattr(bank, key).dtype
+        )
     assert (back.seed, back.model_name, back.checkpoint_step, back.num_train_images) == (3, "sae4-tiny", 7, 100)
     assert (back.data_sha256, back.checkpoint_sha256) == ("ab" * 32, "cd" * 32)
     assert back.num_variables == 4 and back.latent_dim == 12
@@ -190,8 +220,13 @@ def test_gather_inputs_refuses_each_bad_request_alone():
     from sae.repository.templates.onnx_model import gather_inputs
 
     good = np.zeros((2, 12), np.float32)
-    requests = [{"LATENT": good}, {}, {"LATENT": np.full((1, 12), np.nan, np.float32)},
-                {"LATENT": np.zeros((1, 5), np.float32)}, {"LATENT": good[:1]}]
+    requests = [
+        {"LATENT": good},
+        {},
+        {"LATENT": np.full((1, 12), np.nan, np.float32)},
+        {"LATENT": np.zeros((1, 5), np.float32)},
+        {"LATENT": good[:1]},
+    ]
     responses, indices, arrays = gather_inputs(_FakePb, requests, "LATENT", [12], lambda why: f"refused: {why}")
     assert indices == [0, 4] and [a.shape for a in arrays] == [(2, 12), (1, 12)]
     assert responses[0] is None and responses[4] is None
@@ -200,10 +235,10 @@ def test_gather_inputs_refuses_each_bad_request_alone():
 
 
 def test_config_pbtxt_is_parsed_by_one_function(tmp_path):
-    from sae.serving.bench.inprocess import read_config as bench_config
     from sae.core.model_config import config_dict
     from sae.repository.configs import config_text
     from sae.repository.validate import read_config
+    from sae.serving.bench.inprocess import read_config as bench_config
 
     config = model_configs(SHAPES[0], RepositoryOptions(name="m"))["m_sampler"]
     (tmp_path / "m_sampler").mkdir()

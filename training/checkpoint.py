@@ -1,8 +1,10 @@
-"""Checkpoints: plain dicts of tensors, numbers and a config JSON string, so ``torch.load(weights_only=True)`` reads them.
+"""Checkpoints: plain dicts of tensors, numbers and a config JSON string, so ``torch.load(weights_only=True)`` reads
+them.
 
 A run's weights may also be read from ``model.safetensors`` beside its ``config.json`` (``sae.training.weights_file``):
 ``Checkpoint.load`` takes either form, so do ``load_model`` and ``sae export``.
 """
+
 from __future__ import annotations
 
 import io
@@ -13,7 +15,6 @@ from typing import Any
 import torch
 
 from sae.core.atomic import write_bytes_atomic
-from sae.core.errors import SAEError
 from sae.training.config import ExperimentConfig
 from sae.training.models.zoo import build_model
 from sae.training.weights_file import SAFETENSORS_FILE, SAFETENSORS_SUFFIX, CheckpointError, load_safetensors
@@ -37,13 +38,21 @@ class Checkpoint:
         # Serialised in memory first: torch.save's own writer turns a full disk into an opaque "iostream error",
         # while a plain write says "File too large" / "No space left on device".
         buffer = io.BytesIO()
-        torch.save({"config": self.config.to_json(), "model": self.model_state, "step": self.step,
-                    "optimizer": self.optimizer_state, "extra": self.extra or {},
-                    "auxiliary": self.auxiliary or {}}, buffer)
+        torch.save(
+            {
+                "config": self.config.to_json(),
+                "model": self.model_state,
+                "step": self.step,
+                "optimizer": self.optimizer_state,
+                "extra": self.extra or {},
+                "auxiliary": self.auxiliary or {},
+            },
+            buffer,
+        )
         write_bytes_atomic(path, buffer.getvalue())
 
     @classmethod
-    def load(cls, path: Path, map_location: str | torch.device = "cpu", which: str = LAST) -> "Checkpoint":
+    def load(cls, path: Path, map_location: str | torch.device = "cpu", which: str = LAST) -> Checkpoint:
         """``path`` is a checkpoint file, a ``model.safetensors`` file, or a run folder (then
         ``RUN/checkpoints/{which}``, last.pt by default, or else ``RUN/model.safetensors``)."""
         path = resolve_checkpoint(path, which)
@@ -61,9 +70,7 @@ class Checkpoint:
         import json
 
         config = ExperimentConfig.from_dict(json.loads(raw["config"]))
-        return cls(config, raw["model"], int(raw["step"]), raw.get("optimizer"), raw.get("extra"),
-                   raw.get("auxiliary"))
-
+        return cls(config, raw["model"], int(raw["step"]), raw.get("optimizer"), raw.get("extra"), raw.get("auxiliary"))
 
     def eval_model(self, device: str | torch.device = "cpu"):
         """The eager model these weights belong to, on ``device`` in eval mode."""
@@ -74,7 +81,8 @@ class Checkpoint:
 
 def resolve_checkpoint(path: Path, which: str = LAST) -> Path:
     """The file ``Checkpoint.load(path, which=which)`` reads: a file as given; for a run folder its
-    ``checkpoints/{which}``, or its ``model.safetensors`` when the folder holds no ``.pt`` checkpoints (a shared run)."""
+    ``checkpoints/{which}``, or its ``model.safetensors`` when the folder holds no ``.pt`` checkpoints (a shared
+    run)."""
     path = Path(path)
     if not path.is_dir():
         return path

@@ -1,4 +1,5 @@
 """Frozen config dataclasses back from their JSON form (``dataclasses.asdict`` then ``json.dumps``)."""
+
 from __future__ import annotations
 
 import dataclasses

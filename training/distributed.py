@@ -4,6 +4,7 @@ Run without a launcher (or under ``torchrun --nproc_per_node 1``) everything her
 command works on a laptop, one GPU, or ``torchrun --nnodes N --nproc_per_node G`` across nodes. The process group uses
 gloo on CPU and NCCL on CUDA; each rank trains on ``local_rank``'s GPU.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+
 from sae.core.errors import SAEError
 
 
@@ -67,13 +69,15 @@ def setup(device: str | None = None) -> DistributedContext:
         if dev.index >= torch.cuda.device_count():
             raise DistributedSetupError(
                 f"rank {rank} wants cuda:{dev.index} but only {torch.cuda.device_count()} CUDA devices are visible; "
-                f"start at most {torch.cuda.device_count()} processes per node (torchrun --nproc_per_node)")
+                f"start at most {torch.cuda.device_count()} processes per node (torchrun --nproc_per_node)"
+            )
         torch.cuda.set_device(dev)
     owns = False
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=rank, world_size=world_size,
-                                device_id=dev if dev.type == "cuda" else None)
+        dist.init_process_group(
+            backend, rank=rank, world_size=world_size, device_id=dev if dev.type == "cuda" else None
+        )
         owns = True
     return DistributedContext(rank, world_size, local_rank, dev, owns)
 
@@ -88,7 +92,8 @@ def check_batch_size(global_batch_size: int, ctx: DistributedContext) -> int:
     if global_batch_size % ctx.world_size:
         raise DistributedSetupError(
             f"batch size {global_batch_size} does not split evenly over {ctx.world_size} processes; choose a batch "
-            f"size divisible by {ctx.world_size} (--batch-size) or launch a different number of processes")
+            f"size divisible by {ctx.world_size} (--batch-size) or launch a different number of processes"
+        )
     return global_batch_size // ctx.world_size
 
 
@@ -99,7 +104,7 @@ def shard(global_batch: np.ndarray | torch.Tensor, ctx: DistributedContext):
     single process would, and averaging their gradients gives the single-process gradient of the batch mean.
     """
     per_rank = check_batch_size(len(global_batch), ctx)
-    return global_batch[ctx.rank * per_rank:(ctx.rank + 1) * per_rank]
+    return global_batch[ctx.rank * per_rank : (ctx.rank + 1) * per_rank]
 
 
 def all_reduce_mean(t: torch.Tensor, ctx: DistributedContext) -> torch.Tensor:
@@ -123,7 +128,7 @@ def all_reduce_gradients(module: nn.Module, ctx: DistributedContext) -> None:
     flat.div_(ctx.world_size)
     offset = 0
     for g in grads:
-        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
 
 

@@ -3,6 +3,7 @@
 Resuming from a checkpoint at step S drops the CSV rows after S and tells TensorBoard to purge its events after S,
 because those steps are trained again: every step appears once, whether or not the run was interrupted.
 """
+
 from __future__ import annotations
 
 import csv
@@ -47,8 +48,9 @@ class MetricsLog:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(self.run_dir / TENSORBOARD_DIR),
-                                        purge_step=start_step + 1 if start_step else None)
+            self.writer = SummaryWriter(
+                str(self.run_dir / TENSORBOARD_DIR), purge_step=start_step + 1 if start_step else None
+            )
 
     def log(self, step: int, split: str, values: dict[str, float]) -> None:
         row: dict[str, float | int | str] = {"step": step, "split": split, **values}
@@ -100,8 +102,11 @@ def write_loss_curve(run_dir: Path, title: str = "") -> Path:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for split in ("train", "val"):
-        points = [(r["step"], r["loss"]) for r in rows
-                  if r["split"] == split and math.isfinite(float(r.get("loss", math.nan)))]
+        points = [
+            (r["step"], r["loss"])
+            for r in rows
+            if r["split"] == split and math.isfinite(float(r.get("loss", math.nan)))
+        ]
         if points:
             steps, losses = zip(*points)
             marker = "o" if split == "val" or len(points) < 50 else None

@@ -9,6 +9,7 @@ the card. The card is rendered from what the folder holds: ``config.json``, ``me
 "procedural" or "real" is the label the evaluation harness gives data (``is_procedural``): the package's own
 procedural 3D-Shapes render is not the real dataset, and scores on it are not comparable with the paper's.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,15 @@ CARD_FILE = "README.md"
 CARD_MARK = "<!-- sae-serving model card"  # near the top of a card this module wrote (and may rewrite)
 EVAL_FILE = "eval.json"
 KINDS = {
-    "sae": "Structural Autoencoder (Leeb et al., ICLR 2023)", "ae": "autoencoder", "vae": "VAE",
-    "betavae": "beta-VAE", "betatcvae": "beta-TCVAE", "factorvae": "FactorVAE", "wae": "Wasserstein autoencoder",
-    "adaae": "AdaAE", "vlae": "variational ladder autoencoder (VLAE)",
+    "sae": "Structural Autoencoder (Leeb et al., ICLR 2023)",
+    "ae": "autoencoder",
+    "vae": "VAE",
+    "betavae": "beta-VAE",
+    "betatcvae": "beta-TCVAE",
+    "factorvae": "FactorVAE",
+    "wae": "Wasserstein autoencoder",
+    "adaae": "AdaAE",
+    "vlae": "variational ladder autoencoder (VLAE)",
 }
 
 
@@ -53,8 +60,11 @@ def write_shared_run(run_dir: Path, data_source: Any = None) -> Path | None:
             label = "procedural" if is_procedural(source) else "real"
     except (OSError, ValueError):  # data moved since training: the card says the label is unknown
         label = ""
-    save_safetensors(ckpt, run_weights(run_dir), {"data_label": label, "commit": git_commit() or "",
-                                                  "sae_serving_version": __version__})
+    save_safetensors(
+        ckpt,
+        run_weights(run_dir),
+        {"data_label": label, "commit": git_commit() or "", "sae_serving_version": __version__},
+    )
     return refresh_model_card(run_dir)
 
 
@@ -125,9 +135,11 @@ def render_card(run_dir: Path) -> str:
         data += f" from `{extra['data_path']}`"
     if extra.get("exclude"):
         data += f", excluding {extra['exclude']}"
-    label_text = {"procedural": "**procedural**: 3D-Shapes rendered by this package, not the real dataset; its scores "
-                                "are not comparable with the paper's",
-                  "real": "**real**"}.get(label, "unknown (the data was not found when the card was written)")
+    label_text = {
+        "procedural": "**procedural**: 3D-Shapes rendered by this package, not the real dataset; its scores "
+        "are not comparable with the paper's",
+        "real": "**real**",
+    }.get(label, "unknown (the data was not found when the card was written)")
     lines = [
         "---",  # the metadata block model hubs read first
         "library_name: sae-serving",
@@ -151,15 +163,19 @@ def render_card(run_dir: Path) -> str:
     ]
     if vals:
         best = min(vals, key=lambda r: r["loss"])
-        lines.append(f"| validation loss | {_number(vals[-1]['loss'])} at step {vals[-1]['step']}; best "
-                     f"{_number(best['loss'])} at step {best['step']} |")
+        lines.append(
+            f"| validation loss | {_number(vals[-1]['loss'])} at step {vals[-1]['step']}; best "
+            f"{_number(best['loss'])} at step {best['step']} |"
+        )
     lines += [f"| commit | {f'`{commit}`' if commit else 'not trained from a git checkout'} |", ""]
 
     lines += ["## Evaluation", ""]
     evaluation = _evaluation(run_dir)
     if evaluation is None:
-        lines.append("Not evaluated yet: `sae eval --data DATA --model NAME --out RUN/eval` against the exported, "
-                     "served model adds its headline metrics here.")
+        lines.append(
+            "Not evaluated yet: `sae eval --data DATA --model NAME --out RUN/eval` against the exported, "
+            "served model adds its headline metrics here."
+        )
     else:
         from sae.evaluation.harness import summary_lines
 
@@ -175,12 +191,21 @@ def render_card(run_dir: Path) -> str:
         else:
             lines.append(f"[{where}]({where}) is incomplete or unreadable: run `sae eval` again.")
     lines += [
-        "", "## Files", "",
-        "- `model.safetensors`: the weights at the step above (safetensors; the step, data and commit in its metadata).",
+        "",
+        "## Files",
+        "",
+        "- `model.safetensors`: the weights at the step above (safetensors; the step, data, commit in its metadata).",
         "- `config.json`: the config; `metrics.csv`, `loss_curve.png`, `tensorboard/`: the training curves.",
         "- `checkpoints/last.pt`, `best.pt`: full checkpoints with optimiser state, to resume training.",
-        "", "## Use", "", "```python", "from sae import load_model",
-        "model = load_model(\"RUN\")  # checkpoints/last.pt, or model.safetensors with config.json", "```", "",
-        "`sae export RUN --repo model_repository` serves it with Triton; either weights file will do.", "",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from sae import load_model",
+        'model = load_model("RUN")  # checkpoints/last.pt, or model.safetensors with config.json',
+        "```",
+        "",
+        "`sae export RUN --repo model_repository` serves it with Triton; either weights file will do.",
+        "",
     ]
     return "\n".join(lines)

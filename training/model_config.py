@@ -6,6 +6,7 @@ A kind's regulariser settings live beside its model; ``ModelConfig.regulariser``
 class, and left as ``None`` it is filled with the kind's defaults. The kind's capabilities (``has_prior``, ...) are
 read from the registry, so this module imports no model and no torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -47,15 +48,19 @@ class BackboneConfig:
 
     def validate(self) -> None:
         if self.image_size % (1 << len(self.encoder_pool_after)) or self.encoder_final_size < 1:
-            raise TrainingConfigError(f"image_size {self.image_size} cannot be max-pooled "
-                                      f"{len(self.encoder_pool_after)} times")
+            raise TrainingConfigError(
+                f"image_size {self.image_size} cannot be max-pooled {len(self.encoder_pool_after)} times"
+            )
         if self.image_size % (1 << (len(self.decoder_upsample_before) + 1)):
-            raise TrainingConfigError(f"image_size {self.image_size} is not a power-of-two multiple of the "
-                                      "decoder's start")
+            raise TrainingConfigError(
+                f"image_size {self.image_size} is not a power-of-two multiple of the decoder's start"
+            )
         if self.channels % self.groups:
             raise TrainingConfigError(f"channels {self.channels} must be divisible by GroupNorm groups {self.groups}")
-        for name, blocks, total in (("encoder_pool_after", self.encoder_pool_after, self.encoder_blocks),
-                                    ("decoder_upsample_before", self.decoder_upsample_before, self.decoder_blocks)):
+        for name, blocks, total in (
+            ("encoder_pool_after", self.encoder_pool_after, self.encoder_blocks),
+            ("decoder_upsample_before", self.decoder_upsample_before, self.decoder_blocks),
+        ):
             if any(not 1 <= b <= total for b in blocks):
                 raise TrainingConfigError(f"{name}={blocks} names blocks outside 1..{total}")
 
@@ -90,11 +95,14 @@ class LadderConfig:
     def validate(self, groups: int) -> None:
         convs = [c for net in self.encoder_rung_convs for c in net]
         if any(c < 1 or c % groups for c in convs):
-            raise TrainingConfigError(f"ModelConfig.ladder.encoder_rung_convs={self.encoder_rung_convs}: every "
-                                      f"channel count must be positive and divisible by GroupNorm groups {groups}")
+            raise TrainingConfigError(
+                f"ModelConfig.ladder.encoder_rung_convs={self.encoder_rung_convs}: every "
+                f"channel count must be positive and divisible by GroupNorm groups {groups}"
+            )
         if min(self.encoder_rung_width, self.features, *self.encoder_hidden, *self.decoder_hidden) < 1:
-            raise TrainingConfigError(f"ModelConfig.ladder: encoder_rung_width, features and the hidden widths must be "
-                                      f"positive, got {self}")
+            raise TrainingConfigError(
+                f"ModelConfig.ladder: encoder_rung_width, features and the hidden widths must be positive, got {self}"
+            )
 
 
 @dataclass(frozen=True)
@@ -145,17 +153,23 @@ class ModelConfig:
         if kind.places_variables:
             k = self.num_variables
             if k < 1 or self.latent_dim % k:
-                raise TrainingConfigError(f"ModelConfig.latent_dim={self.latent_dim} is not divisible by "
-                                          f"ModelConfig.num_variables={k}: pick k that divides the latent")
+                raise TrainingConfigError(
+                    f"ModelConfig.latent_dim={self.latent_dim} is not divisible by "
+                    f"ModelConfig.num_variables={k}: pick k that divides the latent"
+                )
             if k > self.backbone.decoder_slots:
-                raise TrainingConfigError(f"ModelConfig.num_variables={k} exceeds the decoder's "
-                                          f"{self.backbone.decoder_slots} slots (decoder_blocks + 1); use fewer "
-                                          "variables or more decoder blocks")
+                raise TrainingConfigError(
+                    f"ModelConfig.num_variables={k} exceeds the decoder's "
+                    f"{self.backbone.decoder_slots} slots (decoder_blocks + 1); use fewer "
+                    "variables or more decoder blocks"
+                )
         expected = kind.regulariser_type
         if not isinstance(self.regulariser, expected or type(None)):
-            raise TrainingConfigError(f"ModelConfig.regulariser: kind {self.kind!r} takes "
-                                      f"{'no regulariser' if expected is None else expected.__name__}, "
-                                      f"got {type(self.regulariser).__name__}")
+            raise TrainingConfigError(
+                f"ModelConfig.regulariser: kind {self.kind!r} takes "
+                f"{'no regulariser' if expected is None else expected.__name__}, "
+                f"got {type(self.regulariser).__name__}"
+            )
         if self.regulariser is not None:
             self.regulariser.validate()
         if kind.reads_ladder:
@@ -163,7 +177,7 @@ class ModelConfig:
         self.backbone.validate()
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """The ``model`` part of a config JSON; configs written before ``regulariser``/``ladder`` existed lack
         them, and mean the defaults."""
         m = dict(d)

@@ -1,9 +1,11 @@
 """How to run a config (:class:`TrainerOptions`), and the errors a training setup or run stops with."""
+
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+
 from sae.core.errors import SAEError
 
 FREEZABLE = ("encoder", "decoder")
@@ -48,22 +50,26 @@ class TrainerOptions:
     precision: str | None = None  # "fp32" or "bf16" (autocast; master weights fp32). None: default_precision(device)
     channels_last: bool | None = None  # model in channels_last memory format. None: default_channels_last(device)
 
-    def for_device(self, device_type: str) -> "TrainerOptions":
+    def for_device(self, device_type: str) -> TrainerOptions:
         """These options with ``precision`` and ``channels_last`` settled for ``device_type`` ("cpu", "cuda")."""
         precision = default_precision(device_type) if self.precision is None else self.precision
         channels_last = default_channels_last(device_type) if self.channels_last is None else self.channels_last
         return dataclasses.replace(self, precision=precision, channels_last=channels_last).validate()
 
-    def validate(self) -> "TrainerOptions":
+    def validate(self) -> TrainerOptions:
         if self.precision is not None and self.precision not in PRECISIONS:
-            raise TrainerOptionError(f"precision {self.precision!r} is not supported; use one of "
-                                     f"{', '.join(PRECISIONS)} (or None: bf16 on CUDA, fp32 on CPU)")
+            raise TrainerOptionError(
+                f"precision {self.precision!r} is not supported; use one of "
+                f"{', '.join(PRECISIONS)} (or None: bf16 on CUDA, fp32 on CPU)"
+            )
         if self.channels_last is not None and not isinstance(self.channels_last, bool):
-            raise TrainerOptionError(f"channels_last must be True, False or None (the device's default), "
-                                     f"got {self.channels_last!r}")
+            raise TrainerOptionError(
+                f"channels_last must be True, False or None (the device's default), got {self.channels_last!r}"
+            )
         if self.freeze not in (None, *FREEZABLE):
-            raise TrainerOptionError(f"--freeze {self.freeze!r} is not a part of the model; "
-                                     f"use one of {', '.join(FREEZABLE)}")
+            raise TrainerOptionError(
+                f"--freeze {self.freeze!r} is not a part of the model; use one of {', '.join(FREEZABLE)}"
+            )
         if self.val_every is not None and self.val_every < 1:
             raise TrainerOptionError(f"--val-every must be a positive number of steps, got {self.val_every}")
         if self.val_batches is not None and self.val_batches < 1:

@@ -1,8 +1,10 @@
-"""Field overrides of an :class:`~sae.training.config.ExperimentConfig`: ``train.lr=1e-3`` (``sae train --set``) and TOML
+"""Field overrides of an :class:`~sae.training.config.ExperimentConfig`: ``train.lr=1e-3`` (``sae train --set``) and
+TOML
 files whose dotted tables mirror the dataclasses (``sae train --config FILE.toml``).
 
 Written here rather than taken from OmegaConf (2.4 is on the package index; tyro is not): the configs are frozen
-dataclasses whose ``ModelConfig.regulariser`` is one of several dataclasses (one per regularised kind), which OmegaConf's structured configs
+dataclasses whose ``ModelConfig.regulariser`` is one of several dataclasses (one per regularised kind), which
+OmegaConf's structured configs
 do not support (it takes unions of primitive types only), and its containers hand tuples back as lists, so every
 config would need converting back and re-validating anyway. Walking the dataclass fields with
 ``typing.get_type_hints`` is short, keeps the configs as they are, and adds no dependency.
@@ -10,19 +12,21 @@ config would need converting back and re-validating anyway. Walking the dataclas
 Values are type-checked against the field's annotation: ``int``, ``float`` (an int is accepted), ``bool``, ``str``,
 ``tuple[T, ...]``/``tuple[T, U]`` (``--set`` takes ``1,2,3``; TOML takes arrays) and ``X | None`` (``none``).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import tomllib
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sae.training.config import ExperimentConfig
+import tomllib
+
 from sae.core.errors import SAEError
+from sae.training.config import ExperimentConfig
 
 
 class OverrideError(SAEError, ValueError):
@@ -56,12 +60,14 @@ def toml_assignments(path: Path) -> dict[str, Any]:
                 walk(value, f"{prefix}{key}.")
             else:
                 flat[f"{prefix}{key}"] = value
+
     walk(data, "")
     return flat
 
 
-def apply_overrides(config: ExperimentConfig, assignments: Mapping[str, Any] | Iterable[tuple[str, Any]]
-                    ) -> ExperimentConfig:
+def apply_overrides(
+    config: ExperimentConfig, assignments: Mapping[str, Any] | Iterable[tuple[str, Any]]
+) -> ExperimentConfig:
     """``config`` with each dotted field set (a :class:`Text` value is parsed, others are checked), then
     validated."""
     items = assignments.items() if isinstance(assignments, Mapping) else assignments

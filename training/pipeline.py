@@ -4,6 +4,7 @@ conversion of uint8 images to model input.
 The stream depends only on (seed, step): epoch e is shuffled with (seed, e), and resuming at step S skips the batches
 already seen, so an interrupted run sees exactly the batches of an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import queue
@@ -27,8 +28,9 @@ def to_model_input(images: np.ndarray | torch.Tensor, device: torch.device) -> t
     return Autoencoder.preprocess(x.to(device, non_blocking=True))
 
 
-def open_training_data(path: Path, exclude: dict[str, list[int]] | None = None
-                       ) -> tuple[ImageSource, dict[str, np.ndarray]]:
+def open_training_data(
+    path: Path, exclude: dict[str, list[int]] | None = None
+) -> tuple[ImageSource, dict[str, np.ndarray]]:
     """The data (3D-Shapes .h5, MPI3D .npz or a CelebA folder) and its train/val/test rows, less excluded values."""
     data = open_dataset(path, exclude=exclude)
     return data, dataset_splits(data, seed=0)
@@ -75,7 +77,7 @@ class Prefetcher:
             return
         self._queue.put(self._DONE)
 
-    def __iter__(self) -> "Prefetcher":
+    def __iter__(self) -> Prefetcher:
         return self
 
     def __next__(self):
@@ -100,25 +102,32 @@ class TrainingData:
         expected, size = cfg.model.backbone.image_size, self.source.image_size
         if size != expected:
             self.source.close()
-            raise TrainingDataError(f"{path} has {size}x{size} images but config {cfg.name} expects {expected}x{expected}; "
-                                f"pick a config made for {size}px data or pass a {expected}px data file")
+            raise TrainingDataError(
+                f"{path} has {size}x{size} images but config {cfg.name} expects {expected}x{expected}; "
+                f"pick a config made for {size}px data or pass a {expected}px data file"
+            )
         bs = cfg.train.batch_size
         if len(self.splits["train"]) < bs:
             self.source.close()
-            raise TrainingDataError(f"{path}: the train split holds {len(self.splits['train'])} images, fewer than "
-                                f"batch size {bs}; use a smaller --batch-size or a larger data file")
+            raise TrainingDataError(
+                f"{path}: the train split holds {len(self.splits['train'])} images, fewer than "
+                f"batch size {bs}; use a smaller --batch-size or a larger data file"
+            )
 
     def check_processes(self, world_size: int) -> None:
         """Every process validates on a share of the val split: it must have an image for each."""
         if len(self.splits["val"]) < world_size:
-            raise TrainingDataError(f"{self.source.path}: the val split holds {len(self.splits['val'])} images, fewer "
-                                f"than the {world_size} processes; use a larger data file")
+            raise TrainingDataError(
+                f"{self.source.path}: the val split holds {len(self.splits['val'])} images, fewer "
+                f"than the {world_size} processes; use a larger data file"
+            )
 
     def training_batches(self, start_step: int, device: torch.device, prefetch: int | None) -> Iterator[np.ndarray]:
         """Global batches from ``start_step`` on; read ahead in a thread ``prefetch`` deep (None: 2 on CUDA, pinned
         for async copies; 0 on CPU)."""
-        stream = batch_stream(self.source, self.splits["train"], self.cfg.train.batch_size, self.cfg.train.seed,
-                              start_step)
+        stream = batch_stream(
+            self.source, self.splits["train"], self.cfg.train.batch_size, self.cfg.train.seed, start_step
+        )
         depth = (2 if device.type == "cuda" else 0) if prefetch is None else prefetch
         if depth <= 0:
             return stream
@@ -129,7 +138,7 @@ class TrainingData:
         """This rank's share of the first ``val_batches`` global batches of the val split (None: all of it)."""
         rows = self.splits["val"]
         if val_batches is not None:
-            rows = rows[:val_batches * self.cfg.train.batch_size]
+            rows = rows[: val_batches * self.cfg.train.batch_size]
         return np.array_split(rows, world_size)[rank]
 
     def in_order(self, rows: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:

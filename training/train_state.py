@@ -4,6 +4,7 @@
 Resuming refuses a checkpoint whose model, batch size, seed or ``--freeze`` differ from this run's: the data order
 and the frozen weights depend on them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class TrainState:
     init_from: str | None = None  # the run or checkpoint fine-tuning started from
 
     @classmethod
-    def create(cls, cfg: ExperimentConfig, options: TrainerOptions, device: torch.device) -> "TrainState":
+    def create(cls, cfg: ExperimentConfig, options: TrainerOptions, device: torch.device) -> TrainState:
         """A fresh model seeded with ``cfg.train.seed`` and its optimisers; in channels_last memory format when
         ``options.channels_last`` (None: on CUDA). The weights are fp32 whatever ``options.precision``."""
         torch.manual_seed(cfg.train.seed)
@@ -59,30 +60,36 @@ class TrainState:
         if options.freeze:
             getattr(model, options.freeze).requires_grad_(False)
         auxiliary_ids = {id(p) for m in auxiliary.values() for p in m.parameters()}
-        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad and id(p) not in auxiliary_ids],
-                                     lr=cfg.train.lr, betas=cfg.train.betas)
+        optimizer = torch.optim.Adam(
+            [p for p in model.parameters() if p.requires_grad and id(p) not in auxiliary_ids],
+            lr=cfg.train.lr,
+            betas=cfg.train.betas,
+        )
         auxiliary_optimizers: dict[str, torch.optim.Optimizer] = {
             name: torch.optim.Adam(m.parameters(), **auxiliary_adam(cfg, name, options.auxiliary_lr))
-            for name, m in auxiliary.items()}
+            for name, m in auxiliary.items()
+        }
         return cls(cfg, model, optimizer, auxiliary, auxiliary_optimizers, options.freeze)
 
     def auxiliary_tensor_names(self) -> list[str]:
         """``model.``-prefixed names of the auxiliary modules' parameters and buffers: trained by their own optimiser
         and synchronised by hand, so DistributedDataParallel must leave them alone."""
         ids = {id(t) for m in self.auxiliary.values() for t in [*m.parameters(), *m.buffers()]}
-        return [f"model.{n}" for n, t in [*self.model.named_parameters(), *self.model.named_buffers()]
-                if id(t) in ids]
+        return [f"model.{n}" for n, t in [*self.model.named_parameters(), *self.model.named_buffers()] if id(t) in ids]
 
     def resume(self, ckpt: Checkpoint, where: Path) -> None:
         """Continue the run saved in ``ckpt`` (read from ``where``), after checking it is this run."""
         if ckpt.config.model != self.cfg.model:
-            raise TrainingError(f"{where} was trained with a different model config "
-                                f"({ckpt.config.name}); use a new --out directory")
+            raise TrainingError(
+                f"{where} was trained with a different model config ({ckpt.config.name}); use a new --out directory"
+            )
         for name, flag in (("batch_size", "--batch-size"), ("seed", "--seed")):
             was, now = getattr(ckpt.config.train, name), getattr(self.cfg.train, name)
             if was != now:
-                raise TrainingError(f"{where} was trained with {name} {was} but this run asks for {now}; resume with "
-                                    f"{flag} {was} (the data order depends on it) or use a new --out directory")
+                raise TrainingError(
+                    f"{where} was trained with {name} {was} but this run asks for {now}; resume with "
+                    f"{flag} {was} (the data order depends on it) or use a new --out directory"
+                )
         extra = ckpt.extra or {}
         if extra.get("freeze") != self.freeze:
             was = f"--freeze {extra['freeze']}" if extra.get("freeze") else "no --freeze"
@@ -102,8 +109,10 @@ class TrainState:
         """Fine-tuning: another run's weights (model and auxiliary modules), a fresh optimiser, step 0."""
         ckpt = Checkpoint.load(source, map_location=device)
         if ckpt.config.model != self.cfg.model:
-            raise TrainingError(f"--init {source} holds a {ckpt.config.name} model whose model config differs from "
-                                f"{self.cfg.name}'s; fine-tune it with config {ckpt.config.name}")
+            raise TrainingError(
+                f"--init {source} holds a {ckpt.config.name} model whose model config differs from "
+                f"{self.cfg.name}'s; fine-tune it with config {ckpt.config.name}"
+            )
         self.model.load_state_dict(ckpt.model_state)
         for name, saved in (ckpt.auxiliary or {}).items():
             if name in self.auxiliary:
@@ -112,7 +121,9 @@ class TrainState:
 
     def checkpoint(self, extra: dict[str, Any]) -> Checkpoint:
         """This state as a checkpoint; ``extra`` adds what the run knows (data path, world size, ...)."""
-        auxiliary = {name: {"module": m.state_dict(), "optimizer": self.auxiliary_optimizers[name].state_dict()}
-                     for name, m in self.auxiliary.items()}
+        auxiliary = {
+            name: {"module": m.state_dict(), "optimizer": self.auxiliary_optimizers[name].state_dict()}
+            for name, m in self.auxiliary.items()
+        }
         extra = {**extra, "best_val_loss": self.best_val_loss, "freeze": self.freeze, "init_from": self.init_from}
         return Checkpoint(self.cfg, self.model.state_dict(), self.step, self.optimizer.state_dict(), extra, auxiliary)

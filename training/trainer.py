@@ -12,6 +12,7 @@ the same weights, logs and best checkpoint as an uninterrupted one.
 The loop is all this module holds: the data and its batches are ``sae.training.pipeline``'s, the model, optimisers and
 their checkpoint ``sae.training.train_state``'s.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -72,8 +73,14 @@ class _TrainingLoss(nn.Module):
 
 
 class Trainer:
-    def __init__(self, cfg: ExperimentConfig, data_path: Path, run_dir: Path, device: str | None = None,
-                 options: TrainerOptions | None = None):
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        data_path: Path,
+        run_dir: Path,
+        device: str | None = None,
+        options: TrainerOptions | None = None,
+    ):
         self.cfg = cfg.validate()
         self.options = (options or TrainerOptions()).validate()
         self.run_dir = Path(run_dir)
@@ -91,7 +98,8 @@ class Trainer:
             self.state.initialise_from(Path(self.options.init_from), self.device)
         # The step: x -> (loss, terms), through DDP and torch.compile as asked (compile gives back a callable).
         self._step_module: Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, torch.Tensor]]] = (
-            distributed.wrap_ddp(_TrainingLoss(self.model), self.dist, self.state.auxiliary_tensor_names()))
+            distributed.wrap_ddp(_TrainingLoss(self.model), self.dist, self.state.auxiliary_tensor_names())
+        )
         if self.options.compile:
             self._step_module = torch.compile(self._step_module)
 
@@ -129,9 +137,15 @@ class Trainer:
         """Write ``checkpoints/{which}`` (rank 0 only; the other ranks return the path without writing)."""
         path = run_checkpoint(self.run_dir, which)
         if self.dist.is_main:
-            self.state.checkpoint({"data_path": str(self.data.path.resolve()), "world_size": self.dist.world_size,
-                                   "exclude": self.options.exclude, "precision": self.options.precision,
-                                   "channels_last": self.options.channels_last}).save(path)
+            self.state.checkpoint(
+                {
+                    "data_path": str(self.data.path.resolve()),
+                    "world_size": self.dist.world_size,
+                    "exclude": self.options.exclude,
+                    "precision": self.options.precision,
+                    "channels_last": self.options.channels_last,
+                }
+            ).save(path)
         return path
 
     def close(self) -> None:
@@ -174,8 +188,10 @@ class Trainer:
             loss, terms = self._step_module(x)
         logged = self._mean_over_ranks({"loss": loss, **terms})
         if not math.isfinite(logged["loss"]):
-            raise TrainingError(f"loss became {logged['loss']} at step {self.step}; lower the learning rate "
-                                f"(now {self.cfg.train.lr}) or check the data")
+            raise TrainingError(
+                f"loss became {logged['loss']} at step {self.step}; lower the learning rate "
+                f"(now {self.cfg.train.lr}) or check the data"
+            )
         loss.backward()
         state.optimizer.step()
         for name, module in state.auxiliary.items():
@@ -227,8 +243,14 @@ class Trainer:
         self._set_train_mode()
         metrics: dict[str, float] = {"loss": math.nan}
         rate, val_loss, first, train_seconds = 0.0, None, self.step, 0.0
-        bar = tqdm(total=total, initial=self.step, disable=not (progress and main), unit="step", dynamic_ncols=True,
-                   mininterval=0.1 if sys.stderr.isatty() else 10.0)  # a log file gets a line every 10 s
+        bar = tqdm(
+            total=total,
+            initial=self.step,
+            disable=not (progress and main),
+            unit="step",
+            dynamic_ncols=True,
+            mininterval=0.1 if sys.stderr.isatty() else 10.0,
+        )  # a log file gets a line every 10 s
         try:
             with bar:
                 while self.step < total:
@@ -263,8 +285,9 @@ class Trainer:
         precision, channels_last = self.options.precision, self.options.channels_last
         if precision is None or channels_last is None:
             raise TrainingError("the trainer's options were not settled for its device (TrainerOptions.for_device)")
-        return TrainResult(self.run_dir, self.step, metrics["loss"], rate, val_loss, self.best_val_loss,
-                           precision, channels_last)
+        return TrainResult(
+            self.run_dir, self.step, metrics["loss"], rate, val_loss, self.best_val_loss, precision, channels_last
+        )
 
 
 def with_batch_size(cfg: ExperimentConfig, batch_size: int | None) -> ExperimentConfig:

@@ -6,6 +6,7 @@ The config itself is read from ``config.json`` in the same folder. ``read_metada
 (the format's 8-byte length and JSON), and the module imports torch only in the calls that need it, so the model
 card reads the metadata without torch.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,12 +29,19 @@ class CheckpointError(SAEError, ValueError):
 
 
 def save_safetensors(ckpt, path: Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write the model weights of ``ckpt`` (a ``sae.training.checkpoint.Checkpoint``) to ``path`` atomically; ``metadata`` adds string entries to the header."""
+    """Write the model weights of ``ckpt`` (a ``sae.training.checkpoint.Checkpoint``) to ``path`` atomically;
+    ``metadata`` adds string entries to the header."""
     from safetensors.torch import save
 
     tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in ckpt.model_state.items()}
-    meta = {"format": FORMAT, "step": str(ckpt.step), "config_name": ckpt.config.name,
-            "kind": ckpt.config.model.kind, "extra": json.dumps(ckpt.extra or {}), **(metadata or {})}
+    meta = {
+        "format": FORMAT,
+        "step": str(ckpt.step),
+        "config_name": ckpt.config.name,
+        "kind": ckpt.config.model.kind,
+        "extra": json.dumps(ckpt.extra or {}),
+        **(metadata or {}),
+    }
     write_bytes_atomic(path, save(tensors, metadata=meta))
     return Path(path)
 

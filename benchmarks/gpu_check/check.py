@@ -19,6 +19,7 @@ not fit):
 
 It writes one JSON file and a markdown table beside it (``OUT`` with ``.md``) that states each target met or not.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,37 +29,60 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 import numpy as np
 import torch
 
-from benchmarks.gpu_check.in_process import (in_process_section, synthetic_bank, train_section,
-                                             untrained_model)
+from benchmarks.gpu_check.in_process import in_process_section, synthetic_bank, train_section, untrained_model
 from benchmarks.gpu_check.plan import MODES, PATHS, CheckPlan, Clock, cpu_tiny_plan, full_plan
 from benchmarks.gpu_check.report import TARGETS, judge_targets, markdown, target_values
-from benchmarks.gpu_check.served import (SERVED_NAME, build_served_repository, served_blocker,
-                                         served_section)
+from benchmarks.gpu_check.served import SERVED_NAME, build_served_repository, served_blocker, served_section
 from sae.serving.bench.device import device_info
 
-__all__ = ["SCHEMA", "run_check", "main",
-           # defined in the modules imported above; importable from here too
-           "MODES", "PATHS", "CheckPlan", "Clock", "cpu_tiny_plan", "full_plan", "TARGETS", "judge_targets",
-           "markdown", "target_values", "SERVED_NAME", "build_served_repository", "served_blocker", "served_section",
-           "in_process_section", "synthetic_bank", "train_section", "untrained_model"]
+__all__ = [
+    "SCHEMA",
+    "run_check",
+    "main",
+    # defined in the modules imported above; importable from here too
+    "MODES",
+    "PATHS",
+    "CheckPlan",
+    "Clock",
+    "cpu_tiny_plan",
+    "full_plan",
+    "TARGETS",
+    "judge_targets",
+    "markdown",
+    "target_values",
+    "SERVED_NAME",
+    "build_served_repository",
+    "served_blocker",
+    "served_section",
+    "in_process_section",
+    "synthetic_bank",
+    "train_section",
+    "untrained_model",
+]
 
 SCHEMA = "sae-gpu-check/1"
 
 
 def run_check(plan: CheckPlan, out: Path, mode: str) -> dict:
-    from sae.serving.bench.device import package_version
     from sae.core.datasets.procedural import write_shapes3d_h5
+    from sae.serving.bench.device import package_version
 
     clock = Clock(plan.budget_s)
-    report: dict = {"schema": SCHEMA, "mode": mode, "plan": dataclasses.asdict(plan),
-                    "device_info": device_info(plan.device),
-                    "versions": {"torch": torch.__version__, "numpy": np.__version__,
-                                 "onnxruntime": package_version("onnxruntime-gpu", "onnxruntime"),
-                                 "python": sys.version.split()[0]}}
+    report: dict = {
+        "schema": SCHEMA,
+        "mode": mode,
+        "plan": dataclasses.asdict(plan),
+        "device_info": device_info(plan.device),
+        "versions": {
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "onnxruntime": package_version("onnxruntime-gpu", "onnxruntime"),
+            "python": sys.version.split()[0],
+        },
+    }
     if plan.cuda and not torch.cuda.is_available():
         raise SystemExit("gpu_check: torch sees no CUDA device; use --cpu-tiny on a machine without a GPU")
     if plan.cuda:

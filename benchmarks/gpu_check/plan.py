@@ -1,5 +1,6 @@
 """What one GPU check measures (:class:`CheckPlan`: the full one on CUDA, the tiny one on the CPU) and its time
 budget (:class:`Clock`)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,17 +36,37 @@ class CheckPlan:
 
 
 def full_plan(budget_s: float = 450.0) -> CheckPlan:
-    return CheckPlan(device="cuda", train_config="sae12-shapes3d", train_batch_size=128, train_warmup=20,
-                     train_steps=100, train_images=2048, model_config="sae12-shapes3d", batch_sizes=(1, 64, 256),
-                     cell=CellLimits(max_seconds=2.0, max_requests=200, warmup_requests=5),
-                     served_concurrency=8, precision="bf16", budget_s=budget_s)
+    return CheckPlan(
+        device="cuda",
+        train_config="sae12-shapes3d",
+        train_batch_size=128,
+        train_warmup=20,
+        train_steps=100,
+        train_images=2048,
+        model_config="sae12-shapes3d",
+        batch_sizes=(1, 64, 256),
+        cell=CellLimits(max_seconds=2.0, max_requests=200, warmup_requests=5),
+        served_concurrency=8,
+        precision="bf16",
+        budget_s=budget_s,
+    )
 
 
 def cpu_tiny_plan(budget_s: float = 120.0) -> CheckPlan:
-    return CheckPlan(device="cpu", train_config="sae12-tiny", train_batch_size=8, train_warmup=1, train_steps=2,
-                     train_images=256, model_config="sae12-tiny", batch_sizes=(1, 4),
-                     cell=CellLimits(max_seconds=0.3, max_requests=5, warmup_requests=1),
-                     served_concurrency=2, precision="fp32", budget_s=budget_s)
+    return CheckPlan(
+        device="cpu",
+        train_config="sae12-tiny",
+        train_batch_size=8,
+        train_warmup=1,
+        train_steps=2,
+        train_images=256,
+        model_config="sae12-tiny",
+        batch_sizes=(1, 4),
+        cell=CellLimits(max_seconds=0.3, max_requests=5, warmup_requests=1),
+        served_concurrency=2,
+        precision="fp32",
+        budget_s=budget_s,
+    )
 
 
 class Clock:

@@ -1,4 +1,5 @@
 """The GPU check's targets, judged from its report, and the markdown table written beside the JSON."""
+
 from __future__ import annotations
 
 TARGETS = (  # (key, what, comparison, bound)
@@ -40,25 +41,37 @@ def _num(value) -> str:
 
 def markdown(report: dict) -> str:
     info = report["device_info"]
-    lines = [f"# GPU check ({report['mode']}, {info['gpu'] or 'CPU'})", "",
-             f"torch {report['versions']['torch']}, onnxruntime {report['versions']['onnxruntime']}, "
-             f"driver {info['gpu_driver'] or '-'}; {report['wall_s']:.0f} s", "",
-             "| target | bound | measured | met |", "| --- | --- | --- | --- |"]
+    lines = [
+        f"# GPU check ({report['mode']}, {info['gpu'] or 'CPU'})",
+        "",
+        f"torch {report['versions']['torch']}, onnxruntime {report['versions']['onnxruntime']}, "
+        f"driver {info['gpu_driver'] or '-'}; {report['wall_s']:.0f} s",
+        "",
+        "| target | bound | measured | met |",
+        "| --- | --- | --- | --- |",
+    ]
     for t in report["targets"]:
         met = "n/a (not measured)" if t["met"] is None else ("met" if t["met"] else "not met")
         lines.append(f"| {t['what']} | {t['bound']} | {_num(t['value'])} | {met} |")
-    lines += ["", "| section | mode | path | batch | conc | p50 ms | p90 ms | items/s | note |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| section | mode | path | batch | conc | p50 ms | p90 ms | items/s | note |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for t in report["train"]:
         mode = "compiled" if t["compile"] else "eager"
-        lines.append(f"| train | {mode} | {t['config']} | {t['batch_size']} | - | - | - | "
-                     f"{_num(t.get('images_per_second'))} | {t.get('skipped') or t.get('error') or ''} |")
+        lines.append(
+            f"| train | {mode} | {t['config']} | {t['batch_size']} | - | - | - | "
+            f"{_num(t.get('images_per_second'))} | {t.get('skipped') or t.get('error') or ''} |"
+        )
     for section in ("in_process", "served"):
         cells = report[section] if section == "in_process" else report[section]["cells"]
         for c in cells:
-            lines.append(f"| {section} | {c.get('mode', 'triton')} | {c['path']} | {c['batch_size']} | "
-                         f"{c.get('concurrency', 1)} | {_num(c.get('p50_ms'))} | {_num(c.get('p90_ms'))} | "
-                         f"{_num(c.get('items_per_s'))} | {c.get('skipped') or c.get('error') or ''} |")
+            lines.append(
+                f"| {section} | {c.get('mode', 'triton')} | {c['path']} | {c['batch_size']} | "
+                f"{c.get('concurrency', 1)} | {_num(c.get('p50_ms'))} | {_num(c.get('p90_ms'))} | "
+                f"{_num(c.get('items_per_s'))} | {c.get('skipped') or c.get('error') or ''} |"
+            )
     served = report["served"]
     if served.get("skipped") or served.get("error"):
         lines.append(f"\nserved: {served.get('skipped') or served.get('error')}")

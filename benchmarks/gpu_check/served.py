@@ -1,5 +1,6 @@
 """The served section of the GPU check: decode and hybrid_sample through the bundled Triton server, whose decode is
 the TorchScript graph run by PyTorch in the python backend, in a small repository built here."""
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,6 @@ from benchmarks.gpu_check.in_process import untrained_model
 from benchmarks.gpu_check.plan import PATHS, CheckPlan, Clock, _error
 from sae.core import wire
 from sae.serving.bench.timing import run_cell, warm_up
-
 
 SERVED_NAME = "gpu"
 
@@ -35,8 +35,9 @@ def build_served_repository(repo: Path, model, bank, plan: CheckPlan) -> dict[st
 
     cpu_model = untrained_model(plan.model_config, "cpu")
     cpu_model.load_state_dict(model.state_dict())
-    shapes = ServedShapes(cpu_model.cfg.backbone.image_size, cpu_model.cfg.latent_dim, bank.num_variables,
-                          bank_size=len(bank.latents))
+    shapes = ServedShapes(
+        cpu_model.cfg.backbone.image_size, cpu_model.cfg.latent_dim, bank.num_variables, bank_size=len(bank.latents)
+    )
     options = RepositoryOptions(name=SERVED_NAME)
     configs = model_configs(shapes, options)
     roles = ("decode", "sampler", "hybrid_sample")
@@ -54,8 +55,9 @@ def build_served_repository(repo: Path, model, bank, plan: CheckPlan) -> dict[st
         shutil.copyfile(source, sampler_dir / companion)
     bank.save(sampler_dir / BANK_FILE)
     image = [shapes.image_size, shapes.image_size, 3]
-    configs[names["hybrid_sample"]] = sampling_ensemble(names["hybrid_sample"], names["sampler"], names["decode"],
-                                                        configs[names["sampler"]], image)
+    configs[names["hybrid_sample"]] = sampling_ensemble(
+        names["hybrid_sample"], names["sampler"], names["decode"], configs[names["sampler"]], image
+    )
 
     decode = configs[names["decode"]]
     for key in ("onnx_file", "gpu_onnx_file"):
@@ -82,8 +84,10 @@ def served_blocker(plan: CheckPlan) -> str | None:
         return "nvidia-pytriton (the bundled tritonserver) is not importable; see docs/performance.md for the carry"
     major = int(np.__version__.split(".")[0])
     if major >= 2 and not os.environ.get("SAE_SERVER_PYTHONPATH"):
-        return (f"numpy {np.__version__} here: the bundled python backend returns empty tensors with numpy 2; set "
-                "SAE_SERVER_PYTHONPATH to a folder holding numpy<2 for the server's stubs")
+        return (
+            f"numpy {np.__version__} here: the bundled python backend returns empty tensors with numpy 2; set "
+            "SAE_SERVER_PYTHONPATH to a folder holding numpy<2 for the server's stubs"
+        )
     return None
 
 
@@ -125,11 +129,14 @@ def served_section(plan: CheckPlan, clock: Clock, model, bank, work: Path) -> di
                                 warm_up(calls[0], max(plan.cell.warmup_requests, 1))
                                 stats = run_cell(calls, batch, plan.cell)
                                 section["cells"].append({**entry, **stats.to_dict()})
-                            except Exception as e:  # noqa: BLE001
+                            except Exception as e:
                                 section["cells"].append({**entry, "error": _error(e)})
-                            print(f"served {path} b{batch} c{concurrency}: "
-                                  f"{section['cells'][-1].get('items_per_s')} items/s", flush=True)
-    except Exception as e:  # noqa: BLE001 - the server did not come up: say why, keep the other sections
+                            print(
+                                f"served {path} b{batch} c{concurrency}: "
+                                f"{section['cells'][-1].get('items_per_s')} items/s",
+                                flush=True,
+                            )
+    except Exception as e:
         section["error"] = _error(e)
     finally:
         if extra:

@@ -16,32 +16,46 @@ was computed in. With the same ``--batch-size`` and at most one request in fligh
 larger than the number of ``--url``), every run computes the same batches, so a resumed file equals an uninterrupted
 run's bit for bit; with more in flight, a server's dynamic batcher may merge requests, and runs agree to ~1e-7.
 """
+
 from __future__ import annotations
 
 import os
 import time
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
 from typing import TextIO
 
 import h5py
 import numpy as np
 import numpy.typing as npt
 
-from sae.core import wire
-from sae.core.datasets import ImageSource, open_dataset
-from sae.core.progress_bar import JOB_LOG_EVERY_S, progress_bar
 from sae.clients.jobs.encode_servers import ServerPool, check_probe, throttle
-from sae.core.errors import (ClientError, EncodeInputError, EncodeJobError, InvalidInputError, ServerUnavailableError,
-                             UsageError)
-from sae.core.latents_file import (RawDatasets, check_identity, create_latents_file, fingerprint, identity_of,
-                                  label_column, latents_attrs)
 from sae.clients.jobs.metrics import EncodeMetrics, MetricsServer
 from sae.clients.retry import RetryPolicy
 from sae.clients.triton_client import SAEClient
+from sae.core import wire
+from sae.core.datasets import ImageSource, open_dataset
+from sae.core.errors import (
+    ClientError,
+    EncodeInputError,
+    EncodeJobError,
+    InvalidInputError,
+    ServerUnavailableError,
+    UsageError,
+)
+from sae.core.latents_file import (
+    RawDatasets,
+    check_identity,
+    create_latents_file,
+    fingerprint,
+    identity_of,
+    label_column,
+    latents_attrs,
+)
+from sae.core.progress_bar import JOB_LOG_EVERY_S, progress_bar
 
 __all__ = ["EncodeJobConfig", "EncodeReport", "run_encode_job", "connect_servers"]
 
@@ -102,16 +116,24 @@ class EncodeReport:
         if self.encoded == 0:
             return f"{self.out} already holds all {self.images:,} latents; nothing to do"
         spread = ", ".join(f"{url}: {n}" for url, n in self.requests_per_server.items())
-        return (f"encoded {self.encoded:,} images{resumed} into {self.out} in {self.seconds:.1f} s "
-                f"({self.images_per_second:,.0f} images/s; requests per server: {spread}; failed requests: "
-                f"{self.failures})")
+        return (
+            f"encoded {self.encoded:,} images{resumed} into {self.out} in {self.seconds:.1f} s "
+            f"({self.images_per_second:,.0f} images/s; requests per server: {spread}; failed requests: "
+            f"{self.failures})"
+        )
 
 
-def _create(path: Path, config: EncodeJobConfig, data: ImageSource, identity: Mapping[str, object],
-            probe_latent: npt.NDArray[np.float32]) -> None:
+def _create(
+    path: Path,
+    config: EncodeJobConfig,
+    data: ImageSource,
+    identity: Mapping[str, object],
+    probe_latent: npt.NDArray[np.float32],
+) -> None:
     """The job's full-size output for ``data`` (labels copied from it), created atomically at ``path``."""
-    create_latents_file(path, latents_attrs(identity, config.data, probe_latent), len(data), len(probe_latent),
-                        label_column(data))
+    create_latents_file(
+        path, latents_attrs(identity, config.data, probe_latent), len(data), len(probe_latent), label_column(data)
+    )
 
 
 def connect_servers(config: EncodeJobConfig, data: ImageSource) -> list[SAEClient]:
@@ -119,8 +141,9 @@ def connect_servers(config: EncodeJobConfig, data: ImageSource) -> list[SAEClien
     clients: list[SAEClient] = []
     errors: list[str] = []
     for url in config.urls:
-        client = SAEClient(url, model=config.model, timeout_s=config.timeout_s, retry=config.retry,
-                           shared_memory=config.shared_memory)
+        client = SAEClient(
+            url, model=config.model, timeout_s=config.timeout_s, retry=config.retry, shared_memory=config.shared_memory
+        )
         try:
             info = client.model_info("encode")
         except ServerUnavailableError as e:
@@ -135,17 +158,21 @@ def connect_servers(config: EncodeJobConfig, data: ImageSource) -> list[SAEClien
         if list(info.input(wire.IMAGE).dims) != list(data.shape[1:]):
             for c in clients + [client]:
                 c.close()
-            raise InvalidInputError(f"{info.name} at {url}: input IMAGE takes images of shape "
-                                    f"{list(info.input('IMAGE').dims)}, but {config.data} holds {list(data.shape[1:])}",
-                                    info.name, wire.IMAGE)
+            raise InvalidInputError(
+                f"{info.name} at {url}: input IMAGE takes images of shape "
+                f"{list(info.input('IMAGE').dims)}, but {config.data} holds {list(data.shape[1:])}",
+                info.name,
+                wire.IMAGE,
+            )
         clients.append(client)
     if not clients:
         raise EncodeJobError("encode: no server reachable: " + "; ".join(errors))
     return clients
 
 
-def run_encode_job(config: EncodeJobConfig, progress_stream: TextIO | None = None,
-                   metrics: EncodeMetrics | None = None) -> EncodeReport:
+def run_encode_job(
+    config: EncodeJobConfig, progress_stream: TextIO | None = None, metrics: EncodeMetrics | None = None
+) -> EncodeReport:
     """Encode ``config.data`` into ``config.out`` (see the module docstring); returns what this run did."""
     data = open_dataset(config.data)
     try:
@@ -154,8 +181,9 @@ def run_encode_job(config: EncodeJobConfig, progress_stream: TextIO | None = Non
         data.close()
 
 
-def _run(config: EncodeJobConfig, data: ImageSource, progress_stream: TextIO | None,
-         metrics: EncodeMetrics | None) -> EncodeReport:
+def _run(
+    config: EncodeJobConfig, data: ImageSource, progress_stream: TextIO | None, metrics: EncodeMetrics | None
+) -> EncodeReport:
     n = len(data)
     if n == 0:
         raise EncodeInputError(f"{config.data} holds no images")
@@ -192,12 +220,14 @@ def _read_existing(path: Path, identity: Mapping[str, object]) -> npt.NDArray[np
             check_identity(path, f.attrs, identity)
             return np.asarray(f.attrs["probe_latent"], np.float32)
     except (OSError, KeyError) as e:
-        raise EncodeInputError(f"{path} exists but is not a readable file of latents ({e}); remove it or choose "
-                             "another --out") from e
+        raise EncodeInputError(
+            f"{path} exists but is not a readable file of latents ({e}); remove it or choose another --out"
+        ) from e
 
 
-def _encode_chunks(config: EncodeJobConfig, data: ImageSource, pool: ServerPool, metrics: EncodeMetrics,
-                   progress_stream: TextIO | None) -> EncodeReport:
+def _encode_chunks(
+    config: EncodeJobConfig, data: ImageSource, pool: ServerPool, metrics: EncodeMetrics, progress_stream: TextIO | None
+) -> EncodeReport:
     n = len(data)
     started = time.monotonic()
     with RawDatasets(config.partial) as f:
@@ -205,8 +235,15 @@ def _encode_chunks(config: EncodeJobConfig, data: ImageSource, pool: ServerPool,
         resumed_from = committed = f.committed_value
         metrics.total.set(n)
         metrics.committed.set(committed)
-        progress = progress_bar(n, "encode", unit="images", enabled=config.progress, stream=progress_stream,
-                                initial=committed, log_every_s=JOB_LOG_EVERY_S)
+        progress = progress_bar(
+            n,
+            "encode",
+            unit="images",
+            enabled=config.progress,
+            stream=progress_stream,
+            initial=committed,
+            log_every_s=JOB_LOG_EVERY_S,
+        )
         if committed:
             progress.write(f"resuming {config.partial} at image {committed:,} of {n:,}")
         pending: deque[tuple[int, int, Future[npt.NDArray[np.float32]]]] = deque()
@@ -218,24 +255,29 @@ def _encode_chunks(config: EncodeJobConfig, data: ImageSource, pool: ServerPool,
                     throttle(started, next_start - resumed_from, config.max_images_per_second)
                     stop = min(n, next_start + config.batch_size)
                     images = data.read(slice(next_start, stop))
-                    pending.append((next_start, stop, executor.submit(
-                        pool.encode, images, f"images {next_start}..{stop - 1}")))
+                    pending.append(
+                        (next_start, stop, executor.submit(pool.encode, images, f"images {next_start}..{stop - 1}"))
+                    )
                     next_start = stop
                 start, stop, future = pending.popleft()
                 try:
                     chunk = future.result()
                 except ClientError as e:
-                    raise EncodeJobError(f"{e}. {committed:,} of {n:,} images are committed in {config.partial}; "
-                                         "run the same command again to resume") from e
+                    raise EncodeJobError(
+                        f"{e}. {committed:,} of {n:,} images are committed in {config.partial}; "
+                        "run the same command again to resume"
+                    ) from e
                 try:
                     latents.write(start, chunk)
                     f.sync()  # the chunk's bytes first ...
                     committed_marker.write(0, np.array(stop))
                     f.sync()  # ... then the marker that says they are final
                 except OSError as e:  # a full disk, a quota: what was committed before stays committed
-                    raise EncodeJobError(f"writing images {start:,}..{stop - 1:,} into {config.partial} failed "
-                                         f"({e}); {committed:,} of {n:,} images are committed: make room and run "
-                                         "the same command again to resume") from None
+                    raise EncodeJobError(
+                        f"writing images {start:,}..{stop - 1:,} into {config.partial} failed "
+                        f"({e}); {committed:,} of {n:,} images are committed: make room and run "
+                        "the same command again to resume"
+                    ) from None
                 committed = stop
                 metrics.images.inc(stop - start)
                 metrics.committed.set(committed)
@@ -245,5 +287,12 @@ def _encode_chunks(config: EncodeJobConfig, data: ImageSource, pool: ServerPool,
                 future.cancel()
             executor.shutdown(wait=True, cancel_futures=True)
         progress.close()
-    return EncodeReport(config.out, n, resumed_from, n - resumed_from, time.monotonic() - started,
-                        pool.requests_per_server(), pool.failures)
+    return EncodeReport(
+        config.out,
+        n,
+        resumed_from,
+        n - resumed_from,
+        time.monotonic() - started,
+        pool.requests_per_server(),
+        pool.failures,
+    )

@@ -1,5 +1,6 @@
 """Encode requests spread over several servers (:class:`ServerPool`), the probe that checks they serve one model,
 and the rate limit on sending."""
+
 from __future__ import annotations
 
 import threading
@@ -10,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from sae.core.errors import ClientError, EncodeJobError, ServerUnavailableError
 from sae.clients.jobs.metrics import EncodeMetrics
 from sae.clients.triton_client import SAEClient
+from sae.core.errors import ClientError, EncodeJobError, ServerUnavailableError
 
 PROBE_RTOL, PROBE_ATOL = 1e-3, 1e-4  # a different model differs by far more; another runtime by less
 
@@ -37,8 +38,13 @@ class ServerPool:
     tries again on fresh connections (a restarted server has lost the old channel's state and its shared-memory
     registrations), so a server restarted within that window lets the job finish."""
 
-    def __init__(self, clients: list[SAEClient], metrics: EncodeMetrics | None = None, cooldown_s: float = 5.0,
-                 outage_wait_s: float = 0.0):
+    def __init__(
+        self,
+        clients: list[SAEClient],
+        metrics: EncodeMetrics | None = None,
+        cooldown_s: float = 5.0,
+        outage_wait_s: float = 0.0,
+    ):
         self.servers = [_Server(c.url, c) for c in clients]
         self.metrics = metrics
         self.cooldown_s = cooldown_s
@@ -53,8 +59,11 @@ class ServerPool:
         with self._lock:
             now = time.monotonic()
             n = len(self.servers)
-            live = [(s.outstanding, (i - self._turn) % n, s) for i, s in enumerate(self.servers)
-                    if s.url not in tried and s.down_until <= now]
+            live = [
+                (s.outstanding, (i - self._turn) % n, s)
+                for i, s in enumerate(self.servers)
+                if s.url not in tried and s.down_until <= now
+            ]
             if not live:
                 return None
             server = min(live, key=lambda t: t[:2])[2]
@@ -77,8 +86,9 @@ class ServerPool:
             for server in self.servers:
                 old = server.client
                 self._retired.append(old)
-                server.client = SAEClient(old.url, model=old.model, timeout_s=old.timeout_s, retry=old.retry,
-                                          shared_memory=old.shared_memory)
+                server.client = SAEClient(
+                    old.url, model=old.model, timeout_s=old.timeout_s, retry=old.retry, shared_memory=old.shared_memory
+                )
                 server.down_until = 0.0
             self.reconnects += 1
 
@@ -99,9 +109,13 @@ class ServerPool:
                 now = time.monotonic()
                 outage_started = now if outage_started is None else outage_started
                 if now + pause > outage_started + self.outage_wait_s:
-                    waited = f" (waited {now - outage_started:.0f} s for one to come back)" if self.outage_wait_s else ""
-                    raise EncodeJobError(f"encode {what}: no server could encode them{waited}: " + "; ".join(
-                        errors[-len(self.servers):] or ["every server failed within the last few seconds"]))
+                    waited = (
+                        f" (waited {now - outage_started:.0f} s for one to come back)" if self.outage_wait_s else ""
+                    )
+                    raise EncodeJobError(
+                        f"encode {what}: no server could encode them{waited}: "
+                        + "; ".join(errors[-len(self.servers) :] or ["every server failed within the last few seconds"])
+                    )
                 time.sleep(pause)
                 pause = min(2 * pause, OUTAGE_BACKOFF_S[1])
                 self.reconnect_all()
@@ -139,8 +153,9 @@ class ServerPool:
             client.close()
 
 
-def check_probe(pool: ServerPool, probe_image: npt.NDArray[np.uint8], stored: npt.NDArray[np.float32] | None,
-                where: Path) -> npt.NDArray[np.float32]:
+def check_probe(
+    pool: ServerPool, probe_image: npt.NDArray[np.uint8], stored: npt.NDArray[np.float32] | None, where: Path
+) -> npt.NDArray[np.float32]:
     """The probe image's latent from every live server; all must agree (with each other and with ``stored``)."""
     reference = stored
     for server in pool.servers:
@@ -153,8 +168,10 @@ def check_probe(pool: ServerPool, probe_image: npt.NDArray[np.uint8], stored: np
             reference = latent
         elif latent.shape != reference.shape or not np.allclose(latent, reference, PROBE_RTOL, PROBE_ATOL):
             whose = f"the model that wrote {where}" if stored is not None else f"the server at {pool.servers[0].url}"
-            raise EncodeJobError(f"{server.client.served_name('encode')} at {server.url} serves a different model "
-                                 f"than {whose} (the probe image's latents differ); refusing to mix them")
+            raise EncodeJobError(
+                f"{server.client.served_name('encode')} at {server.url} serves a different model "
+                f"than {whose} (the probe image's latents differ); refusing to mix them"
+            )
     if reference is None:
         raise EncodeJobError("encode: no server answered the probe request")
     return reference

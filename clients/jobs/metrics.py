@@ -2,6 +2,7 @@
 
 Each :class:`EncodeMetrics` has its own registry, so several jobs (or tests) in one process do not collide.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -40,17 +41,31 @@ class EncodeMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
-        self.images = Counter("sae_encode_images", "Images encoded and committed to the output file",
-                              registry=self.registry)
-        self.failures = Counter("sae_encode_failures", "Encode requests that failed (after the client's retries)",
-                                ["server", "reason"], registry=self.registry)
-        self.latency = Histogram("sae_encode_request_seconds", "Latency of successful encode requests",
-                                 ["server"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
-        self.committed = Gauge("sae_encode_committed_images", "Images committed to the output file so far "
-                               "(earlier runs of a resumed job included)", registry=self.registry)
+        self.images = Counter(
+            "sae_encode_images", "Images encoded and committed to the output file", registry=self.registry
+        )
+        self.failures = Counter(
+            "sae_encode_failures",
+            "Encode requests that failed (after the client's retries)",
+            ["server", "reason"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "sae_encode_request_seconds",
+            "Latency of successful encode requests",
+            ["server"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.committed = Gauge(
+            "sae_encode_committed_images",
+            "Images committed to the output file so far (earlier runs of a resumed job included)",
+            registry=self.registry,
+        )
         self.total = Gauge("sae_encode_dataset_images", "Images in the dataset being encoded", registry=self.registry)
-        self.in_flight = Gauge("sae_encode_in_flight_requests", "Encode requests sent and not yet answered",
-                               registry=self.registry)
+        self.in_flight = Gauge(
+            "sae_encode_in_flight_requests", "Encode requests sent and not yet answered", registry=self.registry
+        )
 
     def serve(self, port: int, host: str = "127.0.0.1") -> MetricsServer:
         """Serve ``/metrics`` on ``host:port`` (port 0: a free one; see the returned ``port``)."""

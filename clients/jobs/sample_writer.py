@@ -6,6 +6,7 @@ by chunk with h5py, ``.npz`` the same arrays in one file (held in memory, so onl
 Part p of a run is drawn with ``part_seed(seed, p)``, as :meth:`SAEClient.sample` splits a call, so a streamed run
 holds exactly the samples of one ``client.sample(n, seed)``.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,12 +18,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from sae.clients.request_plans import sample_parts
+from sae.clients.results import HybridSamples
 from sae.core.atomic import atomic_write
 from sae.core.draw import to_uint8
 from sae.core.errors import InferenceError, UsageError
 from sae.core.png import image_grid, write_png
-from sae.clients.request_plans import sample_parts
-from sae.clients.results import HybridSamples
 
 if TYPE_CHECKING:
     from sae.core.progress_bar import ProgressDisplay
@@ -37,6 +38,7 @@ Sampler = Callable[[int, int], HybridSamples]  # (count <= the server's limit, S
 @dataclass(frozen=True)
 class SampleRun:
     """What to draw: ``n`` samples seeded like ``client.sample(n, seed)``, in requests of at most ``limit``."""
+
     n: int
     seed: int
     limit: int
@@ -59,8 +61,10 @@ def sample_format(out: Path, n: int) -> str:
     if suffix not in FORMATS:
         raise UsageError(f"--out {out}: unknown format {suffix or '(no suffix)'!r}; use one of {', '.join(FORMATS)}")
     if suffix == ".npz" and n > NPZ_MAX_SAMPLES:
-        raise UsageError(f"--out {out}: .npz holds every sample in memory and is capped at {NPZ_MAX_SAMPLES:,} "
-                         f"samples, got {n:,}; write .h5 instead (streamed chunk by chunk)")
+        raise UsageError(
+            f"--out {out}: .npz holds every sample in memory and is capped at {NPZ_MAX_SAMPLES:,} "
+            f"samples, got {n:,}; write .h5 instead (streamed chunk by chunk)"
+        )
     return suffix
 
 

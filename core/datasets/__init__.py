@@ -10,7 +10,8 @@ batch jobs read data the same way. :func:`open_dataset` picks the reader from wh
 * a folder of JPEGs — :class:`JpegFolder` (aligned CelebA): each image is centre-cropped to a square and resized to
   128×128 when read; no factors.
 * the Robot Finger Dataset's folder ``robot_finger_datasets/`` (its ``finger`` variant) or one of its variant
-  folders ``finger/``, ``finger_heldout_colors/``, ``finger_real/`` — :mod:`sae.core.datasets.rfd`: 128×128 PNGs read by row
+  folders ``finger/``, ``finger_heldout_colors/``, ``finger_real/`` — :mod:`sae.core.datasets.rfd`: 128×128 PNGs read
+  by row
   from a tar (or, for ``finger_real``, a memory-mapped ``.npz``), nine factors from ``*_labels.npz``.
 
 Every reader has the same interface (:class:`ImageSource`). ``exclude`` leaves out factor values, e.g.
@@ -27,27 +28,64 @@ import os
 from pathlib import Path
 
 from sae.core.datasets.base import DatasetError, Exclude, ImageSource, parse_exclude
-from sae.core.datasets.factors import (MPI3D_FACTOR_NAMES, MPI3D_FACTOR_SIZES, MPI3D_NUM_IMAGES, SHAPES3D_FACTOR_NAMES,
-                                      SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES)
+from sae.core.datasets.factors import (
+    MPI3D_FACTOR_NAMES,
+    MPI3D_FACTOR_SIZES,
+    MPI3D_NUM_IMAGES,
+    SHAPES3D_FACTOR_NAMES,
+    SHAPES3D_FACTOR_SIZES,
+    SHAPES3D_FACTOR_VALUES,
+)
 from sae.core.datasets.h5 import H5Images
 from sae.core.datasets.jpeg import CELEBA_IMAGE_SIZE, JPEG_SUFFIXES, JpegFolder, centre_crop_resize
 from sae.core.datasets.npz import NPZ_INFLATE_LIMIT, NpzImages, uncompress_npz
 from sae.core.datasets.rfd import is_rfd_folder, open_rfd
-from sae.core.datasets.splits import (SPLIT_FRACTIONS, batches_in_order, dataset_splits, shuffled_batches,
-                                     split_indices, varying_factors)
+from sae.core.datasets.splits import (
+    SPLIT_FRACTIONS,
+    batches_in_order,
+    dataset_splits,
+    shuffled_batches,
+    split_indices,
+    varying_factors,
+)
+
+__all__ = [
+    "DatasetError",
+    "Exclude",
+    "ImageSource",
+    "parse_exclude",
+    "MPI3D_FACTOR_NAMES",
+    "MPI3D_FACTOR_SIZES",
+    "MPI3D_NUM_IMAGES",
+    "SHAPES3D_FACTOR_NAMES",
+    "SHAPES3D_FACTOR_SIZES",
+    "SHAPES3D_FACTOR_VALUES",
+    "H5Images",
+    "CELEBA_IMAGE_SIZE",
+    "JPEG_SUFFIXES",
+    "JpegFolder",
+    "centre_crop_resize",
+    "NPZ_INFLATE_LIMIT",
+    "NpzImages",
+    "uncompress_npz",
+    "is_rfd_folder",
+    "open_rfd",
+    "SPLIT_FRACTIONS",
+    "batches_in_order",
+    "dataset_splits",
+    "shuffled_batches",
+    "split_indices",
+    "varying_factors",
+    "open_dataset",
+]
 
 
-__all__ = ["DatasetError", "Exclude", "ImageSource", "parse_exclude", "MPI3D_FACTOR_NAMES", "MPI3D_FACTOR_SIZES",
-           "MPI3D_NUM_IMAGES", "SHAPES3D_FACTOR_NAMES", "SHAPES3D_FACTOR_SIZES", "SHAPES3D_FACTOR_VALUES",
-           "H5Images", "CELEBA_IMAGE_SIZE", "JPEG_SUFFIXES", "JpegFolder", "centre_crop_resize", "NPZ_INFLATE_LIMIT",
-           "NpzImages", "uncompress_npz", "is_rfd_folder", "open_rfd", "SPLIT_FRACTIONS", "batches_in_order",
-           "dataset_splits", "shuffled_batches", "split_indices", "varying_factors", "open_dataset"]
-
-
-def open_dataset(path: str | os.PathLike[str], *, exclude: Exclude | None = None,
-                 celeba_size: int = CELEBA_IMAGE_SIZE) -> ImageSource:
+def open_dataset(
+    path: str | os.PathLike[str], *, exclude: Exclude | None = None, celeba_size: int = CELEBA_IMAGE_SIZE
+) -> ImageSource:
     """The reader for ``path``: ``.h5``/``.hdf5`` (3D-Shapes), ``.npz`` (MPI3D), an RFD folder (see
-    :mod:`sae.core.datasets.rfd`; the dataset's own folder means its ``finger`` training variant) or a folder of JPEGs (CelebA).
+    :mod:`sae.core.datasets.rfd`; the dataset's own folder means its ``finger`` training variant) or a folder of JPEGs
+    (CelebA).
 
     ``exclude`` maps factor names to factor *indices* to leave out of :attr:`rows` (e.g. ``{"shape": [2]}``)."""
     path = Path(path)
@@ -56,14 +94,17 @@ def open_dataset(path: str | os.PathLike[str], *, exclude: Exclude | None = None
             return open_rfd(path, exclude=exclude)
         return JpegFolder(path, size=celeba_size, exclude=exclude)
     if not path.exists():
-        raise DatasetError(f"data file {path} does not exist; make a procedural 3D-Shapes with "
-                           "`sae data shapes3d --out DIR`, or pass a 3dshapes.h5, an MPI3D .npz, a CelebA folder or an "
-                           "RFD folder")
+        raise DatasetError(
+            f"data file {path} does not exist; make a procedural 3D-Shapes with "
+            "`sae data shapes3d --out DIR`, or pass a 3dshapes.h5, an MPI3D .npz, a CelebA folder or an "
+            "RFD folder"
+        )
     suffix = path.suffix.lower()
     if suffix in (".h5", ".hdf5"):
         return H5Images(path, exclude=exclude)
     if suffix == ".npz":
         return NpzImages(path, exclude=exclude)
-    raise DatasetError(f"{path}: unknown dataset format {suffix!r}; expected .h5/.hdf5 (3D-Shapes), .npz (MPI3D) "
-                       "or a folder of JPEGs (CelebA)")
-
+    raise DatasetError(
+        f"{path}: unknown dataset format {suffix!r}; expected .h5/.hdf5 (3D-Shapes), .npz (MPI3D) "
+        "or a folder of JPEGs (CelebA)"
+    )

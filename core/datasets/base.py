@@ -1,4 +1,5 @@
 """What every reader shares: its interface (:class:`ImageSource`), its error, its rows and ``exclude``."""
+
 from __future__ import annotations
 
 import numbers
@@ -8,12 +9,10 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
 from sae.core.errors import SAEError
 
-
-
 _FACTOR_BLOCK = 65536  # rows per block when scanning factors for ``exclude``
-
 
 
 class DatasetError(SAEError, ValueError):
@@ -67,19 +66,24 @@ def _check_exclude(exclude: Exclude | None, source: ImageSource) -> dict[int, np
     spec: dict[int, npt.NDArray[np.int64]] = {}
     for name, values in exclude.items():
         if name not in source.factor_names:
-            raise DatasetError(f"exclude: unknown factor {name!r} for {source.path}; "
-                               f"its factors are {list(source.factor_names)}")
+            raise DatasetError(
+                f"exclude: unknown factor {name!r} for {source.path}; its factors are {list(source.factor_names)}"
+            )
         k = source.factor_names.index(name)
         size = source.factor_sizes[k]
         if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
             raise DatasetError(f"exclude[{name!r}] must be a list of factor indices, got {values!r}")
         for v in values:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-                raise DatasetError(f"exclude[{name!r}]: {v!r} is not a factor index; values are indices "
-                                   f"0…{size - 1} (not label values)")
+                raise DatasetError(
+                    f"exclude[{name!r}]: {v!r} is not a factor index; values are indices "
+                    f"0…{size - 1} (not label values)"
+                )
             if not 0 <= int(v) < size:
-                raise DatasetError(f"exclude[{name!r}]: index {int(v)} is out of range; {name!r} has {size} values "
-                                   f"(indices 0…{size - 1})")
+                raise DatasetError(
+                    f"exclude[{name!r}]: index {int(v)} is out of range; {name!r} has {size} values "
+                    f"(indices 0…{size - 1})"
+                )
         chosen = np.unique(np.asarray(values, dtype=np.int64))
         if len(chosen) == size:
             raise DatasetError(f"exclude[{name!r}] leaves out all {size} values of {name!r}; nothing would remain")
@@ -89,7 +93,8 @@ def _check_exclude(exclude: Exclude | None, source: ImageSource) -> dict[int, np
 
 
 def parse_exclude(items: Sequence[str]) -> dict[str, list[int]]:
-    """Command-line spelling → ``exclude``: ``["shape=2", "floor_hue=0,1"]`` → ``{"shape": [2], "floor_hue": [0, 1]}``."""
+    """Command-line spelling → ``exclude``: ``["shape=2", "floor_hue=0,1"]`` → ``{"shape": [2], "floor_hue": [0,
+    1]}``."""
     exclude: dict[str, list[int]] = {}
     for item in items:
         name, sep, values = item.partition("=")
@@ -131,10 +136,11 @@ def row_range(indices: RowSelection, n: int, path: Path) -> RowIndices:
         return np.arange(n)[indices]
     idx = np.asarray(indices)
     if idx.size and (not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0 or idx.max() >= n):
-        raise IndexError(f"{path}: row indices must be integers in 0…{n - 1}, got {idx.dtype} "
-                         f"{idx.min() if idx.size else ''}…{idx.max() if idx.size else ''}")
+        raise IndexError(
+            f"{path}: row indices must be integers in 0…{n - 1}, got {idx.dtype} "
+            f"{idx.min() if idx.size else ''}…{idx.max() if idx.size else ''}"
+        )
     return idx.astype(np.int64, copy=False)
-
 
 
 class ImageFile:
@@ -178,4 +184,3 @@ class OpenedLazily(Generic[_Handle]):
         state = dict(self.__dict__)
         state["_file"] = None
         return state
-

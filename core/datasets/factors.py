@@ -1,5 +1,6 @@
 """Factor grids of the datasets with a fixed factorial design (3D-Shapes, MPI3D), and the matching of stored label
 values to factor indices: the one home of these facts for the readers, the procedural generator and the metrics."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,14 +33,22 @@ SHAPES3D_SHAPE_NAMES = ("cube", "cylinder", "sphere", "capsule")
 SHAPES3D_NUM_IMAGES = int(np.prod(SHAPES3D_FACTOR_SIZES))  # 480,000
 
 # MPI3D (Gondal et al. 2019): row-major over the factors; the file holds no labels.
-MPI3D_FACTOR_NAMES = ("object_color", "object_shape", "object_size", "camera_height", "background_color",
-                      "horizontal_axis", "vertical_axis")
+MPI3D_FACTOR_NAMES = (
+    "object_color",
+    "object_shape",
+    "object_size",
+    "camera_height",
+    "background_color",
+    "horizontal_axis",
+    "vertical_axis",
+)
 MPI3D_FACTOR_SIZES = (6, 6, 2, 3, 3, 40, 40)
 MPI3D_NUM_IMAGES = int(np.prod(MPI3D_FACTOR_SIZES))  # 1,036,800
 
 
-def nearest_factor_indices(labels: npt.ArrayLike, grids: Sequence[npt.NDArray[np.floating[Any]]]
-                           ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+def nearest_factor_indices(
+    labels: npt.ArrayLike, grids: Sequence[npt.NDArray[np.floating[Any]]]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Label values [..., K] → (factor indices [..., K] int64, each the nearest value of its column's grid;
     the absolute distance [..., K] from each label to that value), so a reader can refuse labels off the grid."""
     labels = np.asarray(labels, dtype=np.float64)

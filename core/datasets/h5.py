@@ -1,4 +1,5 @@
 """HDF5 images (3D-Shapes, real and procedural)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,15 +10,25 @@ import h5py
 import numpy as np
 import numpy.typing as npt
 
-
-from sae.core.datasets.base import (DatasetError, Exclude, FactorArray, ImageArray, ImageFile, LabelArray, OpenedLazily,
-                                    RowSelection, usable_rows)
-from sae.core.datasets.factors import (SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES,
-                                      nearest_factor_indices)
-
+from sae.core.datasets.base import (
+    DatasetError,
+    Exclude,
+    FactorArray,
+    ImageArray,
+    ImageFile,
+    LabelArray,
+    OpenedLazily,
+    RowSelection,
+    usable_rows,
+)
+from sae.core.datasets.factors import (
+    SHAPES3D_FACTOR_NAMES,
+    SHAPES3D_FACTOR_SIZES,
+    SHAPES3D_FACTOR_VALUES,
+    nearest_factor_indices,
+)
 
 _LABEL_TOLERANCE = 1e-4  # how far a stored label may lie from its grid value
-
 
 
 @dataclass
@@ -54,11 +65,14 @@ class H5Images(OpenedLazily[h5py.File], ImageFile):
         except OSError as e:
             raise DatasetError(f"{self.path} is not a readable HDF5 file: {e}") from e
         if len(self.shape) != 4 or self.shape[-1] != 3 or dtype != np.uint8:
-            raise DatasetError(f"{self.path}: '{self.images_key}' must be uint8 [N, H, W, 3], "
-                               f"got {dtype} {list(self.shape)}")
+            raise DatasetError(
+                f"{self.path}: '{self.images_key}' must be uint8 [N, H, W, 3], got {dtype} {list(self.shape)}"
+            )
         if self.has_labels and (len(label_shape) != 2 or label_shape[0] != self.shape[0]):
-            raise DatasetError(f"{self.path}: '{self.labels_key}' must be [N, K] with N = {self.shape[0]} images, "
-                               f"got {list(label_shape)}")
+            raise DatasetError(
+                f"{self.path}: '{self.labels_key}' must be [N, K] with N = {self.shape[0]} images, "
+                f"got {list(label_shape)}"
+            )
         self._grid: tuple[npt.NDArray[np.float64], ...] | None = None
         n_labels = label_shape[1] if self.has_labels else 0
         if n_labels == 6 and names in ((), SHAPES3D_FACTOR_NAMES):
@@ -97,14 +111,18 @@ class H5Images(OpenedLazily[h5py.File], ImageFile):
     def read_factors(self, indices: RowSelection) -> FactorArray:
         """Factor indices int64 [n, K]: each label matched to its factor's value grid."""
         if self._grid is None:
-            raise DatasetError(f"{self.path} has no factors: it needs a '{self.labels_key}' dataset with either the 6 "
-                               f"3D-Shapes columns or 'factor_names' and 'factor_sizes' attributes")
+            raise DatasetError(
+                f"{self.path} has no factors: it needs a '{self.labels_key}' dataset with either the 6 "
+                f"3D-Shapes columns or 'factor_names' and 'factor_sizes' attributes"
+            )
         labels = np.asarray(self.read_labels(indices), dtype=np.float64)
         out, distance = nearest_factor_indices(labels, self._grid)
         off = distance > _LABEL_TOLERANCE
         if off.any():
             k = int(np.flatnonzero(off.any(axis=0))[0])  # the first factor off its grid, as read column by column
             row = int(np.flatnonzero(off[:, k])[0])
-            raise DatasetError(f"{self.path}: label {labels[row, k]!r} of factor {self.factor_names[k]!r} is "
-                               f"not one of its values {self._grid[k].tolist()}")
+            raise DatasetError(
+                f"{self.path}: label {labels[row, k]!r} of factor {self.factor_names[k]!r} is "
+                f"not one of its values {self._grid[k].tolist()}"
+            )
         return out

@@ -1,18 +1,27 @@
 """A folder of JPEGs (aligned CelebA), centre-cropped and resized when read."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
-
-from sae.core.datasets.base import (DatasetError, Exclude, FactorArray, ImageArray, ImageFile, LabelArray, RowSelection,
-                                    row_range, usable_rows)
+from sae.core.datasets.base import (
+    DatasetError,
+    Exclude,
+    FactorArray,
+    ImageArray,
+    ImageFile,
+    LabelArray,
+    RowSelection,
+    row_range,
+    usable_rows,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -20,7 +29,6 @@ if TYPE_CHECKING:
 
 CELEBA_IMAGE_SIZE = 128
 JPEG_SUFFIXES = (".jpg", ".jpeg")
-
 
 
 def centre_crop_resize(image: Image, size: int) -> Image:
@@ -74,14 +82,17 @@ class JpegFolder(ImageFile):
 
     @staticmethod
     def _list(folder: Path) -> list[Path]:
-        return sorted((p for p in folder.iterdir() if p.suffix.lower() in JPEG_SUFFIXES and p.is_file()),
-                      key=lambda p: p.name)
+        return sorted(
+            (p for p in folder.iterdir() if p.suffix.lower() in JPEG_SUFFIXES and p.is_file()), key=lambda p: p.name
+        )
 
     def _decode(self, file: Path) -> ImageArray:
         try:
             from PIL import Image, UnidentifiedImageError
         except ImportError as e:
-            raise DatasetError(f"reading JPEGs in {self.path} needs Pillow: pip install 'sae-serving[data]' (or pillow)") from e
+            raise DatasetError(
+                f"reading JPEGs in {self.path} needs Pillow: pip install 'sae-serving[data]' (or pillow)"
+            ) from e
         try:
             with Image.open(file) as image:
                 image.load()
@@ -120,4 +131,3 @@ class JpegFolder(ImageFile):
         state = dict(self.__dict__)
         state["_pool"] = None
         return state
-

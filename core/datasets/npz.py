@@ -1,4 +1,5 @@
 """``.npz`` images (MPI3D), memory-mapped from the zip where the member is stored uncompressed."""
+
 from __future__ import annotations
 
 import os
@@ -14,15 +15,21 @@ from typing import IO, Any, ClassVar, cast
 
 import numpy as np
 
-
-from sae.core.datasets.base import (DatasetError, Exclude, FactorArray, ImageArray, ImageFile, LabelArray, RowSelection,
-                                    row_range, usable_rows)
+from sae.core.datasets.base import (
+    DatasetError,
+    Exclude,
+    FactorArray,
+    ImageArray,
+    ImageFile,
+    LabelArray,
+    RowSelection,
+    row_range,
+    usable_rows,
+)
 from sae.core.datasets.factors import MPI3D_FACTOR_NAMES, MPI3D_FACTOR_SIZES, MPI3D_NUM_IMAGES
-
 
 # A compressed .npz member up to this many bytes (uncompressed) is read whole, with a warning; larger ones are refused.
 NPZ_INFLATE_LIMIT = 256 * 2**20
-
 
 
 def _npz_error(path: Path, what: str) -> DatasetError:
@@ -48,8 +55,7 @@ def _npy_header(f: IO[bytes]) -> _NpyHeader:
     if version == (2, 0):
         return cast(_ReadHeader, np.lib.format.read_array_header_2_0)(f)
     # 3.0: no public reader in numpy 1.x; the private one is not in the stubs
-    read_header = cast(Callable[[IO[bytes], tuple[int, int]], _NpyHeader],
-                       np.lib.format._read_array_header)  # type: ignore[attr-defined]
+    read_header = cast(Callable[[IO[bytes], tuple[int, int]], _NpyHeader], np.lib.format._read_array_header)  # type: ignore[attr-defined]
     return read_header(f, version)
 
 
@@ -96,9 +102,12 @@ class NpzImages(ImageFile):
         images = self._open()  # validates the file now
         self.shape = tuple(images.shape)
         if self.shape[0] > MPI3D_NUM_IMAGES:
-            raise _npz_error(self.path, f"'{self.images_key}' has {self.shape[0]} rows, more than the "
-                                        f"{MPI3D_NUM_IMAGES} points of the MPI3D factor grid {MPI3D_FACTOR_SIZES}")
-        self._strides = np.array([int(np.prod(MPI3D_FACTOR_SIZES[k + 1:])) for k in range(7)], dtype=np.int64)
+            raise _npz_error(
+                self.path,
+                f"'{self.images_key}' has {self.shape[0]} rows, more than the "
+                f"{MPI3D_NUM_IMAGES} points of the MPI3D factor grid {MPI3D_FACTOR_SIZES}",
+            )
+        self._strides = np.array([int(np.prod(MPI3D_FACTOR_SIZES[k + 1 :])) for k in range(7)], dtype=np.int64)
         self._rows = usable_rows(self, self.exclude)
 
     def _open(self) -> ImageArray:
@@ -131,21 +140,30 @@ class NpzImages(ImageFile):
         nbytes = int(np.prod(shape)) * dtype.itemsize
         end = offset + nbytes
         if end > start + info.file_size or end > self.path.stat().st_size:
-            raise _npz_error(self.path, f"'{self.images_key}' {list(shape)} needs {nbytes} bytes but the file holds "
-                                        f"fewer; it is truncated")
-        self._images = np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                                 order="F" if fortran else "C")
+            raise _npz_error(
+                self.path,
+                f"'{self.images_key}' {list(shape)} needs {nbytes} bytes but the file holds fewer; it is truncated",
+            )
+        self._images = np.memmap(
+            self.path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
+        )
         return self._images
 
     def _inflate(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> ImageArray:
         if info.file_size > self.inflate_limit:
-            raise _npz_error(self.path, f"'{self.images_key}' is compressed ({info.file_size / 2**20:.0f} MiB "
-                             "uncompressed), so it cannot be memory-mapped; re-save it uncompressed with "
-                             f"`python -c \"from sae.core.datasets import uncompress_npz; "
-                             f"uncompress_npz('{self.path}', 'OUT.npz')\"` (streams; or np.savez instead of "
-                             f"np.savez_compressed)")
-        warnings.warn(f"{self.path}: '{self.images_key}' is compressed; reading all {info.file_size / 2**20:.1f} MiB "
-                      "into memory (re-save with np.savez to memory-map it)", stacklevel=4)
+            raise _npz_error(
+                self.path,
+                f"'{self.images_key}' is compressed ({info.file_size / 2**20:.0f} MiB "
+                "uncompressed), so it cannot be memory-mapped; re-save it uncompressed with "
+                f'`python -c "from sae.core.datasets import uncompress_npz; '
+                f"uncompress_npz('{self.path}', 'OUT.npz')\"` (streams; or np.savez instead of "
+                f"np.savez_compressed)",
+            )
+        warnings.warn(
+            f"{self.path}: '{self.images_key}' is compressed; reading all {info.file_size / 2**20:.1f} MiB "
+            "into memory (re-save with np.savez to memory-map it)",
+            stacklevel=4,
+        )
         try:
             with zf.open(info) as fin:
                 array = cast(Callable[[IO[bytes]], ImageArray], np.lib.format.read_array)(fin)  # checked below
@@ -157,8 +175,11 @@ class NpzImages(ImageFile):
 
     def _check_array(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
         if len(shape) != 4 or shape[-1] != 3 or shape[1] != shape[2] or dtype != np.uint8:
-            raise _npz_error(self.path, f"'{self.images_key}' must be uint8 [N, H, W, 3] with H = W (MPI3D: "
-                                        f"[{MPI3D_NUM_IMAGES}, 64, 64, 3]), got {dtype} {list(shape)}")
+            raise _npz_error(
+                self.path,
+                f"'{self.images_key}' must be uint8 [N, H, W, 3] with H = W (MPI3D: "
+                f"[{MPI3D_NUM_IMAGES}, 64, 64, 3]), got {dtype} {list(shape)}",
+            )
 
     @property
     def images(self) -> ImageArray:
@@ -194,4 +215,3 @@ class NpzImages(ImageFile):
         if not self._inflated:
             state["_images"] = None
         return state
-

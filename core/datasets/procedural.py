@@ -27,8 +27,14 @@ import numpy as np
 import numpy.typing as npt
 
 from sae.core.datasets.base import DatasetError
-from sae.core.datasets.factors import (SHAPES3D_FACTOR_NAMES, SHAPES3D_FACTOR_SIZES, SHAPES3D_FACTOR_VALUES,
-                                      SHAPES3D_NUM_IMAGES, SHAPES3D_SHAPE_NAMES, nearest_factor_indices)
+from sae.core.datasets.factors import (
+    SHAPES3D_FACTOR_NAMES,
+    SHAPES3D_FACTOR_SIZES,
+    SHAPES3D_FACTOR_VALUES,
+    SHAPES3D_NUM_IMAGES,
+    SHAPES3D_SHAPE_NAMES,
+    nearest_factor_indices,
+)
 from sae.core.datasets.ray_casting import Floats, bounding_sphere, hits_sphere, normalize, ray_object
 
 __all__ = [
@@ -84,8 +90,9 @@ def flat_from_factor_indices(idx: npt.ArrayLike) -> npt.NDArray[np.int64]:
 def labels_from_factor_indices(idx: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Factor indices [N, 6] (int) → label values [N, 6] (float64), as stored in the real ``labels`` dataset."""
     idx = _check_factor_indices(idx)
-    labels: npt.NDArray[np.float64] = np.stack([FACTOR_VALUES[k][idx[..., k]] for k in range(6)],
-                                               axis=-1).astype(np.float64)
+    labels: npt.NDArray[np.float64] = np.stack([FACTOR_VALUES[k][idx[..., k]] for k in range(6)], axis=-1).astype(
+        np.float64
+    )
     return labels
 
 
@@ -157,11 +164,13 @@ class Shapes3DRenderer:
     # -- geometry ---------------------------------------------------------------------------------------------------
 
     @staticmethod
-    def geometry_index(scale_idx: npt.ArrayLike, shape_idx: npt.ArrayLike,
-                       orientation_idx: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    def geometry_index(
+        scale_idx: npt.ArrayLike, shape_idx: npt.ArrayLike, orientation_idx: npt.ArrayLike
+    ) -> npt.NDArray[np.int64]:
         """Index 0…479 of a (scale, shape, orientation) combination (same row-major order as the flat index)."""
-        index: npt.NDArray[np.int64] = ((np.asarray(scale_idx) * FACTOR_SIZES[4] + np.asarray(shape_idx))
-                                        * FACTOR_SIZES[5] + np.asarray(orientation_idx))
+        index: npt.NDArray[np.int64] = (np.asarray(scale_idx) * FACTOR_SIZES[4] + np.asarray(shape_idx)) * FACTOR_SIZES[
+            5
+        ] + np.asarray(orientation_idx)
         return index
 
     def _camera_rays(self, orientation_deg: float) -> tuple[Floats, Floats]:
@@ -267,8 +276,9 @@ class Shapes3DRenderer:
         weights: npt.NDArray[np.float32] = self._weights[g].T.reshape(4, n, n).copy()
         return weights
 
-    def object_mask(self, scale_idx: int, shape_idx: int, orientation_idx: int,
-                    threshold: float = 0.5) -> npt.NDArray[np.bool_]:
+    def object_mask(
+        self, scale_idx: int, shape_idx: int, orientation_idx: int, threshold: float = 0.5
+    ) -> npt.NDArray[np.bool_]:
         """Boolean [H, W]: pixels at least ``threshold`` covered by the object."""
         obj = self._coverage(scale_idx, shape_idx, orientation_idx)
         return obj >= threshold

@@ -1,5 +1,7 @@
-"""Ray casting for the procedural 3D-Shapes scene (``sae.core.datasets.procedural``): rays against the four object shapes
+"""Ray casting for the procedural 3D-Shapes scene (``sae.core.datasets.procedural``): rays against the four object
+shapes
 (cube, cylinder, sphere, capsule) at a scale, and the bounding sphere that lets most rays skip them."""
+
 from __future__ import annotations
 
 import numpy as np

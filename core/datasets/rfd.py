@@ -21,6 +21,7 @@ Factors (:data:`RFD_FACTOR_NAMES`): shape 1, colour 8, size 1, joint0/1/2 30 eac
 info file gives them. Shape and size take a single value; :func:`sae.core.datasets.varying_factors` leaves such
 factors out, and the disentanglement metrics skip single-valued factors.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,8 +36,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from sae.core.datasets.base import (DatasetError, Exclude, FactorArray, ImageArray, ImageFile, LabelArray, OpenedLazily,
-                                    RowSelection, row_range, usable_rows)
+from sae.core.datasets.base import (
+    DatasetError,
+    Exclude,
+    FactorArray,
+    ImageArray,
+    ImageFile,
+    LabelArray,
+    OpenedLazily,
+    RowSelection,
+    row_range,
+    usable_rows,
+)
 from sae.core.datasets.npz import NpzImages
 
 RFD_ROOT_NAME = "robot_finger_datasets"
@@ -71,12 +82,16 @@ def is_rfd_folder(path: str | os.PathLike[str]) -> bool:
     path = Path(path)
     if not path.is_dir():
         return False
-    return (path.name in RFD_VARIANTS or path.name == RFD_ROOT_NAME
-            or any((path / v / f"{v}_labels.npz").is_file() for v in RFD_VARIANTS))
+    return (
+        path.name in RFD_VARIANTS
+        or path.name == RFD_ROOT_NAME
+        or any((path / v / f"{v}_labels.npz").is_file() for v in RFD_VARIANTS)
+    )
 
 
-def open_rfd(path: str | os.PathLike[str], variant: str | None = None,
-             exclude: Exclude | None = None) -> FingerTarImages | FingerRealImages:
+def open_rfd(
+    path: str | os.PathLike[str], variant: str | None = None, exclude: Exclude | None = None
+) -> FingerTarImages | FingerRealImages:
     """The reader for one RFD variant: the tar of PNGs for the simulated ones, the ``.npz`` for ``finger_real``."""
     folder, name = rfd_variant_folder(path, variant)
     if name == RFD_REAL_VARIANT:
@@ -102,8 +117,10 @@ def _numeric_member(path: Path, key: str) -> npt.NDArray[np.number[Any]]:
         raise
     except ValueError as e:
         if "allow_pickle" in str(e):
-            raise DatasetError(f"{path}: '{key}' is a pickled object array; it is read only without pickle "
-                               "(re-save it as a numeric array)") from e
+            raise DatasetError(
+                f"{path}: '{key}' is a pickled object array; it is read only without pickle "
+                "(re-save it as a numeric array)"
+            ) from e
         raise DatasetError(f"{path}: cannot read '{key}' ({e}); the file may be corrupt") from e
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DatasetError(f"{path} is not a readable .npz file ({e}); it may be truncated") from e
@@ -117,8 +134,10 @@ def _finger_factors(folder: Path, prefix: str, num_images: int) -> tuple[FactorA
     info_path = folder / f"{prefix}_info.npz"
     sizes = tuple(int(s) for s in _numeric_member(info_path, "num_factor_values").reshape(-1))
     if len(sizes) != len(RFD_FACTOR_NAMES) or min(sizes) < 1:
-        raise DatasetError(f"{info_path}: 'num_factor_values' must give {len(RFD_FACTOR_NAMES)} positive sizes "
-                           f"({', '.join(RFD_FACTOR_NAMES)}), got {list(sizes)}")
+        raise DatasetError(
+            f"{info_path}: 'num_factor_values' must give {len(RFD_FACTOR_NAMES)} positive sizes "
+            f"({', '.join(RFD_FACTOR_NAMES)}), got {list(sizes)}"
+        )
     with np.load(info_path, allow_pickle=False) as npz:
         has_size = "dataset_size" in npz.files
     if has_size:
@@ -135,8 +154,10 @@ def _finger_factors(folder: Path, prefix: str, num_images: int) -> tuple[FactorA
     bad = (factors != labels) | (factors < 0) | (factors >= np.asarray(sizes))
     if bad.any():
         row, k = np.argwhere(bad)[0]
-        raise DatasetError(f"{labels_path}: label {labels[row, k]!r} of factor {RFD_FACTOR_NAMES[k]!r} (row {row}) is "
-                           f"not a factor index 0…{sizes[k] - 1}")
+        raise DatasetError(
+            f"{labels_path}: label {labels[row, k]!r} of factor {RFD_FACTOR_NAMES[k]!r} (row {row}) is "
+            f"not a factor index 0…{sizes[k] - 1}"
+        )
     factors.setflags(write=False)
     return factors, sizes
 
@@ -148,6 +169,7 @@ class _FingerFactors:
     _factors: FactorArray
 
     if TYPE_CHECKING:
+
         def __len__(self) -> int: ...  # the reader's (ImageFile's): its number of images
 
     def read_factors(self, indices: RowSelection) -> FactorArray:
@@ -242,8 +264,10 @@ class FingerTarImages(_FingerFactors, OpenedLazily[io.BufferedReader], ImageFile
         self._file = None
         first = self._decode_row(0)
         if first.shape != (RFD_IMAGE_SIZE, RFD_IMAGE_SIZE, 3):
-            raise DatasetError(f"{self.path}: 0.png is {first.shape[1]}×{first.shape[0]}, RFD images are "
-                               f"{RFD_IMAGE_SIZE}×{RFD_IMAGE_SIZE} RGB")
+            raise DatasetError(
+                f"{self.path}: 0.png is {first.shape[1]}×{first.shape[0]}, RFD images are "
+                f"{RFD_IMAGE_SIZE}×{RFD_IMAGE_SIZE} RGB"
+            )
         self.shape = (len(self._offsets), *first.shape)
         folder = self.path.parent
         self._factors, self.factor_sizes = _finger_factors(folder, folder.name, len(self._offsets))
@@ -266,11 +290,11 @@ class FingerTarImages(_FingerFactors, OpenedLazily[io.BufferedReader], ImageFile
         for i, row in enumerate(rows):
             image = self._decode_row(int(row))
             if image.shape != self.shape[1:]:
-                raise DatasetError(f"{self.path} member {row}.png is {list(image.shape)}, the others "
-                                   f"{list(self.shape[1:])}")
+                raise DatasetError(
+                    f"{self.path} member {row}.png is {list(image.shape)}, the others {list(self.shape[1:])}"
+                )
             out[i] = image
         return out
-
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -299,5 +323,7 @@ class FingerRealImages(_FingerFactors, NpzImages):
 
     def _check_array(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
         if tuple(shape[1:]) != (RFD_IMAGE_SIZE, RFD_IMAGE_SIZE, 3) or len(shape) != 4 or dtype != np.uint8:
-            raise DatasetError(f"{self.path}: '{self.images_key}' must be uint8 [N, {RFD_IMAGE_SIZE}, "
-                               f"{RFD_IMAGE_SIZE}, 3], got {dtype} {list(shape)}")
+            raise DatasetError(
+                f"{self.path}: '{self.images_key}' must be uint8 [N, {RFD_IMAGE_SIZE}, "
+                f"{RFD_IMAGE_SIZE}, 3], got {dtype} {list(shape)}"
+            )

@@ -1,16 +1,14 @@
 """Deterministic train/val/test splits of a reader, and batches over them."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import numpy as np
 
-
 from sae.core.datasets.base import DatasetError, ImageArray, ImageSource, RowIndices
 
-
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
-
 
 
 def varying_factors(source: ImageSource) -> tuple[int, ...]:
@@ -24,7 +22,7 @@ def split_indices(n: int, seed: int = 0) -> dict[str, RowIndices]:
     order = np.random.default_rng(seed).permutation(n)
     n_train = int(round(n * SPLIT_FRACTIONS["train"]))
     n_val = int(round(n * SPLIT_FRACTIONS["val"]))
-    parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    parts = {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
     return {k: np.sort(v) for k, v in parts.items()}
 
 
@@ -40,7 +38,6 @@ def dataset_splits(source: ImageSource, seed: int = 0) -> dict[str, RowIndices]:
     return {k: v[np.isin(v, rows, assume_unique=True)] for k, v in splits.items()}
 
 
-
 def _read_rows(data: ImageSource, rows: RowIndices) -> ImageArray:
     """Images of sorted ``rows``: one slice then a selection where the reader prefers slices, else just the rows."""
     if getattr(data, "slice_reads", True):
@@ -49,8 +46,14 @@ def _read_rows(data: ImageSource, rows: RowIndices) -> ImageArray:
     return data.read(rows)
 
 
-def shuffled_batches(data: ImageSource, indices: RowIndices, batch_size: int, rng: np.random.Generator,
-                     block: int = 256, blocks_per_buffer: int = 64) -> Iterator[ImageArray]:
+def shuffled_batches(
+    data: ImageSource,
+    indices: RowIndices,
+    batch_size: int,
+    rng: np.random.Generator,
+    block: int = 256,
+    blocks_per_buffer: int = 64,
+) -> Iterator[ImageArray]:
     """One epoch of shuffled uint8 batches over ``indices`` (sorted).
 
     Dataset files are stored in factor-grid order (3D-Shapes: floor hue slowest), so a contiguous stretch of rows
@@ -66,19 +69,19 @@ def shuffled_batches(data: ImageSource, indices: RowIndices, batch_size: int, rn
     blocks = [b for b in rng.permutation(len(bounds) - 1) if bounds[b + 1] > bounds[b]]
     carry = np.empty((0, *data.shape[1:]), np.uint8)
     for first in range(0, len(blocks), blocks_per_buffer):
-        chosen = sorted(blocks[first:first + blocks_per_buffer])
-        images = np.concatenate([carry, *(_read_rows(data, indices[bounds[b]:bounds[b + 1]]) for b in chosen)])
+        chosen = sorted(blocks[first : first + blocks_per_buffer])
+        images = np.concatenate([carry, *(_read_rows(data, indices[bounds[b] : bounds[b + 1]]) for b in chosen)])
         images = images[rng.permutation(len(images))]
         full = len(images) // batch_size * batch_size
         for start in range(0, full, batch_size):
-            yield images[start:start + batch_size]
+            yield images[start : start + batch_size]
         carry = images[full:]
 
 
-def batches_in_order(data: ImageSource, indices: RowIndices,
-                     batch_size: int) -> Iterator[tuple[RowIndices, ImageArray]]:
+def batches_in_order(
+    data: ImageSource, indices: RowIndices, batch_size: int
+) -> Iterator[tuple[RowIndices, ImageArray]]:
     """(indices, images) batches in file order, the last one partial: for evaluation and encoding."""
     for start in range(0, len(indices), batch_size):
-        rows = indices[start:start + batch_size]
+        rows = indices[start : start + batch_size]
         yield rows, _read_rows(data, rows)
-

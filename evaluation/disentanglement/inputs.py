@@ -21,8 +21,9 @@ class MetricInputError(SAEError, ValueError):
 def _check_matrix_shape(arr: np.ndarray, name: str, axes: str, column: str) -> None:
     """``arr`` is 2-D with at least 2 rows (samples) and 1 column (``column``: what a column holds)."""
     if arr.ndim != 2:
-        raise MetricInputError(f"{name} must be a 2-D array of shape {axes}; got {arr.ndim}-D array of shape "
-                               f"{arr.shape}")
+        raise MetricInputError(
+            f"{name} must be a 2-D array of shape {axes}; got {arr.ndim}-D array of shape {arr.shape}"
+        )
     if arr.shape[0] < 2:
         raise MetricInputError(f"{name} needs at least 2 rows (samples); got shape {arr.shape}")
     if arr.shape[1] < 1:
@@ -66,7 +67,8 @@ def _check_pair(codes: Any, factors: Any, codes_name: str, factors_name: str) ->
     f = _as_factors(factors, factors_name)
     if c.shape[0] != f.shape[0]:
         raise MetricInputError(
-            f"{codes_name} has {c.shape[0]} rows but {factors_name} has {f.shape[0]}; they must describe the same samples"
+            f"{codes_name} has {c.shape[0]} rows but {factors_name} has {f.shape[0]}; "
+            "they must describe the same samples"
         )
     return c, f
 
@@ -90,8 +92,10 @@ def _varying_factors(factors_train: np.ndarray) -> tuple[np.ndarray, list[int]]:
     inflate informativeness and modularity and deflate SAP."""
     varying = np.array([np.unique(col).size > 1 for col in factors_train.T])
     if not varying.any():
-        raise MetricInputError(f"every factor takes a single value in factors_train (shape {factors_train.shape}); "
-                               "there is nothing to measure")
+        raise MetricInputError(
+            f"every factor takes a single value in factors_train (shape {factors_train.shape}); "
+            "there is nothing to measure"
+        )
     return np.flatnonzero(varying), [int(k) for k in np.flatnonzero(~varying)]
 
 

@@ -35,11 +35,15 @@ def irs(codes: Any, factors: Any, diff_quantile: float = 0.99, factor_bins: int 
     f = f[:, kept]
     gen = histogram_discretize(f.astype(np.float64), factor_bins) if factor_bins is not None else f
     active = np.flatnonzero(c.var(axis=0) > 0.0)
-    base = {"metric": "irs", "diff_quantile": float(diff_quantile), "num_active_dims": int(active.size),
-            "active_dims": [int(i) for i in active], **_skip_note(kept, skipped)}
+    base = {
+        "metric": "irs",
+        "diff_quantile": float(diff_quantile),
+        "num_active_dims": int(active.size),
+        "active_dims": [int(i) for i in active],
+        **_skip_note(kept, skipped),
+    }
     if active.size == 0:
-        base.update({"irs": 0.0, "disentanglement_scores": [], "parents": [], "irs_matrix": [],
-                     "max_deviations": []})
+        base.update({"irs": 0.0, "disentanglement_scores": [], "parents": [], "irs_matrix": [], "max_deviations": []})
         return base
     z = c[:, active]
     max_dev = np.max(np.abs(z - z.mean(axis=0)), axis=0)

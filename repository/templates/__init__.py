@@ -9,16 +9,25 @@ companions copied beside them (``COMPANIONS``: the name in the version folder ->
 contract, the bank file reader, the counter-based draw, the ONNX Runtime session setup and the BLS call into another
 served model.
 """
+
 from pathlib import Path
 
 TEMPLATES = Path(__file__).resolve().parent
 ONNX_MODEL = TEMPLATES / "onnx_model.py"
 SAMPLER_MODEL = TEMPLATES / "sampler_model.py"
 TRAVERSE_MODEL = TEMPLATES / "traverse_model.py"
-TORCH_MODEL = TEMPLATES / "torch_model.py"  # TorchScript with PyTorch in the python backend (benchmarks/gpu_check/check.py)
+TORCH_MODEL = (
+    TEMPLATES / "torch_model.py"
+)  # TorchScript with PyTorch in the python backend (benchmarks/gpu_check/check.py)
 CORE = TEMPLATES.parent.parent / "core"  # the torch-free base: sae.core, in a source tree and in a wheel
 BLS = TEMPLATES / "bls.py"
 COMMON = TEMPLATES / "common.py"
 COMMON_FILE = "sae_common.py"  # its name beside model.py, the name the templates load it by
-COMPANIONS = {COMMON_FILE: COMMON, "sae_draw.py": CORE / "draw.py", "sae_onnx_model.py": ONNX_MODEL,
-              "sae_wire.py": CORE / "wire.py", "sae_bank_file.py": CORE / "bank_file.py", "sae_bls.py": BLS}
+COMPANIONS = {
+    COMMON_FILE: COMMON,
+    "sae_draw.py": CORE / "draw.py",
+    "sae_onnx_model.py": ONNX_MODEL,
+    "sae_wire.py": CORE / "wire.py",
+    "sae_bank_file.py": CORE / "bank_file.py",
+    "sae_bls.py": BLS,
+}

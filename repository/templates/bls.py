@@ -6,6 +6,7 @@ latents of concurrent callers (and of direct decode requests) into one ONNX Runt
 latents and images on their own: a caller whose latents the decoder refuses gets that error alone. Needs numpy
 only; ``sae export`` copies this file beside the models that use it as ``sae_bls.py``.
 """
+
 import numpy as np
 
 
@@ -13,8 +14,9 @@ class Refused(ValueError):
     """The called model refused the input (INVALID_ARGUMENT): still the client's input, not a server fault."""
 
 
-def call(pb, model: str, input_name: str, array: np.ndarray, output_name: str,
-         refusals: tuple[str, ...] = ()) -> np.ndarray:
+def call(
+    pb, model: str, input_name: str, array: np.ndarray, output_name: str, refusals: tuple[str, ...] = ()
+) -> np.ndarray:
     """``model``'s ``output_name`` for the one input ``input_name`` = ``array``, in host memory. Raises Refused for
     an INVALID_ARGUMENT answer, or one whose message contains one of ``refusals`` (the python backend hands a BLS
     caller the called model's error message, but not always its code), and RuntimeError for any other error; both
@@ -22,15 +24,17 @@ def call(pb, model: str, input_name: str, array: np.ndarray, output_name: str,
     kwargs = {}
     if hasattr(pb, "PreferredMemory"):  # a GPU model's output comes back to host memory
         kwargs["preferred_memory"] = pb.PreferredMemory(pb.TRITONSERVER_MEMORY_CPU, 0)
-    request = pb.InferenceRequest(model_name=model, requested_output_names=[output_name],
-                                  inputs=[pb.Tensor(input_name, array)], **kwargs)
+    request = pb.InferenceRequest(
+        model_name=model, requested_output_names=[output_name], inputs=[pb.Tensor(input_name, array)], **kwargs
+    )
     response = request.exec()
     if response.has_error():
         error = response.error()
         message = f"{model}: {error.message()}"
         code = getattr(pb.TritonError, "INVALID_ARG", None)
-        if (code is not None and hasattr(error, "code") and error.code() == code) or \
-                any(r in message for r in refusals):
+        if (code is not None and hasattr(error, "code") and error.code() == code) or any(
+            r in message for r in refusals
+        ):
             raise Refused(message)
         raise RuntimeError(message)
     return pb.get_output_tensor_by_name(response, output_name).as_numpy()

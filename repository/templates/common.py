@@ -5,6 +5,7 @@ loader of the companion modules ``sae export`` copies beside a model's ``model.p
 ``repository/templates/__init__.py``); each template loads it by path from its own folder, or imports it from the
 package where the template itself is imported from the package (tests, benchmarks). Needs the standard library only.
 """
+
 import importlib
 import importlib.util
 import os

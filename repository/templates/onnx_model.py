@@ -10,13 +10,13 @@ INVALID_ARGUMENT errors that name the input. What it cannot check is checked her
 request of a dynamic batch fails alone: an empty batch, NaN or infinite values in a float input (a NaN latent
 would decode to a NaN image), and a non-finite output (a finite but huge latent can overflow the decoder).
 """
+
 import importlib.util
 import json
 import os
 import sys
 
 import numpy as np
-
 
 # The templates' shared helpers (repository/templates/common.py): copied beside this file as sae_common.py and
 # loaded by path once per folder (this model and its companions share one BadRequest), or the package's module.
@@ -36,14 +36,16 @@ else:
 def check_input(name: str, array: np.ndarray, dims: list[int]) -> None:
     """Raise common.BadRequest unless ``array`` is a non-empty batch [N >= 1, *dims] of finite values (floats)."""
     if array.ndim != 1 + len(dims) or any(d >= 0 and s != d for s, d in zip(array.shape[1:], dims)):
-        raise common.BadRequest(f"input {name} must have shape [N, {', '.join(map(str, dims))}], "
-                                f"got {list(array.shape)}")
+        raise common.BadRequest(
+            f"input {name} must have shape [N, {', '.join(map(str, dims))}], got {list(array.shape)}"
+        )
     if array.shape[0] == 0:
         raise common.BadRequest(f"input {name} is an empty batch (shape {list(array.shape)}); send at least one row")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         bad = int(array.shape[0] - np.isfinite(array.reshape(len(array), -1)).all(axis=1).sum())
-        raise common.BadRequest(f"input {name} must hold finite values; {bad} of {len(array)} rows contain NaN or "
-                                "infinity")
+        raise common.BadRequest(
+            f"input {name} must hold finite values; {bad} of {len(array)} rows contain NaN or infinity"
+        )
 
 
 def gather_inputs(pb, requests, input_name: str, dims: list[int], refuse) -> tuple[list, list[int], list]:
@@ -72,8 +74,10 @@ TOO_LARGE = "the values are too large for the model"  # how a refusal of finite 
 
 def check_output(input_name: str, output_name: str, array: np.ndarray) -> None:
     if not is_finite(array):
-        raise common.BadRequest(f"input {input_name}: {TOO_LARGE}, its output {output_name} is not finite; send "
-                                "values in the range the encoder produces")
+        raise common.BadRequest(
+            f"input {input_name}: {TOO_LARGE}, its output {output_name} is not finite; send "
+            "values in the range the encoder produces"
+        )
 
 
 def is_finite(array: np.ndarray) -> bool:
@@ -107,8 +111,11 @@ def open_session(args, params: dict, model_name: str):
     import triton_python_backend_utils as pb_utils
 
     on_gpu = args.get("model_instance_kind") == "GPU" and "CUDAExecutionProvider" in ort.get_available_providers()
-    filename = params.get("gpu_onnx_file", params.get("onnx_file", "model.onnx")) if on_gpu else \
-        params.get("onnx_file", "model.onnx")
+    filename = (
+        params.get("gpu_onnx_file", params.get("onnx_file", "model.onnx"))
+        if on_gpu
+        else params.get("onnx_file", "model.onnx")
+    )
     path = os.path.join(args["model_repository"], args["model_version"], filename)
     if not os.path.isfile(path):
         raise pb_utils.TritonModelException(f"{model_name}: {path} is missing; run `sae export` first")
@@ -156,7 +163,7 @@ class TritonPythonModel:
         all_finite = is_finite(out)  # one pass over the batch; each request is checked only if it fails
         start = 0
         for i, array in zip(good, arrays):
-            part = out[start:start + len(array)]  # a view: pb.Tensor makes the one copy, into shared memory
+            part = out[start : start + len(array)]  # a view: pb.Tensor makes the one copy, into shared memory
             start += len(array)
             try:
                 if not all_finite:

@@ -37,6 +37,7 @@ The sampling models (``NAME_hybrid_sample``, ``NAME_prior_sample``) also decode 
 
 Either way the model answers ``IMAGE`` (fp32) and, when requested, ``IMAGE_U8`` (``round(clip(IMAGE, 0, 1) * 255)``).
 """
+
 import importlib.util
 import json
 import os
@@ -44,7 +45,6 @@ import sys
 from typing import Any
 
 import numpy as np
-
 
 # The templates' shared helpers (repository/templates/common.py): copied beside this file as sae_common.py and
 # loaded by path once per folder (this model and its companions share one BadRequest), or the package's module.
@@ -69,8 +69,9 @@ onnx_model = common.companion("sae_onnx_model", "sae.repository.templates.onnx_m
 INDEPENDENT, DISTINCT, PER_DIMENSION, DRAW_MODES = draw.INDEPENDENT, draw.DISTINCT, draw.PER_DIMENSION, draw.DRAW_MODES
 
 
-def draw_hybrid(bank: np.ndarray, variable_of_dim: np.ndarray, num_samples: int, seed: int,
-                mode: str = INDEPENDENT) -> tuple[np.ndarray, np.ndarray]:
+def draw_hybrid(
+    bank: np.ndarray, variable_of_dim: np.ndarray, num_samples: int, seed: int, mode: str = INDEPENDENT
+) -> tuple[np.ndarray, np.ndarray]:
     """Return (latents [n, D] float32, source index [n, groups] int64).
 
     ``variable_of_dim[d]`` is the variable that latent dimension d belongs to. The groups are the variables
@@ -86,9 +87,15 @@ def draw_hybrid(bank: np.ndarray, variable_of_dim: np.ndarray, num_samples: int,
     return latents.astype(np.float32), source
 
 
-def draw_controlled(bank: np.ndarray, variable_of_dim: np.ndarray, num_samples: int, seed: int,
-                    mode: str = INDEPENDENT, base: np.ndarray | None = None,
-                    mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def draw_controlled(
+    bank: np.ndarray,
+    variable_of_dim: np.ndarray,
+    num_samples: int,
+    seed: int,
+    mode: str = INDEPENDENT,
+    base: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Hybrid samples whose unmasked variables are kept from ``base`` ([1, D] or [n, D]).
 
     ``mask[v]`` true: variable v is re-drawn from the bank; false: kept from base (its source index is -1). In
@@ -147,8 +154,10 @@ class TritonPythonModel:
         self.max_samples = int(params.get(wire.MAX_SAMPLES_PARAM, wire.DEFAULT_MAX_SAMPLES))
         self.latents_from = params.get(wire.LATENTS_FROM_PARAM, wire.FROM_BANK)
         if self.latents_from not in (wire.FROM_BANK, wire.FROM_PRIOR):
-            raise pb_utils.TritonModelException(f"{self.model_name}: parameter {wire.LATENTS_FROM_PARAM} must be "
-                                                f"{wire.FROM_BANK} or {wire.FROM_PRIOR}, got {self.latents_from!r}")
+            raise pb_utils.TritonModelException(
+                f"{self.model_name}: parameter {wire.LATENTS_FROM_PARAM} must be "
+                f"{wire.FROM_BANK} or {wire.FROM_PRIOR}, got {self.latents_from!r}"
+            )
         path = os.path.join(args["model_repository"], args["model_version"], bank_file.BANK_FILE)
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{self.model_name}: {path} is missing; run `sae export` first")
@@ -160,8 +169,9 @@ class TritonPythonModel:
         if bank.prior is not None:
             self.prior = (np.asarray(bank.prior[0], np.float32), np.asarray(bank.prior[1], np.float32))
         if self.latents_from == wire.FROM_PRIOR and self.prior is None:
-            raise pb_utils.TritonModelException(f"{self.model_name}: {path} holds no prior (prior_mean, prior_std): "
-                                                "the model has none to sample from")
+            raise pb_utils.TritonModelException(
+                f"{self.model_name}: {path} holds no prior (prior_mean, prior_std): the model has none to sample from"
+            )
         self.session: Any = None  # the decoder graph (onnxruntime, untyped), for the models that decode in-process
         self.decode_model = params.get(wire.DECODE_MODEL_PARAM)  # or the served decoder they call (BLS)
         self.image_outputs = {o["name"] for o in config["output"]} & {wire.IMAGE, wire.IMAGE_U8}
@@ -173,8 +183,9 @@ class TritonPythonModel:
         pb = self.pb
         n = int(read_scalar(pb, request, wire.NUM_SAMPLES))
         if not 1 <= n <= self.max_samples:
-            raise common.BadRequest(f"{wire.NUM_SAMPLES} must be in 1..{self.max_samples}, got {n}; split larger "
-                                    "requests")
+            raise common.BadRequest(
+                f"{wire.NUM_SAMPLES} must be in 1..{self.max_samples}, got {n}; split larger requests"
+            )
         seed = int(read_scalar(pb, request, wire.SEED))
         if seed < 0:
             raise common.BadRequest(f"{wire.SEED} must be non-negative, got {seed}")
@@ -188,8 +199,10 @@ class TritonPythonModel:
         mode = draw_mode(None if draw_t is None else read_scalar(pb, request, wire.DRAW), per_dim)
         groups = self.bank.shape[1] if mode == PER_DIMENSION else self.num_variables
         if mode == DISTINCT and groups > len(self.bank):
-            raise common.BadRequest(f"DRAW distinct needs at least {groups} stored latents (one per variable); the "
-                                    f"bank has {len(self.bank)}")
+            raise common.BadRequest(
+                f"DRAW distinct needs at least {groups} stored latents (one per variable); the "
+                f"bank has {len(self.bank)}"
+            )
         base_t = pb.get_input_tensor_by_name(request, wire.BASE)
         mask_t = pb.get_input_tensor_by_name(request, wire.MASK)
         base = mask = None
@@ -198,17 +211,20 @@ class TritonPythonModel:
                 raise common.BadRequest("MASK needs BASE: the latent(s) whose unmasked variables are kept")
             mask = mask_t.as_numpy().reshape(-1).astype(bool)
             if mask.size != self.num_variables:
-                raise common.BadRequest(f"MASK must have one entry per variable ({self.num_variables}), "
-                                        f"got {mask.size}")
+                raise common.BadRequest(
+                    f"MASK must have one entry per variable ({self.num_variables}), got {mask.size}"
+                )
         if base_t is not None:
             if mask is None:
-                raise common.BadRequest("BASE needs MASK: say which variables to re-draw (true) and which to keep "
-                                        "(false)")
+                raise common.BadRequest(
+                    "BASE needs MASK: say which variables to re-draw (true) and which to keep (false)"
+                )
             base = base_t.as_numpy()
             dim = self.bank.shape[1]
             if base.ndim != 2 or base.shape[1] != dim or base.shape[0] not in (1, n):
-                raise common.BadRequest(f"BASE must have shape [1, {dim}] or [NUM_SAMPLES={n}, {dim}], "
-                                        f"got {list(base.shape)}")
+                raise common.BadRequest(
+                    f"BASE must have shape [1, {dim}] or [NUM_SAMPLES={n}, {dim}], got {list(base.shape)}"
+                )
             if not np.isfinite(base).all():
                 raise common.BadRequest("BASE contains NaN or infinite values")
             base = base.astype(np.float32)
@@ -247,8 +263,11 @@ class TritonPythonModel:
         else:
             n, seed, mode, base, mask = self._hybrid_request(request)
             latents, source = draw_controlled(self.bank, self.variable_of_dim, n, seed, mode, base, mask)
-            tensors = [pb.Tensor(wire.LATENT, latents), pb.Tensor(wire.SOURCE_INDEX, source),
-                       pb.Tensor(wire.DRAW_MODE, np.array([mode.encode()], dtype=np.object_))]
+            tensors = [
+                pb.Tensor(wire.LATENT, latents),
+                pb.Tensor(wire.SOURCE_INDEX, source),
+                pb.Tensor(wire.DRAW_MODE, np.array([mode.encode()], dtype=np.object_)),
+            ]
         if self.session is not None or self.decode_model is not None:
             tensors += self._images(request, latents)
         return pb.InferenceResponse(tensors)

@@ -11,6 +11,7 @@ of a CPU instance, default 1), ``precision`` (``fp32``, or
 ``bf16``/``fp16`` autocast on CUDA), ``cuda_graph_batch_sizes`` (comma-separated batch sizes captured as CUDA
 graphs at load; a batch of another size runs the plain graph).
 """
+
 import importlib.util
 import json
 import os
@@ -108,8 +109,9 @@ class TritonPythonModel:
 
         self.pb = pb_utils
         folder = os.path.join(args["model_repository"], args["model_version"])
-        self.checks = load_request_checks(os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals()
-                                          else folder)
+        self.checks = load_request_checks(
+            os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else folder
+        )
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.model_name = args["model_name"]
@@ -128,8 +130,13 @@ class TritonPythonModel:
         example = np.zeros(self.input_dims, self.input_dtype)
         try:
             module = torch.jit.load(path, map_location=device).eval()
-            self.runner = TorchRunner(module, device, params.get("precision", "fp32"),
-                                      parse_batch_sizes(params.get("cuda_graph_batch_sizes", "")), example)
+            self.runner = TorchRunner(
+                module,
+                device,
+                params.get("precision", "fp32"),
+                parse_batch_sizes(params.get("cuda_graph_batch_sizes", "")),
+                example,
+            )
         except ValueError as e:
             raise pb_utils.TritonModelException(f"{self.model_name}: {e}") from e
 
@@ -152,7 +159,7 @@ class TritonPythonModel:
             return responses
         start = 0
         for i, array in zip(good, arrays):
-            part = out[start:start + len(array)]
+            part = out[start : start + len(array)]
             start += len(array)
             try:
                 checks.check_output(self.input_name, self.output_name, part)

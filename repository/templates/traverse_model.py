@@ -7,13 +7,13 @@ input and output share the name LATENT with different shapes ([D] in, [STEPS, D]
 each ensemble tensor name. The call (``repository/templates/bls.py``, copied as ``sae_bls.py``) goes through
 decode's dynamic batcher, which merges it with concurrent decode work.
 """
+
 import importlib.util
 import json
 import os
 import sys
 
 import numpy as np
-
 
 # The templates' shared helpers (repository/templates/common.py): copied beside this file as sae_common.py and
 # loaded by path once per folder (this model and its companions share one BadRequest), or the package's module.
@@ -35,8 +35,7 @@ onnx_model = common.companion("sae_onnx_model", "sae.repository.templates.onnx_m
 bank_file = common.companion("sae_bank_file", "sae.core.bank_file")
 
 
-def traversal(latent: np.ndarray, dimension: int, steps: int, dim_min: np.ndarray,
-              dim_max: np.ndarray) -> np.ndarray:
+def traversal(latent: np.ndarray, dimension: int, steps: int, dim_min: np.ndarray, dim_max: np.ndarray) -> np.ndarray:
     """[steps, D] float32: ``latent`` repeated, with ``dimension`` swept from dim_min to dim_max (both included)."""
     latents = np.repeat(np.asarray(latent, np.float32).reshape(1, -1), steps, axis=0)
     latents[:, dimension] = np.linspace(dim_min[dimension], dim_max[dimension], steps, dtype=np.float32)
@@ -67,8 +66,9 @@ class TritonPythonModel:
             raise common.BadRequest(f"input {name} is required")
         value = tensor.as_numpy().reshape(-1)
         if value.size != 1:
-            raise common.BadRequest(f"input {name} must hold exactly one value, "
-                                    f"got shape {list(tensor.as_numpy().shape)}")
+            raise common.BadRequest(
+                f"input {name} must hold exactly one value, got shape {list(tensor.as_numpy().shape)}"
+            )
         return int(value[0])
 
     def _latents(self, request) -> np.ndarray:
@@ -78,8 +78,10 @@ class TritonPythonModel:
             raise common.BadRequest(f"input {wire.LATENT} is required")
         latent = latent.as_numpy().reshape(-1)
         if latent.size != dim or not np.isfinite(latent).all():
-            raise common.BadRequest(f"LATENT must hold {dim} finite values, got {latent.size} values"
-                             f"{'' if np.isfinite(latent).all() else ' with NaN or infinity'}")
+            raise common.BadRequest(
+                f"LATENT must hold {dim} finite values, got {latent.size} values"
+                f"{'' if np.isfinite(latent).all() else ' with NaN or infinity'}"
+            )
         dimension = self._scalar(request, wire.DIMENSION)
         if not 0 <= dimension < dim:
             raise common.BadRequest(f"DIMENSION must be in 0..{dim - 1}, got {dimension}")
@@ -94,8 +96,9 @@ class TritonPythonModel:
         except bls.Refused as e:
             raise common.BadRequest(str(e)) from None  # the decoder refused these latents: still the client's input
         if not np.isfinite(images).all():
-            raise common.BadRequest("LATENT: the decoded traversal is not finite; send values in the range the encoder "
-                             "produces")
+            raise common.BadRequest(
+                "LATENT: the decoded traversal is not finite; send values in the range the encoder produces"
+            )
         return images
 
     def execute(self, requests):
@@ -105,8 +108,7 @@ class TritonPythonModel:
             try:
                 latents = self._latents(request)
                 images = self._decode(latents)
-                responses.append(pb.InferenceResponse([pb.Tensor(wire.IMAGE, images),
-                                                       pb.Tensor(wire.LATENT, latents)]))
+                responses.append(pb.InferenceResponse([pb.Tensor(wire.IMAGE, images), pb.Tensor(wire.LATENT, latents)]))
             except common.BadRequest as e:
                 responses.append(pb.InferenceResponse(error=common.bad_request(pb, f"{self.model_name}: {e}")))
             except RuntimeError as e:

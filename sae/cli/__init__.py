@@ -1,14 +1,14 @@
 """The `sae` command. Each subcommand lives in a module of this package with its parser (``add_parsers``) and
 imports its heavy modules (torch, the server) only when it runs."""
+
 from __future__ import annotations
 
 import argparse
 import os
 
-from sae.core.errors import SAEError
 from sae.cli import arguments as arg
-from sae.cli import client, completion, demo, explore, export, measure, serve, train
-from sae.cli import output
+from sae.cli import client, completion, demo, explore, export, measure, output, serve, train
+from sae.core.errors import SAEError
 from sae.version import VersionAction
 
 COMMAND_MODULES = (train, export, serve, client, explore, measure, demo, completion)  # the order of `sae --help`
@@ -18,12 +18,24 @@ def build_parser() -> argparse.ArgumentParser:
     # allow_abbrev=False: argparse would otherwise read a subcommand's --log as an abbreviation of --log-level
     p = argparse.ArgumentParser(prog="sae", description=__doc__, formatter_class=arg.HelpFormatter, allow_abbrev=False)
     p.add_argument("--version", action=VersionAction)
-    p.add_argument("--log-level", choices=output.LOG_LEVELS, default=os.environ.get("SAE_LOG_LEVEL", "INFO"),
-                   help="messages of the sae.* loggers on stderr at this level and above (env SAE_LOG_LEVEL)")
-    p.add_argument("--log-format", choices=output.LOG_FORMATS, default="text",
-                   help="text: each message as a line; json: one JSON object a line (for services)")
-    p.add_argument("--debug", action="store_true", default=os.environ.get("SAE_DEBUG", "") not in ("", "0"),
-                   help="on an error, the full traceback before its line (env SAE_DEBUG=1)")
+    p.add_argument(
+        "--log-level",
+        choices=output.LOG_LEVELS,
+        default=os.environ.get("SAE_LOG_LEVEL", "INFO"),
+        help="messages of the sae.* loggers on stderr at this level and above (env SAE_LOG_LEVEL)",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=output.LOG_FORMATS,
+        default="text",
+        help="text: each message as a line; json: one JSON object a line (for services)",
+    )
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        default=os.environ.get("SAE_DEBUG", "") not in ("", "0"),
+        help="on an error, the full traceback before its line (env SAE_DEBUG=1)",
+    )
     p.set_defaults(root_parser=p)  # `sae completion` renders it without importing this package (no import cycle)
     sub = p.add_subparsers(dest="command", required=True)
     for module in COMMAND_MODULES:

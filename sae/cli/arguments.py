@@ -1,5 +1,6 @@
 """argparse ``type=`` functions of the ``sae`` command: each value is checked where it is parsed, and argparse
 prefixes the message with the flag (``sae sample: error: argument --n: ...``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,10 @@ def sample_count(text: str) -> int:
 
     value = positive_int(text)
     if value > MAX_SAMPLES_PER_CALL:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_SAMPLES_PER_CALL:,} (requests are split by the "
-                                         f"server's limit and .h5/.png output is streamed), got {value:,}")
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_SAMPLES_PER_CALL:,} (requests are split by the "
+            f"server's limit and .h5/.png output is streamed), got {value:,}"
+        )
     return value
 
 
@@ -98,8 +101,10 @@ def model_name(text: str) -> str:
     from sae.repository.configs import NAME_PATTERN
 
     if text and not NAME_PATTERN.match(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a model name: use up to 64 letters, digits, '_' and '-', "
-                                         "starting with a letter or digit (no '/', '\\\\' or '..')")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a model name: use up to 64 letters, digits, '_' and '-', "
+            "starting with a letter or digit (no '/', '\\\\' or '..')"
+        )
     return text
 
 
@@ -158,26 +163,33 @@ def env_default(variable: str, fallback: str | None) -> str | None:
     return os.environ.get(variable) or fallback
 
 
-def add_url(parser: argparse.ArgumentParser, help: str = "gRPC address of the server", start_server: bool = False,
-            **kwargs) -> None:
+def add_url(
+    parser: argparse.ArgumentParser, help: str = "gRPC address of the server", start_server: bool = False, **kwargs
+) -> None:
     """``--url``: default ``$SAE_URL``, else the package's DEFAULT_URL (``start_server``: else None, and the command
     starts its own server). A repeatable ``--url`` (``action="append"``) reads the variable in :func:`urls_or_env`."""
     from sae.core.wire import DEFAULT_URL
 
-    value = None if kwargs.get("action") == "append" else env_default(URL_VARIABLE, None if start_server else DEFAULT_URL)
+    value = (
+        None if kwargs.get("action") == "append" else env_default(URL_VARIABLE, None if start_server else DEFAULT_URL)
+    )
     parser.add_argument("--url", type=grpc_url, default=value, help=f"{help} (env {URL_VARIABLE})", **kwargs)
 
 
-def add_model(parser: argparse.ArgumentParser,
-              help: str = "name the model set was exported under (sae export --name; default: unprefixed)") -> None:
-    parser.add_argument("--model", type=model_name, default=env_default(MODEL_VARIABLE, ""),
-                        help=f"{help} (env {MODEL_VARIABLE})")
+def add_model(
+    parser: argparse.ArgumentParser,
+    help: str = "name the model set was exported under (sae export --name; default: unprefixed)",
+) -> None:
+    parser.add_argument(
+        "--model", type=model_name, default=env_default(MODEL_VARIABLE, ""), help=f"{help} (env {MODEL_VARIABLE})"
+    )
 
 
 def add_repo(parser: argparse.ArgumentParser, help: str, default: Path | None = Path("model_repository")) -> None:
     value = env_default(REPO_VARIABLE, None)
-    parser.add_argument("--repo", type=Path, default=Path(value) if value else default,
-                        help=f"{help} (env {REPO_VARIABLE})")
+    parser.add_argument(
+        "--repo", type=Path, default=Path(value) if value else default, help=f"{help} (env {REPO_VARIABLE})"
+    )
 
 
 def urls_or_env(given: list[str] | None) -> tuple[str, ...]:
@@ -196,5 +208,9 @@ def urls_or_env(given: list[str] | None) -> tuple[str, ...]:
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout "
-                        "(the human lines go to stderr); the schema is in the README")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as one JSON document on stdout "
+        "(the human lines go to stderr); the schema is in the README",
+    )

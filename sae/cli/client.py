@@ -1,5 +1,6 @@
 """The commands that talk to a running server: `sae sample`, `sae models`, `sae load`, `sae unload` and
 `sae encode`."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,17 +13,18 @@ from sae.core.errors import UsageError
 from sae.core.wire import DEFAULT_URL
 
 
-def write_sample_grid(url: str, n: int, seed: int, out: Path, per_dimension: bool = False,
-                      draw: str | None = None, model: str = "") -> Path:
-    from sae.core.png import image_grid, write_png
+def write_sample_grid(
+    url: str, n: int, seed: int, out: Path, per_dimension: bool = False, draw: str | None = None, model: str = ""
+) -> Path:
     from sae.clients.triton_client import SAEClient
     from sae.core.draw import to_uint8
+    from sae.core.png import image_grid, write_png
 
     with SAEClient(url, model=model) as client:
         client.wait_ready(timeout_s=30)
         samples = client.sample(n, seed=seed, per_dimension=per_dimension, draw=draw)
     out.parent.mkdir(parents=True, exist_ok=True)
-    write_png(out, image_grid(to_uint8(samples.images), ncols=int(round(n ** 0.5))))
+    write_png(out, image_grid(to_uint8(samples.images), ncols=int(round(n**0.5))))
     return out
 
 
@@ -35,13 +37,26 @@ def cmd_sample(args: argparse.Namespace) -> int:
     with SAEClient(args.url, model=args.model) as client:
         client.wait_ready(timeout_s=30)
         run = SampleRun(n=args.n, seed=args.seed, limit=client.max_samples())
-        paths = stream_samples(lambda count, seed: client.sample(count, seed=seed, per_dimension=args.per_dimension,
-                                                                 draw=args.draw), run, args.out)
+        paths = stream_samples(
+            lambda count, seed: client.sample(count, seed=seed, per_dimension=args.per_dimension, draw=args.draw),
+            run,
+            args.out,
+        )
     where = str(paths[0]) if len(paths) == 1 else f"{len(paths)} PNG tiles {paths[0]} .. {paths[-1].name}"
     requests = f"{run.requests} request{'s' if run.requests != 1 else ''}"
-    output.result(f"wrote {args.n} hybrid samples to {where} ({suffix[1:]}, {requests})",
-                  {"samples": args.n, "seed": args.seed, "format": suffix[1:], "files": [str(p) for p in paths],
-                   "requests": run.requests, "url": args.url, "model": args.model}, args.json)
+    output.result(
+        f"wrote {args.n} hybrid samples to {where} ({suffix[1:]}, {requests})",
+        {
+            "samples": args.n,
+            "seed": args.seed,
+            "format": suffix[1:],
+            "files": [str(p) for p in paths],
+            "requests": run.requests,
+            "url": args.url,
+            "model": args.model,
+        },
+        args.json,
+    )
     return output.OK
 
 
@@ -50,8 +65,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     from sae.serving.served_sets import describe_sets, set_lines
 
     sets = describe_sets(args.url)
-    output.result("\n".join(set_lines(sets)), {"url": args.url, "sets": [dataclasses.asdict(s) for s in sets]},
-                  args.json)
+    output.result(
+        "\n".join(set_lines(sets)), {"url": args.url, "sets": [dataclasses.asdict(s) for s in sets]}, args.json
+    )
     return output.OK
 
 
@@ -87,19 +103,37 @@ def cmd_encode(args: argparse.Namespace) -> int:
         from sae.clients.jobs.ray_encode.config import RayEncodeConfig
         from sae.clients.jobs.ray_encode.job import run_ray_encode
 
-        ray_config = RayEncodeConfig(data=args.data, out=args.out, model=args.model, urls=urls,
-                                     address=args.address, actors=args.actors, batch_size=args.batch_size,
-                                     shard_rows=args.shard_rows, timeout_s=args.timeout,
-                                     max_images_per_second=args.max_rate, outage_wait_s=args.outage_wait)
+        ray_config = RayEncodeConfig(
+            data=args.data,
+            out=args.out,
+            model=args.model,
+            urls=urls,
+            address=args.address,
+            actors=args.actors,
+            batch_size=args.batch_size,
+            shard_rows=args.shard_rows,
+            timeout_s=args.timeout,
+            max_images_per_second=args.max_rate,
+            outage_wait_s=args.outage_wait,
+        )
         ray_report = run_ray_encode(ray_config)
         output.result(ray_report.summary(), _report_document(ray_report), args.json)
         return output.FAILURE if ray_report.failed else output.OK
     from sae.clients.jobs.encode_job import EncodeJobConfig, run_encode_job
 
-    config = EncodeJobConfig(data=args.data, out=_encode_output_file(args.out), model=args.model, urls=urls,
-                             in_flight=args.in_flight, batch_size=args.batch_size, timeout_s=args.timeout,
-                             shared_memory=args.shared_memory, metrics_port=args.metrics_port,
-                             max_images_per_second=args.max_rate, outage_wait_s=args.outage_wait)
+    config = EncodeJobConfig(
+        data=args.data,
+        out=_encode_output_file(args.out),
+        model=args.model,
+        urls=urls,
+        in_flight=args.in_flight,
+        batch_size=args.batch_size,
+        timeout_s=args.timeout,
+        shared_memory=args.shared_memory,
+        metrics_port=args.metrics_port,
+        max_images_per_second=args.max_rate,
+        outage_wait_s=args.outage_wait,
+    )
     report = run_encode_job(config)
     output.result(report.summary(), _report_document(report), args.json)
     return output.OK
@@ -119,19 +153,30 @@ def _encode_output_file(path: Path) -> Path:
 
 def add_parsers(sub) -> None:
     sm = sub.add_parser("sample", help="hybrid samples from a running server: PNG grids, .h5 or .npz arrays")
-    sm.add_argument("--n", type=arg.sample_count, default=64,
-                    help="number of samples (sent in parts above the server's per-request limit)")
+    sm.add_argument(
+        "--n",
+        type=arg.sample_count,
+        default=64,
+        help="number of samples (sent in parts above the server's per-request limit)",
+    )
     sm.add_argument("--seed", type=arg.non_negative_int, default=0, help="SEED of the request: same seed, same images")
-    sm.add_argument("--out", type=arg.output_file, default=Path("samples.png"),
-                    help="the suffix decides: .png grids of at most 1,024 samples (samples.png, or samples_0000.png, "
-                    "... for more), .h5 images uint8 + latents + source_index streamed chunk by chunk, .npz the "
-                    "same arrays in memory (at most 16,384 samples)")
+    sm.add_argument(
+        "--out",
+        type=arg.output_file,
+        default=Path("samples.png"),
+        help="the suffix decides: .png grids of at most 1,024 samples (samples.png, or samples_0000.png, "
+        "... for more), .h5 images uint8 + latents + source_index streamed chunk by chunk, .npz the "
+        "same arrays in memory (at most 16,384 samples)",
+    )
     arg.add_url(sm)
     arg.add_model(sm)
-    sm.add_argument("--draw", default=None,
-                    help="independent (default: each variable from its own uniformly chosen stored latent, with "
-                    "replacement), distinct (the variables of a sample from different stored latents) or "
-                    "per_dimension (each dimension on its own)")
+    sm.add_argument(
+        "--draw",
+        default=None,
+        help="independent (default: each variable from its own uniformly chosen stored latent, with "
+        "replacement), distinct (the variables of a sample from different stored latents) or "
+        "per_dimension (each dimension on its own)",
+    )
     sm.add_argument("--per-dimension", action="store_true", help="the same as --draw per_dimension")
     arg.add_json(sm)
     sm.set_defaults(func=cmd_sample)
@@ -142,43 +187,101 @@ def add_parsers(sub) -> None:
     ms.set_defaults(func=cmd_models)
 
     for command, verb in (("load", "load"), ("unload", "unload")):
-        lc = sub.add_parser(command, help=f"{verb} a model set (every role) on a server started with "
-                            "`sae serve --model-control explicit`")
-        lc.add_argument("name", nargs="?", default=None, type=arg.model_name,
-                        help="the set's export name (sae export --name; '' for the unprefixed set)")
+        lc = sub.add_parser(
+            command,
+            help=f"{verb} a model set (every role) on a server started with `sae serve --model-control explicit`",
+        )
+        lc.add_argument(
+            "name",
+            nargs="?",
+            default=None,
+            type=arg.model_name,
+            help="the set's export name (sae export --name; '' for the unprefixed set)",
+        )
         lc.add_argument("--all", action="store_true", help=f"{verb} every set in the server's repository")
         arg.add_url(lc)
         lc.set_defaults(func=cmd_model_control)
 
-    en = sub.add_parser("encode", help="encode a dataset through the server(s) into an HDF5 file of latents "
-                        "(resumable: run it again after an interruption); --engine ray spreads it over a Ray cluster")
-    en.add_argument("data", type=Path, nargs="?", default=None,
-                    help="dataset: .h5 (3D-Shapes format), .npz (MPI3D) or a folder of JPEGs")
-    en.add_argument("--out", type=Path, required=True, help="output HDF5 file (latents, labels); with --engine ray "
-                    "a folder of shards and their manifest")
+    en = sub.add_parser(
+        "encode",
+        help="encode a dataset through the server(s) into an HDF5 file of latents "
+        "(resumable: run it again after an interruption); --engine ray spreads it over a Ray cluster",
+    )
+    en.add_argument(
+        "data",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="dataset: .h5 (3D-Shapes format), .npz (MPI3D) or a folder of JPEGs",
+    )
+    en.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output HDF5 file (latents, labels); with --engine ray a folder of shards and their manifest",
+    )
     arg.add_model(en)
-    arg.add_url(en, action="append",
-                help=f"gRPC address of a server (default {DEFAULT_URL}); repeat to spread over several; with "
-                "--engine ray, node:PORT is the server on each actor's own node")
-    en.add_argument("--engine", choices=["local", "ray"], default="local", help="local: this process; ray: "
-                    "Ray Data blocks and an actor pool of clients (pip install 'sae-serving[scale]')")
-    en.add_argument("--merge", type=Path, default=None, metavar="DIR", help="join the shards of DIR (an --engine ray "
-                    "output) into the single file --out, identical to --engine local's")
-    en.add_argument("--in-flight", type=arg.positive_int, default=4, help="requests in flight over all servers "
-                    "(--engine local; with ray, one per actor)")
-    en.add_argument("--batch-size", type=arg.positive_int, default=256, help="images per request and per committed chunk")
+    arg.add_url(
+        en,
+        action="append",
+        help=f"gRPC address of a server (default {DEFAULT_URL}); repeat to spread over several; with "
+        "--engine ray, node:PORT is the server on each actor's own node",
+    )
+    en.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process; ray: "
+        "Ray Data blocks and an actor pool of clients (pip install 'sae-serving[scale]')",
+    )
+    en.add_argument(
+        "--merge",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="join the shards of DIR (an --engine ray "
+        "output) into the single file --out, identical to --engine local's",
+    )
+    en.add_argument(
+        "--in-flight",
+        type=arg.positive_int,
+        default=4,
+        help="requests in flight over all servers (--engine local; with ray, one per actor)",
+    )
+    en.add_argument(
+        "--batch-size", type=arg.positive_int, default=256, help="images per request and per committed chunk"
+    )
     en.add_argument("--timeout", type=arg.positive_float, default=60.0, help="seconds per request, retries included")
     en.add_argument("--shared-memory", action="store_true", help="send images through system shared memory (local)")
-    en.add_argument("--metrics-port", type=arg.port, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT (local)")
-    en.add_argument("--max-rate", type=arg.positive_float, default=None, help="send at most this many images per "
-                    "second (with --engine ray: per actor)")
-    en.add_argument("--outage-wait", type=arg.non_negative_float, default=60.0, metavar="SECONDS",
-                    help="when every server is down, wait this long for one to come back (default 60)")
-    en.add_argument("--address", default=None, help="--engine ray: the cluster (auto, HOST:PORT or "
-                    "ray://HOST:10001); default: start a local one")
-    en.add_argument("--actors", type=arg.positive_int, default=2, help="--engine ray: encoder actors, one request "
-                    "in flight each")
-    en.add_argument("--shard-rows", type=arg.positive_int, default=4096, help="--engine ray: images per block and "
-                    "per shard file (a multiple of --batch-size)")
+    en.add_argument(
+        "--metrics-port", type=arg.port, default=None, help="serve Prometheus metrics on 127.0.0.1:PORT (local)"
+    )
+    en.add_argument(
+        "--max-rate",
+        type=arg.positive_float,
+        default=None,
+        help="send at most this many images per second (with --engine ray: per actor)",
+    )
+    en.add_argument(
+        "--outage-wait",
+        type=arg.non_negative_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="when every server is down, wait this long for one to come back (default 60)",
+    )
+    en.add_argument(
+        "--address",
+        default=None,
+        help="--engine ray: the cluster (auto, HOST:PORT or ray://HOST:10001); default: start a local one",
+    )
+    en.add_argument(
+        "--actors", type=arg.positive_int, default=2, help="--engine ray: encoder actors, one request in flight each"
+    )
+    en.add_argument(
+        "--shard-rows",
+        type=arg.positive_int,
+        default=4096,
+        help="--engine ray: images per block and per shard file (a multiple of --batch-size)",
+    )
     arg.add_json(en)
     en.set_defaults(func=cmd_encode)

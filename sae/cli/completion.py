@@ -1,4 +1,5 @@
 """`sae completion SHELL`: the shell-completion script, generated from the command's own parser by shtab."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,10 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    cp = sub.add_parser("completion", help="print the shell-completion script (bash: "
-                        "eval \"$(sae completion bash)\", or save it under ~/.local/share/bash-completion/completions/sae)")
+    cp = sub.add_parser(
+        "completion",
+        help="print the shell-completion script (bash: "
+        'eval "$(sae completion bash)", or save it under ~/.local/share/bash-completion/completions/sae)',
+    )
     cp.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     cp.set_defaults(func=cmd_completion)  # and root_parser: build_parser sets it on the top-level parser

@@ -1,4 +1,5 @@
 """`sae demo`: data, training, export, a real server and hybrid samples, in one command."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,10 +13,10 @@ from sae.cli.export import parity_line
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """data -> train sae12-tiny -> export -> real Triton server -> hybrid samples as a PNG grid."""
+    from sae.core.datasets.procedural import write_shapes3d_h5
     from sae.export.model_set import export_run
     from sae.serving.triton import ServerConfig, TritonServer
     from sae.training.config import get_config
-    from sae.core.datasets.procedural import write_shapes3d_h5
     from sae.training.trainer import Trainer
 
     out: Path = args.out
@@ -39,8 +40,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     dm = sub.add_parser("demo", help="the whole pipeline on procedural data with the tiny CPU model")
-    dm.add_argument("--out", type=Path, default=Path("out/demo"),
-                    help="folder for the dataset, the run, the server log and hybrid_samples.png")
+    dm.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/demo"),
+        help="folder for the dataset, the run, the server log and hybrid_samples.png",
+    )
     arg.add_repo(dm, "Triton model repository to export into")
     dm.add_argument("--config", type=arg.config_name, default="sae12-tiny", help="named config to train")
     dm.add_argument("--images", type=arg.positive_int, default=20_000, help="procedural images to render")

@@ -7,6 +7,7 @@
   line for services, via python-json-logger).
 - The exit codes of every ``sae`` command are defined here (:data:`EXIT_CODES`, :func:`exit_code_for`).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,11 @@ from typing import Any
 
 from sae.core.errors import UsageError
 
-
 OK, FAILURE, USAGE, INTERRUPTED = 0, 1, 2, 130
 EXIT_CODES = {
     OK: "success",
     FAILURE: "runtime failure: the server gone or refusing mid-job, a model or export failure, a full disk; "
-             "or an internal error (a bug, printed with its traceback)",
+    "or an internal error (a bug, printed with its traceback)",
     USAGE: "usage or input error: a bad flag or value, a missing or corrupt input file, a config of the wrong type",
     INTERRUPTED: "interrupted (Ctrl-C / SIGINT)",
 }
@@ -47,15 +47,20 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """One handler on stderr for the ``sae`` loggers: ``text`` prints each message as it is (the lines people read
     today), ``json`` one object a line with time, level, logger and message."""
     if level not in LOG_LEVELS or fmt not in LOG_FORMATS:
-        raise UsageError(f"log level must be one of {', '.join(LOG_LEVELS)} and format one of "
-                         f"{', '.join(LOG_FORMATS)}, got {level!r} / {fmt!r}")
+        raise UsageError(
+            f"log level must be one of {', '.join(LOG_LEVELS)} and format one of "
+            f"{', '.join(LOG_FORMATS)}, got {level!r} / {fmt!r}"
+        )
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         from pythonjsonlogger.json import JsonFormatter
 
-        handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
-                                           rename_fields={"asctime": "time", "levelname": "level",
-                                                          "name": "logger"}))
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
     else:
         handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("sae")

@@ -1,4 +1,5 @@
 """`sae data` and `sae train` (also the command each process runs under ``torchrun -m sae train``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,16 +21,26 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Also the command each process runs under torchrun (one process per GPU, any number of nodes)."""
+    from sae.core.datasets import parse_exclude
     from sae.training.trainer import Trainer, TrainerOptions, with_batch_size
 
-    from sae.core.datasets import parse_exclude
-
-    options = TrainerOptions(val_every=args.val_every, val_batches=args.val_batches, compile=args.compile,
-                             freeze=args.freeze, init_from=args.init, precision=args.precision,
-                             channels_last=args.channels_last,
-                             exclude=parse_exclude(args.exclude) if args.exclude else None)
-    trainer = Trainer(with_batch_size(resolved_config(args), args.batch_size), args.data, args.out,
-                      device=args.device, options=options)
+    options = TrainerOptions(
+        val_every=args.val_every,
+        val_batches=args.val_batches,
+        compile=args.compile,
+        freeze=args.freeze,
+        init_from=args.init,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        exclude=parse_exclude(args.exclude) if args.exclude else None,
+    )
+    trainer = Trainer(
+        with_batch_size(resolved_config(args), args.batch_size),
+        args.data,
+        args.out,
+        device=args.device,
+        options=options,
+    )
     try:
         result = trainer.fit(steps=args.steps)
     finally:
@@ -37,9 +48,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if trainer.dist.is_main:
         best = "" if result.best_val_loss is None else f", best val loss {result.best_val_loss:.1f}"
         layout = ", channels_last" if result.channels_last else ""
-        output.result(f"step {result.step}: loss {result.last_loss:.1f}, {result.images_per_second:.0f} images/s "
-                      f"({result.precision}{layout}){best}; "
-                      f"checkpoints in {result.run_dir / 'checkpoints'}")
+        output.result(
+            f"step {result.step}: loss {result.last_loss:.1f}, {result.images_per_second:.0f} images/s "
+            f"({result.precision}{layout}){best}; "
+            f"checkpoints in {result.run_dir / 'checkpoints'}"
+        )
     return 0
 
 
@@ -59,40 +72,87 @@ def add_parsers(sub) -> None:
     d = sub.add_parser("data", help="make a dataset file")
     d.add_argument("kind", choices=["shapes3d"], help="dataset to render (procedural 3D-Shapes, 3dshapes.h5 format)")
     d.add_argument("--out", type=Path, required=True, help="output folder")
-    d.add_argument("--n", type=arg.positive_int, default=None,
-                   help="random subset size (default: the full 480,000 grid)")
+    d.add_argument(
+        "--n", type=arg.positive_int, default=None, help="random subset size (default: the full 480,000 grid)"
+    )
     d.add_argument("--seed", type=arg.non_negative_int, default=0, help="seed of the rendering and the subset")
     d.set_defaults(func=cmd_data)
 
     t = sub.add_parser("train", help="train a named config")
     t.add_argument("config", type=arg.config_name, help="named config, e.g. sae12-tiny or sae12-shapes3d")
-    t.add_argument("--data", type=Path, required=True,
-                   help="3dshapes.h5-format file, MPI3D .npz, or a folder of aligned CelebA JPEGs")
+    t.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="3dshapes.h5-format file, MPI3D .npz, or a folder of aligned CelebA JPEGs",
+    )
     t.add_argument("--out", type=Path, required=True, help="run folder (resumes if it holds a checkpoint)")
     t.add_argument("--steps", type=arg.positive_int, default=None, help="total steps (default: the config's)")
-    t.add_argument("--device", type=arg.device, default=None,
-                   help="cpu, cuda or cuda:N (default: cuda when available)")
-    t.add_argument("--batch-size", type=arg.positive_int, default=None,
-                   help="global batch size, split over torchrun's processes (default: the config's)")
-    t.add_argument("--val-every", type=arg.positive_int, default=None, help="validate every N steps (default: checkpoint_every)")
+    t.add_argument("--device", type=arg.device, default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
+    t.add_argument(
+        "--batch-size",
+        type=arg.positive_int,
+        default=None,
+        help="global batch size, split over torchrun's processes (default: the config's)",
+    )
+    t.add_argument(
+        "--val-every", type=arg.positive_int, default=None, help="validate every N steps (default: checkpoint_every)"
+    )
     t.add_argument("--val-batches", type=arg.positive_int, default=16, help="batches of the val split per validation")
-    t.add_argument("--precision", choices=["fp32", "bf16"], default=None,
-                   help="arithmetic of the training steps: bf16 autocast (weights, gradients, Adam and checkpoints "
-                   "stay fp32) or plain fp32 (default: bf16 on CUDA, fp32 on CPU)")
-    t.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                   help="keep the model in channels_last memory format (default: on for CUDA, off for CPU)")
+    t.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default=None,
+        help="arithmetic of the training steps: bf16 autocast (weights, gradients, Adam and checkpoints "
+        "stay fp32) or plain fp32 (default: bf16 on CUDA, fp32 on CPU)",
+    )
+    t.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep the model in channels_last memory format (default: on for CUDA, off for CPU)",
+    )
     t.add_argument("--compile", action="store_true", help="torch.compile the training step")
-    t.add_argument("--freeze", choices=["encoder", "decoder"], default=None,
-                   help="keep this part's weights fixed (fine-tuning; see --init)")
-    t.add_argument("--init", type=Path, default=None, metavar="RUN",
-                   help="start from another run's checkpoint (run folder or .pt) instead of random weights")
-    t.add_argument("--exclude", action="append", default=None, metavar="FACTOR=I[,I]",
-                   help="leave out these factor value indices, e.g. shape=2 (no spheres); repeatable")
-    t.add_argument("--seed", type=arg.non_negative_int, default=None,
-                   help="train.seed: weights and data order (default: the config's)")
-    t.add_argument("--set", action="append", default=None, metavar="FIELD=VALUE",
-                   help="override one field of the config by its dotted path, type-checked, e.g. train.lr=1e-3 or "
-                   "model.latent_dim=16; repeatable, applied after --config")
-    t.add_argument("--config", dest="config_file", type=Path, default=None, metavar="FILE.toml",
-                   help="overrides as TOML tables of the same dotted paths ([train] lr = 1e-3)")
+    t.add_argument(
+        "--freeze",
+        choices=["encoder", "decoder"],
+        default=None,
+        help="keep this part's weights fixed (fine-tuning; see --init)",
+    )
+    t.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="start from another run's checkpoint (run folder or .pt) instead of random weights",
+    )
+    t.add_argument(
+        "--exclude",
+        action="append",
+        default=None,
+        metavar="FACTOR=I[,I]",
+        help="leave out these factor value indices, e.g. shape=2 (no spheres); repeatable",
+    )
+    t.add_argument(
+        "--seed",
+        type=arg.non_negative_int,
+        default=None,
+        help="train.seed: weights and data order (default: the config's)",
+    )
+    t.add_argument(
+        "--set",
+        action="append",
+        default=None,
+        metavar="FIELD=VALUE",
+        help="override one field of the config by its dotted path, type-checked, e.g. train.lr=1e-3 or "
+        "model.latent_dim=16; repeatable, applied after --config",
+    )
+    t.add_argument(
+        "--config",
+        dest="config_file",
+        type=Path,
+        default=None,
+        metavar="FILE.toml",
+        help="overrides as TOML tables of the same dotted paths ([train] lr = 1e-3)",
+    )
     t.set_defaults(func=cmd_train)

@@ -4,6 +4,7 @@ taken over (paired tests compare runs seed by seed).
 
 The std is the sample standard deviation (ddof 1) over seeds; with one seed it is 0 and ``Spread.n`` says so.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -125,16 +126,21 @@ def variable_importance(cells: Sequence[CellResult]) -> VariableImportance | Non
     if first.factor_names is None:
         raise CellFileError(f"{first.path}: 'dci_importance' without the 'factor_names' of its columns")
     as_tuple = lambda m: tuple(tuple(float(v) for v in row) for row in m)  # noqa: E731
-    return VariableImportance(factor_names=tuple(first.factor_names), seeds=tuple(c.seed for c in cells),
-                              shares=as_tuple(np.mean(matrices, axis=0)),
-                              per_seed=tuple(as_tuple(m) for m in matrices))
+    return VariableImportance(
+        factor_names=tuple(first.factor_names),
+        seeds=tuple(c.seed for c in cells),
+        shares=as_tuple(np.mean(matrices, axis=0)),
+        per_seed=tuple(as_tuple(m) for m in matrices),
+    )
 
 
 def _check_consistent_prior(cells: Sequence[CellResult]) -> bool:
     for c in cells[1:]:
         if c.has_prior != cells[0].has_prior:
-            raise CellFileError(f"{c.path}: has_prior is {c.has_prior} but {cells[0].path} says {cells[0].has_prior}"
-                                f" for the same model {c.model!r}")
+            raise CellFileError(
+                f"{c.path}: has_prior is {c.has_prior} but {cells[0].path} says {cells[0].has_prior}"
+                f" for the same model {c.model!r}"
+            )
     return cells[0].has_prior
 
 
@@ -163,29 +169,68 @@ def summarise(cells: Sequence[CellResult]) -> ExperimentSummary:
         if found is not None:
             importance[model] = found
     extrapolation = {
-        arm: {model: {mode: spread for mode in FINE_TUNE_MODES
-                      if (spread := _spread_of_recorded(_extrapolation_of(c).heldout_mse_x1000.get(mode)
-                                                        for c in by_model[model])) is not None}
-              for model in sorted(by_model, key=model_sort_key)}
-        for arm, by_model in sorted(arms.items())}
-    extrapolation_seeds = {arm: {model: tuple(sorted(c.seed for c in by_model[model])) for model in table}
-                           for arm, table in extrapolation.items() for by_model in (arms[arm],)}
-    per_seed = {model: {key: {c.seed: value for c in main[model] if (value := _metrics_of(c)[key]) is not None}
-                        for key in MAIN_METRIC_KEYS} for model in models}
+        arm: {
+            model: {
+                mode: spread
+                for mode in FINE_TUNE_MODES
+                if (
+                    spread := _spread_of_recorded(
+                        _extrapolation_of(c).heldout_mse_x1000.get(mode) for c in by_model[model]
+                    )
+                )
+                is not None
+            }
+            for model in sorted(by_model, key=model_sort_key)
+        }
+        for arm, by_model in sorted(arms.items())
+    }
+    extrapolation_seeds = {
+        arm: {model: tuple(sorted(c.seed for c in by_model[model])) for model in table}
+        for arm, table in extrapolation.items()
+        for by_model in (arms[arm],)
+    }
+    per_seed = {
+        model: {
+            key: {c.seed: value for c in main[model] if (value := _metrics_of(c)[key]) is not None}
+            for key in MAIN_METRIC_KEYS
+        }
+        for model in models
+    }
 
     def by_seed(attribute: str) -> dict[str, dict[str, dict[str, dict[int, float]]]]:
-        return {arm: {model: {mode: found for mode in FINE_TUNE_MODES
-                              if (found := {c.seed: getattr(c.extrapolation, attribute)[mode] for c in by_model[model]
-                                            if mode in getattr(c.extrapolation, attribute)})}
-                      for model in sorted(by_model, key=model_sort_key)}
-                for arm, by_model in sorted(arms.items())}
+        return {
+            arm: {
+                model: {
+                    mode: found
+                    for mode in FINE_TUNE_MODES
+                    if (
+                        found := {
+                            c.seed: getattr(c.extrapolation, attribute)[mode]
+                            for c in by_model[model]
+                            if mode in getattr(c.extrapolation, attribute)
+                        }
+                    )
+                }
+                for model in sorted(by_model, key=model_sort_key)
+            }
+            for arm, by_model in sorted(arms.items())
+        }
 
-    traversal = {model: {c.seed: tuple(c.traversal_response) for c in main[model] if c.traversal_response is not None}
-                 for model in models}
+    traversal = {
+        model: {c.seed: tuple(c.traversal_response) for c in main[model] if c.traversal_response is not None}
+        for model in models
+    }
     gate = {model: {c.seed: c.gate for c in main[model] if c.gate is not None} for model in models}
-    return ExperimentSummary(models=models, has_prior=has_prior, seeds=seeds, extrapolation=extrapolation,
-                             extrapolation_seeds=extrapolation_seeds, importance=importance, per_seed=per_seed,
-                             extrapolation_per_seed=by_seed("heldout_mse_x1000"),
-                             seen_per_seed=by_seed("seen_mse_x1000"),
-                             traversal_response={m: t for m, t in traversal.items() if t},
-                             gate={m: g for m, g in gate.items() if g})
+    return ExperimentSummary(
+        models=models,
+        has_prior=has_prior,
+        seeds=seeds,
+        extrapolation=extrapolation,
+        extrapolation_seeds=extrapolation_seeds,
+        importance=importance,
+        per_seed=per_seed,
+        extrapolation_per_seed=by_seed("heldout_mse_x1000"),
+        seen_per_seed=by_seed("seen_mse_x1000"),
+        traversal_response={m: t for m, t in traversal.items() if t},
+        gate={m: g for m, g in gate.items() if g},
+    )

@@ -13,6 +13,7 @@ Optional keys (absent in older cells; the report says what their absence leaves 
 * ``extrapolation.seen_mse_x1000``: the in-distribution control, the same fine-tuned models scored on test images
   whose factor values were seen in pretraining (fine-tune mode -> MSE per pixel x 1000).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,14 +21,38 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NoReturn, overload
+
 from sae.core.errors import SAEError
 
-__all__ = ["SCHEMA", "MAIN_METRIC_KEYS", "FINE_TUNE_MODES", "CellFileError", "Extrapolation", "CellResult", "GridPlan",
-           "read_cell", "read_cells", "read_grid_plan"]
+__all__ = [
+    "SCHEMA",
+    "MAIN_METRIC_KEYS",
+    "FINE_TUNE_MODES",
+    "CellFileError",
+    "Extrapolation",
+    "CellResult",
+    "GridPlan",
+    "read_cell",
+    "read_cells",
+    "read_grid_plan",
+]
 
 SCHEMA = 1
-MAIN_METRIC_KEYS = ("bce", "mse", "fid_reconstruction", "fid_hybrid", "fid_prior", "dci_disentanglement",
-                    "dci_completeness", "dci_informativeness", "mig", "irs", "sap", "modularity", "explicitness")
+MAIN_METRIC_KEYS = (
+    "bce",
+    "mse",
+    "fid_reconstruction",
+    "fid_hybrid",
+    "fid_prior",
+    "dci_disentanglement",
+    "dci_completeness",
+    "dci_informativeness",
+    "mig",
+    "irs",
+    "sap",
+    "modularity",
+    "explicitness",
+)
 FINE_TUNE_MODES = ("none", "encoder", "decoder", "both")
 KINDS = ("main", "extrapolation")
 
@@ -187,12 +212,18 @@ def _extrapolation(reader: _Reader) -> Extrapolation:
         unknown = sorted(set(control.data) - set(FINE_TUNE_MODES))
         if unknown:
             control.fail(f"unknown fine-tune mode(s) {', '.join(unknown)} (known: {', '.join(FINE_TUNE_MODES)})")
-        seen = {mode: v for mode in FINE_TUNE_MODES if mode in control.data
-                and (v := control.number(mode, nullable=True)) is not None}
-    return Extrapolation(arm=reader.get("arm", (str,)),
-                         heldout_mse_x1000={mode: v for mode, v in values.items() if v is not None},
-                         excluded=reader.optional("excluded", (dict,)) or {},
-                         heldout_images=reader.optional("heldout_images", (int,)), seen_mse_x1000=seen)
+        seen = {
+            mode: v
+            for mode in FINE_TUNE_MODES
+            if mode in control.data and (v := control.number(mode, nullable=True)) is not None
+        }
+    return Extrapolation(
+        arm=reader.get("arm", (str,)),
+        heldout_mse_x1000={mode: v for mode, v in values.items() if v is not None},
+        excluded=reader.optional("excluded", (dict,)) or {},
+        heldout_images=reader.optional("heldout_images", (int,)),
+        seen_mse_x1000=seen,
+    )
 
 
 GATE_NUMBERS = ("bce", "mse", "oracle_bce", "oracle_mse", "floor_bce")
@@ -213,8 +244,9 @@ def _vector(reader: _Reader, key: str) -> list[float] | None:
     values = reader.optional(key, (list,))
     if values is None:
         return None
-    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                             and v >= 0 for v in values):
+    if not values or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in values
+    ):
         reader.fail(f"{key!r} must be a non-empty list of finite numbers >= 0")
     return [float(v) for v in values]
 
@@ -243,25 +275,42 @@ def read_cell(path: Path) -> CellResult:
     if importance is not None:
         if factor_names is None or len(factor_names) != len(importance[0]):
             r.fail("'factor_names' must name every column of 'dci_importance'")
-        if (variable_of_dim is None or len(variable_of_dim) != len(importance)
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in variable_of_dim)):
+        if (
+            variable_of_dim is None
+            or len(variable_of_dim) != len(importance)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in variable_of_dim)
+        ):
             r.fail("'variable_of_dim' must give a variable index (int >= 0) for every row of 'dci_importance'")
     extrapolation = _extrapolation(r.sub("extrapolation")) if kind == "extrapolation" else None
     thumbs = r.optional("thumbnails", (dict,))
     if thumbs and not all(v is None or isinstance(v, str) for v in thumbs.values()):
         r.fail("'thumbnails' must map names to relative paths or null")
     return CellResult(
-        path=path, cell=cell, grid=r.get("grid", (str,)), kind=kind, model=r.get("model", (str,)),
-        family=r.get("family", (str,)), has_prior=has_prior, seed=r.get("seed", (int,)),
-        dataset_label=dataset.get("label", (str,)), commit=r.get("commit", (str,)), machine=r.get("machine", (str,)),
-        torch=r.optional("torch", (str,)), seconds={k: seconds.number(k) for k in seconds.data},
-        draw_mode=r.optional("draw_mode", (str,)), metrics=metrics,
+        path=path,
+        cell=cell,
+        grid=r.get("grid", (str,)),
+        kind=kind,
+        model=r.get("model", (str,)),
+        family=r.get("family", (str,)),
+        has_prior=has_prior,
+        seed=r.get("seed", (int,)),
+        dataset_label=dataset.get("label", (str,)),
+        commit=r.get("commit", (str,)),
+        machine=r.get("machine", (str,)),
+        torch=r.optional("torch", (str,)),
+        seconds={k: seconds.number(k) for k in seconds.data},
+        draw_mode=r.optional("draw_mode", (str,)),
+        metrics=metrics,
         fid_images=metrics_reader.optional("fid_images", (int,)) if metrics_reader else None,
         dci_regressor=metrics_reader.optional("dci_regressor", (str,)) if metrics_reader else None,
-        dci_importance=importance, factor_names=factor_names, variable_of_dim=variable_of_dim,
-        extrapolation=extrapolation, thumbnails=dict(thumbs or {}),
+        dci_importance=importance,
+        factor_names=factor_names,
+        variable_of_dim=variable_of_dim,
+        extrapolation=extrapolation,
+        thumbnails=dict(thumbs or {}),
         gate=_gate(r) if kind == "main" else None,
-        traversal_response=_vector(r, "traversal_response") if kind == "main" else None)
+        traversal_response=_vector(r, "traversal_response") if kind == "main" else None,
+    )
 
 
 def read_cells(cells_dir: Path) -> list[CellResult]:
@@ -275,14 +324,18 @@ def read_cells(cells_dir: Path) -> list[CellResult]:
     for c in cells:
         key = (c.kind, c.model, c.seed, c.extrapolation.arm if c.extrapolation else None)
         if key in seen:
-            raise CellFileError(f"{c.path}: same model, seed and arm as {seen[key].path} "
-                                f"({c.model}, seed {c.seed}{', arm ' + key[3] if key[3] else ''})")
+            raise CellFileError(
+                f"{c.path}: same model, seed and arm as {seen[key].path} "
+                f"({c.model}, seed {c.seed}{', arm ' + key[3] if key[3] else ''})"
+            )
         seen[key] = c
     grids = sorted({c.grid for c in cells})
     if len(grids) > 1:
         first = {g: next(c.path for c in cells if c.grid == g) for g in grids}
-        raise CellFileError(f"{cells_dir}: cells of several grids in one folder: "
-                            + ", ".join(f"{g} ({p.name})" for g, p in first.items()))
+        raise CellFileError(
+            f"{cells_dir}: cells of several grids in one folder: "
+            + ", ".join(f"{g} ({p.name})" for g, p in first.items())
+        )
     return cells
 
 
@@ -304,5 +357,6 @@ def read_grid_plan(path: Path) -> GridPlan | None:
     if sizing is None and r.data.get("sizes") is not None:
         sizes = r.get("sizes", (dict, str))
         sizing = sizes if isinstance(sizes, str) else ", ".join(f"{k}: {v}" for k, v in sizes.items())
-    return GridPlan(name=r.optional("name", (str,)), doc=r.optional(doc_key, (str,)),
-                    planned_cells=planned, sizing=sizing)
+    return GridPlan(
+        name=r.optional("name", (str,)), doc=r.optional(doc_key, (str,)), planned_cells=planned, sizing=sizing
+    )

@@ -3,6 +3,7 @@
 Schema 1; keys that do not apply to a cell are null and every number is a plain float or int. Values read from
 ``eval.json`` are read defensively: a missing or non-numeric value becomes null rather than a made-up number.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,9 +17,23 @@ from sae.experiment.grid_spec import CellSpec
 from sae.training.config import ExperimentConfig
 
 SCHEMA = 1
-METRIC_KEYS = ("bce", "mse", "fid_reconstruction", "fid_hybrid", "fid_prior", "fid_images", "dci_disentanglement",
-               "dci_completeness", "dci_informativeness", "dci_regressor", "mig", "irs", "sap", "modularity",
-               "explicitness")
+METRIC_KEYS = (
+    "bce",
+    "mse",
+    "fid_reconstruction",
+    "fid_hybrid",
+    "fid_prior",
+    "fid_images",
+    "dci_disentanglement",
+    "dci_completeness",
+    "dci_informativeness",
+    "dci_regressor",
+    "mig",
+    "irs",
+    "sap",
+    "modularity",
+    "explicitness",
+)
 
 
 def number(value: Any) -> float | None:
@@ -72,38 +87,66 @@ def main_metrics(eval_result: dict[str, Any]) -> tuple[dict[str, Any], list[list
     summary = dis.get("summary") or {}
     regressor = summary.get("dci_regressor")
     metrics = {
-        "bce": number(rec.get("bce_per_image")), "mse": number(rec.get("mse_per_pixel")),
-        "fid_reconstruction": number(fid.get("reconstructions")), "fid_hybrid": number(fid.get("hybrid_samples")),
+        "bce": number(rec.get("bce_per_image")),
+        "mse": number(rec.get("mse_per_pixel")),
+        "fid_reconstruction": number(fid.get("reconstructions")),
+        "fid_hybrid": number(fid.get("hybrid_samples")),
         "fid_prior": number(fid.get("prior_samples")),
         "fid_images": int(fid["images"]) if number(fid.get("images")) is not None else None,
         "dci_disentanglement": number(summary.get("dci_disentanglement")),
         "dci_completeness": number(summary.get("dci_completeness")),
         "dci_informativeness": number(summary.get("dci_informativeness_test")),
         "dci_regressor": regressor if isinstance(regressor, str) else None,
-        "mig": number(summary.get("mig")), "irs": number(summary.get("irs")), "sap": number(summary.get("sap")),
-        "modularity": number(summary.get("modularity")), "explicitness": number(summary.get("explicitness_test")),
+        "mig": number(summary.get("mig")),
+        "irs": number(summary.get("irs")),
+        "sap": number(summary.get("sap")),
+        "modularity": number(summary.get("modularity")),
+        "explicitness": number(summary.get("explicitness_test")),
     }
     dci = dis.get("dci_gbt") if regressor == "gbt" else dis.get("dci_lasso")
     matrix = (dci or {}).get("importance_matrix")
-    importance = ([[float(x) for x in row] for row in matrix] if isinstance(matrix, list) and matrix else None)
+    importance = [[float(x) for x in row] for row in matrix] if isinstance(matrix, list) and matrix else None
     return metrics, importance
 
 
-def cell_record(cell: CellSpec, cfg: ExperimentConfig, *, dataset: dict[str, Any], seconds: dict[str, float],
-                factor_names: list[str], eval_result: dict[str, Any] | None = None,
-                extrapolation: dict[str, Any] | None = None, thumbnails: dict[str, str | None]) -> dict[str, Any]:
+def cell_record(
+    cell: CellSpec,
+    cfg: ExperimentConfig,
+    *,
+    dataset: dict[str, Any],
+    seconds: dict[str, float],
+    factor_names: list[str],
+    eval_result: dict[str, Any] | None = None,
+    extrapolation: dict[str, Any] | None = None,
+    thumbnails: dict[str, str | None],
+) -> dict[str, Any]:
     import torch
 
     metrics, importance = main_metrics(eval_result) if eval_result is not None else (None, None)
     return {
-        "schema": SCHEMA, "grid": cell.grid.name, "cell": cell.cell_id, "kind": cell.kind, "model": cell.model,
-        "family": cfg.model.kind, "has_prior": bool(cfg.model.has_prior), "seed": cell.seed, "dataset": dataset,
-        "config": cfg.to_dict(), "steps": cell.steps, "batch_size": cfg.train.batch_size,
-        "commit": git_commit(), "machine": machine(), "torch": torch.__version__.split("+")[0],
+        "schema": SCHEMA,
+        "grid": cell.grid.name,
+        "cell": cell.cell_id,
+        "kind": cell.kind,
+        "model": cell.model,
+        "family": cfg.model.kind,
+        "has_prior": bool(cfg.model.has_prior),
+        "seed": cell.seed,
+        "dataset": dataset,
+        "config": cfg.to_dict(),
+        "steps": cell.steps,
+        "batch_size": cfg.train.batch_size,
+        "commit": git_commit(),
+        "machine": machine(),
+        "torch": torch.__version__.split("+")[0],
         "seconds": {k: round(float(v), 3) for k, v in seconds.items()},
         "draw_mode": draw_mode(eval_result) if eval_result is not None else None,
-        "metrics": metrics, "dci_importance": importance, "factor_names": list(factor_names),
-        "variable_of_dim": variable_of_dim(cfg), "extrapolation": extrapolation,
-        "thumbnails": {key: thumbnails.get(key) for key in ("traversals", "hybrid_samples", "prior_samples",
-                                                            "reconstructions")},
+        "metrics": metrics,
+        "dci_importance": importance,
+        "factor_names": list(factor_names),
+        "variable_of_dim": variable_of_dim(cfg),
+        "extrapolation": extrapolation,
+        "thumbnails": {
+            key: thumbnails.get(key) for key in ("traversals", "hybrid_samples", "prior_samples", "reconstructions")
+        },
     }

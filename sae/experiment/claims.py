@@ -19,31 +19,70 @@ make the training budget adequate (SAE-12 and AE), are below the gate is "not te
 its rule gives on the numbers is kept as ``rule_verdict``, for the record only. Without gate lines every claim is
 evaluated by its rule.
 """
+
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from sae.experiment.aggregate import ExperimentSummary, Spread, VariableImportance
-from sae.experiment.comparisons import (AGREES, APPROX_RULE, C6_TOLERANCE, COMPARISON_RULE, ClaimResult,
-                                                Comparison, DISAGREES, INCONCLUSIVE, MISSING, OVERLAP,
-                                                PAIRED_MIN_SEEDS, PAIRED_RULE, Part, Verdict, _all_models,
-                                                _comparison, _inconclusive, _metric_label, _metric_numbers,
-                                                _missing_inputs, _model_pairs, _paired, _part, _parts_text,
-                                                _reasons_of, _single_seed, _tally, _unique, beats, combine_parts,
-                                                format_spread)
+from sae.experiment.comparisons import (
+    AGREES,
+    C6_TOLERANCE,
+    DISAGREES,
+    INCONCLUSIVE,
+    MISSING,
+    OVERLAP,
+    ClaimResult,
+    Comparison,
+    Part,
+    Verdict,
+    _all_models,
+    _comparison,
+    _inconclusive,
+    _metric_label,
+    _metric_numbers,
+    _missing_inputs,
+    _model_pairs,
+    _paired,
+    _part,
+    _parts_text,
+    _reasons_of,
+    _single_seed,
+    _tally,
+    _unique,
+    combine_parts,
+    format_spread,
+)
 from sae.experiment.gate import GATE_MODELS, NOT_TESTABLE, GateLine, below_gate
 from sae.experiment.model_groups import HOURGLASS, MODEL_ORDER, WITH_PRIOR, model_label, model_sort_key
 
-__all__ = ["NOT_TESTABLE", "CLAIM_SUBJECTS", "C1_UNREGULARISED", "VAE_FAMILY", "VARIATIONAL", "C5_UNUSED_SHARE",
-           "C5_GEOMETRY", "C5_HUES", "EXTRAPOLATION_ARMS", "mean_position", "gate_verdict", "evaluate_claims"]
+__all__ = [
+    "NOT_TESTABLE",
+    "CLAIM_SUBJECTS",
+    "C1_UNREGULARISED",
+    "VAE_FAMILY",
+    "VARIATIONAL",
+    "C5_UNUSED_SHARE",
+    "C5_GEOMETRY",
+    "C5_HUES",
+    "EXTRAPOLATION_ARMS",
+    "mean_position",
+    "gate_verdict",
+    "evaluate_claims",
+]
 
 # The models each claim is about (the paper names VLAE-12 in C1, C3, C4 and C6): below the gate, not testable.
-CLAIM_SUBJECTS = {"C1": ("sae12", "vlae12"), "C2": ("sae12",), "C3": ("sae12", "vlae12"), "C4": ("sae12", "vlae12"),
-                  "C5": ("sae12",), "C6": ("sae12", "vlae12")}
+CLAIM_SUBJECTS = {
+    "C1": ("sae12", "vlae12"),
+    "C2": ("sae12",),
+    "C3": ("sae12", "vlae12"),
+    "C4": ("sae12", "vlae12"),
+    "C5": ("sae12",),
+    "C6": ("sae12", "vlae12"),
+}
 C1_UNREGULARISED = ("sae12", "sae3", "adaae12", "ae", "wae")  # the paper's figure 8 puts WAE with these
 VAE_FAMILY = ("vae", "betavae", "betatcvae", "factorvae", "vlae12")
 VARIATIONAL = ("vae", "betavae", "betatcvae", "factorvae", "vlae12")  # C6's variational baselines
@@ -56,32 +95,50 @@ CONTROL = "in-distribution control"
 
 QUOTES = {
     "C1": "“SAE … consistently outperforms the baseline methods”; “unregularized methods like the SAE, AdaAE, and AE "
-          "tend to have significantly better reconstruction quality. However, … SAE and VLAE show improved results "
-          "compared to their unstructured counterparts.” (figure 2; figure 8 puts WAE with the reconstruction-only "
-          "models)",
+    "tend to have significantly better reconstruction quality. However, … SAE and VLAE show improved results "
+    "compared to their unstructured counterparts.” (figure 2; figure 8 puts WAE with the reconstruction-only "
+    "models)",
     "C2": "“the SAE models perform significantly better than the baselines” (hybrid-sample FID, figure 3)",
     "C3": "“Even the regularized models such as VLAE, FVAEs, and VAEs consistently generate higher quality samples "
-          "using the hybrid sampling” (figures 3, 6b)",
+    "using the hybrid sampling” (figures 3, 6b)",
     "C4": "“Both hierarchical methods, SAE-12 and the VLAE-12, outperform all other baselines, and in particular the "
-          "SAE performs well, despite the lack of regularization”; “the AdaAE does not disentangle” (figure 5)",
+    "SAE performs well, despite the lack of regularization”; “the AdaAE does not disentangle” (figure 5)",
     "C5": "“higher level, nonlinear features (like shape and orientation) are encoded in the first few dimensions … "
-          "followed by … color”; “Somewhat surprisingly, the SAE-12 even learns to compact the representation by "
-          "ignoring superfluous latent variables” (figure 4, A.3.1)",
+    "followed by … color”; “Somewhat surprisingly, the SAE-12 even learns to compact the representation by "
+    "ignoring superfluous latent variables” (figure 4, A.3.1)",
     "C6": "“significantly better when updating the decoder than the encoder … almost indistinguishable from … both”; "
-          "“SAE-12 generally outperforms all variational baselines”; figure 12: “much better … than the VLAE-12” "
-          "(section 3.2, figures 7 and 12, A.3.3)",
+    "“SAE-12 generally outperforms all variational baselines”; figure 12: “much better … than the VLAE-12” "
+    "(section 3.2, figures 7 and 12, A.3.3)",
 }
 
 
-def _claim(claim_id: str, statement: str, rule: str, numbers: str, parts: Sequence[Part],
-           verdict: Verdict | None = None, details: Sequence[str] = ()) -> ClaimResult:
+def _claim(
+    claim_id: str,
+    statement: str,
+    rule: str,
+    numbers: str,
+    parts: Sequence[Part],
+    verdict: Verdict | None = None,
+    details: Sequence[str] = (),
+) -> ClaimResult:
     comparisons = tuple(c for p in parts for c in p.comparisons)
     numbers = f"{numbers}. {_tally(comparisons)}. {_parts_text(parts)}"
-    return ClaimResult(claim_id, statement, rule, numbers, verdict or combine_parts(parts), comparisons,
-                       _single_seed(comparisons), tuple(details), QUOTES[claim_id], tuple(parts))
+    return ClaimResult(
+        claim_id,
+        statement,
+        rule,
+        numbers,
+        verdict or combine_parts(parts),
+        comparisons,
+        _single_seed(comparisons),
+        tuple(details),
+        QUOTES[claim_id],
+        tuple(parts),
+    )
 
 
 # --- C1-C6 ---------------------------------------------------------------------------------------------------------
+
 
 def _group_mean(summary: ExperimentSummary, group: Sequence[str], metric: str) -> tuple[Spread | None, list[str]]:
     """Per seed, the mean over the group's models of their value; the spread of those means over the seeds every
@@ -98,13 +155,17 @@ def _group_mean(summary: ExperimentSummary, group: Sequence[str], metric: str) -
 
 def claim_c1(summary: ExperimentSummary) -> ClaimResult:
     metrics = ("mse", "bce")
-    part_a = _part("(a) SAE-12 beats every hourglass baseline",
-                   "SAE-12 beats each of AE, VAE, β-VAE, β-TCVAE, FactorVAE and WAE on test MSE and BCE (spread rule)",
-                   _model_pairs(summary, ("sae12",), HOURGLASS, metrics, True))
-    part_b = _part("(b) SAE-12 beats AE and VLAE-12 beats VAE",
-                   "SAE-12 beats AE, and VLAE-12 beats VAE, on test MSE and BCE (spread rule)",
-                   _model_pairs(summary, ("sae12",), ("ae",), metrics, True)
-                   + _model_pairs(summary, ("vlae12",), ("vae",), metrics, True))
+    part_a = _part(
+        "(a) SAE-12 beats every hourglass baseline",
+        "SAE-12 beats each of AE, VAE, β-VAE, β-TCVAE, FactorVAE and WAE on test MSE and BCE (spread rule)",
+        _model_pairs(summary, ("sae12",), HOURGLASS, metrics, True),
+    )
+    part_b = _part(
+        "(b) SAE-12 beats AE and VLAE-12 beats VAE",
+        "SAE-12 beats AE, and VLAE-12 beats VAE, on test MSE and BCE (spread rule)",
+        _model_pairs(summary, ("sae12",), ("ae",), metrics, True)
+        + _model_pairs(summary, ("vlae12",), ("vae",), metrics, True),
+    )
     group_a = "unregularised group (" + ", ".join(model_label(m) for m in C1_UNREGULARISED) + ")"
     group_b = "VAE family (" + ", ".join(model_label(m) for m in VAE_FAMILY) + ")"
     comparisons = []
@@ -112,31 +173,48 @@ def claim_c1(summary: ExperimentSummary) -> ClaimResult:
         a, a_missing = _group_mean(summary, C1_UNREGULARISED, metric)
         b, b_missing = _group_mean(summary, VAE_FAMILY, metric)
         comparisons.append(_comparison(group_a, a, group_b, b, metric, True, a_missing + b_missing))
-    part_c = _part("(c) the unregularised group reconstructs better than the VAE family",
-                   "per seed, the mean over the group's models; the group mean over seeds beats the VAE family's on "
-                   "MSE and BCE (spread rule over the seeds' group means)", comparisons)
+    part_c = _part(
+        "(c) the unregularised group reconstructs better than the VAE family",
+        "per seed, the mean over the group's models; the group mean over seeds beats the VAE family's on "
+        "MSE and BCE (spread rule over the seeds' group means)",
+        comparisons,
+    )
     parts = (part_a, part_b, part_c)
-    group_numbers = "; ".join(f"group means on {_metric_label(c.metric)}: "
-                              + " vs ".join(format_spread(s) for s in c.spreads())
-                              for c in comparisons if c.outcome != MISSING)
+    group_numbers = "; ".join(
+        f"group means on {_metric_label(c.metric)}: " + " vs ".join(format_spread(s) for s in c.spreads())
+        for c in comparisons
+        if c.outcome != MISSING
+    )
     numbers = _metric_numbers(summary, MODEL_ORDER, metrics) + (f"; {group_numbers}" if group_numbers else "")
-    return _claim("C1", "SAE-12 reconstructs better than the hourglass baselines and than AE, VLAE-12 better than VAE, "
-                  "and unregularised models tend to reconstruct better than the VAE family (figures 2, 8).",
-                  "(a) SAE-12 beats each hourglass baseline (AE, VAE, β-VAE, β-TCVAE, FactorVAE, WAE); (b) SAE-12 "
-                  "beats AE and VLAE-12 beats VAE; (c) the mean of the unregularised group (SAE-12, SAE-3, "
-                  "AdaAE-12, AE, WAE) beats the mean of the VAE family (VAE, β-VAE, β-TCVAE, FactorVAE, VLAE-12), "
-                  "compared on group means per seed. All on test MSE and BCE, by the spread rule. No rule makes "
-                  "every unregularised model beat every regularised one.", numbers, parts)
+    return _claim(
+        "C1",
+        "SAE-12 reconstructs better than the hourglass baselines and than AE, VLAE-12 better than VAE, "
+        "and unregularised models tend to reconstruct better than the VAE family (figures 2, 8).",
+        "(a) SAE-12 beats each hourglass baseline (AE, VAE, β-VAE, β-TCVAE, FactorVAE, WAE); (b) SAE-12 "
+        "beats AE and VLAE-12 beats VAE; (c) the mean of the unregularised group (SAE-12, SAE-3, "
+        "AdaAE-12, AE, WAE) beats the mean of the VAE family (VAE, β-VAE, β-TCVAE, FactorVAE, VLAE-12), "
+        "compared on group means per seed. All on test MSE and BCE, by the spread rule. No rule makes "
+        "every unregularised model beat every regularised one.",
+        numbers,
+        parts,
+    )
 
 
 def claim_c2(summary: ExperimentSummary) -> ClaimResult:
     baselines = [m for m in _all_models(summary) if m not in ("sae12", "sae3")]
-    part = _part("SAE-12 beats every baseline", "SAE-12's hybrid FID beats each baseline's (spread rule)",
-                 _model_pairs(summary, ("sae12",), baselines, ("fid_hybrid",), True))
-    return _claim("C2", "SAE-12's hybrid samples have a better FID than the baselines' (figure 3).",
-                  "SAE-12's hybrid-sample FID beats that of every baseline (every model but SAE-12 and SAE-3: SAE-3 "
-                  "is the paper's own model, not a competitor), by the spread rule.",
-                  _metric_numbers(summary, _all_models(summary), ("fid_hybrid",)), (part,))
+    part = _part(
+        "SAE-12 beats every baseline",
+        "SAE-12's hybrid FID beats each baseline's (spread rule)",
+        _model_pairs(summary, ("sae12",), baselines, ("fid_hybrid",), True),
+    )
+    return _claim(
+        "C2",
+        "SAE-12's hybrid samples have a better FID than the baselines' (figure 3).",
+        "SAE-12's hybrid-sample FID beats that of every baseline (every model but SAE-12 and SAE-3: SAE-3 "
+        "is the paper's own model, not a competitor), by the spread rule.",
+        _metric_numbers(summary, _all_models(summary), ("fid_hybrid",)),
+        (part,),
+    )
 
 
 def claim_c3(summary: ExperimentSummary) -> ClaimResult:
@@ -144,20 +222,45 @@ def claim_c3(summary: ExperimentSummary) -> ClaimResult:
     comparisons = []
     for model in with_prior:
         values = summary.per_seed.get(model, {})
-        missing = _unique(_missing_inputs(summary.models, (model,), "fid_hybrid")
-                          + _missing_inputs(summary.models, (model,), "fid_prior"))
-        comparisons.append(_paired(f"{model_label(model)} hybrid", values.get("fid_hybrid"),
-                                   f"{model_label(model)} prior", values.get("fid_prior"), "fid", True, missing))
-    present = {m: (hybrid, prior) for m in with_prior
-               if (hybrid := summary.models.get(m, {}).get("fid_hybrid")) is not None
-               and (prior := summary.models.get(m, {}).get("fid_prior")) is not None}
-    numbers = "; ".join(f"{model_label(m)} hybrid {format_spread(hybrid)} vs prior {format_spread(prior)}"
-                        for m, (hybrid, prior) in present.items()) or "no model with a prior"
-    part = _part("hybrid beats prior", "for each model with a prior, hybrid FID below prior FID (paired rule)",
-                 comparisons)
-    return _claim("C3", "Models with a prior generate better samples by hybrid than by prior sampling (figures 3, 6b).",
-                  "For each model with a prior, its hybrid-sample FID beats its prior-sample FID on every seed (the "
-                  "two samplings of one trained model are paired by seed: paired rule).", numbers, (part,))
+        missing = _unique(
+            _missing_inputs(summary.models, (model,), "fid_hybrid")
+            + _missing_inputs(summary.models, (model,), "fid_prior")
+        )
+        comparisons.append(
+            _paired(
+                f"{model_label(model)} hybrid",
+                values.get("fid_hybrid"),
+                f"{model_label(model)} prior",
+                values.get("fid_prior"),
+                "fid",
+                True,
+                missing,
+            )
+        )
+    present = {
+        m: (hybrid, prior)
+        for m in with_prior
+        if (hybrid := summary.models.get(m, {}).get("fid_hybrid")) is not None
+        and (prior := summary.models.get(m, {}).get("fid_prior")) is not None
+    }
+    numbers = (
+        "; ".join(
+            f"{model_label(m)} hybrid {format_spread(hybrid)} vs prior {format_spread(prior)}"
+            for m, (hybrid, prior) in present.items()
+        )
+        or "no model with a prior"
+    )
+    part = _part(
+        "hybrid beats prior", "for each model with a prior, hybrid FID below prior FID (paired rule)", comparisons
+    )
+    return _claim(
+        "C3",
+        "Models with a prior generate better samples by hybrid than by prior sampling (figures 3, 6b).",
+        "For each model with a prior, its hybrid-sample FID beats its prior-sample FID on every seed (the "
+        "two samplings of one trained model are paired by seed: paired rule).",
+        numbers,
+        (part,),
+    )
 
 
 def _majority(name: str, rule: str, comparisons: Sequence[Comparison]) -> Part:
@@ -176,11 +279,16 @@ def _majority(name: str, rule: str, comparisons: Sequence[Comparison]) -> Part:
 
 def claim_c4(summary: ExperimentSummary) -> ClaimResult:
     opponents = HOURGLASS + ("adaae12",)
-    dci = _part("DCI", "SAE-12 and VLAE-12 each beat every hourglass baseline and AdaAE-12 on DCI disentanglement "
-                "(spread rule)", _model_pairs(summary, ("sae12", "vlae12"), opponents, ("dci_disentanglement",), False))
-    others = _majority("MIG and IRS by majority", "the same comparisons on MIG and IRS: agrees when more than half "
-                       "agree, disagrees when more than half disagree",
-                       _model_pairs(summary, ("sae12", "vlae12"), opponents, ("mig", "irs"), False))
+    dci = _part(
+        "DCI",
+        "SAE-12 and VLAE-12 each beat every hourglass baseline and AdaAE-12 on DCI disentanglement (spread rule)",
+        _model_pairs(summary, ("sae12", "vlae12"), opponents, ("dci_disentanglement",), False),
+    )
+    others = _majority(
+        "MIG and IRS by majority",
+        "the same comparisons on MIG and IRS: agrees when more than half agree, disagrees when more than half disagree",
+        _model_pairs(summary, ("sae12", "vlae12"), opponents, ("mig", "irs"), False),
+    )
     ada = _model_pairs(summary, ("adaae12",), HOURGLASS, ("dci_disentanglement",), False)
     outcomes = [c.outcome for c in ada]
     if outcomes and all(o == AGREES for o in outcomes):
@@ -189,9 +297,14 @@ def claim_c4(summary: ExperimentSummary) -> ClaimResult:
         ada_verdict = Verdict(AGREES)
     else:
         ada_verdict = _inconclusive((m for c in ada for m in c.missing), ())
-    ada_part = Part("AdaAE-12 not above the hourglass baselines", "AdaAE-12 is above them (disagrees) when it beats "
-                    "every hourglass baseline on DCI disentanglement by the spread rule; one baseline it does not "
-                    "beat is enough (agrees)", ada_verdict, tuple(ada))
+    ada_part = Part(
+        "AdaAE-12 not above the hourglass baselines",
+        "AdaAE-12 is above them (disagrees) when it beats "
+        "every hourglass baseline on DCI disentanglement by the spread rule; one baseline it does not "
+        "beat is enough (agrees)",
+        ada_verdict,
+        tuple(ada),
+    )
     parts = (dci, others, ada_part)
     if any(p.verdict.outcome == DISAGREES for p in parts):
         verdict = Verdict(DISAGREES)
@@ -200,13 +313,17 @@ def claim_c4(summary: ExperimentSummary) -> ClaimResult:
     else:
         verdict = _inconclusive(*_reasons_of(p.verdict for p in (dci, ada_part) if p.verdict.outcome != AGREES))
     return _claim(
-        "C4", "SAE-12 and VLAE-12 disentangle better than the other baselines; AdaAE does not disentangle (figure 5).",
+        "C4",
+        "SAE-12 and VLAE-12 disentangle better than the other baselines; AdaAE does not disentangle (figure 5).",
         "DCI disentanglement decides: SAE-12 and VLAE-12 each beat every hourglass baseline (AE, VAE, β-VAE, β-TCVAE, "
         "FactorVAE, WAE) and AdaAE-12 (spread rule; SAE-3 is not a baseline). MIG and IRS count by majority: more "
         "than half of the same comparisons disagreeing makes the claim disagree, and without a majority they do not "
         "block it. AdaAE-12 must not beat every hourglass baseline on DCI disentanglement. Disagrees if any part "
         "disagrees; agrees if DCI and the AdaAE part agree.",
-        _metric_numbers(summary, _all_models(summary), ("dci_disentanglement", "mig", "irs")), parts, verdict)
+        _metric_numbers(summary, _all_models(summary), ("dci_disentanglement", "mig", "irs")),
+        parts,
+        verdict,
+    )
 
 
 def mean_position(shares: Sequence[Sequence[float]], factor_names: Sequence[str], factors: Sequence[str]) -> float:
@@ -221,42 +338,62 @@ def mean_position(shares: Sequence[Sequence[float]], factor_names: Sequence[str]
 def _unused_lines(summary: ExperimentSummary) -> list[str]:
     responses = summary.traversal_response.get("sae12")
     if not responses:
-        return ["Unused variables: not judged (the cells carry no decoder traversal response; a share of tree "
-                "importance does not tell an unused variable from an unlearned factor). Reported, not required."]
+        return [
+            "Unused variables: not judged (the cells carry no decoder traversal response; a share of tree "
+            "importance does not tell an unused variable from an unlearned factor). Reported, not required."
+        ]
     lines = []
     for seed, response in sorted(responses.items()):
         total = float(sum(response))
         unused = [v + 1 for v, r in enumerate(response) if total > 0 and r < C5_UNUSED_SHARE * total]
-        lines.append(f"Unused variables, seed {seed} (decoder traversal response under {C5_UNUSED_SHARE:.0%} of the "
-                     f"total): " + (", ".join(map(str, unused)) if unused else "none") + ". Reported, not required.")
+        lines.append(
+            f"Unused variables, seed {seed} (decoder traversal response under {C5_UNUSED_SHARE:.0%} of the "
+            f"total): " + (", ".join(map(str, unused)) if unused else "none") + ". Reported, not required."
+        )
     return lines
 
 
 def claim_c5(summary: ExperimentSummary) -> ClaimResult:
     statement = "SAE-12 encodes shape and orientation in earlier variables than the colours (figure 4)."
-    rule = ("Per seed, from SAE-12's DCI importance (summed over each variable's dims): the importance-weighted mean "
-            "position of the variables carrying shape and orientation, Σ_v v·I(v, shape or orientation) / Σ_v I(v, "
-            "shape or orientation), is below that of the three hues. Agrees when it holds on every seed (at least "
-            "one), disagrees when it fails on every seed, inconclusive when seeds split. Unused variables are "
-            "reported beside it, judged by the decoder's traversal response, and are not part of the verdict.")
+    rule = (
+        "Per seed, from SAE-12's DCI importance (summed over each variable's dims): the importance-weighted mean "
+        "position of the variables carrying shape and orientation, Σ_v v·I(v, shape or orientation) / Σ_v I(v, "
+        "shape or orientation), is below that of the three hues. Agrees when it holds on every seed (at least "
+        "one), disagrees when it fails on every seed, inconclusive when seeds split. Unused variables are "
+        "reported beside it, judged by the decoder's traversal response, and are not part of the verdict."
+    )
     importance: VariableImportance | None = summary.importance.get("sae12")
     absent = [f for f in C5_GEOMETRY + C5_HUES if importance is not None and f not in importance.factor_names]
-    missing = ("sae12" if "sae12" not in summary.models else "sae12 DCI importance" if importance is None else
-               ", ".join(f"factor {f}" for f in absent))
+    missing = (
+        "sae12"
+        if "sae12" not in summary.models
+        else "sae12 DCI importance"
+        if importance is None
+        else ", ".join(f"factor {f}" for f in absent)
+    )
     unused = _unused_lines(summary)
     if missing or importance is None:  # importance is None only where missing names it
-        return ClaimResult("C5", statement, rule, "no importance matrix for SAE-12",
-                           Verdict(INCONCLUSIVE, f"missing: {missing}"), details=tuple(unused), quote=QUOTES["C5"])
+        return ClaimResult(
+            "C5",
+            statement,
+            rule,
+            "no importance matrix for SAE-12",
+            Verdict(INCONCLUSIVE, f"missing: {missing}"),
+            details=tuple(unused),
+            quote=QUOTES["C5"],
+        )
     seeds_text, holds, details = [], [], []
     for seed, matrix in zip(importance.seeds, importance.per_seed):
         geometry = mean_position(matrix, importance.factor_names, C5_GEOMETRY)
         hues = mean_position(matrix, importance.factor_names, C5_HUES)
         ok = bool(geometry < hues)  # False for nan: a group without importance cannot be placed
         holds.append(ok)
-        per_factor = ", ".join(f"{f} {mean_position(matrix, importance.factor_names, (f,)):.2f}"
-                               for f in C5_GEOMETRY + C5_HUES)
-        seeds_text.append(f"seed {seed}: shape and orientation at {geometry:.2f}, hues at {hues:.2f} "
-                          f"({'holds' if ok else 'fails'})")
+        per_factor = ", ".join(
+            f"{f} {mean_position(matrix, importance.factor_names, (f,)):.2f}" for f in C5_GEOMETRY + C5_HUES
+        )
+        seeds_text.append(
+            f"seed {seed}: shape and orientation at {geometry:.2f}, hues at {hues:.2f} ({'holds' if ok else 'fails'})"
+        )
         details.append(f"Seed {seed}, mean position per factor (of {len(matrix)} variables): {per_factor}.")
     if all(holds):
         verdict = Verdict(AGREES)
@@ -265,10 +402,23 @@ def claim_c5(summary: ExperimentSummary) -> ClaimResult:
     else:
         verdict = Verdict(INCONCLUSIVE, f"seeds split: the rule holds for {sum(holds)} of {len(holds)} seeds")
     single = ("SAE-12 importance",) if len(importance.seeds) == 1 else ()
-    part = Part("shape and orientation before the hues", "per seed, mean position of shape and orientation below "
-                "that of the hues", verdict)
-    return ClaimResult("C5", statement, rule, "importance-weighted mean positions: " + "; ".join(seeds_text),
-                       verdict, (), single, tuple(details + unused), QUOTES["C5"], (part,))
+    part = Part(
+        "shape and orientation before the hues",
+        "per seed, mean position of shape and orientation below that of the hues",
+        verdict,
+    )
+    return ClaimResult(
+        "C5",
+        statement,
+        rule,
+        "importance-weighted mean positions: " + "; ".join(seeds_text),
+        verdict,
+        (),
+        single,
+        tuple(details + unused),
+        QUOTES["C5"],
+        (part,),
+    )
 
 
 def claim_c6(summary: ExperimentSummary) -> ClaimResult:
@@ -291,16 +441,41 @@ def claim_c6(summary: ExperimentSummary) -> ClaimResult:
         models = sorted(set(table) | {"sae12"} | set(C6_REQUIRED_BASELINES), key=model_sort_key)
         baselines = [m for m in models if m in VARIATIONAL]
         for model in models:
-            dec_enc.append(_paired(label(model, "decoder"), values(model, "decoder"), label(model, "encoder"),
-                                   values(model, "encoder"), "heldout_mse_x1000", True,
-                                   missing((model, "decoder"), (model, "encoder"))))
-            dec_both.append(_paired(label(model, "decoder"), values(model, "decoder"), label(model, "both"),
-                                    values(model, "both"), "heldout_mse_x1000", True,
-                                    missing((model, "decoder"), (model, "both")), test="approx"))
+            dec_enc.append(
+                _paired(
+                    label(model, "decoder"),
+                    values(model, "decoder"),
+                    label(model, "encoder"),
+                    values(model, "encoder"),
+                    "heldout_mse_x1000",
+                    True,
+                    missing((model, "decoder"), (model, "encoder")),
+                )
+            )
+            dec_both.append(
+                _paired(
+                    label(model, "decoder"),
+                    values(model, "decoder"),
+                    label(model, "both"),
+                    values(model, "both"),
+                    "heldout_mse_x1000",
+                    True,
+                    missing((model, "decoder"), (model, "both")),
+                    test="approx",
+                )
+            )
         for baseline in baselines:
-            versus.append(_paired(label("sae12", "decoder"), values("sae12", "decoder"), label(baseline, "decoder"),
-                                  values(baseline, "decoder"), "heldout_mse_x1000", True,
-                                  missing(("sae12", "decoder"), (baseline, "decoder"))))
+            versus.append(
+                _paired(
+                    label("sae12", "decoder"),
+                    values("sae12", "decoder"),
+                    label(baseline, "decoder"),
+                    values(baseline, "decoder"),
+                    "heldout_mse_x1000",
+                    True,
+                    missing(("sae12", "decoder"), (baseline, "decoder")),
+                )
+            )
 
         def advantage(model: str, held: Mapping, worse: tuple[str, str], better: tuple[str, str]) -> dict[int, float]:
             """Per seed: the worse arm's MSE minus the better one's, on held-out (``held``) or seen values."""
@@ -310,46 +485,89 @@ def claim_c6(summary: ExperimentSummary) -> ClaimResult:
         for model in models:
             held = advantage(model, table, (model, "encoder"), (model, "decoder"))
             seen_adv = advantage(model, seen, (model, "encoder"), (model, "decoder"))
-            control.append(_paired(f"{model_label(model)} encoder−decoder held-out [{arm}]", held,
-                                   f"seen [{arm}]", seen_adv, "advantage", False,
-                                   missing((model, "decoder"), (model, "encoder")) or [CONTROL]))
+            control.append(
+                _paired(
+                    f"{model_label(model)} encoder−decoder held-out [{arm}]",
+                    held,
+                    f"seen [{arm}]",
+                    seen_adv,
+                    "advantage",
+                    False,
+                    missing((model, "decoder"), (model, "encoder")) or [CONTROL],
+                )
+            )
         for baseline in baselines:
             held = advantage(baseline, table, (baseline, "decoder"), ("sae12", "decoder"))
             seen_adv = advantage(baseline, seen, (baseline, "decoder"), ("sae12", "decoder"))
-            control.append(_paired(f"{model_label(baseline)}−SAE-12 decoder held-out [{arm}]", held,
-                                   f"seen [{arm}]", seen_adv, "advantage", False,
-                                   missing(("sae12", "decoder"), (baseline, "decoder")) or [CONTROL]))
+            control.append(
+                _paired(
+                    f"{model_label(baseline)}−SAE-12 decoder held-out [{arm}]",
+                    held,
+                    f"seen [{arm}]",
+                    seen_adv,
+                    "advantage",
+                    False,
+                    missing(("sae12", "decoder"), (baseline, "decoder")) or [CONTROL],
+                )
+            )
     parts = (
-        _part("decoder-only beats encoder-only", "for each model in each arm, held-out MSE after decoder-only "
-              "fine-tuning below that after encoder-only (paired rule)", dec_enc),
-        _part("decoder-only ≈ both", f"held-out MSE after decoder-only within {C6_TOLERANCE:.0%} of that after "
-              "fine-tuning both (approximate rule)", dec_both),
-        _part("SAE-12 beats the variational baselines", "SAE-12's held-out MSE after decoder-only fine-tuning below "
-              "that of each variational baseline in the arm (VAE, β-VAE and VLAE-12 required; β-TCVAE and FactorVAE "
-              "where they ran), same seed, same held-out images (paired rule)", versus),
-        _part(CONTROL, "the same fine-tuned models scored on test images whose values were seen in pretraining: the "
-              "decoder's advantage over the encoder, and each baseline's excess over SAE-12, are larger on held-out "
-              "values than on seen ones (paired rule), so that better extrapolation is not just better "
-              "reconstruction", control),
+        _part(
+            "decoder-only beats encoder-only",
+            "for each model in each arm, held-out MSE after decoder-only "
+            "fine-tuning below that after encoder-only (paired rule)",
+            dec_enc,
+        ),
+        _part(
+            "decoder-only ≈ both",
+            f"held-out MSE after decoder-only within {C6_TOLERANCE:.0%} of that after "
+            "fine-tuning both (approximate rule)",
+            dec_both,
+        ),
+        _part(
+            "SAE-12 beats the variational baselines",
+            "SAE-12's held-out MSE after decoder-only fine-tuning below "
+            "that of each variational baseline in the arm (VAE, β-VAE and VLAE-12 required; β-TCVAE and FactorVAE "
+            "where they ran), same seed, same held-out images (paired rule)",
+            versus,
+        ),
+        _part(
+            CONTROL,
+            "the same fine-tuned models scored on test images whose values were seen in pretraining: the "
+            "decoder's advantage over the encoder, and each baseline's excess over SAE-12, are larger on held-out "
+            "values than on seen ones (paired rule), so that better extrapolation is not just better "
+            "reconstruction",
+            control,
+        ),
     )
 
     def modes_text(modes: dict[str, Spread]) -> str:
-        return " / ".join(f"{mode} {format_spread(modes[mode])}" for mode in ("decoder", "encoder", "both")
-                          if mode in modes)
+        return " / ".join(
+            f"{mode} {format_spread(modes[mode])}" for mode in ("decoder", "encoder", "both") if mode in modes
+        )
 
-    numbers = "; ".join(f"{arm}: " + ", ".join(f"{model_label(m)} {modes_text(t)}"
-                                               for m, t in summary.extrapolation[arm].items())
-                        for arm in arms if arm in summary.extrapolation) or "no extrapolation cells"
+    numbers = (
+        "; ".join(
+            f"{arm}: " + ", ".join(f"{model_label(m)} {modes_text(t)}" for m, t in summary.extrapolation[arm].items())
+            for arm in arms
+            if arm in summary.extrapolation
+        )
+        or "no extrapolation cells"
+    )
     return _claim(
-        "C6", "Updating the decoder extrapolates better than updating the encoder and about as well as updating both, "
+        "C6",
+        "Updating the decoder extrapolates better than updating the encoder and about as well as updating both, "
         "and SAE-12 beats the variational baselines there (figures 7, 12).",
         f"In each arm ({', '.join(arms)}), paired per seed: decoder-only beats encoder-only for each model; "
         f"decoder-only ≈ both (within {C6_TOLERANCE:.0%}); SAE-12 after decoder-only fine-tuning beats each "
         "variational baseline, VLAE-12 included; and an in-distribution control (the same fine-tuning scored on "
-        "values seen in pretraining) shows the gains are larger on the held-out values.", numbers, parts)
+        "values seen in pretraining) shows the gains are larger on the held-out values.",
+        numbers,
+        parts,
+    )
 
 
 # --- the gate ------------------------------------------------------------------------------------------------------
+
 
 def gate_verdict(result: ClaimResult, gate_lines: Sequence[GateLine] | None) -> ClaimResult:
     """The claim as evaluated, or "not testable (below the gate: ...)" when a subject model's gate line, or SAE-12's or
@@ -358,11 +576,14 @@ def gate_verdict(result: ClaimResult, gate_lines: Sequence[GateLine] | None) -> 
     below = below_gate(subjects, gate_lines or ())
     if not below:
         return result
-    return replace(result, verdict=Verdict(NOT_TESTABLE, "below the gate: " + ", ".join(below)),
-                   rule_verdict=result.verdict)
+    return replace(
+        result, verdict=Verdict(NOT_TESTABLE, "below the gate: " + ", ".join(below)), rule_verdict=result.verdict
+    )
 
 
 def evaluate_claims(summary: ExperimentSummary, gate_lines: Sequence[GateLine] | None = None) -> list[ClaimResult]:
     """C1-C6 in order; with ``gate_lines``, a claim about a model below the gate is not testable."""
-    return [gate_verdict(claim(summary), gate_lines)
-            for claim in (claim_c1, claim_c2, claim_c3, claim_c4, claim_c5, claim_c6)]
+    return [
+        gate_verdict(claim(summary), gate_lines)
+        for claim in (claim_c1, claim_c2, claim_c3, claim_c4, claim_c5, claim_c6)
+    ]

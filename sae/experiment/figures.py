@@ -3,6 +3,7 @@ variable-by-factor importance (the paper's figure 4).
 
 matplotlib comes with the ``train`` extra; without it ``charts_available`` is False and the report says so instead.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -27,8 +28,9 @@ def _figure(width: float, height: float):
     return fig
 
 
-def grouped_bars(path: Path, title: str, ylabel: str, groups: Sequence[str],
-                 series: Mapping[str, Mapping[str, Spread]]) -> Path:
+def grouped_bars(
+    path: Path, title: str, ylabel: str, groups: Sequence[str], series: Mapping[str, Mapping[str, Spread]]
+) -> Path:
     """One group of bars per entry of ``groups`` (e.g. models), one bar per series (e.g. metrics), error bar = std.
 
     A series without a value for a group leaves that bar out.

@@ -11,6 +11,7 @@ A model passes the gate when every factor is predicted from its codes with test 
 (gradient-boosted trees, codes -> factor index) and its test BCE <= floor + ``BCE_GATE_FRACTION`` × (oracle − floor).
 Numpy and scikit-learn only; no torch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,15 +20,39 @@ from typing import Any
 
 import numpy as np
 
-from sae.evaluation.eval_passes import bce_mse
+from sae.core.datasets.procedural import (
+    FACTOR_NAMES,
+    FACTOR_SIZES,
+    FACTOR_VALUES,
+    Shapes3DRenderer,
+    factor_indices_from_flat,
+    factor_indices_from_labels,
+    hue_to_rgb,
+)
 from sae.core.wire import to_float_images
-from sae.core.datasets.procedural import (FACTOR_NAMES, FACTOR_SIZES, FACTOR_VALUES, Shapes3DRenderer,
-                                          factor_indices_from_flat, factor_indices_from_labels, hue_to_rgb)
+from sae.evaluation.eval_passes import bce_mse
 
-__all__ = ["ACCURACY_GATE", "BCE_GATE_FRACTION", "TESTABLE", "NOT_TESTABLE", "GATE_MODELS", "GateLine",
-           "mean_geometry_weights", "colour_oracle_prediction", "entropy_floor", "bce_per_image", "mse_per_pixel",
-           "factor_accuracy", "accuracy_split", "oracle_figures", "PROCEDURAL_ORACLE_FIGURES", "gate_line",
-           "budget_adequate", "below_gate", "claim_testable"]
+__all__ = [
+    "ACCURACY_GATE",
+    "BCE_GATE_FRACTION",
+    "TESTABLE",
+    "NOT_TESTABLE",
+    "GATE_MODELS",
+    "GateLine",
+    "mean_geometry_weights",
+    "colour_oracle_prediction",
+    "entropy_floor",
+    "bce_per_image",
+    "mse_per_pixel",
+    "factor_accuracy",
+    "accuracy_split",
+    "oracle_figures",
+    "PROCEDURAL_ORACLE_FIGURES",
+    "gate_line",
+    "budget_adequate",
+    "below_gate",
+    "claim_testable",
+]
 
 ACCURACY_GATE = 0.9  # every factor's test accuracy from the codes must reach this
 BCE_GATE_FRACTION = 0.5  # BCE must close at least half the gap from the colour oracle down to the entropy floor
@@ -61,8 +86,9 @@ def mean_geometry_weights(renderer: Shapes3DRenderer | None = None) -> np.ndarra
     return total / count
 
 
-def colour_oracle_prediction(factors: np.ndarray, weights: np.ndarray | None = None,
-                             renderer: Shapes3DRenderer | None = None) -> np.ndarray:
+def colour_oracle_prediction(
+    factors: np.ndarray, weights: np.ndarray | None = None, renderer: Shapes3DRenderer | None = None
+) -> np.ndarray:
     """The colour oracle's reconstruction of images with these factors (indices or label values [N, 6]): for each
     image's floor, wall and object hues, the mean over all 480 geometries of the rendered image, in [0, 1] as float64
     [N, H, W, 3]. The renderer is linear in the hue colours (plus white for the highlight), so this is the mean
@@ -94,8 +120,9 @@ def entropy_floor(images: np.ndarray) -> float:
     return bce_per_image(images, to_float_images(images, np.float64))
 
 
-def accuracy_split(n_train: int = TRAIN_CODES, n_test: int = TEST_CODES, seed: int = 0) -> tuple[np.ndarray,
-                                                                                                 np.ndarray]:
+def accuracy_split(
+    n_train: int = TRAIN_CODES, n_test: int = TEST_CODES, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Factor indices [n_train, 6] and [n_test, 6] of distinct images of the 480,000-image grid, for the codes the
     per-factor accuracy is trained and tested on."""
     flat = np.random.default_rng(seed).choice(np.prod(FACTOR_SIZES), size=n_train + n_test, replace=False)
@@ -109,19 +136,32 @@ def oracle_figures(n: int = 2_000, seed: int = 0, renderer: Shapes3DRenderer | N
     idx = factor_indices_from_flat(np.random.default_rng(seed).choice(np.prod(FACTOR_SIZES), size=n, replace=False))
     images = renderer.render(idx)
     oracle = colour_oracle_prediction(idx, renderer=renderer)
-    return {"oracle_bce": bce_per_image(images, oracle), "oracle_mse": mse_per_pixel(images, oracle),
-            "floor_bce": entropy_floor(images)}
+    return {
+        "oracle_bce": bce_per_image(images, oracle),
+        "oracle_mse": mse_per_pixel(images, oracle),
+        "floor_bce": entropy_floor(images),
+    }
 
 
 # ``oracle_figures()`` (2,000 images of the 480,000-image grid, seed 0), for cells that recorded their BCE and MSE
 # but not the oracle's on their own test images: a gate line on these figures is an approximation, not a measurement.
-PROCEDURAL_ORACLE_FIGURES = {"oracle_bce": 4477.057860004883, "oracle_mse": 0.009251063657762891,
-                             "floor_bce": 4147.006587798119}
+PROCEDURAL_ORACLE_FIGURES = {
+    "oracle_bce": 4477.057860004883,
+    "oracle_mse": 0.009251063657762891,
+    "floor_bce": 4147.006587798119,
+}
 
 
-def factor_accuracy(train_codes: np.ndarray, train_factors: np.ndarray, test_codes: np.ndarray,
-                    test_factors: np.ndarray, *, seed: int = 0, max_iter: int = 100,
-                    names: Sequence[str] = FACTOR_NAMES) -> dict[str, float]:
+def factor_accuracy(
+    train_codes: np.ndarray,
+    train_factors: np.ndarray,
+    test_codes: np.ndarray,
+    test_factors: np.ndarray,
+    *,
+    seed: int = 0,
+    max_iter: int = 100,
+    names: Sequence[str] = FACTOR_NAMES,
+) -> dict[str, float]:
     """Test accuracy per factor of gradient-boosted trees (``HistGradientBoostingClassifier``) predicting the factor
     index from the codes. (The DCI metric's exact ``GradientBoostingClassifier`` is too slow for 10,000 codes.)"""
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -176,21 +216,43 @@ class GateLine:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> GateLine:
-        return cls(str(data["model"]), float(data["bce"]), float(data["mse"]), float(data["oracle_bce"]),
-                   float(data["oracle_mse"]), float(data["floor_bce"]),
-                   {str(k): float(v) for k, v in dict(data.get("accuracy", {})).items()})
+        return cls(
+            str(data["model"]),
+            float(data["bce"]),
+            float(data["mse"]),
+            float(data["oracle_bce"]),
+            float(data["oracle_mse"]),
+            float(data["floor_bce"]),
+            {str(k): float(v) for k, v in dict(data.get("accuracy", {})).items()},
+        )
 
 
-def gate_line(model: str, images: np.ndarray, factors: np.ndarray, recon: np.ndarray, train_codes: np.ndarray,
-              train_factors: np.ndarray, test_codes: np.ndarray, test_factors: np.ndarray, *, seed: int = 0,
-              weights: np.ndarray | None = None, max_iter: int = 100) -> GateLine:
+def gate_line(
+    model: str,
+    images: np.ndarray,
+    factors: np.ndarray,
+    recon: np.ndarray,
+    train_codes: np.ndarray,
+    train_factors: np.ndarray,
+    test_codes: np.ndarray,
+    test_factors: np.ndarray,
+    *,
+    seed: int = 0,
+    weights: np.ndarray | None = None,
+    max_iter: int = 100,
+) -> GateLine:
     """A model's gate line from its reconstructions of the uint8 test ``images`` (with their ``factors``) and its codes
     (at least 10,000 train and 5,000 test codes for a real measurement)."""
     oracle = colour_oracle_prediction(factors, weights)
-    return GateLine(model, bce_per_image(images, recon), mse_per_pixel(images, recon),
-                    bce_per_image(images, oracle), mse_per_pixel(images, oracle), entropy_floor(images),
-                    factor_accuracy(train_codes, train_factors, test_codes, test_factors, seed=seed,
-                                    max_iter=max_iter))
+    return GateLine(
+        model,
+        bce_per_image(images, recon),
+        mse_per_pixel(images, recon),
+        bce_per_image(images, oracle),
+        mse_per_pixel(images, oracle),
+        entropy_floor(images),
+        factor_accuracy(train_codes, train_factors, test_codes, test_factors, seed=seed, max_iter=max_iter),
+    )
 
 
 def _by_model(gate_lines: Iterable[GateLine] | Mapping[str, GateLine]) -> dict[str, GateLine]:

@@ -1,6 +1,7 @@
 """Loading an experiment grid: :func:`load_grid` picks a named grid (:mod:`sae.experiment.named_grids`) or reads a
 TOML grid file (:mod:`sae.experiment.grid_toml`); the grid and cell dataclasses are in
 :mod:`sae.experiment.grid_spec`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,10 @@ def load_grid(spec: str) -> GridSpec:
     if spec in grids:
         return grids[spec].validate()
     if spec == "paper-rfd":
-        raise GridError("grid paper-rfd has no models: no named config ends in -rfd (training/config.py makes them "
-                        "for every dataset kind of training/dataset_sizes.py, rfd among them)")
+        raise GridError(
+            "grid paper-rfd has no models: no named config ends in -rfd (training/config.py makes them "
+            "for every dataset kind of training/dataset_sizes.py, rfd among them)"
+        )
     path = Path(spec)
     if path.suffix == ".toml" or path.is_file():
         return load_toml(path)

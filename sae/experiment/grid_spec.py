@@ -7,6 +7,7 @@ cost (:class:`CostModel`), which the dry-run prints and the progress line uses u
 The named grids are in :mod:`sae.experiment.named_grids`, the TOML grid files are read by
 :mod:`sae.experiment.grid_toml`; :mod:`sae.experiment.grid` gathers them.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,10 +16,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sae.core.errors import SAEError
 from sae.training.config import NAMED_CONFIGS, ExperimentConfig, get_config
 from sae.training.dataset_sizes import CELEBA_TRAIN_SIZE, MPI3D_TRAIN_SIZE, SHAPES3D_TRAIN_SIZE
 from sae.training.models.zoo.betatcvae import BetaTCVAEConfig
-from sae.core.errors import SAEError
 
 FINETUNE_MODES = ("none", "encoder", "decoder", "both")  # which part a fine-tune updates ("none": not fine-tuned)
 FREEZE_OF_MODE = {"encoder": "decoder", "decoder": "encoder", "both": None}  # mode -> TrainerOptions.freeze
@@ -91,7 +92,7 @@ class GridSpec:
     cost: CostModel = field(default_factory=CostModel)
     bank_range_images: int | None = None  # export: the bank's ranges over this many training images (None: all)
 
-    def validate(self) -> "GridSpec":
+    def validate(self) -> GridSpec:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
             raise GridError(f"grid name {self.name!r}: use letters, digits, '_', '.' and '-'")
         if not self.models:
@@ -99,19 +100,23 @@ class GridSpec:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise GridError(f"grid {self.name}: seeds must be a non-empty list of distinct integers, got {self.seeds}")
         if self.steps < 1 or self.batch_size < 1:
-            raise GridError(f"grid {self.name}: steps ({self.steps}) and batch_size ({self.batch_size}) must be "
-                            "positive")
+            raise GridError(
+                f"grid {self.name}: steps ({self.steps}) and batch_size ({self.batch_size}) must be positive"
+            )
         if self.eval.dci_regressor not in ("gbt", "lasso"):
             raise GridError(f"grid {self.name}: eval.dci_regressor {self.eval.dci_regressor!r}: use gbt or lasso")
         for name in ("num_images", "fid_images", "train_codes", "classifier_images", "heldout_images"):
             if getattr(self.eval, name) < 0:
                 raise GridError(f"grid {self.name}: eval.{name} must not be negative")
         if self.eval.num_images < 2 or self.eval.fid_images == 1:
-            raise GridError(f"grid {self.name}: eval.num_images must be at least 2 and eval.fid_images 0 (no FID) or "
-                            "at least 2")
+            raise GridError(
+                f"grid {self.name}: eval.num_images must be at least 2 and eval.fid_images 0 (no FID) or at least 2"
+            )
         if self.dataset.procedural_images is not None and self.dataset.procedural_images < 100:
-            raise GridError(f"grid {self.name}: dataset.procedural_images={self.dataset.procedural_images} is too "
-                            "few for train/val/test splits; use at least 100")
+            raise GridError(
+                f"grid {self.name}: dataset.procedural_images={self.dataset.procedural_images} is too "
+                "few for train/val/test splits; use at least 100"
+            )
         for model in self.models:
             config_name(self, model)
         for arm in self.arms:
@@ -121,16 +126,19 @@ class GridSpec:
                 raise GridError(f"grid {self.name}: arm {arm.name}: pretrain_fraction must be in (0, 1)")
             unknown = set(arm.modes) - set(FINETUNE_MODES)
             if unknown:
-                raise GridError(f"grid {self.name}: arm {arm.name}: unknown modes {sorted(unknown)}; use "
-                                f"{', '.join(FINETUNE_MODES)}")
+                raise GridError(
+                    f"grid {self.name}: arm {arm.name}: unknown modes {sorted(unknown)}; use "
+                    f"{', '.join(FINETUNE_MODES)}"
+                )
             if not arm.exclude:
                 raise GridError(f"grid {self.name}: arm {arm.name}: exclude is empty")
             for model in arm.models:
                 config_name(self, model)
             steps = arm.steps or self.steps
             if round(steps * arm.pretrain_fraction) < 1 or steps - round(steps * arm.pretrain_fraction) < 1:
-                raise GridError(f"grid {self.name}: arm {arm.name}: {steps} steps leave no pretraining or no "
-                                "fine-tuning")
+                raise GridError(
+                    f"grid {self.name}: arm {arm.name}: {steps} steps leave no pretraining or no fine-tuning"
+                )
         cells = expand(self)
         ids = [c.cell_id for c in cells]
         if len(set(ids)) != len(ids):
@@ -197,13 +205,18 @@ class CellSpec:
     def experiment_config(self, steps: int | None = None, dataset_images: int | None = None) -> ExperimentConfig:
         """The named config with this cell's seed, batch size and steps; β-TCVAE's N set to the train split."""
         cfg = get_config(self.config_name)
-        train = dataclasses.replace(cfg.train, seed=self.seed, batch_size=self.grid.batch_size,
-                                    steps=self.pretrain_steps if steps is None else steps)
+        train = dataclasses.replace(
+            cfg.train,
+            seed=self.seed,
+            batch_size=self.grid.batch_size,
+            steps=self.pretrain_steps if steps is None else steps,
+        )
         model = cfg.model
         images = dataset_images or (self.grid.dataset.procedural_images if self.grid.dataset.path is None else None)
         if isinstance(model.regulariser, BetaTCVAEConfig) and images:
-            model = dataclasses.replace(model, regulariser=dataclasses.replace(
-                model.regulariser, dataset_size=int(images * TRAIN_FRACTION)))
+            model = dataclasses.replace(
+                model, regulariser=dataclasses.replace(model.regulariser, dataset_size=int(images * TRAIN_FRACTION))
+            )
         return dataclasses.replace(cfg, train=train, model=model).validate()
 
     @property

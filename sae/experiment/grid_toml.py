@@ -1,5 +1,6 @@
 """Grid files: a :class:`GridSpec` from TOML, with the same keys as its dataclasses; unknown keys and values of the
 wrong type are refused by name."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,8 +20,9 @@ def _build(cls, data: Any, where: str):
     if unknown:
         raise GridError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(fields))})")
     nested = {"dataset": DatasetSpec, "eval": EvalSpec, "cost": CostModel}
-    check_types(cls, {k: v for k, v in data.items() if not (cls is GridSpec and k in (*nested, "arms"))}, where,
-                GridError)
+    check_types(
+        cls, {k: v for k, v in data.items() if not (cls is GridSpec and k in (*nested, "arms"))}, where, GridError
+    )
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if cls is GridSpec and key in nested:
@@ -37,8 +39,11 @@ def _build(cls, data: Any, where: str):
             kwargs[key] = Path(value)
         else:
             kwargs[key] = tuple(value) if isinstance(value, list) else value
-    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise GridError(f"{where}: missing key {missing[0]!r}")
     try:

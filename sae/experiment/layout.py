@@ -1,4 +1,5 @@
 """Where `sae experiment` keeps what it makes: the runner's options and the folders and marker files of each cell."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

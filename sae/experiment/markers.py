@@ -3,6 +3,7 @@
 A marker exists only once its stage has finished; a stage interrupted at any moment leaves either no marker or the
 previous one, never a partial file.
 """
+
 from __future__ import annotations
 
 import json

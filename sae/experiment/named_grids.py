@@ -1,5 +1,6 @@
 """The named grids of `sae experiment`: the paper's settings per dataset (made for GPUs) and ``cpu-shapes3d``, sized
 for 2-core CPU machines. Committed result files are keyed by their cell names, steps, sizes and arms."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,14 +15,22 @@ NO_BALL: dict[str, tuple[int, ...]] = {"shape": (2,)}  # 3D-Shapes shape index 2
 # the two most extreme of the 15 orientations on each side
 EXTREME_ORIENTATIONS: dict[str, tuple[int, ...]] = {"orientation": (0, 1, 13, 14)}
 
-GPU_COST = CostModel(train_images_per_second=2500.0, export_minutes=1.0, bank_images_per_second=20_000.0,
-                     fid_seconds_per_image=0.002,
-                     eval_minutes=3.0, dci_gbt_seconds_per_code=0.013, startup_minutes=0.5)
+GPU_COST = CostModel(
+    train_images_per_second=2500.0,
+    export_minutes=1.0,
+    bank_images_per_second=20_000.0,
+    fid_seconds_per_image=0.002,
+    eval_minutes=3.0,
+    dci_gbt_seconds_per_code=0.013,
+    startup_minutes=0.5,
+)
 
 
 def _arms(models: tuple[str, ...], seeds: tuple[int, ...], steps: int | None = None) -> tuple[ArmSpec, ...]:
-    return (ArmSpec("no_ball", NO_BALL, models, seeds, steps),
-            ArmSpec("extreme_orientations", EXTREME_ORIENTATIONS, models, seeds, steps))
+    return (
+        ArmSpec("no_ball", NO_BALL, models, seeds, steps),
+        ArmSpec("extreme_orientations", EXTREME_ORIENTATIONS, models, seeds, steps),
+    )
 
 
 def _paper_grid(dataset: str, models: tuple[str, ...], arms: bool) -> GridSpec:
@@ -30,26 +39,44 @@ def _paper_grid(dataset: str, models: tuple[str, ...], arms: bool) -> GridSpec:
     batch_size, steps = train.batch_size, train.steps
     return GridSpec(
         name=f"paper-{dataset}",
-        description=(f"The paper's {dataset} setting: {len(models)} models x 3 seeds, {steps:,} steps at batch "
-                     f"{batch_size}, the full evaluation (10k test images; FID on 10k images per set, the harness "
-                     "default, where the paper used 50k samples; DCI by gradient-boosted trees on 10k train "
-                     "codes)" + (", plus the extrapolation arms (no_ball, extreme_orientations) for SAE-12, VAE "
-                     "and beta-VAE." if arms else ". No extrapolation arms: the dataset lacks the factors.")
-                     + " Made for GPUs: run it in sequence or one shard per GPU (--shard I/N); the estimates "
-                       "assume roughly one modern GPU per run and are guesses, not measurements."),
-        models=models, config_suffix=f"-{dataset}", seeds=(0, 1, 2), steps=steps, batch_size=batch_size,
-        dataset=DatasetSpec(kind=dataset, procedural_images=None), eval=EvalSpec(),
-        arms=_arms(ARM_MODELS, (0, 1, 2)) if arms else (), cost=GPU_COST)
+        description=(
+            f"The paper's {dataset} setting: {len(models)} models x 3 seeds, {steps:,} steps at batch "
+            f"{batch_size}, the full evaluation (10k test images; FID on 10k images per set, the harness "
+            "default, where the paper used 50k samples; DCI by gradient-boosted trees on 10k train "
+            "codes)"
+            + (
+                ", plus the extrapolation arms (no_ball, extreme_orientations) for SAE-12, VAE and beta-VAE."
+                if arms
+                else ". No extrapolation arms: the dataset lacks the factors."
+            )
+            + " Made for GPUs: run it in sequence or one shard per GPU (--shard I/N); the estimates "
+            "assume roughly one modern GPU per run and are guesses, not measurements."
+        ),
+        models=models,
+        config_suffix=f"-{dataset}",
+        seeds=(0, 1, 2),
+        steps=steps,
+        batch_size=batch_size,
+        dataset=DatasetSpec(kind=dataset, procedural_images=None),
+        eval=EvalSpec(),
+        arms=_arms(ARM_MODELS, (0, 1, 2)) if arms else (),
+        cost=GPU_COST,
+    )
 
 
 def _rfd_grid() -> GridSpec:
-    models = tuple(sorted(n[:-len("-rfd")] for n in NAMED_CONFIGS if n.endswith("-rfd")))
-    return dataclasses.replace(_paper_grid("celeba", CELEBA_MODELS, False), name="paper-rfd",
-                               models=models, config_suffix="-rfd", dataset=DatasetSpec(kind="rfd", procedural_images=None),
-                               description="The paper's Robot Finger Dataset setting (appendix A.2.2: the CelebA "
-                                           "settings with doubled channels and lr/10; 128 px, 200k steps, batch 32): "
-                                           "every named config ending in -rfd, 3 seeds, the full evaluation. "
-                                           "Made for GPUs (--shard I/N).")
+    models = tuple(sorted(n[: -len("-rfd")] for n in NAMED_CONFIGS if n.endswith("-rfd")))
+    return dataclasses.replace(
+        _paper_grid("celeba", CELEBA_MODELS, False),
+        name="paper-rfd",
+        models=models,
+        config_suffix="-rfd",
+        dataset=DatasetSpec(kind="rfd", procedural_images=None),
+        description="The paper's Robot Finger Dataset setting (appendix A.2.2: the CelebA "
+        "settings with doubled channels and lr/10; 128 px, 200k steps, batch 32): "
+        "every named config ending in -rfd, 3 seeds, the full evaluation. "
+        "Made for GPUs (--shard I/N).",
+    )
 
 
 CPU_SHAPES3D_DOC = """\
@@ -97,11 +124,26 @@ cell). The whole grid is estimated at about 3.9 hours of a quiet 2-core machine:
 
 def _cpu_shapes3d() -> GridSpec:
     return GridSpec(
-        name="cpu-shapes3d", description=CPU_SHAPES3D_DOC, models=PAPER_MODELS, config_suffix="-tiny", seeds=(0, 1),
-        steps=1_500, batch_size=64, dataset=DatasetSpec(kind="shapes3d", procedural_images=60_000),
-        eval=EvalSpec(num_images=512, fid_images=512, train_codes=1_000, classifier_images=2_000,
-                      dci_regressor="gbt", heldout_images=512),
-        arms=_arms(ARM_MODELS, (0, 1), steps=500), cost=CostModel(), bank_range_images=4_096)
+        name="cpu-shapes3d",
+        description=CPU_SHAPES3D_DOC,
+        models=PAPER_MODELS,
+        config_suffix="-tiny",
+        seeds=(0, 1),
+        steps=1_500,
+        batch_size=64,
+        dataset=DatasetSpec(kind="shapes3d", procedural_images=60_000),
+        eval=EvalSpec(
+            num_images=512,
+            fid_images=512,
+            train_codes=1_000,
+            classifier_images=2_000,
+            dci_regressor="gbt",
+            heldout_images=512,
+        ),
+        arms=_arms(ARM_MODELS, (0, 1), steps=500),
+        cost=CostModel(),
+        bank_range_images=4_096,
+    )
 
 
 def named_grids() -> dict[str, GridSpec]:

@@ -3,6 +3,7 @@
 The ETA uses the mean time of the cells computed in this invocation once there is one, else the grid's estimates.
 On a terminal a tqdm bar over the cells is drawn (core/progress_bar.py), with the lines written above it.
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,8 +41,10 @@ class Progress:
 
     def line(self, cell: str, stage: str) -> str:
         basis = "measured" if self.measured else "estimated"
-        return (f"[{len(self.done)}/{len(self.estimates)} cells done] {cell}: {stage} "
-                f"(ETA {format_minutes(self.eta_minutes())}, {basis})")
+        return (
+            f"[{len(self.done)}/{len(self.estimates)} cells done] {cell}: {stage} "
+            f"(ETA {format_minutes(self.eta_minutes())}, {basis})"
+        )
 
     def event(self, cell: str, stage: str) -> None:
         self._started.setdefault(cell, time.monotonic())

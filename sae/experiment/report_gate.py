@@ -8,6 +8,7 @@
   per-factor accuracy unknown. Unknown accuracy does not pass, so these lines never pass.
 * Cells of other data without it: no line (the gate was not measured); the claims follow their rules.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -42,8 +43,14 @@ class ModelGate:
         return replace(self.line, accuracy={})
 
     def to_json(self) -> dict:
-        return {"model": self.model, "source": self.source, "seeds": list(self.seeds), "all_seeds": self.all_seeds,
-                "passed": self.passed, "line": self.line.to_json() if self.line else None}
+        return {
+            "model": self.model,
+            "source": self.source,
+            "seeds": list(self.seeds),
+            "all_seeds": self.all_seeds,
+            "passed": self.passed,
+            "line": self.line.to_json() if self.line else None,
+        }
 
 
 def _measured(model: str, by_seed: dict[int, dict]) -> GateLine:
@@ -51,8 +58,9 @@ def _measured(model: str, by_seed: dict[int, dict]) -> GateLine:
     mean = {k: float(np.mean([r[k] for r in rows])) for k in ("bce", "mse", "oracle_bce", "oracle_mse", "floor_bce")}
     factors = sorted({f for r in rows for f in r["accuracy"]})
     accuracy = {f: min(r["accuracy"][f] if f in r["accuracy"] else 0.0 for r in rows) for f in factors}
-    return GateLine(model, mean["bce"], mean["mse"], mean["oracle_bce"], mean["oracle_mse"], mean["floor_bce"],
-                    accuracy)
+    return GateLine(
+        model, mean["bce"], mean["mse"], mean["oracle_bce"], mean["oracle_mse"], mean["floor_bce"], accuracy
+    )
 
 
 def model_gates(summary: ExperimentSummary, *, procedural: bool) -> list[ModelGate]:
@@ -62,11 +70,25 @@ def model_gates(summary: ExperimentSummary, *, procedural: bool) -> list[ModelGa
         carried = summary.gate.get(model, {})
         bce, mse = summary.models[model].get("bce"), summary.models[model].get("mse")
         if carried:
-            found.append(ModelGate(model, MEASURED, _measured(model, carried), tuple(sorted(carried)),
-                                   all_seeds=set(carried) == set(seeds)))
+            found.append(
+                ModelGate(
+                    model,
+                    MEASURED,
+                    _measured(model, carried),
+                    tuple(sorted(carried)),
+                    all_seeds=set(carried) == set(seeds),
+                )
+            )
         elif procedural and bce is not None and mse is not None:
-            line = GateLine(model, bce.mean, mse.mean, PROCEDURAL_ORACLE_FIGURES["oracle_bce"],
-                            PROCEDURAL_ORACLE_FIGURES["oracle_mse"], PROCEDURAL_ORACLE_FIGURES["floor_bce"], {})
+            line = GateLine(
+                model,
+                bce.mean,
+                mse.mean,
+                PROCEDURAL_ORACLE_FIGURES["oracle_bce"],
+                PROCEDURAL_ORACLE_FIGURES["oracle_mse"],
+                PROCEDURAL_ORACLE_FIGURES["floor_bce"],
+                {},
+            )
             found.append(ModelGate(model, BCE_ONLY, line, tuple(sorted(summary.per_seed[model]["bce"]))))
         else:
             found.append(ModelGate(model, NOT_MEASURED, None, ()))

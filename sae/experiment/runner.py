@@ -16,6 +16,7 @@ images through each set's served ``reconstruct`` (``WORK/eval/<cell>/heldout.jso
 The stages live in :mod:`sae.experiment.stages`, the folders in :mod:`sae.experiment.layout` and the plan in
 :mod:`sae.experiment.plan`; this module runs the cells and builds the report.
 """
+
 from __future__ import annotations
 
 import signal
@@ -49,7 +50,7 @@ class ExperimentRunner(CellStages):
 
     # ------------------------------------------------------------------------------------------------ cells
     def run_main(self, cell: CellSpec) -> dict[str, Any]:
-        from sae.experiment.thumbs import thumbnail_of, write_thumbnail, read_png
+        from sae.experiment.thumbs import read_png, thumbnail_of, write_thumbnail
 
         events = self.progress.event
         run_dir = self.layout.run_dir(cell)
@@ -59,11 +60,17 @@ class ExperimentRunner(CellStages):
         exported = self.export(cell, run_dir, cell.export_name(), trained["step"])
         events(cell.cell_id, "eval")
         result, eval_seconds = self.evaluate(cell, cell.export_name(), trained["step"])
-        figures = {k: self.layout.eval_dir(cell) / v["path"] for k, v in (result.get("figures") or {}).items()
-                   if isinstance(v, dict) and isinstance(v.get("path"), str)}
+        figures = {
+            k: self.layout.eval_dir(cell) / v["path"]
+            for k, v in (result.get("figures") or {}).items()
+            if isinstance(v, dict) and isinstance(v.get("path"), str)
+        }
         thumbs: dict[str, str | None] = {}
-        for key, figure in (("traversals", "traversals"), ("reconstructions", "reconstructions"),
-                            ("prior_samples", "prior_samples")):
+        for key, figure in (
+            ("traversals", "traversals"),
+            ("reconstructions", "reconstructions"),
+            ("prior_samples", "prior_samples"),
+        ):
             if figure in figures and figures[figure].is_file():
                 thumbnail_of(figures[figure], self.layout.thumb(cell, key))
                 thumbs[key] = self._relative(self.layout.thumb(cell, key))
@@ -71,13 +78,19 @@ class ExperimentRunner(CellStages):
             grid = read_png(figures["hybrid_samples"])
             tile = get_config(cell.config_name).model.backbone.image_size + 2  # image_grid's 2 px padding
             rows = -(-HYBRID_THUMB_SAMPLES // ((grid.shape[1] - 2) // tile))
-            write_thumbnail(self.layout.thumb(cell, "hybrid"), grid[:2 + rows * tile])
+            write_thumbnail(self.layout.thumb(cell, "hybrid"), grid[: 2 + rows * tile])
             thumbs["hybrid_samples"] = self._relative(self.layout.thumb(cell, "hybrid"))
         dataset = self.dataset_record()
         cfg = cell.experiment_config(dataset_images=dataset["images"])
-        return cell_record(cell, cfg, dataset=self._dataset_entry(dataset), factor_names=dataset["factor_names"],
-                           seconds={"train": trained["seconds"], "export": exported["seconds"], "eval": eval_seconds},
-                           eval_result=result, thumbnails=thumbs)
+        return cell_record(
+            cell,
+            cfg,
+            dataset=self._dataset_entry(dataset),
+            factor_names=dataset["factor_names"],
+            seconds={"train": trained["seconds"], "export": exported["seconds"], "eval": eval_seconds},
+            eval_result=result,
+            thumbnails=thumbs,
+        )
 
     def run_arm(self, cell: CellSpec) -> dict[str, Any]:
         from sae.experiment.thumbs import thumbnail_of
@@ -91,8 +104,13 @@ class ExperimentRunner(CellStages):
         for mode in cell.finetune_modes:
             runs[mode] = self.layout.run_dir(cell, f"finetune-{mode}")
             events(cell.cell_id, f"fine-tune ({mode} updated)")
-            trained[mode] = self.train(cell, runs[mode], cell.finetune_steps,
-                                       init_from=pre_dir / "checkpoints" / "last.pt", freeze=FREEZE_OF_MODE[mode])
+            trained[mode] = self.train(
+                cell,
+                runs[mode],
+                cell.finetune_steps,
+                init_from=pre_dir / "checkpoints" / "last.pt",
+                freeze=FREEZE_OF_MODE[mode],
+            )
         exported = {}
         for mode in arm.modes:
             events(cell.cell_id, f"export ({mode})")
@@ -103,18 +121,31 @@ class ExperimentRunner(CellStages):
         thumbnail_of(self.layout.eval_dir(cell) / "heldout_reconstructions.png", thumb)
         dataset = self.dataset_record()
         cfg = cell.experiment_config(dataset_images=dataset["images"])
-        extrapolation = {"arm": arm.name, "excluded": {k: list(v) for k, v in arm.exclude.items()},
-                         "pretrain_fraction": arm.pretrain_fraction, "modes": list(arm.modes),
-                         "pretrain_steps": cell.pretrain_steps, "finetune_steps": cell.finetune_steps,
-                         "heldout_mse_x1000": heldout["heldout_mse_x1000"],
-                         "heldout_images": heldout["heldout_images"],
-                         "reconstructions_layout": "top row: held-out test images; then one row per mode: "
-                                                   + ", ".join(arm.modes)}
-        seconds = {"train": sum(t["seconds"] for t in trained.values()),
-                   "export": sum(e["seconds"] for e in exported.values()), "eval": eval_seconds}
-        return cell_record(cell, cfg, dataset=self._dataset_entry(dataset), factor_names=dataset["factor_names"],
-                           seconds=seconds, extrapolation=extrapolation,
-                           thumbnails={"reconstructions": self._relative(thumb)})
+        extrapolation = {
+            "arm": arm.name,
+            "excluded": {k: list(v) for k, v in arm.exclude.items()},
+            "pretrain_fraction": arm.pretrain_fraction,
+            "modes": list(arm.modes),
+            "pretrain_steps": cell.pretrain_steps,
+            "finetune_steps": cell.finetune_steps,
+            "heldout_mse_x1000": heldout["heldout_mse_x1000"],
+            "heldout_images": heldout["heldout_images"],
+            "reconstructions_layout": "top row: held-out test images; then one row per mode: " + ", ".join(arm.modes),
+        }
+        seconds = {
+            "train": sum(t["seconds"] for t in trained.values()),
+            "export": sum(e["seconds"] for e in exported.values()),
+            "eval": eval_seconds,
+        }
+        return cell_record(
+            cell,
+            cfg,
+            dataset=self._dataset_entry(dataset),
+            factor_names=dataset["factor_names"],
+            seconds=seconds,
+            extrapolation=extrapolation,
+            thumbnails={"reconstructions": self._relative(thumb)},
+        )
 
     def _relative(self, path: Path) -> str:
         return str(path.relative_to(self.layout.out))

@@ -8,6 +8,7 @@ on Linux the kernel kills the server with it (``PR_SET_PDEATHSIG``), elsewhere t
 session. So the next invocation stops a server that the record names if it is still running on the same repository,
 and drops a record whose server is gone.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,10 +17,10 @@ import signal
 import time
 from pathlib import Path
 
-from sae.repository.configs import RepositoryOptions
-from sae.experiment.markers import read_json, write_json
-from sae.serving.triton import ServerConfig, TritonServer
 from sae.core.errors import SAEError
+from sae.experiment.markers import read_json, write_json
+from sae.repository.configs import RepositoryOptions
+from sae.serving.triton import ServerConfig, TritonServer
 
 _log = logging.getLogger(__name__)
 
@@ -92,8 +93,11 @@ class ExperimentServer:
         from tritonclient.utils import InferenceServerException
 
         # Every role the contract names, in load order, that this set's export wrote (prior roles only with a prior).
-        names = [name for name in RepositoryOptions(name=export_name).model_names().values()
-                 if (self.repository / name / "config.pbtxt").is_file()]
+        names = [
+            name
+            for name in RepositoryOptions(name=export_name).model_names().values()
+            if (self.repository / name / "config.pbtxt").is_file()
+        ]
         if not names:
             raise ModelSetError(f"set {export_name}: no model folders in {self.repository}")
         server = self.ensure_started()
@@ -103,8 +107,9 @@ class ExperimentServer:
                 try:
                     client.load_model(name)
                 except InferenceServerException as e:
-                    raise ModelSetError(f"model {name} of set {export_name} failed to load: {e.message()}\n"
-                                        f"{server.log_tail()}") from None
+                    raise ModelSetError(
+                        f"model {name} of set {export_name} failed to load: {e.message()}\n{server.log_tail()}"
+                    ) from None
                 self._loaded.append(name)
             not_ready = [name for name in names if not client.is_model_ready(name)]
             if not_ready:

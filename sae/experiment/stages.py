@@ -1,5 +1,6 @@
 """The stages of a cell of `sae experiment` (train, export, evaluate, held-out reconstruction errors), each skipped
 when its marker says it finished, and what they share: the layout, the data file and the experiment's server."""
+
 from __future__ import annotations
 
 import logging
@@ -57,9 +58,13 @@ class CellStages:
         if path is None:
             spec = self.grid.dataset
             if spec.kind != "shapes3d" or spec.procedural_images is None:
-                raise UsageError(f"grid {self.grid.name} runs on the real {spec.kind} data: pass --data PATH (e.g. "
-                                 "3dshapes.h5, mpi3d_real.npz, a folder of aligned CelebA JPEGs)")
-            path = self.layout.work / "data" / f"shapes3d-procedural-{spec.procedural_images}-s{spec.procedural_seed}.h5"
+                raise UsageError(
+                    f"grid {self.grid.name} runs on the real {spec.kind} data: pass --data PATH (e.g. "
+                    "3dshapes.h5, mpi3d_real.npz, a folder of aligned CelebA JPEGs)"
+                )
+            path = (
+                self.layout.work / "data" / f"shapes3d-procedural-{spec.procedural_images}-s{spec.procedural_seed}.h5"
+            )
             if not path.exists():
                 from sae.core.datasets.procedural import write_shapes3d_h5
 
@@ -80,15 +85,27 @@ class CellStages:
 
         source = open_dataset(self.data_path())
         try:
-            return {"kind": self.grid.dataset.kind, "label": "procedural" if is_procedural(source) else "real",
-                    "path": str(self.data_path()), "images": int(len(source)),
-                    "factor_names": list(source.factor_names)}
+            return {
+                "kind": self.grid.dataset.kind,
+                "label": "procedural" if is_procedural(source) else "real",
+                "path": str(self.data_path()),
+                "images": int(len(source)),
+                "factor_names": list(source.factor_names),
+            }
         finally:
             source.close()
 
     # ------------------------------------------------------------------------------------------------ stages
-    def train(self, cell: CellSpec, run_dir: Path, steps: int, *, exclude=None, init_from: Path | None = None,
-              freeze: str | None = None) -> dict[str, Any]:
+    def train(
+        self,
+        cell: CellSpec,
+        run_dir: Path,
+        steps: int,
+        *,
+        exclude=None,
+        init_from: Path | None = None,
+        freeze: str | None = None,
+    ) -> dict[str, Any]:
         """Train ``run_dir`` to ``steps`` (resuming), unless its done-marker says it got there."""
         from sae.training.checkpoint import run_checkpoint
 
@@ -100,8 +117,9 @@ class CellStages:
         from sae.training.trainer import Trainer, TrainerOptions
 
         cfg = cell.experiment_config(steps=steps, dataset_images=self.dataset_record()["images"])
-        options = TrainerOptions(exclude={k: list(v) for k, v in exclude.items()} if exclude else None,
-                                 init_from=init_from, freeze=freeze)
+        options = TrainerOptions(
+            exclude={k: list(v) for k, v in exclude.items()} if exclude else None, init_from=init_from, freeze=freeze
+        )
         started = time.perf_counter()
         trainer = Trainer(cfg, self.data_path(), run_dir, device=self.options.device, options=options)
         try:
@@ -125,10 +143,18 @@ class CellStages:
         from sae.repository.configs import RepositoryOptions
 
         started = time.perf_counter()
-        report = export_run(run_dir, self.layout.repository, options=RepositoryOptions(name=export_name),
-                            range_images=self.grid.bank_range_images)
-        marker = {"export_name": export_name, "checkpoint_step": report.step, "models": report.models,
-                  "seconds": time.perf_counter() - started}
+        report = export_run(
+            run_dir,
+            self.layout.repository,
+            options=RepositoryOptions(name=export_name),
+            range_images=self.grid.bank_range_images,
+        )
+        marker = {
+            "export_name": export_name,
+            "checkpoint_step": report.step,
+            "models": report.models,
+            "seconds": time.perf_counter() - started,
+        }
         write_json(marker_path, marker)
         return marker
 
@@ -146,11 +172,21 @@ class CellStages:
         started = time.perf_counter()
         self.server.load_set(export_name)
         try:
-            result = evaluate(EvalConfig(
-                data=self.data_path(), out=eval_dir, url=self.server.url, model=export_name,
-                fast=ev.dci_regressor == "lasso", num_images=ev.num_images, fid_images=ev.fid_images,
-                train_codes=ev.train_codes, classifier_images=ev.classifier_images, seed=cell.seed,
-                stats_cache=self.layout.work / "stats-cache"))
+            result = evaluate(
+                EvalConfig(
+                    data=self.data_path(),
+                    out=eval_dir,
+                    url=self.server.url,
+                    model=export_name,
+                    fast=ev.dci_regressor == "lasso",
+                    num_images=ev.num_images,
+                    fid_images=ev.fid_images,
+                    train_codes=ev.train_codes,
+                    classifier_images=ev.classifier_images,
+                    seed=cell.seed,
+                    stats_cache=self.layout.work / "stats-cache",
+                )
+            )
         finally:
             self.server.unload_all()
         seconds = time.perf_counter() - started
@@ -176,8 +212,10 @@ class CellStages:
         if len(rows) > limit:
             rows = np.sort(np.random.default_rng(cell.seed).choice(rows, size=limit, replace=False))
         if not len(rows):
-            raise DatasetError(f"{cell.cell_id}: the test split of {self.data_path()} holds no images with "
-                               f"{dict(cell.extrapolation_arm.exclude)}; use a larger data file")
+            raise DatasetError(
+                f"{cell.cell_id}: the test split of {self.data_path()} holds no images with "
+                f"{dict(cell.extrapolation_arm.exclude)}; use a larger data file"
+            )
         return rows
 
     def heldout_errors(self, cell: CellSpec, steps: dict[str, int]) -> tuple[dict[str, Any], float]:
@@ -187,8 +225,8 @@ class CellStages:
         if done and done.get("checkpoint_steps") == steps:
             self.log(f"{cell.cell_id}: held-out evaluation done already ({path}), skipped")
             return done, float(done.get("seconds", 0.0))
-        from sae.core.datasets import batches_in_order, open_dataset
         from sae.clients.triton_client import SAEClient
+        from sae.core.datasets import batches_in_order, open_dataset
         from sae.core.draw import to_uint8
 
         started = time.perf_counter()
@@ -219,12 +257,19 @@ class CellStages:
                 examples["original"] = np.concatenate(originals)
         finally:
             source.close()
-        result: dict[str, Any] = {"checkpoint_steps": steps, "heldout_mse_x1000": mse,
-                                  "heldout_images": int(len(rows)), "seconds": time.perf_counter() - started}
+        result: dict[str, Any] = {
+            "checkpoint_steps": steps,
+            "heldout_mse_x1000": mse,
+            "heldout_images": int(len(rows)),
+            "seconds": time.perf_counter() - started,
+        }
         from sae.experiment.thumbs import grid_thumbnail
 
         ordered = [examples["original"]] + [examples[m] for m in cell.extrapolation_arm.modes]
-        grid_thumbnail(self.layout.eval_dir(cell) / "heldout_reconstructions.png", np.concatenate(ordered),
-                       ncols=len(examples["original"]))
+        grid_thumbnail(
+            self.layout.eval_dir(cell) / "heldout_reconstructions.png",
+            np.concatenate(ordered),
+            ncols=len(examples["original"]),
+        )
         write_json(path, result)
         return result, result["seconds"]

@@ -1,4 +1,5 @@
 """Small PNG thumbnails for ``OUT/thumbs/`` (each at most about 60 KB, so a grid's figures can live in git)."""
+
 from __future__ import annotations
 
 import struct
@@ -23,8 +24,8 @@ def read_png(path: Path) -> np.ndarray:
     pos, header, idat = 8, None, []
     try:
         while pos < len(data):
-            length, tag = struct.unpack(">I4s", data[pos:pos + 8])
-            body = data[pos + 8:pos + 8 + length]
+            length, tag = struct.unpack(">I4s", data[pos : pos + 8])
+            body = data[pos + 8 : pos + 8 + length]
             if tag == b"IHDR":
                 header = struct.unpack(">IIBBBBB", body)
             elif tag == b"IDAT":

@@ -5,10 +5,19 @@ Torch-free; onnxruntime is imported only when the in-process baseline is built, 
 that talks to a server is (the names below load on first use), so ``sae.serving.bench.timing``, ``config`` and
 ``device`` serve benchmarks/gpu_check/check.py on a machine without tritonclient.
 """
+
 from importlib import import_module
 
-_HOMES = {"PATHS": "config", "BenchConfig": "config", "CellLimits": "config", "quick": "config",
-          "compute_ratios": "harness", "run_bench": "harness", "write_report": "harness", "format_table": "table"}
+_HOMES = {
+    "PATHS": "config",
+    "BenchConfig": "config",
+    "CellLimits": "config",
+    "quick": "config",
+    "compute_ratios": "harness",
+    "run_bench": "harness",
+    "write_report": "harness",
+    "format_table": "table",
+}
 
 __all__ = sorted(_HOMES)
 

@@ -1,4 +1,5 @@
 """The body of `sae bench` once a server is up (sae/cli/ starts one for --repo; clients cannot import it)."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,9 +20,16 @@ def default_metrics_url(grpc_url: str) -> str:
 
 def config_from_args(args: argparse.Namespace, url: str, metrics_url: str | None) -> BenchConfig:
     """The grid of the command line: the full default grid, or --quick's, with any explicit option on top."""
-    config = BenchConfig(url=url, metrics_url=metrics_url, repo=args.repo, model=args.model or "",
-                         perf_analyzer=args.perf_analyzer, use_perf_analyzer=not args.no_perf_analyzer,
-                         seed=args.seed, device=args.device)
+    config = BenchConfig(
+        url=url,
+        metrics_url=metrics_url,
+        repo=args.repo,
+        model=args.model or "",
+        perf_analyzer=args.perf_analyzer,
+        use_perf_analyzer=not args.no_perf_analyzer,
+        seed=args.seed,
+        device=args.device,
+    )
     if args.quick:
         config = quick(config)
     changes = {}
@@ -33,8 +41,12 @@ def config_from_args(args: argparse.Namespace, url: str, metrics_url: str | None
         changes["concurrency"] = parse_int_list(args.concurrency, "--concurrency")
     if args.paths is not None:
         changes["paths"] = tuple(p.strip() for p in args.paths.split(",") if p.strip())
-    given = {"max_seconds": args.max_seconds, "max_requests": args.max_requests, "warmup_requests": args.warmup,
-             "max_in_flight_items": args.max_in_flight_items}
+    given = {
+        "max_seconds": args.max_seconds,
+        "max_requests": args.max_requests,
+        "warmup_requests": args.warmup,
+        "max_in_flight_items": args.max_in_flight_items,
+    }
     limits = replace(config.limits, **{k: v for k, v in given.items() if v is not None})
     return replace(config, limits=limits, **changes)
 

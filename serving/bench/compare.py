@@ -4,10 +4,11 @@ The repositories are measured path by path in turn (all of encode, then all of d
 in-process baseline interleaved call by call, so a change of load on a shared machine shifts both sides of every
 ratio together. The report is JSON-ready; :func:`markdown` renders the side-by-side table and the targets.
 """
+
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -36,12 +37,17 @@ def merge(reports: list[dict]) -> dict:
     merged = {k: first[k] for k in ("schema", "created", "url", "metrics_url", "model_prefix", "host")}
     merged["grid"] = {**first["grid"], "paths": [p for r in reports for p in r["grid"]["paths"]]}
     merged["models"] = {k: v for r in reports for k, v in r["models"].items()}
-    merged["in_process"] = {"settings": first["in_process"].get("settings"),
-                            "skipped": first["in_process"].get("skipped"),
-                            "cells": [c for r in reports for c in r["in_process"]["cells"]]}
-    merged["grpc"] = {"cells": [c for r in reports for c in r["grpc"]["cells"]],
-                      "server_times_error": next((r["grpc"]["server_times_error"] for r in reports
-                                                  if r["grpc"]["server_times_error"]), None)}
+    merged["in_process"] = {
+        "settings": first["in_process"].get("settings"),
+        "skipped": first["in_process"].get("skipped"),
+        "cells": [c for r in reports for c in r["in_process"]["cells"]],
+    }
+    merged["grpc"] = {
+        "cells": [c for r in reports for c in r["grpc"]["cells"]],
+        "server_times_error": next(
+            (r["grpc"]["server_times_error"] for r in reports if r["grpc"]["server_times_error"]), None
+        ),
+    }
     merged["skipped"] = [s for r in reports for s in r["skipped"]]
     merged["ratios"] = compute_ratios(merged["grpc"]["cells"], merged["in_process"]["cells"])
     merged["wall_s"] = sum(r["wall_s"] for r in reports)
@@ -68,11 +74,15 @@ def run_compare(sides: list[Side], log: Callable[[str], None] | None = None) -> 
             config = replace(side.config, paths=(path,), use_perf_analyzer=False)
             per_side[side.label].append(run_bench(config, log=_prefixed(log, side.label)))
     reports = {label: merge(parts) for label, parts in per_side.items()}
-    return {"schema": SCHEMA, "labels": labels,
-            "repositories": {s.label: str(s.config.repo) for s in sides},
-            "reports": reports,
-            "targets": {label: judge(report) for label, report in reports.items()},
-            "load_average_end": list(os.getloadavg()), "wall_s": time.time() - started}
+    return {
+        "schema": SCHEMA,
+        "labels": labels,
+        "repositories": {s.label: str(s.config.repo) for s in sides},
+        "reports": reports,
+        "targets": {label: judge(report) for label, report in reports.items()},
+        "load_average_end": list(os.getloadavg()),
+        "wall_s": time.time() - started,
+    }
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -92,25 +102,40 @@ def _ratios_by_key(report: dict) -> dict[tuple, dict]:
 def markdown(result: dict) -> str:
     labels = result["labels"]
     reports = result["reports"]
-    lines = ["| path | batch | conc | " + " | ".join(f"{lab} p50 ms | {lab} ratio | {lab} added ms | {lab} items/s"
-                                                     for lab in labels) + " |",
-             "| --- | --- | --- | " + " | ".join("--- | --- | --- | ---" for _ in labels) + " |"]
-    keys = sorted({k for r in reports.values() for k in _cells_by_key(r)},
-                  key=lambda k: (result["reports"][labels[0]]["grid"]["paths"].index(k[0])
-                                 if k[0] in result["reports"][labels[0]]["grid"]["paths"] else 99, k[1], k[2]))
+    lines = [
+        "| path | batch | conc | "
+        + " | ".join(f"{lab} p50 ms | {lab} ratio | {lab} added ms | {lab} items/s" for lab in labels)
+        + " |",
+        "| --- | --- | --- | " + " | ".join("--- | --- | --- | ---" for _ in labels) + " |",
+    ]
+    keys = sorted(
+        {k for r in reports.values() for k in _cells_by_key(r)},
+        key=lambda k: (
+            result["reports"][labels[0]]["grid"]["paths"].index(k[0])
+            if k[0] in result["reports"][labels[0]]["grid"]["paths"]
+            else 99,
+            k[1],
+            k[2],
+        ),
+    )
     for key in keys:
         row = [key[0], str(key[1]), str(key[2])]
         for label in labels:
             cell = _cells_by_key(reports[label]).get(key)
             ratio = _ratios_by_key(reports[label]).get(key[:2])
             paired = ratio if ratio is not None and key[2] == ratio["grpc_concurrency"] else None
-            row += [_fmt(None if cell is None else cell["p50_ms"]),
-                    f"{paired['grpc_over_in_process_p50']:.2f}x" if paired is not None else "",
-                    _fmt(paired["grpc_p50_ms"] - paired["in_process_p50_ms"]) if paired is not None else "",
-                    _fmt(None if cell is None else cell["items_per_s"])]
+            row += [
+                _fmt(None if cell is None else cell["p50_ms"]),
+                f"{paired['grpc_over_in_process_p50']:.2f}x" if paired is not None else "",
+                _fmt(paired["grpc_p50_ms"] - paired["in_process_p50_ms"]) if paired is not None else "",
+                _fmt(None if cell is None else cell["items_per_s"]),
+            ]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "| target | bound | " + " | ".join(labels) + " |",
-              "| --- | --- | " + " | ".join("---" for _ in labels) + " |"]
+    lines += [
+        "",
+        "| target | bound | " + " | ".join(labels) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in labels) + " |",
+    ]
     for i, target in enumerate(result["targets"][labels[0]]):
         row = [target["what"], target["bound"]]
         for label in labels:

@@ -1,4 +1,5 @@
 """What one `sae bench` run measures: which paths, batch sizes and concurrencies, and how long each cell may run."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -82,8 +83,13 @@ class BenchConfig:
 
 def quick(config: BenchConfig) -> BenchConfig:
     """A CI-sized grid: two batch sizes, two concurrency levels, half a second or 20 requests per cell."""
-    return replace(config, batch_sizes=(1, 8), concurrency=(1, 4), perf_analyzer_budget_s=30.0,
-                   limits=CellLimits(max_seconds=0.5, max_requests=20, warmup_requests=1))
+    return replace(
+        config,
+        batch_sizes=(1, 8),
+        concurrency=(1, 4),
+        perf_analyzer_budget_s=30.0,
+        limits=CellLimits(max_seconds=0.5, max_requests=20, warmup_requests=1),
+    )
 
 
 def parse_int_list(text: str, what: str) -> tuple[int, ...]:

@@ -1,5 +1,6 @@
 """What a benchmark ran on: the device asked for, and on CUDA the GPU model and driver, with the torch and ONNX
 Runtime versions installed. Torch-free: the versions come from package metadata, the GPU from ``nvidia-smi``."""
+
 from __future__ import annotations
 
 import subprocess
@@ -30,8 +31,12 @@ def package_version(*names: str) -> str | None:
 def query_gpus() -> list[dict]:
     """One entry per GPU ``nvidia-smi`` lists (name, driver, memory); [] where there is none or no nvidia-smi."""
     try:
-        listing = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
-                                  "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=20)
+        listing = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     if listing.returncode != 0:
@@ -51,7 +56,12 @@ def device_info(device: str) -> dict:
     check_device(device)
     gpus = query_gpus() if device == "cuda" else []
     first = gpus[0] if gpus else {}
-    return {"device": device, "gpu": first.get("name"), "gpu_driver": first.get("driver"),
-            "gpu_memory_mib": first.get("memory_mib"), "gpu_count": len(gpus) if device == "cuda" else None,
-            "torch": package_version("torch") if device == "cuda" else None,
-            "onnxruntime": package_version(*ORT_PACKAGES) if device == "cuda" else None}
+    return {
+        "device": device,
+        "gpu": first.get("name"),
+        "gpu_driver": first.get("driver"),
+        "gpu_memory_mib": first.get("memory_mib"),
+        "gpu_count": len(gpus) if device == "cuda" else None,
+        "torch": package_version("torch") if device == "cuda" else None,
+        "onnxruntime": package_version(*ORT_PACKAGES) if device == "cuda" else None,
+    }

@@ -1,5 +1,6 @@
 """Requests through gRPC with tritonclient directly: no client-side validation in the timed loop, and each worker's
 InferInput objects are built once and reused for every request it sends."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -31,8 +32,9 @@ class GrpcRunner:
         as numpy arrays (their deserialisation is part of the measured latency, as in-process returns arrays)."""
         return [self._call(self.client(i), model, inputs) for i in range(concurrency)]
 
-    def _call(self, client: grpcclient.InferenceServerClient, model: str,
-              inputs: dict[str, np.ndarray]) -> Callable[[], dict]:
+    def _call(
+        self, client: grpcclient.InferenceServerClient, model: str, inputs: dict[str, np.ndarray]
+    ) -> Callable[[], dict]:
         tensors = []
         for name, array in inputs.items():
             tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
@@ -51,7 +53,7 @@ class GrpcRunner:
             c.close()
         self._clients.clear()
 
-    def __enter__(self) -> "GrpcRunner":
+    def __enter__(self) -> GrpcRunner:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -6,10 +6,11 @@ concurrency 1 is measured whenever there is a baseline), then one gRPC cell per 
 cell is bracketed by two scrapes of Triton's Prometheus endpoint, so the server's queue and compute times of exactly
 that cell are known.
 """
+
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import os
 import platform
 import time
@@ -47,8 +48,13 @@ def _versions() -> dict:
 
 
 def _host() -> dict:
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "load_average": list(os.getloadavg()), "packages": _versions()}
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average": list(os.getloadavg()),
+        "packages": _versions(),
+    }
 
 
 def compute_ratios(grpc_cells: list[dict], in_process_cells: list[dict]) -> dict[str, list[dict]]:
@@ -56,25 +62,31 @@ def compute_ratios(grpc_cells: list[dict], in_process_cells: list[dict]) -> dict
     lowest gRPC concurrency), and the best gRPC throughput over all concurrency levels / in-process throughput."""
     ratios: dict[str, list[dict]] = {}
     for base in in_process_cells:
-        same = [c for c in grpc_cells if c["path"] == base["path"] and c["batch_size"] == base["batch_size"]
-                and c["p50_ms"] is not None]
+        same = [
+            c
+            for c in grpc_cells
+            if c["path"] == base["path"] and c["batch_size"] == base["batch_size"] and c["p50_ms"] is not None
+        ]
         if not same or base["p50_ms"] is None:
             continue
         paired = min(same, key=lambda c: (not c.get("interleaved_with_in_process"), c["concurrency"]))
         best = max(same, key=lambda c: c["items_per_s"])
-        ratios.setdefault(base["path"], []).append({
-            "batch_size": base["batch_size"],
-            "grpc_concurrency": paired["concurrency"],
-            "interleaved": bool(paired.get("interleaved_with_in_process")),
-            "grpc_p50_ms": paired["p50_ms"],
-            "in_process_p50_ms": base["p50_ms"],
-            "grpc_over_in_process_p50": paired["p50_ms"] / base["p50_ms"],
-            "grpc_best_items_per_s": best["items_per_s"],
-            "grpc_best_concurrency": best["concurrency"],
-            "in_process_items_per_s": base["items_per_s"],
-            "grpc_over_in_process_throughput": best["items_per_s"] / base["items_per_s"]
-            if base["items_per_s"] else None,
-        })
+        ratios.setdefault(base["path"], []).append(
+            {
+                "batch_size": base["batch_size"],
+                "grpc_concurrency": paired["concurrency"],
+                "interleaved": bool(paired.get("interleaved_with_in_process")),
+                "grpc_p50_ms": paired["p50_ms"],
+                "in_process_p50_ms": base["p50_ms"],
+                "grpc_over_in_process_p50": paired["p50_ms"] / base["p50_ms"],
+                "grpc_best_items_per_s": best["items_per_s"],
+                "grpc_best_concurrency": best["concurrency"],
+                "in_process_items_per_s": base["items_per_s"],
+                "grpc_over_in_process_throughput": best["items_per_s"] / base["items_per_s"]
+                if base["items_per_s"]
+                else None,
+            }
+        )
     return ratios
 
 
@@ -119,8 +131,15 @@ def _perf_analyzer_section(config: BenchConfig, grpc_cells: list[dict], log: Cal
     started = time.monotonic()
     measured = [c for c in grpc_cells if c["requests"] and not c["errors"]]
     cells = pa.run_grid(binary, config.url, measured, config.limits, config.perf_analyzer_budget_s, fixed_inputs, log)
-    return {"available": True, "binary": str(binary), "found": how, "version": pa.perf_analyzer_version(binary),
-            "budget_s": config.perf_analyzer_budget_s, "wall_s": time.monotonic() - started, "cells": cells}
+    return {
+        "available": True,
+        "binary": str(binary),
+        "found": how,
+        "version": pa.perf_analyzer_version(binary),
+        "budget_s": config.perf_analyzer_budget_s,
+        "wall_s": time.monotonic() - started,
+        "cells": cells,
+    }
 
 
 def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> dict:
@@ -128,14 +147,25 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
     (default: the module's logger at INFO)."""
     log = log or _log.info
     started = time.time()
-    report: dict = {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "url": config.url, "metrics_url": config.metrics_url, "model_prefix": config.model,
-                    "grid": {"paths": list(config.paths), "batch_sizes": list(config.batch_sizes),
-                             "concurrency": list(config.concurrency), "max_seconds": config.limits.max_seconds,
-                             "max_requests": config.limits.max_requests,
-                             "max_in_flight_items": config.limits.max_in_flight_items,
-                             "warmup_requests": config.limits.warmup_requests, "seed": config.seed},
-                    "host": _host(), "device_info": device_info(config.device)}
+    report: dict = {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "url": config.url,
+        "metrics_url": config.metrics_url,
+        "model_prefix": config.model,
+        "grid": {
+            "paths": list(config.paths),
+            "batch_sizes": list(config.batch_sizes),
+            "concurrency": list(config.concurrency),
+            "max_seconds": config.limits.max_seconds,
+            "max_requests": config.limits.max_requests,
+            "max_in_flight_items": config.limits.max_in_flight_items,
+            "warmup_requests": config.limits.warmup_requests,
+            "seed": config.seed,
+        },
+        "host": _host(),
+        "device_info": device_info(config.device),
+    }
     with GrpcRunner(config.url) as grpc:
         served, shapes = describe_served(grpc.client(0), config)
         report["models"] = {path: sp.to_dict() for path, sp in served.items()}
@@ -143,8 +173,11 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
 
         in_process: InProcessRunner | None = None
         if config.repo is None:
-            report["in_process"] = {"skipped": "no --repo given: the in-process baseline reads the exported "
-                                               "model.onnx files from the repository", "cells": []}
+            report["in_process"] = {
+                "skipped": "no --repo given: the in-process baseline reads the exported "
+                "model.onnx files from the repository",
+                "cells": [],
+            }
         else:
             try:
                 in_process = InProcessRunner(config.repo, config)
@@ -162,16 +195,28 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
             models = sp.measured_models()
             for batch in config.batch_sizes:
                 if batch > sp.max_items:
-                    skipped.append({"path": path, "batch_size": batch,
-                                    "reason": f"larger than {sp.model}'s limit of {sp.max_items} per request"})
+                    skipped.append(
+                        {
+                            "path": path,
+                            "batch_size": batch,
+                            "reason": f"larger than {sp.model}'s limit of {sp.max_items} per request",
+                        }
+                    )
                     continue
                 inputs = path_inputs(path, batch, shapes, config.seed, bank)
                 grpc_call = grpc.calls(sp.model, inputs, 1)[0]
                 local_call = in_process.call(path, inputs) if in_process is not None else None
                 failure = _warm_up_failure(grpc_call, local_call, limits.warmup_requests)
                 if failure is not None:  # reported as a failed cell; the rest of the grid goes on
-                    grpc_cells.append({"path": path, "model": sp.model, "interleaved_with_in_process": False,
-                                       **summarize([], 0.0, batch, 1, 1, failure).to_dict(), "server": None})
+                    grpc_cells.append(
+                        {
+                            "path": path,
+                            "model": sp.model,
+                            "interleaved_with_in_process": False,
+                            **summarize([], 0.0, batch, 1, 1, failure).to_dict(),
+                            "server": None,
+                        }
+                    )
                     log(f"{path} batch {batch}: {failure}")
                     continue
                 levels = list(config.concurrency)
@@ -181,32 +226,58 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
                     local, remote = run_paired(local_call, grpc_call, batch, limits)
                     server = times.after(before, remote.requests + remote.errors, models)
                     report["in_process"]["cells"].append({"path": path, **local.to_dict()})
-                    grpc_cells.append({"path": path, "model": sp.model, "interleaved_with_in_process": True,
-                                       **remote.to_dict(), "server": server,
-                                       "decodes_through": sp.decodes_through})
-                    log(f"{path} batch {batch}: in-process p50 {_fmt(local.p50_ms)} ms, gRPC p50 "
-                        f"{_fmt(remote.p50_ms)} ms (interleaved, {remote.requests} each)" + _errors(local, remote))
+                    grpc_cells.append(
+                        {
+                            "path": path,
+                            "model": sp.model,
+                            "interleaved_with_in_process": True,
+                            **remote.to_dict(),
+                            "server": server,
+                            "decodes_through": sp.decodes_through,
+                        }
+                    )
+                    log(
+                        f"{path} batch {batch}: in-process p50 {_fmt(local.p50_ms)} ms, gRPC p50 "
+                        f"{_fmt(remote.p50_ms)} ms (interleaved, {remote.requests} each)" + _errors(local, remote)
+                    )
                     levels = [c for c in levels if c != 1]
                 for concurrency in levels:
                     if batch * concurrency > limits.max_in_flight_items:
-                        skipped.append({"path": path, "batch_size": batch, "concurrency": concurrency,
-                                        "reason": f"{batch} x {concurrency} items in flight > max_in_flight_items "
-                                                  f"{limits.max_in_flight_items}"})
+                        skipped.append(
+                            {
+                                "path": path,
+                                "batch_size": batch,
+                                "concurrency": concurrency,
+                                "reason": f"{batch} x {concurrency} items in flight > max_in_flight_items "
+                                f"{limits.max_in_flight_items}",
+                            }
+                        )
                         continue
                     calls = grpc.calls(sp.model, inputs, concurrency)
                     before = times.before(models)
                     stats = run_cell(calls, batch, limits)
                     server = times.after(before, stats.requests + stats.errors, models)
-                    grpc_cells.append({"path": path, "model": sp.model, "interleaved_with_in_process": False,
-                                       **stats.to_dict(), "server": server,
-                                       "decodes_through": sp.decodes_through})
-                    log(f"{path} batch {batch} gRPC concurrency {concurrency}: p50 {_fmt(stats.p50_ms)} ms, "
-                        f"{stats.items_per_s:.0f} items/s over {stats.requests}" + _errors(stats))
+                    grpc_cells.append(
+                        {
+                            "path": path,
+                            "model": sp.model,
+                            "interleaved_with_in_process": False,
+                            **stats.to_dict(),
+                            "server": server,
+                            "decodes_through": sp.decodes_through,
+                        }
+                    )
+                    log(
+                        f"{path} batch {batch} gRPC concurrency {concurrency}: p50 {_fmt(stats.p50_ms)} ms, "
+                        f"{stats.items_per_s:.0f} items/s over {stats.requests}" + _errors(stats)
+                    )
         report["grpc"] = {"cells": grpc_cells, "server_times_error": times.error}
         report["skipped"] = skipped
         report["ratios"] = compute_ratios(grpc_cells, report["in_process"]["cells"])
-        report["p50_ratio_by_path"] = {path: {str(r["batch_size"]): round(r["grpc_over_in_process_p50"], 3)
-                                              for r in entries} for path, entries in report["ratios"].items()}
+        report["p50_ratio_by_path"] = {
+            path: {str(r["batch_size"]): round(r["grpc_over_in_process_p50"], 3) for r in entries}
+            for path, entries in report["ratios"].items()
+        }
         report["perf_analyzer"] = _perf_analyzer_section(config, grpc_cells, log)
     report["host"]["load_average_end"] = list(os.getloadavg())
     report["wall_s"] = time.time() - started
@@ -219,7 +290,7 @@ def _warm_up_failure(grpc_call, local_call, requests: int) -> str | None:
             continue
         try:
             warm_up(call, max(requests, 1))  # one request at least: a cell that cannot run fails here, once
-        except Exception as e:  # noqa: BLE001 - the message goes into the report
+        except Exception as e:
             return f"{where} warm-up request failed: {type(e).__name__}: {e}"
     return None
 

@@ -7,6 +7,7 @@ same thread settings as the served instances (the ``intra_op_threads`` parameter
 ``allow_spinning`` where a config sets it).
 onnxruntime is imported lazily: the rest of ``clients`` does not need it.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,8 +21,8 @@ import numpy as np
 
 from sae.core import wire
 from sae.core.bank_file import BANK_FILE, BankFile, BankFileError
-from sae.serving.bench.config import BenchConfig
 from sae.core.errors import SAEError
+from sae.serving.bench.config import BenchConfig
 
 
 class RepositoryError(SAEError, ValueError):
@@ -34,7 +35,8 @@ class RuntimeUnavailable(RepositoryError):
 
 def read_config(repo: Path, model: str) -> dict:
     """A model's config.pbtxt as the same JSON-like dict the server's get_model_config(as_json=True) returns."""
-    from sae.core.model_config import config_dict, read_config as parse_config
+    from sae.core.model_config import config_dict
+    from sae.core.model_config import read_config as parse_config
 
     path = repo / model / "config.pbtxt"
     if not path.is_file():
@@ -64,8 +66,10 @@ def load_sampler_module(path: Path) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except ImportError as e:
-        raise RepositoryError(f"{path} cannot be imported outside Triton ({e}); the in-process hybrid_sample needs "
-                              "its draw_hybrid function") from e
+        raise RepositoryError(
+            f"{path} cannot be imported outside Triton ({e}); the in-process hybrid_sample needs "
+            "its draw_hybrid function"
+        ) from e
     if not hasattr(module, "draw_hybrid"):
         raise RepositoryError(f"{path} has no draw_hybrid function for the in-process hybrid_sample")
     return module
@@ -86,8 +90,13 @@ class OnnxModel:
         return outputs[0]
 
     def settings(self) -> dict:
-        return {"model": self.name, "file": str(self.path), "intra_op_threads": self.intra_op_threads,
-                "allow_spinning": self.allow_spinning, "providers": list(self.providers)}
+        return {
+            "model": self.name,
+            "file": str(self.path),
+            "intra_op_threads": self.intra_op_threads,
+            "allow_spinning": self.allow_spinning,
+            "providers": list(self.providers),
+        }
 
 
 def load_onnx_model(repo: Path, model: str, device: str = "cpu") -> OnnxModel:
@@ -100,8 +109,10 @@ def load_onnx_model(repo: Path, model: str, device: str = "cpu") -> OnnxModel:
     filename = params.get("onnx_file", "model.onnx")
     if device == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise RuntimeUnavailable(f"--device cuda: onnxruntime {ort.__version__} here has no "
-                                     "CUDAExecutionProvider (install onnxruntime-gpu for a CUDA baseline)")
+            raise RuntimeUnavailable(
+                f"--device cuda: onnxruntime {ort.__version__} here has no "
+                "CUDAExecutionProvider (install onnxruntime-gpu for a CUDA baseline)"
+            )
         providers.insert(0, "CUDAExecutionProvider")
         filename = params.get("gpu_onnx_file", filename)
     path = version_dir(repo, model) / filename
@@ -146,10 +157,12 @@ class InProcessRunner:
         self._draw = load_sampler_module(self.sampler_code).draw_hybrid
 
     def settings(self) -> dict:
-        return {"repository": str(self.repo),
-                "encoder": self.encoder.settings(), "decoder": self.decoder.settings(),
-                "sampler": {"code": str(self.sampler_code), "bank": str(self.bank_path),
-                            "bank_size": int(len(self.bank))}}
+        return {
+            "repository": str(self.repo),
+            "encoder": self.encoder.settings(),
+            "decoder": self.decoder.settings(),
+            "sampler": {"code": str(self.sampler_code), "bank": str(self.bank_path), "bank_size": int(len(self.bank))},
+        }
 
     def call(self, path: str, inputs: dict[str, np.ndarray]) -> Callable[[], dict]:
         """A callable doing one request's work on ``inputs`` (the wire inputs, as sent over gRPC)."""

@@ -7,6 +7,7 @@ script that sets the library path) with ``--perf-analyzer PATH``, or put it on P
 skipped and the report says why. Its runs share one time budget: perf_analyzer wants several stable measurement
 windows per cell, which for large batches at high concurrency would take minutes each.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,9 +25,14 @@ from sae.serving.bench.config import CellLimits
 MAX_TRIALS = 5  # measurement windows at most, per run
 
 # perf_analyzer's CSV columns (latencies in microseconds) -> report names in milliseconds
-LATENCY_COLUMNS = {"p50 latency": "p50_ms", "p90 latency": "p90_ms", "p95 latency": "p95_ms",
-                   "p99 latency": "p99_ms", "Server Queue": "server_queue_ms",
-                   "Server Compute Infer": "server_compute_infer_ms"}
+LATENCY_COLUMNS = {
+    "p50 latency": "p50_ms",
+    "p90 latency": "p90_ms",
+    "p95 latency": "p95_ms",
+    "p99 latency": "p99_ms",
+    "Server Queue": "server_queue_ms",
+    "Server Compute Infer": "server_compute_infer_ms",
+}
 
 
 def find_perf_analyzer(explicit: Path | None = None) -> tuple[Path | None, str]:
@@ -68,14 +74,42 @@ def window_requests(concurrency: int, limits: CellLimits) -> int:
     return max(2 * concurrency, min(limits.max_requests, 10))
 
 
-def command(binary: Path, url: str, model: str, batch_size: int, concurrency: int, batching: bool,
-            input_data: Path | None, csv_path: Path, limits: CellLimits) -> list[str]:
+def command(
+    binary: Path,
+    url: str,
+    model: str,
+    batch_size: int,
+    concurrency: int,
+    batching: bool,
+    input_data: Path | None,
+    csv_path: Path,
+    limits: CellLimits,
+) -> list[str]:
     # Stability is judged on p50 (not the mean, which one stalled request on a shared machine throws off), with a
     # loose threshold: the harness wants a bounded run, not perf_analyzer's search for a steady state.
-    cmd = [str(binary), "-m", model, "-u", url, "-i", "grpc", "--concurrency-range", str(concurrency),
-           "--measurement-mode", "count_windows",
-           "--measurement-request-count", str(window_requests(concurrency, limits)),
-           "--max-trials", str(MAX_TRIALS), "-s", "1000", "--percentile", "50", "-f", str(csv_path)]
+    cmd = [
+        str(binary),
+        "-m",
+        model,
+        "-u",
+        url,
+        "-i",
+        "grpc",
+        "--concurrency-range",
+        str(concurrency),
+        "--measurement-mode",
+        "count_windows",
+        "--measurement-request-count",
+        str(window_requests(concurrency, limits)),
+        "--max-trials",
+        str(MAX_TRIALS),
+        "-s",
+        "1000",
+        "--percentile",
+        "50",
+        "-f",
+        str(csv_path),
+    ]
     if batching:  # zeros: perf_analyzer's random floats overflow the decoder, whose non-finite output is refused
         cmd += ["-b", str(batch_size), "--input-data", "zero"]
     else:
@@ -83,8 +117,17 @@ def command(binary: Path, url: str, model: str, batch_size: int, concurrency: in
     return cmd
 
 
-def run_cell(binary: Path, url: str, model: str, batch_size: int, concurrency: int, batching: bool,
-             limits: CellLimits, fixed_inputs: dict[str, list] | None = None, timeout_s: float = 60.0) -> dict:
+def run_cell(
+    binary: Path,
+    url: str,
+    model: str,
+    batch_size: int,
+    concurrency: int,
+    batching: bool,
+    limits: CellLimits,
+    fixed_inputs: dict[str, list] | None = None,
+    timeout_s: float = 60.0,
+) -> dict:
     """One measurement. ``batching``: the model batches (``-b``); otherwise ``fixed_inputs`` are sent as they are
     (hybrid_sample: NUM_SAMPLES and SEED)."""
     started = time.monotonic()
@@ -99,8 +142,11 @@ def run_cell(binary: Path, url: str, model: str, batch_size: int, concurrency: i
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            return {**cell, "wall_s": time.monotonic() - started,
-                    "error": f"perf_analyzer did not finish within {timeout_s:.0f} s"}
+            return {
+                **cell,
+                "wall_s": time.monotonic() - started,
+                "error": f"perf_analyzer did not finish within {timeout_s:.0f} s",
+            }
         cell["wall_s"] = time.monotonic() - started
         if out.returncode != 0 or not csv_path.is_file():
             lines = [ln.strip() for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
@@ -119,8 +165,15 @@ def predicted_seconds(requests_per_s: float, concurrency: int, limits: CellLimit
     return 4 * window_requests(concurrency, limits) / requests_per_s
 
 
-def run_grid(binary: Path, url: str, cells: list[dict], limits: CellLimits, budget_s: float,
-             fixed_inputs: Callable[[dict], dict | None], log: Callable[[str], None]) -> list[dict]:
+def run_grid(
+    binary: Path,
+    url: str,
+    cells: list[dict],
+    limits: CellLimits,
+    budget_s: float,
+    fixed_inputs: Callable[[dict], dict | None],
+    log: Callable[[str], None],
+) -> list[dict]:
     """perf_analyzer on the harness's gRPC ``cells`` (path, model, batch_size, concurrency, requests_per_s), cheapest
     first, within ``budget_s`` seconds in all. ``fixed_inputs(cell)``: the inputs of a model that does not batch
     (sent as they are), None for a batching one (random data at ``-b batch_size``). A cell whose predicted run time
@@ -133,13 +186,19 @@ def run_grid(binary: Path, url: str, cells: list[dict], limits: CellLimits, budg
         left = deadline - time.monotonic()
         predicted = predicted_seconds(cell["requests_per_s"], concurrency, limits)
         if predicted > left:
-            results.append({**entry, "skipped": f"predicted {predicted:.0f} s > {max(left, 0):.0f} s left of "
-                                                f"the {budget_s:.0f} s perf_analyzer budget"})
+            results.append(
+                {
+                    **entry,
+                    "skipped": f"predicted {predicted:.0f} s > {max(left, 0):.0f} s left of "
+                    f"the {budget_s:.0f} s perf_analyzer budget",
+                }
+            )
             continue
         fixed = fixed_inputs(cell)
-        result = run_cell(binary, url, cell["model"], batch, concurrency, fixed is None, limits, fixed,
-                          timeout_s=left)
+        result = run_cell(binary, url, cell["model"], batch, concurrency, fixed is None, limits, fixed, timeout_s=left)
         results.append({"path": path, **result})
-        log(f"perf_analyzer {path} batch {batch} concurrency {concurrency}: "
-            + (result["error"] if "error" in result else f"p50 {result['p50_ms']:.2f} ms"))
+        log(
+            f"perf_analyzer {path} batch {batch} concurrency {concurrency}: "
+            + (result["error"] if "error" in result else f"p50 {result['p50_ms']:.2f} ms")
+        )
     return results

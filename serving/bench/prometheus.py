@@ -1,4 +1,5 @@
 """Server-side times from Triton's Prometheus endpoint, as deltas of its cumulative counters around a cell."""
+
 from __future__ import annotations
 
 import time
@@ -60,8 +61,7 @@ def scrape_settled(metrics_url: str, models: list[str], interval_s: float = 0.05
         last = now
 
 
-def scrape_after(metrics_url: str, before: Counters, models: list[str], requests: int, wait_s: float = 2.0
-                 ) -> Counters:
+def scrape_after(metrics_url: str, before: Counters, models: list[str], requests: int, wait_s: float = 2.0) -> Counters:
     """Scrape until every model of ``models`` shows ``requests`` more finished requests than ``before``, or
     ``wait_s`` passed. Triton may count a request just after its response went out, and an ensemble's steps finish
     in their own time: the client having its answers does not mean every counter has moved yet."""

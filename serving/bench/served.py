@@ -1,4 +1,5 @@
 """What the server says about the benchmarked models: names, ensemble steps, the largest request and the shapes."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,8 +20,12 @@ class ServedPath:
     decodes_through: str = ""  # the model a python sampler decodes through (its decode_model parameter, BLS)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "components": list(self.components), "max_items": self.max_items,
-                "decodes_through": self.decodes_through}
+        return {
+            "model": self.model,
+            "components": list(self.components),
+            "max_items": self.max_items,
+            "decodes_through": self.decodes_through,
+        }
 
     def measured_models(self) -> list[str]:
         """The models whose server-side counters a cell of this path reads: the model, its steps, its BLS target."""
@@ -53,8 +58,9 @@ def _max_items(config: dict) -> int:
     return int(_string_params(config).get("max_samples", wire.DEFAULT_MAX_SAMPLES))
 
 
-def describe_served(client: grpcclient.InferenceServerClient, config: BenchConfig
-                    ) -> tuple[dict[str, ServedPath], WireShapes]:
+def describe_served(
+    client: grpcclient.InferenceServerClient, config: BenchConfig
+) -> tuple[dict[str, ServedPath], WireShapes]:
     """Read every benchmarked model's config from the server (an error names a model that is not served)."""
     from tritonclient.utils import InferenceServerException
 
@@ -65,8 +71,9 @@ def describe_served(client: grpcclient.InferenceServerClient, config: BenchConfi
             try:
                 cache[name] = client.get_model_config(name, as_json=True)["config"]
             except InferenceServerException as e:
-                raise ModelNotServedError(f"model {name!r}: no config from the server at {config.url}: {e.message()}",
-                                          model=name) from e
+                raise ModelNotServedError(
+                    f"model {name!r}: no config from the server at {config.url}: {e.message()}", model=name
+                ) from e
         return cache[name]
 
     paths: dict[str, ServedPath] = {}

@@ -1,8 +1,22 @@
 """The printed form of a bench report: one row per measured cell, gRPC rows after their in-process baseline."""
+
 from __future__ import annotations
 
-HEADER = ("path", "batch", "conc", "transport", "n", "p50 ms", "p90 ms", "p99 ms", "items/s",
-          "srv queue ms", "srv compute ms", "exec/req", "gRPC/in-proc p50")
+HEADER = (
+    "path",
+    "batch",
+    "conc",
+    "transport",
+    "n",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "items/s",
+    "srv queue ms",
+    "srv compute ms",
+    "exec/req",
+    "gRPC/in-proc p50",
+)
 
 
 def _ms(value: float | None) -> str:
@@ -38,8 +52,11 @@ def _executions_column(cell: dict) -> str:
 
 
 def rows(report: dict) -> list[tuple[str, ...]]:
-    ratio_of = {(path, r["batch_size"], r["grpc_concurrency"]): r["grpc_over_in_process_p50"]
-                for path, entries in report.get("ratios", {}).items() for r in entries}
+    ratio_of = {
+        (path, r["batch_size"], r["grpc_concurrency"]): r["grpc_over_in_process_p50"]
+        for path, entries in report.get("ratios", {}).items()
+        for r in entries
+    }
     in_process = {(c["path"], c["batch_size"]): c for c in report.get("in_process", {}).get("cells", [])}
     out: list[tuple[str, ...]] = []
     seen_baseline = set()
@@ -48,23 +65,53 @@ def rows(report: dict) -> list[tuple[str, ...]]:
         if key in in_process and key not in seen_baseline:
             seen_baseline.add(key)
             base = in_process[key]
-            out.append((base["path"], str(base["batch_size"]), "1", "in-process", str(base["requests"]),
-                        _ms(base["p50_ms"]), _ms(base["p90_ms"]), _ms(base["p99_ms"]), f"{base['items_per_s']:.0f}",
-                        "", "", "", ""))
+            out.append(
+                (
+                    base["path"],
+                    str(base["batch_size"]),
+                    "1",
+                    "in-process",
+                    str(base["requests"]),
+                    _ms(base["p50_ms"]),
+                    _ms(base["p90_ms"]),
+                    _ms(base["p99_ms"]),
+                    f"{base['items_per_s']:.0f}",
+                    "",
+                    "",
+                    "",
+                    "",
+                )
+            )
         ratio = ratio_of.get((cell["path"], cell["batch_size"], cell["concurrency"]))
         queue, compute = _server_columns(cell)
         n = str(cell["requests"]) + (f" ({cell['errors']} err)" if cell["errors"] else "")
-        out.append((cell["path"], str(cell["batch_size"]), str(cell["concurrency"]), "gRPC", n, _ms(cell["p50_ms"]),
-                    _ms(cell["p90_ms"]), _ms(cell["p99_ms"]), f"{cell['items_per_s']:.0f}", queue, compute,
-                    _executions_column(cell), "-" if ratio is None else f"{ratio:.2f}x"))
+        out.append(
+            (
+                cell["path"],
+                str(cell["batch_size"]),
+                str(cell["concurrency"]),
+                "gRPC",
+                n,
+                _ms(cell["p50_ms"]),
+                _ms(cell["p90_ms"]),
+                _ms(cell["p99_ms"]),
+                f"{cell['items_per_s']:.0f}",
+                queue,
+                compute,
+                _executions_column(cell),
+                "-" if ratio is None else f"{ratio:.2f}x",
+            )
+        )
     return out
 
 
 def format_table(report: dict) -> str:
     body = [HEADER, *rows(report)]
     widths = [max(len(r[i]) for r in body) for i in range(len(HEADER))]
-    lines = ["  ".join(v.rjust(w) if i not in (0, 3) else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
-             for r in body]
+    lines = [
+        "  ".join(v.rjust(w) if i not in (0, 3) else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+        for r in body
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = []
     for skip in report.get("skipped", []):
@@ -79,7 +126,9 @@ def format_table(report: dict) -> str:
         cells = pa.get("cells", [])
         ok = [c for c in cells if "p50_ms" in c]
         skipped = [c for c in cells if "skipped" in c]
-        notes.append(f"perf_analyzer ({pa.get('version')}): {len(ok)} of {len(cells)} cells measured, "
-                     f"{len(skipped)} left out by its {pa.get('budget_s', 0):.0f} s budget, "
-                     f"{len(cells) - len(ok) - len(skipped)} failed (see the JSON)")
+        notes.append(
+            f"perf_analyzer ({pa.get('version')}): {len(ok)} of {len(cells)} cells measured, "
+            f"{len(skipped)} left out by its {pa.get('budget_s', 0):.0f} s budget, "
+            f"{len(cells) - len(ok) - len(skipped)} failed (see the JSON)"
+        )
     return "\n".join(lines + notes)

@@ -5,6 +5,7 @@ call), so they hold on a shared machine where absolute times drift. The throughp
 measured before the serving hops were cut (encode batch 64: 3,500 img/s; hybrid_sample batch 64: 1,500 samples/s,
 at concurrency 8).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,11 +30,12 @@ TARGETS = (
     Target("hybrid_sample_b1_p50_ratio", "hybrid_sample batch 1 p50, gRPC / in-process", "<=", 1.4),
     Target("encode_b1_added_ms", "encode batch 1 p50 added by serving (ms)", "<=", 0.6),
     Target("decode_b1_added_ms", "decode batch 1 p50 added by serving (ms)", "<=", 0.6),
-    *(Target(f"{path}_b64_c1_p50_ratio", f"{path} batch 64 concurrency 1 p50, gRPC / in-process", "<=", 1.05)
-      for path in PATHS),
+    *(
+        Target(f"{path}_b64_c1_p50_ratio", f"{path} batch 64 concurrency 1 p50, gRPC / in-process", "<=", 1.05)
+        for path in PATHS
+    ),
     Target("encode_b64_c8_items_per_s", "encode batch 64 concurrency 8 served (img/s)", ">=", 3500.0),
-    Target("hybrid_sample_b64_c8_items_per_s", "hybrid_sample batch 64 concurrency 8 served (samples/s)", ">=",
-           1500.0),
+    Target("hybrid_sample_b64_c8_items_per_s", "hybrid_sample batch 64 concurrency 8 served (samples/s)", ">=", 1500.0),
 )
 
 
@@ -58,8 +60,7 @@ def target_values(report: dict) -> dict[str, float | None]:
     values["hybrid_sample_b1_p50_ratio"] = None if hybrid is None else hybrid["grpc_over_in_process_p50"]
     for path in ("encode", "decode"):
         entry = _ratio(report, path, 1)
-        values[f"{path}_b1_added_ms"] = (None if entry is None
-                                         else entry["grpc_p50_ms"] - entry["in_process_p50_ms"])
+        values[f"{path}_b1_added_ms"] = None if entry is None else entry["grpc_p50_ms"] - entry["in_process_p50_ms"]
     for path in PATHS:
         entry = _ratio(report, path, 64)
         values[f"{path}_b64_c1_p50_ratio"] = None if entry is None else entry["grpc_over_in_process_p50"]
@@ -71,5 +72,13 @@ def target_values(report: dict) -> dict[str, float | None]:
 def judge(report: dict) -> list[dict]:
     """One row per target: its value in ``report`` and whether it is met (None: not measured)."""
     values = target_values(report)
-    return [{"target": t.key, "what": t.what, "bound": f"{t.op} {t.bound:g}", "value": values[t.key],
-             "met": t.met(values[t.key])} for t in TARGETS]
+    return [
+        {
+            "target": t.key,
+            "what": t.what,
+            "bound": f"{t.op} {t.bound:g}",
+            "value": values[t.key],
+            "met": t.met(values[t.key]),
+        }
+        for t in TARGETS
+    ]

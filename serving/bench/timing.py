@@ -1,4 +1,5 @@
 """The measuring loop shared by the gRPC and the in-process runners, and the latency summary of one cell."""
+
 from __future__ import annotations
 
 import threading
@@ -34,8 +35,14 @@ class CellStats:
         return asdict(self)
 
 
-def summarize(latencies_s: Sequence[float], wall_s: float, batch_size: int, concurrency: int, errors: int = 0,
-              first_error: str | None = None) -> CellStats:
+def summarize(
+    latencies_s: Sequence[float],
+    wall_s: float,
+    batch_size: int,
+    concurrency: int,
+    errors: int = 0,
+    first_error: str | None = None,
+) -> CellStats:
     lat = np.asarray(latencies_s, dtype=np.float64) * 1e3
     n = len(lat)
 
@@ -43,10 +50,22 @@ def summarize(latencies_s: Sequence[float], wall_s: float, batch_size: int, conc
         return float(np.percentile(lat, q)) if n else None
 
     rate = n / wall_s if wall_s > 0 else 0.0
-    return CellStats(concurrency=concurrency, batch_size=batch_size, requests=n, errors=errors, wall_s=wall_s,
-                     p50_ms=pct(50), p90_ms=pct(90), p99_ms=pct(99), mean_ms=float(lat.mean()) if n else None,
-                     min_ms=float(lat.min()) if n else None, max_ms=float(lat.max()) if n else None,
-                     requests_per_s=rate, items_per_s=rate * batch_size, first_error=first_error)
+    return CellStats(
+        concurrency=concurrency,
+        batch_size=batch_size,
+        requests=n,
+        errors=errors,
+        wall_s=wall_s,
+        p50_ms=pct(50),
+        p90_ms=pct(90),
+        p99_ms=pct(99),
+        mean_ms=float(lat.mean()) if n else None,
+        min_ms=float(lat.min()) if n else None,
+        max_ms=float(lat.max()) if n else None,
+        requests_per_s=rate,
+        items_per_s=rate * batch_size,
+        first_error=first_error,
+    )
 
 
 def run_cell(calls: Sequence[Callable[[], object]], batch_size: int, limits: CellLimits) -> CellStats:
@@ -71,7 +90,7 @@ def run_cell(calls: Sequence[Callable[[], object]], batch_size: int, limits: Cel
             t0 = time.perf_counter()
             try:
                 call()
-            except Exception as e:  # noqa: BLE001 - reported in the cell, not raised: the grid goes on
+            except Exception as e:
                 with lock:
                     errors.append(f"{type(e).__name__}: {e}")
                 return
@@ -92,8 +111,9 @@ def run_cell(calls: Sequence[Callable[[], object]], batch_size: int, limits: Cel
     return summarize(latencies, wall, batch_size, len(calls), len(errors), errors[0] if errors else None)
 
 
-def run_paired(first: Callable[[], object], second: Callable[[], object], batch_size: int, limits: CellLimits
-               ) -> tuple[CellStats, CellStats]:
+def run_paired(
+    first: Callable[[], object], second: Callable[[], object], batch_size: int, limits: CellLimits
+) -> tuple[CellStats, CellStats]:
     """Alternate one call of ``first`` and one of ``second`` (concurrency 1 each), so that both see the same load
     on a shared machine: their ratio stays meaningful when the absolute times drift. Each side gets
     ``limits.max_requests`` and together they get twice ``limits.max_seconds``. An error ends the pair."""
@@ -108,7 +128,7 @@ def run_paired(first: Callable[[], object], second: Callable[[], object], batch_
             t0 = time.perf_counter()
             try:
                 call()
-            except Exception as e:  # noqa: BLE001 - reported in the cell
+            except Exception as e:
                 errors[side] = f"{type(e).__name__}: {e}"
                 break
             elapsed = time.perf_counter() - t0
@@ -116,6 +136,7 @@ def run_paired(first: Callable[[], object], second: Callable[[], object], batch_
             busy[side] += elapsed
         if any(errors):
             break
+
     def stats(side: int) -> CellStats:
         return summarize(timings[side], busy[side], batch_size, 1, int(errors[side] is not None), errors[side])
 

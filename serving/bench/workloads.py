@@ -1,4 +1,5 @@
 """The request inputs of each path at a given batch size: the same arrays go over gRPC and into ONNX Runtime."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,9 @@ from sae.core import wire
 from sae.serving.bench.served import WireShapes
 
 
-def path_inputs(path: str, batch_size: int, shapes: WireShapes, seed: int = 0,
-                latents: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def path_inputs(
+    path: str, batch_size: int, shapes: WireShapes, seed: int = 0, latents: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """Wire inputs of one request. Images are seeded uniform noise (every pixel costs the same to the network);
     latents are rows of ``latents`` (the bank, when known) repeated to ``batch_size``, else standard normal."""
     rng = np.random.default_rng([seed, batch_size])

@@ -4,6 +4,7 @@ endpoints, each a thin wrapper around one call of ``calls.py`` run in a worker t
 Errors come back as ``{"error": message}``: 400 for a request the page should not have sent (or an upload that is
 refused), 503 when the server or the model set is not there (the page then polls ``/api/sets`` until it is back).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,13 +26,18 @@ from sae.serving.explorer.sets import ModelSets
 from sae.serving.explorer.uploads import MAX_UPLOAD_BYTES, UploadError, check_bytes, read_upload
 
 STATIC = Path(__file__).resolve().parent / "static"
-PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
-              "/explorer.js": ("explorer.js", "text/javascript; charset=utf-8"),
-              "/explorer.css": ("explorer.css", "text/css; charset=utf-8")}
+PAGE_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/explorer.js": ("explorer.js", "text/javascript; charset=utf-8"),
+    "/explorer.css": ("explorer.css", "text/css; charset=utf-8"),
+}
 MAX_JSON_BYTES = 1 << 20
 MAX_DRAINED_BYTES = 64 << 20  # an oversized body is read this far at most before the refusal
-SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-                    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:"}
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:",
+}
 
 
 class BodyTooLarge(SAEError, ValueError):
@@ -49,9 +55,12 @@ async def _body(request: Request, limit: int) -> bytes:
         elif size > MAX_DRAINED_BYTES:
             break
     if size > limit:
-        raise BodyTooLarge(f"the request is too large ({size / 2**20:.1f} MiB; at most {limit / 2**20:.0f} MiB)"
-                           if size <= MAX_DRAINED_BYTES else f"the request is too large (more than "
-                           f"{MAX_DRAINED_BYTES / 2**20:.0f} MiB; at most {limit / 2**20:.0f} MiB)")
+        raise BodyTooLarge(
+            f"the request is too large ({size / 2**20:.1f} MiB; at most {limit / 2**20:.0f} MiB)"
+            if size <= MAX_DRAINED_BYTES
+            else f"the request is too large (more than "
+            f"{MAX_DRAINED_BYTES / 2**20:.0f} MiB; at most {limit / 2**20:.0f} MiB)"
+        )
     return b"".join(chunks)
 
 
@@ -70,8 +79,9 @@ async def _json(request: Request) -> dict:
 
 def _error(e: Exception) -> JSONResponse:
     message = " ".join(str(e).split()) or type(e).__name__
-    if isinstance(e, (RequestError, UploadError, BodyTooLarge, InvalidInputError)) or \
-            (isinstance(e, ValueError) and not isinstance(e, SAEError)):
+    if isinstance(e, (RequestError, UploadError, BodyTooLarge, InvalidInputError)) or (
+        isinstance(e, ValueError) and not isinstance(e, SAEError)
+    ):
         status = 413 if isinstance(e, BodyTooLarge) or "too large" in message else 400
     else:
         status = 503
@@ -94,7 +104,7 @@ def build_app(sets: ModelSets, host: str = "127.0.0.1") -> Starlette:
     async def list_sets(request: Request) -> Response:
         try:
             described = await run_in_threadpool(sets.describe)
-        except Exception as e:  # noqa: BLE001 - every failure is a message in the page
+        except Exception as e:
             return _error(e)
         return JSONResponse({"url": sets.url, "sets": described}, headers=SECURITY_HEADERS)
 
@@ -106,11 +116,12 @@ def build_app(sets: ModelSets, host: str = "127.0.0.1") -> Starlette:
                 name = body.get("model", "")
                 client = sets.client(name)
                 result = await run_in_threadpool(call, client, body)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 if not isinstance(e, ValueError) and isinstance(name, str):
                     sets.forget(name)  # the set may come back reloaded: read its configs again then
                 return _error(e)
             return JSONResponse(result, headers=SECURITY_HEADERS)
+
         return endpoint
 
     async def upload(request: Request) -> Response:
@@ -124,7 +135,7 @@ def build_app(sets: ModelSets, host: str = "127.0.0.1") -> Starlette:
             side = await run_in_threadpool(lambda: int(client.model_info("encode").input("IMAGE").dims[0]))
             uploaded = await run_in_threadpool(read_upload, data, side)
             result = await run_in_threadpool(calls.encode, client, uploaded.image)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if not isinstance(e, ValueError):
                 sets.forget(name)
             return _error(e)
@@ -133,30 +144,38 @@ def build_app(sets: ModelSets, host: str = "127.0.0.1") -> Starlette:
     async def npz(request: Request) -> Response:
         try:
             data = calls.npz_bytes(await _json(request))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             return _error(e)
-        return Response(data, media_type="application/octet-stream",
-                        headers={**SECURITY_HEADERS, "Content-Disposition": 'attachment; filename="samples.npz"'})
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={**SECURITY_HEADERS, "Content-Disposition": 'attachment; filename="samples.npz"'},
+        )
 
     async def no_icon(request: Request) -> Response:
         return Response(status_code=204)
 
     routes = [Route(path, page, methods=["GET"]) for path in PAGE_FILES] + [Route("/favicon.ico", no_icon)]
-    routes += [Route("/api/sets", list_sets, methods=["GET"]),
-               Route("/api/sample", model_call(calls.hybrid), methods=["POST"]),
-               Route("/api/prior", model_call(calls.prior), methods=["POST"]),
-               Route("/api/decode", model_call(calls.decode), methods=["POST"]),
-               Route("/api/traverse", model_call(calls.traversals), methods=["POST"]),
-               Route("/api/upload", upload, methods=["POST"]),
-               Route("/api/npz", npz, methods=["POST"])]
+    routes += [
+        Route("/api/sets", list_sets, methods=["GET"]),
+        Route("/api/sample", model_call(calls.hybrid), methods=["POST"]),
+        Route("/api/prior", model_call(calls.prior), methods=["POST"]),
+        Route("/api/decode", model_call(calls.decode), methods=["POST"]),
+        Route("/api/traverse", model_call(calls.traversals), methods=["POST"]),
+        Route("/api/upload", upload, methods=["POST"]),
+        Route("/api/npz", npz, methods=["POST"]),
+    ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
         yield
         sets.close()
 
-    return Starlette(routes=routes, lifespan=lifespan,
-                     middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host))])
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(host))],
+    )
 
 
 def serve(url: str, models: tuple[str, ...] | None, host: str = "127.0.0.1", port: int = 8765) -> None:

@@ -5,6 +5,7 @@ sends back as BASE is the latent the server returned), and ``served_ms``, the ti
 Every call goes through :class:`SAEClient`, which checks each input against the served config and splits a call
 above the server's per-request limit; the checks here are the page's own limits (4 to 64 samples, a seed, a draw
 mode, the latent's length)."""
+
 from __future__ import annotations
 
 import base64
@@ -13,11 +14,12 @@ import time
 
 import numpy as np
 
+from sae.clients.triton_client import SAEClient
 from sae.core import wire
+from sae.core.draw import to_uint8
 from sae.core.errors import SAEError
 from sae.core.png import encode_png
-from sae.clients.triton_client import SAEClient
-from sae.core.draw import to_uint8
+
 
 class RequestError(SAEError, ValueError):
     """A request body outside the page's limits (not JSON, a count, seed, draw mode or latent out of range): the
@@ -48,8 +50,11 @@ def _int(body: dict, key: str, low: int, high: int, default: int | None = None) 
 
 def _latent(body: dict, key: str, dim: int) -> np.ndarray:
     value = body.get(key)
-    if not isinstance(value, list) or not 0 < len(value) <= MAX_LATENT_DIM or \
-            not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    if (
+        not isinstance(value, list)
+        or not 0 < len(value) <= MAX_LATENT_DIM
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
         raise RequestError(f"{key} must be a list of numbers (one per latent dimension)")
     latent = np.asarray(value, dtype=np.float32)
     if dim and latent.shape[0] != dim:
@@ -84,19 +89,29 @@ def hybrid(client: SAEClient, body: dict) -> dict:
         if not isinstance(mask_list, list) or not all(isinstance(m, bool) for m in mask_list):
             raise RequestError("mask must be a list of true/false, one per variable (true = re-draw)")
         mask = np.asarray(mask_list, dtype=bool)
-    samples, served_ms = _timed(lambda: client.sample(n, seed=seed, base=base, mask=mask, draw=draw,
-                                                      image_dtype="uint8"))
-    return {"images": data_urls(samples.images), "latents": samples.latents.tolist(),
-            "source_index": samples.source_index.tolist(), "draw_mode": samples.draw_mode, "seed": seed,
-            "served_ms": served_ms}
+    samples, served_ms = _timed(
+        lambda: client.sample(n, seed=seed, base=base, mask=mask, draw=draw, image_dtype="uint8")
+    )
+    return {
+        "images": data_urls(samples.images),
+        "latents": samples.latents.tolist(),
+        "source_index": samples.source_index.tolist(),
+        "draw_mode": samples.draw_mode,
+        "seed": seed,
+        "served_ms": served_ms,
+    }
 
 
 def prior(client: SAEClient, body: dict) -> dict:
     n = _int(body, "n", MIN_SAMPLES, MAX_SAMPLES, 16)
     seed = _int(body, "seed", 0, wire.MAX_SEED, 0)
     samples, served_ms = _timed(lambda: client.prior_sample(n, seed=seed))
-    return {"images": data_urls(samples.images), "latents": samples.latents.tolist(), "seed": seed,
-            "served_ms": served_ms}
+    return {
+        "images": data_urls(samples.images),
+        "latents": samples.latents.tolist(),
+        "seed": seed,
+        "served_ms": served_ms,
+    }
 
 
 def decode(client: SAEClient, body: dict) -> dict:
@@ -111,8 +126,12 @@ def encode(client: SAEClient, image_uint8: np.ndarray) -> dict:
     latent = client.encode(image_uint8[None])
     reconstruction = client.decode(latent)
     served_ms = round((time.perf_counter() - start) * 1e3, 2)
-    return {"image": data_url(image_uint8), "reconstruction": data_urls(reconstruction)[0],
-            "latent": latent[0].tolist(), "served_ms": served_ms}
+    return {
+        "image": data_url(image_uint8),
+        "reconstruction": data_urls(reconstruction)[0],
+        "latent": latent[0].tolist(),
+        "served_ms": served_ms,
+    }
 
 
 def traversals(client: SAEClient, body: dict) -> dict:
@@ -124,8 +143,15 @@ def traversals(client: SAEClient, body: dict) -> dict:
     for d in range(latent.shape[0]):
         t = client.traverse(latent, d, steps)
         values = t.latents[:, d]
-        strips.append({"dimension": d, "images": data_urls(t.images),
-                       "values": values.tolist(), "min": float(values.min()), "max": float(values.max())})
+        strips.append(
+            {
+                "dimension": d,
+                "images": data_urls(t.images),
+                "values": values.tolist(),
+                "min": float(values.min()),
+                "max": float(values.max()),
+            }
+        )
     return {"strips": strips, "served_ms": round((time.perf_counter() - start) * 1e3, 2)}
 
 

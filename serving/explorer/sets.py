@@ -1,15 +1,16 @@
 """The model sets the explorer offers: those the server serves (``describe_sets``, as ``sae models`` lists them),
 optionally narrowed to ``--models``, each with what the page needs: version, draw modes, prior, sizes and the
 variable each latent dimension belongs to."""
+
 from __future__ import annotations
 
 import threading
 
 import numpy as np
 
+from sae.clients.triton_client import SAEClient
 from sae.core import wire
 from sae.core.errors import ModelNotServedError
-from sae.clients.triton_client import SAEClient
 from sae.serving.served_sets import ServedSet, describe_sets
 
 REQUEST_TIMEOUT_S = 10.0  # each model call's deadline, retries included: a page waits no longer for an answer
@@ -30,8 +31,10 @@ class ModelSets:
         """The client of set ``name``; refuses a name the page may not use."""
         if not isinstance(name, str) or (self.allowed is not None and name not in self.allowed):
             offered = ", ".join(repr(n) for n in self.allowed or ())
-            raise ModelNotServedError(f"model set {name!r} is not offered here (offered: {offered})",
-                                      wire.served_name(str(name), wire.HYBRID_SAMPLE))
+            raise ModelNotServedError(
+                f"model set {name!r} is not offered here (offered: {offered})",
+                wire.served_name(str(name), wire.HYBRID_SAMPLE),
+            )
         with self._lock:
             if name not in self._clients:
                 self._clients[name] = SAEClient(self.url, model=name, timeout_s=REQUEST_TIMEOUT_S)
@@ -67,9 +70,13 @@ class ModelSets:
         latent_dim = int(hybrid.input(wire.BASE).dims[-1]) if wire.BASE in hybrid.inputs else 0
         variables = int(hybrid.input(wire.MASK).dims[-1]) if wire.MASK in hybrid.inputs else 0
         image_size = int(client.model_info(wire.ENCODE).input(wire.IMAGE).dims[0])
-        return {"latent_dim": latent_dim, "num_variables": variables, "image_size": image_size,
-                "variable_of_dim": self.variable_of_dim(name, latent_dim, variables),
-                "locks": bool(latent_dim and variables)}
+        return {
+            "latent_dim": latent_dim,
+            "num_variables": variables,
+            "image_size": image_size,
+            "variable_of_dim": self.variable_of_dim(name, latent_dim, variables),
+            "locks": bool(latent_dim and variables),
+        }
 
     def variable_of_dim(self, name: str, latent_dim: int, variables: int) -> list[int]:
         """Which variable each latent dimension belongs to. One dimension per variable needs no request; otherwise
@@ -96,10 +103,20 @@ class ModelSets:
 
 def _summary(served: ServedSet) -> dict:
     versions = sorted({m.version for m in served.models if m.version})
-    return {"name": served.name, "label": served.name or "(unprefixed)", "ready": served.ready,
-            "version": ", ".join(versions) or "-", "draw_modes": list(served.draw_modes),
-            "max_samples": served.max_samples,
-            "has_prior": any(m.name == wire.served_name(served.name, wire.PRIOR_SAMPLE) for m in served.models),
-            "state": "ready" if served.ready else "; ".join(
-                f"{m.name} {m.state}{' (' + m.reason + ')' if m.reason else ''}" for m in served.models
-                if m.state != "READY") or "not ready"}
+    return {
+        "name": served.name,
+        "label": served.name or "(unprefixed)",
+        "ready": served.ready,
+        "version": ", ".join(versions) or "-",
+        "draw_modes": list(served.draw_modes),
+        "max_samples": served.max_samples,
+        "has_prior": any(m.name == wire.served_name(served.name, wire.PRIOR_SAMPLE) for m in served.models),
+        "state": "ready"
+        if served.ready
+        else "; ".join(
+            f"{m.name} {m.state}{' (' + m.reason + ')' if m.reason else ''}"
+            for m in served.models
+            if m.state != "READY"
+        )
+        or "not ready",
+    }

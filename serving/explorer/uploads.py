@@ -2,6 +2,7 @@
 first bytes (what the browser says the type is counts for nothing), at most ``MAX_PIXELS`` once decoded, then
 converted to RGB, cropped to its central square and resized to the model's input side. The bytes are decoded in
 memory; nothing is written to disk."""
+
 from __future__ import annotations
 
 import io
@@ -45,8 +46,9 @@ def check_bytes(data: bytes) -> str:
     if not data:
         raise UploadError("the upload is empty: choose a PNG or JPEG image")
     if len(data) > MAX_UPLOAD_BYTES:
-        raise UploadError(f"the image is too large ({len(data) / 2**20:.1f} MiB; at most "
-                          f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB)")
+        raise UploadError(
+            f"the image is too large ({len(data) / 2**20:.1f} MiB; at most {MAX_UPLOAD_BYTES / 2**20:.0f} MiB)"
+        )
     return image_format(data)
 
 

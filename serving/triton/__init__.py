@@ -18,8 +18,14 @@ flags (``config``), process-group and port helpers (``process_group``), the serv
 watchdog (``watchdog``). Every public name is importable from here.
 """
 
-from sae.serving.triton.config import (CUDA_POOL_BYTES, PINNED_POOL_BYTES, ServerConfig,  # noqa: F401 (public here too)
-                                   gpu_count, memory_pool_flags, visible_gpu_count)
+from sae.serving.triton.config import (  # noqa: F401 (public here too)
+    CUDA_POOL_BYTES,
+    PINNED_POOL_BYTES,
+    ServerConfig,
+    gpu_count,
+    memory_pool_flags,
+    visible_gpu_count,
+)
 from sae.serving.triton.install import TritonInstall, find_tritonserver
 from sae.serving.triton.server import LOG_TAIL_LINES, PortInUse, ServerStartError, TritonServer  # noqa: F401
 from sae.serving.triton.watchdog import serve_forever

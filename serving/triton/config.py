@@ -1,5 +1,6 @@
 """What a server is started with: :class:`ServerConfig` (addresses, ports, timeouts) and the memory-pool flags for
 the GPUs found."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -36,9 +37,11 @@ class ServerConfig:
         object.__setattr__(self, "extra_args", tuple(self.extra_args))
         if not is_loopback(self.host):
             if not self.allow_external:
-                raise ServerConfigError(f"host {self.host!r} is not a loopback address; binding it makes the "
-                                        "server reachable from other machines and needs allow_external=True "
-                                        "(sae serve --host)")
+                raise ServerConfigError(
+                    f"host {self.host!r} is not a loopback address; binding it makes the "
+                    "server reachable from other machines and needs allow_external=True "
+                    "(sae serve --host)"
+                )
             try:
                 ipaddress.IPv4Address(self.host)
             except ValueError:
@@ -98,5 +101,7 @@ def memory_pool_flags(gpus: int) -> list[str]:
         raise ServerConfigError(f"gpus must be >= 0, got {gpus}")
     if gpus == 0:
         return ["--allow-gpu-metrics=false", "--pinned-memory-pool-byte-size=0", "--cuda-memory-pool-byte-size=0:0"]
-    return [f"--pinned-memory-pool-byte-size={PINNED_POOL_BYTES}",
-            *(f"--cuda-memory-pool-byte-size={device}:{CUDA_POOL_BYTES}" for device in range(gpus))]
+    return [
+        f"--pinned-memory-pool-byte-size={PINNED_POOL_BYTES}",
+        *(f"--cuda-memory-pool-byte-size={device}:{CUDA_POOL_BYTES}" for device in range(gpus)),
+    ]

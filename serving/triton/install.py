@@ -1,5 +1,6 @@
 """The ``tritonserver`` binary, python backend and stub inside the installed ``nvidia-pytriton`` wheel, and the
 environment the server needs to run them on this Python."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,5 +1,6 @@
 """Process helpers of the server: free ports and the ports a process listens on, a child that dies with its parent,
 and the members and signalling of a process group (the server and its python-backend stubs)."""
+
 from __future__ import annotations
 
 import os
@@ -37,7 +38,7 @@ def _listening_ports(pid: int) -> set[int] | None:
         except OSError:  # closed since the listing
             continue
         if link.startswith("socket:["):
-            inodes.add(link[len("socket:["):-1])
+            inodes.add(link[len("socket:[") : -1])
     ports: set[int] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -46,8 +47,11 @@ def _listening_ports(pid: int) -> set[int] | None:
         except OSError:
             continue
         # columns: sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode ...
-        ports.update(int(row[1].rsplit(":", 1)[1], 16) for row in rows
-                     if len(row) > 9 and row[3] == _TCP_LISTEN and row[9] in inodes)
+        ports.update(
+            int(row[1].rsplit(":", 1)[1], 16)
+            for row in rows
+            if len(row) > 9 and row[3] == _TCP_LISTEN and row[9] in inodes
+        )
     return ports
 
 

@@ -1,4 +1,5 @@
 """One ``tritonserver`` process and its python-backend stubs: start, wait until ready, stop (:class:`TritonServer`)."""
+
 from __future__ import annotations
 
 import atexit
@@ -17,8 +18,13 @@ from pathlib import Path
 from sae.core.errors import SAEError
 from sae.serving.triton.config import ServerConfig, gpu_count, memory_pool_flags
 from sae.serving.triton.install import TritonInstall, _link_python_backend, _server_env, find_tritonserver
-from sae.serving.triton.process_group import (_dying_with_parent, _free_ports, _group_members, _listening_ports,
-                                              _signal_group)
+from sae.serving.triton.process_group import (
+    _dying_with_parent,
+    _free_ports,
+    _group_members,
+    _listening_ports,
+    _signal_group,
+)
 
 LOG_TAIL_LINES = 40
 START_TRIES = 3  # launches, each with fresh ports, when another process takes a picked port before the server binds it
@@ -191,7 +197,11 @@ class TritonServer:
     def _served_ports(self) -> list[int]:
         """The ports the server listens on once started: all three, less a service the extra args turn off."""
         flags = ("grpc", "http", "metrics")
-        return [port for port, flag in zip(self._started_ports, flags) if f"--allow-{flag}=false" not in self.config.extra_args]
+        return [
+            port
+            for port, flag in zip(self._started_ports, flags)
+            if f"--allow-{flag}=false" not in self.config.extra_args
+        ]
 
     def _port(self, index: int) -> int:
         return self._started_ports[index]
@@ -253,8 +263,9 @@ class TritonServer:
     def _launch(self, install: TritonInstall, repository: Path) -> None:
         cfg = self.config
         free = iter(_free_ports(cfg.bind_address, 3))
-        grpc_port, http_port, metrics_port = (port or next(free) for port in (cfg.grpc_port, cfg.http_port,
-                                                                               cfg.metrics_port))
+        grpc_port, http_port, metrics_port = (
+            port or next(free) for port in (cfg.grpc_port, cfg.http_port, cfg.metrics_port)
+        )
         self._ports = (grpc_port, http_port, metrics_port)
         log_path = self._started_log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -325,11 +336,18 @@ class TritonServer:
         taken = sorted({int(port) for line in errors for port in _PORT_IN_USE.findall(line)} & set(self._started_ports))
         if taken:
             named = ", ".join(f"{port} ({SERVICES[self._started_ports.index(port)]})" for port in taken)
-            reason = (f"port {named} on {self.config.bind_address} is already in use by another process"
-                      + (f" (ports picked afresh for each of {START_TRIES} launches)" if all(map(self._picked, taken))
-                         else "; choose another port"))
-            return PortInUse(f"{reason} (repository {self.config.repository})", tuple(taken), "\n".join(errors[-20:]),
-                             self.log_tail(), where)
+            reason = f"port {named} on {self.config.bind_address} is already in use by another process" + (
+                f" (ports picked afresh for each of {START_TRIES} launches)"
+                if all(map(self._picked, taken))
+                else "; choose another port"
+            )
+            return PortInUse(
+                f"{reason} (repository {self.config.repository})",
+                tuple(taken),
+                "\n".join(errors[-20:]),
+                self.log_tail(),
+                where,
+            )
         return ServerStartError(
             f"{reason} (repository {self.config.repository})", "\n".join(errors[-20:]), self.log_tail(), where
         )

@@ -1,5 +1,6 @@
 """``sae serve``: a server run until SIGINT/SIGTERM, restarted on the same ports when a python-backend stub dies
 (not when one ends with its model version's unload)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +8,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 import urllib.request
@@ -120,8 +120,9 @@ def serve_forever(config: ServerConfig, log_path: Path | None = None) -> int:
     restarts = _RestartBudget()
     try:
         server.start()
-        same_ports = dataclasses.replace(config, grpc_port=server._port(0), http_port=server._port(1),
-                                         metrics_port=server._port(2))
+        same_ports = dataclasses.replace(
+            config, grpc_port=server._port(0), http_port=server._port(1), metrics_port=server._port(2)
+        )
         _log.info(
             f"Triton is ready (pid {server.pid}, repository {config.repository})\n"
             f"  gRPC     {server.grpc_url}\n"
@@ -136,8 +137,10 @@ def serve_forever(config: ServerConfig, log_path: Path | None = None) -> int:
                 _log.error(f"tritonserver exited with code {code}")
                 break
             if not restarts.allow():
-                _log.error(f"python-backend stub {dead} died; more than {restarts.limit} restarts within "
-                           f"{restarts.window_s:g} s: giving up")
+                _log.error(
+                    f"python-backend stub {dead} died; more than {restarts.limit} restarts within "
+                    f"{restarts.window_s:g} s: giving up"
+                )
                 code = 1
                 break
             # Triton does not restart a dead stub: every request routed to that instance fails ("Stub process

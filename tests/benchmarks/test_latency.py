@@ -4,6 +4,7 @@ Skipped by the default test run (pyproject's addopts has --benchmark-skip); `mak
 --benchmark-only, and its last test runs the `sae bench` harness on the same server and writes its JSON (with the
 gRPC / in-process ratio per path) to $SAE_BENCH_OUT (default out/bench/latency.json).
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Excluded from the default run (`--benchmark-skip`); `make bench` runs it. Both transports of one model are in the same
 group, measured in the same session against the same server, so their ratio is read off side by side.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,8 @@ def test_transport(benchmark, clients, payloads, model, transport):
     call = getattr(client, model)
     expected = getattr(clients["grpc"], model)(payload)
     benchmark.group = f"{model} batch {BATCH}"
-    benchmark.extra_info.update(transport=transport, batch=BATCH, request_bytes=int(payload.nbytes),
-                                response_bytes=int(expected.nbytes))
+    benchmark.extra_info.update(
+        transport=transport, batch=BATCH, request_bytes=int(payload.nbytes), response_bytes=int(expected.nbytes)
+    )
     result = benchmark.pedantic(call, args=(payload,), rounds=10, warmup_rounds=1)
     assert np.array_equal(result, expected)

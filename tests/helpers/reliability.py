@@ -1,4 +1,5 @@
 """Helpers of the reliability tests: raw gRPC requests, the server's processes and their resident memory."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,9 @@ from sae.serving.triton import TritonServer
 from sae.serving.triton.process_group import _group_members
 
 
-def raw_infer(client: grpcclient.InferenceServerClient, model: str, inputs: dict[str, np.ndarray],
-              timeout_s: float = 30.0):
+def raw_infer(
+    client: grpcclient.InferenceServerClient, model: str, inputs: dict[str, np.ndarray], timeout_s: float = 30.0
+):
     """One request through plain tritonclient (nothing checked client-side); returns the result or raises."""
     tensors = []
     for name, array in inputs.items():
@@ -28,7 +30,7 @@ def refusal(client, model: str, inputs: dict[str, np.ndarray]) -> InferenceServe
         raw_infer(client, model, inputs)
     except InferenceServerException as e:
         return e
-    raise AssertionError(f"{model} answered a bad request: {({k: (v.dtype, v.shape) for k, v in inputs.items()})}")
+    raise AssertionError(f"{model} answered a bad request: { ({k: (v.dtype, v.shape) for k, v in inputs.items()}) }")
 
 
 def server_processes(server: TritonServer) -> list[int]:
@@ -60,11 +62,13 @@ def _load_calls(rng: np.random.Generator):
     """One call per served model, in turn: (name, function of a client)."""
     images = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
     latents = rng.normal(size=(4, 12)).astype(np.float32)
-    return [("encode", lambda c: c.encode(images)),
-            ("decode", lambda c: c.decode(latents)),
-            ("reconstruct", lambda c: c.reconstruct(images[:2])),
-            ("hybrid_sample", lambda c: c.sample(4, seed=int(rng.integers(1 << 30)))),
-            ("traverse", lambda c: c.traverse(latents[0], 3, 4))]
+    return [
+        ("encode", lambda c: c.encode(images)),
+        ("decode", lambda c: c.decode(latents)),
+        ("reconstruct", lambda c: c.reconstruct(images[:2])),
+        ("hybrid_sample", lambda c: c.sample(4, seed=int(rng.integers(1 << 30)))),
+        ("traverse", lambda c: c.traverse(latents[0], 3, 4)),
+    ]
 
 
 def executions(raw: grpcclient.InferenceServerClient) -> dict[str, tuple[int, int]]:
@@ -76,8 +80,7 @@ def executions(raw: grpcclient.InferenceServerClient) -> dict[str, tuple[int, in
     return counts
 
 
-def run_load(server: TritonServer, clients: int, requests: int, time_cap_s: float,
-             memory_every_s: float = 1.0) -> dict:
+def run_load(server: TritonServer, clients: int, requests: int, time_cap_s: float, memory_every_s: float = 1.0) -> dict:
     """``requests`` calls (or as many as fit in ``time_cap_s``) from ``clients`` threads, each with its own
     SAEClient, mixing every served model; latencies, errors and the server's resident memory over time."""
     import threading
@@ -145,13 +148,27 @@ def run_load(server: TritonServer, clients: int, requests: int, time_cap_s: floa
         return float(np.percentile(values, q) * 1e3) if values else None
 
     return {
-        "clients": clients, "requests_planned": requests, "time_cap_s": time_cap_s,
-        "requests_done": len(every), "errors": len(errors), "first_errors": errors[:5],
-        "seconds": round(seconds, 2), "requests_per_second": round(len(every) / seconds, 1),
-        "p50_ms": pct(every, 50), "p99_ms": pct(every, 99),
-        "per_model": {k: {"requests": len(v), "p50_ms": pct(v, 50), "p99_ms": pct(v, 99),
-                          "executions_per_request": per_request(k)} for k, v in sorted(latencies.items())},
+        "clients": clients,
+        "requests_planned": requests,
+        "time_cap_s": time_cap_s,
+        "requests_done": len(every),
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        "seconds": round(seconds, 2),
+        "requests_per_second": round(len(every) / seconds, 1),
+        "p50_ms": pct(every, 50),
+        "p99_ms": pct(every, 99),
+        "per_model": {
+            k: {
+                "requests": len(v),
+                "p50_ms": pct(v, 50),
+                "p99_ms": pct(v, 99),
+                "executions_per_request": per_request(k),
+            }
+            for k, v in sorted(latencies.items())
+        },
         "executions_per_request": {m: per_request(m) for m in sorted(executions_after)},
-        "memory_before_mib": round(memory[0][1] / 2 ** 20, 1), "memory_after_mib": round(memory[-1][1] / 2 ** 20, 1),
-        "memory_series_mib": [(round(t, 1), round(b / 2 ** 20, 1)) for t, b in memory],
+        "memory_before_mib": round(memory[0][1] / 2**20, 1),
+        "memory_after_mib": round(memory[-1][1] / 2**20, 1),
+        "memory_series_mib": [(round(t, 1), round(b / 2**20, 1)) for t, b in memory],
     }

@@ -1,4 +1,5 @@
 """Small folders in the Robot Finger Dataset's file format, written by the tests that read or train on them."""
+
 from __future__ import annotations
 
 import io
@@ -45,8 +46,13 @@ def write_info(folder: Path, prefix: str, n: int, sizes=RFD_FACTOR_SIZES, pickle
     np.savez(folder / f"{prefix}_info.npz", **arrays)
 
 
-def write_finger_variant(root: Path, images: np.ndarray, factors: np.ndarray, variant: str = "finger",
-                         members: dict[int, bytes] | None = None) -> Path:
+def write_finger_variant(
+    root: Path,
+    images: np.ndarray,
+    factors: np.ndarray,
+    variant: str = "finger",
+    members: dict[int, bytes] | None = None,
+) -> Path:
     """``root/VARIANT/`` with the tar of PNGs (members ``images/N.png``), labels and info; ``members`` replaces
     the bytes of chosen rows (to write corrupt files)."""
     folder = root / variant

@@ -1,6 +1,7 @@
 """A model kind that is not built in, in one file as a new kind would be: a variational encoder on the structural
 decoder (a prior to sample from *and* a chunked latent), with its own regulariser settings. Importing this module
 registers it as ``toyvsae``; ``tests/test_toy_kind.py`` does so at test time."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

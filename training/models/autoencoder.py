@@ -15,6 +15,7 @@ The contract the trainer, the exporter and the bank rely on:
 The base is an hourglass autoencoder trained on pixel BCE alone; kinds override ``_build_encoder``,
 ``_build_decoder`` and ``training_loss`` (``training/models/zoo/``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -90,8 +91,10 @@ class Autoencoder(nn.Module):
         return [p for p in self.parameters() if id(p) not in auxiliary]
 
     def auxiliary_loss(self, name: str) -> torch.Tensor:
-        raise ValueError(f"model kind {self.cfg.kind!r} has no auxiliary module {name!r} "
-                         f"(it has: {sorted(self.auxiliary_modules()) or 'none'})")
+        raise ValueError(
+            f"model kind {self.cfg.kind!r} has no auxiliary module {name!r} "
+            f"(it has: {sorted(self.auxiliary_modules()) or 'none'})"
+        )
 
 
 def count_parameters(model: nn.Module, auxiliary: bool = True) -> int:

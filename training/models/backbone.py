@@ -2,6 +2,7 @@
 
 Conv block: [2x bilinear upsample] -> 3x3 conv -> [2x2 max-pool] -> GroupNorm -> Mish.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,8 +24,16 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
 
 
 class ConvBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, groups: int, *, kernel_size: int = 3,
-                 upsample: bool = False, pool: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        groups: int,
+        *,
+        kernel_size: int = 3,
+        upsample: bool = False,
+        pool: bool = False,
+    ):
         super().__init__()
         self.upsample = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False) if upsample else None
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
@@ -44,9 +53,16 @@ class ConvBlock(nn.Module):
 def encoder_conv_blocks(cfg: BackboneConfig) -> list[ConvBlock]:
     """The encoder's conv blocks: the first with the wide kernel, max-pooling after ``encoder_pool_after``."""
     c = cfg.channels
-    return [ConvBlock(cfg.image_channels if i == 1 else c, c, cfg.groups, kernel_size=cfg.first_kernel if i == 1 else 3,
-                      pool=i in cfg.encoder_pool_after)
-            for i in range(1, cfg.encoder_blocks + 1)]
+    return [
+        ConvBlock(
+            cfg.image_channels if i == 1 else c,
+            c,
+            cfg.groups,
+            kernel_size=cfg.first_kernel if i == 1 else 3,
+            pool=i in cfg.encoder_pool_after,
+        )
+        for i in range(1, cfg.encoder_blocks + 1)
+    ]
 
 
 class Encoder(nn.Module):
@@ -55,7 +71,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: BackboneConfig, out_dim: int):
         super().__init__()
         self.blocks = nn.Sequential(*encoder_conv_blocks(cfg))
-        flat = cfg.channels * cfg.encoder_final_size ** 2
+        flat = cfg.channels * cfg.encoder_final_size**2
         self.head = mlp([flat, *cfg.encoder_mlp, out_dim])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,8 +90,10 @@ def decoder_conv_stack(cfg: BackboneConfig, extra_in_channels: Sequence[int] = (
         ConvBlock(c + extra[i - 1], c, cfg.groups, upsample=i in cfg.decoder_upsample_before)
         for i in range(1, cfg.decoder_blocks + 1)
     )
-    head = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                         nn.Conv2d(c + extra[-1], cfg.image_channels, 3, padding=1))
+    head = nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+        nn.Conv2d(c + extra[-1], cfg.image_channels, 3, padding=1),
+    )
     return blocks, head
 
 
@@ -85,7 +103,7 @@ class HourglassDecoder(nn.Module):
     def __init__(self, cfg: BackboneConfig, latent_dim: int):
         super().__init__()
         self.shape = (cfg.channels, cfg.decoder_initial_size, cfg.decoder_initial_size)
-        self.mlp = mlp([latent_dim, *cfg.decoder_mlp, cfg.channels * cfg.decoder_initial_size ** 2])
+        self.mlp = mlp([latent_dim, *cfg.decoder_mlp, cfg.channels * cfg.decoder_initial_size**2])
         self.blocks, self.head = decoder_conv_stack(cfg)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

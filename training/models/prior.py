@@ -1,4 +1,5 @@
 """The standard normal prior of the VAE family and WAE: what ``NAME_prior_sample`` draws codes from."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -10,8 +11,9 @@ if TYPE_CHECKING:
     from sae.training.model_config import ModelConfig
 
 
-def standard_normal_sample(n: int, dim: int, like: torch.Tensor,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+def standard_normal_sample(
+    n: int, dim: int, like: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``n`` draws of N(0, I_dim) on ``like``'s device (``generator`` must live there too)."""
     return torch.randn(n, dim, generator=generator, device=like.device, dtype=like.dtype)
 

@@ -11,12 +11,14 @@ What a kind can do (has a prior, draws its latent in chunks, ...) is a class att
 import a model. This module imports only the package's errors: the built-in kinds register when
 ``sae.training.models.zoo`` is imported (``sae.training.config`` does).
 """
+
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+
 from sae.core.errors import SAEError
 from sae.training.config_error import TrainingConfigError
 
@@ -87,8 +89,15 @@ class ModelKind:
         return int(self.model_class.min_batch_size)
 
 
-CAPABILITIES = ("has_prior", "variational", "structured", "places_variables", "chunked_latent", "reads_ladder",
-                "min_batch_size")
+CAPABILITIES = (
+    "has_prior",
+    "variational",
+    "structured",
+    "places_variables",
+    "chunked_latent",
+    "reads_ladder",
+    "min_batch_size",
+)
 
 _KINDS: dict[str, ModelKind] = {}
 
@@ -99,9 +108,11 @@ class UnknownModelKind(SAEError, ValueError):
 
 def register_model(name: str, regulariser: RegulariserConfig | None = None) -> Callable[[ModelClass], ModelClass]:
     """Class decorator: register the model class as kind ``name`` with default regulariser settings."""
+
     def register(model_class: ModelClass) -> ModelClass:
         _add(ModelKind(name, model_class, regulariser))
         return model_class
+
     return register
 
 
@@ -110,18 +121,25 @@ def _add(kind: ModelKind) -> None:
     if not kind.name.isidentifier() or kind.name != kind.name.lower():
         raise ValueError(f"model kind name {kind.name!r} must be a lower-case identifier")
     if kind.name in _KINDS:
-        raise ValueError(f"model kind {kind.name!r} is registered already "
-                         f"(by {_KINDS[kind.name].model_class.__name__})")
+        raise ValueError(
+            f"model kind {kind.name!r} is registered already (by {_KINDS[kind.name].model_class.__name__})"
+        )
     missing = [c for c in CAPABILITIES if not hasattr(cls, c)]
     if missing:
-        raise TypeError(f"model kind {kind.name!r}: {cls.__name__} lacks the capability attributes {missing}; "
-                        "derive it from sae.training.models.autoencoder.Autoencoder")
+        raise TypeError(
+            f"model kind {kind.name!r}: {cls.__name__} lacks the capability attributes {missing}; "
+            "derive it from sae.training.models.autoencoder.Autoencoder"
+        )
     if kind.has_prior != callable(getattr(cls, "prior_sample", None)):
-        raise TypeError(f"model kind {kind.name!r}: {cls.__name__}.has_prior is {kind.has_prior} but it "
-                        f"{'lacks' if kind.has_prior else 'defines'} prior_sample(n, generator)")
+        raise TypeError(
+            f"model kind {kind.name!r}: {cls.__name__}.has_prior is {kind.has_prior} but it "
+            f"{'lacks' if kind.has_prior else 'defines'} prior_sample(n, generator)"
+        )
     if kind.regulariser is not None and not isinstance(kind.regulariser, RegulariserConfig):
-        raise TypeError(f"model kind {kind.name!r}: regulariser must be a RegulariserConfig dataclass, "
-                        f"got {type(kind.regulariser).__name__}")
+        raise TypeError(
+            f"model kind {kind.name!r}: regulariser must be a RegulariserConfig dataclass, "
+            f"got {type(kind.regulariser).__name__}"
+        )
     _KINDS[kind.name] = kind
 
 

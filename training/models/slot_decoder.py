@@ -5,6 +5,7 @@ latent is split into k equal chunks in order, and chunk i enters at slot ``varia
 next to S_0). How a chunk enters is the subclass's :meth:`SlotDecoder.inject`: a Str-Tfm (SAE, AdaAE) or broadcast
 features concatenated as channels (VLAE).
 """
+
 from __future__ import annotations
 
 import torch

@@ -6,6 +6,7 @@ Starting from a learned constant S_0, each latent variable u_i is infused by its
 
 applied per channel and broadcast over every pixel, between the conv blocks of the decoder.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -43,8 +44,14 @@ class StructuralDecoder(SlotDecoder):
     ``whole_latent=True`` gives AdaAE: every Str-Tfm sees the whole latent instead of its own chunk.
     """
 
-    def __init__(self, cfg: BackboneConfig, latent_dim: int, num_variables: int, hidden: Sequence[int],
-                 whole_latent: bool = False):
+    def __init__(
+        self,
+        cfg: BackboneConfig,
+        latent_dim: int,
+        num_variables: int,
+        hidden: Sequence[int],
+        whole_latent: bool = False,
+    ):
         super().__init__(cfg, latent_dim, num_variables)
         self.whole_latent = whole_latent
         self.strtfms = nn.ModuleList(

@@ -1,7 +1,8 @@
 """``sae encode --engine ray``: a dataset encoded on a Ray cluster into sharded latents files, merged into one.
 
 The dataset is read as Ray Data blocks, one per shard (a fixed row range), by the same readers as ``sae encode``
-(:mod:`sae.core.datasets`); an actor pool of torch-free :class:`~sae.clients.triton_client.SAEClient` s encodes each block
+(:mod:`sae.core.datasets`); an actor pool of torch-free :class:`~sae.clients.triton_client.SAEClient` s encodes each
+block
 through Triton and writes it as one HDF5 shard in the layout of ``sae encode``'s output
 (:func:`sae.core.latents_file.write_latents_layout`). The driver only plans the row ranges and keeps the manifest;
 images and latents never pass through it. ``sae encode --merge DIR --out latents.h5`` joins the shards into the very
@@ -11,6 +12,7 @@ Modules: :mod:`.config` (settings), :mod:`.shards` (the plan, shard files, the m
 :mod:`.actor` (the encoder each actor runs), :mod:`.job` (the driver; imports Ray when it runs). Nothing here imports
 Ray at import time, so the core and client installs (without the ``scale`` extra) import every module.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

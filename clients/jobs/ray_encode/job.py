@@ -2,7 +2,8 @@
 
 Pipeline: a :class:`ray.data.Datasource` with one read task per missing shard (each opens the dataset with
 :func:`sae.core.datasets.open_dataset` and reads only its row range) → ``map_batches`` over an actor pool of
-:class:`~sae.clients.jobs.ray_encode.actor.ShardEncoder` s (one block per call) → one small result row per block back to the
+:class:`~sae.clients.jobs.ray_encode.actor.ShardEncoder` s (one block per call) → one small result row per block back
+to the
 driver. The driver never holds images or latents: only the plan, the manifest and those rows.
 
 Failures: a lost actor is restarted and its block retried, ``actor_restarts`` times; a block whose servers fail is
@@ -16,6 +17,7 @@ Bitwise equality with the single-process job needs the same batches (``shard_row
 the encoder has instances (2 in the exported configs, so a request never waits in the queue), or a batch size above
 half the encoder's ``max_batch_size`` (the default 256 is the whole of it), with which no two requests fit one batch.
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,15 +29,23 @@ from typing import TYPE_CHECKING, TextIO, cast
 
 import numpy as np
 
-from sae.core.datasets import ImageSource, open_dataset
 from sae.clients.jobs.encode_job import connect_servers
 from sae.clients.jobs.encode_servers import ServerPool, check_probe
-from sae.core.latents_file import fingerprint, identity_of, label_column
-from sae.core.errors import EncodeJobError
-from sae.core.progress_bar import JOB_LOG_EVERY_S, progress_bar
 from sae.clients.jobs.ray_encode.config import RayEncodeConfig, resolve_url
-from sae.clients.jobs.ray_encode.shards import (FailedShard, Manifest, Shard, check_manifest, describe_ranges,
-                                       missing_shards, read_manifest, write_manifest)
+from sae.clients.jobs.ray_encode.shards import (
+    FailedShard,
+    Manifest,
+    Shard,
+    check_manifest,
+    describe_ranges,
+    missing_shards,
+    read_manifest,
+    write_manifest,
+)
+from sae.core.datasets import ImageSource, open_dataset
+from sae.core.errors import EncodeJobError
+from sae.core.latents_file import fingerprint, identity_of, label_column
+from sae.core.progress_bar import JOB_LOG_EVERY_S, progress_bar
 
 if TYPE_CHECKING:
     from ray.data import Datasource, ReadTask
@@ -67,11 +77,15 @@ class RayEncodeReport:
 
     def summary(self) -> str:
         if not self.encoded and not self.failed:
-            return (f"{self.out} already holds all {self.shards:,} shards; nothing to do. Join them with "
-                    f"`sae encode --merge {self.out} --out latents.h5`")
+            return (
+                f"{self.out} already holds all {self.shards:,} shards; nothing to do. Join them with "
+                f"`sae encode --merge {self.out} --out latents.h5`"
+            )
         skipped = f", {self.skipped:,} were already done" if self.skipped else ""
-        line = (f"encoded {self.encoded:,} of {self.shards:,} shards ({self.encoded_images:,} images){skipped} into "
-                f"{self.out} in {self.seconds:.1f} s ({self.images_per_second:,.0f} images/s)")
+        line = (
+            f"encoded {self.encoded:,} of {self.shards:,} shards ({self.encoded_images:,} images){skipped} into "
+            f"{self.out} in {self.seconds:.1f} s ({self.images_per_second:,.0f} images/s)"
+        )
         if self.failed:
             ranges = "; ".join(f"images {f['start']:,}..{f['stop'] - 1:,}: {f['error']}" for f in self.failed[:8])
             shards = f"{len(self.failed)} shard{'s' if len(self.failed) != 1 else ''}"
@@ -89,8 +103,7 @@ def run_ray_encode(config: RayEncodeConfig, progress_stream: TextIO | None = Non
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=config.address, include_dashboard=False, log_to_driver=False,
-                 logging_level="WARNING")  # type: ignore[arg-type]  # Ray takes level names too (its default is "info")
+        ray.init(address=config.address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")  # type: ignore[arg-type]  # Ray takes level names too (its default is "info")
     try:
         return _run(config, progress_stream)
     finally:
@@ -101,10 +114,15 @@ def run_ray_encode(config: RayEncodeConfig, progress_stream: TextIO | None = Non
 def _manifest_for(config: RayEncodeConfig, data: ImageSource) -> Manifest:
     """This run's manifest, without its probe latent yet (the servers give it)."""
     labels = label_column(data)
-    return Manifest(identity=identity_of(config.model, data, fingerprint(data)),
-                    source_path=str(config.data.resolve()), probe_latent=[], batch_size=config.batch_size,
-                    shard_rows=config.shard_rows, label_key=labels.key if labels else None,
-                    factor_names=list(labels.factor_names) if labels else [])
+    return Manifest(
+        identity=identity_of(config.model, data, fingerprint(data)),
+        source_path=str(config.data.resolve()),
+        probe_latent=[],
+        batch_size=config.batch_size,
+        shard_rows=config.shard_rows,
+        label_key=labels.key if labels else None,
+        factor_names=list(labels.factor_names) if labels else [],
+    )
 
 
 def _probe(config: RayEncodeConfig, data: ImageSource, stored: list[float] | None) -> list[float]:
@@ -151,8 +169,14 @@ def _run(config: RayEncodeConfig, progress_stream: TextIO | None) -> RayEncodeRe
     return report
 
 
-def _encode(config: RayEncodeConfig, manifest: Manifest, todo: list[Shard], image_shape: tuple[int, ...],
-            report: RayEncodeReport, progress_stream: TextIO | None) -> None:
+def _encode(
+    config: RayEncodeConfig,
+    manifest: Manifest,
+    todo: list[Shard],
+    image_shape: tuple[int, ...],
+    report: RayEncodeReport,
+    progress_stream: TextIO | None,
+) -> None:
     import ray
 
     from sae.clients.jobs.ray_encode.actor import ShardEncoder
@@ -163,17 +187,29 @@ def _encode(config: RayEncodeConfig, manifest: Manifest, todo: list[Shard], imag
     context.target_max_block_size = max(context.target_max_block_size or 0, 2 * block_bytes)  # one block per shard
     context.enable_progress_bars = False
     context.print_on_execution_start = False
-    blocks = ray.data.read_datasource(shard_datasource(config.data, todo, image_shape),
-                                      override_num_blocks=len(todo))
+    blocks = ray.data.read_datasource(shard_datasource(config.data, todo, image_shape), override_num_blocks=len(todo))
     results = blocks.map_batches(
-        ShardEncoder, fn_constructor_kwargs={"config": config, "manifest": manifest}, batch_size=None,
-        batch_format="numpy", zero_copy_batch=True,
+        ShardEncoder,
+        fn_constructor_kwargs={"config": config, "manifest": manifest},
+        batch_size=None,
+        batch_format="numpy",
+        zero_copy_batch=True,
         compute=ray.data.ActorPoolStrategy(size=config.actors, max_tasks_in_flight_per_actor=TASKS_QUEUED_PER_ACTOR),
-        num_cpus=ACTOR_CPUS, scheduling_strategy="SPREAD",  # actors over the nodes, each near its node's server
-        max_restarts=config.actor_restarts, max_task_retries=config.actor_restarts)
+        num_cpus=ACTOR_CPUS,
+        scheduling_strategy="SPREAD",  # actors over the nodes, each near its node's server
+        max_restarts=config.actor_restarts,
+        max_task_retries=config.actor_restarts,
+    )
     done_images = manifest.images - sum(s.rows for s in todo)
-    progress = progress_bar(manifest.images, "encode", unit="images", enabled=config.progress,
-                            stream=progress_stream, initial=done_images, log_every_s=JOB_LOG_EVERY_S)
+    progress = progress_bar(
+        manifest.images,
+        "encode",
+        unit="images",
+        enabled=config.progress,
+        stream=progress_stream,
+        initial=done_images,
+        log_every_s=JOB_LOG_EVERY_S,
+    )
     answered: set[int] = set()
     started, report.started_at = time.monotonic(), time.time()
     for row in results.iter_rows():
@@ -192,9 +228,14 @@ def _encode(config: RayEncodeConfig, manifest: Manifest, todo: list[Shard], imag
     report.seconds = time.monotonic() - started
     progress.close()
     lost = [s for s in todo if s.start not in answered]
-    report.failed += [{"start": s.start, "stop": s.stop,
-                       "error": f"its task failed after {config.actor_restarts} actor restarts (see the Ray logs)"}
-                      for s in lost]
+    report.failed += [
+        {
+            "start": s.start,
+            "stop": s.stop,
+            "error": f"its task failed after {config.actor_restarts} actor restarts (see the Ray logs)",
+        }
+        for s in lost
+    ]
     report.failed.sort(key=lambda f: f["start"])
     manifest.failed = report.failed
     if report.failed and progress_stream is not None:
@@ -228,12 +269,18 @@ def shard_datasource(data_path: Path, shards: list[Shard], image_shape: tuple[in
         def estimate_inmemory_data_size(self) -> int:
             return sum(s.rows for s in shards) * (image_bytes + 8)
 
-        def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
-                           data_context: DataContext | None = None) -> list[ReadTask]:
-            return [ReadTask(functools.partial(_read_block, data_path, s),
-                             BlockMetadata(num_rows=s.rows, size_bytes=s.rows * (image_bytes + 8), exec_stats=None,
-                                           input_files=None))
-                    for s in shards]
+        def get_read_tasks(
+            self, parallelism: int, per_task_row_limit: int | None = None, data_context: DataContext | None = None
+        ) -> list[ReadTask]:
+            return [
+                ReadTask(
+                    functools.partial(_read_block, data_path, s),
+                    BlockMetadata(
+                        num_rows=s.rows, size_bytes=s.rows * (image_bytes + 8), exec_stats=None, input_files=None
+                    ),
+                )
+                for s in shards
+            ]
 
         def get_name(self) -> str:
             return "ShardedImages"

@@ -15,6 +15,7 @@ is complete, and a rerun encodes exactly the shards whose files are missing. :fu
 file with the code of the single-process job (its layout, then the latents as raw bytes, then ``committed``), so
 the merged file equals that job's output byte for byte when the latents do.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -30,10 +31,16 @@ import numpy as np
 import numpy.typing as npt
 
 from sae.core.atomic import atomic_write, write_text_atomic
-from sae.core.latents_file import (LabelColumn, RawDatasets, check_identity, create_latents_file, latents_attrs,
-                                  write_latents_layout)
 from sae.core.errors import EncodeJobError
-from sae.core.latents_file import LatentsIdentity
+from sae.core.latents_file import (
+    LabelColumn,
+    LatentsIdentity,
+    RawDatasets,
+    check_identity,
+    create_latents_file,
+    latents_attrs,
+    write_latents_layout,
+)
 
 MANIFEST_FORMAT = "sae-latent-shards/1"
 MANIFEST_NAME = "manifest.json"
@@ -122,8 +129,9 @@ def read_manifest(folder: Path) -> Manifest | None:
             raise ValueError(f"format {raw.get('format')!r}, expected {MANIFEST_FORMAT!r}")
         return Manifest(**raw)
     except (ValueError, TypeError) as e:
-        raise EncodeJobError(f"{path} is not a manifest of latent shards ({e}); remove {folder} or choose another "
-                             "--out") from e
+        raise EncodeJobError(
+            f"{path} is not a manifest of latent shards ({e}); remove {folder} or choose another --out"
+        ) from e
 
 
 def write_manifest(folder: Path, manifest: Manifest) -> None:
@@ -164,12 +172,15 @@ def describe_ranges(shards: list[Shard], limit: int = 8) -> str:
     return text + (f" and {len(shards) - limit} more" if len(shards) > limit else "")
 
 
-def write_shard(folder: Path, manifest: Manifest, shard: Shard, latents: npt.NDArray[np.float32],
-                labels: LabelColumn | None) -> Path:
+def write_shard(
+    folder: Path, manifest: Manifest, shard: Shard, latents: npt.NDArray[np.float32], labels: LabelColumn | None
+) -> Path:
     """One complete shard file, atomically: the layout over ``shard``'s rows, its latents, ``committed`` = its rows."""
     if latents.shape != (shard.rows, manifest.latent_dim):
-        raise EncodeJobError(f"{shard.describe()}: got latents of shape {list(latents.shape)}, expected "
-                             f"{[shard.rows, manifest.latent_dim]}")
+        raise EncodeJobError(
+            f"{shard.describe()}: got latents of shape {list(latents.shape)}, expected "
+            f"{[shard.rows, manifest.latent_dim]}"
+        )
     path = shard_path(folder, shard)
     attrs = {**manifest.attrs(), "rows_start": shard.start, "rows_stop": shard.stop}
     with atomic_write(path) as tmp:
@@ -195,7 +206,7 @@ class _ShardColumn:
                 break
             lo, hi = max(rows.start, shard.start), min(rows.stop, shard.stop)
             with h5py.File(shard_path(self.folder, shard), "r") as f:
-                parts.append(f[self.key][lo - shard.start:hi - shard.start])
+                parts.append(f[self.key][lo - shard.start : hi - shard.start])
         return np.concatenate(parts)
 
 
@@ -221,8 +232,10 @@ def merge_shards(folder: Path, out: Path) -> MergeReport:
     shards = manifest.shards()
     missing = missing_shards(folder, manifest)
     if missing:
-        raise EncodeJobError(f"{folder}: {len(missing)} of {len(shards)} shards are missing ({describe_ranges(missing)});"
-                             " run `sae encode --engine ray` with the same --out again to encode them")
+        raise EncodeJobError(
+            f"{folder}: {len(missing)} of {len(shards)} shards are missing ({describe_ranges(missing)});"
+            " run `sae encode --engine ray` with the same --out again to encode them"
+        )
     identity = manifest.identity
     if out.exists():
         with h5py.File(out, "r") as f:
@@ -233,14 +246,19 @@ def merge_shards(folder: Path, out: Path) -> MergeReport:
         with h5py.File(path, "r") as f:
             check_identity(path, f.attrs, {**identity, "rows_start": shard.start, "rows_stop": shard.stop})
             if int(f["committed"][()]) != shard.rows:
-                raise EncodeJobError(f"{path} is not complete (committed {int(f['committed'][()])} of "
-                                     f"{shard.rows}); remove it and run `sae encode --engine ray` again")
+                raise EncodeJobError(
+                    f"{path} is not complete (committed {int(f['committed'][()])} of "
+                    f"{shard.rows}); remove it and run `sae encode --engine ray` again"
+                )
     partial = out.with_name(out.name + ".partial")
     partial.with_name(partial.name + ".tmp").unlink(missing_ok=True)
     partial.unlink(missing_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    labels = (LabelColumn(manifest.label_key, _ShardColumn(folder, shards, manifest.label_key),
-                          tuple(manifest.factor_names)) if manifest.label_key else None)
+    labels = (
+        LabelColumn(manifest.label_key, _ShardColumn(folder, shards, manifest.label_key), tuple(manifest.factor_names))
+        if manifest.label_key
+        else None
+    )
     create_latents_file(partial, manifest.attrs(), manifest.images, manifest.latent_dim, labels)
     with RawDatasets(partial) as f:
         for shard in shards:

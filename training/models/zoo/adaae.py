@@ -1,4 +1,5 @@
 """AdaAE: the structural decoder with every Str-Tfm layer seeing the whole latent (the paper's ablation)."""
+
 from __future__ import annotations
 
 from sae.training.models.registry import register_model

@@ -1,4 +1,5 @@
 """AE: the hourglass autoencoder of the paper's baselines (notes, "Backbone"), trained on pixel BCE alone."""
+
 from __future__ import annotations
 
 from sae.training.models.autoencoder import Autoencoder

@@ -1,4 +1,5 @@
 """β-TCVAE (Chen et al. 2018): ``BCE + α · MI + β · TC + γ · dimension-wise KL``, minibatch-stratified sampling."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,13 +28,16 @@ class BetaTCVAEConfig(RegulariserConfig):
     def validate(self) -> None:
         super().validate()
         if self.dataset_size < 2:
-            raise TrainingConfigError(f"ModelConfig.regulariser.dataset_size={self.dataset_size}: give the training "
-                                      "split's size")
+            raise TrainingConfigError(
+                f"ModelConfig.regulariser.dataset_size={self.dataset_size}: give the training split's size"
+            )
 
     def validate_batch(self, batch_size: int) -> None:
         if self.dataset_size <= batch_size - 1:
-            raise TrainingConfigError(f"ModelConfig.regulariser.dataset_size={self.dataset_size} must exceed "
-                                      f"TrainConfig.batch_size - 1 = {batch_size - 1}")
+            raise TrainingConfigError(
+                f"ModelConfig.regulariser.dataset_size={self.dataset_size} must exceed "
+                f"TrainConfig.batch_size - 1 = {batch_size - 1}"
+            )
 
 
 @register_model("betatcvae", regulariser=BetaTCVAEConfig())

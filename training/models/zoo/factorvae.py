@@ -1,4 +1,5 @@
 """FactorVAE (Kim & Mnih 2018): ``BCE + KL + γ · TC``, TC from a discriminator with its own Adam."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ class FactorVAEConfig(RegulariserConfig):
 
     def validate(self) -> None:
         if self.discriminator_lr <= 0 or self.discriminator_hidden < 1:
-            raise TrainingConfigError(f"ModelConfig.regulariser: discriminator_lr ({self.discriminator_lr}) and "
-                                      f"discriminator_hidden ({self.discriminator_hidden}) must be positive")
+            raise TrainingConfigError(
+                f"ModelConfig.regulariser: discriminator_lr ({self.discriminator_lr}) and "
+                f"discriminator_hidden ({self.discriminator_hidden}) must be positive"
+            )
         super().validate()
 
 
@@ -69,8 +72,10 @@ class FactorVAE(VariationalAutoencoder):
         if name != "discriminator":
             return super().auxiliary_loss(name)
         if self._last_latents is None:
-            raise RuntimeError("FactorVAE.auxiliary_loss('discriminator') needs the latents of a training_loss call; "
-                               "call training_loss(x) first")
+            raise RuntimeError(
+                "FactorVAE.auxiliary_loss('discriminator') needs the latents of a training_loss call; "
+                "call training_loss(x) first"
+            )
         if self._last_latents.shape[0] < 2:
             raise TrainingDataError("FactorVAE's discriminator needs a batch of at least 2 latents to permute")
         return factorvae_discriminator_loss(self.discriminator, self._last_latents, self._last_latents)

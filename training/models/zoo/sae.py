@@ -1,4 +1,5 @@
 """SAE-k, the Structural Autoencoder (Leeb et al., 2023): the structural decoder, pixel BCE alone."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -19,5 +20,6 @@ class StructuralAutoencoder(Autoencoder):
 
     def _build_decoder(self) -> nn.Module:
         cfg = self.cfg
-        return StructuralDecoder(cfg.backbone, cfg.latent_dim, cfg.num_variables, cfg.strtfm_hidden,
-                                 whole_latent=self.whole_latent)
+        return StructuralDecoder(
+            cfg.backbone, cfg.latent_dim, cfg.num_variables, cfg.strtfm_hidden, whole_latent=self.whole_latent
+        )

@@ -4,6 +4,7 @@ The encoder outputs 2·D numbers per image: the posterior mean and log-scale (lo
 (notes, "Backbone": VAE-family encoders output 24). ``encode`` returns the mean, the code that export serves and the
 bank stores; ``training_loss`` decodes a reparameterised sample. The other variational kinds derive from this one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,8 +45,9 @@ class VariationalAutoencoder(StandardNormalPrior, Autoencoder):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.posterior(x)[0]
 
-    def regulariser_terms(self, z: torch.Tensor, mu: torch.Tensor,
-                          logvar: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def regulariser_terms(
+        self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted regulariser and its unweighted named terms."""
         reg = cast(VariationalConfig, self.cfg.regulariser)  # cfg.validate() checked it is the kind's class
         kl = gaussian_kl(mu, logvar)

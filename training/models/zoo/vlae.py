@@ -14,6 +14,7 @@ input channels of the conv that follows (the authors' ``GenerativeRung``).
 The ladder pairs the deep end of each side: the chunk entering next to S_0 is read from the last encoder block, the
 chunk entering next to the output from the first. Trained as a VAE: ``BCE + β · KL`` (β = 1).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -63,9 +64,10 @@ class LadderEncoder(nn.Module):
         # Rank 0 is the shallowest rung; of two rungs after the same block, the later variable is the shallower.
         shallow_first = sorted(range(num_variables), key=lambda i: (self.rung_after[i], -i))
         depth_rank = {i: rank for rank, i in enumerate(shallow_first)}
-        self.rungs = nn.ModuleList(EncoderRung(cfg.channels, cfg.groups, ladder.rung_convs(depth_rank[i]), ladder,
-                                               2 * chunk)
-                                   for i in range(num_variables))
+        self.rungs = nn.ModuleList(
+            EncoderRung(cfg.channels, cfg.groups, ladder.rung_convs(depth_rank[i]), ladder, 2 * chunk)
+            for i in range(num_variables)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: list[torch.Tensor | None] = [None] * len(self.rungs)
@@ -87,8 +89,9 @@ class LadderDecoder(SlotDecoder):
 
     def __init__(self, cfg: BackboneConfig, latent_dim: int, num_variables: int, ladder: LadderConfig):
         super().__init__(cfg, latent_dim, num_variables, extra_channels=ladder.features)
-        self.rungs = nn.ModuleList(mlp([sl.stop - sl.start, *ladder.decoder_hidden, ladder.features])
-                                   for sl in self.chunks)
+        self.rungs = nn.ModuleList(
+            mlp([sl.stop - sl.start, *ladder.decoder_hidden, ladder.features]) for sl in self.chunks
+        )
 
     def inject(self, h: torch.Tensor, z: torch.Tensor, variable: int) -> torch.Tensor:
         features = self.rungs[variable](z[:, self.chunks[variable]])

@@ -1,5 +1,6 @@
 """WAE-MMD (Tolstikhin et al. 2018): a deterministic hourglass autoencoder whose aggregate code is pulled towards
 N(0, I) by an MMD penalty with the inverse multiquadratic kernel (weight 10, C = latent dimension, as trained)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ class WAEConfig(RegulariserConfig):
     def validate(self) -> None:
         super().validate()
         if self.kernel_scale is not None and self.kernel_scale <= 0:
-            raise TrainingConfigError(f"ModelConfig.regulariser.kernel_scale={self.kernel_scale} must be positive "
-                                      "(or None)")
+            raise TrainingConfigError(
+                f"ModelConfig.regulariser.kernel_scale={self.kernel_scale} must be positive (or None)"
+            )
 
 
 @register_model("wae", regulariser=WAEConfig())
