@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,13 +107,16 @@ def test_importing_the_api_loads_neither_torch_nor_tritonclient():
 
 
 def test_from_sae_import_export_calls_the_api_after_the_export_package_is_imported(monkeypatch):
-    """Importing any module of ``sae.export`` binds the name ``sae.export`` to the package: it is callable too."""
+    """Importing any module of ``sae.export`` binds the name ``sae.export`` to the package: it is callable too, and
+    makes the API's call."""
     import sae.api
     import sae.export.model_set
 
     calls = []
-    monkeypatch.setattr(sae.api, "export", lambda *args, **kwargs: calls.append((args, kwargs)) or "report")
+    monkeypatch.setattr(sae.export.model_set, "export_run", lambda *args, **kwargs: calls.append((args, kwargs)))
     from sae import export
 
-    assert export("run", "repo", name="x") == "report"
-    assert calls == [(("run", "repo"), {"name": "x"})]
+    assert isinstance(export, type(sae)) and callable(export)  # the package, bound by the import above
+    export("run", "repo", name="x", bank_size=16)
+    sae.api.export("run", "repo", name="x", bank_size=16)
+    assert calls == [((Path("run"), Path("repo")), {"name": "x", "bank_size": 16})] * 2

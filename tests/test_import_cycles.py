@@ -1,5 +1,6 @@
 """No import cycle among the package's modules: every import counts, those inside functions too (a deferred import
-hides a cycle from Python, not from the design)."""
+hides a cycle from Python, not from the design); only the imports under ``if TYPE_CHECKING:`` do not run, and do not
+count."""
 
 from __future__ import annotations
 
@@ -31,12 +32,20 @@ def package_of(module: str) -> str:
     return parts[1] if len(parts) > 1 and parts[1] in PACKAGES else "sae"
 
 
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
 def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
     """The package modules ``name`` imports anywhere in its file; ``from a import b`` is module ``a.b`` when that
     is a module, else ``a``."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    checker_only = {id(n) for block in ast.walk(tree) if _is_type_checking_block(block) for n in ast.walk(block)}
+    for node in ast.walk(tree):
+        if id(node) in checker_only:
+            continue  # `if TYPE_CHECKING:` imports are the type checker's, never run
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -172,3 +181,9 @@ def test_every_import_goes_through_the_sae_namespace():
             )
             bare += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] in BARE_NAMES]
     assert bare == []
+
+
+def test_the_graph_leaves_out_imports_for_the_type_checker_only(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import sae.a\nimport sae.b\n")
+    assert imported_modules("sae.m", module, {"sae.a", "sae.b"}) == {"sae.b"}
