@@ -14,7 +14,8 @@ from helpers.report_cells import FACTORS, build, sae12_importance, verdicts, wri
 
 from sae.experiment.aggregate import summarise
 from sae.experiment.cell_results import read_cells
-from sae.experiment.claims import NOT_TESTABLE, evaluate_claims, mean_position
+from sae.experiment.claims import NOT_TESTABLE, evaluate_claims
+from sae.experiment.claims_latents import mean_position
 from sae.experiment.comparisons import AGREES, C6_TOLERANCE, DISAGREES, compare_paired
 from sae.experiment.gate import GateLine
 from sae.experiment.model_groups import MODEL_ORDER

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from sae.experiment.aggregate import ExperimentSummary, Spread
 from sae.experiment.cell_results import FINE_TUNE_MODES, CellResult
-from sae.experiment.claims import C5_GEOMETRY, C5_HUES, NOT_TESTABLE, mean_position
+from sae.experiment.claims import NOT_TESTABLE
+from sae.experiment.claims_latents import C5_GEOMETRY, C5_HUES, mean_position
 from sae.experiment.comparisons import (
     APPROX_RULE,
     COMBINING_RULE,
