@@ -4,6 +4,7 @@
 * :mod:`sae.repository.configs`: each model's ``config.pbtxt``, generated for the model's real dims;
 * :mod:`sae.repository.templates`: the python-backend code copied into the python models;
 * :mod:`sae.repository.validate`: a repository checked against its files without a server;
+* :mod:`sae.repository.model_files`: one ONNX or TorchScript file checked against its config (for ``validate``);
 * :mod:`sae.repository.install`: a staged model set checked and swapped in atomically, kept versions, rollback;
 * :mod:`sae.repository.install_plan`: the plan and lock of an install's staging folder (a killed install is finished).
 
