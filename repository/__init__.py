@@ -2,6 +2,7 @@
 
 * :mod:`sae.repository.layout`: folder and file names of a model set, version folders, manifests;
 * :mod:`sae.repository.configs`: each model's ``config.pbtxt``, generated for the model's real dims;
+* :mod:`sae.repository.pbtxt`: the text of a ``config.pbtxt`` (its header: description, batching policy, source);
 * :mod:`sae.repository.templates`: the python-backend code copied into the python models;
 * :mod:`sae.repository.validate`: a repository checked against its files without a server;
 * :mod:`sae.repository.model_files`: one ONNX or TorchScript file checked against its config (for ``validate``);

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from sae.core import wire
 from sae.core.errors import SAEError
-from sae.repository.configs import RepositoryOptions, config_text
+from sae.repository.configs import RepositoryOptions
 from sae.repository.install_plan import (
     InstallPlan,
     abandoned_staging,
@@ -40,6 +40,7 @@ from sae.repository.install_plan import (
     write_plan,
 )
 from sae.repository.layout import CONFIG_COPY, CONFIG_FILE, PYTHON_FILE, read_manifest, versions
+from sae.repository.pbtxt import config_text
 from sae.repository.templates import COMMON, COMMON_FILE, COMPANIONS, ONNX_MODEL, SAMPLER_MODEL, TRAVERSE_MODEL
 from sae.repository.validate import check_repository
 

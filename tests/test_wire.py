@@ -236,7 +236,7 @@ def test_gather_inputs_refuses_each_bad_request_alone():
 
 def test_config_pbtxt_is_parsed_by_one_function(tmp_path):
     from sae.core.model_config import config_dict
-    from sae.repository.configs import config_text
+    from sae.repository.pbtxt import config_text
     from sae.repository.validate import read_config
     from sae.serving.bench.inprocess import read_config as bench_config
 
