@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/sae demo --out out/demo
 
+# One pytest-xdist worker per core (at most four), whole files to one worker so that a module's server fixture starts
+# once; the built-once fixtures (tests/conftest.py) are shared between the workers under a file lock. A plain `pytest`
+# runs in one process, which `-s` and the benchmarks need.
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses=auto --maxprocesses=4 --dist=loadfile
 
 # ruff (lint, then the format check) and mypy over the package (pyproject.toml: [tool.ruff], [tool.mypy]); CI runs it
 # before the tests. `make format` applies the formatter and the safe fixes.

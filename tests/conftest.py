@@ -5,6 +5,7 @@ They are session-scoped and built once, in order, only by the tests that ask for
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -20,11 +21,25 @@ CACHE = os.environ.get("SAE_TEST_CACHE")
 
 
 def _fixture_dir(tmp_path_factory, name: str) -> Path:
+    """Where a built-once fixture lives: the developer's cache, else a folder that every pytest-xdist worker of this
+    run shares (the parent of the workers' base temp), else a fresh temp folder. Build in it under `_building`."""
     if CACHE:
         path = Path(CACHE) / name
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    return tmp_path_factory.mktemp(name)
+    elif os.environ.get("PYTEST_XDIST_WORKER"):
+        path = tmp_path_factory.getbasetemp().parent / "shared" / name
+    else:
+        return tmp_path_factory.mktemp(name)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def _building(folder: Path):
+    """Holds a file lock beside ``folder`` so that one worker builds (or resumes) it while the others wait."""
+    from filelock import FileLock
+
+    with FileLock(str(folder) + ".lock"):
+        yield
 
 
 @pytest.fixture
@@ -42,9 +57,11 @@ def one_torch_thread():
 def shapes_file(tmp_path_factory) -> Path:
     from sae.core.datasets.procedural import write_shapes3d_h5
 
-    path = _fixture_dir(tmp_path_factory, "data") / "shapes3d.h5"
-    if not path.exists():
-        write_shapes3d_h5(path, n=FIXTURE_IMAGES, seed=0)
+    folder = _fixture_dir(tmp_path_factory, "data")
+    path = folder / "shapes3d.h5"
+    with _building(folder):
+        if not path.exists():
+            write_shapes3d_h5(path, n=FIXTURE_IMAGES, seed=0)
     return path
 
 
@@ -60,9 +77,10 @@ def trained_run(tmp_path_factory, shapes_file) -> Path:
     from sae.training.trainer import Trainer
 
     run = _fixture_dir(tmp_path_factory, "run")
-    trainer = Trainer(tiny_config(), shapes_file, run, device="cpu")
-    if trainer.step < FIXTURE_STEPS:
-        trainer.fit(steps=FIXTURE_STEPS, progress=False)
+    with _building(run):
+        trainer = Trainer(tiny_config(), shapes_file, run, device="cpu")
+        if trainer.step < FIXTURE_STEPS:
+            trainer.fit(steps=FIXTURE_STEPS, progress=False)
     return run
 
 
@@ -75,12 +93,13 @@ def short_run(tmp_path_factory, shapes_file: Path, config_name: str, steps: int)
     cfg = get_config(config_name)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, checkpoint_every=steps, log_every=steps))
     run = _fixture_dir(tmp_path_factory, f"repository-{config_name}")
-    trainer = Trainer(cfg, shapes_file, run, device="cpu")
-    try:
-        if trainer.step < steps:
-            trainer.fit(steps=steps, progress=False)
-    finally:
-        getattr(trainer, "close", lambda: None)()
+    with _building(run):
+        trainer = Trainer(cfg, shapes_file, run, device="cpu")
+        try:
+            if trainer.step < steps:
+                trainer.fit(steps=steps, progress=False)
+        finally:
+            getattr(trainer, "close", lambda: None)()
     return run
 
 
