@@ -174,6 +174,7 @@ class TritonPythonModel:
             )
         self.session: Any = None  # the decoder graph (onnxruntime, untyped), for the models that decode in-process
         self.decode_model = params.get(wire.DECODE_MODEL_PARAM)  # or the served decoder they call (BLS)
+        self.version = int(args["model_version"])  # the decoder's version they call: the set's, as theirs
         self.image_outputs = {o["name"] for o in config["output"]} & {wire.IMAGE, wire.IMAGE_U8}
         if "onnx_file" in params and self.decode_model is None:
             self.session = onnx_model.open_session(args, params, self.model_name)
@@ -238,7 +239,9 @@ class TritonPythonModel:
         cause = wire.BASE if self.latents_from == wire.FROM_BANK else wire.SEED
         if self.decode_model is not None:
             try:
-                images = bls.call(pb, self.decode_model, wire.LATENT, latents, wire.IMAGE, (onnx_model.TOO_LARGE,))
+                images = bls.call(
+                    pb, self.decode_model, wire.LATENT, latents, wire.IMAGE, (onnx_model.TOO_LARGE,), self.version
+                )
             except bls.Refused as e:  # the decoder refused the latents drawn from this request's inputs
                 raise common.BadRequest(f"input {cause}: {e}") from None
             images = images.astype(np.float32, copy=False)
@@ -280,6 +283,8 @@ class TritonPythonModel:
                 responses.append(self._respond(request))
             except common.BadRequest as e:
                 responses.append(pb.InferenceResponse(error=common.bad_request(pb, f"{self.model_name}: {e}")))
+            except bls.VersionUnavailable as e:
+                responses.append(pb.InferenceResponse(error=bls.unavailable(pb, f"{self.model_name}: {e}")))
             except Exception as e:  # a decoder failure must not take the instance down
                 responses.append(pb.InferenceResponse(error=pb.TritonError(f"{self.model_name}: {e}")))
         return responses

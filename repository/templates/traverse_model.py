@@ -51,6 +51,7 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.decode_model = params[wire.DECODE_MODEL_PARAM]
+        self.version = int(args["model_version"])  # the decoder's version it calls: the set's, as its own
         low, high = wire.TRAVERSE_STEPS
         self.min_steps = int(params.get(wire.MIN_STEPS_PARAM, low))
         self.max_steps = int(params.get(wire.MAX_STEPS_PARAM, high))
@@ -92,7 +93,9 @@ class TritonPythonModel:
 
     def _decode(self, latents: np.ndarray) -> np.ndarray:
         try:
-            images = bls.call(self.pb, self.decode_model, wire.LATENT, latents, wire.IMAGE, (onnx_model.TOO_LARGE,))
+            images = bls.call(
+                self.pb, self.decode_model, wire.LATENT, latents, wire.IMAGE, (onnx_model.TOO_LARGE,), self.version
+            )
         except bls.Refused as e:
             raise common.BadRequest(str(e)) from None  # the decoder refused these latents: still the client's input
         if not np.isfinite(images).all():
@@ -111,6 +114,8 @@ class TritonPythonModel:
                 responses.append(pb.InferenceResponse([pb.Tensor(wire.IMAGE, images), pb.Tensor(wire.LATENT, latents)]))
             except common.BadRequest as e:
                 responses.append(pb.InferenceResponse(error=common.bad_request(pb, f"{self.model_name}: {e}")))
+            except bls.VersionUnavailable as e:
+                responses.append(pb.InferenceResponse(error=bls.unavailable(pb, f"{self.model_name}: {e}")))
             except RuntimeError as e:
                 responses.append(pb.InferenceResponse(error=pb.TritonError(f"{self.model_name}: {e}")))
         return responses
