@@ -43,17 +43,9 @@ MIXED_CALLS = ("encode", "decode", "reconstruct", "hybrid_sample")
 
 
 def resident_mib(pid: int) -> float:
-    from sae.serving.triton.process_group import _group_members
+    from sae.serving.triton.process_group import _group_members, resident_bytes
 
-    total = 0
-    for member in _group_members(pid):
-        try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return round(total / 2**20, 1)
+    return round(resident_bytes(_group_members(pid)) / 2**20, 1)
 
 
 def counts(raw, model: str) -> tuple[int, int]:
