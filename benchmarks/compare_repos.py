@@ -58,13 +58,38 @@ def export_here(run: Path, repo: Path) -> None:
     export_run(run, repo)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repo", type=Path, action="append", default=None, help="a repository (twice or more)")
-    p.add_argument("--label", action="append", default=None, help="one per --repo (default: before, after, ...)")
+def add_repo_options(p: argparse.ArgumentParser, repo_help: str, label_help: str, work: Path) -> None:
+    """The repositories to compare: ``--repo`` (with ``--label``), or ``--run`` and ``--before-commit`` to export
+    them into ``--work`` first."""
+    p.add_argument("--repo", type=Path, action="append", default=None, help=repo_help)
+    p.add_argument("--label", action="append", default=None, help=label_help)
     p.add_argument("--run", type=Path, default=None, help="a trained run: export the two repositories from it")
     p.add_argument("--before-commit", default=None, help="with --run: the commit whose code exports 'before'")
-    p.add_argument("--work", type=Path, default=Path("out/bench/compare"), help="where --run's exports go")
+    p.add_argument("--work", type=Path, default=work, help="where --run's exports go")
+
+
+def given_or_exported(p: argparse.ArgumentParser, args: argparse.Namespace, run_usage: str) -> list[Path]:
+    """The ``--repo`` folders, or with ``--run`` the two exported now: "before" with the code of ``--before-commit``,
+    "after" with this checkout's. ``run_usage``: the error for ``--run`` without ``--before-commit`` or with
+    ``--repo``."""
+    if args.run is None:
+        return list(args.repo or [])
+    if args.repo or not args.before_commit:
+        p.error(run_usage)
+    before, after = args.work / "before", args.work / "after"
+    for repo in (before, after):
+        if repo.exists():
+            p.error(f"{repo} exists: remove it or pass the repositories with --repo")
+    export_at_commit(args.before_commit, args.run, before)
+    export_here(args.run, after)
+    return [before, after]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_repo_options(
+        p, "a repository (twice or more)", "one per --repo (default: before, after, ...)", Path("out/bench/compare")
+    )
     p.add_argument("--model", default="", help="the name the sets were exported under (default: unprefixed)")
     p.add_argument("--out", type=Path, default=Path("out/bench/compare.json"))
     p.add_argument("--batch-sizes", default="1,64")
@@ -74,18 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     args = p.parse_args(argv)
 
-    if args.run is not None:
-        if args.repo or not args.before_commit:
-            p.error("--run needs --before-commit and no --repo (the two repositories are exported from the run)")
-        before, after = args.work / "before", args.work / "after"
-        for repo in (before, after):
-            if repo.exists():
-                p.error(f"{repo} exists: remove it or pass the repositories with --repo")
-        export_at_commit(args.before_commit, args.run, before)
-        export_here(args.run, after)
-        repos = [before, after]
-    else:
-        repos = args.repo or []
+    repos = given_or_exported(
+        p, args, "--run needs --before-commit and no --repo (the two repositories are exported from the run)"
+    )
     if len(repos) < 2:
         p.error(f"give two repositories (--repo A --repo B) or --run with --before-commit; got {len(repos)}")
     missing = [str(r) for r in repos if not r.is_dir()]

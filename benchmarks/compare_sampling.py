@@ -37,23 +37,15 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compare_repos import export_at_commit, export_here  # noqa: E402
+from compare_repos import add_repo_options, given_or_exported  # noqa: E402
 
 MIXED_CALLS = ("encode", "decode", "reconstruct", "hybrid_sample")
 
 
 def resident_mib(pid: int) -> float:
-    from sae.serving.triton.process_group import _group_members
+    from sae.serving.triton.process_group import _group_members, resident_bytes
 
-    total = 0
-    for member in _group_members(pid):
-        try:
-            for line in Path(f"/proc/{member}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return round(total / 2**20, 1)
+    return round(resident_bytes(_group_members(pid)) / 2**20, 1)
 
 
 def counts(raw, model: str) -> tuple[int, int]:
@@ -241,27 +233,13 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repo", type=Path, action="append", default=None, help="two repositories")
-    p.add_argument("--label", action="append", default=None, help="one per --repo (default: before, after)")
-    p.add_argument("--run", type=Path, default=None, help="a trained run: export the two repositories from it")
-    p.add_argument("--before-commit", default=None, help="with --run: the commit whose code exports 'before'")
-    p.add_argument("--work", type=Path, default=Path("out/bench/sampling"), help="where --run's exports go")
+    add_repo_options(p, "two repositories", "one per --repo (default: before, after)", Path("out/bench/sampling"))
     p.add_argument("--out", type=Path, default=Path("out/bench/sampling.json"))
     p.add_argument("--seconds", type=float, default=60.0, help="each concurrent phase, per side")
     p.add_argument("--mixed-clients", type=int, default=32)
     p.add_argument("--lone-requests", type=int, default=200)
     args = p.parse_args(argv)
-    if args.run is not None:
-        if args.repo or not args.before_commit:
-            p.error("--run needs --before-commit and no --repo")
-        repos = [args.work / "before", args.work / "after"]
-        for repo in repos:
-            if repo.exists():
-                p.error(f"{repo} exists: remove it or pass the repositories with --repo")
-        export_at_commit(args.before_commit, args.run, repos[0])
-        export_here(args.run, repos[1])
-    else:
-        repos = args.repo or []
+    repos = given_or_exported(p, args, "--run needs --before-commit and no --repo")
     if len(repos) != 2:
         p.error("give two repositories (--repo A --repo B) or --run with --before-commit")
     labels = args.label or ["before", "after"]

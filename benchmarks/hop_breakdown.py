@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from sae.serving.bench.grpc_runner import GrpcRunner  # noqa: E402
 from sae.serving.bench.inprocess import load_onnx_model  # noqa: E402
-from sae.serving.bench.perf_analyzer import parse_csv  # noqa: E402
+from sae.serving.bench.perf_analyzer import count_windows_args, parse_csv, target_args  # noqa: E402
 from sae.serving.bench.served import WireShapes  # noqa: E402
 from sae.serving.bench.workloads import path_inputs  # noqa: E402
 
@@ -69,21 +69,12 @@ def timed_pair(remote, local, requests: int) -> tuple[np.ndarray, np.ndarray]:
 def perf_analyzer_cell(binary: Path, url: str, model: str, batch: int, requests: int) -> dict:
     out = Path(f"/tmp/sae-hops-{model}-{batch}.csv")
     cmd = [
-        str(binary),
-        "-m",
-        model,
-        "-u",
-        url,
-        "-i",
-        "grpc",
+        *target_args(binary, url, model),
         "-b",
         str(batch),
         "--concurrency-range",
         "1",
-        "--measurement-mode",
-        "count_windows",
-        "--measurement-request-count",
-        str(requests),
+        *count_windows_args(requests),
         "--input-data",
         "zero",
         "-f",

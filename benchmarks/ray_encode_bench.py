@@ -50,22 +50,18 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     from sae.clients.jobs.ray_encode.job import run_ray_encode
 
     urls = tuple(args.url)
+    # what the local and the Ray job are both given: the same images, model, servers and batch size
+    job_options = {
+        "data": args.data,
+        "model": args.model,
+        "urls": urls,
+        "batch_size": args.batch_size,
+        "progress": False,
+    }
     local_runs, reference = [], None
     for in_flight in dict.fromkeys((1, args.in_flight)):
         out = work / f"local-{in_flight}.h5"
-        report, seconds = timed(
-            lambda: run_encode_job(
-                EncodeJobConfig(
-                    data=args.data,
-                    out=out,
-                    model=args.model,
-                    urls=urls,
-                    in_flight=in_flight,
-                    batch_size=args.batch_size,
-                    progress=False,
-                )
-            )
-        )
+        report, seconds = timed(lambda: run_encode_job(EncodeJobConfig(**job_options, out=out, in_flight=in_flight)))
         local_runs.append(
             {
                 "engine": "local",
@@ -89,16 +85,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     try:
         for actors in args.actors:
             out = work / f"ray-{actors}"
-            config = RayEncodeConfig(
-                data=args.data,
-                out=out,
-                model=args.model,
-                urls=urls,
-                actors=actors,
-                batch_size=args.batch_size,
-                shard_rows=args.shard_rows,
-                progress=False,
-            )
+            config = RayEncodeConfig(**job_options, out=out, actors=actors, shard_rows=args.shard_rows)
             report, seconds = timed(lambda: run_ray_encode(config))
             merged = merge_shards(out, work / f"ray-{actors}.h5").out
             outside = [b - r for b, r in zip(report.block_seconds, report.request_seconds)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Iterable, Sequence
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -19,22 +19,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from tritonclient.utils import InferenceServerException
 
+from sae.clients import request_plans as plans
 from sae.clients.model_info import ModelInfo
-from sae.clients.request_plans import (
-    Array,
-    Request,
-    check_images,
-    check_latents,
-    join_outputs,
-    make_inputs,
-    plan_draws,
-    plan_sample,
-    plan_traverse,
-    sample_limit,
-    sample_outputs,
-    samples_from,
-    split_rows,
-)
 from sae.clients.results import HybridSamples, PriorSamples, Traversal
 from sae.clients.retry import RetryPolicy, call_with_retries_async, client_error
 from sae.clients.shm import ShmSlot, slot_sizes
@@ -57,11 +43,13 @@ class AsyncSAEClient(ClientBase):
         shared_memory: bool = False,
         max_concurrency: int = 4,
     ):
-        super().__init__(url, model, timeout_s, retry, shared_memory)
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.max_concurrency = max_concurrency
-        self._client = grpcaio.InferenceServerClient(url)
+        super().__init__(url, model, timeout_s, retry, shared_memory)
+
+    def _connect(self) -> Any:
+        return grpcaio.InferenceServerClient(self.url)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -124,7 +112,7 @@ class AsyncSAEClient(ClientBase):
             steps = [await self._info(step) for step in ensemble.steps]
         except InferenceError:
             steps = []
-        return sample_limit(ensemble, steps)
+        return plans.sample_limit(ensemble, steps)
 
     async def has_prior(self) -> bool:
         try:
@@ -135,12 +123,12 @@ class AsyncSAEClient(ClientBase):
 
     # ---------------------------------------------------------------- requests
 
-    async def _send(self, served: str, request: Request, outputs: Sequence[str]) -> dict[str, Array]:
+    async def _send(self, served: str, request: plans.Request, outputs: Sequence[str]) -> dict[str, plans.Array]:
         retrier = self._retrier(served)
-        inputs = make_inputs(request)
+        inputs = plans.make_inputs(request)
         requested = [grpcclient.InferRequestedOutput(o) for o in outputs]
 
-        async def call(timeout_s: float) -> dict[str, Array]:
+        async def call(timeout_s: float) -> dict[str, plans.Array]:
             result = await self._client.infer(served, inputs, outputs=requested, client_timeout=timeout_s)
             return {o: result.as_numpy(o) for o in outputs}
 
@@ -159,13 +147,13 @@ class AsyncSAEClient(ClientBase):
             self._shm.add(slot)
         return slot
 
-    async def _send_shm(self, info: ModelInfo, input_name: str, array: Array, output_name: str) -> Array:
+    async def _send_shm(self, info: ModelInfo, input_name: str, array: plans.Array, output_name: str) -> plans.Array:
         slot = await self._slot(info, input_name, output_name)
         try:
             retrier = self._retrier(info.name)
             inputs, outputs = slot.inputs(input_name, array), slot.outputs(output_name)
 
-            async def call(timeout_s: float) -> Array:
+            async def call(timeout_s: float) -> plans.Array:
                 result = await self._client.infer(info.name, inputs, outputs=outputs, client_timeout=timeout_s)
                 return slot.read(result, output_name)
 
@@ -184,18 +172,20 @@ class AsyncSAEClient(ClientBase):
         return await asyncio.gather(*(gated(c) for c in calls))
 
     async def _batched(
-        self, info: ModelInfo, input_name: str, array: Array, output_name: str
+        self, info: ModelInfo, input_name: str, array: plans.Array, output_name: str
     ) -> npt.NDArray[np.float32]:
-        async def one(request: Request) -> dict[str, Array]:
+        async def one(request: plans.Request) -> dict[str, plans.Array]:
             if self.shared_memory and info.max_batch_size > 0:
                 return {output_name: await self._send_shm(info, input_name, request[input_name], output_name)}
             return await self._send(info.name, request, [output_name])
 
-        parts = await self._gather(one(r) for r in split_rows(input_name, array, info.max_batch_size))
+        parts = await self._gather(one(r) for r in plans.split_rows(input_name, array, info.max_batch_size))
         # LATENT, IMAGE and RECONSTRUCTION, the outputs batched here, are FP32 in the wire contract
-        return cast("npt.NDArray[np.float32]", join_outputs(parts)[output_name])
+        return cast("npt.NDArray[np.float32]", plans.join_outputs(parts)[output_name])
 
-    async def infer(self, role: str, inputs: Request, outputs: Sequence[str] | None = None) -> dict[str, Array]:
+    async def infer(
+        self, role: str, inputs: plans.Request, outputs: Sequence[str] | None = None
+    ) -> dict[str, plans.Array]:
         info = await self.model_info(role)
         return await self._send(info.name, inputs, list(outputs or info.outputs))
 
@@ -203,15 +193,15 @@ class AsyncSAEClient(ClientBase):
 
     async def encode(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         info = await self.model_info(wire.ENCODE)
-        return await self._batched(info, wire.IMAGE, check_images(info, images), wire.LATENT)
+        return await self._batched(info, wire.IMAGE, plans.check_images(info, images), wire.LATENT)
 
     async def decode(self, latents: npt.ArrayLike) -> npt.NDArray[np.float32]:
         info = await self.model_info(wire.DECODE)
-        return await self._batched(info, wire.LATENT, check_latents(info, latents), wire.IMAGE)
+        return await self._batched(info, wire.LATENT, plans.check_latents(info, latents), wire.IMAGE)
 
     async def reconstruct(self, images: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         info = await self.model_info(wire.RECONSTRUCT)
-        return await self._batched(info, wire.IMAGE, check_images(info, images), wire.RECONSTRUCTION)
+        return await self._batched(info, wire.IMAGE, plans.check_images(info, images), wire.RECONSTRUCTION)
 
     async def sample(
         self,
@@ -224,16 +214,16 @@ class AsyncSAEClient(ClientBase):
         image_dtype: str = "float32",
     ) -> HybridSamples:
         info = await self.model_info(wire.HYBRID_SAMPLE)
-        outputs = sample_outputs(info, image_dtype)
-        requests = plan_sample(info, await self.max_samples(), n, seed, base, mask, per_dimension, draw)
+        outputs = plans.sample_outputs(info, image_dtype)
+        requests = plans.plan_sample(info, await self.max_samples(), n, seed, base, mask, per_dimension, draw)
         parts = await self._gather(self._send(info.name, r, outputs) for r in requests)
-        return samples_from(join_outputs(parts), requests)
+        return plans.samples_from(plans.join_outputs(parts), requests)
 
     async def prior_sample(self, n: int, seed: int = 0) -> PriorSamples:
         info = await self.model_info(wire.PRIOR_SAMPLE)
-        requests = plan_draws(info, await self.max_samples(wire.PRIOR_SAMPLE), n, seed)
+        requests = plans.plan_draws(info, await self.max_samples(wire.PRIOR_SAMPLE), n, seed)
         parts = await self._gather(self._send(info.name, r, [wire.IMAGE, wire.LATENT]) for r in requests)
-        out = join_outputs(parts)
+        out = plans.join_outputs(parts)
         # FP32 images and latents, as the wire contract gives prior_sample's outputs
         return PriorSamples(
             cast("npt.NDArray[np.float32]", out[wire.IMAGE]), cast("npt.NDArray[np.float32]", out[wire.LATENT])
@@ -241,7 +231,9 @@ class AsyncSAEClient(ClientBase):
 
     async def traverse(self, latent: npt.ArrayLike, dimension: int, steps: int) -> Traversal:
         info = await self.model_info(wire.TRAVERSE)
-        out = await self._send(info.name, plan_traverse(info, latent, dimension, steps), [wire.IMAGE, wire.LATENT])
+        out = await self._send(
+            info.name, plans.plan_traverse(info, latent, dimension, steps), [wire.IMAGE, wire.LATENT]
+        )
         # FP32 images and latents, as the wire contract gives traverse's outputs
         return Traversal(
             cast("npt.NDArray[np.float32]", out[wire.IMAGE]),

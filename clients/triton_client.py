@@ -121,6 +121,11 @@ class ClientBase:
         self._rng = random.Random()
         self._shm = ShmPool()
         self._closed = False
+        self._client = self._connect()
+
+    def _connect(self) -> Any:
+        """The tritonclient client (sync or asyncio) this client keeps for its lifetime, on ``self.url``."""
+        raise NotImplementedError
 
     def served_name(self, role: str) -> str:
         """``encode`` -> ``NAME_encode`` (unchanged when the client's model name is empty)."""
@@ -148,16 +153,8 @@ class SAEClient(ClientBase):
     message (the server must be on this host). Thread-safe: one client can serve many threads.
     """
 
-    def __init__(
-        self,
-        url: str = wire.DEFAULT_URL,
-        model: str = "",
-        timeout_s: float = 60.0,
-        retry: RetryPolicy | None = None,
-        shared_memory: bool = False,
-    ):
-        super().__init__(url, model, timeout_s, retry, shared_memory)
-        self._client = grpcclient.InferenceServerClient(url, channel_args=channel_args())
+    def _connect(self) -> Any:
+        return grpcclient.InferenceServerClient(self.url, channel_args=channel_args())
 
     # ---------------------------------------------------------------- lifecycle
 

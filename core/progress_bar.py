@@ -140,3 +140,11 @@ def progress_bar(
     if log_every_s is not None:
         return _LineMeter(total, desc, unit, stream, log_every_s, initial)
     return _NoBar()
+
+
+def encode_progress(total: int, enabled: bool, stream: TextIO | None, done: int) -> ProgressDisplay:
+    """The display of an encode job (local or on Ray) over ``total`` images, ``done`` of them encoded before it
+    started: a bar on a terminal, a line every ``JOB_LOG_EVERY_S`` in a log."""
+    return progress_bar(
+        total, "encode", unit="images", enabled=enabled, stream=stream, initial=done, log_every_s=JOB_LOG_EVERY_S
+    )

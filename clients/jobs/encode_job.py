@@ -55,7 +55,7 @@ from sae.core.latents_file import (
     label_column,
     latents_attrs,
 )
-from sae.core.progress_bar import JOB_LOG_EVERY_S, progress_bar
+from sae.core.progress_bar import encode_progress
 
 __all__ = ["EncodeJobConfig", "EncodeReport", "run_encode_job", "connect_servers"]
 
@@ -235,15 +235,7 @@ def _encode_chunks(
         resumed_from = committed = f.committed_value
         metrics.total.set(n)
         metrics.committed.set(committed)
-        progress = progress_bar(
-            n,
-            "encode",
-            unit="images",
-            enabled=config.progress,
-            stream=progress_stream,
-            initial=committed,
-            log_every_s=JOB_LOG_EVERY_S,
-        )
+        progress = encode_progress(n, config.progress, progress_stream, committed)
         if committed:
             progress.write(f"resuming {config.partial} at image {committed:,} of {n:,}")
         pending: deque[tuple[int, int, Future[npt.NDArray[np.float32]]]] = deque()

@@ -11,17 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
-from sae.core.datasets.base import (
-    DatasetError,
-    Exclude,
-    FactorArray,
-    ImageArray,
-    ImageFile,
-    LabelArray,
-    RowSelection,
-    row_range,
-    usable_rows,
-)
+from sae.core.datasets import base
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -43,7 +33,7 @@ def centre_crop_resize(image: Image, size: int) -> Image:
 
 
 @dataclass
-class JpegFolder(ImageFile):
+class JpegFolder(base.ImageFile):
     """A folder of JPEGs (aligned CelebA: ``img_align_celeba/000001.jpg`` …), in sorted file-name order.
 
     Each read decodes the files, crops the largest centred square and resizes it to ``size`` (128). A folder
@@ -53,7 +43,7 @@ class JpegFolder(ImageFile):
 
     path: Path
     size: int = CELEBA_IMAGE_SIZE
-    exclude: Exclude | None = None
+    exclude: base.Exclude | None = None
     threads: int | None = None
     factor_names: tuple[str, ...] = field(init=False, default=())
     factor_sizes: tuple[int, ...] = field(init=False, default=())
@@ -63,22 +53,22 @@ class JpegFolder(ImageFile):
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         if not self.path.is_dir():
-            raise DatasetError(f"image folder {self.path} does not exist")
+            raise base.DatasetError(f"image folder {self.path} does not exist")
         self.files = self._list(self.path)
         if not self.files and (self.path / "img_align_celeba").is_dir():
             self.path = self.path / "img_align_celeba"
             self.files = self._list(self.path)
         if not self.files:
             found = sorted(p.name for p in self.path.iterdir())[:10]
-            raise DatasetError(f"{self.path} holds no JPEG files ({'/'.join(JPEG_SUFFIXES)}); found {found}")
+            raise base.DatasetError(f"{self.path} holds no JPEG files ({'/'.join(JPEG_SUFFIXES)}); found {found}")
         if self.size < 1:
-            raise DatasetError(f"JpegFolder size must be ≥ 1 pixel, got {self.size}")
+            raise base.DatasetError(f"JpegFolder size must be ≥ 1 pixel, got {self.size}")
         self.shape = (len(self.files), self.size, self.size, 3)
         self.threads = int(self.threads) if self.threads is not None else min(8, os.cpu_count() or 1)
         if self.threads < 1:
-            raise DatasetError(f"JpegFolder threads must be ≥ 1, got {self.threads}")
+            raise base.DatasetError(f"JpegFolder threads must be ≥ 1, got {self.threads}")
         self._pool: ThreadPoolExecutor | None = None
-        self._rows = usable_rows(self, self.exclude)
+        self._rows = base.usable_rows(self, self.exclude)
 
     @staticmethod
     def _list(folder: Path) -> list[Path]:
@@ -86,11 +76,11 @@ class JpegFolder(ImageFile):
             (p for p in folder.iterdir() if p.suffix.lower() in JPEG_SUFFIXES and p.is_file()), key=lambda p: p.name
         )
 
-    def _decode(self, file: Path) -> ImageArray:
+    def _decode(self, file: Path) -> base.ImageArray:
         try:
             from PIL import Image, UnidentifiedImageError
         except ImportError as e:
-            raise DatasetError(
+            raise base.DatasetError(
                 f"reading JPEGs in {self.path} needs Pillow: pip install 'sae-serving[data]' (or pillow)"
             ) from e
         try:
@@ -98,14 +88,14 @@ class JpegFolder(ImageFile):
                 image.load()
                 return np.asarray(centre_crop_resize(image, self.size), dtype=np.uint8)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise DatasetError(f"{file}: unreadable JPEG ({e})") from e
+            raise base.DatasetError(f"{file}: unreadable JPEG ({e})") from e
 
-    def read(self, indices: RowSelection) -> ImageArray:
+    def read(self, indices: base.RowSelection) -> base.ImageArray:
         """uint8 [n, S, S, 3], decoded now."""
-        rows = row_range(indices, len(self), self.path)
+        rows = base.row_range(indices, len(self), self.path)
         out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
         files = [self.files[r] for r in rows]
-        decoded: Iterator[ImageArray]
+        decoded: Iterator[base.ImageArray]
         if self.threads == 1 or len(files) < 4 * cast(int, self.threads):  # __post_init__ resolved it
             decoded = map(self._decode, files)
         else:
@@ -116,11 +106,11 @@ class JpegFolder(ImageFile):
             out[i] = image
         return out
 
-    def read_labels(self, indices: RowSelection) -> LabelArray:
-        raise DatasetError(f"{self.path} (a folder of JPEGs) has no labels")
+    def read_labels(self, indices: base.RowSelection) -> base.LabelArray:
+        raise base.DatasetError(f"{self.path} (a folder of JPEGs) has no labels")
 
-    def read_factors(self, indices: RowSelection) -> FactorArray:
-        raise DatasetError(f"{self.path} (a folder of JPEGs) has no factors")
+    def read_factors(self, indices: base.RowSelection) -> base.FactorArray:
+        raise base.DatasetError(f"{self.path} (a folder of JPEGs) has no factors")
 
     def close(self) -> None:
         if self._pool is not None:

@@ -15,25 +15,15 @@ from typing import IO, Any, ClassVar, cast
 
 import numpy as np
 
-from sae.core.datasets.base import (
-    DatasetError,
-    Exclude,
-    FactorArray,
-    ImageArray,
-    ImageFile,
-    LabelArray,
-    RowSelection,
-    row_range,
-    usable_rows,
-)
+from sae.core.datasets import base
 from sae.core.datasets.factors import MPI3D_FACTOR_NAMES, MPI3D_FACTOR_SIZES, MPI3D_NUM_IMAGES
 
 # A compressed .npz member up to this many bytes (uncompressed) is read whole, with a warning; larger ones are refused.
 NPZ_INFLATE_LIMIT = 256 * 2**20
 
 
-def _npz_error(path: Path, what: str) -> DatasetError:
-    return DatasetError(f"{path}: {what}")
+def _npz_error(path: Path, what: str) -> base.DatasetError:
+    return base.DatasetError(f"{path}: {what}")
 
 
 def _open_zip(path: Path) -> zipfile.ZipFile:
@@ -75,7 +65,7 @@ def uncompress_npz(src: str | os.PathLike[str], dst: str | os.PathLike[str], chu
 
 
 @dataclass
-class NpzImages(ImageFile):
+class NpzImages(base.ImageFile):
     """MPI3D in its ``.npz`` format: ``images`` uint8 [N, H, W, 3], memory-mapped, so only the rows read are loaded.
 
     The labels are the factor indices of the row, row-major over :data:`MPI3D_FACTOR_SIZES` (vertical_axis
@@ -86,7 +76,7 @@ class NpzImages(ImageFile):
 
     path: Path
     images_key: str = "images"
-    exclude: Exclude | None = None
+    exclude: base.Exclude | None = None
     inflate_limit: int = NPZ_INFLATE_LIMIT
     factor_names: tuple[str, ...] = field(init=False, default=MPI3D_FACTOR_NAMES)
     factor_sizes: tuple[int, ...] = field(init=False, default=MPI3D_FACTOR_SIZES)
@@ -96,8 +86,8 @@ class NpzImages(ImageFile):
     def __post_init__(self) -> None:
         self.path = Path(self.path)
         if not self.path.is_file():
-            raise DatasetError(f"data file {self.path} does not exist")
-        self._images: ImageArray | None = None
+            raise base.DatasetError(f"data file {self.path} does not exist")
+        self._images: base.ImageArray | None = None
         self._inflated = False
         images = self._open()  # validates the file now
         self.shape = tuple(images.shape)
@@ -108,9 +98,9 @@ class NpzImages(ImageFile):
                 f"{MPI3D_NUM_IMAGES} points of the MPI3D factor grid {MPI3D_FACTOR_SIZES}",
             )
         self._strides = np.array([int(np.prod(MPI3D_FACTOR_SIZES[k + 1 :])) for k in range(7)], dtype=np.int64)
-        self._rows = usable_rows(self, self.exclude)
+        self._rows = base.usable_rows(self, self.exclude)
 
-    def _open(self) -> ImageArray:
+    def _open(self) -> base.ImageArray:
         if self._images is not None:
             return self._images
         member = f"{self.images_key}.npy"
@@ -149,7 +139,7 @@ class NpzImages(ImageFile):
         )
         return self._images
 
-    def _inflate(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> ImageArray:
+    def _inflate(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> base.ImageArray:
         if info.file_size > self.inflate_limit:
             raise _npz_error(
                 self.path,
@@ -166,7 +156,7 @@ class NpzImages(ImageFile):
         )
         try:
             with zf.open(info) as fin:
-                array = cast(Callable[[IO[bytes]], ImageArray], np.lib.format.read_array)(fin)  # checked below
+                array = cast(Callable[[IO[bytes]], base.ImageArray], np.lib.format.read_array)(fin)  # checked below
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
             raise _npz_error(self.path, f"'{self.images_key}' cannot be decompressed ({e}); the file is corrupt") from e
         self._check_array(array.shape, array.dtype)
@@ -182,28 +172,28 @@ class NpzImages(ImageFile):
             )
 
     @property
-    def images(self) -> ImageArray:
+    def images(self) -> base.ImageArray:
         """The whole image array: a read-only ``np.memmap`` unless the member was compressed."""
         return self._open()
 
-    def read(self, indices: RowSelection) -> ImageArray:
+    def read(self, indices: base.RowSelection) -> base.ImageArray:
         """uint8 [n, H, W, 3], copied out of the mapping (only these rows are read from disk)."""
         images = self._open()
         if not isinstance(indices, slice):
-            indices = row_range(indices, len(self), self.path)
+            indices = base.row_range(indices, len(self), self.path)
         try:
             out = images[indices]
-            copied: ImageArray = np.array(out) if isinstance(indices, slice) else np.asarray(out)
+            copied: base.ImageArray = np.array(out) if isinstance(indices, slice) else np.asarray(out)
             return copied
         except OSError as e:
             raise _npz_error(self.path, f"cannot read images ({e})") from e
 
-    def read_factors(self, indices: RowSelection) -> FactorArray:
+    def read_factors(self, indices: base.RowSelection) -> base.FactorArray:
         """Factor indices int64 [n, 7], computed from the row index."""
-        rows = row_range(indices, len(self), self.path)
+        rows = base.row_range(indices, len(self), self.path)
         return (rows[:, None] // self._strides) % np.asarray(MPI3D_FACTOR_SIZES, dtype=np.int64)
 
-    def read_labels(self, indices: RowSelection) -> LabelArray:
+    def read_labels(self, indices: base.RowSelection) -> base.LabelArray:
         """MPI3D's labels are its factor indices (int64 [n, 7])."""
         return self.read_factors(indices)
 

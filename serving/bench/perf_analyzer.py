@@ -74,33 +74,26 @@ def window_requests(concurrency: int, limits: CellLimits) -> int:
     return max(2 * concurrency, min(limits.max_requests, 10))
 
 
+def target_args(binary: Path, url: str, model: str) -> list[str]:
+    """The start of every perf_analyzer command line: the binary and the model it calls over gRPC at ``url``."""
+    return [str(binary), "-m", model, "-u", url, "-i", "grpc"]
+
+
+def count_windows_args(requests: int) -> list[str]:
+    """Measurement windows of ``requests`` requests each (rather than of a span of time)."""
+    return ["--measurement-mode", "count_windows", "--measurement-request-count", str(requests)]
+
+
 def command(
-    binary: Path,
-    url: str,
-    model: str,
-    batch_size: int,
-    concurrency: int,
-    batching: bool,
-    input_data: Path | None,
-    csv_path: Path,
-    limits: CellLimits,
+    target: list[str], concurrency: int, input_args: list[str], csv_path: Path, limits: CellLimits
 ) -> list[str]:
     # Stability is judged on p50 (not the mean, which one stalled request on a shared machine throws off), with a
     # loose threshold: the harness wants a bounded run, not perf_analyzer's search for a steady state.
-    cmd = [
-        str(binary),
-        "-m",
-        model,
-        "-u",
-        url,
-        "-i",
-        "grpc",
+    return [
+        *target,
         "--concurrency-range",
         str(concurrency),
-        "--measurement-mode",
-        "count_windows",
-        "--measurement-request-count",
-        str(window_requests(concurrency, limits)),
+        *count_windows_args(window_requests(concurrency, limits)),
         "--max-trials",
         str(MAX_TRIALS),
         "-s",
@@ -109,12 +102,8 @@ def command(
         "50",
         "-f",
         str(csv_path),
+        *input_args,
     ]
-    if batching:  # zeros: perf_analyzer's random floats overflow the decoder, whose non-finite output is refused
-        cmd += ["-b", str(batch_size), "--input-data", "zero"]
-    else:
-        cmd += ["--input-data", str(input_data)]
-    return cmd
 
 
 def run_cell(
@@ -134,11 +123,13 @@ def run_cell(
     cell = {"model": model, "batch_size": batch_size, "concurrency": concurrency}
     with tempfile.TemporaryDirectory(prefix="sae-perf-analyzer-") as tmp:
         csv_path = Path(tmp) / "result.csv"
-        input_data = None
-        if not batching:
+        if batching:  # zeros: perf_analyzer's random floats overflow the decoder, whose non-finite output is refused
+            input_args = ["-b", str(batch_size), "--input-data", "zero"]
+        else:
             input_data = Path(tmp) / "inputs.json"
             input_data.write_text(json.dumps({"data": [fixed_inputs or {}]}))
-        cmd = command(binary, url, model, batch_size, concurrency, batching, input_data, csv_path, limits)
+            input_args = ["--input-data", str(input_data)]
+        cmd = command(target_args(binary, url, model), concurrency, input_args, csv_path, limits)
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:

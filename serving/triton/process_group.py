@@ -1,11 +1,13 @@
 """Process helpers of the server: free ports and the ports a process listens on, a child that dies with its parent,
-and the members and signalling of a process group (the server and its python-backend stubs)."""
+the members and signalling of a process group (the server and its python-backend stubs) and their resident memory."""
 
 from __future__ import annotations
 
 import os
 import socket
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 
 
 def _free_ports(host: str, count: int) -> list[int]:
@@ -89,6 +91,19 @@ def _group_members(pgid: int) -> list[int]:
         if int(fields[2]) == pgid and fields[0] != b"Z":
             members.append(int(entry))
     return members
+
+
+def resident_bytes(pids: Iterable[int]) -> int:
+    """Sum of VmRSS over ``pids`` (from /proc; a process that is gone counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
 
 
 def _signal_group(pgid: int, sig: int) -> None:

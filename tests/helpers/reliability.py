@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from sae.serving.triton import TritonServer
-from sae.serving.triton.process_group import _group_members
+from sae.serving.triton.process_group import _group_members, resident_bytes
 
 
 def raw_infer(
@@ -40,19 +38,6 @@ def server_processes(server: TritonServer) -> list[int]:
 
 def stub_pids(server: TritonServer) -> list[int]:
     return sorted(server.stub_pids())
-
-
-def resident_bytes(pids: list[int]) -> int:
-    """Sum of VmRSS over ``pids`` (from /proc; a process that is gone counts 0)."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
 
 
 # --------------------------------------------------------------------------------------------------- load

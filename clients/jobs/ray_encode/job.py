@@ -45,7 +45,7 @@ from sae.clients.jobs.ray_encode.shards import (
 from sae.core.datasets import ImageSource, open_dataset
 from sae.core.errors import EncodeJobError
 from sae.core.latents_file import fingerprint, identity_of, label_column
-from sae.core.progress_bar import JOB_LOG_EVERY_S, progress_bar
+from sae.core.progress_bar import encode_progress
 
 if TYPE_CHECKING:
     from ray.data import Datasource, ReadTask
@@ -201,15 +201,7 @@ def _encode(
         max_task_retries=config.actor_restarts,
     )
     done_images = manifest.images - sum(s.rows for s in todo)
-    progress = progress_bar(
-        manifest.images,
-        "encode",
-        unit="images",
-        enabled=config.progress,
-        stream=progress_stream,
-        initial=done_images,
-        log_every_s=JOB_LOG_EVERY_S,
-    )
+    progress = encode_progress(manifest.images, config.progress, progress_stream, done_images)
     answered: set[int] = set()
     started, report.started_at = time.monotonic(), time.time()
     for row in results.iter_rows():
