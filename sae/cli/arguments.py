@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 from sae.core.errors import UsageError
 
@@ -214,3 +215,14 @@ def add_json(parser: argparse.ArgumentParser) -> None:
         help="print the result as one JSON document on stdout "
         "(the human lines go to stderr); the schema is in the README",
     )
+
+
+def add_seed(parser: argparse.ArgumentParser, help: str, default: int | None = 0) -> None:
+    """``--seed``: a non-negative integer, the same seed giving the same images (or weights) again."""
+    parser.add_argument("--seed", type=non_negative_int, default=default, help=help)
+
+
+def values_of(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The parsed values of the options ``names`` (their ``dest``), as keywords of the config dataclass whose fields
+    are named like those options."""
+    return {name: getattr(args, name) for name in names}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from sae.cli import arguments as arg
 from sae.cli import output
@@ -104,17 +105,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
         from sae.clients.jobs.ray_encode.job import run_ray_encode
 
         ray_config = RayEncodeConfig(
-            data=args.data,
             out=args.out,
-            model=args.model,
-            urls=urls,
-            address=args.address,
-            actors=args.actors,
-            batch_size=args.batch_size,
-            shard_rows=args.shard_rows,
-            timeout_s=args.timeout,
-            max_images_per_second=args.max_rate,
-            outage_wait_s=args.outage_wait,
+            **_encode_options(args, urls),
+            **arg.values_of(args, "address", "actors", "shard_rows"),
         )
         ray_report = run_ray_encode(ray_config)
         output.result(ray_report.summary(), _report_document(ray_report), args.json)
@@ -122,21 +115,24 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from sae.clients.jobs.encode_job import EncodeJobConfig, run_encode_job
 
     config = EncodeJobConfig(
-        data=args.data,
         out=_encode_output_file(args.out),
-        model=args.model,
-        urls=urls,
-        in_flight=args.in_flight,
-        batch_size=args.batch_size,
-        timeout_s=args.timeout,
-        shared_memory=args.shared_memory,
-        metrics_port=args.metrics_port,
-        max_images_per_second=args.max_rate,
-        outage_wait_s=args.outage_wait,
+        **_encode_options(args, urls),
+        **arg.values_of(args, "in_flight", "shared_memory", "metrics_port"),
     )
     report = run_encode_job(config)
     output.result(report.summary(), _report_document(report), args.json)
     return output.OK
+
+
+def _encode_options(args: argparse.Namespace, urls: tuple[str, ...]) -> dict[str, Any]:
+    """The fields that EncodeJobConfig (one process) and RayEncodeConfig (a Ray cluster) share, from the flags."""
+    return {
+        **arg.values_of(args, "data", "model", "batch_size"),
+        "urls": urls,
+        "timeout_s": args.timeout,
+        "max_images_per_second": args.max_rate,
+        "outage_wait_s": args.outage_wait,
+    }
 
 
 def _report_document(report) -> dict:
@@ -159,7 +155,7 @@ def add_parsers(sub) -> None:
         default=64,
         help="number of samples (sent in parts above the server's per-request limit)",
     )
-    sm.add_argument("--seed", type=arg.non_negative_int, default=0, help="SEED of the request: same seed, same images")
+    arg.add_seed(sm, "SEED of the request: same seed, same images")
     sm.add_argument(
         "--out",
         type=arg.output_file,

@@ -37,12 +37,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         else ServingSettings()
     )
     options = RepositoryOptions(
-        name=args.name,
-        flavour=args.flavour,
-        native_runtime=args.native_runtime,
-        tensorrt=args.tensorrt,
-        gpu_precision=args.gpu_precision,
-        serving=serving,
+        serving=serving, **arg.values_of(args, "name", "flavour", "native_runtime", "tensorrt", "gpu_precision")
     )
     report = export_run(
         args.run,

@@ -44,19 +44,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     result = evaluate(
         EvalConfig(
-            data=args.data,
-            out=args.out,
-            url=args.url,
-            model=args.model,
-            fast=args.fast,
-            inception=args.inception,
-            bank=args.bank,
-            num_images=args.num_images,
-            fid_images=args.fid_images,
-            train_codes=args.train_codes,
-            seed=args.seed,
-            stats_cache=args.stats_cache,
             timeout_s=args.timeout,
+            **arg.values_of(args, "data", "out", "url", "model", "fast", "inception", "bank"),
+            **arg.values_of(args, "num_images", "fid_images", "train_codes", "seed", "stats_cache"),
         )
     )
     from sae.training.model_card import refresh_model_card  # torch-free
@@ -72,6 +62,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return output.OK
 
 
+# The options of `sae experiment` besides GRID and --out that its recorded command repeats (RunnerOptions fields).
+_RECORDED_OPTIONS = ("work", "data", "cells", "shard", "device")
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     """Train, export, serve and evaluate every cell of a grid, then build the report (sae.experiment)."""
     import shlex
@@ -85,13 +79,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     grid = load_grid(args.grid)
     if args.shard:
         parse_shard(args.shard)
-    flags = [
-        ("--work", args.work),
-        ("--data", args.data),
-        ("--cells", args.cells),
-        ("--shard", args.shard),
-        ("--device", args.device),
-    ]
+    recorded = arg.values_of(args, *_RECORDED_OPTIONS)
+    flags = [(f"--{name}", value) for name, value in recorded.items()]
     command = " ".join(
         shlex.quote(str(a))
         for a in [
@@ -103,15 +92,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             *[x for flag, value in flags if value for x in (flag, value)],
         ]
     )
-    options = RunnerOptions(
-        out=args.out,
-        work=args.work,
-        data=args.data,
-        cells=args.cells,
-        shard=args.shard,
-        device=args.device,
-        command=command,
-    )
+    options = RunnerOptions(out=args.out, command=command, **recorded)
     if args.dry_run:
         output.result("\n".join(plan_lines(grid, selected_cells(grid, options), args.data)))
         return output.OK

@@ -25,14 +25,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from sae.training.trainer import Trainer, TrainerOptions, with_batch_size
 
     options = TrainerOptions(
-        val_every=args.val_every,
-        val_batches=args.val_batches,
-        compile=args.compile,
-        freeze=args.freeze,
         init_from=args.init,
-        precision=args.precision,
-        channels_last=args.channels_last,
         exclude=parse_exclude(args.exclude) if args.exclude else None,
+        **arg.values_of(args, "val_every", "val_batches", "compile", "freeze", "precision", "channels_last"),
     )
     trainer = Trainer(
         with_batch_size(resolved_config(args), args.batch_size),
@@ -75,7 +70,7 @@ def add_parsers(sub) -> None:
     d.add_argument(
         "--n", type=arg.positive_int, default=None, help="random subset size (default: the full 480,000 grid)"
     )
-    d.add_argument("--seed", type=arg.non_negative_int, default=0, help="seed of the rendering and the subset")
+    arg.add_seed(d, "seed of the rendering and the subset")
     d.set_defaults(func=cmd_data)
 
     t = sub.add_parser("train", help="train a named config")
@@ -133,12 +128,7 @@ def add_parsers(sub) -> None:
         metavar="FACTOR=I[,I]",
         help="leave out these factor value indices, e.g. shape=2 (no spheres); repeatable",
     )
-    t.add_argument(
-        "--seed",
-        type=arg.non_negative_int,
-        default=None,
-        help="train.seed: weights and data order (default: the config's)",
-    )
+    arg.add_seed(t, "train.seed: weights and data order (default: the config's)", default=None)
     t.add_argument(
         "--set",
         action="append",
